@@ -1,0 +1,36 @@
+"""The errors the controller reports to users. The REST layer maps each class to one HTTP status."""
+
+
+class MirrorlabError(Exception):
+    """Base class: a request the controller refuses, with a message that names the problem."""
+
+    status = 400
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidRequest(MirrorlabError):
+    """The request is malformed or names a value that cannot work (400)."""
+
+    status = 400
+
+
+class NotFound(MirrorlabError):
+    """The request names something that does not exist (404)."""
+
+    status = 404
+
+
+class Conflict(MirrorlabError):
+    """The request clashes with the lab's current state or a limit (409)."""
+
+    status = 409
+
+
+class LabUnavailable(MirrorlabError):
+    """The lab runtime that creates analyzer VMs did not answer (503)."""
+
+    status = 503

@@ -1,0 +1,145 @@
+"""A small, library-free description of OpenFlow flows, as the pure flow computation returns them.
+
+The os-ken app translates these into FlowMods (`controller.ofproto`); tests run them on a
+software flow table (`tests/flowsim.py`); `Flow.ofctl()` prints them as `ovs-ofctl` would.
+
+Cookies: the high 32 bits name the owner of a flow (the base forwarding, or one capture), the
+low 32 bits are a digest of the flow itself. Everything one capture installed is therefore found
+with `cookie=OWNER<<32/0xffffffff00000000`, and reconciliation compares installed and desired
+flows by (table, priority, cookie) alone, without parsing actions back.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Union
+
+BASE_OWNER = 0x01000000
+CAPTURE_OWNER = 0x02000000
+OWNER_MASK = 0xFFFFFFFF00000000
+
+
+def capture_owner(capture_id: int) -> int:
+    """The cookie owner (high 32 bits) of every flow of capture `capture_id`."""
+    return CAPTURE_OWNER | capture_id
+
+
+@dataclass(frozen=True)
+class Output:
+    """Send the packet out of `port` (an OpenFlow port number, or "in_port")."""
+
+    port: Union[int, str]
+
+    def ofctl(self) -> str:
+        return "IN_PORT" if self.port == "in_port" else f"output:{self.port}"
+
+
+@dataclass(frozen=True)
+class SetField:
+    """Set header or register `field` to `value`."""
+
+    field: str
+    value: Union[int, str]
+
+    def ofctl(self) -> str:
+        return f"set_field:{self.value}->{self.field}"
+
+
+@dataclass(frozen=True)
+class Move:
+    """Copy the whole of field `src` into field `dst`."""
+
+    src: str
+    dst: str
+
+    def ofctl(self) -> str:
+        return f"move:{self.src}->{self.dst}"
+
+
+@dataclass(frozen=True)
+class Encap:
+    """Push a header: "mpls" (Ethernet-in-MPLS, label 0 until set) or "ethernet"."""
+
+    header: str
+
+    def ofctl(self) -> str:
+        return f"encap({self.header})"
+
+
+@dataclass(frozen=True)
+class Decap:
+    """Pop the outermost header. After an outer Ethernet header is popped, popping the
+    MPLS header needs the payload type, which for our overlay is always Ethernet."""
+
+    inner_ethernet: bool = False
+
+    def ofctl(self) -> str:
+        return "decap(packet_type(ns=0,type=0))" if self.inner_ethernet else "decap()"
+
+
+@dataclass(frozen=True)
+class Clone:
+    """Run `actions` on a copy of the packet; the original continues unchanged."""
+
+    actions: tuple
+
+    def ofctl(self) -> str:
+        return "clone(" + ",".join(a.ofctl() for a in self.actions) + ")"
+
+
+@dataclass(frozen=True)
+class Resubmit:
+    """Look the packet up in `table` now, then carry on with the remaining actions."""
+
+    table: int
+
+    def ofctl(self) -> str:
+        return f"resubmit(,{self.table})"
+
+
+Action = Union[Output, SetField, Move, Encap, Decap, Clone, Resubmit]
+MatchValue = Union[int, str, tuple]
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One flow entry. `match` is a sorted tuple of (field, value) or (field, (value, mask))."""
+
+    table: int
+    priority: int
+    match: tuple[tuple[str, MatchValue], ...]
+    actions: tuple[Action, ...] = ()
+    goto: int | None = None
+    owner: int = BASE_OWNER
+
+    @property
+    def cookie(self) -> int:
+        """Owner in the high 32 bits, a digest of the flow's content in the low 32 bits."""
+        digest = hashlib.blake2b(self.ofctl(with_cookie=False).encode(), digest_size=4).digest()
+        return (self.owner << 32) | int.from_bytes(digest, "big")
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        """What reconciliation compares an installed flow by."""
+        return (self.table, self.priority, self.cookie)
+
+    def ofctl(self, with_cookie: bool = True) -> str:
+        """The flow in `ovs-ofctl add-flow` syntax."""
+        parts = [f"cookie={self.cookie:#x}"] if with_cookie else []
+        parts += [f"table={self.table}", f"priority={self.priority}"]
+        for field, value in self.match:
+            if isinstance(value, tuple):
+                parts.append(f"{field}={value[0]}/{value[1]}")
+            else:
+                parts.append(f"{field}={value}")
+        actions = [a.ofctl() for a in self.actions]
+        if self.goto is not None:
+            actions.append(f"goto_table:{self.goto}")
+        return ",".join(parts) + " actions=" + (",".join(actions) or "drop")
+
+
+def flow(table: int, priority: int, actions=(), goto: int | None = None, owner: int = BASE_OWNER,
+         **match: MatchValue) -> Flow:
+    """Build a `Flow`, with the match given as keywords."""
+    return Flow(table=table, priority=priority, match=tuple(sorted(match.items())),
+                actions=tuple(actions), goto=goto, owner=owner)

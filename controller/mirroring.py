@@ -1,0 +1,162 @@
+"""Captures and analyzers: the validated, immutable intent of interface mirroring. No I/O.
+
+A capture copies one guest interface's traffic (Contrail's `interface_mirror`) to an analyzer
+instance. Analyzers are VMs of the topology whose `analyzer` field names the instance.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+
+from controller.errors import Conflict, InvalidRequest, NotFound
+from lab.topofile import first_free_address
+from lab.topology import FIRST_ANALYZER_PORT, VM, Interface, Topology, interface_mac, ipv6_for
+
+DEFAULT_ANALYZER = "interface-packet-capture"
+# Contrail keeps at most 255 mirror entries per vRouter.
+MAX_CAPTURES_PER_VROUTER = 255
+# Each capture on an interface takes one of its mirror slots (one flow table per slot and
+# direction), so the copies of several captures of one interface never depend on each other.
+MAX_CAPTURES_PER_INTERFACE = 8
+# Mirrored copies travel as Ethernet-in-MPLS with label CAPTURE_LABEL_BASE + capture id, which
+# tells the analyzer's recorder which capture a copy belongs to.
+CAPTURE_LABEL_BASE = 0x80000
+MAX_CAPTURE_ID = 0xFFFFF - CAPTURE_LABEL_BASE
+
+
+class Direction(str, enum.Enum):
+    """Seen from the vRouter, as in Contrail: ingress = what the VM sends, egress = what is
+    delivered to it."""
+
+    INGRESS = "ingress"
+    EGRESS = "egress"
+    BOTH = "both"
+
+    @property
+    def copies_ingress(self) -> bool:
+        """Whether packets the VM sends are copied."""
+        return self is not Direction.EGRESS
+
+    @property
+    def copies_egress(self) -> bool:
+        """Whether packets delivered to the VM are copied."""
+        return self is not Direction.INGRESS
+
+
+@dataclass(frozen=True)
+class Capture:
+    """One capture: which interface, which direction, to which analyzer, in which slot."""
+
+    id: int
+    compute: str
+    interface: str  # the vRouter port name
+    direction: Direction
+    analyzer: str
+    slot: int
+    started_at: float
+    stopped_at: float | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether the capture still mirrors."""
+        return self.stopped_at is None
+
+    @property
+    def state(self) -> str:
+        """"active" or "stopped"."""
+        return "active" if self.active else "stopped"
+
+    @property
+    def label(self) -> int:
+        """MPLS label that marks this capture's copies."""
+        return CAPTURE_LABEL_BASE + self.id
+
+    def stopped(self, at: float) -> "Capture":
+        """A copy of this capture, stopped at time `at`."""
+        return replace(self, stopped_at=at)
+
+
+def analyzers(topology: Topology) -> dict[str, VM]:
+    """Analyzer instances of the lab, by name."""
+    return {vm.analyzer: vm for vm in topology.vms if vm.analyzer}
+
+
+def find_interface(topology: Topology, vrouter: str, interface: str) -> Interface:
+    """The interface `interface` (port name like tap-vm1-0, or VM-side name like vm1-eth0)
+    on the vRouter of compute node `vrouter` (its bridge name vr-NAME works too)."""
+    compute = vrouter[3:] if vrouter.startswith("vr-") and not topology.has("compute", vrouter) else vrouter
+    if not topology.has("compute", compute):
+        known = ", ".join(c.name for c in topology.computes)
+        raise NotFound(f"unknown vrouter '{vrouter}' (known: {known})", "vrouter")
+    for candidate in topology.interfaces_on(compute):
+        if interface in (candidate.port_name, candidate.name):
+            return candidate
+    known = ", ".join(i.port_name for i in topology.interfaces_on(compute)) or "none"
+    raise NotFound(f"unknown interface '{interface}' on vrouter '{compute}' (known: {known})",
+                   "interface")
+
+
+def parse_direction(value: str | None) -> Direction:
+    """The `Direction` named by `value` (default both)."""
+    if value is None:
+        return Direction.BOTH
+    try:
+        return Direction(value)
+    except ValueError:
+        raise InvalidRequest(f"bad direction '{value}' (use ingress, egress or both)",
+                             "direction") from None
+
+
+def plan_capture(topology: Topology, captures: list[Capture], capture_id: int, vrouter: str,
+                 interface: str, direction: str | None, analyzer: str, now: float) -> Capture:
+    """A new capture, checked against the topology, its analyzers and the active captures."""
+    target = find_interface(topology, vrouter, interface)
+    parsed_direction = parse_direction(direction)
+    if analyzer not in analyzers(topology):
+        known = ", ".join(sorted(analyzers(topology))) or "none"
+        raise NotFound(f"unknown analyzer '{analyzer}' (known: {known})", "analyzer")
+    if capture_id > MAX_CAPTURE_ID:
+        raise Conflict("capture ids are exhausted; reset the lab's capture store")
+    active = [c for c in captures if c.active]
+    on_vrouter = [c for c in active if c.compute == target.compute]
+    if len(on_vrouter) >= MAX_CAPTURES_PER_VROUTER:
+        raise Conflict(f"vrouter '{target.compute}' has {MAX_CAPTURES_PER_VROUTER} active mirror "
+                       f"entries already, the most a vRouter holds; stop one first")
+    taken = {c.slot for c in on_vrouter if c.interface == target.port_name}
+    free = [slot for slot in range(MAX_CAPTURES_PER_INTERFACE) if slot not in taken]
+    if not free:
+        raise Conflict(f"interface '{target.port_name}' has {MAX_CAPTURES_PER_INTERFACE} active "
+                       f"captures already, the most one interface holds; stop one first")
+    return Capture(id=capture_id, compute=target.compute, interface=target.port_name,
+                   direction=parsed_direction, analyzer=analyzer, slot=free[0], started_at=now)
+
+
+def plan_analyzer(topology: Topology, name: str, network: str | None, compute: str | None) -> VM:
+    """A new analyzer VM: named an<N>, in `network` (default: the analyzer network), on
+    `compute` (default: the first compute node), with the next free address and port."""
+    if not name or len(name) > 63 or not all(ch.isalnum() or ch in "-_." for ch in name):
+        raise InvalidRequest(f"bad analyzer name '{name}' (1-63 letters, digits, '-', '_', '.')",
+                             "name")
+    if name in analyzers(topology):
+        raise Conflict(f"analyzer '{name}' exists already", "name")
+    network_name = network or topology.analyzer_network.name
+    if not topology.has("network", network_name):
+        known = ", ".join(n.name for n in topology.networks)
+        raise NotFound(f"unknown network '{network_name}' (known: {known})", "network")
+    compute_name = compute or topology.computes[0].name
+    if not topology.has("compute", compute_name):
+        known = ", ".join(c.name for c in topology.computes)
+        raise NotFound(f"unknown compute node '{compute_name}' (known: {known})", "compute")
+    net = topology.network(network_name)
+    ip = first_free_address(net.subnet, topology.used_addresses(network_name))
+    if ip is None:
+        raise Conflict(f"network '{network_name}' has no free address left", "network")
+    taken_ports = {i.ofport for i in topology.interfaces_on(compute_name)}
+    ofport = next(p for p in range(FIRST_ANALYZER_PORT, 65280) if p not in taken_ports)
+    vm_name = next(f"an{n}" for n in range(1, 10**6) if not topology.has("vm", f"an{n}"))
+    interface = Interface(vm=vm_name, index=0, network=network_name, ip=ip,
+                          prefixlen=net.subnet.prefixlen,
+                          ip6=ipv6_for(net.subnet6, ip, net.subnet) if net.subnet6 else None,
+                          prefixlen6=net.subnet6.prefixlen if net.subnet6 else None,
+                          mac=interface_mac(ip), compute=compute_name, ofport=ofport)
+    return VM(name=vm_name, compute=compute_name, interfaces=(interface,), analyzer=name)

@@ -1,0 +1,195 @@
+"""Pure flow computation: topology and captures in, the flows each vRouter should hold out.
+
+Every vRouter runs the same pipeline:
+
+  table 0  CLASSIFY        VM port -> reg0 = network id, reg1 = the port (where ARP replies go);
+                           fabric + network label -> strip the overlay, reg0 = network id;
+                           fabric + capture label -> hand the copy to the local analyzer.
+  tables 1-8  INGRESS      one table per mirror slot: copy what a VM sends.
+  table 9  FORWARD         per network: ARP answered locally, unicast to a local port or over
+                           the fabric, multicast/broadcast flooded within the network.
+  tables 10-17 EGRESS      one table per mirror slot: copy what is delivered to a VM (reg1).
+  table 18 OUTPUT          reg1 -> output port.
+
+Overlay: a frame to another compute node keeps its Ethernet header and travels as
+Ethernet-in-MPLS (label = the network's label) inside an outer Ethernet header between the
+fabric MACs of the two compute nodes. Mirrored copies travel the same way, with the capture's
+label instead, and are never put through the mirror tables again, so a copy is never mirrored.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+from controller.flowmodel import (
+    Clone, Decap, Encap, Flow, Move, Output, Resubmit, SetField, capture_owner, flow,
+)
+from controller.mirroring import MAX_CAPTURES_PER_INTERFACE, Capture, analyzers
+from lab.topology import FABRIC_PORT, ComputeNode, Interface, Network, Topology
+
+CLASSIFY = 0
+INGRESS_MIRROR = 1
+FORWARD = INGRESS_MIRROR + MAX_CAPTURES_PER_INTERFACE
+EGRESS_MIRROR = FORWARD + 1
+OUTPUT = EGRESS_MIRROR + MAX_CAPTURES_PER_INTERFACE
+TABLE_NAMES = {CLASSIFY: "classify", FORWARD: "forward", OUTPUT: "output"}
+TABLE_NAMES.update({INGRESS_MIRROR + s: f"ingress-mirror-{s}" for s in range(MAX_CAPTURES_PER_INTERFACE)})
+TABLE_NAMES.update({EGRESS_MIRROR + s: f"egress-mirror-{s}" for s in range(MAX_CAPTURES_PER_INTERFACE)})
+
+REG_NETWORK = "reg0"
+REG_OUT_PORT = "reg1"
+# The source MAC of frames the vRouter itself makes (ARP replies, copies to analyzers).
+VROUTER_MAC = "00:00:5e:00:01:00"
+MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
+
+
+def desired_flows(topology: Topology, captures: list[Capture]) -> dict[str, frozenset[Flow]]:
+    """Every flow every vRouter should hold, by compute node name."""
+    flows = {c.name: set(forwarding_flows(topology, c)) for c in topology.computes}
+    for capture in captures:
+        if capture.active:
+            for compute, capture_set in capture_flows(topology, capture).items():
+                flows[compute].update(capture_set)
+    return {name: frozenset(flow_set) for name, flow_set in flows.items()}
+
+
+def overlay_encap(label: int, source: ComputeNode) -> list:
+    """Actions wrapping a frame into the overlay; the caller sets eth_dst and outputs."""
+    return [Encap("mpls"), SetField("mpls_label", label), Encap("ethernet"),
+            SetField("eth_src", source.fabric_mac)]
+
+
+def forwarding_flows(topology: Topology, compute: ComputeNode) -> list[Flow]:
+    """The base pipeline of `compute`'s vRouter: classification, forwarding, output."""
+    flows = [flow(CLASSIFY, 0)]  # anything unknown is dropped
+    flows += [flow(table, 0, goto=table + 1) for table in range(INGRESS_MIRROR, FORWARD)]
+    flows += [flow(table, 0, goto=table + 1) for table in range(EGRESS_MIRROR, OUTPUT)]
+    flows.append(flow(FORWARD, 0))
+    flows.append(flow(OUTPUT, 0))
+
+    local = topology.interfaces_on(compute.name)
+    by_network: dict[str, list[Interface]] = defaultdict(list)
+    for interface in topology.interfaces():
+        by_network[interface.network].append(interface)
+
+    for interface in local:
+        network = topology.network(interface.network)
+        flows.append(flow(CLASSIFY, 100, in_port=interface.ofport, eth_src=interface.mac,
+                          actions=[SetField(REG_NETWORK, network.index),
+                                   SetField(REG_OUT_PORT, interface.ofport)],
+                          goto=INGRESS_MIRROR))
+        flows.append(flow(OUTPUT, 110, in_port=interface.ofport, **{REG_OUT_PORT: interface.ofport},
+                          actions=[Output("in_port")]))
+        flows.append(flow(OUTPUT, 100, **{REG_OUT_PORT: interface.ofport},
+                          actions=[Output(interface.ofport)]))
+
+    for network in topology.networks:
+        members = by_network.get(network.name, [])
+        local_members = [i for i in members if i.compute == compute.name]
+        if not local_members:
+            continue
+        flows.append(flow(CLASSIFY, 100, in_port=FABRIC_PORT, eth_type=0x8847,
+                          mpls_label=network.label,
+                          actions=[Decap(), Decap(inner_ethernet=True),
+                                   SetField(REG_NETWORK, network.index)],
+                          goto=FORWARD))
+        flows += _network_forwarding(topology, compute, network, members, local_members)
+    return flows
+
+
+def _network_forwarding(topology: Topology, compute: ComputeNode, network: Network,
+                        members: list[Interface], local_members: list[Interface]) -> list[Flow]:
+    in_network = {REG_NETWORK: network.index}
+    flows = []
+    # ARP: the vRouter answers for every address of the network, as Contrail's does, so ARP
+    # never floods; a request for an unknown address is dropped.
+    for member in members:
+        flows.append(flow(FORWARD, 300, eth_type=0x0806, arp_op=1, arp_tpa=str(member.ip),
+                          **in_network, actions=arp_reply(member), goto=EGRESS_MIRROR))
+    flows.append(flow(FORWARD, 250, eth_type=0x0806, **in_network))
+    for member in local_members:
+        flows.append(flow(FORWARD, 200, eth_dst=member.mac, **in_network,
+                          actions=[SetField(REG_OUT_PORT, member.ofport)], goto=EGRESS_MIRROR))
+    # From the fabric: only local delivery (above) and local flooding; never back out.
+    flows.append(flow(FORWARD, 150, in_port=FABRIC_PORT, eth_dst=MULTICAST, **in_network,
+                      actions=_deliver_each(local_members)))
+    flows.append(flow(FORWARD, 140, in_port=FABRIC_PORT, **in_network))
+
+    remote_computes = sorted({m.compute for m in members if m.compute != compute.name},
+                             key=lambda name: topology.compute(name).index)
+    for member in members:
+        if member.compute == compute.name:
+            continue
+        remote = topology.compute(member.compute)
+        flows.append(flow(FORWARD, 100, eth_dst=member.mac, **in_network,
+                          actions=overlay_encap(network.label, compute)
+                          + [SetField("eth_dst", remote.fabric_mac), Output(FABRIC_PORT)]))
+    for source in local_members:
+        others = [m for m in local_members if m is not source]
+        actions = _deliver_each(others)
+        if remote_computes:
+            actions += overlay_encap(network.label, compute)
+            for name in remote_computes:
+                actions += [SetField("eth_dst", topology.compute(name).fabric_mac),
+                            Output(FABRIC_PORT)]
+        flows.append(flow(FORWARD, 90, in_port=source.ofport, eth_dst=MULTICAST, **in_network,
+                          actions=actions))
+    return flows
+
+
+def _deliver_each(interfaces: list[Interface]) -> list:
+    """Actions delivering the packet to each interface through the egress mirror tables."""
+    actions = []
+    for interface in interfaces:
+        actions += [SetField(REG_OUT_PORT, interface.ofport), Resubmit(EGRESS_MIRROR)]
+    return actions
+
+
+def arp_reply(owner: Interface) -> list:
+    """Actions turning an ARP request for `owner`'s address into the reply, in place."""
+    return [
+        Move("eth_src", "eth_dst"), SetField("eth_src", owner.mac),
+        SetField("arp_op", 2),
+        Move("arp_sha", "arp_tha"), SetField("arp_sha", owner.mac),
+        Move("arp_spa", "arp_tpa"), SetField("arp_spa", str(owner.ip)),
+    ]
+
+
+def capture_flows(topology: Topology, capture: Capture) -> dict[str, list[Flow]]:
+    """The flows of one active capture, by compute node: the copies on the monitored
+    interface's vRouter and, for an analyzer elsewhere, its delivery on the analyzer's."""
+    owner = capture_owner(capture.id)
+    source = topology.compute(capture.compute)
+    port = topology.interface_by_port_name(capture.interface).ofport
+    analyzer = analyzers(topology)[capture.analyzer].interfaces[0]
+    flows: dict[str, list[Flow]] = defaultdict(list)
+
+    copy = [Encap("mpls"), SetField("mpls_label", capture.label), Encap("ethernet")]
+    # A delivered packet may have come in from the fabric; a copy going back out there must
+    # then leave through "in_port", as OpenFlow drops output to the input port otherwise.
+    copy_from_fabric = None
+    if analyzer.compute == source.name:
+        copy += [SetField("eth_src", VROUTER_MAC), SetField("eth_dst", analyzer.mac),
+                 Output(analyzer.ofport)]
+    else:
+        target = topology.compute(analyzer.compute)
+        copy += [SetField("eth_src", source.fabric_mac), SetField("eth_dst", target.fabric_mac)]
+        copy_from_fabric = copy + [Output("in_port")]
+        copy += [Output(FABRIC_PORT)]
+        flows[target.name].append(flow(
+            CLASSIFY, 200, in_port=FABRIC_PORT, eth_type=0x8847, mpls_label=capture.label,
+            owner=owner,
+            actions=[Decap(), Encap("ethernet"), SetField("eth_src", VROUTER_MAC),
+                     SetField("eth_dst", analyzer.mac), Output(analyzer.ofport)]))
+    if capture.direction.copies_ingress:
+        table = INGRESS_MIRROR + capture.slot
+        flows[source.name].append(flow(table, 100, in_port=port, owner=owner,
+                                       actions=[Clone(tuple(copy))], goto=table + 1))
+    if capture.direction.copies_egress:
+        table = EGRESS_MIRROR + capture.slot
+        flows[source.name].append(flow(table, 100, **{REG_OUT_PORT: port}, owner=owner,
+                                       actions=[Clone(tuple(copy))], goto=table + 1))
+        if copy_from_fabric:
+            flows[source.name].append(flow(table, 110, in_port=FABRIC_PORT, owner=owner,
+                                           **{REG_OUT_PORT: port},
+                                           actions=[Clone(tuple(copy_from_fabric))], goto=table + 1))
+    return dict(flows)

@@ -1,0 +1,410 @@
+"""Topology files: YAML in, a validated `Topology` out, or every problem with file:line.
+
+Validation happens once, here; the `Topology` it returns is frozen.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lab.topology import (
+    ANALYZER_NETWORK_NAME, ANALYZER_NETWORK_SUBNET, DEFAULT_FABRIC_SUBNET, FIRST_AUTO_LABEL,
+    FIRST_VM_PORT, MAX_NETWORK_LABEL, VM, ComputeNode, Interface, Network, Topology,
+    TopologyError, interface_mac, ipv6_for,
+)
+
+COMPUTE_NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
+VM_NAME = re.compile(r"^[a-z][a-z0-9]{0,7}$")
+NETWORK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+# The lab leaves .0-.2 of each subnet to the network, the gateway and the vRouter's services,
+# as Contrail does, and hands out addresses from .3 up.
+FIRST_HOST = 3
+
+TOP_KEYS = {"name", "fabric", "computes", "networks", "vms", "analyzer_network"}
+FABRIC_KEYS = {"subnet"}
+COMPUTE_KEYS = {"name"}
+NETWORK_KEYS = {"name", "subnet", "subnet6", "label"}
+ANALYZER_NETWORK_KEYS = {"name", "subnet", "subnet6", "label"}
+VM_KEYS = {"name", "compute", "network", "ip", "ip6", "mac", "interfaces"}
+INTERFACE_KEYS = {"network", "ip", "ip6", "mac"}
+
+
+@dataclass
+class Node:
+    """A YAML value with the line it starts on (1-based)."""
+
+    value: Any
+    line: int
+
+
+class _Problems:
+    def __init__(self, source: str):
+        self.source = source
+        self.lines: list[str] = []
+
+    def add(self, node_or_line, where: str, message: str) -> None:
+        line = node_or_line.line if isinstance(node_or_line, Node) else node_or_line
+        self.lines.append(f"{self.source}:{line}: {where}: {message}")
+
+
+def load(path: str | Path) -> Topology:
+    """Read and validate a topology file; raise `TopologyError` listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise TopologyError([f"{path}: cannot read: {err.strerror}"]) from None
+    return parse(text, str(path))
+
+
+def parse(text: str, source: str = "<string>") -> Topology:
+    """Validate topology YAML `text`; `source` names it in error messages."""
+    problems = _Problems(source)
+    try:
+        root = _to_nodes(yaml.compose(text), problems)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        raise TopologyError([f"{source}:{line}: not valid YAML: {getattr(err, 'problem', err)}"]) from None
+    if problems.lines:
+        raise TopologyError(problems.lines)
+    if root is None or not isinstance(root.value, dict):
+        raise TopologyError([f"{source}:1: the file must be a mapping with keys "
+                             f"{', '.join(sorted(TOP_KEYS))}"])
+    topology = _build(root, problems, source)
+    if problems.lines:
+        raise TopologyError(problems.lines)
+    return topology
+
+
+def _to_nodes(node: yaml.Node | None, problems: _Problems) -> Node | None:
+    """Plain Python values wrapped in `Node`s with their lines; duplicate keys are problems."""
+    if node is None:
+        return None
+    line = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        mapping: dict[str, Node] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in mapping:
+                problems.add(key_node.start_mark.line + 1, key,
+                             f"duplicate key (first on line {mapping[key].line})")
+                continue
+            value = _to_nodes(value_node, problems)
+            mapping[key] = value if value is not None else Node(None, key_node.start_mark.line + 1)
+            mapping[key].line = key_node.start_mark.line + 1
+        return Node(mapping, line)
+    if isinstance(node, yaml.SequenceNode):
+        return Node([_to_nodes(item, problems) for item in node.value], line)
+    return Node(yaml.safe_load(yaml.serialize(node)), line)
+
+
+def _check_keys(node: Node, allowed: set[str], where: str, problems: _Problems) -> bool:
+    if not isinstance(node.value, dict):
+        problems.add(node, where, "must be a mapping")
+        return False
+    for key, value in node.value.items():
+        if key not in allowed:
+            problems.add(value, f"{where}.{key}" if where else key,
+                         f"unknown key '{key}' (allowed: {', '.join(sorted(allowed))})")
+    return True
+
+
+def _list(root: Node, key: str, problems: _Problems, required: bool = True) -> list[Node]:
+    node = root.value.get(key)
+    if node is None or node.value is None:
+        if required:
+            problems.add(root, key, "missing (a non-empty list)")
+        return []
+    if not isinstance(node.value, list):
+        problems.add(node, key, "must be a list")
+        return []
+    return node.value
+
+
+def _name(node: Node, where: str, pattern: re.Pattern, rule: str, problems: _Problems) -> str | None:
+    name_node = node.value.get("name")
+    if name_node is None:
+        problems.add(node, where, "missing key 'name'")
+        return None
+    name = name_node.value
+    if not isinstance(name, str) or not pattern.match(name):
+        problems.add(name_node, f"{where}.name", f"'{name}' is not a valid name ({rule})")
+        return None
+    return name
+
+
+def _unique(name: str | None, node: Node, seen: dict[str, int], kind: str, where: str,
+            problems: _Problems) -> bool:
+    if name is None:
+        return False
+    if name in seen:
+        problems.add(node, f"{where}.name", f"duplicate {kind} name '{name}' (first on line {seen[name]})")
+        return False
+    seen[name] = node.line
+    return True
+
+
+def _network_field(node: Node, key: str, where: str, version: int, problems: _Problems):
+    value = node.value.get(key)
+    if value is None:
+        return None
+    try:
+        net = ipaddress.ip_network(str(value.value), strict=True)
+    except ValueError as err:
+        problems.add(value, f"{where}.{key}", f"'{value.value}' is not a valid subnet ({err})")
+        return None
+    if net.version != version:
+        problems.add(value, f"{where}.{key}", f"'{value.value}' is not an IPv{version} subnet")
+        return None
+    return net
+
+
+def _build(root: Node, problems: _Problems, source: str) -> Topology:
+    _check_keys(root, TOP_KEYS, "", problems)
+    name_node = root.value.get("name")
+    name = str(name_node.value) if name_node and name_node.value else Path(source).stem
+
+    fabric_subnet = DEFAULT_FABRIC_SUBNET
+    if "fabric" in root.value:
+        fabric = root.value["fabric"]
+        if _check_keys(fabric, FABRIC_KEYS, "fabric", problems):
+            fabric_subnet = _network_field(fabric, "subnet", "fabric", 4, problems) or fabric_subnet
+
+    computes = _computes(root, problems)
+    if len(computes) > fabric_subnet.num_addresses - 2:
+        problems.add(root.value.get("fabric", root), "fabric.subnet",
+                     f"{fabric_subnet} has too few addresses for {len(computes)} compute nodes")
+    networks = _networks(root, problems)
+    vms = _vms(root, problems, computes, networks)
+    return Topology(name=name, source=source, fabric_subnet=fabric_subnet,
+                    computes=tuple(computes.values()), networks=tuple(networks.values()),
+                    vms=tuple(vms))
+
+
+def _computes(root: Node, problems: _Problems) -> dict[str, ComputeNode]:
+    computes: dict[str, ComputeNode] = {}
+    seen: dict[str, int] = {}
+    for position, node in enumerate(_list(root, "computes", problems)):
+        where = f"computes[{position}]"
+        if node is not None and isinstance(node.value, str):
+            node = Node({"name": Node(node.value, node.line)}, node.line)
+        if node is None or not _check_keys(node, COMPUTE_KEYS, where, problems):
+            continue
+        name = _name(node, where, COMPUTE_NAME, "a lowercase letter, then up to 9 letters or digits",
+                     problems)
+        if _unique(name, node, seen, "compute node", where, problems):
+            computes[name] = ComputeNode(name=name, index=len(computes) + 1)
+    return computes
+
+
+def _networks(root: Node, problems: _Problems) -> dict[str, Network]:
+    networks: dict[str, Network] = {}
+    seen_names: dict[str, int] = {}
+    seen_labels: dict[int, str] = {}
+    subnets: list[tuple[ipaddress._BaseNetwork, str]] = []
+    entries = [(f"networks[{i}]", n, False) for i, n in enumerate(_list(root, "networks", problems))]
+    analyzer_node = root.value.get("analyzer_network")
+    if analyzer_node is None:
+        analyzer_node = Node({"name": Node(ANALYZER_NETWORK_NAME, root.line),
+                              "subnet": Node(str(ANALYZER_NETWORK_SUBNET), root.line)}, root.line)
+    entries.append(("analyzer_network", analyzer_node, True))
+
+    for where, node, is_analyzer in entries:
+        if node is None or not _check_keys(node, NETWORK_KEYS, where, problems):
+            continue
+        name = _name(node, where, NETWORK_NAME, "a lowercase letter, then letters, digits or '-'",
+                     problems)
+        if not _unique(name, node, seen_names, "network", where, problems):
+            continue
+        subnet = _network_field(node, "subnet", where, 4, problems)
+        if "subnet" not in node.value:
+            problems.add(node, where, "missing key 'subnet'")
+        subnet6 = _network_field(node, "subnet6", where, 6, problems)
+        for net, key in ((subnet, "subnet"), (subnet6, "subnet6")):
+            if net is None:
+                continue
+            for other, other_name in subnets:
+                if other.version == net.version and other.overlaps(net):
+                    problems.add(node.value[key], f"{where}.{key}",
+                                 f"{net} overlaps {other} of network '{other_name}'")
+            subnets.append((net, name))
+        if subnet is not None and subnet.prefixlen > 29:
+            problems.add(node.value["subnet"], f"{where}.subnet", f"{subnet} is too small (/29 at most)")
+        label = FIRST_AUTO_LABEL + len(networks)
+        if "label" in node.value:
+            label_node = node.value["label"]
+            label = label_node.value
+            if not isinstance(label, int) or isinstance(label, bool) or not 16 <= label <= MAX_NETWORK_LABEL:
+                problems.add(label_node, f"{where}.label",
+                             f"'{label}' is not an MPLS label from 16 to {MAX_NETWORK_LABEL}")
+                continue
+        if label in seen_labels:
+            problems.add(node.value.get("label", node), f"{where}.label",
+                         f"label {label} is used by network '{seen_labels[label]}' already")
+            continue
+        seen_labels[label] = name
+        if subnet is None:
+            continue
+        networks[name] = Network(name=name, subnet=subnet, subnet6=subnet6, label=label,
+                                 index=len(networks) + 1, is_analyzer_network=is_analyzer)
+    return networks
+
+
+def _vms(root: Node, problems: _Problems, computes: dict[str, ComputeNode],
+         networks: dict[str, Network]) -> list[VM]:
+    seen: dict[str, int] = {}
+    used_ips: dict[ipaddress._BaseAddress, str] = {}
+    used_macs: dict[str, str] = {}
+    next_port = {name: FIRST_VM_PORT for name in computes}
+    pending: list[tuple[str, str, list[tuple[str, Node]]]] = []
+
+    # First pass: names, computes and explicit addresses, so automatic ones never collide.
+    for position, node in enumerate(_list(root, "vms", problems)):
+        where = f"vms[{position}]"
+        if node is None or not _check_keys(node, VM_KEYS, where, problems):
+            continue
+        name = _name(node, where, VM_NAME, "a lowercase letter, then up to 7 letters or digits",
+                     problems)
+        if not _unique(name, node, seen, "vm", where, problems):
+            continue
+        compute_node = node.value.get("compute")
+        if compute_node is None:
+            problems.add(node, where, "missing key 'compute'")
+            continue
+        if compute_node.value not in computes:
+            problems.add(compute_node, f"{where}.compute",
+                         f"unknown compute node '{compute_node.value}' "
+                         f"(known: {', '.join(computes) or 'none'})")
+            continue
+        if "interfaces" in node.value:
+            if any(k in node.value for k in ("network", "ip", "ip6", "mac")):
+                problems.add(node.value["interfaces"], f"{where}.interfaces",
+                             "give either 'interfaces' or 'network'/'ip'/'ip6'/'mac', not both")
+                continue
+            items = node.value["interfaces"].value
+            if not isinstance(items, list) or not items:
+                problems.add(node.value["interfaces"], f"{where}.interfaces", "must be a non-empty list")
+                continue
+            interfaces = [(f"{where}.interfaces[{i}]", item) for i, item in enumerate(items)]
+            if not all(_check_keys(item, INTERFACE_KEYS, w, problems) for w, item in interfaces):
+                continue
+        else:
+            if "network" not in node.value:
+                problems.add(node, where, "missing key 'network' (or 'interfaces')")
+                continue
+            interfaces = [(where, node)]
+        ok = True
+        for iwhere, item in interfaces:
+            ok &= _claim_explicit(item, iwhere, name, networks, used_ips, used_macs, problems)
+        if ok:
+            pending.append((name, compute_node.value, interfaces))
+
+    vms = []
+    for name, compute, interfaces in pending:
+        built = []
+        for index, (iwhere, item) in enumerate(interfaces):
+            network = networks[item.value["network"].value]
+            ip = _address(item, "ip", network.subnet, used_ips, name, iwhere, problems)
+            if ip is None:
+                break
+            ip6 = None
+            if network.subnet6 is not None:
+                ip6 = (ipaddress.ip_address(item.value["ip6"].value) if "ip6" in item.value
+                       else ipv6_for(network.subnet6, ip, network.subnet))
+            elif "ip6" in item.value:
+                problems.add(item.value["ip6"], f"{iwhere}.ip6",
+                             f"network '{network.name}' has no subnet6")
+                break
+            mac = item.value["mac"].value.lower() if "mac" in item.value else interface_mac(ip)
+            if "mac" not in item.value and mac in used_macs:
+                problems.add(item, iwhere, f"automatic MAC {mac} is taken by {used_macs[mac]}")
+                break
+            used_macs[mac] = f"vm '{name}'"
+            built.append(Interface(vm=name, index=index, network=network.name, ip=ip,
+                                   prefixlen=network.subnet.prefixlen, ip6=ip6,
+                                   prefixlen6=network.subnet6.prefixlen if network.subnet6 else None,
+                                   mac=mac, compute=compute, ofport=next_port[compute]))
+            next_port[compute] += 1
+        else:
+            vms.append(VM(name=name, compute=compute, interfaces=tuple(built)))
+    return vms
+
+
+def _claim_explicit(item: Node, where: str, vm: str, networks: dict[str, Network],
+                    used_ips: dict, used_macs: dict, problems: _Problems) -> bool:
+    network_node = item.value.get("network")
+    if network_node is None:
+        problems.add(item, where, "missing key 'network'")
+        return False
+    network = networks.get(network_node.value)
+    if network is None:
+        problems.add(network_node, f"{where}.network",
+                     f"unknown network '{network_node.value}' (known: {', '.join(networks) or 'none'})")
+        return False
+    ok = True
+    for key, subnet in (("ip", network.subnet), ("ip6", network.subnet6)):
+        if key not in item.value:
+            continue
+        node = item.value[key]
+        try:
+            ip = ipaddress.ip_address(str(node.value))
+        except ValueError:
+            problems.add(node, f"{where}.{key}", f"'{node.value}' is not an IP address")
+            ok = False
+            continue
+        if subnet is None or ip.version != subnet.version:
+            continue  # reported when the interface is built
+        if ip not in subnet:
+            problems.add(node, f"{where}.{key}",
+                         f"{ip} is outside subnet {subnet} of network '{network.name}'")
+            ok = False
+        elif ip.version == 4 and (int(ip) - int(subnet.network_address) < FIRST_HOST
+                                  or ip == subnet.broadcast_address):
+            problems.add(node, f"{where}.{key}",
+                         f"{ip} is reserved in {subnet} (use .{FIRST_HOST} up to the last but one)")
+            ok = False
+        elif ip in used_ips:
+            problems.add(node, f"{where}.{key}", f"{ip} is used by {used_ips[ip]} already")
+            ok = False
+        else:
+            used_ips[ip] = f"vm '{vm}'"
+    if "mac" in item.value:
+        node = item.value["mac"]
+        mac = str(node.value).lower()
+        if not MAC.match(mac) or int(mac[:2], 16) & 1:
+            problems.add(node, f"{where}.mac", f"'{node.value}' is not a unicast MAC address")
+            ok = False
+        elif mac in used_macs:
+            problems.add(node, f"{where}.mac", f"{mac} is used by {used_macs[mac]} already")
+            ok = False
+        else:
+            used_macs[mac] = f"vm '{vm}'"
+    return ok
+
+
+def _address(item: Node, key: str, subnet: ipaddress.IPv4Network, used: dict, vm: str,
+             where: str, problems: _Problems) -> ipaddress.IPv4Address | None:
+    if key in item.value:
+        return ipaddress.ip_address(str(item.value[key].value))
+    ip = first_free_address(subnet, used)
+    if ip is None:
+        problems.add(item, where, f"no free address left in {subnet}")
+        return None
+    used[ip] = f"vm '{vm}'"
+    return ip
+
+
+def first_free_address(subnet: ipaddress.IPv4Network, used) -> ipaddress.IPv4Address | None:
+    """The lowest address of `subnet` that the lab hands out and `used` does not hold."""
+    for offset in range(FIRST_HOST, subnet.num_addresses - 1):
+        ip = subnet.network_address + offset
+        if ip not in used:
+            return ip
+    return None

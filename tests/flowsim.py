@@ -1,0 +1,165 @@
+"""A software flow table: runs `controller.flowmodel` flows on dictionary packets, and a whole
+lab of them joined by a learning fabric, so unit tests can ask where a packet would go.
+
+Frames are dicts of header fields (eth_src, eth_dst, eth_type, arp_*, ip_src, ip_dst, payload).
+Encapsulation nests them: Encap("mpls") gives {"packet_type": "mpls", "mpls_label", "inner"};
+Encap("ethernet") adds eth_* fields around that. Semantics follow Open vSwitch: the
+highest-priority match wins (two equal-priority matches are an error here, since OVS would pick
+one arbitrarily), `resubmit` keeps changes, `clone` does not, output to the input port needs
+"in_port".
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+from controller.flowmodel import Clone, Decap, Encap, Flow, Move, Output, Resubmit, SetField
+from controller.pipeline import desired_flows
+from lab.topology import FABRIC_PORT, Topology
+
+MAX_DEPTH = 64
+
+
+class AmbiguousMatch(AssertionError):
+    """Two flows of one priority match the same packet."""
+
+
+def _matches(value, wanted) -> bool:
+    if isinstance(wanted, tuple):
+        want, mask = wanted
+        if isinstance(want, str):
+            want_b = bytes.fromhex(want.replace(":", ""))
+            mask_b = bytes.fromhex(mask.replace(":", ""))
+            if not isinstance(value, str):
+                return False
+            value_b = bytes.fromhex(value.replace(":", ""))
+            return all((v & m) == (w & m) for v, w, m in zip(value_b, want_b, mask_b))
+        return value is not None and (value & mask) == (want & mask)
+    return value == wanted
+
+
+class FlowTable:
+    """One switch: its flows, looked up per table."""
+
+    def __init__(self, flows):
+        self.tables: dict[int, list[Flow]] = {}
+        for f in flows:
+            self.tables.setdefault(f.table, []).append(f)
+        for table in self.tables.values():
+            table.sort(key=lambda f: -f.priority)
+        self.hits: dict[Flow, int] = {}
+
+    def lookup(self, table: int, packet: dict, meta: dict) -> Flow | None:
+        """The flow of `table` that handles the packet, or None (a table miss drops)."""
+        found = None
+        for f in self.tables.get(table, []):
+            if found is not None and f.priority < found.priority:
+                break
+            if all(_matches(meta.get(k) if k in ("in_port",) or k.startswith("reg") else packet.get(k), v)
+                   for k, v in f.match):
+                if found is not None:
+                    raise AmbiguousMatch(f"{found.ofctl()}\n{f.ofctl()}")
+                found = f
+        return found
+
+    def process(self, in_port: int, packet: dict) -> list[tuple[int, dict]]:
+        """Run a packet arriving on `in_port` through the pipeline; return (port, packet) outputs."""
+        outputs: list[tuple[int, dict]] = []
+        meta = {"in_port": in_port}
+        self._run_table(0, copy.deepcopy(packet), meta, outputs, 0)
+        return outputs
+
+    def _run_table(self, table, packet, meta, outputs, depth):
+        if depth > MAX_DEPTH:
+            raise AssertionError("resubmit depth exceeded")
+        f = self.lookup(table, packet, meta)
+        if f is None:
+            return packet
+        self.hits[f] = self.hits.get(f, 0) + 1
+        packet = self._run_actions(f.actions, packet, meta, outputs, depth)
+        if f.goto is not None:
+            packet = self._run_table(f.goto, packet, meta, outputs, depth + 1)
+        return packet
+
+    def _run_actions(self, actions, packet, meta, outputs, depth):
+        for action in actions:
+            if isinstance(action, Output):
+                port = meta["in_port"] if action.port == "in_port" else action.port
+                if action.port != "in_port" and port == meta["in_port"]:
+                    continue  # OpenFlow drops output to the input port unless IN_PORT is used
+                outputs.append((port, copy.deepcopy(packet)))
+            elif isinstance(action, SetField):
+                target = meta if action.field.startswith("reg") else packet
+                target[action.field] = action.value
+            elif isinstance(action, Move):
+                packet[action.dst] = packet.get(action.src)
+            elif isinstance(action, Encap):
+                packet = _encap(packet, action.header)
+            elif isinstance(action, Decap):
+                packet = _decap(packet, action.inner_ethernet)
+            elif isinstance(action, Clone):
+                self._run_actions(action.actions, copy.deepcopy(packet), dict(meta), outputs, depth)
+            elif isinstance(action, Resubmit):
+                packet = self._run_table(action.table, packet, meta, outputs, depth + 1)
+            else:
+                raise AssertionError(f"unknown action {action!r}")
+        return packet
+
+
+def _encap(packet: dict, header: str) -> dict:
+    if header == "mpls":
+        assert packet.get("packet_type", "ethernet") == "ethernet", "MPLS goes around an Ethernet frame here"
+        return {"packet_type": "mpls", "mpls_label": 0, "inner": packet}
+    assert header == "ethernet" and packet.get("packet_type") == "mpls", "encap(ethernet) needs MPLS"
+    return {"packet_type": "ethernet", "eth_src": "00:00:00:00:00:00", "eth_dst": "00:00:00:00:00:00",
+            "eth_type": 0x8847, "mpls_label": packet["mpls_label"], "inner": packet["inner"]}
+
+
+def _decap(packet: dict, inner_ethernet: bool) -> dict:
+    if inner_ethernet:
+        assert packet.get("packet_type") == "mpls", "this decap pops MPLS"
+        return packet["inner"]
+    assert packet.get("eth_type") == 0x8847, "decap() pops an Ethernet header around MPLS"
+    return {"packet_type": "mpls", "mpls_label": packet["mpls_label"], "inner": packet["inner"]}
+
+
+@dataclass
+class Delivery:
+    """A packet that left a vRouter on a VM port."""
+
+    compute: str
+    port: int
+    port_name: str
+    packet: dict
+
+
+class LabSim:
+    """Every vRouter of a topology as a software flow table, joined by a learning fabric."""
+
+    def __init__(self, topology: Topology, captures=(), flows=None):
+        self.topology = topology
+        flows = flows if flows is not None else desired_flows(topology, list(captures))
+        self.switches = {name: FlowTable(flow_set) for name, flow_set in flows.items()}
+        self.fabric_frames: list[tuple[str, dict]] = []
+
+    def send(self, sender_port_name: str, frame: dict) -> list[Delivery]:
+        """Everything that reaches a VM or analyzer port after the interface `sender_port_name`
+        sends `frame`."""
+        interface = self.topology.interface_by_port_name(sender_port_name)
+        return self._inject(interface.compute, interface.ofport, frame, 0)
+
+    def _inject(self, compute: str, in_port: int, frame: dict, hops: int) -> list[Delivery]:
+        assert hops < 4, "frame bounced around the fabric"
+        deliveries = []
+        for port, packet in self.switches[compute].process(in_port, frame):
+            if port == FABRIC_PORT:
+                self.fabric_frames.append((compute, packet))
+                target = next((c.name for c in self.topology.computes
+                               if c.fabric_mac == packet.get("eth_dst")), None)
+                assert target is not None, f"fabric frame to unknown MAC {packet.get('eth_dst')}"
+                deliveries += self._inject(target, FABRIC_PORT, packet, hops + 1)
+            else:
+                names = [i.port_name for i in self.topology.interfaces_on(compute) if i.ofport == port]
+                assert names, f"{compute}: output to unknown port {port}"
+                deliveries.append(Delivery(compute, port, names[0], packet))
+        return deliveries
