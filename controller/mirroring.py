@@ -10,7 +10,9 @@ from dataclasses import dataclass, replace
 
 from controller.errors import Conflict, InvalidRequest, NotFound
 from lab.topofile import first_free_address
-from lab.topology import FIRST_ANALYZER_PORT, VM, Interface, Topology, interface_mac, ipv6_for
+from lab.topology import (
+    FIRST_ANALYZER_PORT, VM, ComputeNode, Interface, Topology, interface_mac, ipv6_for,
+)
 
 DEFAULT_ANALYZER = "interface-packet-capture"
 # Contrail keeps at most 255 mirror entries per vRouter.
@@ -81,13 +83,19 @@ def analyzers(topology: Topology) -> dict[str, VM]:
     return {vm.analyzer: vm for vm in topology.vms if vm.analyzer}
 
 
-def find_interface(topology: Topology, vrouter: str, interface: str) -> Interface:
-    """The interface `interface` (port name like tap-vm1-0, or VM-side name like vm1-eth0)
-    on the vRouter of compute node `vrouter` (its bridge name vr-NAME works too)."""
+def find_compute(topology: Topology, vrouter: str) -> ComputeNode:
+    """The compute node whose vRouter is `vrouter` (the compute node's name, or the bridge's)."""
     compute = vrouter[3:] if vrouter.startswith("vr-") and not topology.has("compute", vrouter) else vrouter
     if not topology.has("compute", compute):
         known = ", ".join(c.name for c in topology.computes)
         raise NotFound(f"unknown vrouter '{vrouter}' (known: {known})", "vrouter")
+    return topology.compute(compute)
+
+
+def find_interface(topology: Topology, vrouter: str, interface: str) -> Interface:
+    """The interface `interface` (port name like tap-vm1-0, or VM-side name like vm1-eth0)
+    on the vRouter of compute node `vrouter` (its bridge name vr-NAME works too)."""
+    compute = find_compute(topology, vrouter).name
     for candidate in topology.interfaces_on(compute):
         if interface in (candidate.port_name, candidate.name):
             return candidate

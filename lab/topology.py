@@ -222,3 +222,26 @@ def ipv6_for(subnet6: ipaddress.IPv6Network, ip: ipaddress.IPv4Address,
              subnet: ipaddress.IPv4Network) -> ipaddress.IPv6Address:
     """The IPv6 address matching an IPv4 one: same host number in the IPv6 subnet."""
     return subnet6.network_address + (int(ip) - int(subnet.network_address))
+
+
+def vm_to_dict(vm: VM) -> dict:
+    """A JSON-ready description of `vm` (for the lab's control socket and the capture store)."""
+    return {
+        "name": vm.name, "compute": vm.compute, "analyzer": vm.analyzer,
+        "interfaces": [{
+            "index": i.index, "network": i.network, "ip": str(i.ip), "prefixlen": i.prefixlen,
+            "ip6": str(i.ip6) if i.ip6 else None, "prefixlen6": i.prefixlen6, "mac": i.mac,
+            "ofport": i.ofport,
+        } for i in vm.interfaces],
+    }
+
+
+def vm_from_dict(data: dict) -> VM:
+    """The `VM` that `vm_to_dict` described."""
+    interfaces = tuple(Interface(
+        vm=data["name"], index=i["index"], network=i["network"], ip=ipaddress.ip_address(i["ip"]),
+        prefixlen=i["prefixlen"], ip6=ipaddress.ip_address(i["ip6"]) if i["ip6"] else None,
+        prefixlen6=i["prefixlen6"], mac=i["mac"], compute=data["compute"], ofport=i["ofport"],
+    ) for i in data["interfaces"])
+    return VM(name=data["name"], compute=data["compute"], interfaces=interfaces,
+              analyzer=data.get("analyzer"))

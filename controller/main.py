@@ -1,0 +1,61 @@
+"""The controller process: the os-ken app programming the vRouters, and the REST API.
+
+Started by `mirrorlab up` (or `mirrorlab controller start`) as
+`python -m controller.main --topology FILE`; it can be stopped and restarted while the lab
+runs, and reconciles every vRouter when they reconnect.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+
+import uvicorn
+from os_ken.base import app_manager  # noqa: F401  (os-ken's import order: app_manager first)
+from os_ken import cfg
+from os_ken.base.app_manager import AppManager
+
+from controller.app import VRouterApp
+from controller.rest import create_app
+from controller.service import ControllerService
+from controller.store import Store
+from lab import topofile
+from lab.control import LabControl
+from lab.state import LabState
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the controller until killed."""
+    parser = argparse.ArgumentParser(prog="python -m controller.main")
+    parser.add_argument("--topology", required=True)
+    parser.add_argument("--openflow-port", type=int, default=6653)
+    parser.add_argument("--api-host", default="127.0.0.1")
+    parser.add_argument("--api-port", type=int, default=8080)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    state = LabState()
+    state.dir.mkdir(parents=True, exist_ok=True)
+    service = ControllerService(topofile.load(args.topology), Store(state.database_path),
+                                LabControl(state.socket_path), state.captures_dir)
+
+    cfg.CONF(args=[], project="os_ken")
+    cfg.CONF.set_override("ofp_listen_host", "127.0.0.1")
+    cfg.CONF.set_override("ofp_tcp_listen_port", args.openflow_port)
+    VRouterApp.service = service
+    manager = AppManager.get_instance()
+    manager.load_apps(["controller.app"])
+    manager.instantiate_apps(**manager.create_contexts())
+    # os-ken's OpenFlow listener is started by its `ofp_handler` app on native threads.
+
+    server = uvicorn.Server(uvicorn.Config(create_app(service), host=args.api_host,
+                                           port=args.api_port, log_level="warning"))
+    api_thread = threading.Thread(target=server.run, name="rest-api", daemon=True)
+    api_thread.start()
+    api_thread.join()
+    return 1 if not server.started else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""The controller's embedded store (SQLite): analyzer VMs and captures survive a controller
+restart, so it can reconcile the vRouters to what was active."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+from controller.mirroring import Capture, Direction
+from lab.topology import VM, vm_from_dict, vm_to_dict
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS analyzers (
+    name TEXT PRIMARY KEY,
+    vm TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS captures (
+    id INTEGER PRIMARY KEY,
+    compute TEXT NOT NULL,
+    interface TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    analyzer TEXT NOT NULL,
+    slot INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    stopped_at REAL
+);
+"""
+
+
+class Store:
+    """Analyzers and captures in one SQLite file; every write is committed at once."""
+
+    def __init__(self, path: Path | str):
+        self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(SCHEMA)
+        self.lock = threading.Lock()
+
+    def analyzers(self) -> list[VM]:
+        """Every analyzer VM, in creation order."""
+        with self.lock:
+            rows = self.db.execute("SELECT vm FROM analyzers ORDER BY rowid").fetchall()
+        return [vm_from_dict(json.loads(row[0])) for row in rows]
+
+    def add_analyzer(self, vm: VM) -> None:
+        """Record a new analyzer VM."""
+        with self.lock:
+            self.db.execute("INSERT INTO analyzers (name, vm) VALUES (?, ?)",
+                            (vm.analyzer, json.dumps(vm_to_dict(vm))))
+
+    def remove_analyzer(self, name: str) -> None:
+        """Forget an analyzer."""
+        with self.lock:
+            self.db.execute("DELETE FROM analyzers WHERE name = ?", (name,))
+
+    def captures(self) -> list[Capture]:
+        """Every capture ever started, active or stopped, by id."""
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT id, compute, interface, direction, analyzer, slot, started_at, stopped_at "
+                "FROM captures ORDER BY id").fetchall()
+        return [Capture(id=r[0], compute=r[1], interface=r[2], direction=Direction(r[3]),
+                        analyzer=r[4], slot=r[5], started_at=r[6], stopped_at=r[7]) for r in rows]
+
+    def next_capture_id(self) -> int:
+        """The id the next capture gets (ids are never reused)."""
+        with self.lock:
+            return self.db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM captures").fetchone()[0]
+
+    def save_capture(self, capture: Capture) -> None:
+        """Insert or update a capture."""
+        with self.lock:
+            self.db.execute(
+                "INSERT OR REPLACE INTO captures (id, compute, interface, direction, analyzer, slot,"
+                " started_at, stopped_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (capture.id, capture.compute, capture.interface, capture.direction.value,
+                 capture.analyzer, capture.slot, capture.started_at, capture.stopped_at))

@@ -1,0 +1,410 @@
+"""`mirrorlab`: the command line, a thin layer over the lab processes and the REST API."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from lab import topofile
+from lab.state import LabState, process_alive, process_record, stop_process
+from lab.topology import TopologyError
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_TOPOLOGY = REPO / "topologies" / "default.yaml"
+UP_TIMEOUT = 600.0
+
+
+class CliError(Exception):
+    """A problem to print (without a traceback) before exiting with `code`."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+# --- processes ------------------------------------------------------------------------------
+
+def _spawn(state: LabState, module: str, args: list[str], log_name: str) -> dict:
+    log = open(state.dir / log_name, "a")
+    process = subprocess.Popen([sys.executable, "-m", module, *args], stdin=subprocess.DEVNULL,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                               env={**os.environ, "MIRRORLAB_STATE_DIR": str(state.dir)})
+    return process_record(process.pid)
+
+
+def start_controller(state: LabState) -> dict:
+    """Start the controller process for the recorded lab and record it."""
+    record = state.read()
+    if process_alive(record.get("controller_process")):
+        raise CliError(f"the controller runs already (pid {record['controller_process']['pid']})")
+    process = _spawn(state, "controller.main",
+                     ["--topology", record["topology"], "--openflow-port", str(record["openflow_port"]),
+                      "--api-port", str(record["api_port"])], "controller.log")
+    with state.update() as current:
+        current["controller_process"] = process
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if not process_alive(process):
+            raise CliError(f"the controller exited at start; see {state.dir / 'controller.log'}")
+        try:
+            _api(state, "GET", "/api/vrouters")
+            return process
+        except CliError:
+            time.sleep(0.2)
+    raise CliError(f"the controller's API did not come up; see {state.dir / 'controller.log'}")
+
+
+def stop_controller(state: LabState) -> bool:
+    """Stop the controller process; return whether one was running."""
+    record = state.read()
+    running = process_alive(record.get("controller_process"))
+    stop_process(record.get("controller_process"))
+    return running
+
+
+# --- REST client -----------------------------------------------------------------------------
+
+def _api(state: LabState, method: str, path: str, body: dict | None = None, raw: bool = False):
+    record = state.read()
+    if not record:
+        raise CliError("no lab is running; start one with `mirrorlab up`")
+    url = f"http://127.0.0.1:{record['api_port']}{path}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            payload = response.read()
+    except urllib.error.HTTPError as err:
+        try:
+            message = json.loads(err.read()).get("error", err.reason)
+        except ValueError:
+            message = err.reason
+        raise CliError(f"error: {message}", 2) from None
+    except (urllib.error.URLError, OSError) as err:
+        raise CliError(f"the controller's API at {url} does not answer ({err}); "
+                       f"is it running? (`mirrorlab controller start`)") from None
+    return payload if raw else json.loads(payload)
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+def cmd_check(args) -> int:
+    """Validate a topology file."""
+    topology = topofile.load(args.topology)
+    print(f"{args.topology}: ok: {len(topology.computes)} compute nodes, "
+          f"{len(topology.networks)} networks, {len(topology.vms)} VMs")
+    return 0
+
+
+def cmd_up(args) -> int:
+    """Bring a lab up and wait until every VM reaches its peers."""
+    topology_path = Path(args.topology).resolve()
+    topology = topofile.load(topology_path)
+    state = LabState()
+    record = state.read()
+    if process_alive(record.get("lab_process")):
+        raise CliError(f"a lab is running already ({record.get('topology')}); "
+                       f"run `mirrorlab down` first")
+    if state.exists():
+        state.sweep()  # the remains of a lab that crashed
+    state.clear()
+    state.dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with state.update() as current:
+        current.update(topology=str(topology_path), openflow_port=args.openflow_port,
+                       api_port=args.api_port)
+    print(f"mirrorlab: bringing up '{topology.name}' from {topology_path}")
+    print("      starting the controller (os-ken)")
+    start_controller(state)
+    lab_process = _spawn(state, "lab.netlab", ["--topology", str(topology_path),
+                                               "--openflow-port", str(args.openflow_port)], "lab.log")
+    with state.update() as current:
+        current["lab_process"] = lab_process
+    outcome = _follow_progress(state, lab_process)
+    if outcome != "READY":
+        print(f"mirrorlab: bring-up failed; cleaning up. Logs stay in {state.dir}/*.log",
+              file=sys.stderr)
+        _down(state, keep_logs=True)
+        return 1
+    interfaces = sum(len(vm.interfaces) for vm in topology.vms)
+    print(f"mirrorlab: lab '{topology.name}' is up in {time.monotonic() - started:.1f}s: "
+          f"{len(topology.computes)} compute nodes, {len(topology.networks)} networks, "
+          f"{len(topology.vms)} VMs, {interfaces} interfaces")
+    print(f"      REST API: http://127.0.0.1:{args.api_port}/api/vrouters "
+          f"(OpenAPI: /openapi.json)")
+    print("      try: mirrorlab status | mirrorlab exec vm1 -- ping -c 3 <peer ip> | mirrorlab down")
+    return 0
+
+
+def _follow_progress(state: LabState, lab_process: dict) -> str:
+    deadline = time.monotonic() + UP_TIMEOUT
+    seen = 0
+    while time.monotonic() < deadline:
+        lines = state.progress_path.read_text().splitlines() if state.progress_path.exists() else []
+        for line in lines[seen:]:
+            if line in ("READY",):
+                return line
+            print(line, flush=True)
+            if line.startswith("FAILED"):
+                return "FAILED"
+        seen = len(lines)
+        if not process_alive(lab_process):
+            return "FAILED"
+        time.sleep(0.1)
+    return "TIMEOUT"
+
+
+def _down(state: LabState, keep_logs: bool = False) -> list[str]:
+    record = state.read()
+    stop_process(record.get("lab_process"), timeout=120)
+    stop_controller(state)
+    removed = state.sweep()
+    state.clear(keep_logs=keep_logs)
+    return removed
+
+
+def cmd_down(args) -> int:
+    """Tear the lab down: exactly what it recorded."""
+    state = LabState()
+    if not state.exists():
+        print("mirrorlab: no lab is recorded; nothing to do")
+        return 0
+    removed = _down(state)
+    if removed:
+        print("mirrorlab: removed leftovers of a crashed lab: " + ", ".join(removed))
+    print("mirrorlab: lab is down")
+    return 0
+
+
+def _status(state: LabState) -> dict:
+    record = state.read()
+    if not record:
+        raise CliError("no lab is running; start one with `mirrorlab up`")
+    topology = topofile.load(record["topology"])
+    controller = record.get("controller_process")
+    lab = record.get("lab_process")
+    vrouters, analyzer_list = {}, []
+    if process_alive(controller):
+        try:
+            vrouters = {v["name"]: v for v in _api(state, "GET", "/api/vrouters")}
+            analyzer_list = _api(state, "GET", "/api/analyzers")
+        except CliError:
+            pass
+    vms = []
+    for vm in topology.vms:
+        vms.append({"name": vm.name, "compute": vm.compute, "interfaces": [{
+            "name": i.name, "vm": vm.name, "network": i.network, "ip": str(i.ip),
+            "ip6": str(i.ip6) if i.ip6 else None, "mac": i.mac, "vrouter_port": i.port_name,
+            "ofport": i.ofport} for i in vm.interfaces]})
+    return {
+        "topology": record["topology"], "name": topology.name,
+        "lab": {"pid": lab["pid"] if lab else None, "running": process_alive(lab)},
+        "controller": {"pid": controller["pid"] if controller else None,
+                       "running": process_alive(controller),
+                       "openflow": f"tcp:127.0.0.1:{record['openflow_port']}",
+                       "api": f"http://127.0.0.1:{record['api_port']}"},
+        "computes": [{"name": c.name, "vrouter": c.vrouter, "fabric_ip": str(topology.fabric_ip(c)),
+                      "connected": vrouters.get(c.name, {}).get("connected", False)}
+                     for c in topology.computes],
+        "networks": [{"name": n.name, "subnet": str(n.subnet),
+                      "subnet6": str(n.subnet6) if n.subnet6 else None, "label": n.label}
+                     for n in topology.networks],
+        "vms": vms,
+        "analyzers": analyzer_list,
+    }
+
+
+def cmd_status(args) -> int:
+    """Show the lab."""
+    status = _status(LabState())
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    lab, controller = status["lab"], status["controller"]
+    print(f"lab '{status['name']}' ({status['topology']}): "
+          f"{'running' if lab['running'] else 'NOT RUNNING'} (pid {lab['pid']})")
+    print(f"controller: {'running' if controller['running'] else 'STOPPED'} (pid {controller['pid']}), "
+          f"OpenFlow {controller['openflow']}, API {controller['api']}")
+    print("\ncompute   vRouter          fabric IP        connected")
+    for c in status["computes"]:
+        print(f"{c['name']:<9} {c['vrouter']:<16} {c['fabric_ip']:<16} {'yes' if c['connected'] else 'no'}")
+    print("\nnetwork       subnet            subnet6               label")
+    for n in status["networks"]:
+        print(f"{n['name']:<13} {n['subnet']:<17} {n['subnet6'] or '-':<21} {n['label']}")
+    print("\nvm       compute    interface  network       ip            mac                vRouter port")
+    for vm in status["vms"]:
+        for i in vm["interfaces"]:
+            print(f"{vm['name']:<8} {vm['compute']:<10} {i['name']:<10} {i['network']:<13} "
+                  f"{i['ip']:<13} {i['mac']:<18} {i['vrouter_port']} (port {i['ofport']})")
+    for analyzer in status["analyzers"]:
+        print(f"analyzer {analyzer['name']}: vm {analyzer['vm']} on {analyzer['compute']}, "
+              f"{analyzer['network']} {analyzer['ip']}")
+    return 0
+
+
+def cmd_exec(args) -> int:
+    """Run a command inside a VM's network namespace, passing its output and exit code on."""
+    if not args.command:
+        raise CliError("usage: mirrorlab exec VM -- COMMAND [ARGS...]", 2)
+    record = LabState().read()
+    host = next((h for h in record.get("hosts", []) if h.get("name") == args.vm), None)
+    if host is None or args.vm.startswith(("vr-", "ml-")):
+        known = ", ".join(h["name"] for h in record.get("hosts", []) if not h["name"].startswith(("vr-", "ml-")))
+        raise CliError(f"unknown vm '{args.vm}' (running: {known or 'none'})", 2)
+    if not process_alive(host):
+        raise CliError(f"vm '{args.vm}' is not running")
+    command = args.command[1:] if args.command[0] == "--" else args.command
+    os.execvp("nsenter", ["nsenter", "--target", str(host["pid"]), "--net", "--", *command])
+
+
+def cmd_controller(args) -> int:
+    """Start, stop or restart the controller alone."""
+    state = LabState()
+    if not state.exists():
+        raise CliError("no lab is running; start one with `mirrorlab up`")
+    if args.action in ("stop", "restart"):
+        print("mirrorlab: controller stopped" if stop_controller(state)
+              else "mirrorlab: the controller was not running")
+    if args.action in ("start", "restart"):
+        process = start_controller(state)
+        print(f"mirrorlab: controller started (pid {process['pid']})")
+    return 0
+
+
+def _print(args, payload, text) -> None:
+    print(json.dumps(payload, indent=2) if args.json else text(payload))
+
+
+def _capture_line(c: dict) -> str:
+    return (f"capture {c['id']}: {c['state']:<7} {c['vrouter']}/{c['interface']} ({c['vm']}) "
+            f"{c['direction']:<7} -> {c['analyzer']}  {c['packets']} packets, {c['bytes']} bytes")
+
+
+def cmd_capture(args) -> int:
+    """Captures through the REST API."""
+    state = LabState()
+    if args.action == "start":
+        body = {"direction": args.direction, "analyzer": args.analyzer}
+        if args.vm:
+            body["vm"] = args.vm
+            if args.vrouter:
+                body["vrouter"] = args.vrouter
+        else:
+            if not (args.vrouter and args.interface):
+                raise CliError("usage: mirrorlab capture start VROUTER INTERFACE | --vm VM", 2)
+            body.update(vrouter=args.vrouter, interface=args.interface)
+        _print(args, _api(state, "POST", "/api/captures", body), _capture_line)
+    elif args.action == "stop":
+        _print(args, _api(state, "DELETE", f"/api/captures/{args.id}"), _capture_line)
+    elif args.action == "show":
+        _print(args, _api(state, "GET", f"/api/captures/{args.id}"), _capture_line)
+    elif args.action == "list":
+        _print(args, _api(state, "GET", "/api/captures"),
+               lambda cs: "\n".join(_capture_line(c) for c in cs) or "no captures")
+    elif args.action == "pcap":
+        data = _api(state, "GET", f"/api/captures/{args.id}/pcap", raw=True)
+        Path(args.output).write_bytes(data)
+        print(f"wrote {args.output} ({len(data)} bytes)")
+    return 0
+
+
+def cmd_analyzer(args) -> int:
+    """Analyzer instances through the REST API."""
+    state = LabState()
+    line = lambda a: (f"analyzer {a['name']}: vm {a['vm']} on {a['compute']}, network "
+                      f"{a['network']} {a['ip']}, captures {a['captures'] or '-'}")
+    if args.action == "list":
+        _print(args, _api(state, "GET", "/api/analyzers"),
+               lambda items: "\n".join(line(a) for a in items) or "no analyzers")
+    elif args.action == "create":
+        body = {"name": args.name, "network": args.network, "compute": args.compute}
+        _print(args, _api(state, "POST", "/api/analyzers", body), line)
+    elif args.action == "delete":
+        _print(args, _api(state, "DELETE", f"/api/analyzers/{args.name}"),
+               lambda r: f"analyzer {r['deleted']} deleted")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `mirrorlab`."""
+    parser = argparse.ArgumentParser(prog="mirrorlab", description=__doc__)
+    sub = parser.add_subparsers(dest="command_name", required=True)
+
+    up = sub.add_parser("up", help="bring a lab up (default topology: topologies/default.yaml)")
+    up.add_argument("topology", nargs="?", default=str(DEFAULT_TOPOLOGY))
+    up.add_argument("--openflow-port", type=int, default=6653)
+    up.add_argument("--api-port", type=int, default=8080)
+    up.set_defaults(func=cmd_up)
+    sub.add_parser("down", help="tear the lab down").set_defaults(func=cmd_down)
+    status = sub.add_parser("status", help="show compute nodes, VMs, interfaces, controller")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+    check = sub.add_parser("check", help="validate a topology file without starting anything")
+    check.add_argument("topology")
+    check.set_defaults(func=cmd_check)
+    run = sub.add_parser("exec", help="run a command inside a VM: mirrorlab exec VM -- CMD")
+    run.add_argument("vm")
+    run.add_argument("command", nargs=argparse.REMAINDER)
+    run.set_defaults(func=cmd_exec)
+    controller = sub.add_parser("controller", help="start, stop or restart the controller")
+    controller.add_argument("action", choices=["start", "stop", "restart"])
+    controller.set_defaults(func=cmd_controller)
+
+    capture = sub.add_parser("capture", help="packet captures (interface mirroring)")
+    capture_sub = capture.add_subparsers(dest="action", required=True)
+    start = capture_sub.add_parser("start", help="mirror an interface to an analyzer")
+    start.add_argument("vrouter", nargs="?")
+    start.add_argument("interface", nargs="?")
+    start.add_argument("--vm", help="capture on this VM's first interface")
+    start.add_argument("--direction", choices=["ingress", "egress", "both"], default="both")
+    start.add_argument("--analyzer", help="analyzer instance (default: interface-packet-capture)")
+    for name in ("stop", "show"):
+        one = capture_sub.add_parser(name)
+        one.add_argument("id", type=int)
+    capture_sub.add_parser("list")
+    pcap = capture_sub.add_parser("pcap", help="download what the analyzer recorded")
+    pcap.add_argument("id", type=int)
+    pcap.add_argument("-o", "--output", required=True)
+    for p in [start, pcap] + [capture_sub.choices[n] for n in ("stop", "show", "list")]:
+        p.add_argument("--json", action="store_true")
+    capture.set_defaults(func=cmd_capture)
+
+    analyzer = sub.add_parser("analyzer", help="analyzer instances")
+    analyzer_sub = analyzer.add_subparsers(dest="action", required=True)
+    analyzer_sub.add_parser("list").add_argument("--json", action="store_true")
+    create = analyzer_sub.add_parser("create")
+    create.add_argument("name")
+    create.add_argument("--network")
+    create.add_argument("--compute")
+    create.add_argument("--json", action="store_true")
+    delete = analyzer_sub.add_parser("delete")
+    delete.add_argument("name")
+    delete.add_argument("--json", action="store_true")
+    analyzer.set_defaults(func=cmd_analyzer)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `mirrorlab` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except TopologyError as err:
+        print("\n".join(err.problems), file=sys.stderr)
+        return 2
+    except CliError as err:
+        print(f"mirrorlab: {err}", file=sys.stderr)
+        return err.code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

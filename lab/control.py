@@ -1,0 +1,42 @@
+"""Client of the lab process's control socket (see `lab.netlab`): how the controller asks
+for analyzer VMs to be created and removed."""
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+from lab.topology import VM, vm_to_dict
+
+TIMEOUT = 60.0
+
+
+class LabControlError(RuntimeError):
+    """The lab process is not reachable or refused a request."""
+
+
+class LabControl:
+    """Requests to the lab process listening on `socket_path`."""
+
+    def __init__(self, socket_path: Path):
+        self.socket_path = socket_path
+
+    def _call(self, request: dict) -> None:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(TIMEOUT)
+                sock.connect(str(self.socket_path))
+                sock.sendall((json.dumps(request) + "\n").encode())
+                reply = json.loads(sock.makefile().readline() or "{}")
+        except (OSError, ValueError) as err:
+            raise LabControlError(f"the lab process does not answer on {self.socket_path}: {err}") from None
+        if not reply.get("ok"):
+            raise LabControlError(reply.get("error", "the lab process refused the request"))
+
+    def add_vm(self, vm: VM) -> None:
+        """Create and start `vm` in the running lab."""
+        self._call({"op": "add_vm", "vm": vm_to_dict(vm)})
+
+    def remove_vm(self, name: str) -> None:
+        """Stop and remove the VM called `name`."""
+        self._call({"op": "remove_vm", "name": name})

@@ -1,0 +1,275 @@
+"""The lab process: brings a `Topology` up in Mininet and keeps it running.
+
+vRouters are Open vSwitch bridges in the userspace datapath (this machine has no OVS kernel
+module), in secure fail mode, speaking OpenFlow 1.3 to the controller. The fabric is a plain
+learning OVS bridge joining every vRouter's uplink. Guest and analyzer VMs are Mininet hosts.
+
+Run as `python -m lab.netlab` by `mirrorlab up`; it records everything it creates in the lab
+state, answers a control socket (used by the controller to add analyzer VMs), and tears the
+lab down on SIGTERM.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import socketserver
+import subprocess
+import sys
+import threading
+import time
+
+from mininet.log import setLogLevel
+from mininet.net import Mininet
+from mininet.node import OVSBridge, OVSSwitch, RemoteController
+
+from lab import topofile
+from lab.state import LabState, process_record, stop_process
+from lab.topology import FABRIC_BRIDGE, FABRIC_PORT, VM, Topology, vm_from_dict
+
+LOG = logging.getLogger("mirrorlab.lab")
+# Overlay frames carry 18 extra bytes and mirrored copies 18 more: the fabric and analyzer
+# links get jumbo MTUs so no full-size guest frame is ever dropped on the way.
+JUMBO_MTU = 9000
+READY_TIMEOUT = 90.0
+
+
+def _run(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True)
+
+
+class LabNetwork:
+    """A topology brought up in Mininet, with every created resource recorded in `state`."""
+
+    def __init__(self, topology: Topology, state: LabState, openflow_port: int):
+        self.topology = topology
+        self.state = state
+        self.openflow_port = openflow_port
+        self.net: Mininet | None = None
+        self.lock = threading.Lock()
+
+    def check_names_free(self) -> None:
+        """Refuse to start if a bridge we would create exists already: it is not ours."""
+        existing = set(subprocess.run(["ovs-vsctl", "list-br"], capture_output=True, text=True,
+                                      check=True).stdout.split())
+        ours = {c.vrouter for c in self.topology.computes} | {FABRIC_BRIDGE}
+        clash = sorted(existing & ours)
+        if clash:
+            raise RuntimeError(f"bridge(s) {', '.join(clash)} exist already and were not made by "
+                               f"this lab; remove them or run `mirrorlab down` for a lab that made them")
+
+    def build(self) -> None:
+        """Create the fabric, the vRouters and the VMs, and start them."""
+        topology, state = self.topology, self.state
+        steps = 5
+        net = self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False,
+                                 waitConnected=False)
+        net.addController("c0", controller=RemoteController, ip="127.0.0.1",
+                          port=self.openflow_port)
+
+        state.progress(f"[1/{steps}] creating the fabric and {len(topology.computes)} vRouters")
+        fabric = net.addSwitch(FABRIC_BRIDGE, cls=OVSBridge, datapath="user", dpid=f"{0xfa:016x}")
+        state.add("bridges", FABRIC_BRIDGE)
+        for compute in topology.computes:
+            vrouter = net.addSwitch(compute.vrouter, cls=OVSSwitch, datapath="user",
+                                    failMode="secure", protocols="OpenFlow13",
+                                    dpid=f"{compute.dpid:016x}")
+            state.add("bridges", compute.vrouter)
+            net.addLink(vrouter, fabric, port1=FABRIC_PORT, intfName1=compute.fabric_port_name,
+                        intfName2=compute.fabric_switch_port_name)
+            state.add("links", compute.fabric_port_name)
+
+        state.progress(f"[2/{steps}] creating {len(topology.vms)} VMs")
+        for count, vm in enumerate(topology.vms, 1):
+            self._add_host(vm)
+            if count % 25 == 0 or count == len(topology.vms):
+                state.progress(f"      VMs {count}/{len(topology.vms)}")
+
+        state.progress(f"[3/{steps}] starting vRouters (userspace datapath, OpenFlow 1.3, "
+                       f"controller tcp:127.0.0.1:{self.openflow_port})")
+        net.build()
+        for host in net.hosts:
+            state.add("hosts", {"name": host.name, **process_record(host.pid)})
+        for switch in net.switches:
+            state.add("hosts", {"name": switch.name, **process_record(switch.pid)})
+        net.start()
+        for switch in net.switches:
+            switch.cmd("ovs-vsctl set bridge", switch.name, "other_config:disable-in-band=true")
+        for compute in topology.computes:
+            for name in (compute.fabric_port_name, compute.fabric_switch_port_name):
+                _run("ip", "link", "set", "dev", name, "mtu", str(JUMBO_MTU))
+        for vm in topology.vms:
+            self._configure_vm(vm)
+
+    def _add_host(self, vm: VM):
+        host = self.net.addHost(vm.name, ip=None)
+        vrouter = self.net.get(self.topology.compute(vm.compute).vrouter)
+        for interface in vm.interfaces:
+            self.net.addLink(host, vrouter, port2=interface.ofport, intfName1=interface.name,
+                             intfName2=interface.port_name, addr1=interface.mac)
+            self.state.add("links", interface.port_name)
+        return host
+
+    def _configure_vm(self, vm: VM) -> None:
+        host = self.net.get(vm.name)
+        commands = ["sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0"]
+        for interface in vm.interfaces:
+            mtu = JUMBO_MTU if vm.analyzer else 1500
+            commands += [
+                f"ip link set dev {interface.name} mtu {mtu} up",
+                f"ip addr add {interface.ip}/{interface.prefixlen} dev {interface.name}",
+                # The userspace datapath cannot finish checksums or segment TCP for a veth.
+                f"ethtool -K {interface.name} tx off tso off gso off >/dev/null 2>&1",
+            ]
+            if interface.ip6:
+                commands.append(f"ip -6 addr add {interface.ip6}/{interface.prefixlen6} "
+                                f"dev {interface.name} nodad")
+            _run("ethtool", "-K", interface.port_name, "tx", "off", "tso", "off", "gso", "off")
+            _run("ip", "link", "set", "dev", interface.port_name, "mtu", str(mtu), "up")
+        host.cmd(" ; ".join(commands))
+        if vm.analyzer:
+            self.state.captures_dir.mkdir(parents=True, exist_ok=True)
+            recorder = host.popen([sys.executable, "-m", "lab.recorder",
+                                   "--interface", vm.interfaces[0].name,
+                                   "--directory", str(self.state.captures_dir)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.state.add("recorders", {"name": f"recorder-{vm.name}", **process_record(recorder.pid)})
+
+    def add_vm(self, vm: VM) -> None:
+        """Create and start a VM (an analyzer) on a running lab."""
+        with self.lock:
+            if vm.name in self.net.nameToNode:
+                raise ValueError(f"vm '{vm.name}' exists already")
+            host = self._add_host(vm)
+            self.state.add("hosts", {"name": vm.name, **process_record(host.pid)})
+            vrouter = self.topology.compute(vm.compute).vrouter
+            for interface in vm.interfaces:
+                _run("ovs-vsctl", "add-port", vrouter, interface.port_name, "--", "set",
+                     "Interface", interface.port_name, f"ofport_request={interface.ofport}")
+            self._configure_vm(vm)
+            self.topology = self.topology.with_vm(vm)
+
+    def remove_vm(self, name: str) -> None:
+        """Stop a VM added by `add_vm` and remove its ports."""
+        with self.lock:
+            host = self.net.get(name)
+            vm = self.topology.vm(name)
+            vrouter = self.topology.compute(vm.compute).vrouter
+            record = self.state.read()
+            for recorder in record.get("recorders", []):
+                if recorder.get("name") == f"recorder-{name}":
+                    stop_process(recorder, timeout=2)
+                    self.state.remove("recorders", recorder)
+            for interface in vm.interfaces:
+                subprocess.run(["ovs-vsctl", "--if-exists", "del-port", vrouter, interface.port_name],
+                               check=False)
+            host.stop(deleteIntfs=True)
+            self.net.hosts.remove(host)
+            del self.net.nameToNode[name]
+            for interface in vm.interfaces:
+                self.state.remove("links", interface.port_name)
+            self.state.remove("hosts", next((h for h in record.get("hosts", [])
+                                             if h.get("name") == name), None))
+            self.topology = self.topology.without_vm(name)
+
+    def wait_reachable(self) -> bool:
+        """Ping around a ring of each network's VMs until every VM reaches its next peer."""
+        pairs = []
+        for network in self.topology.networks:
+            members = [i for i in self.topology.interfaces() if i.network == network.name]
+            if len(members) < 2:
+                continue
+            for source, target in zip(members, members[1:] + members[:1]):
+                pairs.append((source, target))
+        self.state.progress(f"[5/5] checking reachability: {len(pairs)} VM pairs")
+        script = ("end=$(($(date +%s)+{timeout})); while [ $(date +%s) -lt $end ]; do "
+                  "ping -c1 -W1 -q {ip} >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1")
+        pending = {}
+        for source, target in pairs:
+            host = self.net.get(source.vm)
+            pending[(source.name, target.name)] = host.popen(
+                ["sh", "-c", script.format(timeout=int(READY_TIMEOUT), ip=target.ip)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        failed = []
+        for done, (pair, process) in enumerate(pending.items(), 1):
+            if process.wait() != 0:
+                failed.append(pair)
+            if done % 25 == 0 or done == len(pending):
+                self.state.progress(f"      reachable {done - len(failed)}/{len(pending)}")
+        for source, target in failed:
+            self.state.progress(f"      UNREACHABLE: {source} -> {target}")
+        return not failed
+
+    def stop(self) -> None:
+        """Tear down everything Mininet made for this lab."""
+        with self.lock:
+            if self.net is not None:
+                self.net.stop()
+                self.net = None
+
+
+class _ControlHandler(socketserver.StreamRequestHandler):
+    def handle(self):
+        for line in self.rfile:
+            try:
+                request = json.loads(line)
+                operation = request.get("op")
+                if operation == "add_vm":
+                    self.server.lab.add_vm(vm_from_dict(request["vm"]))
+                elif operation == "remove_vm":
+                    self.server.lab.remove_vm(request["name"])
+                elif operation != "ping":
+                    raise ValueError(f"unknown operation '{operation}'")
+                reply = {"ok": True}
+            except Exception as err:  # reported to the caller, the lab keeps running
+                LOG.exception("control request failed")
+                reply = {"ok": False, "error": str(err)}
+            self.wfile.write((json.dumps(reply) + "\n").encode())
+
+
+class _ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the lab process."""
+    parser = argparse.ArgumentParser(prog="python -m lab.netlab")
+    parser.add_argument("--topology", required=True)
+    parser.add_argument("--openflow-port", type=int, default=6653)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    setLogLevel("warning")
+    state = LabState()
+    topology = topofile.load(args.topology)
+    lab = LabNetwork(topology, state, args.openflow_port)
+
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    try:
+        lab.check_names_free()
+        lab.build()
+        state.socket_path.unlink(missing_ok=True)
+        server = _ControlServer(str(state.socket_path), _ControlHandler)
+        server.lab = lab
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        state.progress("[4/5] waiting for the controller to program the vRouters")
+        if not lab.wait_reachable():
+            state.progress("FAILED: some VMs cannot reach their peers (see above)")
+        else:
+            state.progress("READY")
+    except Exception as err:
+        LOG.exception("bring-up failed")
+        state.progress(f"FAILED: {err}")
+        lab.stop()
+        return 1
+    while not stopping.wait(1.0):
+        pass
+    state.progress("stopping")
+    lab.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""What a running lab has created, recorded on disk so that `down` removes exactly that, even
+after the lab process crashed.
+
+The state directory (default /run/mirrorlab, or $MIRRORLAB_STATE_DIR) holds:
+  lab.json        topology file, ports, and the processes, bridges and links the lab made
+  progress.log    bring-up progress, read by `mirrorlab up`
+  lab.sock        the lab process's control socket (analyzer VMs are added through it)
+  controller.db   the controller's capture store
+  captures/       the pcap files analyzers recorded
+  *.log           process logs
+Processes are recorded with their start time, so a recycled PID is never killed by mistake.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+DEFAULT_STATE_DIR = "/run/mirrorlab"
+
+
+def state_dir() -> Path:
+    """The state directory in use."""
+    return Path(os.environ.get("MIRRORLAB_STATE_DIR", DEFAULT_STATE_DIR))
+
+
+def process_start_time(pid: int) -> int | None:
+    """The kernel's start time of `pid` (clock ticks since boot), or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def process_alive(record: dict | None) -> bool:
+    """Whether the recorded process {"pid", "start"} still runs (the same process, not a reuse)."""
+    return bool(record) and process_start_time(record["pid"]) == record["start"]
+
+
+def process_record(pid: int) -> dict:
+    """A record identifying a running process."""
+    return {"pid": pid, "start": process_start_time(pid)}
+
+
+def stop_process(record: dict | None, timeout: float = 10.0, sig=signal.SIGTERM) -> None:
+    """Stop a recorded process: `sig`, then SIGKILL after `timeout` seconds."""
+    if not process_alive(record):
+        return
+    try:
+        os.kill(record["pid"], sig)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not process_alive(record):
+            return
+        time.sleep(0.05)
+    try:
+        os.kill(record["pid"], signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    while process_alive(record):
+        time.sleep(0.02)
+
+
+class LabState:
+    """The record of one lab, in `directory`."""
+
+    def __init__(self, directory: Path | None = None):
+        self.dir = Path(directory) if directory else state_dir()
+
+    @property
+    def record_path(self) -> Path:
+        return self.dir / "lab.json"
+
+    @property
+    def socket_path(self) -> Path:
+        return self.dir / "lab.sock"
+
+    @property
+    def progress_path(self) -> Path:
+        return self.dir / "progress.log"
+
+    @property
+    def database_path(self) -> Path:
+        return self.dir / "controller.db"
+
+    @property
+    def captures_dir(self) -> Path:
+        return self.dir / "captures"
+
+    def exists(self) -> bool:
+        """Whether a lab is recorded here."""
+        return self.record_path.exists()
+
+    def read(self) -> dict:
+        """The record (empty if there is none)."""
+        try:
+            return json.loads(self.record_path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    @contextmanager
+    def update(self):
+        """Edit the record under a lock: `with state.update() as record: record[...] = ...`."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / "lab.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            record = self.read()
+            yield record
+            tmp = self.record_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
+            tmp.replace(self.record_path)
+
+    def add(self, kind: str, item) -> None:
+        """Append `item` to the list `kind` (bridges, links, hosts, recorders)."""
+        with self.update() as record:
+            items = record.setdefault(kind, [])
+            if item not in items:
+                items.append(item)
+
+    def remove(self, kind: str, item) -> None:
+        """Drop `item` from the list `kind`."""
+        with self.update() as record:
+            record[kind] = [i for i in record.get(kind, []) if i != item]
+
+    def progress(self, message: str) -> None:
+        """Append a line to the bring-up progress log."""
+        with open(self.progress_path, "a") as log:
+            log.write(message + "\n")
+
+    def sweep(self) -> list[str]:
+        """Remove every recorded resource that still exists; return what was removed.
+        Only what this lab recorded is touched."""
+        record = self.read()
+        removed = []
+        for kind in ("lab_process", "controller_process"):
+            if process_alive(record.get(kind)):
+                stop_process(record[kind])
+                removed.append(f"process {record[kind]['pid']} ({kind})")
+        for host in record.get("hosts", []) + record.get("recorders", []):
+            if process_alive(host):
+                stop_process(host, timeout=2, sig=signal.SIGKILL)
+                removed.append(f"process {host['pid']} ({host.get('name', 'host')})")
+        existing = set(subprocess.run(["ovs-vsctl", "--timeout=10", "list-br"], capture_output=True,
+                                      text=True).stdout.split())
+        for bridge in record.get("bridges", []):
+            if bridge in existing:
+                subprocess.run(["ovs-vsctl", "--timeout=10", "--if-exists", "del-br", bridge],
+                               check=False)
+                removed.append(f"bridge {bridge}")
+        for link in record.get("links", []):
+            if Path(f"/sys/class/net/{link}").exists():
+                subprocess.run(["ip", "link", "del", link], check=False, capture_output=True)
+                removed.append(f"link {link}")
+        return removed
+
+    def clear(self, keep_logs: bool = False) -> None:
+        """Delete the state directory's contents (but the process logs, with `keep_logs`)."""
+        if not self.dir.exists():
+            return
+        for path in sorted(self.dir.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            if keep_logs and path.suffix == ".log" and path.parent == self.dir:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                path.rmdir()
+            else:
+                path.unlink()
