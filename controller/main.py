@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 import threading
+import time
 
 import uvicorn
 from os_ken.base import app_manager  # noqa: F401  (os-ken's import order: app_manager first)
@@ -25,6 +26,20 @@ from lab.control import LabControl
 from lab.state import LabState
 
 
+LEASE_CHECK_INTERVAL = 0.5
+
+
+def _expire_leases(service: ControllerService) -> None:
+    log = logging.getLogger("mirrorlab.leases")
+    while True:
+        time.sleep(LEASE_CHECK_INTERVAL)
+        try:
+            for capture in service.expire_leases():
+                log.info("capture %d stopped: its lease ran out", capture.id)
+        except Exception:
+            log.exception("lease check failed")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the controller until killed."""
     parser = argparse.ArgumentParser(prog="python -m controller.main")
@@ -32,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--openflow-port", type=int, default=6653)
     parser.add_argument("--api-host", default="127.0.0.1")
     parser.add_argument("--api-port", type=int, default=8080)
+    parser.add_argument("--lease-seconds", type=float, default=5.0,
+                        help="how long a capture opened in the web UI outlives its last renewal")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
@@ -49,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     manager.instantiate_apps(**manager.create_contexts())
     # os-ken's OpenFlow listener is started by its `ofp_handler` app on native threads.
 
-    server = uvicorn.Server(uvicorn.Config(create_app(service), host=args.api_host,
+    threading.Thread(target=_expire_leases, args=(service,), name="lease-reaper", daemon=True).start()
+    server = uvicorn.Server(uvicorn.Config(create_app(service, args.lease_seconds), host=args.api_host,
                                            port=args.api_port, log_level="warning"))
     api_thread = threading.Thread(target=server.run, name="rest-api", daemon=True)
     api_thread.start()

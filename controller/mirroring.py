@@ -57,6 +57,9 @@ class Capture:
     slot: int
     started_at: float
     stopped_at: float | None = None
+    # A leased capture (the web UI's) stops by itself unless renewed within lease_seconds.
+    lease_seconds: float | None = None
+    lease_expires_at: float | None = None
 
     @property
     def active(self) -> bool:
@@ -76,6 +79,16 @@ class Capture:
     def stopped(self, at: float) -> "Capture":
         """A copy of this capture, stopped at time `at`."""
         return replace(self, stopped_at=at)
+
+    def renewed(self, at: float) -> "Capture":
+        """A copy of this leased capture whose lease runs from time `at`."""
+        if self.lease_seconds is None:
+            raise InvalidRequest(f"capture {self.id} has no lease to renew", "id")
+        return replace(self, lease_expires_at=at + self.lease_seconds)
+
+    def lease_expired(self, now: float) -> bool:
+        """Whether this capture is active on a lease that ran out."""
+        return self.active and self.lease_expires_at is not None and now >= self.lease_expires_at
 
 
 def analyzers(topology: Topology) -> dict[str, VM]:
@@ -115,9 +128,16 @@ def parse_direction(value: str | None) -> Direction:
                              "direction") from None
 
 
+MAX_LEASE_SECONDS = 3600.0
+
+
 def plan_capture(topology: Topology, captures: list[Capture], capture_id: int, vrouter: str,
-                 interface: str, direction: str | None, analyzer: str, now: float) -> Capture:
+                 interface: str, direction: str | None, analyzer: str, now: float,
+                 lease_seconds: float | None = None) -> Capture:
     """A new capture, checked against the topology, its analyzers and the active captures."""
+    if lease_seconds is not None and not 0 < lease_seconds <= MAX_LEASE_SECONDS:
+        raise InvalidRequest(f"bad lease_seconds {lease_seconds} (more than 0, at most "
+                             f"{MAX_LEASE_SECONDS:.0f})", "lease_seconds")
     target = find_interface(topology, vrouter, interface)
     parsed_direction = parse_direction(direction)
     if analyzer not in analyzers(topology):
@@ -136,7 +156,9 @@ def plan_capture(topology: Topology, captures: list[Capture], capture_id: int, v
         raise Conflict(f"interface '{target.port_name}' has {MAX_CAPTURES_PER_INTERFACE} active "
                        f"captures already, the most one interface holds; stop one first")
     return Capture(id=capture_id, compute=target.compute, interface=target.port_name,
-                   direction=parsed_direction, analyzer=analyzer, slot=free[0], started_at=now)
+                   direction=parsed_direction, analyzer=analyzer, slot=free[0], started_at=now,
+                   lease_seconds=lease_seconds,
+                   lease_expires_at=now + lease_seconds if lease_seconds is not None else None)
 
 
 def plan_analyzer(topology: Topology, name: str, network: str | None, compute: str | None) -> VM:
@@ -156,7 +178,10 @@ def plan_analyzer(topology: Topology, name: str, network: str | None, compute: s
         known = ", ".join(c.name for c in topology.computes)
         raise NotFound(f"unknown compute node '{compute_name}' (known: {known})", "compute")
     net = topology.network(network_name)
-    ip = first_free_address(net.subnet, topology.used_addresses(network_name))
+    taken_macs = {i.mac for i in topology.interfaces()}
+    used = topology.used_addresses(network_name)
+    ip = first_free_address(net.subnet,
+                            lambda address: address in used or interface_mac(address) in taken_macs)
     if ip is None:
         raise Conflict(f"network '{network_name}' has no free address left", "network")
     taken_ports = {i.ofport for i in topology.interfaces_on(compute_name)}

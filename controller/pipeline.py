@@ -164,32 +164,33 @@ def capture_flows(topology: Topology, capture: Capture) -> dict[str, list[Flow]]
     flows: dict[str, list[Flow]] = defaultdict(list)
 
     copy = [Encap("mpls"), SetField("mpls_label", capture.label), Encap("ethernet")]
-    # A delivered packet may have come in from the fabric; a copy going back out there must
-    # then leave through "in_port", as OpenFlow drops output to the input port otherwise.
-    copy_from_fabric = None
     if analyzer.compute == source.name:
-        copy += [SetField("eth_src", VROUTER_MAC), SetField("eth_dst", analyzer.mac),
-                 Output(analyzer.ofport)]
+        copy += [SetField("eth_src", VROUTER_MAC), SetField("eth_dst", analyzer.mac)]
+        exit_port = analyzer.ofport
     else:
         target = topology.compute(analyzer.compute)
         copy += [SetField("eth_src", source.fabric_mac), SetField("eth_dst", target.fabric_mac)]
-        copy_from_fabric = copy + [Output("in_port")]
-        copy += [Output(FABRIC_PORT)]
+        exit_port = FABRIC_PORT
         flows[target.name].append(flow(
             CLASSIFY, 200, in_port=FABRIC_PORT, eth_type=0x8847, mpls_label=capture.label,
             owner=owner,
             actions=[Decap(), Encap("ethernet"), SetField("eth_src", VROUTER_MAC),
                      SetField("eth_dst", analyzer.mac), Output(analyzer.ofport)]))
+
+    def copy_of_packet_from(in_port: int | None) -> list:
+        # OpenFlow drops output to the port a packet came in on, unless it says "in_port".
+        exit_action = Output("in_port") if in_port == exit_port else Output(exit_port)
+        return [Clone(tuple(copy + [exit_action]))]
+
     if capture.direction.copies_ingress:
         table = INGRESS_MIRROR + capture.slot
         flows[source.name].append(flow(table, 100, in_port=port, owner=owner,
-                                       actions=[Clone(tuple(copy))], goto=table + 1))
+                                       actions=copy_of_packet_from(port), goto=table + 1))
     if capture.direction.copies_egress:
         table = EGRESS_MIRROR + capture.slot
         flows[source.name].append(flow(table, 100, **{REG_OUT_PORT: port}, owner=owner,
-                                       actions=[Clone(tuple(copy))], goto=table + 1))
-        if copy_from_fabric:
-            flows[source.name].append(flow(table, 110, in_port=FABRIC_PORT, owner=owner,
-                                           **{REG_OUT_PORT: port},
-                                           actions=[Clone(tuple(copy_from_fabric))], goto=table + 1))
+                                       actions=copy_of_packet_from(None), goto=table + 1))
+        flows[source.name].append(flow(table, 110, in_port=exit_port, **{REG_OUT_PORT: port},
+                                       owner=owner, actions=copy_of_packet_from(exit_port),
+                                       goto=table + 1))
     return dict(flows)

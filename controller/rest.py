@@ -34,6 +34,8 @@ class CaptureRequest(BaseModel):
     vm: str | None = Field(None, description="shortcut: the VM's first interface")
     direction: str | None = Field(None, description="ingress | egress | both (default)")
     analyzer: str | None = Field(None, description="analyzer instance (default: interface-packet-capture)")
+    lease_seconds: float | None = Field(None, description="stop unless renewed within this time "
+                                                          "(POST /api/captures/{id}/lease)")
 
 
 class AnalyzerRequest(BaseModel):
@@ -56,8 +58,8 @@ def _error_response(status: int, message: str, field: str | None = None) -> JSON
     return JSONResponse(status_code=status, content=body)
 
 
-def create_app(service: ControllerService) -> FastAPI:
-    """The API application serving `service`."""
+def create_app(service: ControllerService, lease_seconds: float) -> FastAPI:
+    """The API application serving `service`; `lease_seconds` is what the web UI leases."""
     api = FastAPI(title="mirrorlab", version="0.1.0",
                   description="Interface monitoring and mirroring of an emulated Contrail cloud")
 
@@ -118,6 +120,8 @@ def create_app(service: ControllerService) -> FastAPI:
             "vm": interface.vm if interface else None, "direction": capture.direction.value,
             "analyzer": capture.analyzer, "state": capture.state, "label": capture.label,
             "started_at": _iso(capture.started_at), "stopped_at": _iso(capture.stopped_at),
+            "lease_seconds": capture.lease_seconds,
+            "lease_expires_at": _iso(capture.lease_expires_at) if capture.active else None,
             "packets": packets, "bytes": total,
         }
 
@@ -177,7 +181,17 @@ def create_app(service: ControllerService) -> FastAPI:
         if interface is None:
             raise InvalidRequest("missing 'interface' (or 'vm')", "interface")
         return capture_json(service.start_capture(vrouter, interface, request.direction,
-                                                  request.analyzer))
+                                                  request.analyzer, request.lease_seconds))
+
+    @api.post("/api/captures/{capture_id}/lease")
+    def renew_lease(capture_id: int):
+        """Renew a leased capture's lease (the capture screen does this while it is open)."""
+        return capture_json(service.renew_lease(capture_id))
+
+    @api.get("/api/config")
+    def config():
+        """Settings the web UI needs."""
+        return {"lease_seconds": lease_seconds}
 
     @api.get("/api/captures/{capture_id}")
     def get_capture(capture_id: int):

@@ -137,10 +137,10 @@ class ControllerService:
     # --- captures ------------------------------------------------------------------------
 
     def start_capture(self, vrouter: str, interface: str, direction: str | None = None,
-                      analyzer: str | None = None) -> Capture:
+                      analyzer: str | None = None, lease_seconds: float | None = None) -> Capture:
         """Start mirroring an interface; the flows are in place when this returns. Without
         `analyzer`, the default analyzer is used, launched on the interface's compute node if
-        it does not exist yet."""
+        it does not exist yet. With `lease_seconds`, the capture stops unless renewed."""
         with self.lock:
             if analyzer is None:
                 analyzer = DEFAULT_ANALYZER
@@ -149,7 +149,7 @@ class ControllerService:
                     self.create_analyzer(analyzer, compute=target.compute)
             capture = plan_capture(self.topology, list(self.captures.values()),
                                    self.store.next_capture_id(), vrouter, interface, direction,
-                                   analyzer, time.time())
+                                   analyzer, time.time(), lease_seconds)
             self.store.save_capture(capture)
             self.captures[capture.id] = capture
             self._push(capture_flows(self.topology, capture))
@@ -167,3 +167,21 @@ class ControllerService:
             self.captures[capture.id] = capture
             self._push(computes)
             return capture
+
+    def renew_lease(self, capture_id: int) -> Capture:
+        """Extend an active leased capture's lease by its lease_seconds from now."""
+        with self.lock:
+            capture = self.capture(capture_id)
+            if not capture.active:
+                raise Conflict(f"capture {capture_id} is stopped", "id")
+            capture = capture.renewed(time.time())
+            self.store.save_capture(capture)
+            self.captures[capture.id] = capture
+            return capture
+
+    def expire_leases(self) -> list[Capture]:
+        """Stop every capture whose lease ran out; return them."""
+        with self.lock:
+            now = time.time()
+            expired = [c for c in self.captures.values() if c.lease_expired(now)]
+            return [self.stop_capture(c.id) for c in expired]

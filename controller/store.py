@@ -23,7 +23,9 @@ CREATE TABLE IF NOT EXISTS captures (
     analyzer TEXT NOT NULL,
     slot INTEGER NOT NULL,
     started_at REAL NOT NULL,
-    stopped_at REAL
+    stopped_at REAL,
+    lease_seconds REAL,
+    lease_expires_at REAL
 );
 """
 
@@ -58,10 +60,11 @@ class Store:
         """Every capture ever started, active or stopped, by id."""
         with self.lock:
             rows = self.db.execute(
-                "SELECT id, compute, interface, direction, analyzer, slot, started_at, stopped_at "
-                "FROM captures ORDER BY id").fetchall()
+                "SELECT id, compute, interface, direction, analyzer, slot, started_at, stopped_at, "
+                "lease_seconds, lease_expires_at FROM captures ORDER BY id").fetchall()
         return [Capture(id=r[0], compute=r[1], interface=r[2], direction=Direction(r[3]),
-                        analyzer=r[4], slot=r[5], started_at=r[6], stopped_at=r[7]) for r in rows]
+                        analyzer=r[4], slot=r[5], started_at=r[6], stopped_at=r[7],
+                        lease_seconds=r[8], lease_expires_at=r[9]) for r in rows]
 
     def next_capture_id(self) -> int:
         """The id the next capture gets (ids are never reused)."""
@@ -73,6 +76,8 @@ class Store:
         with self.lock:
             self.db.execute(
                 "INSERT OR REPLACE INTO captures (id, compute, interface, direction, analyzer, slot,"
-                " started_at, stopped_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " started_at, stopped_at, lease_seconds, lease_expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (capture.id, capture.compute, capture.interface, capture.direction.value,
-                 capture.analyzer, capture.slot, capture.started_at, capture.stopped_at))
+                 capture.analyzer, capture.slot, capture.started_at, capture.stopped_at,
+                 capture.lease_seconds, capture.lease_expires_at))

@@ -26,7 +26,7 @@ from mininet.node import OVSBridge, OVSSwitch, RemoteController
 
 from lab import topofile
 from lab.state import LabState, process_record, stop_process
-from lab.topology import FABRIC_BRIDGE, FABRIC_PORT, VM, Topology, vm_from_dict
+from lab.topology import FABRIC_PORT, VM, Topology, vm_from_dict
 
 LOG = logging.getLogger("mirrorlab.lab")
 # Overlay frames carry 18 extra bytes and mirrored copies 18 more: the fabric and analyzer
@@ -53,7 +53,7 @@ class LabNetwork:
         """Refuse to start if a bridge we would create exists already: it is not ours."""
         existing = set(subprocess.run(["ovs-vsctl", "list-br"], capture_output=True, text=True,
                                       check=True).stdout.split())
-        ours = {c.vrouter for c in self.topology.computes} | {FABRIC_BRIDGE}
+        ours = {c.vrouter for c in self.topology.computes} | {self.topology.fabric_bridge}
         clash = sorted(existing & ours)
         if clash:
             raise RuntimeError(f"bridge(s) {', '.join(clash)} exist already and were not made by "
@@ -69,8 +69,9 @@ class LabNetwork:
                           port=self.openflow_port)
 
         state.progress(f"[1/{steps}] creating the fabric and {len(topology.computes)} vRouters")
-        fabric = net.addSwitch(FABRIC_BRIDGE, cls=OVSBridge, datapath="user", dpid=f"{0xfa:016x}")
-        state.add("bridges", FABRIC_BRIDGE)
+        fabric = net.addSwitch(topology.fabric_bridge, cls=OVSBridge, datapath="user",
+                               dpid=f"{0xfa:016x}")
+        state.add("bridges", topology.fabric_bridge)
         for compute in topology.computes:
             vrouter = net.addSwitch(compute.vrouter, cls=OVSSwitch, datapath="user",
                                     failMode="secure", protocols="OpenFlow13",

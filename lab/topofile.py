@@ -8,7 +8,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -21,6 +21,7 @@ from lab.topology import (
 COMPUTE_NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 VM_NAME = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 NETWORK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+LAB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,10}$")
 MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 # The lab leaves .0-.2 of each subnet to the network, the gateway and the vRouter's services,
 # as Contrail does, and hands out addresses from .3 up.
@@ -102,7 +103,7 @@ def _to_nodes(node: yaml.Node | None, problems: _Problems) -> Node | None:
         return Node(mapping, line)
     if isinstance(node, yaml.SequenceNode):
         return Node([_to_nodes(item, problems) for item in node.value], line)
-    return Node(yaml.safe_load(yaml.serialize(node)), line)
+    return Node(yaml.SafeLoader("").construct_object(node, deep=True), line)
 
 
 def _check_keys(node: Node, allowed: set[str], where: str, problems: _Problems) -> bool:
@@ -118,9 +119,9 @@ def _check_keys(node: Node, allowed: set[str], where: str, problems: _Problems) 
 
 def _list(root: Node, key: str, problems: _Problems, required: bool = True) -> list[Node]:
     node = root.value.get(key)
-    if node is None or node.value is None:
+    if node is None or node.value is None or (required and node.value == []):
         if required:
-            problems.add(root, key, "missing (a non-empty list)")
+            problems.add(node or root, key, "missing (a non-empty list)")
         return []
     if not isinstance(node.value, list):
         problems.add(node, key, "must be a list")
@@ -169,7 +170,10 @@ def _network_field(node: Node, key: str, where: str, version: int, problems: _Pr
 def _build(root: Node, problems: _Problems, source: str) -> Topology:
     _check_keys(root, TOP_KEYS, "", problems)
     name_node = root.value.get("name")
-    name = str(name_node.value) if name_node and name_node.value else Path(source).stem
+    name = name_node.value if name_node else "lab"
+    if not isinstance(name, str) or not LAB_NAME.match(name):
+        problems.add(name_node, "name", f"'{name}' is not a valid lab name (a lowercase letter, "
+                                        f"then up to 10 letters, digits or '-')")
 
     fabric_subnet = DEFAULT_FABRIC_SUBNET
     if "fabric" in root.value:
@@ -209,14 +213,15 @@ def _networks(root: Node, problems: _Problems) -> dict[str, Network]:
     seen_names: dict[str, int] = {}
     seen_labels: dict[int, str] = {}
     subnets: list[tuple[ipaddress._BaseNetwork, str]] = []
-    entries = [(f"networks[{i}]", n, False) for i, n in enumerate(_list(root, "networks", problems))]
+    entries = [(f"networks[{i}]", n, False)
+               for i, n in enumerate(_list(root, "networks", problems, required=False))]
     analyzer_node = root.value.get("analyzer_network")
     if analyzer_node is None:
         analyzer_node = Node({"name": Node(ANALYZER_NETWORK_NAME, root.line),
                               "subnet": Node(str(ANALYZER_NETWORK_SUBNET), root.line)}, root.line)
     entries.append(("analyzer_network", analyzer_node, True))
 
-    for where, node, is_analyzer in entries:
+    for position, (where, node, is_analyzer) in enumerate(entries):
         if node is None or not _check_keys(node, NETWORK_KEYS, where, problems):
             continue
         name = _name(node, where, NETWORK_NAME, "a lowercase letter, then letters, digits or '-'",
@@ -237,7 +242,7 @@ def _networks(root: Node, problems: _Problems) -> dict[str, Network]:
             subnets.append((net, name))
         if subnet is not None and subnet.prefixlen > 29:
             problems.add(node.value["subnet"], f"{where}.subnet", f"{subnet} is too small (/29 at most)")
-        label = FIRST_AUTO_LABEL + len(networks)
+        label = FIRST_AUTO_LABEL + position
         if "label" in node.value:
             label_node = node.value["label"]
             label = label_node.value
@@ -266,7 +271,7 @@ def _vms(root: Node, problems: _Problems, computes: dict[str, ComputeNode],
     pending: list[tuple[str, str, list[tuple[str, Node]]]] = []
 
     # First pass: names, computes and explicit addresses, so automatic ones never collide.
-    for position, node in enumerate(_list(root, "vms", problems)):
+    for position, node in enumerate(_list(root, "vms", problems, required=False)):
         where = f"vms[{position}]"
         if node is None or not _check_keys(node, VM_KEYS, where, problems):
             continue
@@ -278,7 +283,7 @@ def _vms(root: Node, problems: _Problems, computes: dict[str, ComputeNode],
         if compute_node is None:
             problems.add(node, where, "missing key 'compute'")
             continue
-        if compute_node.value not in computes:
+        if not isinstance(compute_node.value, str) or compute_node.value not in computes:
             problems.add(compute_node, f"{where}.compute",
                          f"unknown compute node '{compute_node.value}' "
                          f"(known: {', '.join(computes) or 'none'})")
@@ -315,13 +320,15 @@ def _vms(root: Node, problems: _Problems, computes: dict[str, ComputeNode],
             if ip is None:
                 break
             ip6 = None
-            if network.subnet6 is not None:
-                ip6 = (ipaddress.ip_address(item.value["ip6"].value) if "ip6" in item.value
-                       else ipv6_for(network.subnet6, ip, network.subnet))
-            elif "ip6" in item.value:
-                problems.add(item.value["ip6"], f"{iwhere}.ip6",
-                             f"network '{network.name}' has no subnet6")
-                break
+            if "ip6" in item.value:
+                ip6 = ipaddress.ip_address(str(item.value["ip6"].value))
+            elif network.subnet6 is not None:
+                ip6 = ipv6_for(network.subnet6, ip, network.subnet)
+                if ip6 in used_ips:
+                    problems.add(item, iwhere, f"automatic IPv6 address {ip6} is used by "
+                                               f"{used_ips[ip6]} already")
+                    break
+                used_ips[ip6] = f"vm '{name}'"
             mac = item.value["mac"].value.lower() if "mac" in item.value else interface_mac(ip)
             if "mac" not in item.value and mac in used_macs:
                 problems.add(item, iwhere, f"automatic MAC {mac} is taken by {used_macs[mac]}")
@@ -343,7 +350,7 @@ def _claim_explicit(item: Node, where: str, vm: str, networks: dict[str, Network
     if network_node is None:
         problems.add(item, where, "missing key 'network'")
         return False
-    network = networks.get(network_node.value)
+    network = networks.get(network_node.value) if isinstance(network_node.value, str) else None
     if network is None:
         problems.add(network_node, f"{where}.network",
                      f"unknown network '{network_node.value}' (known: {', '.join(networks) or 'none'})")
@@ -359,8 +366,15 @@ def _claim_explicit(item: Node, where: str, vm: str, networks: dict[str, Network
             problems.add(node, f"{where}.{key}", f"'{node.value}' is not an IP address")
             ok = False
             continue
-        if subnet is None or ip.version != subnet.version:
-            continue  # reported when the interface is built
+        version = 4 if key == "ip" else 6
+        if ip.version != version:
+            problems.add(node, f"{where}.{key}", f"'{node.value}' is not an IPv{version} address")
+            ok = False
+            continue
+        if subnet is None:
+            problems.add(node, f"{where}.{key}", f"network '{network.name}' has no subnet6")
+            ok = False
+            continue
         if ip not in subnet:
             problems.add(node, f"{where}.{key}",
                          f"{ip} is outside subnet {subnet} of network '{network.name}'")
@@ -378,7 +392,11 @@ def _claim_explicit(item: Node, where: str, vm: str, networks: dict[str, Network
     if "mac" in item.value:
         node = item.value["mac"]
         mac = str(node.value).lower()
-        if not MAC.match(mac) or int(mac[:2], 16) & 1:
+        if not isinstance(node.value, str):
+            problems.add(node, f"{where}.mac", "write MAC addresses in quotes (YAML reads an "
+                                               "unquoted one made of digits as a number)")
+            ok = False
+        elif not MAC.match(mac) or int(mac[:2], 16) & 1:
             problems.add(node, f"{where}.mac", f"'{node.value}' is not a unicast MAC address")
             ok = False
         elif mac in used_macs:
@@ -393,7 +411,7 @@ def _address(item: Node, key: str, subnet: ipaddress.IPv4Network, used: dict, vm
              where: str, problems: _Problems) -> ipaddress.IPv4Address | None:
     if key in item.value:
         return ipaddress.ip_address(str(item.value[key].value))
-    ip = first_free_address(subnet, used)
+    ip = first_free_address(subnet, used.__contains__)
     if ip is None:
         problems.add(item, where, f"no free address left in {subnet}")
         return None
@@ -401,10 +419,11 @@ def _address(item: Node, key: str, subnet: ipaddress.IPv4Network, used: dict, vm
     return ip
 
 
-def first_free_address(subnet: ipaddress.IPv4Network, used) -> ipaddress.IPv4Address | None:
-    """The lowest address of `subnet` that the lab hands out and `used` does not hold."""
+def first_free_address(subnet: ipaddress.IPv4Network,
+                       is_taken: Callable[[ipaddress.IPv4Address], bool]) -> ipaddress.IPv4Address | None:
+    """The lowest address of `subnet` that the lab hands out and `is_taken` does not refuse."""
     for offset in range(FIRST_HOST, subnet.num_addresses - 1):
         ip = subnet.network_address + offset
-        if ip not in used:
+        if not is_taken(ip):
             return ip
     return None

@@ -19,7 +19,6 @@ FIRST_VM_PORT = 2
 # Analyzer VMs launched at run time get ports from here, so guest port numbers never move.
 FIRST_ANALYZER_PORT = 1000
 
-FABRIC_BRIDGE = "ml-fabric"
 DEFAULT_FABRIC_SUBNET = ipaddress.ip_network("192.168.100.0/24")
 ANALYZER_NETWORK_NAME = "svc-vn-left"
 ANALYZER_NETWORK_SUBNET = ipaddress.ip_network("10.250.2.0/24")
@@ -172,6 +171,11 @@ class Topology:
                 return interface
         raise KeyError(port_name)
 
+    @property
+    def fabric_bridge(self) -> str:
+        """Name of the fabric switch's bridge (named after the lab, so labs can coexist)."""
+        return f"mlf-{self.name}"
+
     def fabric_ip(self, compute: ComputeNode) -> ipaddress.IPv4Address:
         """The compute node's address on the fabric."""
         return self.fabric_subnet.network_address + compute.index
@@ -191,23 +195,25 @@ class Topology:
         return {i.ip for i in self.interfaces() if i.network == network}
 
     def graph(self) -> nx.Graph:
-        """The lab as a graph: compute nodes, VMs and networks as nodes (attribute `kind`);
-        VM-to-compute (`hosted-on`), VM-to-network (`attached`, with the interface) and
-        compute-to-fabric (`fabric`) edges."""
+        """The lab as a graph. Nodes are "fabric", "compute:NAME", "network:NAME" and "vm:NAME"
+        (attributes `kind` and `name`); edges join VMs to their compute node (`hosted-on`) and
+        networks (`attached`, with interface name and IP), and compute nodes to the fabric
+        (`fabric`, with the fabric IP)."""
         graph = nx.Graph(name=self.name)
-        graph.add_node(FABRIC_BRIDGE, kind="fabric")
+        graph.add_node("fabric", kind="fabric", name=self.fabric_bridge)
         for compute in self.computes:
-            graph.add_node(compute.name, kind="compute", vrouter=compute.vrouter)
-            graph.add_edge(compute.name, FABRIC_BRIDGE, kind="fabric",
-                           ip=str(self.fabric_ip(compute)))
+            node = f"compute:{compute.name}"
+            graph.add_node(node, kind="compute", name=compute.name, vrouter=compute.vrouter)
+            graph.add_edge(node, "fabric", kind="fabric", ip=str(self.fabric_ip(compute)))
         for network in self.networks:
-            graph.add_node(network.name, kind="network", subnet=str(network.subnet),
-                           label=network.label)
+            graph.add_node(f"network:{network.name}", kind="network", name=network.name,
+                           subnet=str(network.subnet), label=network.label)
         for vm in self.vms:
-            graph.add_node(vm.name, kind="analyzer" if vm.analyzer else "vm")
-            graph.add_edge(vm.name, vm.compute, kind="hosted-on")
+            node = f"vm:{vm.name}"
+            graph.add_node(node, kind="analyzer" if vm.analyzer else "vm", name=vm.name)
+            graph.add_edge(node, f"compute:{vm.compute}", kind="hosted-on")
             for interface in vm.interfaces:
-                graph.add_edge(vm.name, interface.network, kind="attached",
+                graph.add_edge(node, f"network:{interface.network}", kind="attached",
                                interface=interface.name, ip=str(interface.ip))
         return graph
 

@@ -1,0 +1,110 @@
+"""End-to-end fixtures: one real lab (Open vSwitch, Mininet, os-ken) for the whole session.
+
+The lab runs from its own state directory and ports, so it never touches a lab a user started.
+Set MIRRORLAB_E2E_TOPOLOGY, MIRRORLAB_E2E_STATE_DIR, MIRRORLAB_E2E_API_PORT and
+MIRRORLAB_E2E_OPENFLOW_PORT to run it elsewhere.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from lab import topofile
+
+REPO = Path(__file__).resolve().parents[2]
+TOPOLOGY = Path(os.environ.get("MIRRORLAB_E2E_TOPOLOGY", REPO / "topologies" / "default.yaml"))
+STATE_DIR = Path(os.environ.get("MIRRORLAB_E2E_STATE_DIR", "/run/mirrorlab-e2e"))
+API_PORT = int(os.environ.get("MIRRORLAB_E2E_API_PORT", "8090"))
+OPENFLOW_PORT = int(os.environ.get("MIRRORLAB_E2E_OPENFLOW_PORT", "6663"))
+ARTIFACTS = REPO / "artifacts"
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+            if os.geteuid() != 0:
+                item.add_marker(pytest.mark.skip(reason="end-to-end tests need root"))
+
+
+class Lab:
+    """A running lab, driven the way users drive it: the CLI, the REST API, `mirrorlab exec`."""
+
+    def __init__(self):
+        self.topology = topofile.load(TOPOLOGY)
+        self.env = {**os.environ, "MIRRORLAB_STATE_DIR": str(STATE_DIR)}
+        self.api_url = f"http://127.0.0.1:{API_PORT}"
+        self.http = httpx.Client(base_url=self.api_url, timeout=120)
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+        """Run `mirrorlab ARGS` against this lab."""
+        result = subprocess.run([sys.executable, "-m", "lab.cli", *args], env=self.env,
+                                capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"mirrorlab {' '.join(args)} exited {result.returncode}:\n"
+                                 f"{result.stdout}\n{result.stderr}")
+        return result
+
+    def exec(self, vm: str, command: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run a shell command inside a VM."""
+        return self.cli("exec", vm, "--", "sh", "-c", command, check=check, timeout=timeout)
+
+    def popen(self, vm: str, command: str) -> subprocess.Popen:
+        """Start a shell command inside a VM without waiting for it."""
+        return subprocess.Popen([sys.executable, "-m", "lab.cli", "exec", vm, "--", "sh", "-c", command],
+                                env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def api(self, method: str, path: str, **kwargs) -> httpx.Response:
+        """A request to the controller's REST API."""
+        return self.http.request(method, path, **kwargs)
+
+    def interface(self, vm: str):
+        """The first interface of `vm`."""
+        return self.topology.vm(vm).interfaces[0]
+
+    def flows(self, compute: str) -> list[str]:
+        """The vRouter's flow table as `ovs-ofctl dump-flows` prints it, one flow a line."""
+        output = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "--no-stats", "dump-flows",
+                                 f"vr-{compute}"], capture_output=True, text=True, check=True).stdout
+        return sorted(line.strip() for line in output.splitlines() if "cookie=" in line)
+
+    def wait_for(self, condition, timeout: float = 20.0, interval: float = 0.2, what: str = "condition"):
+        """Poll `condition()` until it is truthy; return its value."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = condition()
+            if value:
+                return value
+            time.sleep(interval)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+    def stop_all_captures(self) -> None:
+        """Stop every active capture (between tests)."""
+        for capture in self.api("GET", "/api/captures", params={"state": "active"}).json():
+            self.api("DELETE", f"/api/captures/{capture['id']}")
+
+
+@pytest.fixture(scope="session")
+def lab():
+    """The session's lab: brought up once, torn down at the end."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    running = Lab()
+    running.cli("down", check=False)
+    running.cli("up", str(TOPOLOGY), "--api-port", str(API_PORT),
+                "--openflow-port", str(OPENFLOW_PORT))
+    yield running
+    running.cli("down")
+
+
+@pytest.fixture
+def clean_lab(lab):
+    """The lab with no capture active before and after the test."""
+    lab.stop_all_captures()
+    yield lab
+    lab.stop_all_captures()

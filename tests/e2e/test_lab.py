@@ -1,0 +1,247 @@
+"""End-to-end: the emulated cloud itself (bring-up, forwarding, isolation, overlay, controller
+restart, status and exec, clean tear-down)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from scapy.all import ICMP, IP, Ether, rdpcap
+from scapy.contrib.mpls import MPLS
+
+from tests.e2e.conftest import ARTIFACTS, STATE_DIR
+
+
+def ping_ok(lab, vm: str, target: str, count: int = 3, six: bool = False) -> bool:
+    """Whether `vm` gets every reply of `count` pings to `target`."""
+    result = lab.exec(vm, f"ping {'-6 ' if six else ''}-c {count} -i 0.2 -W 1 {target}", check=False)
+    return result.returncode == 0 and f"{count} received" in result.stdout
+
+
+def test_status_json_lists_compute_nodes_vms_interfaces_and_controller(lab):
+    """`status --json` shows every compute node, VM interface and the controller's PID."""
+    status = json.loads(lab.cli("status", "--json").stdout)
+    assert [c["name"] for c in status["computes"]] == ["compute1", "compute2", "compute3"]
+    assert all(c["connected"] for c in status["computes"])
+    assert status["controller"]["running"] and isinstance(status["controller"]["pid"], int)
+    assert status["lab"]["running"]
+    interfaces = {i["vm"]: i for vm in status["vms"] for i in vm["interfaces"]}
+    assert interfaces["vm1"] == {"name": "vm1-eth0", "vm": "vm1", "network": "blue",
+                                 "ip": "10.1.1.11", "ip6": "fd00:1:1::b", "mac": "02:00:0a:01:01:0b",
+                                 "vrouter_port": "tap-vm1-0", "ofport": 2}
+    assert {vm["name"]: vm["compute"] for vm in status["vms"]} == {
+        "vm1": "compute1", "vm2": "compute2", "vm3": "compute1", "vm4": "compute2", "vm5": "compute3"}
+    text = lab.cli("status").stdout
+    assert "vr-compute2" in text and "tap-vm5-0" in text
+
+
+def test_exec_passes_output_and_exit_code(lab):
+    """`mirrorlab exec` runs inside the VM: its own address, its exit code."""
+    result = lab.exec("vm2", "ip -4 -o addr show dev vm2-eth0; exit 7", check=False)
+    assert result.returncode == 7
+    assert "10.1.1.12/24" in result.stdout
+    unknown = lab.cli("exec", "vm99", "--", "true", check=False)
+    assert unknown.returncode == 2 and "unknown vm 'vm99'" in unknown.stderr
+
+
+def test_same_network_reaches_on_same_and_other_compute(lab):
+    """IPv4 and IPv6 ping work within a network, on one compute node and across the fabric."""
+    assert ping_ok(lab, "vm1", "10.1.1.13")  # vm3, same compute node
+    assert ping_ok(lab, "vm1", "10.1.1.12")  # vm2, compute2
+    assert ping_ok(lab, "vm4", "10.2.2.15")  # red: compute2 -> compute3
+    assert ping_ok(lab, "vm1", "fd00:1:1::c", six=True)
+    assert ping_ok(lab, "vm3", "fd00:1:1::b", six=True)
+
+
+def test_tcp_and_udp_across_compute_nodes(lab):
+    """A TCP transfer and UDP datagrams cross the fabric intact."""
+    server = lab.popen("vm2", "iperf3 -s -1 -p 5201")
+    time.sleep(0.5)
+    result = lab.exec("vm1", "iperf3 -c 10.1.1.12 -p 5201 -t 2 -J", timeout=60)
+    server.wait(timeout=30)
+    report = json.loads(result.stdout)
+    assert report["end"]["sum_received"]["bytes"] > 1_000_000
+    receiver = lab.popen("vm2", "timeout 5 nc -u -l -p 7000")
+    time.sleep(0.5)
+    lab.exec("vm1", "echo hello-udp | nc -u -w1 10.1.1.12 7000")
+    out, _ = receiver.communicate(timeout=10)
+    assert "hello-udp" in out
+
+
+@pytest.fixture
+def route_to_red(lab):
+    """Give vm1 a direct route and a neighbour entry towards vm4 (red), so that it really sends
+    packets there: isolation must then come from the vRouters, not from vm1's routing table."""
+    vm4 = lab.interface("vm4")
+    lab.exec("vm1", f"ip route add {vm4.ip}/32 dev vm1-eth0 && "
+                    f"ip neigh replace {vm4.ip} lladdr {vm4.mac} dev vm1-eth0 nud permanent")
+    yield vm4
+    lab.exec("vm1", f"ip route del {vm4.ip}/32 dev vm1-eth0; ip neigh del {vm4.ip} dev vm1-eth0",
+             check=False)
+
+
+def test_networks_are_isolated(lab, route_to_red):
+    """vm1 (blue) cannot reach vm4 (red) by ping or TCP, and vm4 never sees its packets."""
+    sniffer = lab.popen("vm4", "timeout 6 tcpdump -n -i vm4-eth0 -c 1 'src host 10.1.1.11' 2>/dev/null")
+    time.sleep(1)
+    assert not ping_ok(lab, "vm1", str(route_to_red.ip), count=2)
+    tcp = lab.exec("vm1", f"nc -z -w 2 {route_to_red.ip} 22", check=False)
+    assert tcp.returncode != 0
+    out, _ = sniffer.communicate(timeout=15)
+    assert "10.1.1.11" not in out
+
+
+def test_fabric_carries_mpls_with_the_network_label(lab):
+    """On the fabric link, vm1->vm2 traffic is Ethernet-in-MPLS with blue's label between the
+    compute nodes' fabric MACs, and the inner frame is vm1's own."""
+    blue = lab.topology.network("blue")
+    compute1, compute2 = lab.topology.compute("compute1"), lab.topology.compute("compute2")
+    pcap = ARTIFACTS / "fabric-compute1.pcap"
+    sniffer = subprocess.Popen(["timeout", "5", "tcpdump", "-n", "-i", compute1.fabric_port_name,
+                                "-w", str(pcap), "mpls"], stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    assert ping_ok(lab, "vm1", "10.1.1.12", count=2)
+    sniffer.wait(timeout=10)
+    vm1, vm2 = lab.interface("vm1"), lab.interface("vm2")
+    pings = []
+    for frame in rdpcap(str(pcap)):
+        assert frame[MPLS].label == blue.label
+        assert {frame.src, frame.dst} == {compute1.fabric_mac, compute2.fabric_mac}
+        inner = Ether(bytes(frame[MPLS].payload))
+        assert {inner.src, inner.dst} == {vm1.mac, vm2.mac}
+        if inner.haslayer(ICMP):
+            pings.append((inner[IP].src, inner[ICMP].type))
+    assert sorted(pings) == [("10.1.1.11", 8), ("10.1.1.11", 8), ("10.1.1.12", 0), ("10.1.1.12", 0)]
+    decoded = subprocess.run(["tshark", "-r", str(pcap), "-d", f"mpls.label=={blue.label},pwethnocw",
+                              "-Y", "icmp"], capture_output=True, text=True).stdout
+    assert decoded.count("Echo (ping) request") == 2 and decoded.count("Echo (ping) reply") == 2
+
+
+def controller_pid(lab) -> int:
+    return json.loads(lab.cli("status", "--json").stdout)["controller"]["pid"]
+
+
+def test_controller_kill_and_restart_reconciles_without_loss(lab):
+    """kill -9 of the controller: forwarding goes on; on restart a stale flow is removed, a
+    deleted one is restored, and every table equals what it was."""
+    computes = [c.name for c in lab.topology.computes]
+    before = {c: lab.flows(c) for c in computes}
+    pinger = lab.popen("vm1", "ping -c 150 -i 0.05 -W 1 10.1.1.12")
+    time.sleep(0.5)
+    os.kill(controller_pid(lab), signal.SIGKILL)
+    subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "add-flow", "vr-compute2",
+                    "cookie=0x1234,table=9,priority=7,udp,actions=drop"], check=True)
+    victim = next(line for line in before["compute3"] if "table=9" in line and "priority=200" in line)
+    match = re.search(r"priority=200,(\S+)", victim).group(1)
+    subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "--strict", "del-flows", "vr-compute3",
+                    f"table=9,priority=200,{match}"], check=True)
+    assert lab.flows("compute3") != before["compute3"]
+    time.sleep(1)
+    lab.cli("controller", "start")
+    lab.wait_for(lambda: all(lab.flows(c) == before[c] for c in computes), what="reconciliation")
+    out, _ = pinger.communicate(timeout=60)
+    assert "150 received" in out, out
+    assert ping_ok(lab, "vm5", "10.2.2.14")
+
+
+def test_bad_topology_is_refused_with_file_line_and_key(lab, tmp_path):
+    """`check` and `up` name the file, line and key; `up` starts nothing and keeps the running lab."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ncomputes: [c1]\nnetworks:\n  - {name: blue, subnet: 10.9.9.0/24}\n"
+                   "vms:\n  - {name: v1, compute: c9, network: blue}\n"
+                   "  - {name: v2, compute: c1, network: blue, ip: 10.9.8.5}\n")
+    check = lab.cli("check", str(bad), check=False)
+    assert check.returncode == 2
+    assert check.stderr.splitlines() == [
+        f"{bad}:6: vms[0].compute: unknown compute node 'c9' (known: c1)",
+        f"{bad}:7: vms[1].ip: 10.9.8.5 is outside subnet 10.9.9.0/24 of network 'blue'",
+    ]
+    up = lab.cli("up", str(bad), check=False)
+    assert up.returncode == 2 and "unknown compute node 'c9'" in up.stderr
+    assert "Traceback" not in up.stderr
+    assert ping_ok(lab, "vm1", "10.1.1.12")
+    good = lab.cli("check", "topologies/default.yaml")
+    assert "ok: 3 compute nodes" in good.stdout
+
+
+def test_second_up_refuses_while_a_lab_runs(lab):
+    """`up` while the lab runs refuses and leaves it alone."""
+    again = lab.cli("up", check=False)
+    assert again.returncode == 1 and "running already" in again.stderr
+    assert ping_ok(lab, "vm1", "10.1.1.13")
+
+
+SCRATCH_TOPOLOGY = """\
+name: scratch
+computes: [zc1, zc2]
+networks:
+  - {name: green, subnet: 10.77.0.0/24}
+vms:
+  - {name: zv1, compute: zc1, network: green}
+  - {name: zv2, compute: zc2, network: green}
+"""
+
+
+def lab_footprint() -> dict:
+    """Bridges, links and processes on this machine that a scratch lab could leave behind."""
+    bridges = subprocess.run(["ovs-vsctl", "list-br"], capture_output=True, text=True).stdout.split()
+    links = os.listdir("/sys/class/net")
+    processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return {"bridges": sorted(b for b in bridges if "zc" in b or b == "mlf-scratch"),
+            "links": sorted(link for link in links if "zv" in link or "zc" in link),
+            "processes": [p for p in processes.splitlines() if "scratch.yaml" in p]}
+
+
+@pytest.mark.parametrize("crash", [False, True], ids=["clean", "after-crash"])
+def test_down_removes_exactly_what_the_lab_made(tmp_path, crash):
+    """A second lab comes up beside the first and goes down leaving nothing behind, also after
+    its processes were killed with SIGKILL; a bridge it did not make survives."""
+    topology = tmp_path / "scratch.yaml"
+    topology.write_text(SCRATCH_TOPOLOGY)
+    env = {**os.environ, "MIRRORLAB_STATE_DIR": str(STATE_DIR) + "-scratch"}
+    cli = [sys.executable, "-m", "lab.cli"]
+    subprocess.run(["ovs-vsctl", "--may-exist", "add-br", "zz-foreign",
+                    "--", "set", "bridge", "zz-foreign", "datapath_type=netdev"], check=True)
+    try:
+        up = subprocess.run(cli + ["up", str(topology), "--api-port", "8099", "--openflow-port", "6699"],
+                            env=env, capture_output=True, text=True, timeout=300)
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "[5/5] checking reachability" in up.stdout and "is up in" in up.stdout
+        assert lab_footprint()["bridges"] == ["mlf-scratch", "vr-zc1", "vr-zc2"]
+        if crash:
+            record = json.loads((Path(env["MIRRORLAB_STATE_DIR"]) / "lab.json").read_text())
+            for kind in ("lab_process", "controller_process"):
+                os.kill(record[kind]["pid"], signal.SIGKILL)
+        down = subprocess.run(cli + ["down"], env=env, capture_output=True, text=True, timeout=300)
+        assert down.returncode == 0, down.stderr
+        assert lab_footprint() == {"bridges": [], "links": [], "processes": []}
+        assert "zz-foreign" in subprocess.run(["ovs-vsctl", "list-br"], capture_output=True,
+                                              text=True).stdout.split()
+    finally:
+        subprocess.run(cli + ["down"], env=env, capture_output=True)
+        subprocess.run(["ovs-vsctl", "--if-exists", "del-br", "zz-foreign"])
+
+
+def test_up_refuses_a_bridge_it_did_not_make(tmp_path):
+    """If a bridge with one of the lab's names exists, `up` refuses and leaves it in place."""
+    topology = tmp_path / "scratch.yaml"
+    topology.write_text(SCRATCH_TOPOLOGY)
+    env = {**os.environ, "MIRRORLAB_STATE_DIR": str(STATE_DIR) + "-scratch"}
+    cli = [sys.executable, "-m", "lab.cli"]
+    subprocess.run(["ovs-vsctl", "add-br", "vr-zc2"], check=True)
+    try:
+        up = subprocess.run(cli + ["up", str(topology), "--api-port", "8099", "--openflow-port", "6699"],
+                            env=env, capture_output=True, text=True, timeout=300)
+        assert up.returncode == 1
+        assert "vr-zc2 exist already and were not made by this lab" in up.stdout + up.stderr
+        assert "vr-zc2" in subprocess.run(["ovs-vsctl", "list-br"], capture_output=True, text=True).stdout
+        assert lab_footprint()["bridges"] == ["vr-zc2"]
+    finally:
+        subprocess.run(cli + ["down"], env=env, capture_output=True)
+        subprocess.run(["ovs-vsctl", "--if-exists", "del-br", "vr-zc2"])
