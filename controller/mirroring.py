@@ -179,9 +179,14 @@ def plan_analyzer(topology: Topology, name: str, network: str | None, compute: s
         raise NotFound(f"unknown compute node '{compute_name}' (known: {known})", "compute")
     net = topology.network(network_name)
     taken_macs = {i.mac for i in topology.interfaces()}
+    taken_ip6 = {i.ip6 for i in topology.interfaces() if i.ip6}
     used = topology.used_addresses(network_name)
-    ip = first_free_address(net.subnet,
-                            lambda address: address in used or interface_mac(address) in taken_macs)
+
+    def is_taken(address) -> bool:
+        return (address in used or interface_mac(address) in taken_macs
+                or (net.subnet6 is not None and ipv6_for(net.subnet6, address, net.subnet) in taken_ip6))
+
+    ip = first_free_address(net.subnet, is_taken)
     if ip is None:
         raise Conflict(f"network '{network_name}' has no free address left", "network")
     taken_ports = {i.ofport for i in topology.interfaces_on(compute_name)}

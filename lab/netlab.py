@@ -18,7 +18,6 @@ import socketserver
 import subprocess
 import sys
 import threading
-import time
 
 from mininet.log import setLogLevel
 from mininet.net import Mininet

@@ -283,7 +283,10 @@ def _vms(root: Node, problems: _Problems, computes: dict[str, ComputeNode],
         if compute_node is None:
             problems.add(node, where, "missing key 'compute'")
             continue
-        if not isinstance(compute_node.value, str) or compute_node.value not in computes:
+        if not isinstance(compute_node.value, str):
+            problems.add(compute_node, f"{where}.compute", "must be the name of a compute node")
+            continue
+        if compute_node.value not in computes:
             problems.add(compute_node, f"{where}.compute",
                          f"unknown compute node '{compute_node.value}' "
                          f"(known: {', '.join(computes) or 'none'})")
@@ -324,6 +327,11 @@ def _vms(root: Node, problems: _Problems, computes: dict[str, ComputeNode],
                 ip6 = ipaddress.ip_address(str(item.value["ip6"].value))
             elif network.subnet6 is not None:
                 ip6 = ipv6_for(network.subnet6, ip, network.subnet)
+                if ip6 not in network.subnet6:
+                    problems.add(item, iwhere, f"automatic IPv6 address {ip6} (host number of {ip}) "
+                                               f"is outside {network.subnet6}; give 'ip6' or a "
+                                               f"larger subnet6")
+                    break
                 if ip6 in used_ips:
                     problems.add(item, iwhere, f"automatic IPv6 address {ip6} is used by "
                                                f"{used_ips[ip6]} already")
@@ -350,7 +358,10 @@ def _claim_explicit(item: Node, where: str, vm: str, networks: dict[str, Network
     if network_node is None:
         problems.add(item, where, "missing key 'network'")
         return False
-    network = networks.get(network_node.value) if isinstance(network_node.value, str) else None
+    if not isinstance(network_node.value, str):
+        problems.add(network_node, f"{where}.network", "must be the name of a network")
+        return False
+    network = networks.get(network_node.value)
     if network is None:
         problems.add(network_node, f"{where}.network",
                      f"unknown network '{network_node.value}' (known: {', '.join(networks) or 'none'})")

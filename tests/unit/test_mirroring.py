@@ -1,12 +1,14 @@
 """Interface mirroring: capture planning and limits, and what the capture flows do on flowsim."""
 from __future__ import annotations
 
+import ipaddress
+
 import itertools
 
 import pytest
 
-from controller.errors import Conflict, InvalidRequest, MirrorlabError, NotFound
-from controller.flowmodel import OWNER_MASK, capture_owner
+from controller.errors import Conflict, InvalidRequest, NotFound
+from controller.flowmodel import OWNER_MASK, Output, capture_owner
 from controller.mirroring import (
     CAPTURE_LABEL_BASE, MAX_CAPTURE_ID, Capture, Direction, analyzers, find_interface,
     parse_direction, plan_analyzer, plan_capture,
@@ -15,6 +17,7 @@ from controller.pipeline import (
     CLASSIFY, EGRESS_MIRROR, INGRESS_MIRROR, VROUTER_MAC, capture_flows, desired_flows,
 )
 from lab.topofile import parse
+from lab.topology import FABRIC_PORT
 from tests.flowsim import LabSim
 from tests.unit.helpers import (
     MPLS, arp_request, broadcast_frame, iface, ip_frame, may_overlap, multicast_frame,
@@ -220,9 +223,6 @@ def test_capture_of_analyzer_own_interface_does_not_loop(default_topo):
         assert delivered == [mirrored(frame, capture, an1), frame]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: capture_flows sends a local analyzer's copy with "
-                   "Output(analyzer.ofport); when the packet came in on that very port OpenFlow "
-                   "drops it (needs IN_PORT, as copy_from_fabric does for the fabric)")
 def test_capture_of_analyzer_own_interface_copies_what_it_sends(default_topo):
     """Capturing the analyzer's own interface: what it sends is copied to it once."""
     topo = with_analyzers(default_topo, ("cap", "compute1", None), ("cap2", "compute2", None))
@@ -233,9 +233,6 @@ def test_capture_of_analyzer_own_interface_copies_what_it_sends(default_topo):
     assert delivered == [("tap-an1-0", mirrored(frame, capture, an1)), ("tap-an2-0", frame)]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: same root cause: an analyzer placed in the monitored "
-                   "VM's network sends to vm1; the egress copy is output to the analyzer's port, "
-                   "which is the in_port, so it is dropped")
 def test_egress_copy_of_traffic_sent_by_the_analyzer(default_topo):
     """An analyzer in blue on compute1 sending to vm1 gets the egress copy of that frame."""
     topo = with_analyzers(default_topo, ("cap", "compute1", "blue"))
@@ -244,6 +241,19 @@ def test_egress_copy_of_traffic_sent_by_the_analyzer(default_topo):
     frame = ip_frame(analyzer, iface(topo, "vm1"))
     copies, others = split(LabSim(topo, [capture]).send(analyzer.port_name, frame), analyzer.port_name)
     assert others == [("tap-vm1-0", frame)]
+    assert copies == [mirrored(frame, capture, analyzer)]
+
+
+def test_egress_copy_of_broadcast_sent_by_the_analyzer(default_topo):
+    """A broadcast from an analyzer in blue on compute1 reaches vm1, whose egress copy goes back
+    out of the analyzer's own port; vm1 and the other blue VMs get the frame unchanged."""
+    topo = with_analyzers(default_topo, ("cap", "compute1", "blue"))
+    capture = start(topo, "tap-vm1-0", "egress")
+    analyzer = analyzer_iface(topo)
+    frame = broadcast_frame(analyzer)
+    copies, others = split(LabSim(topo, [capture]).send(analyzer.port_name, frame), analyzer.port_name)
+    assert sorted(port for port, _ in others) == ["tap-vm1-0", "tap-vm2-0", "tap-vm3-0"]
+    assert all(packet == frame for _, packet in others)
     assert copies == [mirrored(frame, capture, analyzer)]
 
 
@@ -276,9 +286,12 @@ def test_capture_state_and_label(default_topo):
 
 @pytest.mark.parametrize("direction, analyzer_compute, tables", [
     ("ingress", "compute1", {"compute1": [(INGRESS_MIRROR, 100)]}),
-    ("egress", "compute1", {"compute1": [(EGRESS_MIRROR, 100)]}),
-    ("both", "compute1", {"compute1": [(INGRESS_MIRROR, 100), (EGRESS_MIRROR, 100)]}),
+    ("egress", "compute1", {"compute1": [(EGRESS_MIRROR, 100), (EGRESS_MIRROR, 110)]}),
+    ("both", "compute1", {"compute1": [(INGRESS_MIRROR, 100), (EGRESS_MIRROR, 100),
+                                       (EGRESS_MIRROR, 110)]}),
     ("ingress", "compute3", {"compute1": [(INGRESS_MIRROR, 100)], "compute3": [(CLASSIFY, 200)]}),
+    ("egress", "compute3", {"compute1": [(EGRESS_MIRROR, 100), (EGRESS_MIRROR, 110)],
+                            "compute3": [(CLASSIFY, 200)]}),
     ("both", "compute3", {"compute1": [(INGRESS_MIRROR, 100), (EGRESS_MIRROR, 100),
                                        (EGRESS_MIRROR, 110)],
                           "compute3": [(CLASSIFY, 200)]}),
@@ -308,7 +321,45 @@ def test_capture_in_slot_uses_that_slots_tables(default_topo):
     for capture_id in range(1, 5):
         captures.append(start(topo, "tap-vm1-0", "both", capture_id=capture_id, captures=captures))
     assert captures[3].slot == 3
-    assert sorted(f.table for f in capture_flows(topo, captures[3])["compute1"]) == [4, 13]
+    assert sorted((f.table, f.priority) for f in capture_flows(topo, captures[3])["compute1"]) == [
+        (4, 100), (13, 100), (13, 110)]
+
+
+def exit_action(f):
+    """The Output action at the end of the copy that flow `f` clones."""
+    [clone] = f.actions
+    return clone.actions[-1]
+
+
+@pytest.mark.parametrize("analyzer_compute, exit_port", [("compute1", 1000), ("compute2", FABRIC_PORT)],
+                         ids=["analyzer-local", "analyzer-remote"])
+def test_copy_leaves_by_in_port_when_it_came_in_on_the_exit_port(default_topo, analyzer_compute,
+                                                                  exit_port):
+    """Ingress: one flow (in_port = the port). Egress: priority 100 on reg1 = the port, and
+    priority 110 on in_port = the copy's exit port (the local analyzer's port, or the fabric
+    port) which outputs to "in_port", as OpenFlow drops output to the input port otherwise."""
+    topo = with_analyzers(default_topo, ("cap", analyzer_compute, None))
+    assert analyzer_iface(topo).ofport == 1000
+    capture = start(topo, "tap-vm1-0", "both")
+    port = iface(topo, "vm1").ofport
+    flows = sorted(capture_flows(topo, capture)["compute1"], key=lambda f: (f.table, f.priority))
+    assert [(f.table, f.priority, f.match, f.goto, exit_action(f)) for f in flows] == [
+        (INGRESS_MIRROR, 100, (("in_port", port),), INGRESS_MIRROR + 1, Output(exit_port)),
+        (EGRESS_MIRROR, 100, (("reg1", port),), EGRESS_MIRROR + 1, Output(exit_port)),
+        (EGRESS_MIRROR, 110, (("in_port", exit_port), ("reg1", port)), EGRESS_MIRROR + 1,
+         Output("in_port")),
+    ]
+    # Apart from how it leaves, every flow sends the same copy.
+    assert len({exit_copy[:-1] for exit_copy in (f.actions[0].actions for f in flows)}) == 1
+
+
+def test_ingress_copy_of_local_analyzer_own_port_leaves_by_in_port(default_topo):
+    """Capturing the local analyzer's own port: what it sends came in on the exit port."""
+    topo = with_analyzers(default_topo, ("cap", "compute1", None))
+    capture = start(topo, "tap-an1-0", "ingress")
+    [only] = capture_flows(topo, capture)["compute1"]
+    assert (only.table, only.priority, only.match, exit_action(only)) == (
+        INGRESS_MIRROR, 100, (("in_port", 1000),), Output("in_port"))
 
 
 def flows_are_consistent(flow_sets):
@@ -459,7 +510,10 @@ def test_plan_analyzer_allocates_name_address_and_port(default_topo):
     [three] = third.interfaces
     assert (third.name, three.network, str(three.ip), str(three.ip6), three.ofport) == (
         "an2", "blue", "10.1.1.3", "fd00:1:1::3", 1000)
-    assert topo.graph().nodes["an1"]["kind"] == "analyzer"
+    graph = topo.graph()
+    assert (graph.nodes["vm:an1"]["kind"], graph.nodes["vm:an1"]["name"]) == ("analyzer", "an1")
+    assert {b: kind for _, b, kind in graph.edges("vm:an1", data="kind")} == {
+        "compute:compute1": "hosted-on", "network:svc-vn-left": "attached"}
 
 
 @pytest.mark.parametrize("name, network, compute, error, message", [
@@ -491,15 +545,43 @@ def test_plan_analyzer_full_network_conflicts():
     assert caught.value.message == "network 'taps' has no free address left"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: plan_analyzer derives the MAC from the new IP "
-                   "without checking it against MACs the topology file set explicitly")
 def test_plan_analyzer_never_reuses_a_mac():
-    """An analyzer's derived MAC that a VM already has explicitly is avoided or refused."""
+    """An address whose derived MAC a VM already has (set explicitly) is skipped: 10.1.1.3
+    would give 02:00:0a:01:01:03, vm1's MAC, so the analyzer gets 10.1.1.4."""
     topo = parse("computes: [c1]\nnetworks:\n  - {name: blue, subnet: 10.1.1.0/24}\nvms:\n"
                  "  - {name: vm1, compute: c1, network: blue, ip: 10.1.1.11, mac: '02:00:0a:01:01:03'}\n",
                  "t.yaml")
-    try:
-        analyzer = plan_analyzer(topo, "cap", "blue", "c1")  # gets 10.1.1.3
-    except MirrorlabError:
-        return
-    assert analyzer.interfaces[0].mac not in {i.mac for i in topo.interfaces()}
+    [interface] = plan_analyzer(topo, "cap", "blue", "c1").interfaces
+    assert (str(interface.ip), interface.mac) == ("10.1.1.4", "02:00:0a:01:01:04")
+
+
+def test_plan_analyzer_skips_macs_taken_in_other_networks():
+    """The MAC check covers every interface of the lab, not only those of the same network."""
+    topo = parse("computes: [c1]\nnetworks:\n  - {name: blue, subnet: 10.1.1.0/24}\nvms:\n"
+                 "  - {name: vm1, compute: c1, network: blue, mac: '02:00:0a:fa:02:03'}\n",
+                 "t.yaml")
+    [interface] = plan_analyzer(topo, "cap", None, None).interfaces
+    assert (interface.network, str(interface.ip), interface.mac) == (
+        "svc-vn-left", "10.250.2.4", "02:00:0a:fa:02:04")
+
+
+def test_plan_analyzer_conflicts_when_every_free_address_has_a_taken_mac():
+    """With .3-.6 of a /29 blocked by MACs set on VMs elsewhere, no address is left."""
+    macs = "".join(f"  - {{name: vm{n}, compute: c1, network: blue, mac: '02:00:0a:09:09:0{n}'}}\n"
+                   for n in range(3, 7))
+    topo = parse("computes: [c1]\nnetworks:\n  - {name: blue, subnet: 10.1.1.0/24}\nvms:\n"
+                 + macs + "analyzer_network: {name: taps, subnet: 10.9.9.0/29}\n", "t.yaml")
+    with pytest.raises(Conflict) as caught:
+        plan_analyzer(topo, "cap", None, None)
+    assert caught.value.message == "network 'taps' has no free address left"
+
+
+def test_plan_analyzer_never_reuses_an_ipv6_address():
+    """An analyzer's derived IPv6 address that a VM already has explicitly is avoided or refused."""
+    topo = parse("computes: [c1]\nnetworks:\n"
+                 "  - {name: blue, subnet: 10.1.1.0/24, subnet6: 'fd00:1:1::/64'}\nvms:\n"
+                 "  - {name: vm1, compute: c1, network: blue, ip: 10.1.1.11, ip6: 'fd00:1:1::3'}\n",
+                 "t.yaml")
+    analyzer = plan_analyzer(topo, "cap", "blue", "c1")
+    assert (analyzer.interfaces[0].ip, analyzer.interfaces[0].ip6) == (
+        ipaddress.ip_address("10.1.1.4"), ipaddress.ip_address("fd00:1:1::4"))
