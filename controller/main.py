@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import threading
 import time
 
 import uvicorn
-from os_ken.base import app_manager  # noqa: F401  (os-ken's import order: app_manager first)
+from os_ken.base.app_manager import AppManager  # before os_ken.cfg: os-ken's import order
 from os_ken import cfg
-from os_ken.base.app_manager import AppManager
 
 from controller.app import VRouterApp
 from controller.rest import create_app
@@ -72,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     api_thread = threading.Thread(target=server.run, name="rest-api", daemon=True)
     api_thread.start()
     api_thread.join()
-    return 1 if not server.started else 0
+    # The API stopped (it failed to start, or was shut down): end the whole process, whose
+    # os-ken threads would otherwise keep it, and the OpenFlow port, alive.
+    logging.getLogger("mirrorlab.controller").error("REST API stopped; controller exits")
+    logging.shutdown()
+    os._exit(1)
 
 
 if __name__ == "__main__":

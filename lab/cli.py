@@ -57,6 +57,7 @@ def start_controller(state: LabState) -> dict:
             return process
         except CliError:
             time.sleep(0.2)
+    stop_process(process)
     raise CliError(f"the controller's API did not come up; see {state.dir / 'controller.log'}")
 
 
@@ -122,7 +123,11 @@ def cmd_up(args) -> int:
                        api_port=args.api_port)
     print(f"mirrorlab: bringing up '{topology.name}' from {topology_path}")
     print("      starting the controller (os-ken)")
-    start_controller(state)
+    try:
+        start_controller(state)
+    except CliError:
+        _down(state, keep_logs=True)
+        raise
     lab_process = _spawn(state, "lab.netlab", ["--topology", str(topology_path),
                                                "--openflow-port", str(args.openflow_port)], "lab.log")
     with state.update() as current:
@@ -222,11 +227,12 @@ def _status(state: LabState) -> dict:
 
 
 def cmd_status(args) -> int:
-    """Show the lab."""
+    """Show the lab; exit code 1 if it is recorded but not running."""
     status = _status(LabState())
+    code = 0 if status["lab"]["running"] else 1
     if args.json:
         print(json.dumps(status, indent=2))
-        return 0
+        return code
     lab, controller = status["lab"], status["controller"]
     print(f"lab '{status['name']}' ({status['topology']}): "
           f"{'running' if lab['running'] else 'NOT RUNNING'} (pid {lab['pid']})")
@@ -246,7 +252,7 @@ def cmd_status(args) -> int:
     for analyzer in status["analyzers"]:
         print(f"analyzer {analyzer['name']}: vm {analyzer['vm']} on {analyzer['compute']}, "
               f"{analyzer['network']} {analyzer['ip']}")
-    return 0
+    return code
 
 
 def cmd_exec(args) -> int:

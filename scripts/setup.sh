@@ -32,6 +32,11 @@ fi
 stamp="$venv/.installed-$(sha1sum "$repo/pyproject.toml" | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
     echo "setup: installing mirrorlab and its Python dependencies into $venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check -e "$repo[test]"
+    log="$venv/pip-install.log"
+    if ! "$venv/bin/pip" install --disable-pip-version-check -e "$repo[test]" >"$log" 2>&1; then
+        tail -20 "$log" >&2
+        echo "setup: pip install failed; the whole log is in $log" >&2
+        exit 1
+    fi
     touch "$stamp"
 fi
