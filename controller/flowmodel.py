@@ -10,6 +10,7 @@ flows by (table, priority, cookie) alone, without parsing actions back.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Union
@@ -112,7 +113,7 @@ class Flow:
     goto: int | None = None
     owner: int = BASE_OWNER
 
-    @property
+    @functools.cached_property
     def cookie(self) -> int:
         """Owner in the high 32 bits, a digest of the flow's content in the low 32 bits."""
         digest = hashlib.blake2b(self.ofctl(with_cookie=False).encode(), digest_size=4).digest()
