@@ -150,6 +150,25 @@ def test_controller_kill_and_restart_reconciles_without_loss(lab):
     assert ping_ok(lab, "vm5", "10.2.2.14")
 
 
+def test_controller_stop_and_restart_commands(lab):
+    """`controller stop` leaves forwarding up; `restart` brings a new process that reconnects
+    every vRouter and changes no flow."""
+    computes = [c.name for c in lab.topology.computes]
+    before = {c: lab.flows(c) for c in computes}
+    old_pid = controller_pid(lab)
+    assert "controller stopped" in lab.cli("controller", "stop").stdout
+    status = json.loads(lab.cli("status", "--json").stdout)
+    assert not status["controller"]["running"]
+    assert ping_ok(lab, "vm2", "10.1.1.13")
+    assert "not running" in lab.cli("controller", "stop").stdout
+    assert "controller started" in lab.cli("controller", "restart").stdout
+    new_pid = controller_pid(lab)
+    assert new_pid != old_pid
+    lab.wait_for(lambda: all(c["connected"] for c in json.loads(lab.cli("status", "--json").stdout)["computes"]),
+                 what="vRouters to reconnect")
+    assert {c: lab.flows(c) for c in computes} == before
+
+
 def test_bad_topology_is_refused_with_file_line_and_key(lab, tmp_path):
     """`check` and `up` name the file, line and key; `up` starts nothing and keeps the running lab."""
     bad = tmp_path / "bad.yaml"
