@@ -31,7 +31,6 @@ TOP_KEYS = {"name", "fabric", "computes", "networks", "vms", "analyzer_network"}
 FABRIC_KEYS = {"subnet"}
 COMPUTE_KEYS = {"name"}
 NETWORK_KEYS = {"name", "subnet", "subnet6", "label"}
-ANALYZER_NETWORK_KEYS = {"name", "subnet", "subnet6", "label"}
 VM_KEYS = {"name", "compute", "network", "ip", "ip6", "mac", "interfaces"}
 INTERFACE_KEYS = {"network", "ip", "ip6", "mac"}
 
