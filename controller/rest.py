@@ -3,6 +3,9 @@
 Errors are mapped to HTTP in one place, `_error_response`: the controller's own errors carry
 their status; malformed requests are 400; anything unexpected is a 500 with a JSON body, and
 the server keeps running.
+
+The same application serves the monitor web UI (controller/web: static HTML, CSS and JavaScript
+modules) at /.
 """
 from __future__ import annotations
 
@@ -10,19 +13,25 @@ import logging
 from datetime import datetime, timezone
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
+from controller.dissect import summarize
 from controller.errors import InvalidRequest, MirrorlabError
 from controller.mirroring import analyzers
-from controller.pcapfile import GLOBAL_HEADER
+from controller.pcapfile import GLOBAL_HEADER, read_records
 from controller.service import ControllerService
 from lab.recorder import PCAP_HEADER
 from lab.topology import VM, ComputeNode, Interface
 
 LOG = logging.getLogger("mirrorlab.rest")
+# The monitor web UI: plain HTML, CSS and JavaScript modules, served as they are.
+WEB_DIR = Path(__file__).resolve().parent / "web"
+# The most packets one GET /api/captures/{id}/packets returns.
+MAX_PACKETS_PER_REQUEST = 1000
 
 
 class CaptureRequest(BaseModel):
@@ -203,6 +212,41 @@ def create_app(service: ControllerService, lease_seconds: float) -> FastAPI:
         """Stop a capture: its mirror flows are removed when this returns."""
         return capture_json(service.stop_capture(capture_id))
 
+    @api.post("/api/captures/{capture_id}/stop")
+    def stop_capture_by_post(capture_id: int):
+        """Stop a capture, like DELETE /api/captures/{id}; for browsers' navigator.sendBeacon,
+        which can only POST, when the capture screen is closed."""
+        return stop_capture(capture_id)
+
+    @api.get("/api/captures/{capture_id}/packets")
+    def capture_packets(capture_id: int,
+                        after: int = Query(0, ge=0, description="packet number to continue after "
+                                                                "(packets are numbered from 1)"),
+                        limit: int = Query(200, ge=1, le=MAX_PACKETS_PER_REQUEST)):
+        """The packets the analyzer recorded for this capture after packet `after`, at most
+        `limit`, with the columns of Wireshark's packet list; `total` counts all recorded."""
+        capture = service.capture(capture_id)
+        records = read_records(service.pcap_path(capture), skip=after, limit=limit)
+        total, _bytes = service.capture_counts(capture)  # counted after reading: never fewer
+        packets = []
+        for number, record in enumerate(records, start=after + 1):
+            columns = summarize(record.data)
+            packets.append({"index": number, "time": round(record.time, 6),
+                            "source": columns.source, "destination": columns.destination,
+                            "protocol": columns.protocol, "length": len(record.data),
+                            "summary": columns.summary})
+        return {"total": total, "packets": packets}
+
+    @api.get("/api/topology")
+    def lab_topology():
+        """The lab as a graph: nodes (the fabric, compute nodes, networks with their subnets and
+        labels, VMs and analyzer VMs) and the edges that join them."""
+        graph = service.topology.graph()
+        return {"name": graph.graph["name"],
+                "nodes": [{"id": node, **attributes} for node, attributes in graph.nodes(data=True)],
+                "edges": [{"source": first, "target": second, **attributes}
+                          for first, second, attributes in graph.edges(data=True)]}
+
     @api.get("/api/captures/{capture_id}/pcap")
     def capture_pcap(capture_id: int):
         """Everything the analyzer received for this capture, as a pcap file."""
@@ -214,4 +258,10 @@ def create_app(service: ControllerService, lease_seconds: float) -> FastAPI:
         return Response(PCAP_HEADER, media_type="application/vnd.tcpdump.pcap",
                         headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
+    @api.get("/", include_in_schema=False)
+    def web_ui():
+        """The monitor web UI; its scripts and styles are under /ui/."""
+        return FileResponse(WEB_DIR / "index.html")
+
+    api.mount("/ui", StaticFiles(directory=WEB_DIR), name="ui")
     return api

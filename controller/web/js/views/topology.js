@@ -1,0 +1,254 @@
+// Monitor > Infrastructure > Topology: a picture of the lab. Virtual networks run across the
+// top; each compute node holds its VMs and its vRouter; the vRouters meet on the fabric below;
+// orange dashed arrows join each mirrored interface to the analyzer that receives its copies.
+
+import {get} from "../api.js";
+import {h, replaceChildren, s} from "../dom.js";
+import {MONITOR_INFRASTRUCTURE, autoRefresh, dataTable, formatBytes, formatClock, pageHeader, setBreadcrumb}
+  from "../ui.js";
+
+const REFRESH_MS = 5000;
+const LABEL_WIDTH = 200;   // left margin holding the network names
+const TOP = 34;            // first network line
+const NETWORK_GAP = 34;    // between network lines
+const VM_WIDTH = 140;
+const VM_HEIGHT = 58;
+const VM_GAP = 18;
+const PADDING = 18;        // inside a compute node's box
+const BOX_GAP = 40;        // between compute nodes' boxes
+const MIRROR_COLOR = "#e8710a";
+const NAMED_COLORS = {
+  blue: "#2f78c4", red: "#d2463c", green: "#2e9a57", orange: "#e08a1e", purple: "#8a5cc2",
+  yellow: "#c4a000", pink: "#d45a9a", cyan: "#1598a8", brown: "#8c5a3c", gray: "#7a8591", grey: "#7a8591",
+};
+const PALETTE = ["#2f78c4", "#d2463c", "#2e9a57", "#8a5cc2", "#e08a1e", "#1598a8", "#d45a9a", "#8c5a3c"];
+const ANALYZER_NETWORK_COLOR = "#6f7c8a";
+const DEFAULT_ANALYZER_NETWORK = "svc-vn-left";  // Contrail's name, which the lab keeps
+
+function networkColors(networks, analyzerNetworks) {
+  const colors = new Map();
+  networks.forEach((network, index) => {
+    colors.set(network.name, analyzerNetworks.has(network.name) ? ANALYZER_NETWORK_COLOR
+      : NAMED_COLORS[network.name.toLowerCase()] || PALETTE[index % PALETTE.length]);
+  });
+  return colors;
+}
+
+function shorten(text, length) {
+  return text.length > length ? `${text.slice(0, length - 1)}\u2026` : text;
+}
+
+/** The VMs of one vRouter, in port order, each with its interfaces. */
+function vmsOf(interfaces) {
+  const vms = new Map();
+  for (const item of interfaces) {
+    if (!vms.has(item.vm)) vms.set(item.vm, {name: item.vm, analyzer: item.analyzer, interfaces: []});
+    vms.get(item.vm).interfaces.push(item);
+  }
+  return [...vms.values()];
+}
+
+function layout(vrouters, interfacesByVrouter, networkCount) {
+  const boxTop = TOP + (networkCount - 1) * NETWORK_GAP + 58;
+  const rows = {boxTop, vmTop: boxTop + 46, vrouterTop: boxTop + 46 + VM_HEIGHT + 62};
+  rows.boxBottom = rows.vrouterTop + 26 + PADDING;
+  rows.fabric = rows.boxBottom + 46;
+  let x = LABEL_WIDTH;
+  const boxes = vrouters.map((vrouter) => {
+    const vms = vmsOf(interfacesByVrouter.get(vrouter.name));
+    const slots = Math.max(1, vms.length);
+    const width = PADDING * 2 + slots * VM_WIDTH + (slots - 1) * VM_GAP;
+    const box = {vrouter, x, width, vms: vms.map((vm, index) => ({...vm, x: x + PADDING + index * (VM_WIDTH + VM_GAP)}))};
+    x += width + BOX_GAP;
+    return box;
+  });
+  return {rows, boxes, width: x - BOX_GAP + 24, height: rows.fabric + 34};
+}
+
+function drawNetworks(svg, networks, colors, width) {
+  networks.forEach((network, index) => {
+    const y = TOP + index * NETWORK_GAP;
+    svg.append(
+      s("line", {x1: LABEL_WIDTH - 14, y1: y, x2: width - 12, y2: y, stroke: colors.get(network.name),
+                 "stroke-width": 4, "stroke-linecap": "round"}),
+      s("text", {x: 14, y: y + 4, class: "topo-network"},
+        s("tspan", {fill: colors.get(network.name), "font-weight": "700"}, network.name),
+        s("tspan", {class: "topo-muted", dx: 8}, network.subnet)));
+  });
+}
+
+function drawBox(svg, box, rows) {
+  const {vrouter} = box;
+  const right = box.x + box.width;
+  svg.append(
+    s("rect", {x: box.x, y: rows.boxTop, width: box.width, height: rows.boxBottom - rows.boxTop, rx: 10,
+               class: "topo-compute"}),
+    s("text", {x: box.x + 14, y: rows.boxTop + 22, class: "topo-compute-name"}, vrouter.name),
+    s("text", {x: box.x + 14, y: rows.boxTop + 37, class: "topo-muted"}, `compute node \u00b7 fabric ${vrouter.fabric_ip}`),
+    s("circle", {cx: right - 16, cy: rows.boxTop + 18, r: 5, class: vrouter.connected ? "topo-up" : "topo-down"},
+      s("title", null, vrouter.connected ? "vRouter connected to the controller" : "vRouter not connected")));
+  for (const vm of box.vms) {
+    const center = vm.x + VM_WIDTH / 2;
+    svg.append(s("line", {x1: center, y1: rows.vmTop + VM_HEIGHT, x2: center, y2: rows.vrouterTop, class: "topo-tap"}));
+  }
+  svg.append(
+    s("rect", {x: box.x + PADDING, y: rows.vrouterTop, width: box.width - 2 * PADDING, height: 26, rx: 5,
+               class: "topo-vrouter"}),
+    s("text", {x: box.x + box.width / 2, y: rows.vrouterTop + 17, class: "topo-vrouter-label",
+               "text-anchor": "middle"}, `vRouter ${vrouter.bridge}`),
+    s("line", {x1: box.x + box.width / 2, y1: rows.boxBottom, x2: box.x + box.width / 2, y2: rows.fabric,
+               class: "topo-fabric-link"}));
+  if (!box.vms.length) {
+    svg.append(s("text", {x: box.x + box.width / 2, y: rows.vmTop + VM_HEIGHT / 2, "text-anchor": "middle",
+                          class: "topo-muted"}, "no VMs"));
+  }
+}
+
+function drawVm(svg, vm, vrouter, rows, captures) {
+  const mirrored = captures.filter((capture) => vm.interfaces.some((item) => item.name === capture.interface));
+  const details = vm.interfaces.map((item) => `${item.name}: ${item.network} ${item.ip} ${item.mac}`);
+  for (const capture of mirrored) {
+    details.push(`mirrored by capture #${capture.id} \u2192 ${capture.analyzer} (${capture.direction})`);
+  }
+  const group = s("a", {href: `#/vrouters/${encodeURIComponent(vrouter.name)}/interfaces`, class: "topo-vm-link"},
+    s("title", null, [`${vm.name} on ${vrouter.name}`, ...details].join("\n")),
+    s("rect", {x: vm.x, y: rows.vmTop, width: VM_WIDTH, height: VM_HEIGHT, rx: 7,
+               class: `topo-vm${vm.analyzer ? " topo-analyzer" : ""}${mirrored.length ? " topo-mirrored" : ""}`}),
+    s("text", {x: vm.x + 12, y: rows.vmTop + (vm.analyzer ? 19 : 24), class: "topo-vm-name"}, vm.name));
+  if (vm.analyzer) {
+    group.append(
+      s("text", {x: vm.x + 12, y: rows.vmTop + 35, class: "topo-vm-instance"}, shorten(vm.analyzer, 22)),
+      s("text", {x: vm.x + 12, y: rows.vmTop + 50, class: "topo-vm-detail"}, vm.interfaces[0].ip));
+  } else {
+    group.append(s("text", {x: vm.x + 12, y: rows.vmTop + 42, class: "topo-vm-detail"},
+      vm.interfaces.map((item) => item.ip).join(", ")));
+  }
+  if (mirrored.length) {
+    group.append(
+      s("rect", {x: vm.x + VM_WIDTH - 46, y: rows.vmTop + 8, width: 38, height: 16, rx: 8, fill: MIRROR_COLOR}),
+      s("text", {x: vm.x + VM_WIDTH - 27, y: rows.vmTop + 20, "text-anchor": "middle", class: "topo-badge"}, "REC"));
+  }
+  svg.append(group);
+}
+
+function drawAttachments(svg, boxes, rows, networkIndex, colors) {
+  for (const box of boxes) {
+    for (const vm of box.vms) {
+      vm.interfaces.forEach((item, index) => {
+        const x = vm.x + (VM_WIDTH * (index + 1)) / (vm.interfaces.length + 1);
+        const y = TOP + networkIndex.get(item.network) * NETWORK_GAP;
+        svg.append(
+          s("line", {x1: x, y1: rows.vmTop, x2: x, y2: y, stroke: colors.get(item.network), "stroke-width": 2}),
+          s("circle", {cx: x, cy: y, r: 4.5, fill: colors.get(item.network), stroke: "#fff", "stroke-width": 1.5}));
+      });
+    }
+  }
+}
+
+function drawFabric(svg, topology, width, rows) {
+  const fabric = topology.nodes.find((node) => node.kind === "fabric");
+  svg.append(
+    s("line", {x1: LABEL_WIDTH - 14, y1: rows.fabric, x2: width - 12, y2: rows.fabric, class: "topo-fabric"}),
+    s("text", {x: 14, y: rows.fabric + 4, class: "topo-network"},
+      s("tspan", {"font-weight": "700"}, "fabric"),
+      s("tspan", {class: "topo-muted", dx: 8}, fabric ? fabric.name : "")));
+}
+
+function drawMirrors(svg, boxes, rows, captures) {
+  const vmPosition = new Map();
+  for (const box of boxes) for (const vm of box.vms) vmPosition.set(vm.name, vm);
+  const analyzerVm = new Map();
+  for (const box of boxes) for (const vm of box.vms) if (vm.analyzer) analyzerVm.set(vm.analyzer, vm);
+  captures.forEach((capture, index) => {
+    const source = vmPosition.get(capture.vm);
+    const target = analyzerVm.get(capture.analyzer);
+    if (!source || !target) return;
+    const from = source.x + VM_WIDTH / 2 - 14;
+    const to = target.x + VM_WIDTH / 2 + 14;
+    const bottom = rows.vmTop + VM_HEIGHT;
+    const depth = bottom + 34 + (index % 4) * 7;
+    svg.append(
+      s("path", {d: `M ${from} ${bottom} C ${from} ${depth}, ${to} ${depth}, ${to} ${bottom + 2}`,
+                 class: "topo-mirror", "marker-end": "url(#mirror-arrow)"},
+        s("title", null, `capture #${capture.id}: ${capture.interface} (${capture.vm}) \u2192 ${capture.analyzer}, `
+          + `${capture.direction}`)),
+      s("text", {x: (from + to) / 2, y: depth - 8 + (from === to ? 18 : 0), "text-anchor": "middle",
+                 class: "topo-mirror-label"}, `#${capture.id} ${capture.direction}`));
+  });
+}
+
+function picture(topology, vrouters, interfacesByVrouter, captures) {
+  const networks = topology.nodes.filter((node) => node.kind === "network");
+  const analyzerNetworks = new Set([DEFAULT_ANALYZER_NETWORK, ...[...interfacesByVrouter.values()].flat()
+    .filter((item) => item.analyzer).map((item) => item.network)]);
+  const colors = networkColors(networks, analyzerNetworks);
+  const networkIndex = new Map(networks.map((network, index) => [network.name, index]));
+  const {rows, boxes, width, height} = layout(vrouters, interfacesByVrouter, networks.length);
+  const svg = s("svg", {class: "topology", viewBox: `0 0 ${width} ${height}`, style: `max-width: ${width}px`, role: "img",
+                        "aria-label": `Lab ${topology.name}: ${vrouters.length} compute nodes, `
+                          + `${networks.length} networks, ${captures.length} active captures`},
+    s("defs", null, s("marker", {id: "mirror-arrow", viewBox: "0 0 10 10", refX: 8, refY: 5, markerWidth: 10,
+                                  markerHeight: 10, markerUnits: "userSpaceOnUse", orient: "auto"},
+      s("path", {d: "M0 0L10 5L0 10z", fill: MIRROR_COLOR}))));
+  drawNetworks(svg, networks, colors, width);
+  drawFabric(svg, topology, width, rows);
+  for (const box of boxes) drawBox(svg, box, rows);
+  drawAttachments(svg, boxes, rows, networkIndex, colors);
+  for (const box of boxes) for (const vm of box.vms) drawVm(svg, vm, box.vrouter, rows, captures);
+  drawMirrors(svg, boxes, rows, captures);
+  return svg;
+}
+
+function legend() {
+  const item = (swatch, text) => h("span", {class: "legend-item"}, swatch, text);
+  const line = (className) => s("svg", {width: 30, height: 12, "aria-hidden": "true"},
+    s("line", {x1: 2, y1: 6, x2: 28, y2: 6, class: className}));
+  return h("div", {class: "legend"},
+    item(h("span", {class: "legend-box vm"}), "guest VM"),
+    item(h("span", {class: "legend-box analyzer"}), "analyzer VM"),
+    item(h("span", {class: "legend-box mirrored"}), "mirrored interface"),
+    item(line("topo-mirror"), "copies to the analyzer"),
+    item(h("span", {class: "legend-box vrouter"}), "vRouter"),
+    item(line("topo-fabric"), "fabric (MPLS over Ethernet)"));
+}
+
+const CAPTURE_COLUMNS = [
+  {label: "Capture", className: "num"}, {label: "vRouter"}, {label: "Interface"}, {label: "VM"},
+  {label: "Direction"}, {label: "Analyzer"}, {label: "Packets", className: "num"},
+  {label: "Bytes", className: "num"}, {label: "Started"},
+];
+
+function captureRow(capture) {
+  return {cells: [
+    `#${capture.id}`,
+    h("a", {href: `#/vrouters/${encodeURIComponent(capture.vrouter)}/interfaces`}, capture.vrouter),
+    capture.interface, capture.vm || "", capture.direction, capture.analyzer, String(capture.packets),
+    formatBytes(capture.bytes), formatClock(Date.parse(capture.started_at) / 1000),
+  ]};
+}
+
+/** The Topology page. */
+export function topologyView(container) {
+  setBreadcrumb([...MONITOR_INFRASTRUCTURE, {label: "Topology"}]);
+  const drawing = h("section", {class: "card"}, h("div", {class: "card-title"}, "Lab topology"),
+    h("p", {class: "loading"}, "Loading…"));
+  const table = h("section", {class: "card"});
+  container.append(pageHeader("Topology",
+    "Compute nodes, their VMs and networks, and which interfaces are mirrored to which analyzer"),
+  drawing, table);
+
+  return autoRefresh(async () => {
+    const [topology, vrouters, captures] = await Promise.all([
+      get("/api/topology"), get("/api/vrouters"), get("/api/captures?state=active")]);
+    const lists = await Promise.all(vrouters.map((vrouter) =>
+      get(`/api/vrouters/${encodeURIComponent(vrouter.name)}/interfaces`)));
+    const interfacesByVrouter = new Map(vrouters.map((vrouter, index) => [vrouter.name, lists[index]]));
+    replaceChildren(drawing, h("div", {class: "card-title"}, `Lab ${topology.name}`),
+      h("div", {class: "topology-scroll"}, picture(topology, vrouters, interfacesByVrouter, captures)),
+      legend());
+    replaceChildren(table, h("div", {class: "card-title"}, "Active mirroring",
+      h("span", {class: "card-count"}, `${captures.length} active`)),
+    dataTable(CAPTURE_COLUMNS, captures.map(captureRow),
+      "No interface is mirrored. Start a capture from a vRouter's Interfaces tab.", "Active mirroring"));
+  }, REFRESH_MS, "Could not load the lab topology.");
+}

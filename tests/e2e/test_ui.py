@@ -1,0 +1,389 @@
+"""End-to-end: the monitor web UI in a real headless Chromium, against the real lab.
+
+Monitor > Infrastructure > Virtual Routers > a vRouter > Interfaces > Action > Packet Capture:
+the capture screen shows a VM's pings live, and every way of leaving it stops the capture and
+removes its mirror flows: Close, navigating elsewhere in the app, closing the tab, and a browser
+killed outright (its lease runs out). The VM, its peer and the compute nodes are taken from the
+lab's topology, so the tests run against any topology file.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+from scapy.all import ICMP, IP, rdpcap
+
+from controller.flowmodel import capture_owner
+from controller.mirroring import DEFAULT_ANALYZER, MAX_CAPTURES_PER_INTERFACE
+from lab.topology import Interface
+from tests.e2e.conftest import ARTIFACTS
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+VIEWPORT = {"width": 1400, "height": 900}
+START_TIMEOUT_MS = 120_000  # the first capture also launches the default analyzer
+UI_ANALYZER = "ui-analyzer"
+
+
+@dataclass(frozen=True)
+class Target:
+    """The interface the tests capture on, and a peer in its network to ping."""
+
+    compute: str
+    interface: Interface
+    peer: Interface
+    other_compute: str  # where a chosen analyzer goes: another compute node when there is one
+
+    @property
+    def vm(self) -> str:
+        """The VM whose interface is captured."""
+        return self.interface.vm
+
+    @property
+    def port(self) -> str:
+        """The interface's vRouter port name (tap-VM-0)."""
+        return self.interface.port_name
+
+
+@pytest.fixture(scope="session")
+def target(lab) -> Target:
+    """The first compute node with a guest VM, its first guest VM, and a peer in its network."""
+    topology = lab.topology
+    for compute in topology.computes:
+        for vm in (v for v in topology.vms if v.compute == compute.name and not v.analyzer):
+            interface = vm.interfaces[0]
+            peers = [i for i in topology.interfaces() if i.network == interface.network and i.vm != vm.name]
+            if peers:
+                others = [c.name for c in topology.computes if c.name != compute.name]
+                return Target(compute.name, interface, peers[0], (others or [compute.name])[0])
+    pytest.skip("the topology has no guest VM with a peer in its network")
+
+
+@pytest.fixture(scope="session")
+def playwright():
+    """Playwright's synchronous API, for the whole session."""
+    with sync_playwright() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def browser(playwright):
+    """Headless Chromium (Debian's), driven by Playwright."""
+    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture
+def page(browser, clean_lab):
+    """A fresh browser tab on a lab without active captures; fails the test on a script error."""
+    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    tab = context.new_page()
+    script_errors = []
+    tab.on("pageerror", lambda error: script_errors.append(str(error)))
+    yield tab
+    context.close()
+    assert not script_errors, script_errors
+
+
+@pytest.fixture
+def ui_analyzer(clean_lab, target):
+    """An analyzer instance made for the UI to pick, on another compute node; removed after."""
+    response = clean_lab.api("POST", "/api/analyzers", json={"name": UI_ANALYZER, "compute": target.other_compute})
+    assert response.status_code == 201, response.text
+    yield response.json()
+    clean_lab.stop_all_captures()
+    clean_lab.api("DELETE", f"/api/analyzers/{UI_ANALYZER}")
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+def capture_flows(lab, capture_id: int) -> list[str]:
+    """Flows of capture `capture_id` on any vRouter (cookie high 32 bits = 0x02000000 | id)."""
+    owner = capture_owner(capture_id)
+    return [line for compute in lab.topology.computes for line in lab.flows(compute.name)
+            if int(re.search(r"cookie=(0x[0-9a-f]+)", line).group(1), 16) >> 32 == owner]
+
+
+def active_capture(lab, target: Target) -> dict:
+    """The one active capture of the target interface."""
+    captures = [c for c in lab.api("GET", "/api/captures", params={"state": "active"}).json()
+                if c["interface"] == target.port]
+    assert len(captures) == 1, captures
+    return captures[0]
+
+
+def capture_state(lab, capture_id: int) -> str:
+    """A capture's state as the API reports it: active or stopped."""
+    return lab.api("GET", f"/api/captures/{capture_id}").json()["state"]
+
+
+def open_capture_screen(page: Page, lab, target: Target, screenshots: bool = False) -> None:
+    """Click through Monitor > Infrastructure > Virtual Routers > vRouter > Interfaces >
+    Action > Packet Capture, as a user does."""
+    page.goto(f"{lab.api_url}/")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Virtual Routers").click()
+    expect(page.locator("#breadcrumb li")).to_have_text(["Monitor", "Infrastructure", "Virtual Routers"])
+    vrouter_row = page.locator("tr", has=page.get_by_role("link", name=target.compute, exact=True))
+    expect(vrouter_row).to_contain_text("Connected")
+    if screenshots:
+        page.screenshot(path=ARTIFACTS / "ui-vrouters.png", full_page=True)
+    page.get_by_role("link", name=target.compute, exact=True).click()
+    page.get_by_role("tab", name="Interfaces").click()
+    row = page.locator("tr", has_text=target.port)
+    expect(row).to_contain_text(str(target.interface.ip))
+    expect(row).to_contain_text(target.interface.mac)
+    if screenshots:
+        page.screenshot(path=ARTIFACTS / "ui-interfaces.png", full_page=True)
+    page.get_by_role("button", name=f"Actions for {target.port}").click()
+    page.get_by_role("menuitem", name="Packet Capture").click()
+    expect(page.get_by_role("button", name="Start capture")).to_be_enabled()
+
+
+def start_capture(page: Page, lab, target: Target, analyzer: str | None = None,
+                  direction: str | None = None) -> dict:
+    """On the capture screen: pick the analyzer and direction, start; the capture's API record."""
+    if analyzer:
+        page.get_by_label("Analyzer").select_option(analyzer)
+    if direction:
+        page.get_by_role("radio", name=direction.capitalize()).check()
+    page.get_by_role("button", name="Start capture").click()
+    expect(page.locator("#capture-status")).to_have_text("Capturing", timeout=START_TIMEOUT_MS)
+    capture = active_capture(lab, target)
+    expect(page.locator(".capture-title")).to_have_text(f"Capture #{capture['id']}")
+    assert capture_flows(lab, capture["id"]), "an active capture has mirror flows"
+    return capture
+
+
+def ping_peer(lab, target: Target) -> None:
+    """Three pings from the target VM to its peer, all answered."""
+    result = lab.exec(target.vm, f"ping -c 3 -i 0.2 {target.peer.ip}")
+    assert "3 received" in result.stdout, result.stdout
+
+
+def packet_rows(page: Page, info: str, source: str):
+    """Rows of the live packet table whose text has `info` and `source`."""
+    return page.locator(".packet-table tbody tr").filter(has_text=info).filter(has_text=source)
+
+
+def assert_stopped_and_flows_gone(lab, capture_id: int, within: float) -> None:
+    """The capture stops within `within` seconds, and no vRouter keeps a flow of it."""
+    lab.wait_for(lambda: capture_state(lab, capture_id) == "stopped", timeout=within,
+                 interval=0.1, what=f"capture {capture_id} to stop")
+    assert capture_flows(lab, capture_id) == []
+
+
+# --- tests -------------------------------------------------------------------------------------
+
+def test_capture_screen_shows_pings_live_and_close_stops_it(lab, page, target):
+    """The user story: click through to Packet Capture, start with the default analyzer, see a
+    ping's requests and replies appear with their columns and counts, Close: the capture stops
+    and its flows are gone from every vRouter."""
+    open_capture_screen(page, lab, target, screenshots=True)
+    expect(page.get_by_label("Analyzer")).to_contain_text(DEFAULT_ANALYZER)
+    capture = start_capture(page, lab, target)
+    assert capture["analyzer"] == DEFAULT_ANALYZER and capture["direction"] == "both"
+    assert capture["lease_seconds"] == lab.api("GET", "/api/config").json()["lease_seconds"]
+
+    ping_peer(lab, target)
+    source, peer = str(target.interface.ip), str(target.peer.ip)
+    requests = packet_rows(page, "Echo (ping) request", source)
+    expect(requests).to_have_count(3)
+    expect(packet_rows(page, "Echo (ping) reply", peer)).to_have_count(3)
+    cells = requests.first.locator("td")
+    expect(cells.nth(2)).to_have_text(source)
+    expect(cells.nth(3)).to_have_text(peer)
+    expect(cells.nth(4)).to_have_text("ICMP")
+    expect(cells.nth(5)).to_have_text("98")
+    expect(cells.nth(6)).to_have_text(re.compile(r"Echo \(ping\) request id=0x[0-9a-f]{4}, seq=1$"))
+    packets = page.locator("[data-stat=packets]")
+    expect(packets).to_have_text(re.compile(r"^\d+$"))
+    assert int(packets.inner_text()) >= 6
+    expect(page.locator("[data-stat=bytes]")).not_to_have_text("0 B")
+    page.screenshot(path=ARTIFACTS / "ui-capture.png", full_page=True)
+
+    page.get_by_role("button", name="Close", exact=True).click()
+    expect(page).to_have_url(re.compile(r"#/vrouters/[^/]+/interfaces$"))
+    assert_stopped_and_flows_gone(lab, capture["id"], within=2)
+    expect(page.locator("tr", has_text=target.port)).to_contain_text("Off")
+
+
+def test_leaving_the_capture_screen_within_the_app_stops_the_capture(lab, page, target):
+    """Navigating to another page of the monitor stops the capture at once."""
+    open_capture_screen(page, lab, target)
+    capture = start_capture(page, lab, target)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Topology").click()
+    assert_stopped_and_flows_gone(lab, capture["id"], within=2)
+
+
+def test_closing_the_tab_stops_the_capture_before_its_lease_runs_out(lab, page, target):
+    """Closing the tab sends the stop with navigator.sendBeacon on pagehide: the capture stops
+    well before its lease would have run out."""
+    open_capture_screen(page, lab, target)
+    capture = start_capture(page, lab, target)
+    lease = capture["lease_seconds"]
+    page.close()
+    assert_stopped_and_flows_gone(lab, capture["id"], within=min(2.0, lease / 2))
+
+
+@pytest.fixture
+def killable_chromium(tmp_path):
+    """A Chromium started as its own process group, so a test can kill it outright; the CDP
+    endpoint Playwright connects to."""
+    log = tmp_path / "chromium.log"
+    with open(log, "w") as stderr:
+        process = subprocess.Popen([CHROMIUM, "--headless", f"--user-data-dir={tmp_path / 'profile'}",
+                                    "--remote-debugging-port=0", *CHROMIUM_ARGS, "about:blank"],
+                                   stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+    listening = re.compile(r"DevTools listening on (ws://\S+)")
+    deadline = time.monotonic() + 30
+    while not listening.search(log.read_text()):
+        assert process.poll() is None and time.monotonic() < deadline, \
+            f"chromium did not start:\n{log.read_text()}"
+        time.sleep(0.1)
+    yield process, listening.search(log.read_text()).group(1)
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+
+
+def test_killed_browser_lets_the_lease_run_out_and_the_capture_stops(lab, clean_lab, target, playwright,
+                                                                      killable_chromium):
+    """A browser killed with SIGKILL says no goodbye: while it lived the page renewed the lease
+    (the capture outlives several lease periods); once dead, the controller stops the capture
+    within a lease period."""
+    process, endpoint = killable_chromium
+    browser = playwright.chromium.connect_over_cdp(endpoint)
+    tab = browser.contexts[0].new_page()
+    tab.set_viewport_size(VIEWPORT)
+    open_capture_screen(tab, lab, target)
+    capture = start_capture(tab, lab, target)
+    lease = capture["lease_seconds"]
+    time.sleep(2 * lease)
+    assert capture_state(lab, capture["id"]) == "active", "the open screen renews the lease"
+    os.killpg(process.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    process.wait(timeout=10)
+    assert_stopped_and_flows_gone(lab, capture["id"], within=lease + 3)
+    assert time.monotonic() - killed_at <= lease + 3
+
+
+def test_capture_to_a_chosen_analyzer_in_one_direction(lab, page, target, ui_analyzer):
+    """Pick an analyzer on another compute node and the ingress direction: only the echo requests
+    the VM sends arrive; the topology picture shows the mirroring; the pcap download holds the
+    packets; Stop stops."""
+    open_capture_screen(page, lab, target)
+    expect(page.get_by_label("Analyzer").locator("option", has_text=UI_ANALYZER)).to_have_count(1)
+    capture = start_capture(page, lab, target, analyzer=UI_ANALYZER, direction="ingress")
+    assert (capture["analyzer"], capture["direction"]) == (UI_ANALYZER, "ingress")
+    expect(page.locator(".capture-route")).to_contain_text(f"{UI_ANALYZER} ({ui_analyzer['vm']} on "
+                                                           f"{target.other_compute}")
+
+    ping_peer(lab, target)
+    source = str(target.interface.ip)
+    expect(packet_rows(page, "Echo (ping) request", source)).to_have_count(3)
+    page.wait_for_timeout(1000)
+    expect(page.locator(".packet-table tbody tr").filter(has_text="Echo (ping) reply")).to_have_count(0)
+
+    topology = page.context.new_page()
+    topology.goto(f"{lab.api_url}/#/topology")
+    expect(topology.locator("svg.topology .topo-mirror")).to_have_count(1)
+    mirroring = topology.get_by_role("table", name="Active mirroring")
+    expect(mirroring).to_contain_text(target.port)
+    expect(mirroring).to_contain_text(UI_ANALYZER)
+    topology.screenshot(path=ARTIFACTS / "ui-topology.png", full_page=True)
+    topology.close()
+
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download pcap").click()
+    pcap = ARTIFACTS / "ui-capture-ingress.pcap"
+    download.value.save_as(pcap)
+    pings = [frame for frame in rdpcap(str(pcap)) if frame.haslayer(ICMP)]
+    assert [(frame[IP].src, frame[ICMP].type) for frame in pings] == [(source, 8)] * 3
+
+    page.get_by_role("button", name="Stop", exact=True).click()
+    expect(page.locator("#capture-status")).to_have_text("Stopped")
+    assert_stopped_and_flows_gone(lab, capture["id"], within=2)
+
+
+def test_api_errors_are_shown_in_plain_words(lab, page, target):
+    """What the controller refuses is shown as its own sentence: an unknown vRouter, and a
+    capture beyond the most one interface holds (no capture is started by the refused click)."""
+    page.goto(f"{lab.api_url}/#/vrouters/no-such-vrouter")
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("Could not load vRouter no-such-vrouter.")
+    expect(alert).to_contain_text("Unknown vrouter 'no-such-vrouter' (known: "
+                                  + ", ".join(c.name for c in lab.topology.computes) + ")")
+
+    body = {"vrouter": target.compute, "interface": target.port}
+    for _ in range(MAX_CAPTURES_PER_INTERFACE):
+        assert lab.api("POST", "/api/captures", json=body).status_code == 201
+    refused = lab.api("POST", "/api/captures", json=body)
+    assert refused.status_code == 409
+    message = refused.json()["error"]
+
+    open_capture_screen(page, lab, target)
+    page.get_by_role("button", name="Start capture").click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("Could not start the capture.")
+    expect(alert).to_contain_text(message[0].upper() + message[1:])
+    expect(page.get_by_role("button", name="Start capture")).to_be_enabled()
+    expect(page.locator("#capture-status")).not_to_have_text("Capturing")
+    active = [c for c in lab.api("GET", "/api/captures", params={"state": "active"}).json()
+              if c["interface"] == target.port]
+    assert len(active) == MAX_CAPTURES_PER_INTERFACE
+
+
+def test_ui_endpoints_serve_the_page_live_packets_topology_and_stop_by_post(lab, clean_lab, target):
+    """The API the UI stands on: the page and its modules; packets numbered from 1 and paged with
+    after/limit, with Wireshark's columns; bad paging refused in words; the lab graph; POST /stop
+    stops like DELETE (and again is a no-op)."""
+    page = lab.api("GET", "/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert '<script type="module" src="/ui/js/app.js">' in page.text
+    script = lab.api("GET", "/ui/js/app.js")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+
+    capture = lab.api("POST", "/api/captures", json={"vrouter": target.compute, "interface": target.port,
+                                                     "direction": "ingress"}).json()
+    ping_peer(lab, target)
+    packets_url = f"/api/captures/{capture['id']}/packets"
+    echo_requests = lambda packets: [p for p in packets if p["summary"].startswith("Echo (ping) request")]
+    lab.wait_for(lambda: len(echo_requests(lab.api("GET", packets_url).json()["packets"])) == 3,
+                 what="3 recorded echo requests")
+    first = lab.api("GET", packets_url, params={"after": 0, "limit": 2}).json()
+    assert [p["index"] for p in first["packets"]] == [1, 2] and first["total"] >= 3
+    rest = lab.api("GET", packets_url, params={"after": 2}).json()["packets"]
+    assert rest[0]["index"] == 3
+    requests = echo_requests(first["packets"] + rest)
+    assert [(p["source"], p["destination"], p["protocol"], p["length"]) for p in requests] == \
+        [(str(target.interface.ip), str(target.peer.ip), "ICMP", 98)] * 3
+    assert [p["summary"].rsplit("seq=", 1)[1] for p in requests] == ["1", "2", "3"]
+    assert all(isinstance(p["time"], float) for p in requests)
+    beyond = lab.api("GET", packets_url, params={"after": 10**6}).json()
+    assert beyond["packets"] == [] and beyond["total"] >= 2 + len(rest)
+    bad = lab.api("GET", packets_url, params={"after": -1})
+    assert bad.status_code == 400 and bad.json()["field"] == "query.after"
+    assert lab.api("GET", packets_url, params={"limit": 0}).status_code == 400
+    unknown = lab.api("GET", "/api/captures/999999/packets")
+    assert unknown.status_code == 404 and unknown.json() == {"error": "unknown capture 999999", "field": "id"}
+
+    graph = lab.api("GET", "/api/topology").json()
+    assert graph["name"] == lab.topology.name
+    networks = {n["name"]: n["subnet"] for n in graph["nodes"] if n["kind"] == "network"}
+    assert networks[target.interface.network] == str(lab.topology.network(target.interface.network).subnet)
+    hosted = {frozenset((e["source"], e["target"])) for e in graph["edges"] if e["kind"] == "hosted-on"}
+    assert frozenset((f"vm:{target.vm}", f"compute:{target.compute}")) in hosted
+
+    stopped = lab.api("POST", f"/api/captures/{capture['id']}/stop")
+    assert stopped.status_code == 200 and stopped.json()["state"] == "stopped"
+    assert capture_flows(lab, capture["id"]) == []
+    again = lab.api("POST", f"/api/captures/{capture['id']}/stop")
+    assert again.status_code == 200 and again.json()["stopped_at"] == stopped.json()["stopped_at"]
