@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import struct
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 GLOBAL_HEADER = 24
@@ -18,55 +18,59 @@ class Record:
     data: bytes
 
 
-class PcapCounter:
-    """Packet and byte counts of pcap files, read incrementally: each call reads only the
-    records appended since the last one, and stops before a record still being written."""
+@dataclass
+class _FileIndex:
+    offsets: list[int] = field(default_factory=list)  # where each complete record starts
+    end: int = GLOBAL_HEADER  # where the next record will start
+    total_bytes: int = 0
+
+
+class PcapIndex:
+    """An index of the records of growing pcap files. Each call first indexes only the records
+    appended since the last one (a record still being written is left for later), so counting
+    is cheap and reading packet N seeks straight to it."""
 
     def __init__(self):
-        self.positions: dict[Path, tuple[int, int, int]] = {}
+        self.files: dict[Path, _FileIndex] = {}
         self.lock = threading.Lock()
+
+    def _refresh(self, path: Path) -> _FileIndex | None:
+        index = self.files.setdefault(path, _FileIndex())
+        try:
+            with open(path, "rb") as pcap:
+                pcap.seek(index.end)
+                while True:
+                    header = pcap.read(RECORD_HEADER.size)
+                    if len(header) < RECORD_HEADER.size:
+                        break
+                    _seconds, _micros, caplen, length = RECORD_HEADER.unpack(header)
+                    if len(pcap.read(caplen)) < caplen:
+                        break
+                    index.offsets.append(index.end)
+                    index.end += RECORD_HEADER.size + caplen
+                    index.total_bytes += length
+        except FileNotFoundError:
+            return None
+        return index
 
     def count(self, path: Path) -> tuple[int, int]:
         """(packets, bytes) recorded in `path` so far; (0, 0) if it does not exist yet."""
         with self.lock:
-            offset, packets, total = self.positions.get(path, (GLOBAL_HEADER, 0, 0))
-            try:
+            index = self._refresh(path)
+            return (len(index.offsets), index.total_bytes) if index else (0, 0)
+
+    def records(self, path: Path, after: int, limit: int) -> tuple[list[Record], int]:
+        """The records after the first `after`, at most `limit`, and how many there are in all."""
+        with self.lock:
+            index = self._refresh(path)
+            if index is None:
+                return [], 0
+            wanted = index.offsets[after:after + limit]
+            records = []
+            if wanted:
                 with open(path, "rb") as pcap:
-                    pcap.seek(offset)
-                    while True:
-                        header = pcap.read(RECORD_HEADER.size)
-                        if len(header) < RECORD_HEADER.size:
-                            break
-                        _s, _us, caplen, length = RECORD_HEADER.unpack(header)
-                        if len(pcap.read(caplen)) < caplen:
-                            break
-                        offset += RECORD_HEADER.size + caplen
-                        packets += 1
-                        total += length
-            except FileNotFoundError:
-                return 0, 0
-            self.positions[path] = (offset, packets, total)
-            return packets, total
-
-
-def read_records(path: Path, skip: int = 0, limit: int | None = None) -> list[Record]:
-    """Complete records of `path` after the first `skip`, at most `limit` of them."""
-    records: list[Record] = []
-    try:
-        with open(path, "rb") as pcap:
-            pcap.seek(GLOBAL_HEADER)
-            index = 0
-            while limit is None or len(records) < limit:
-                header = pcap.read(RECORD_HEADER.size)
-                if len(header) < RECORD_HEADER.size:
-                    break
-                seconds, micros, caplen, _length = RECORD_HEADER.unpack(header)
-                data = pcap.read(caplen)
-                if len(data) < caplen:
-                    break
-                if index >= skip:
-                    records.append(Record(seconds + micros / 1e6, data))
-                index += 1
-    except FileNotFoundError:
-        pass
-    return records
+                    pcap.seek(wanted[0])
+                    for _ in wanted:
+                        seconds, micros, caplen, _length = RECORD_HEADER.unpack(pcap.read(RECORD_HEADER.size))
+                        records.append(Record(seconds + micros / 1e6, pcap.read(caplen)))
+            return records, len(index.offsets)

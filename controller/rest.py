@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from controller.dissect import summarize
 from controller.errors import InvalidRequest, MirrorlabError
 from controller.mirroring import analyzers
-from controller.pcapfile import GLOBAL_HEADER, read_records
+from controller.pcapfile import GLOBAL_HEADER
 from controller.service import ControllerService
 from lab.recorder import PCAP_HEADER
 from lab.topology import VM, ComputeNode, Interface
@@ -225,9 +225,7 @@ def create_app(service: ControllerService, lease_seconds: float) -> FastAPI:
                         limit: int = Query(200, ge=1, le=MAX_PACKETS_PER_REQUEST)):
         """The packets the analyzer recorded for this capture after packet `after`, at most
         `limit`, with the columns of Wireshark's packet list; `total` counts all recorded."""
-        capture = service.capture(capture_id)
-        records = read_records(service.pcap_path(capture), skip=after, limit=limit)
-        total, _bytes = service.capture_counts(capture)  # counted after reading: never fewer
+        records, total = service.capture_records(service.capture(capture_id), after, limit)
         packets = []
         for number, record in enumerate(records, start=after + 1):
             columns = summarize(record.data)

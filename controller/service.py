@@ -15,12 +15,19 @@ from controller.flowmodel import Flow
 from controller.mirroring import (
     DEFAULT_ANALYZER, Capture, analyzers, find_compute, find_interface, plan_analyzer, plan_capture,
 )
-from controller.pcapfile import PcapCounter
+from controller.pcapfile import PcapIndex, Record
 from controller.pipeline import capture_flows, forwarding_flows
 from controller.store import Store
 from lab.control import LabControl, LabControlError
 from lab.recorder import capture_file
 from lab.topology import VM, ComputeNode, Interface, Topology
+
+
+def _vm_ports_exist(vm_name: str) -> bool:
+    """Whether a VM called `vm_name` has a vRouter port on this machine already: analyzer VMs
+    of every lab are named an1, an2..., and their ports live in the machine's namespace, so
+    a name another running lab uses is skipped (its port would be replaced, not shared)."""
+    return any(Path("/sys/class/net").glob(f"tap-{vm_name}-*"))
 
 
 class ControllerService:
@@ -35,7 +42,7 @@ class ControllerService:
             topology = topology.with_vm(vm)
         self.topology = topology
         self.captures = {c.id: c for c in store.captures()}
-        self.counter = PcapCounter()
+        self.pcaps = PcapIndex()
         self.app = None
         self._forwarding: dict[str, frozenset[Flow]] = {}
 
@@ -95,7 +102,12 @@ class ControllerService:
 
     def capture_counts(self, capture: Capture) -> tuple[int, int]:
         """(packets, bytes) the analyzer recorded for `capture`."""
-        return self.counter.count(self.pcap_path(capture))
+        return self.pcaps.count(self.pcap_path(capture))
+
+    def capture_records(self, capture: Capture, after: int, limit: int) -> tuple[list[Record], int]:
+        """The frames the analyzer recorded for `capture` after the first `after` (at most
+        `limit`), and how many it recorded in all."""
+        return self.pcaps.records(self.pcap_path(capture), after, limit)
 
     def pcap_path(self, capture: Capture) -> Path:
         """The pcap file the analyzer writes for `capture`."""
@@ -107,7 +119,7 @@ class ControllerService:
                         compute: str | None = None) -> VM:
         """Launch an analyzer instance: a new VM with a recorder, ready when this returns."""
         with self.lock:
-            vm = plan_analyzer(self.topology, name, network, compute)
+            vm = plan_analyzer(self.topology, name, network, compute, _vm_ports_exist)
             try:
                 self.lab.add_vm(vm)
             except LabControlError as err:
@@ -169,12 +181,17 @@ class ControllerService:
             return capture
 
     def renew_lease(self, capture_id: int) -> Capture:
-        """Extend an active leased capture's lease by its lease_seconds from now."""
+        """Extend an active leased capture's lease by its lease_seconds from now. A lease that
+        ran out stays out: the capture is stopped, even if the reaper has not got to it yet."""
         with self.lock:
             capture = self.capture(capture_id)
+            now = time.time()
+            if capture.lease_expired(now):
+                self.stop_capture(capture_id)
+                raise Conflict(f"capture {capture_id} stopped: its lease ran out", "id")
             if not capture.active:
                 raise Conflict(f"capture {capture_id} is stopped", "id")
-            capture = capture.renewed(time.time())
+            capture = capture.renewed(now)
             self.store.save_capture(capture)
             self.captures[capture.id] = capture
             return capture

@@ -18,6 +18,7 @@ import socketserver
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 from mininet.log import setLogLevel
 from mininet.net import Mininet
@@ -141,6 +142,12 @@ class LabNetwork:
         with self.lock:
             if vm.name in self.net.nameToNode:
                 raise ValueError(f"vm '{vm.name}' exists already")
+            # Mininet deletes an existing interface of the same name before it makes a link:
+            # never let it take a port that another lab on this machine made.
+            taken = [i.port_name for i in vm.interfaces if Path(f"/sys/class/net/{i.port_name}").exists()]
+            if taken:
+                raise ValueError(f"port(s) {', '.join(taken)} exist already on this machine "
+                                 f"(another lab's?); not replacing them")
             host = self._add_host(vm)
             self.state.add("hosts", {"name": vm.name, **process_record(host.pid)})
             vrouter = self.topology.compute(vm.compute).vrouter
