@@ -163,11 +163,8 @@ class LabNetwork:
             host = self.net.get(name)
             vm = self.topology.vm(name)
             vrouter = self.topology.compute(vm.compute).vrouter
-            record = self.state.read()
-            for recorder in record.get("recorders", []):
-                if recorder.get("name") == f"recorder-{name}":
-                    stop_process(recorder, timeout=2)
-                    self.state.remove("recorders", recorder)
+            for recorder in self.state.forget("recorders", f"recorder-{name}"):
+                stop_process(recorder, timeout=2)
             for interface in vm.interfaces:
                 subprocess.run(["ovs-vsctl", "--if-exists", "del-port", vrouter, interface.port_name],
                                check=False)
@@ -176,8 +173,7 @@ class LabNetwork:
             del self.net.nameToNode[name]
             for interface in vm.interfaces:
                 self.state.remove("links", interface.port_name)
-            self.state.remove("hosts", next((h for h in record.get("hosts", [])
-                                             if h.get("name") == name), None))
+            self.state.forget("hosts", name)
             self.topology = self.topology.without_vm(name)
 
     def wait_reachable(self) -> bool:

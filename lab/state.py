@@ -134,6 +134,13 @@ class LabState:
         with self.update() as record:
             record[kind] = [i for i in record.get(kind, []) if i != item]
 
+    def forget(self, kind: str, name: str) -> list[dict]:
+        """Drop the records called `name` from the list `kind` (hosts, recorders); return them."""
+        with self.update() as record:
+            forgotten = [i for i in record.get(kind, []) if i.get("name") == name]
+            record[kind] = [i for i in record.get(kind, []) if i.get("name") != name]
+        return forgotten
+
     def progress(self, message: str) -> None:
         """Append a line to the bring-up progress log."""
         with open(self.progress_path, "a") as log:

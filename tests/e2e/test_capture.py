@@ -305,8 +305,12 @@ def test_analyzer_in_use_cannot_be_deleted(analyzers, clean_lab):
     refused = lab.api("DELETE", "/api/analyzers/short-lived")
     assert refused.status_code == 409 and "stop them first" in refused.json()["error"]
     stop(lab, capture["id"])
+    vm = created.json()["vm"]
+    assert os.path.exists(f"/sys/class/net/tap-{vm}-0")
     assert lab.api("DELETE", "/api/analyzers/short-lived").status_code == 200
     assert all(a["name"] != "short-lived" for a in lab.api("GET", "/api/analyzers").json())
+    assert not os.path.exists(f"/sys/class/net/tap-{vm}-0")
+    assert lab.exec(vm, "true", check=False).returncode == 2  # the VM is gone
     assert lab.api("POST", "/api/analyzers", json={"name": REMOTE_ANALYZER}).status_code == 409
 
 
