@@ -1,0 +1,184 @@
+"""`python -m bench` (or `scripts/bench`): run the benchmarks and write the results.
+
+    scripts/bench                 the full run: every figure, labs of 10, 50, 100 and 250 VMs
+    scripts/bench --quick         fewer repetitions, shorter streams, labs of 10 and 50 VMs only
+    scripts/bench --only capture,forwarding
+    scripts/bench --render bench/results/latest.json    (rewrite the Markdown of a run's JSON)
+
+Results go to bench/results/: DATE[-quick].json (every figure), DATE[-quick].md (every table)
+and, for a full run, latest.json and latest.md (the short summary for the README).
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench import bare, capture, completeness, forwarding, machine, mirror_lab, report, scale
+from bench.common import REPO, STATE_DIR, down_leftover_lab, log, running_lab
+
+SECTIONS = ("bare", "capture", "completeness", "forwarding", "scale")
+RESULTS = REPO / "bench" / "results"
+
+# Sizes of a full and a quick run.
+FULL = {"capture_repetitions": 25, "completeness_seconds": 3, "forwarding_seconds": 5,
+        "forwarding_repetitions": 3, "sizes": scale.SIZES, "controller_size": 100}
+QUICK = {"capture_repetitions": 5, "completeness_seconds": 1, "forwarding_seconds": 2,
+         "forwarding_repetitions": 1, "sizes": scale.QUICK_SIZES, "controller_size": 50}
+
+
+def _interrupted(_signum, _frame):
+    raise KeyboardInterrupt  # so that every lab and namespace is taken down on the way out
+
+
+class Run:
+    """One benchmark run: its settings, its results so far, and where they are written."""
+
+    def __init__(self, quick: bool, sections: list[str], output: Path):
+        self.settings = QUICK if quick else FULL
+        self.quick = quick
+        self.sections = sections
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        self.base = output / (stamp + ("-quick" if quick else ""))
+        self.output = output
+        self.results = {"kind": "quick" if quick else "full", "sections": sections,
+                        "settings": {k: v for k, v in self.settings.items()},
+                        "machine": machine.describe(), "busy": {"start": machine.busy()},
+                        "errors": {}}
+
+    def section(self, name: str, function, *args):
+        """Run one benchmark; keep its result, or its error, and write what we have."""
+        log(f"--- {name}")
+        started = time.monotonic()
+        try:
+            value = function(*args)
+            self.results[name] = value
+            return value
+        except KeyboardInterrupt:
+            raise
+        except Exception as err:
+            log(f"{name} failed: {err}")
+            self.results["errors"][name] = f"{type(err).__name__}: {err}"[-3000:]
+            traceback.print_exc()
+            return None
+        finally:
+            self.results.setdefault("durations", {})[name] = round(time.monotonic() - started, 1)
+            self.write()
+
+    def write(self, final: bool = False) -> None:
+        """Write the JSON and Markdown files (and latest.* at the end of a full run)."""
+        self.output.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(self.results, indent=2)
+        self.base.with_suffix(".json").write_text(text + "\n")
+        self.base.with_suffix(".md").write_text(report.full(self.results))
+        if final and not self.quick and self.sections == list(SECTIONS):
+            (self.output / "latest.json").write_text(text + "\n")
+            (self.output / "latest.md").write_text(report.summary(self.results))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected benchmarks; exit 0 unless the run itself could not be made."""
+    parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer repetitions, shorter streams, only the 10 and 50 VM labs")
+    parser.add_argument("--only", help=f"comma-separated sections of {', '.join(SECTIONS)}")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="results directory")
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="measure nothing: rewrite the Markdown of a run's JSON file")
+    args = parser.parse_args(argv)
+    if args.render:
+        return render(args.render)
+    sections = args.only.split(",") if args.only else list(SECTIONS)
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(sorted(unknown))}")
+    sections = [s for s in SECTIONS if s in sections]
+
+    signal.signal(signal.SIGTERM, _interrupted)
+    STATE_DIR.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(f"{STATE_DIR}.lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"scripts/bench: another benchmark run holds {STATE_DIR}.lock", file=sys.stderr)
+        return 1
+
+    run = Run(args.quick, sections, args.output)
+    settings = run.settings
+    log(f"{run.results['kind']} run of {', '.join(sections)}; results in {run.base}.json/.md")
+    try:
+        with tempfile.TemporaryDirectory(prefix="mirrorlab-bench-") as workdir:
+            workdir = Path(workdir)
+            bare_limits = None
+            if "bare" in sections:
+                def measure_bare():
+                    with bare.bare_setups() as setups:
+                        return forwarding.measure_bare(setups, settings["forwarding_seconds"],
+                                                       settings["forwarding_repetitions"])
+                bare_limits = run.section("bare", measure_bare)
+            if {"capture", "completeness", "forwarding"} & set(sections):
+                _mirror_sections(run, workdir, bare_limits)
+            if "scale" in sections:
+                def measure_scale():
+                    entries, controller = scale.measure(workdir, settings["sizes"],
+                                                        settings["controller_size"])
+                    run.results["controller"] = controller
+                    return entries
+                run.section("scale", measure_scale)
+    except KeyboardInterrupt:
+        log("interrupted; labs were taken down")
+        run.results["errors"]["run"] = "interrupted"
+        return 130
+    finally:
+        down_leftover_lab()
+        run.results["busy"]["end"] = machine.busy()
+        run.write(final=True)
+        log(f"results: {run.base}.json and {run.base}.md")
+    return 0
+
+
+def render(path: Path) -> int:
+    """Rewrite the Markdown beside a run's JSON (latest.json: latest.md, the summary)."""
+    results = json.loads(path.read_text())
+    if path.name == "latest.json":
+        path.with_suffix(".md").write_text(report.summary(results))
+    else:
+        path.with_suffix(".md").write_text(report.full(results))
+    print(f"wrote {path.with_suffix('.md')}")
+    return 0
+
+
+def _mirror_sections(run: Run, workdir: Path, bare_limits: dict | None) -> None:
+    """Capture latency, completeness and forwarding cost, on one lab."""
+    settings = run.settings
+    lab_report: dict = {}
+    try:
+        with running_lab(mirror_lab.write_topology(workdir), lab_report) as lab:
+            mirror = mirror_lab.prepare(lab)
+            run.results["mirror_lab"] = {"topology": mirror_lab.TOPOLOGY,
+                                         "analyzer_launch_seconds": mirror.launch_seconds,
+                                         "lab": lab_report}  # up/down times, filled in by running_lab
+            if "capture" in run.sections:
+                run.section("capture", capture.measure, mirror, settings["capture_repetitions"])
+            if "completeness" in run.sections:
+                run.section("completeness", completeness.measure, mirror,
+                            settings["completeness_seconds"])
+            if "forwarding" in run.sections:
+                run.section("forwarding", forwarding.measure, mirror, settings["forwarding_seconds"],
+                            settings["forwarding_repetitions"], bare_limits)
+    except KeyboardInterrupt:
+        raise
+    except Exception as err:
+        log(f"mirroring lab failed: {err}")
+        run.results["errors"]["mirror_lab"] = f"{type(err).__name__}: {err}"[-3000:]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

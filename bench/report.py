@@ -1,0 +1,280 @@
+"""Markdown from a run's results: `full` has every table, `summary` the short one for the README."""
+from __future__ import annotations
+
+NOISE = ("Measured on a shared 2-core machine while other engineers ran labs and tests on it. "
+         "Every Open vSwitch userspace datapath of the machine (ours, theirs, the bare-limit bridge) "
+         "runs in the one ovs-vswitchd, and iperf3, the recorder and ovs-vswitchd share the two "
+         "cores, so these figures are noisy (tens of percent between runs): throughput (lab and bare "
+         "limits), the highest forwarded rate and completeness at that rate, and the UDP "
+         "with/without-capture ratios. Steadier: the TCP ratios, latency medians (p95s less so) and "
+         "bring-up/tear-down times. Exact: flow counts and flows added.")
+
+# Where the time goes, from profiling (py-spy) the code behind the figures; see bench/README.md.
+NOTES: list[str] = [
+    "Bring-up is ~35-40 ms per VM and linear; py-spy on the lab process shows it waiting on Mininet "
+    "(host shells and veth pairs ~40%, per-VM configuration through the host shell plus "
+    "ethtool/ip ~25%, ovs-vsctl ~15%); the lab process's own CPU is small (rewriting lab.json "
+    "per recorded item ~3%). Not worth changing at these sizes.",
+    "FlowMods: the controller's flow computation costs ~6 µs and the cookie digest ~2 µs per "
+    "flow, but building and serializing os-ken's OFPFlowMod ~65 µs (cProfile): os-ken caps the "
+    "controller at roughly 15k FlowMods/s of CPU; the rest of the reconcile time is Open "
+    "vSwitch applying them. Reconciling after a restart is dominated by the controller's own "
+    "start (~0.5-1 s of Python imports) and Open vSwitch's reconnect backoff, not by FlowMods.",
+    "Capture cost: a capture doubles ovs-vswitchd's per-packet work (clone, encap, second "
+    "output; its forwarding runs mostly on one thread, so it tops out near one core) and the "
+    "analyzer's Python recorder takes 0.2-0.5 of a core at several hundred Mbit/s; on 2 cores "
+    "they compete with each other and with iperf3. Copies lost at high rates never reached the "
+    "analyzer's interface (recorded = at analyzer): they are lost in the datapath, not in the "
+    "recorder.",
+    "Mirroring can starve the monitored traffic itself: at the highest rate, with the capture "
+    "going to the remote analyzer, most of bv1's stream to bv2 never arrives (the 'peer got' "
+    "column). A spot check after the full run (bv2's interface counters, 64-byte frames at "
+    "~95k pps for 3 s) showed it is lost in the datapath, not in bv2's iperf3: bv2's interface "
+    "received 1.2k of 285k packets with the remote capture, 255k with a local one and 283k "
+    "without capture, while the remote analyzer still got 98% of the copies. Copies and "
+    "originals leave bn1 through the same fabric uplink and bridge, and each copy is sent "
+    "before its original (clone), which most likely is why the originals are the ones dropped "
+    "when that path is overloaded. At 50k pps the copies are complete but the stream to bv2 "
+    "may already lose some with a remote analyzer (0-15% across our runs). Later runs record "
+    "bv2's interface count (peer rx).",
+    "Completeness slightly above 100% at low rates (a few packets in a thousand) comes from "
+    "the idle moments at the edges of the capture window, which the counters do not cover.",
+]
+
+
+def _ms(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+def _num(value, suffix: str = "") -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.3g}{suffix}" if abs(value) < 100 else f"{value:,.0f}{suffix}"
+    return f"{value:,}{suffix}"
+
+
+def _rate(run: dict) -> str:
+    """A completeness run's target rate: 1k, 10k, 50k or max (N)."""
+    if run["rate_name"] == "max":
+        return f"max ({_num(run['target_pps'])} pps)"
+    pps = run["target_pps"]
+    return f"{pps // 1000}k" if pps % 1000 == 0 else _num(pps)
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:.1f}%"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def machine_line(results: dict) -> str:
+    """One line describing the machine and the code."""
+    m = results["machine"]
+    commit = m["git_commit"][:10] + (" (with uncommitted changes)" if m["git_dirty"] else "")
+    return (f"{m['date']}, commit {commit}; {m['nproc']} CPUs ({m['cpu_model']}), "
+            f"{m['memory_gib']} GiB, kernel {m['kernel']}, {m['ovs_version']}, {m['iperf3_version']}")
+
+
+def _busy_line(results: dict) -> str:
+    busy = results.get("busy", {})
+    parts = []
+    for when in ("start", "end"):
+        if when in busy:
+            parts.append(f"at the {when}: load average {busy[when]['loadavg'][0]}, "
+                         f"{busy[when]['other_bridges']} OVS bridges of other labs")
+    return "; ".join(parts)
+
+
+# --- sections ------------------------------------------------------------------------------------
+
+def capture_table(results: dict) -> str:
+    c = results.get("capture")
+    if not c:
+        return ""
+    rows = []
+    for where in ("local", "remote"):
+        s = c[where]
+        rows.append([f"{where} ({s['analyzer_compute']})", _ms(s["start"]["median"]), _ms(s["start"]["p95"]),
+                     _ms(s["stop"]["median"]), _ms(s["stop"]["p95"]),
+                     _ms(s["api_start_response"]["median"]), _ms(s["api_stop_response"]["median"]),
+                     f"{s['start']['n']}" + (f" ({s['captures_without_copies']} without copies)"
+                                             if s["captures_without_copies"] else "")])
+    return ("### Capture start and stop latency\n\n"
+            f"Traffic: {c['traffic']}. Start: POST /api/captures sent → first copy recorded; "
+            "stop: DELETE sent → last copy recorded.\n\n"
+            + _table(["analyzer", "start median", "start p95", "stop median", "stop p95",
+                      "POST answered (median)", "DELETE answered (median)", "captures"], rows))
+
+
+def completeness_table(results: dict) -> str:
+    c = results.get("completeness")
+    if not c:
+        return ""
+    rows = [[r["analyzer"], f"{r['frame_bytes']} B", _rate(r),
+             _num(r["sender_pps"]), _num(r["receiver_pps"]), _num(r.get("peer_rx")),
+             _num(r["monitored_packets"]),
+             _num(r["analyzer_rx"]), _num(r["mirrored"]), _pct(r["delivered_to_analyzer"]),
+             f"**{_pct(r['completeness'])}**"] for r in c["runs"]]
+    limits = ", ".join(f"{m['frame_bytes']}-byte frames {_num(m['forwarded_pps'])} pps "
+                       f"(sender {_num(m['sent_pps'])} pps)" for m in c["max_forwarded"])
+    return ("### Mirror completeness\n\n"
+            f"Traffic: {c['traffic']}, {c['seconds_per_run']} s per run, capture direction "
+            f"{c['direction']}. Highest rate the lab forwards without capture: {limits}.\n"
+            "Monitored = packets bv1 sent + received (its interface counters); at analyzer = "
+            "copies that reached the analyzer VM's interface; recorded = records in the pcap; "
+            "peer got = what bv2's iperf3 read; peer rx = packets bv2's interface received "
+            "(– : not measured by this run's version).\n\n"
+            + _table(["analyzer", "frame", "target pps", "sent pps", "peer got pps", "peer rx", "monitored",
+                      "at analyzer", "recorded", "reached analyzer", "completeness"], rows))
+
+
+def forwarding_table(results: dict) -> str:
+    f, b = results.get("forwarding"), results.get("bare")
+    out = ""
+    if b:
+        rows = [[name, _num(b[name]["tcp"]["mbps"]), _num(b[name]["udp"]["mbps"])] for name in b]
+        out += ("### Bare limits (same run)\n\nveth: two namespaces on one veth pair; ovs: two "
+                "namespaces on an OVS userspace bridge (datapath_type=netdev) with one NORMAL flow. "
+                "Mbit/s, median.\n\n" + _table(["setup", "TCP Mbit/s", "UDP Mbit/s (1400 B)"], rows) + "\n")
+    if f:
+        rows = []
+        for key, e in f["results"].items():
+            rows.append([key.replace("_", " "), _num(e["without_capture_mbps"]), _num(e["with_capture_mbps"]),
+                         _num(e["with_over_without"]), _num(e.get("without_over_veth")),
+                         _num(e.get("without_over_ovs")), _num(e.get("with_over_veth")),
+                         _num(e.get("with_over_ovs")),
+                         f"{_num(e.get('cpu_cores_ovs_vswitchd_without'))} → {_num(e.get('cpu_cores_ovs_vswitchd_with'))}",
+                         _num(e.get("cpu_cores_recorder_with"))])
+        out += ("### Forwarding cost of a capture\n\n"
+                f"iperf3, {f['seconds_per_run']} s × {f['repetitions']} (median); UDP -b 0 -l "
+                f"{f['udp_payload']} (receiver's rate); capture: {f['capture']}. Same node = "
+                f"{f['pairs']['same_node']}, cross node = {f['pairs']['cross_node']}.\n\n"
+                + _table(["pair/protocol", "without Mbit/s", "with capture Mbit/s", "with/without",
+                          "without/veth", "without/ovs", "with/veth", "with/ovs",
+                          "ovs-vswitchd cores without → with", "recorder cores"], rows))
+    return out
+
+
+def scale_table(results: dict) -> str:
+    s = results.get("scale")
+    if not s:
+        return ""
+    rows = []
+    for e in s:
+        phases = (e.get("up") or {}).get("phases", {})
+        up = e.get("up_seconds")
+        # controller start (until [1/5]), fabric+vRouters, VMs, start+configure, then [4/5]
+        # programming and [5/5] reachability together (the lab prints both at once)
+        starts = [0.0] + [phases.get(str(i), {}).get("at") for i in range(1, 5)] + [up]
+        spans = []
+        for i in range(5):
+            end = next((x for x in starts[i + 1:] if x is not None), None)
+            spans.append(None if starts[i] is None or end is None else round(end - starts[i], 1))
+        rows.append([e["vms"], e["computes"], _num(up, " s"), _num(e.get("down_seconds"), " s"),
+                     _num(e.get("flows")), _num(e.get("controller_rss_mib"), " MiB"),
+                     _num(e.get("lab_process_rss_mib"), " MiB"),
+                     " / ".join("–" if x is None else f"{x}" for x in spans),
+                     e.get("error", "")[:80]])
+    return ("### Lab scale\n\n`mirrorlab up` until every VM reaches its peers, `mirrorlab down`; "
+            "flows summed over the vRouters; resident memory of the controller and lab processes. "
+            "Phases (s): controller start / fabric+vRouters / VMs / start+configure / programming+reachability.\n\n"
+            + _table(["VMs", "compute nodes", "up", "down", "flows", "controller RSS", "lab RSS",
+                      "phases", "error"], rows))
+
+
+def controller_table(results: dict) -> str:
+    c = results.get("controller")
+    if not c:
+        return ""
+    if "error" in c:
+        return f"### Controller\n\nfailed: {c['error']}\n"
+    rows = []
+    for key, label in (("one_vrouter", "one vRouter"), ("all_vrouters", "all vRouters")):
+        r = c[key]
+        rows.append([f"{label} ({r['vrouters']})", _num(r["flows_added"]), _num(r["controller_start_seconds"], " s"),
+                     _num(r["reconnect_wait_seconds"], " s"), _num(r["reconcile_seconds"], " s"),
+                     _num(r["total_seconds"], " s"), _num(r["flowmods_per_second"])])
+    return (f"### Controller restart and reconciliation ({c['vms']}-VM lab)\n\n"
+            "Controller stopped, `ovs-ofctl del-flows` on the vRouter(s), controller started; "
+            "until their flow counts are back. Reconcile = vRouter reconnected → flows back; "
+            "FlowMods/s = flows added / reconcile.\n\n"
+            + _table(["vRouters emptied", "flows added", "controller start", "reconnect wait",
+                      "reconcile", "total", "FlowMods/s"], rows))
+
+
+def full(results: dict) -> str:
+    """Every table of a run."""
+    parts = [f"# mirrorlab benchmarks ({results['kind']} run)\n", machine_line(results) + ".\n",
+             f"Machine activity {_busy_line(results)}.\n", NOISE + "\n"]
+    lab = results.get("mirror_lab")
+    if lab:
+        parts.append("Analyzer launch (POST /api/analyzers): "
+                     + ", ".join(f"{k} {v} s" for k, v in lab["analyzer_launch_seconds"].items()) + ".\n")
+    for render in (capture_table, completeness_table, forwarding_table, scale_table, controller_table):
+        text = render(results)
+        if text:
+            parts.append(text)
+    if results.get("errors"):
+        parts.append("### Errors\n\n" + "\n".join(f"- {k}: {v}" for k, v in results["errors"].items()) + "\n")
+    if NOTES:
+        parts.append("### Notes\n\n" + "\n".join(f"- {n}" for n in NOTES) + "\n")
+    return "\n".join(parts)
+
+
+def summary(results: dict) -> str:
+    """The short table for the README."""
+    rows = []
+    c = results.get("capture")
+    if c:
+        for label, key in (("Capture start latency (API request → first copy)", "start"),
+                           ("Capture stop latency (API request → last copy)", "stop")):
+            rows.append([label, "; ".join(f"{w} analyzer {_ms(c[w][key]['median'])} median, "
+                                          f"{_ms(c[w][key]['p95'])} p95" for w in ("local", "remote"))])
+    comp = results.get("completeness")
+    if comp:
+        for where in ("local", "remote"):
+            for frame in (64, 1400):
+                runs = [r for r in comp["runs"] if r["analyzer"] == where and r["frame_bytes"] == frame]
+                rows.append([f"Mirror completeness, {frame}-byte frames, {where} analyzer",
+                             ", ".join(f"{_pct(r['completeness'])} at {_rate(r)}" for r in runs)])
+    f, b = results.get("forwarding"), results.get("bare")
+    if b:
+        rows.append(["Bare limits: veth pair / OVS netdev bridge",
+                     f"TCP {_num(b['veth']['tcp']['mbps'])} / {_num(b['ovs']['tcp']['mbps'])} Mbit/s, "
+                     f"UDP {_num(b['veth']['udp']['mbps'])} / {_num(b['ovs']['udp']['mbps'])} Mbit/s"])
+    if f:
+        for key, e in f["results"].items():
+            pair, protocol = key.split("/")
+            rows.append([f"{protocol.upper()} {pair.replace('_', ' ')}: without → with a capture",
+                         f"{_num(e['without_capture_mbps'])} → {_num(e['with_capture_mbps'])} Mbit/s "
+                         f"(×{_num(e['with_over_without'])}); as a share of the bare veth pair "
+                         f"×{_num(e.get('without_over_veth'))} → ×{_num(e.get('with_over_veth'))}, "
+                         f"of bare OVS ×{_num(e.get('without_over_ovs'))} → ×{_num(e.get('with_over_ovs'))}"])
+    s = results.get("scale")
+    if s:
+        rows.append(["Lab up / down (VMs on compute nodes)",
+                     "; ".join(f"{e['vms']} on {e['computes']}: {_num(e.get('up_seconds'), ' s')} / "
+                               f"{_num(e.get('down_seconds'), ' s')}" for e in s)])
+        rows.append(["Flows / controller RSS",
+                     "; ".join(f"{e['vms']} VMs: {_num(e.get('flows'))} / {_num(e.get('controller_rss_mib'), ' MiB')}"
+                               for e in s)])
+    ctl = results.get("controller")
+    if ctl and "error" not in ctl:
+        one, every = ctl["one_vrouter"], ctl["all_vrouters"]
+        rows.append([f"Controller restart, {ctl['vms']}-VM lab: reconcile one vRouter / all {every['vrouters']}",
+                     f"{_num(one['total_seconds'], ' s')} / {_num(every['total_seconds'], ' s')} in all "
+                     f"(reconnect wait {_num(one['reconnect_wait_seconds'], ' s')} / "
+                     f"{_num(every['reconnect_wait_seconds'], ' s')}); {_num(one['flows_added'])} / "
+                     f"{_num(every['flows_added'])} flows in {_num(one['reconcile_seconds'], ' s')} / "
+                     f"{_num(every['reconcile_seconds'], ' s')}"])
+        rows.append(["Controller FlowMods/s (one / all vRouters)",
+                     f"{_num(one['flowmods_per_second'])} / {_num(every['flowmods_per_second'])}"])
+    return ("## Benchmarks\n\n"
+            f"`scripts/bench` ({results['kind']} run): {machine_line(results)}; machine activity "
+            f"{_busy_line(results)}. {NOISE} "
+            "Details and method: bench/README.md.\n\n" + _table(["Figure", "Measured"], rows))
