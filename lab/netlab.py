@@ -39,6 +39,12 @@ def _run(*args: str) -> None:
     subprocess.run(args, check=True, capture_output=True)
 
 
+def _quiet_root_end(link: str) -> None:
+    """Keep the machine's own IPv6 off a link whose root-namespace end belongs to a bridge:
+    its router solicitations would otherwise reach the VM or the fabric behind the bridge."""
+    _run("sysctl", "-qw", f"net.ipv6.conf.{link}.disable_ipv6=1")
+
+
 class LabNetwork:
     """A topology brought up in Mininet, with every created resource recorded in `state`."""
 
@@ -99,7 +105,12 @@ class LabNetwork:
             switch.cmd("ovs-vsctl set bridge", switch.name, "other_config:disable-in-band=true")
         for compute in topology.computes:
             for name in (compute.fabric_port_name, compute.fabric_switch_port_name):
+                _quiet_root_end(name)
                 _run("ip", "link", "set", "dev", name, "mtu", str(JUMBO_MTU))
+            # Static entries: a compute node that only receives (an analyzer's) would never be
+            # learned, and every frame to it would be flooded to all compute nodes.
+            _run("ovs-appctl", "fdb/add", topology.fabric_bridge, compute.fabric_switch_port_name,
+                 "0", compute.fabric_mac)
         for vm in topology.vms:
             self._configure_vm(vm)
 
@@ -127,6 +138,7 @@ class LabNetwork:
                 commands.append(f"ip -6 addr add {interface.ip6}/{interface.prefixlen6} "
                                 f"dev {interface.name} nodad")
             _run("ethtool", "-K", interface.port_name, "tx", "off", "tso", "off", "gso", "off")
+            _quiet_root_end(interface.port_name)
             _run("ip", "link", "set", "dev", interface.port_name, "mtu", str(mtu), "up")
         host.cmd(" ; ".join(commands))
         if vm.analyzer:

@@ -118,6 +118,10 @@ def test_fabric_carries_mpls_with_the_network_label(lab):
         if inner.haslayer(ICMP):
             pings.append((inner[IP].src, inner[ICMP].type))
     assert sorted(pings) == [("10.1.1.11", 8), ("10.1.1.11", 8), ("10.1.1.12", 0), ("10.1.1.12", 0)]
+    fdb = subprocess.run(["ovs-appctl", "fdb/show", lab.topology.fabric_bridge], capture_output=True,
+                         text=True, check=True).stdout
+    for compute in lab.topology.computes:
+        assert re.search(rf"\b{compute.fabric_mac}\s+static", fdb), fdb
     decoded = subprocess.run(["tshark", "-r", str(pcap), "-d", f"mpls.label=={blue.label},pwethnocw",
                               "-Y", "icmp"], capture_output=True, text=True).stdout
     assert decoded.count("Echo (ping) request") == 2 and decoded.count("Echo (ping) reply") == 2
