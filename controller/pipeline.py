@@ -5,11 +5,16 @@ Every vRouter runs the same pipeline:
   table 0  CLASSIFY        VM port -> reg0 = network id, reg1 = the port (where ARP replies go);
                            fabric + network label -> strip the overlay, reg0 = network id;
                            fabric + capture label -> hand the copy to the local analyzer.
-  tables 1-8  INGRESS      one table per mirror slot: copy what a VM sends.
-  table 9  FORWARD         per network: ARP answered locally, unicast to a local port or over
-                           the fabric, multicast/broadcast flooded within the network.
-  tables 10-17 EGRESS      one table per mirror slot: copy what is delivered to a VM (reg1).
-  table 18 OUTPUT          reg1 -> output port.
+  table 1  FORWARD         per network: ARP answered locally, unicast to a local port or over
+                           the fabric, multicast/broadcast flooded within the network; then on
+                           to the ingress mirror tables.
+  table 2  DELIVER         reg1 -> output port; then on to the egress mirror tables.
+  tables 3-10  EGRESS      one table per mirror slot: copy what was delivered to a VM (reg1).
+  tables 11-18 INGRESS     one table per mirror slot: copy what a VM sent.
+
+Originals are sent before their copies: the forwarding actions never change the packet outside
+a clone, and the mirror tables come after them. When the single-threaded userspace datapath is
+overloaded, what a queue drops is then the copies, not the monitored traffic.
 
 Overlay: a frame to another compute node keeps its Ethernet header and travels as
 Ethernet-in-MPLS (label = the network's label) inside an outer Ethernet header between the
@@ -27,16 +32,22 @@ from controller.mirroring import MAX_CAPTURES_PER_INTERFACE, Capture, analyzers
 from lab.topology import FABRIC_PORT, ComputeNode, Interface, Network, Topology
 
 CLASSIFY = 0
-INGRESS_MIRROR = 1
-FORWARD = INGRESS_MIRROR + MAX_CAPTURES_PER_INTERFACE
-EGRESS_MIRROR = FORWARD + 1
-OUTPUT = EGRESS_MIRROR + MAX_CAPTURES_PER_INTERFACE
+FORWARD = 1
+DELIVER = 2
+EGRESS_MIRROR = 3
+INGRESS_MIRROR = EGRESS_MIRROR + MAX_CAPTURES_PER_INTERFACE
 
 REG_NETWORK = "reg0"
 REG_OUT_PORT = "reg1"
 # The source MAC of frames the vRouter itself makes (ARP replies, copies to analyzers).
 VROUTER_MAC = "00:00:5e:00:01:00"
 MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
+
+
+def _next_slot(table: int) -> int | None:
+    """The mirror table after `table`, or None after the last slot of its direction."""
+    first = EGRESS_MIRROR if table < INGRESS_MIRROR else INGRESS_MIRROR
+    return table + 1 if table + 1 < first + MAX_CAPTURES_PER_INTERFACE else None
 
 
 def desired_flows(topology: Topology, captures: list[Capture]) -> dict[str, frozenset[Flow]]:
@@ -56,12 +67,14 @@ def overlay_encap(label: int, source: ComputeNode) -> list:
 
 
 def forwarding_flows(topology: Topology, compute: ComputeNode) -> list[Flow]:
-    """The base pipeline of `compute`'s vRouter: classification, forwarding, output."""
-    flows = [flow(CLASSIFY, 0)]  # anything unknown is dropped
-    flows += [flow(table, 0, goto=table + 1) for table in range(INGRESS_MIRROR, FORWARD)]
-    flows += [flow(table, 0, goto=table + 1) for table in range(EGRESS_MIRROR, OUTPUT)]
-    flows.append(flow(FORWARD, 0))
-    flows.append(flow(OUTPUT, 0))
+    """The base pipeline of `compute`'s vRouter: classification, forwarding, delivery."""
+    flows = [flow(CLASSIFY, 0), flow(DELIVER, 0)]  # anything unknown is dropped
+    for first in (EGRESS_MIRROR, INGRESS_MIRROR):
+        for table in range(first, first + MAX_CAPTURES_PER_INTERFACE):
+            flows.append(flow(table, 0, goto=_next_slot(table)))
+    # What the vRouter does not forward (unknown destinations, ARP for unknown addresses) is
+    # dropped, but a VM still sent it: the ingress mirror tables see it.
+    flows.append(flow(FORWARD, 0, goto=INGRESS_MIRROR))
 
     local = topology.interfaces_on(compute.name)
     by_network: dict[str, list[Interface]] = defaultdict(list)
@@ -73,11 +86,11 @@ def forwarding_flows(topology: Topology, compute: ComputeNode) -> list[Flow]:
         flows.append(flow(CLASSIFY, 100, in_port=interface.ofport, eth_src=interface.mac,
                           actions=[SetField(REG_NETWORK, network.index),
                                    SetField(REG_OUT_PORT, interface.ofport)],
-                          goto=INGRESS_MIRROR))
-        flows.append(flow(OUTPUT, 110, in_port=interface.ofport, **{REG_OUT_PORT: interface.ofport},
-                          actions=[Output("in_port")]))
-        flows.append(flow(OUTPUT, 100, **{REG_OUT_PORT: interface.ofport},
-                          actions=[Output(interface.ofport)]))
+                          goto=FORWARD))
+        flows.append(flow(DELIVER, 110, in_port=interface.ofport, **{REG_OUT_PORT: interface.ofport},
+                          actions=[Output("in_port")], goto=EGRESS_MIRROR))
+        flows.append(flow(DELIVER, 100, **{REG_OUT_PORT: interface.ofport},
+                          actions=[Output(interface.ofport)], goto=EGRESS_MIRROR))
 
     for network in topology.networks:
         members = by_network.get(network.name, [])
@@ -98,14 +111,16 @@ def _network_forwarding(topology: Topology, compute: ComputeNode, network: Netwo
     in_network = {REG_NETWORK: network.index}
     flows = []
     # ARP: the vRouter answers for every address of the network, as Contrail's does, so ARP
-    # never floods; a request for an unknown address is dropped.
+    # never floods; a request for an unknown address is dropped. The request is copied (ingress
+    # mirror tables) before it is turned into the reply, so copies keep the order of events.
     for member in members:
         flows.append(flow(FORWARD, 300, eth_type=0x0806, arp_op=1, arp_tpa=str(member.ip),
-                          **in_network, actions=arp_reply(member), goto=EGRESS_MIRROR))
-    flows.append(flow(FORWARD, 250, eth_type=0x0806, **in_network))
+                          **in_network,
+                          actions=[Resubmit(INGRESS_MIRROR)] + arp_reply(member) + [Resubmit(DELIVER)]))
+    flows.append(flow(FORWARD, 250, eth_type=0x0806, **in_network, goto=INGRESS_MIRROR))
     for member in local_members:
         flows.append(flow(FORWARD, 200, eth_dst=member.mac, **in_network,
-                          actions=[SetField(REG_OUT_PORT, member.ofport)], goto=EGRESS_MIRROR))
+                          actions=_deliver_each([member]), goto=INGRESS_MIRROR))
     # From the fabric: only local delivery (above) and local flooding; never back out.
     flows.append(flow(FORWARD, 150, in_port=FABRIC_PORT, eth_dst=MULTICAST, **in_network,
                       actions=_deliver_each(local_members)))
@@ -117,27 +132,29 @@ def _network_forwarding(topology: Topology, compute: ComputeNode, network: Netwo
         if member.compute == compute.name:
             continue
         remote = topology.compute(member.compute)
-        flows.append(flow(FORWARD, 100, eth_dst=member.mac, **in_network,
-                          actions=overlay_encap(network.label, compute)
-                          + [SetField("eth_dst", remote.fabric_mac), Output(FABRIC_PORT)]))
+        flows.append(flow(FORWARD, 100, eth_dst=member.mac, **in_network, goto=INGRESS_MIRROR,
+                          actions=[Clone(tuple(overlay_encap(network.label, compute)
+                                               + [SetField("eth_dst", remote.fabric_mac),
+                                                  Output(FABRIC_PORT)]))]))
     for source in local_members:
         others = [m for m in local_members if m is not source]
         actions = _deliver_each(others)
         if remote_computes:
-            actions += overlay_encap(network.label, compute)
+            overlay = overlay_encap(network.label, compute)
             for name in remote_computes:
-                actions += [SetField("eth_dst", topology.compute(name).fabric_mac),
+                overlay += [SetField("eth_dst", topology.compute(name).fabric_mac),
                             Output(FABRIC_PORT)]
+            actions.append(Clone(tuple(overlay)))
         flows.append(flow(FORWARD, 90, in_port=source.ofport, eth_dst=MULTICAST, **in_network,
-                          actions=actions))
+                          actions=actions, goto=INGRESS_MIRROR))
     return flows
 
 
 def _deliver_each(interfaces: list[Interface]) -> list:
-    """Actions delivering the packet to each interface through the egress mirror tables."""
+    """Actions delivering the packet to each interface, each followed by its egress copies."""
     actions = []
     for interface in interfaces:
-        actions += [SetField(REG_OUT_PORT, interface.ofport), Resubmit(EGRESS_MIRROR)]
+        actions += [SetField(REG_OUT_PORT, interface.ofport), Resubmit(DELIVER)]
     return actions
 
 
@@ -182,12 +199,12 @@ def capture_flows(topology: Topology, capture: Capture) -> dict[str, list[Flow]]
     if capture.direction.copies_ingress:
         table = INGRESS_MIRROR + capture.slot
         flows[source.name].append(flow(table, 100, in_port=port, owner=owner,
-                                       actions=copy_of_packet_from(port), goto=table + 1))
+                                       actions=copy_of_packet_from(port), goto=_next_slot(table)))
     if capture.direction.copies_egress:
         table = EGRESS_MIRROR + capture.slot
         flows[source.name].append(flow(table, 100, **{REG_OUT_PORT: port}, owner=owner,
-                                       actions=copy_of_packet_from(None), goto=table + 1))
+                                       actions=copy_of_packet_from(None), goto=_next_slot(table)))
         flows[source.name].append(flow(table, 110, in_port=exit_port, **{REG_OUT_PORT: port},
                                        owner=owner, actions=copy_of_packet_from(exit_port),
-                                       goto=table + 1))
+                                       goto=_next_slot(table)))
     return dict(flows)

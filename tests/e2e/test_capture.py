@@ -11,6 +11,7 @@ import time
 import pytest
 from scapy.all import ICMP, IP, Ether, rdpcap
 
+from controller.pipeline import INGRESS_MIRROR
 from tests.e2e.conftest import ARTIFACTS
 
 DEFAULT_ANALYZER = "interface-packet-capture"
@@ -247,7 +248,8 @@ def test_captures_survive_a_controller_kill(analyzers, clean_lab, tmp_path):
     with_capture = {c: lab.flows(c) for c in baseline}
     pid = json.loads(lab.cli("status", "--json").stdout)["controller"]["pid"]
     os.kill(pid, signal.SIGKILL)
-    orphan = f"cookie=0x2{stopped['id']:06x}00000001,table=1,priority=100,in_port=3,actions=goto_table:2"
+    orphan = (f"cookie=0x2{stopped['id']:06x}00000001,table={INGRESS_MIRROR},priority=100,in_port=3,"
+              f"actions=goto_table:{INGRESS_MIRROR + 1}")
     subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "add-flow", "vr-compute1", orphan], check=True)
     lab.exec("vm1", "ping -c 3 -i 0.2 10.1.1.12")  # mirrored while the controller is down
     lab.cli("controller", "start")

@@ -15,6 +15,7 @@ import pytest
 from scapy.all import ICMP, IP, Ether, rdpcap
 from scapy.contrib.mpls import MPLS
 
+from controller.pipeline import FORWARD
 from tests.e2e.conftest import ARTIFACTS, STATE_DIR
 
 
@@ -140,11 +141,12 @@ def test_controller_kill_and_restart_reconciles_without_loss(lab):
     time.sleep(0.5)
     os.kill(controller_pid(lab), signal.SIGKILL)
     subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "add-flow", "vr-compute2",
-                    "cookie=0x1234,table=9,priority=7,udp,actions=drop"], check=True)
-    victim = next(line for line in before["compute3"] if "table=9" in line and "priority=200" in line)
+                    f"cookie=0x1234,table={FORWARD},priority=7,udp,actions=drop"], check=True)
+    victim = next(line for line in before["compute3"]
+                  if f"table={FORWARD}," in line and "priority=200" in line)
     match = re.search(r"priority=200,(\S+)", victim).group(1)
     subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "--strict", "del-flows", "vr-compute3",
-                    f"table=9,priority=200,{match}"], check=True)
+                    f"table={FORWARD},priority=200,{match}"], check=True)
     assert lab.flows("compute3") != before["compute3"]
     time.sleep(1)
     lab.cli("controller", "start")

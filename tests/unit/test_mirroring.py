@@ -109,13 +109,13 @@ def test_capture_copies_exactly_the_monitored_traffic(default_topo, analyzer_com
 
 @pytest.mark.parametrize("direction, copies", [("ingress", 1), ("egress", 0), ("both", 1)])
 def test_ingress_copy_of_unicast_vm1_to_vm2(default_topo, direction, copies):
-    """vm1 -> vm2: the peer receives the identical frame, the analyzer one copy per ingress."""
+    """vm1 -> vm2: the peer receives the identical frame first, then the analyzer its copy."""
     topo = with_analyzers(default_topo, ("cap", "compute1", None))
     capture = start(topo, "tap-vm1-0", direction)
     frame = ip_frame(iface(topo, "vm1"), iface(topo, "vm2"))
     deliveries = LabSim(topo, [capture]).send("tap-vm1-0", frame)
     assert [(d.port_name, d.packet) for d in deliveries] == (
-        [("tap-an1-0", mirrored(frame, capture, analyzer_iface(topo)))] * copies + [("tap-vm2-0", frame)])
+        [("tap-vm2-0", frame)] + [("tap-an1-0", mirrored(frame, capture, analyzer_iface(topo)))] * copies)
 
 
 def test_egress_copy_of_arp_reply(default_topo):
@@ -220,7 +220,7 @@ def test_capture_of_analyzer_own_interface_does_not_loop(default_topo):
     sim = LabSim(topo, [capture])
     for frame in (ip_frame(an2, an1), broadcast_frame(an2)):
         delivered = [d.packet for d in sim.send("tap-an2-0", frame)]
-        assert delivered == [mirrored(frame, capture, an1), frame]
+        assert delivered == [frame, mirrored(frame, capture, an1)]
 
 
 def test_capture_of_analyzer_own_interface_copies_what_it_sends(default_topo):
@@ -230,7 +230,7 @@ def test_capture_of_analyzer_own_interface_copies_what_it_sends(default_topo):
     an1, an2 = analyzer_iface(topo, "cap"), analyzer_iface(topo, "cap2")
     frame = ip_frame(an1, an2)
     delivered = [(d.port_name, d.packet) for d in LabSim(topo, [capture]).send("tap-an1-0", frame)]
-    assert delivered == [("tap-an1-0", mirrored(frame, capture, an1)), ("tap-an2-0", frame)]
+    assert delivered == [("tap-an2-0", frame), ("tap-an1-0", mirrored(frame, capture, an1))]
 
 
 def test_egress_copy_of_traffic_sent_by_the_analyzer(default_topo):
@@ -315,14 +315,14 @@ def test_capture_flows_are_owned_by_the_capture(default_topo, direction, analyze
 
 
 def test_capture_in_slot_uses_that_slots_tables(default_topo):
-    """The capture in slot 3 copies in ingress table 1+3 and egress table 10+3."""
+    """The capture in slot 3 copies in egress table 3+3 and ingress table 11+3."""
     topo = with_analyzers(default_topo, ("cap", "compute1", None))
     captures = []
     for capture_id in range(1, 5):
         captures.append(start(topo, "tap-vm1-0", "both", capture_id=capture_id, captures=captures))
     assert captures[3].slot == 3
     assert sorted((f.table, f.priority) for f in capture_flows(topo, captures[3])["compute1"]) == [
-        (4, 100), (13, 100), (13, 110)]
+        (6, 100), (6, 110), (14, 100)]
 
 
 def exit_action(f):
@@ -344,10 +344,10 @@ def test_copy_leaves_by_in_port_when_it_came_in_on_the_exit_port(default_topo, a
     port = iface(topo, "vm1").ofport
     flows = sorted(capture_flows(topo, capture)["compute1"], key=lambda f: (f.table, f.priority))
     assert [(f.table, f.priority, f.match, f.goto, exit_action(f)) for f in flows] == [
-        (INGRESS_MIRROR, 100, (("in_port", port),), INGRESS_MIRROR + 1, Output(exit_port)),
         (EGRESS_MIRROR, 100, (("reg1", port),), EGRESS_MIRROR + 1, Output(exit_port)),
         (EGRESS_MIRROR, 110, (("in_port", exit_port), ("reg1", port)), EGRESS_MIRROR + 1,
          Output("in_port")),
+        (INGRESS_MIRROR, 100, (("in_port", port),), INGRESS_MIRROR + 1, Output(exit_port)),
     ]
     # Apart from how it leaves, every flow sends the same copy.
     assert len({exit_copy[:-1] for exit_copy in (f.actions[0].actions for f in flows)}) == 1

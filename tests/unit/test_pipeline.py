@@ -9,7 +9,7 @@ from controller.flowmodel import (
     BASE_OWNER, OWNER_MASK, Clone, Decap, Encap, Move, Output, Resubmit, SetField, flow,
 )
 from controller.pipeline import (
-    CLASSIFY, EGRESS_MIRROR, FORWARD, INGRESS_MIRROR, OUTPUT, desired_flows,
+    CLASSIFY, DELIVER, EGRESS_MIRROR, FORWARD, INGRESS_MIRROR, desired_flows,
 )
 from lab.topofile import load, parse
 from lab.topology import FABRIC_PORT
@@ -44,8 +44,8 @@ def tap(vm: str) -> str:
 
 
 def test_table_layout():
-    """Classify 0, ingress mirror 1-8, forward 9, egress mirror 10-17, output 18."""
-    assert (CLASSIFY, INGRESS_MIRROR, FORWARD, EGRESS_MIRROR, OUTPUT) == (0, 1, 9, 10, 18)
+    """Classify 0, forward 1, deliver 2, egress mirror 3-10, ingress mirror 11-18."""
+    assert (CLASSIFY, FORWARD, DELIVER, EGRESS_MIRROR, INGRESS_MIRROR) == (0, 1, 2, 3, 11)
 
 
 def test_desired_flows_per_compute_and_deterministic(default_topo, base_flows):
@@ -269,8 +269,8 @@ def test_overlap_checker_detects_overlaps():
     multicast = flow(FORWARD, 90, eth_dst=("01:00:00:00:00:00", "01:00:00:00:00:00"), reg0=1)
     assert may_overlap(multicast, flow(FORWARD, 90, eth_dst="ff:ff:ff:ff:ff:ff"))
     assert not may_overlap(multicast, flow(FORWARD, 90, eth_dst="02:00:00:00:00:01"))
-    assert may_overlap(flow(OUTPUT, 100, reg1=2), flow(OUTPUT, 100, in_port=2, reg1=2))
-    assert not may_overlap(flow(OUTPUT, 100, reg1=2), flow(OUTPUT, 100, reg1=3))
+    assert may_overlap(flow(DELIVER, 100, reg1=2), flow(DELIVER, 100, in_port=2, reg1=2))
+    assert not may_overlap(flow(DELIVER, 100, reg1=2), flow(DELIVER, 100, reg1=3))
 
 
 def test_base_cookies_carry_the_base_owner(base_flows):
@@ -283,13 +283,13 @@ def test_base_cookies_carry_the_base_owner(base_flows):
 
 def test_cookie_is_owner_plus_content_digest():
     """Equal flows share a cookie; content changes the low bits, the owner the high bits."""
-    one = flow(OUTPUT, 100, reg1=2, actions=[Output(2)])
-    assert one.cookie == flow(OUTPUT, 100, reg1=2, actions=[Output(2)]).cookie
-    other = flow(OUTPUT, 100, reg1=2, actions=[Output(3)])
+    one = flow(DELIVER, 100, reg1=2, actions=[Output(2)])
+    assert one.cookie == flow(DELIVER, 100, reg1=2, actions=[Output(2)]).cookie
+    other = flow(DELIVER, 100, reg1=2, actions=[Output(3)])
     assert other.cookie != one.cookie and other.cookie >> 32 == one.cookie >> 32
-    owned = flow(OUTPUT, 100, reg1=2, actions=[Output(2)], owner=0x02000007)
+    owned = flow(DELIVER, 100, reg1=2, actions=[Output(2)], owner=0x02000007)
     assert owned.cookie == (0x02000007 << 32) | (one.cookie & 0xFFFFFFFF)
-    assert owned.key == (OUTPUT, 100, owned.cookie)
+    assert owned.key == (DELIVER, 100, owned.cookie)
 
 
 def test_ofctl_rendering():
@@ -297,15 +297,15 @@ def test_ofctl_rendering():
     f = flow(FORWARD, 200, eth_dst="02:00:0a:01:01:0b", reg0=1,
              actions=[SetField("reg1", 2)], goto=EGRESS_MIRROR)
     assert f.ofctl(with_cookie=False) == (
-        "table=9,priority=200,eth_dst=02:00:0a:01:01:0b,reg0=1 actions=set_field:2->reg1,goto_table:10")
+        "table=1,priority=200,eth_dst=02:00:0a:01:01:0b,reg0=1 actions=set_field:2->reg1,goto_table:3")
     assert f.ofctl() == f"cookie={f.cookie:#x}," + f.ofctl(with_cookie=False)
     assert f.ofctl().startswith("cookie=0x1000000")
     assert flow(CLASSIFY, 0).ofctl(with_cookie=False) == "table=0,priority=0 actions=drop"
     masked = flow(FORWARD, 150, in_port=1, eth_dst=("01:00:00:00:00:00", "01:00:00:00:00:00"),
-                  actions=[SetField("reg1", 3), Resubmit(10)])
+                  actions=[SetField("reg1", 3), Resubmit(DELIVER)])
     assert masked.ofctl(with_cookie=False) == (
-        "table=9,priority=150,eth_dst=01:00:00:00:00:00/01:00:00:00:00:00,in_port=1 "
-        "actions=set_field:3->reg1,resubmit(,10)")
+        "table=1,priority=150,eth_dst=01:00:00:00:00:00/01:00:00:00:00:00,in_port=1 "
+        "actions=set_field:3->reg1,resubmit(,2)")
     actions = flow(CLASSIFY, 100, in_port=1, eth_type=0x8847, mpls_label=100, actions=[
         Decap(), Decap(inner_ethernet=True), Encap("mpls"), SetField("mpls_label", 524289),
         Encap("ethernet"), Move("eth_src", "eth_dst"), Clone((Output("in_port"), Output(1000)))])
