@@ -26,17 +26,13 @@ NOTES: list[str] = [
     "they compete with each other and with iperf3. Copies lost at high rates never reached the "
     "analyzer's interface (recorded = at analyzer): they are lost in the datapath, not in the "
     "recorder.",
-    "Mirroring can starve the monitored traffic itself: at the highest rate, with the capture "
-    "going to the remote analyzer, most of bv1's stream to bv2 never arrives (the 'peer got' "
-    "column). A spot check after the full run (bv2's interface counters, 64-byte frames at "
-    "~95k pps for 3 s) showed it is lost in the datapath, not in bv2's iperf3: bv2's interface "
-    "received 1.2k of 285k packets with the remote capture, 255k with a local one and 283k "
-    "without capture, while the remote analyzer still got 98% of the copies. Copies and "
-    "originals leave bn1 through the same fabric uplink and bridge, and each copy is sent "
-    "before its original (clone), which most likely is why the originals are the ones dropped "
-    "when that path is overloaded. At 50k pps the copies are complete but the stream to bv2 "
-    "may already lose some with a remote analyzer (0-15% across our runs). Later runs record "
-    "bv2's interface count (peer rx).",
+    "Under overload the copies are lost, not the monitored traffic: the vRouter pipeline sends "
+    "each original before its copies, and the single-threaded userspace datapath handles a "
+    "batch action by action, so when a queue overflows it is the later packets, the copies, "
+    "that are dropped. At the highest rate with a remote analyzer, bv1's stream to bv2 keeps "
+    "most of its rate while the analyzer gets few copies; at 50k pps copies to a remote analyzer "
+    "are mostly complete. Before this order (results of 20261124-120132) the copies went first "
+    "and the same run starved the monitored stream instead (bv2 received 1.2k of 285k packets).",
     "Completeness slightly above 100% at low rates (a few packets in a thousand) comes from "
     "the idle moments at the edges of the capture window, which the counters do not cover.",
 ]
