@@ -122,11 +122,13 @@ def create_app(service: ControllerService, lease_seconds: float) -> FastAPI:
 
     def capture_json(capture) -> dict:
         packets, total = service.capture_counts(capture)
-        interface = service.topology.interface_by_port_name(capture.interface) \
-            if any(i.port_name == capture.interface for i in service.topology.interfaces()) else None
+        try:
+            vm = service.topology.interface_by_port_name(capture.interface).vm
+        except KeyError:  # a stopped capture of an analyzer that was deleted since
+            vm = None
         return {
             "id": capture.id, "vrouter": capture.compute, "interface": capture.interface,
-            "vm": interface.vm if interface else None, "direction": capture.direction.value,
+            "vm": vm, "direction": capture.direction.value,
             "analyzer": capture.analyzer, "state": capture.state, "label": capture.label,
             "started_at": _iso(capture.started_at), "stopped_at": _iso(capture.stopped_at),
             "lease_seconds": capture.lease_seconds,

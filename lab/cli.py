@@ -261,8 +261,8 @@ def cmd_exec(args) -> int:
         raise CliError("usage: mirrorlab exec VM -- COMMAND [ARGS...]", 2)
     record = LabState().read()
     host = next((h for h in record.get("hosts", []) if h.get("name") == args.vm), None)
-    if host is None or args.vm.startswith(("vr-", "ml-")):
-        known = ", ".join(h["name"] for h in record.get("hosts", []) if not h["name"].startswith(("vr-", "ml-")))
+    if host is None:
+        known = ", ".join(h["name"] for h in record.get("hosts", []))
         raise CliError(f"unknown vm '{args.vm}' (running: {known or 'none'})", 2)
     if not process_alive(host):
         raise CliError(f"vm '{args.vm}' is not running")

@@ -99,7 +99,7 @@ class LabNetwork:
         for host in net.hosts:
             state.add("hosts", {"name": host.name, **process_record(host.pid)})
         for switch in net.switches:
-            state.add("hosts", {"name": switch.name, **process_record(switch.pid)})
+            state.add("switches", {"name": switch.name, **process_record(switch.pid)})
         net.start()
         for switch in net.switches:
             switch.cmd("ovs-vsctl set bridge", switch.name, "other_config:disable-in-band=true")

@@ -123,7 +123,7 @@ class LabState:
             tmp.replace(self.record_path)
 
     def add(self, kind: str, item) -> None:
-        """Append `item` to the list `kind` (bridges, links, hosts, recorders)."""
+        """Append `item` to the list `kind` (bridges, links, hosts, switches, recorders)."""
         with self.update() as record:
             items = record.setdefault(kind, [])
             if item not in items:
@@ -155,7 +155,7 @@ class LabState:
             if process_alive(record.get(kind)):
                 stop_process(record[kind])
                 removed.append(f"process {record[kind]['pid']} ({kind})")
-        for host in record.get("hosts", []) + record.get("recorders", []):
+        for host in record.get("hosts", []) + record.get("switches", []) + record.get("recorders", []):
             if process_alive(host):
                 stop_process(host, timeout=2, sig=signal.SIGKILL)
                 removed.append(f"process {host['pid']} ({host.get('name', 'host')})")

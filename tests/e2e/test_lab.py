@@ -49,6 +49,8 @@ def test_exec_passes_output_and_exit_code(lab):
     assert "10.1.1.12/24" in result.stdout
     unknown = lab.cli("exec", "vm99", "--", "true", check=False)
     assert unknown.returncode == 2 and "unknown vm 'vm99'" in unknown.stderr
+    switch = lab.cli("exec", "vr-compute1", "--", "true", check=False)
+    assert switch.returncode == 2 and "unknown vm 'vr-compute1'" in switch.stderr
 
 
 def test_same_network_reaches_on_same_and_other_compute(lab):
