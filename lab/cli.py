@@ -45,7 +45,8 @@ def start_controller(state: LabState) -> dict:
         raise CliError(f"the controller runs already (pid {record['controller_process']['pid']})")
     process = _spawn(state, "controller.main",
                      ["--topology", record["topology"], "--openflow-port", str(record["openflow_port"]),
-                      "--api-port", str(record["api_port"])], "controller.log")
+                      "--api-port", str(record["api_port"]),
+                      "--lease-seconds", str(record["lease_seconds"])], "controller.log")
     with state.update() as current:
         current["controller_process"] = process
     deadline = time.monotonic() + 30
@@ -120,7 +121,7 @@ def cmd_up(args) -> int:
     started = time.monotonic()
     with state.update() as current:
         current.update(topology=str(topology_path), openflow_port=args.openflow_port,
-                       api_port=args.api_port)
+                       api_port=args.api_port, lease_seconds=args.lease_seconds)
     print(f"mirrorlab: bringing up '{topology.name}' from {topology_path}")
     print("      starting the controller (os-ken)")
     try:
@@ -347,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("topology", nargs="?", default=str(DEFAULT_TOPOLOGY))
     up.add_argument("--openflow-port", type=int, default=6653)
     up.add_argument("--api-port", type=int, default=8080)
+    up.add_argument("--lease-seconds", type=float, default=5.0,
+                    help="how long a capture opened in the web UI outlives its page's last renewal")
     up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="tear the lab down").set_defaults(func=cmd_down)
     status = sub.add_parser("status", help="show compute nodes, VMs, interfaces, controller")

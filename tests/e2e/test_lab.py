@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from scapy.all import ICMP, IP, Ether, rdpcap
 from scapy.contrib.mpls import MPLS
@@ -236,10 +237,12 @@ def test_down_removes_exactly_what_the_lab_made(tmp_path, crash):
     subprocess.run(["ovs-vsctl", "--may-exist", "add-br", "zz-foreign",
                     "--", "set", "bridge", "zz-foreign", "datapath_type=netdev"], check=True)
     try:
-        up = subprocess.run(cli + ["up", str(topology), "--api-port", "8099", "--openflow-port", "6699"],
+        up = subprocess.run(cli + ["up", str(topology), "--api-port", "8099", "--openflow-port", "6699",
+                                   "--lease-seconds", "2.5"],
                             env=env, capture_output=True, text=True, timeout=300)
         assert up.returncode == 0, up.stdout + up.stderr
         assert "[5/5] checking reachability" in up.stdout and "is up in" in up.stdout
+        assert httpx.get("http://127.0.0.1:8099/api/config").json() == {"lease_seconds": 2.5}
         assert lab_footprint()["bridges"] == ["mlf-scratch", "vr-zc1", "vr-zc2"]
         if crash:
             record = json.loads((Path(env["MIRRORLAB_STATE_DIR"]) / "lab.json").read_text())
