@@ -155,7 +155,7 @@ def _follow_progress(state: LabState, lab_process: dict) -> str:
     while time.monotonic() < deadline:
         lines = state.progress_path.read_text().splitlines() if state.progress_path.exists() else []
         for line in lines[seen:]:
-            if line in ("READY",):
+            if line == "READY":
                 return line
             print(line, flush=True)
             if line.startswith("FAILED"):

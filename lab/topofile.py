@@ -318,7 +318,7 @@ def _vms(root: Node, problems: _Problems, computes: dict[str, ComputeNode],
         built = []
         for index, (iwhere, item) in enumerate(interfaces):
             network = networks[item.value["network"].value]
-            ip = _address(item, "ip", network.subnet, used_ips, name, iwhere, problems)
+            ip = _ipv4_address(item, network.subnet, used_ips, name, iwhere, problems)
             if ip is None:
                 break
             ip6 = None
@@ -417,10 +417,10 @@ def _claim_explicit(item: Node, where: str, vm: str, networks: dict[str, Network
     return ok
 
 
-def _address(item: Node, key: str, subnet: ipaddress.IPv4Network, used: dict, vm: str,
-             where: str, problems: _Problems) -> ipaddress.IPv4Address | None:
-    if key in item.value:
-        return ipaddress.ip_address(str(item.value[key].value))
+def _ipv4_address(item: Node, subnet: ipaddress.IPv4Network, used: dict, vm: str,
+                  where: str, problems: _Problems) -> ipaddress.IPv4Address | None:
+    if "ip" in item.value:
+        return ipaddress.ip_address(str(item.value["ip"].value))
     ip = first_free_address(subnet, used.__contains__)
     if ip is None:
         problems.add(item, where, f"no free address left in {subnet}")
