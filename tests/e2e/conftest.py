@@ -7,6 +7,7 @@ MIRRORLAB_E2E_OPENFLOW_PORT to run it elsewhere.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -99,7 +100,16 @@ def lab():
     running.cli("up", str(TOPOLOGY), "--api-port", str(API_PORT),
                 "--openflow-port", str(OPENFLOW_PORT))
     yield running
+    keep_logs(ARTIFACTS / "lab-logs")
     running.cli("down")
+
+
+def keep_logs(destination: Path) -> None:
+    """Copy the lab's process logs (controller, lab, recorders) out of the state directory, which
+    `down` empties, so a failed run can be read afterwards."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for log in STATE_DIR.glob("*.log"):
+        shutil.copyfile(log, destination / log.name)
 
 
 @pytest.fixture
