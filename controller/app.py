@@ -49,7 +49,7 @@ class VRouterApp(app_manager.OSKenApp):
         self.datapaths = {}
         self.installed: dict[int, dict] = {}  # dpid -> {(table, priority, cookie): match}
         self.dumps: dict[int, list] = {}
-        self.barriers: dict[int, threading.Event] = {}
+        self.barriers: dict[tuple[int, int], threading.Event] = {}  # (dpid, xid) -> waiter
         self.service.attach(self)
 
     def connected(self, dpid: int) -> bool:
@@ -76,9 +76,19 @@ class VRouterApp(app_manager.OSKenApp):
         with self.lock:
             self.datapaths[datapath.id] = datapath
             self.installed[datapath.id] = {(s.table_id, s.priority, s.cookie): s.match for s in stats}
-            changed = self.sync(datapath.id)
+        # Not on this event thread: syncing takes the service's lock, which a request may hold
+        # while it waits for a barrier reply that only this thread can deliver.
+        threading.Thread(target=self._reconcile, args=(datapath.id, len(stats)),
+                         name=f"reconcile-{datapath.id}", daemon=True).start()
+
+    def _reconcile(self, dpid: int, found: int) -> None:
+        try:
+            added, removed = self.sync(dpid)
+        except Exception:
+            LOG.exception("reconciling vRouter dpid=%s failed", dpid)
+            return
         LOG.info("vRouter dpid=%s reconciled: %d flows found, %d added, %d removed",
-                 datapath.id, len(stats), *changed)
+                 dpid, found, added, removed)
 
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
     @_logged
@@ -89,11 +99,16 @@ class VRouterApp(app_manager.OSKenApp):
                     LOG.info("vRouter dpid=%s disconnected", event.datapath.id)
                     del self.datapaths[event.datapath.id]
                     self.installed.pop(event.datapath.id, None)
+                    # A lost connection confirms nothing; reconnecting reconciles instead.
+                    for key in list(self.barriers):
+                        waiter = self.barriers.pop(key, None) if key[0] == event.datapath.id else None
+                        if waiter:
+                            waiter.set()
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     @_logged
     def _barrier_reply(self, event):
-        waiter = self.barriers.pop(event.msg.xid, None)
+        waiter = self.barriers.pop((event.msg.datapath.id, event.msg.xid), None)
         if waiter:
             waiter.set()
 
@@ -102,7 +117,9 @@ class VRouterApp(app_manager.OSKenApp):
         delete what is stale (an ADD over an equal match replaces it, so nothing forwards
         through a gap). With `wait`, return only once the vRouter confirmed (barrier).
         Returns (added, removed); (0, 0) for a vRouter that is not connected."""
-        with self.lock:
+        # Lock order: the service's, then this app's. The service holds its lock while it
+        # changes the intent and pushes it, so the desired flows cannot change under us.
+        with self.service.lock, self.lock:
             datapath = self.datapaths.get(dpid)
             installed = self.installed.get(dpid)
             if datapath is None or installed is None:
@@ -120,7 +137,7 @@ class VRouterApp(app_manager.OSKenApp):
             if wait and (missing or stale):
                 barrier = parser.OFPBarrierRequest(datapath)
                 datapath.set_xid(barrier)
-                waiter = self.barriers[barrier.xid] = threading.Event()
+                waiter = self.barriers[(dpid, barrier.xid)] = threading.Event()
                 datapath.send_msg(barrier)
         if waiter is not None and not waiter.wait(BARRIER_TIMEOUT):
             LOG.warning("vRouter dpid=%s did not confirm flow changes in time", dpid)

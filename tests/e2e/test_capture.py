@@ -6,8 +6,10 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 
+import httpx
 import pytest
 from scapy.all import ICMP, IP, Ether, rdpcap
 
@@ -268,6 +270,40 @@ def test_captures_survive_a_controller_kill(analyzers, clean_lab, tmp_path):
     settle(lab, active["id"], 6)
     stop(lab, active["id"])
     assert {c: lab.flows(c) for c in baseline} == baseline
+
+
+def test_captures_started_while_vrouters_reconnect_are_all_answered(analyzers, clean_lab):
+    """Captures start and stop while every vRouter drops its OpenFlow connection, reconnects and
+    is reconciled, again and again: every request is answered and the tables end as they began."""
+    lab = clean_lab
+    computes = [c.name for c in lab.topology.computes]
+    baseline = {c: lab.flows(c) for c in computes}
+    done, answered, failures = threading.Event(), [], []
+
+    def churn() -> None:
+        with httpx.Client(base_url=lab.api_url, timeout=30) as client:
+            while not done.is_set():
+                try:
+                    started = client.post("/api/captures", json={"vm": "vm1", "analyzer": REMOTE_ANALYZER})
+                    client.delete(f"/api/captures/{started.json()['id']}").raise_for_status()
+                    answered.append(started.json()["id"])
+                except Exception as err:  # a hung controller shows as a timeout here
+                    failures.append(repr(err))
+                    return
+
+    worker = threading.Thread(target=churn)
+    worker.start()
+    for _ in range(6):
+        for compute in computes:
+            subprocess.run(["ovs-appctl", "bridge/reconnect", f"vr-{compute}"], check=True,
+                           capture_output=True)
+        time.sleep(0.5)
+    done.set()
+    worker.join(timeout=90)
+    assert not worker.is_alive() and failures == [] and len(answered) > 10, (failures, len(answered))
+    lab.wait_for(lambda: all(c["connected"] for c in lab.api("GET", "/api/vrouters").json()),
+                 what="vRouters to reconnect")
+    assert {c: lab.flows(c) for c in computes} == baseline
 
 
 @pytest.mark.parametrize("body, status, error", [
