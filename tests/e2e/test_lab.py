@@ -102,8 +102,9 @@ def test_networks_are_isolated(lab, route_to_red):
 
 
 def test_fabric_carries_mpls_with_the_network_label(lab):
-    """On the fabric link, vm1->vm2 traffic is Ethernet-in-MPLS with blue's label between the
-    compute nodes' fabric MACs, and the inner frame is vm1's own."""
+    """On the fabric link every guest frame is Ethernet-in-MPLS with its network's label:
+    vm1->vm2 traffic between the compute nodes' fabric MACs with the frames unchanged, and
+    vm3's multicast flooded with blue's label too. Other guests' own frames are allowed."""
     blue = lab.topology.network("blue")
     compute1, compute2 = lab.topology.compute("compute1"), lab.topology.compute("compute2")
     pcap = ARTIFACTS / "fabric-compute1.pcap"
@@ -111,17 +112,24 @@ def test_fabric_carries_mpls_with_the_network_label(lab):
                                 "-w", str(pcap), "mpls"], stderr=subprocess.DEVNULL)
     time.sleep(1)
     assert ping_ok(lab, "vm1", "10.1.1.12", count=2)
+    # Guests' multicast crosses the fabric too (vm3 is blue, on compute1): flooded, same label.
+    lab.exec("vm3", "ping -6 -c 1 -w 1 ff02::2%vm3-eth0", check=False)
     sniffer.wait(timeout=10)
-    vm1, vm2 = lab.interface("vm1"), lab.interface("vm2")
-    pings = []
+    vm1, vm2, vm3 = lab.interface("vm1"), lab.interface("vm2"), lab.interface("vm3")
+    label_of_mac = {i.mac: lab.topology.network(i.network).label for i in lab.topology.interfaces()}
+    pings, flooded_from_vm3 = [], 0
     for frame in rdpcap(str(pcap)):
-        assert frame[MPLS].label == blue.label
-        assert {frame.src, frame.dst} == {compute1.fabric_mac, compute2.fabric_mac}
         inner = Ether(bytes(frame[MPLS].payload))
-        assert {inner.src, inner.dst} == {vm1.mac, vm2.mac}
+        if inner.src in label_of_mac:
+            assert frame[MPLS].label == label_of_mac[inner.src]
+        flooded_from_vm3 += inner.src == vm3.mac and inner.dst.startswith("33:33:")
+        if {inner.src, inner.dst} != {vm1.mac, vm2.mac}:
+            continue
+        assert {frame.src, frame.dst} == {compute1.fabric_mac, compute2.fabric_mac}
         if inner.haslayer(ICMP):
             pings.append((inner[IP].src, inner[ICMP].type))
     assert sorted(pings) == [("10.1.1.11", 8), ("10.1.1.11", 8), ("10.1.1.12", 0), ("10.1.1.12", 0)]
+    assert flooded_from_vm3 >= 1
     fdb = subprocess.run(["ovs-appctl", "fdb/show", lab.topology.fabric_bridge], capture_output=True,
                          text=True, check=True).stdout
     for compute in lab.topology.computes:
