@@ -25,12 +25,12 @@ BARRIER_TIMEOUT = 10.0
 
 
 def _logged(handler):
-    """Log a handler's failure instead of letting it end the app's event loop (os-ken would
-    stop dispatching events to this app for good)."""
+    """Log a handler's failure instead of letting it end its thread (for os-ken's event loop:
+    os-ken would stop dispatching events to this app for good)."""
     @functools.wraps(handler)
-    def wrapper(self, event):
+    def wrapper(self, *args):
         try:
-            handler(self, event)
+            handler(self, *args)
         except Exception:
             LOG.exception("%s failed", handler.__name__)
     return wrapper
@@ -81,12 +81,9 @@ class VRouterApp(app_manager.OSKenApp):
         threading.Thread(target=self._reconcile, args=(datapath.id, len(stats)),
                          name=f"reconcile-{datapath.id}", daemon=True).start()
 
+    @_logged
     def _reconcile(self, dpid: int, found: int) -> None:
-        try:
-            added, removed = self.sync(dpid)
-        except Exception:
-            LOG.exception("reconciling vRouter dpid=%s failed", dpid)
-            return
+        added, removed = self.sync(dpid)
         LOG.info("vRouter dpid=%s reconciled: %d flows found, %d added, %d removed",
                  dpid, found, added, removed)
 
@@ -100,8 +97,8 @@ class VRouterApp(app_manager.OSKenApp):
                     del self.datapaths[event.datapath.id]
                     self.installed.pop(event.datapath.id, None)
                     # A lost connection confirms nothing; reconnecting reconciles instead.
-                    for key in list(self.barriers):
-                        waiter = self.barriers.pop(key, None) if key[0] == event.datapath.id else None
+                    for key in [key for key in list(self.barriers) if key[0] == event.datapath.id]:
+                        waiter = self.barriers.pop(key, None)  # its reply may have just come
                         if waiter:
                             waiter.set()
 

@@ -376,12 +376,13 @@ def test_cli_capture_session(analyzers, clean_lab, tmp_path):
     assert str(started["id"]) in lab.cli("capture", "list").stdout
     pcap = tmp_path / "cli.pcap"
     lab.cli("capture", "pcap", str(started["id"]), "-o", str(pcap))
-    protocols = subprocess.run(["tshark", "-r", str(pcap), "-T", "fields", "-e", "_ws.col.Protocol",
-                                "-e", "_ws.col.Info"], capture_output=True, text=True, check=True).stdout
-    requests = [line for line in protocols.splitlines() if "Echo (ping) request" in line]
-    housekeeping = [line for line in protocols.splitlines() if line.split("\t")[0] in ("ARP", "ICMPv6")]
+    decoded = subprocess.run(["tshark", "-r", str(pcap), "-T", "fields", "-e", "_ws.col.Protocol",
+                              "-e", "_ws.col.Info"], capture_output=True, text=True, check=True).stdout
+    lines = decoded.splitlines()
+    requests = [line for line in lines if "Echo (ping) request" in line]
+    housekeeping = [line for line in lines if line.split("\t")[0] in ("ARP", "ICMPv6")]
     assert len(requests) == 3 and any(line.startswith("ARP\tWho has 10.1.1.12?") for line in housekeeping)
-    assert len(requests) + len(housekeeping) == len(protocols.splitlines())  # nothing but vm1's own
+    assert len(requests) + len(housekeeping) == len(lines)  # nothing but vm1's own
     assert "stopped" in lab.cli("capture", "stop", str(started["id"])).stdout
     assert DEFAULT_ANALYZER in lab.cli("analyzer", "list").stdout
     bad = lab.cli("capture", "start", "nope", "tap-vm1-0", check=False)
