@@ -90,6 +90,8 @@ def analyzers(lab):
         created = lab.api("POST", "/api/analyzers", json={"name": REMOTE_ANALYZER, "compute": "compute3"})
         assert created.status_code == 201, created.text
         assert created.json()["compute"] == "compute3"
+    if not any(a["name"] == DEFAULT_ANALYZER for a in lab.api("GET", "/api/analyzers").json()):
+        stop(lab, start(lab, vm="vm1")["id"])
     lab.exec("vm1", "ping -c 1 -W 1 10.1.1.12; ping -c 1 -W 1 10.1.1.13", check=False)  # warm ARP
     return lab
 
@@ -118,8 +120,6 @@ def test_direction_gives_exactly_the_requests_replies_or_both(analyzers, clean_l
     """ping -c 5 -s 1200 from vm1: ingress = the 5 requests, egress = the 5 replies, both = all
     10, byte for byte as vm1 sent and received them, no duplicates, nothing of other VMs."""
     lab = clean_lab
-    if not any(a["name"] == DEFAULT_ANALYZER for a in lab.api("GET", "/api/analyzers").json()):
-        stop(lab, start(lab, vm="vm1")["id"])
     own_view = f"/tmp/mirrorlab-e2e-vm1-{direction}-{analyzer}.pcap"
     sniffer = lab.popen("vm1", f"timeout 8 tcpdump -n -i vm1-eth0 -w {own_view} icmp")
     time.sleep(1)
@@ -171,8 +171,6 @@ def test_monitoring_the_analyzer_itself_does_not_loop(analyzers, clean_lab, tmp_
     """A capture of the analyzer's own interface, sent to that analyzer, records each packet
     once and stops growing when the traffic stops."""
     lab = clean_lab
-    if not any(a["name"] == DEFAULT_ANALYZER for a in lab.api("GET", "/api/analyzers").json()):
-        stop(lab, start(lab, vm="vm1")["id"])
     local, remote = analyzer_vm(lab, DEFAULT_ANALYZER), analyzer_vm(lab, REMOTE_ANALYZER)
     capture = start(lab, vrouter=local["compute"], interface=local["interface"],
                     analyzer=DEFAULT_ANALYZER)
