@@ -1,6 +1,6 @@
 """What every benchmark shares: the isolated lab it drives, small statistics, logging.
 
-Every lab runs from its own state directory and ports (STATE_DIR, API_PORT, OPENFLOW_PORT), with
+Every lab runs from its own state directory and API port (STATE_DIR, API_PORT), with
 compute nodes bn1.., VMs bv1.. and subnets from 10.150.0.0 up, so it never meets a lab that
 someone else runs on the same machine. `running_lab` always tears its lab down, also when a
 benchmark fails.
@@ -25,7 +25,6 @@ REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 STATE_DIR = Path(os.environ.get("MIRRORLAB_BENCH_STATE_DIR", "/run/mirrorlab-bench"))
 API_PORT = int(os.environ.get("MIRRORLAB_BENCH_API_PORT", "8291"))
-OPENFLOW_PORT = int(os.environ.get("MIRRORLAB_BENCH_OPENFLOW_PORT", "6853"))
 # Names and addresses no one else uses on this machine.
 COMPUTE_PREFIX = "bn"
 VM_PREFIX = "bv"
@@ -105,9 +104,9 @@ def cpu_seconds(pid: int | None) -> float | None:
 
 
 def ovs_vswitchd_pid() -> int | None:
-    """The PID of Open vSwitch's ovs-vswitchd (every userspace datapath of the machine)."""
+    """The PID of the benchmark lab's own ovs-vswitchd (every userspace datapath of the lab)."""
     try:
-        return int(Path("/var/run/openvswitch/ovs-vswitchd.pid").read_text().strip())
+        return int((STATE_DIR / "ovs" / "ovs-vswitchd.pid").read_text().strip())
     except (OSError, ValueError):
         return None
 
@@ -208,7 +207,7 @@ class BenchLab:
         (seconds from the start), read from its progress output."""
         started = time.monotonic()
         process = subprocess.Popen([PYTHON, "-m", "lab.cli", "up", str(self.topology),
-                                    "--api-port", str(API_PORT), "--openflow-port", str(OPENFLOW_PORT)],
+                                    "--api-port", str(API_PORT)],
                                    env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    text=True, cwd=REPO)
         phases, output = {}, []
@@ -281,11 +280,10 @@ class BenchLab:
         """The vRouter bridges of this lab."""
         return [c["vrouter"] for c in self.status()["computes"]]
 
-    @staticmethod
-    def flow_count(bridge: str) -> int:
+    def flow_count(self, bridge: str) -> int:
         """Number of flows `ovs-ofctl -O OpenFlow13 dump-flows` lists on a bridge."""
-        output = run("ovs-ofctl", "-O", "OpenFlow13", "--no-stats", "dump-flows", bridge,
-                     timeout=60).stdout
+        output = self.cli("netns", "--", "ovs-ofctl", "-O", "OpenFlow13", "--no-stats",
+                          "dump-flows", bridge, timeout=60).stdout
         return sum(1 for line in output.splitlines() if "actions=" in line)
 
 

@@ -43,7 +43,7 @@ def _restart(lab: BenchLab, targets: dict[str, int], desired: dict[str, int]) ->
     controller_log = STATE_DIR / "controller.log"
     lab.cli("controller", "stop", timeout=60)
     for bridge in targets:
-        run("ovs-ofctl", "-O", "OpenFlow13", "del-flows", bridge)
+        lab.cli("netns", "--", "ovs-ofctl", "-O", "OpenFlow13", "del-flows", bridge)
     emptied = {bridge: lab.flow_count(bridge) for bridge in targets}
     started = time.time()
     lab.cli("controller", "start", timeout=120)

@@ -3,25 +3,39 @@
 It keeps each connected vRouter's flow table equal to the desired set the service computes.
 On connection it dumps the installed flows and reconciles (so a restarted controller removes
 stale flows and adds missing ones without touching correct ones); afterwards it applies
-differences as the intent changes. Flows are compared by (table, priority, cookie), the cookie
-carrying a digest of the flow (see `controller.flowmodel`).
+differences as the intent changes, and audits every vRouter's table every few seconds, so
+flows deleted or added behind its back are put right. Flows are compared by
+(table, priority, cookie), the cookie carrying a digest of the flow (see `controller.flowmodel`).
+
+What a vRouter holds is known only from what it confirmed: each batch of FlowMods ends with a
+barrier, and the batch counts as installed when the barrier reply comes, less any FlowMod the
+switch refused with an OpenFlow error (which is logged and reported to whoever waits).
+Only the lab's own Open vSwitch may connect: a connection from any other process is refused.
 """
 from __future__ import annotations
 
 import functools
 import logging
+import socket
+import struct
 import threading
+import time
+from dataclasses import dataclass, field
 
 from os_ken.base import app_manager
 from os_ken.controller import ofp_event
-from os_ken.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
+from os_ken.controller.handler import (
+    CONFIG_DISPATCHER, DEAD_DISPATCHER, HANDSHAKE_DISPATCHER, MAIN_DISPATCHER, set_ev_cls,
+)
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
+from controller.errors import VRouterUnavailable
 from controller.ofproto import add_flow, delete_flow, ofp_match
 
 LOG = logging.getLogger("mirrorlab.controller")
-BARRIER_TIMEOUT = 10.0
+CONFIRM_TIMEOUT = 5.0
+AUDIT_INTERVAL = 2.0
 
 
 def _logged(handler):
@@ -36,32 +50,110 @@ def _logged(handler):
     return wrapper
 
 
+def peer_pid(sock) -> int | None:
+    """The PID of the process at the other end of a Unix socket (None for other sockets)."""
+    try:
+        if sock.family != socket.AF_UNIX:
+            return None
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    return struct.unpack("3i", creds)[0]
+
+
+@dataclass
+class Batch:
+    """FlowMods sent to one vRouter and the barrier that confirms them."""
+
+    vrouter: str
+    adds: dict = field(default_factory=dict)     # key -> match
+    deletes: set = field(default_factory=set)    # keys
+    errors: list = field(default_factory=list)   # what the switch refused, as text
+    done: threading.Event = field(default_factory=threading.Event)
+    lost: str | None = None                      # why it will never be confirmed
+
+    def wait(self, timeout: float = CONFIRM_TIMEOUT) -> None:
+        """Return once the vRouter confirmed the batch; raise `VRouterUnavailable` naming the
+        vRouter if it refused part of it, disconnected, or did not answer in time."""
+        if not self.done.wait(timeout):
+            raise VRouterUnavailable(f"vrouter '{self.vrouter}' did not confirm flow changes within "
+                                     f"{timeout:.0f} s", "vrouter")
+        if self.lost:
+            raise VRouterUnavailable(f"vrouter '{self.vrouter}' {self.lost} before confirming "
+                                     f"flow changes", "vrouter")
+        if self.errors:
+            raise VRouterUnavailable(f"vrouter '{self.vrouter}' refused flow changes: "
+                                     f"{'; '.join(self.errors[:3])}", "vrouter")
+
+
 class VRouterApp(app_manager.OSKenApp):
     """Programs every vRouter from the service's desired flows."""
 
     OFP_VERSIONS = [ofp.OFP_VERSION]
-    # controller.main sets this before os-ken instantiates the app.
+    # controller.main sets these before os-ken instantiates the app: the service, and a
+    # function giving the PID of the lab's ovs-vswitchd (the only process that may connect).
     service = None
+    trusted_switch_pid = None
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.lock = threading.RLock()
         self.datapaths = {}
-        self.installed: dict[int, dict] = {}  # dpid -> {(table, priority, cookie): match}
+        self.installed: dict[int, dict] = {}  # dpid -> {(table, priority, cookie): match}, confirmed
+        self.batches: dict[tuple[int, int], Batch] = {}  # (dpid, barrier xid) -> in flight
+        self.flowmods: dict[tuple[int, int], tuple[int, tuple, str]] = {}  # (dpid, xid) -> batch
         self.dumps: dict[int, list] = {}
-        self.barriers: dict[tuple[int, int], threading.Event] = {}  # (dpid, xid) -> waiter
+        self.problems: dict[int, str] = {}  # dpid -> the last thing that went wrong with it
+        self.refused: list[str] = []        # connections refused, newest last
+        self.pending_reconcile: set[int] = set()
+        self.wakeup = threading.Condition(self.lock)
         self.service.attach(self)
+        threading.Thread(target=self._reconciler, name="reconciler", daemon=True).start()
+        threading.Thread(target=self._auditor, name="flow-audit", daemon=True).start()
+
+    # --- queries -----------------------------------------------------------------------------
 
     def connected(self, dpid: int) -> bool:
-        """Whether the vRouter with `dpid` is connected and reconciled."""
+        """Whether the vRouter with `dpid` is connected and its table has been read."""
         return dpid in self.installed
+
+    def problem(self, dpid: int) -> str | None:
+        """The last problem seen with the vRouter `dpid` (refused flows, a lost connection)."""
+        return self.problems.get(dpid)
+
+    # --- connections ---------------------------------------------------------------------------
 
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     @_logged
     def _switch_features(self, event):
         datapath = event.msg.datapath
+        pid, trusted = peer_pid(datapath.socket), self.trusted_switch_pid()
+        if pid is None or pid != trusted:
+            message = (f"refused a connection from pid {pid} claiming dpid {datapath.id}: only the "
+                       f"lab's ovs-vswitchd (pid {trusted}) may connect")
+            LOG.error(message)
+            with self.lock:
+                self.refused = (self.refused + [message])[-10:]
+            datapath.close()
+            return
+        if self.service.vrouter_name(datapath.id) is None:
+            LOG.error("a switch with unknown dpid %s connected; leaving it alone", datapath.id)
+            datapath.close()
+            return
         LOG.info("vRouter dpid=%s connected; reading its flow table", datapath.id)
-        self.dumps[datapath.id] = []
+        with self.lock:
+            previous = self.datapaths.get(datapath.id)
+            self.datapaths[datapath.id] = datapath
+            self._forget(datapath.id, "reconnected")
+        if previous is not None and previous is not datapath:
+            previous.close()  # the switch called again: its old connection is dead
+        self._request_dump(datapath)
+
+    def _request_dump(self, datapath) -> None:
+        with self.lock:
+            if datapath.id in self.dumps:
+                return
+            self.dumps[datapath.id] = []
         datapath.send_msg(parser.OFPFlowStatsRequest(datapath, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY,
                                                      ofp.OFPG_ANY, 0, 0, parser.OFPMatch()))
 
@@ -69,23 +161,21 @@ class VRouterApp(app_manager.OSKenApp):
     @_logged
     def _flow_stats(self, event):
         datapath = event.msg.datapath
-        self.dumps.setdefault(datapath.id, []).extend(event.msg.body)
-        if event.msg.flags & ofp.OFPMPF_REPLY_MORE:
-            return
-        stats = self.dumps.pop(datapath.id)
         with self.lock:
-            self.datapaths[datapath.id] = datapath
+            if self.datapaths.get(datapath.id) is not datapath or datapath.id not in self.dumps:
+                return
+            self.dumps[datapath.id].extend(event.msg.body)
+            if event.msg.flags & ofp.OFPMPF_REPLY_MORE:
+                return
+            stats = self.dumps.pop(datapath.id)
+            first = datapath.id not in self.installed
+            # What the switch holds now; batches still in flight were sent after the request
+            # and are applied on top when their barriers come back.
             self.installed[datapath.id] = {(s.table_id, s.priority, s.cookie): s.match for s in stats}
-        # Not on this event thread: syncing takes the service's lock, which a request may hold
-        # while it waits for a barrier reply that only this thread can deliver.
-        threading.Thread(target=self._reconcile, args=(datapath.id, len(stats)),
-                         name=f"reconcile-{datapath.id}", daemon=True).start()
-
-    @_logged
-    def _reconcile(self, dpid: int, found: int) -> None:
-        added, removed = self.sync(dpid)
-        LOG.info("vRouter dpid=%s reconciled: %d flows found, %d added, %d removed",
-                 dpid, found, added, removed)
+            if first:
+                LOG.info("vRouter dpid=%s holds %d flows", datapath.id, len(stats))
+            self.pending_reconcile.add(datapath.id)
+            self.wakeup.notify()
 
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
     @_logged
@@ -93,49 +183,138 @@ class VRouterApp(app_manager.OSKenApp):
         if event.state == DEAD_DISPATCHER and event.datapath.id is not None:
             with self.lock:
                 if self.datapaths.get(event.datapath.id) is event.datapath:
-                    LOG.info("vRouter dpid=%s disconnected", event.datapath.id)
+                    LOG.warning("vRouter dpid=%s disconnected", event.datapath.id)
                     del self.datapaths[event.datapath.id]
-                    self.installed.pop(event.datapath.id, None)
-                    # A lost connection confirms nothing; reconnecting reconciles instead.
-                    for key in [key for key in list(self.barriers) if key[0] == event.datapath.id]:
-                        waiter = self.barriers.pop(key, None)  # its reply may have just come
-                        if waiter:
-                            waiter.set()
+                    self._forget(event.datapath.id, "disconnected")
+                    self.problems[event.datapath.id] = "disconnected from the controller"
+
+    def _forget(self, dpid: int, why: str) -> None:
+        """Drop what is known of `dpid`'s table; release whoever waits for it (under the lock)."""
+        self.installed.pop(dpid, None)
+        self.dumps.pop(dpid, None)
+        for key in [key for key in self.flowmods if key[0] == dpid]:
+            del self.flowmods[key]
+        for key in [key for key in self.batches if key[0] == dpid]:
+            batch = self.batches.pop(key)
+            batch.lost = why
+            batch.done.set()
+
+    # --- confirmations and errors ----------------------------------------------------------------
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     @_logged
     def _barrier_reply(self, event):
-        waiter = self.barriers.pop((event.msg.datapath.id, event.msg.xid), None)
-        if waiter:
-            waiter.set()
+        dpid = event.msg.datapath.id
+        with self.lock:
+            batch = self.batches.pop((dpid, event.msg.xid), None)
+            if batch is None:
+                return
+            installed = self.installed.get(dpid)
+            if installed is not None:
+                installed.update(batch.adds)
+                for key in batch.deletes:
+                    installed.pop(key, None)
+            for key in [key for key, value in self.flowmods.items()
+                        if key[0] == dpid and value[0] == event.msg.xid]:
+                del self.flowmods[key]
+            if batch.errors:
+                self.problems[dpid] = "refused flows: " + "; ".join(batch.errors[:3])
+            batch.done.set()
 
-    def sync(self, dpid: int, wait: bool = False) -> tuple[int, int]:
-        """Make vRouter `dpid` hold exactly the desired flows: add what is missing first, then
-        delete what is stale (an ADD over an equal match replaces it, so nothing forwards
-        through a gap). With `wait`, return only once the vRouter confirmed (barrier).
-        Returns (added, removed); (0, 0) for a vRouter that is not connected."""
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, [HANDSHAKE_DISPATCHER, CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    @_logged
+    def _error(self, event):
+        msg = event.msg
+        names = ofp.ofp_error_to_jsondict(msg.type, msg.code)
+        with self.lock:
+            sent = self.flowmods.pop((msg.datapath.id, msg.xid), None)
+            batch = self.batches.get((msg.datapath.id, sent[0])) if sent else None
+            if batch is None:
+                text = f"{names['type']} {names['code']} (xid {msg.xid})"
+                self.problems[msg.datapath.id] = f"OpenFlow error: {text}"
+                LOG.error("vRouter dpid=%s sent an OpenFlow error: %s", msg.datapath.id, text)
+                return
+            _barrier, key, kind = sent
+            text = f"{kind} of flow table={key[0]} priority={key[1]} cookie={key[2]:#x}: " \
+                   f"{names['type']} {names['code']}"
+            LOG.error("vRouter dpid=%s refused %s", msg.datapath.id, text)
+            batch.errors.append(text)
+            batch.adds.pop(key, None)
+            batch.deletes.discard(key)
+
+    # --- reconciliation ------------------------------------------------------------------------
+
+    def _reconciler(self) -> None:
+        # Not on os-ken's event thread: syncing takes the service's lock, and only the event
+        # thread delivers the replies that requests holding it may wait for.
+        while True:
+            with self.lock:
+                while not self.pending_reconcile:
+                    self.wakeup.wait()
+                dpid = self.pending_reconcile.pop()
+            try:
+                batch = self.sync(dpid)
+                if batch is not None:
+                    LOG.info("vRouter dpid=%s reconciled: %d flows added, %d removed",
+                             dpid, len(batch.adds), len(batch.deletes))
+            except Exception:
+                LOG.exception("reconciling dpid=%s failed", dpid)
+
+    def _auditor(self) -> None:
+        while True:
+            time.sleep(AUDIT_INTERVAL)
+            with self.lock:
+                datapaths = [dp for dpid, dp in self.datapaths.items() if dpid in self.installed]
+            for datapath in datapaths:
+                try:
+                    self._request_dump(datapath)
+                except Exception:
+                    LOG.exception("auditing dpid=%s failed", datapath.id)
+
+    def _expected(self, dpid: int) -> dict:
+        """What `dpid` will hold once every batch in flight is confirmed (under the lock)."""
+        expected = dict(self.installed[dpid])
+        for (batch_dpid, _xid), batch in sorted(self.batches.items()):
+            if batch_dpid == dpid:
+                expected.update(batch.adds)
+                for key in batch.deletes:
+                    expected.pop(key, None)
+        return expected
+
+    def sync(self, dpid: int) -> Batch | None:
+        """Send vRouter `dpid` what it needs to hold exactly the desired flows: adds first, then
+        deletes (an ADD over an equal match replaces it, so nothing forwards through a gap),
+        then a barrier. Returns the batch to `wait()` on, or None when nothing had to change.
+        Raises `VRouterUnavailable` if the vRouter is not connected."""
         # Lock order: the service's, then this app's. The service holds its lock while it
         # changes the intent and pushes it, so the desired flows cannot change under us.
         with self.service.lock, self.lock:
+            name = self.service.vrouter_name(dpid) or f"dpid {dpid}"
             datapath = self.datapaths.get(dpid)
-            installed = self.installed.get(dpid)
-            if datapath is None or installed is None:
-                return 0, 0
+            if datapath is None or dpid not in self.installed:
+                raise VRouterUnavailable(f"vrouter '{name}' is not connected to the controller",
+                                         "vrouter")
             desired = {flow.key: flow for flow in self.service.desired_flows_for(dpid)}
-            missing = [desired[key] for key in desired.keys() - installed.keys()]
-            stale = [(key, installed[key]) for key in installed.keys() - desired.keys()]
+            expected = self._expected(dpid)
+            missing = [desired[key] for key in desired.keys() - expected.keys()]
+            stale = [(key, expected[key]) for key in expected.keys() - desired.keys()]
+            if not missing and not stale:
+                return None
+            batch = Batch(vrouter=name)
+            barrier = parser.OFPBarrierRequest(datapath)
+            datapath.set_xid(barrier)
             for flow in sorted(missing, key=lambda f: (f.table, f.priority)):
-                datapath.send_msg(add_flow(datapath, flow))
-                installed[flow.key] = ofp_match(flow)
+                message = add_flow(datapath, flow)
+                datapath.set_xid(message)
+                self.flowmods[(dpid, message.xid)] = (barrier.xid, flow.key, "add")
+                batch.adds[flow.key] = ofp_match(flow)
+                datapath.send_msg(message)
             for (table, priority, cookie), match in stale:
-                datapath.send_msg(delete_flow(datapath, table, priority, cookie, match))
-                del installed[(table, priority, cookie)]
-            waiter = None
-            if wait and (missing or stale):
-                barrier = parser.OFPBarrierRequest(datapath)
-                datapath.set_xid(barrier)
-                waiter = self.barriers[(dpid, barrier.xid)] = threading.Event()
-                datapath.send_msg(barrier)
-        if waiter is not None and not waiter.wait(BARRIER_TIMEOUT):
-            LOG.warning("vRouter dpid=%s did not confirm flow changes in time", dpid)
-        return len(missing), len(stale)
+                message = delete_flow(datapath, table, priority, cookie, match)
+                datapath.set_xid(message)
+                self.flowmods[(dpid, message.xid)] = (barrier.xid, (table, priority, cookie), "delete")
+                batch.deletes.add((table, priority, cookie))
+                datapath.send_msg(message)
+            self.batches[(dpid, barrier.xid)] = batch
+            datapath.send_msg(barrier)
+            return batch

@@ -31,6 +31,13 @@ class Conflict(MirrorlabError):
 
 
 class LabUnavailable(MirrorlabError):
-    """The lab runtime that creates analyzer VMs did not answer (503)."""
+    """The lab is not whole (its lab process or a VM died), or the lab process that creates
+    analyzer VMs did not answer (503)."""
+
+    status = 503
+
+
+class VRouterUnavailable(MirrorlabError):
+    """A vRouter is not connected, did not confirm flow changes in time, or refused them (503)."""
 
     status = 503

@@ -1,21 +1,26 @@
 """The controller process: the os-ken app programming the vRouters, and the REST API.
 
 Started by `mirrorlab up` (or `mirrorlab controller start`) as
-`python -m controller.main --topology FILE`; it can be stopped and restarted while the lab
-runs, and reconciles every vRouter when they reconnect.
+`python -m controller.main --topology FILE --openflow-socket PATH`; it can be stopped and
+restarted while the lab runs, and reconciles every vRouter when they reconnect. The vRouters,
+in the lab's own network namespace, call it on a Unix socket only root can open, so no other
+user of the machine can pose as a vRouter.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import socket
 import sys
 import threading
 import time
+from pathlib import Path
 
 import uvicorn
 from os_ken.base.app_manager import AppManager  # before os_ken.cfg: os-ken's import order
 from os_ken import cfg
+from os_ken.controller import controller as os_ken_controller
 
 from controller.app import VRouterApp
 from controller.rest import create_app
@@ -23,10 +28,15 @@ from controller.service import ControllerService
 from controller.store import Store
 from lab import topofile
 from lab.control import LabControl
+from lab.health import lab_problems
+from lab.sandbox import Sandbox
 from lab.state import LabState
 
 
 LEASE_CHECK_INTERVAL = 0.5
+# A vRouter that answers no echo for this long is taken as gone (and reconciled when it is back).
+ECHO_INTERVAL = 0.5
+MAX_UNREPLIED_ECHOS = 2
 
 
 def _expire_leases(service: ControllerService) -> None:
@@ -40,11 +50,33 @@ def _expire_leases(service: ControllerService) -> None:
             log.exception("lease check failed")
 
 
+class _UnixConnection:
+    """A vRouter's Unix-socket connection as os-ken's `Datapath` uses it: os-ken listens on
+    Unix sockets but sets TCP_NODELAY on every connection, which only TCP sockets accept."""
+
+    def __init__(self, sock: socket.socket):
+        self._sock = sock
+
+    def setsockopt(self, level, option, value):
+        if level != socket.IPPROTO_TCP:
+            self._sock.setsockopt(level, option, value)
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+def _accept_unix_connections() -> None:
+    accept = os_ken_controller.datapath_connection_factory
+    os_ken_controller.datapath_connection_factory = (
+        lambda sock, address: accept(_UnixConnection(sock), address))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the controller until killed."""
     parser = argparse.ArgumentParser(prog="python -m controller.main")
     parser.add_argument("--topology", required=True)
-    parser.add_argument("--openflow-port", type=int, default=6653)
+    parser.add_argument("--openflow-socket", required=True,
+                        help="Unix socket the vRouters connect to")
     parser.add_argument("--api-host", default="127.0.0.1")
     parser.add_argument("--api-port", type=int, default=8080)
     parser.add_argument("--lease-seconds", type=float, default=5.0,
@@ -55,12 +87,19 @@ def main(argv: list[str] | None = None) -> int:
     state = LabState()
     state.dir.mkdir(parents=True, exist_ok=True)
     service = ControllerService(topofile.load(args.topology), Store(state.database_path),
-                                LabControl(state.socket_path), state.captures_dir)
+                                LabControl(state.socket_path), state.captures_dir,
+                                lab_health=lambda: lab_problems(state))
 
+    os.umask(0o077)  # the OpenFlow socket: root only
+    Path(args.openflow_socket).unlink(missing_ok=True)  # left by a killed controller
     cfg.CONF(args=[], project="os_ken")
-    cfg.CONF.set_override("ofp_listen_host", "127.0.0.1")
-    cfg.CONF.set_override("ofp_tcp_listen_port", args.openflow_port)
+    # A path makes os-ken listen on a Unix socket instead of TCP.
+    cfg.CONF.set_override("ofp_listen_host", args.openflow_socket)
+    cfg.CONF.set_override("echo_request_interval", ECHO_INTERVAL)
+    cfg.CONF.set_override("maximum_unreplied_echo_requests", MAX_UNREPLIED_ECHOS)
+    _accept_unix_connections()
     VRouterApp.service = service
+    VRouterApp.trusted_switch_pid = Sandbox(state).vswitchd_pid
     manager = AppManager.get_instance()
     manager.load_apps(["controller.app"])
     manager.instantiate_apps(**manager.create_contexts())

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
-from typing import Callable
 
 from controller.errors import Conflict, InvalidRequest, NotFound
 from lab.topofile import first_free_address
@@ -162,11 +161,9 @@ def plan_capture(topology: Topology, captures: list[Capture], capture_id: int, v
                    lease_expires_at=now + lease_seconds if lease_seconds is not None else None)
 
 
-def plan_analyzer(topology: Topology, name: str, network: str | None, compute: str | None,
-                  vm_name_taken: Callable[[str], bool] = lambda vm_name: False) -> VM:
+def plan_analyzer(topology: Topology, name: str, network: str | None, compute: str | None) -> VM:
     """A new analyzer VM: named an<N>, in `network` (default: the analyzer network), on
-    `compute` (default: the first compute node), with the next free address and port.
-    `vm_name_taken` refuses names in use outside this topology (another lab's ports)."""
+    `compute` (default: the first compute node), with the next free address and port."""
     if not name or len(name) > 63 or not all(ch.isalnum() or ch in "-_." for ch in name):
         raise InvalidRequest(f"bad analyzer name '{name}' (1-63 letters, digits, '-', '_', '.')",
                              "name")
@@ -194,8 +191,7 @@ def plan_analyzer(topology: Topology, name: str, network: str | None, compute: s
         raise Conflict(f"network '{network_name}' has no free address left", "network")
     taken_ports = {i.ofport for i in topology.interfaces_on(compute_name)}
     ofport = next(p for p in range(FIRST_ANALYZER_PORT, 65280) if p not in taken_ports)
-    vm_name = next(f"an{n}" for n in range(1, 10**6)
-                   if not topology.has("vm", f"an{n}") and not vm_name_taken(f"an{n}"))
+    vm_name = next(f"an{n}" for n in range(1, 10**6) if not topology.has("vm", f"an{n}"))
     interface = Interface(vm=vm_name, index=0, network=network_name, ip=ip,
                           prefixlen=net.subnet.prefixlen,
                           ip6=ipv6_for(net.subnet6, ip, net.subnet) if net.subnet6 else None,

@@ -106,6 +106,7 @@ def create_app(service: ControllerService, lease_seconds: float) -> FastAPI:
             "fabric_ip": str(service.topology.fabric_ip(compute)),
             "fabric_mac": compute.fabric_mac,
             "connected": service.connected(compute),
+            "problem": service.vrouter_problem(compute),
             "vms": sorted({i.vm for i in interfaces}), "interfaces": len(interfaces),
             "active_captures": len([c for c in service.active_captures() if c.compute == compute.name]),
         }
@@ -129,7 +130,8 @@ def create_app(service: ControllerService, lease_seconds: float) -> FastAPI:
         return {
             "id": capture.id, "vrouter": capture.compute, "interface": capture.interface,
             "vm": vm, "direction": capture.direction.value,
-            "analyzer": capture.analyzer, "state": capture.state, "label": capture.label,
+            "analyzer": capture.analyzer, "state": service.capture_state(capture),
+            "problem": service.capture_problem(capture), "label": capture.label,
             "started_at": _iso(capture.started_at), "stopped_at": _iso(capture.stopped_at),
             "lease_seconds": capture.lease_seconds,
             "lease_expires_at": _iso(capture.lease_expires_at) if capture.active else None,
@@ -173,8 +175,7 @@ def create_app(service: ControllerService, lease_seconds: float) -> FastAPI:
         """Captures, newest first; `?state=active` or `?state=stopped` to filter."""
         if state not in (None, "active", "stopped"):
             raise InvalidRequest(f"bad state '{state}' (use active or stopped)", "state")
-        captures = sorted(service.captures.values(), key=lambda c: -c.id)
-        return [capture_json(c) for c in captures if state in (None, c.state)]
+        return [capture_json(c) for c in service.list_captures() if state in (None, c.state)]
 
     @api.post("/api/captures", status_code=201)
     def start_capture(request: CaptureRequest):

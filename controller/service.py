@@ -3,14 +3,20 @@
 It holds the intent (topology, analyzer VMs, captures), persists it in the store, asks the lab
 process for analyzer VMs, and has the app push the resulting flow changes. All pure decisions
 are made by `controller.mirroring` and `controller.pipeline`.
+
+Locking: `lock` guards the intent and is held only while it changes and while the app sends
+the resulting FlowMods, never while waiting for a vRouter's confirmation or an analyzer VM's
+boot, so reads never stall behind a slow switch or VM.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
-from controller.errors import Conflict, LabUnavailable, NotFound
+from controller.errors import Conflict, LabUnavailable, MirrorlabError, NotFound, VRouterUnavailable
 from controller.flowmodel import Flow
 from controller.mirroring import (
     DEFAULT_ANALYZER, Capture, analyzers, find_compute, find_interface, plan_analyzer, plan_capture,
@@ -22,19 +28,18 @@ from lab.control import LabControl, LabControlError
 from lab.recorder import capture_file
 from lab.topology import VM, ComputeNode, Interface, Topology
 
-
-def _vm_ports_exist(vm_name: str) -> bool:
-    """Whether a VM called `vm_name` has a vRouter port on this machine already: analyzer VMs
-    of every lab are named an1, an2..., and their ports live in the machine's namespace, so
-    a name another running lab uses is skipped (its port would be replaced, not shared)."""
-    return any(Path("/sys/class/net").glob(f"tap-{vm_name}-*"))
+LOG = logging.getLogger("mirrorlab.service")
 
 
 class ControllerService:
     """Intent of one lab, and the operations users run on it."""
 
-    def __init__(self, topology: Topology, store: Store, lab: LabControl, captures_dir: Path):
+    def __init__(self, topology: Topology, store: Store, lab: LabControl, captures_dir: Path,
+                 lab_health: Callable[[], list[str]] = list):
         self.lock = threading.RLock()
+        # One analyzer VM is launched or removed at a time, without holding `lock`.
+        self.analyzer_lock = threading.Lock()
+        self.lab_health = lab_health
         self.store = store
         self.lab = lab
         self.captures_dir = captures_dir
@@ -42,6 +47,7 @@ class ControllerService:
             topology = topology.with_vm(vm)
         self.topology = topology
         self.captures = {c.id: c for c in store.captures()}
+        self.starting: set[int] = set()  # captures whose flows no vRouter has confirmed yet
         self.pcaps = PcapIndex()
         self.app = None
         self._forwarding: dict[str, frozenset[Flow]] = {}
@@ -52,12 +58,15 @@ class ControllerService:
 
     # --- flows -------------------------------------------------------------------------
 
+    def vrouter_name(self, dpid: int) -> str | None:
+        """The compute node whose vRouter has datapath id `dpid`, or None for a stranger."""
+        return next((c.name for c in self.topology.computes if c.dpid == dpid), None)
+
     def desired_flows_for(self, dpid: int) -> frozenset[Flow]:
-        """Every flow the vRouter with datapath id `dpid` should hold."""
+        """Every flow the vRouter with datapath id `dpid` should hold (KeyError for a dpid that
+        is no vRouter of this lab: its flows are not ours to decide)."""
         with self.lock:
-            compute = next((c for c in self.topology.computes if c.dpid == dpid), None)
-            if compute is None:
-                return frozenset()
+            compute = self.topology.compute(self.vrouter_name(dpid) or "")
             if compute.name not in self._forwarding:
                 self._forwarding[compute.name] = frozenset(forwarding_flows(self.topology, compute))
             flows = set(self._forwarding[compute.name])
@@ -66,16 +75,44 @@ class ControllerService:
                     flows.update(capture_flows(self.topology, capture).get(compute.name, ()))
             return frozenset(flows)
 
-    def _push(self, computes) -> None:
+    def _push(self, computes) -> list:
+        """Send the vRouters of `computes` their flow changes (under `lock`); return what to
+        wait on. Raises `VRouterUnavailable` for a vRouter that is not connected."""
+        if self.app is None:
+            return []
+        batches = [self.app.sync(self.topology.compute(name).dpid) for name in computes]
+        return [batch for batch in batches if batch is not None]
+
+    def _push_all_connected(self) -> list:
+        """Like `_push` for every connected vRouter; the others catch up when they reconnect."""
+        return self._push(c.name for c in self.topology.computes if self.connected(c))
+
+    @staticmethod
+    def _confirm(batches) -> None:
+        """Wait (without `lock`) until every batch is confirmed; raise for the first that is not."""
+        for batch in batches:
+            batch.wait()
+
+    def _set_topology(self, topology: Topology) -> list:
+        self.topology = topology
+        self._forwarding.clear()
+        return self._push_all_connected()
+
+    def require_whole_lab(self) -> None:
+        """Raise `LabUnavailable` naming what died, if any part of the lab is not running."""
+        problems = self.lab_health()
+        if problems:
+            raise LabUnavailable("; ".join(problems))
+
+    def require_connected(self, computes) -> None:
+        """Raise `VRouterUnavailable` naming the first of `computes` whose vRouter is not
+        connected to this controller (with no app attached, nothing is pushed or confirmed)."""
         if self.app is None:
             return
         for name in computes:
-            self.app.sync(self.topology.compute(name).dpid, wait=True)
-
-    def _set_topology(self, topology: Topology) -> None:
-        self.topology = topology
-        self._forwarding.clear()
-        self._push(c.name for c in topology.computes)
+            if not self.connected(self.topology.compute(name)):
+                raise VRouterUnavailable(f"vrouter '{name}' is not connected to the controller; "
+                                         f"nothing on it can be confirmed", "vrouter")
 
     # --- queries -------------------------------------------------------------------------
 
@@ -87,18 +124,50 @@ class ControllerService:
         """Whether the compute node's vRouter is connected to this controller."""
         return self.app is not None and self.app.connected(compute.dpid)
 
+    def vrouter_problem(self, compute: ComputeNode) -> str | None:
+        """What is wrong with the vRouter of `compute`, if anything: not connected, or the
+        last OpenFlow error it sent."""
+        if self.app is None or not self.connected(compute):
+            problem = self.app.problem(compute.dpid) if self.app else None
+            return f"not connected to the controller{f' ({problem})' if problem else ''}"
+        return self.app.problem(compute.dpid)
+
+    def capture_problem(self, capture: Capture) -> str | None:
+        """Why an active capture may not be mirroring now (a vRouter it needs is not connected,
+        or the lab is not whole); None when nothing is known to be wrong."""
+        if not capture.active:
+            return None
+        problems = self.lab_health()
+        try:
+            computes = capture_flows(self.topology, capture)
+        except KeyError:  # an analyzer or interface that is gone
+            return "its interface or analyzer no longer exists"
+        problems += [f"vrouter '{name}' is not connected" for name in computes
+                     if not self.connected(self.topology.compute(name))]
+        return "; ".join(problems) or None
+
     def active_captures(self, interface: Interface | None = None) -> list[Capture]:
         """Active captures, all or of one interface."""
         with self.lock:
             return [c for c in self.captures.values() if c.active
                     and (interface is None or c.interface == interface.port_name)]
 
+    def list_captures(self) -> list[Capture]:
+        """Every capture, newest first."""
+        with self.lock:
+            return sorted(self.captures.values(), key=lambda c: -c.id)
+
     def capture(self, capture_id: int) -> Capture:
         """The capture with `capture_id`."""
-        try:
-            return self.captures[capture_id]
-        except KeyError:
-            raise NotFound(f"unknown capture {capture_id}", "id") from None
+        with self.lock:
+            try:
+                return self.captures[capture_id]
+            except KeyError:
+                raise NotFound(f"unknown capture {capture_id}", "id") from None
+
+    def capture_state(self, capture: Capture) -> str:
+        """"starting" until its vRouters confirmed its flows, then "active"; or "stopped"."""
+        return "starting" if capture.id in self.starting else capture.state
 
     def capture_counts(self, capture: Capture) -> tuple[int, int]:
         """(packets, bytes) the analyzer recorded for `capture`."""
@@ -118,57 +187,96 @@ class ControllerService:
     def create_analyzer(self, name: str, network: str | None = None,
                         compute: str | None = None) -> VM:
         """Launch an analyzer instance: a new VM with a recorder, ready when this returns."""
-        with self.lock:
-            vm = plan_analyzer(self.topology, name, network, compute, _vm_ports_exist)
+        self.require_whole_lab()
+        with self.analyzer_lock:
+            with self.lock:
+                vm = plan_analyzer(self.topology, name, network, compute)
             try:
-                self.lab.add_vm(vm)
+                self.lab.add_vm(vm)  # its boot takes seconds: not under `lock`
             except LabControlError as err:
                 raise LabUnavailable(f"cannot start analyzer '{name}': {err}") from None
-            self.store.add_analyzer(vm)
-            self._set_topology(self.topology.with_vm(vm))
+            with self.lock:
+                self.store.add_analyzer(vm)
+                batches = self._set_topology(self.topology.with_vm(vm))
+            self._confirm(batches)
             return vm
 
     def delete_analyzer(self, name: str) -> None:
         """Remove an analyzer instance that no active capture uses."""
-        with self.lock:
-            vm = analyzers(self.topology).get(name)
-            if vm is None:
-                raise NotFound(f"unknown analyzer '{name}'", "name")
-            users = [str(c.id) for c in self.active_captures() if c.analyzer == name]
-            if users:
-                raise Conflict(f"analyzer '{name}' is used by active capture(s) {', '.join(users)}; "
-                               f"stop them first")
-            self._set_topology(self.topology.without_vm(vm.name))
-            self.store.remove_analyzer(name)
+        with self.analyzer_lock:
+            with self.lock:
+                vm = analyzers(self.topology).get(name)
+                if vm is None:
+                    raise NotFound(f"unknown analyzer '{name}'", "name")
+                users = [str(c.id) for c in self.active_captures() if c.analyzer == name]
+                if users:
+                    raise Conflict(f"analyzer '{name}' is used by active capture(s) "
+                                   f"{', '.join(users)}; stop them first")
+                batches = self._set_topology(self.topology.without_vm(vm.name))
+                self.store.remove_analyzer(name)
             try:
                 self.lab.remove_vm(vm.name)
             except LabControlError as err:
                 raise LabUnavailable(f"analyzer '{name}' is forgotten, but its VM was not "
                                      f"removed: {err}") from None
+            self._confirm(batches)
 
     # --- captures ------------------------------------------------------------------------
 
     def start_capture(self, vrouter: str, interface: str, direction: str | None = None,
                       analyzer: str | None = None, lease_seconds: float | None = None) -> Capture:
-        """Start mirroring an interface; the flows are in place when this returns. Without
-        `analyzer`, the default analyzer is used, launched on the interface's compute node if
-        it does not exist yet. With `lease_seconds`, the capture stops unless renewed."""
-        with self.lock:
-            if analyzer is None:
-                analyzer = DEFAULT_ANALYZER
-                if analyzer not in analyzers(self.topology):
-                    target = find_interface(self.topology, vrouter, interface)
+        """Start mirroring an interface; the flows are confirmed by the vRouters when this
+        returns. Without `analyzer`, the default analyzer is used, launched on the interface's
+        compute node if it does not exist yet. With `lease_seconds`, the capture stops unless
+        renewed. If a vRouter does not confirm, the capture is stopped again and
+        `VRouterUnavailable` names the vRouter."""
+        self.require_whole_lab()
+        if analyzer is None:
+            analyzer = DEFAULT_ANALYZER
+            target = find_interface(self.topology, vrouter, interface)
+            if analyzer not in analyzers(self.topology):
+                try:
                     self.create_analyzer(analyzer, compute=target.compute)
+                except Conflict:
+                    pass  # another request launched it meanwhile
+        with self.lock:
             capture = plan_capture(self.topology, list(self.captures.values()),
                                    self.store.next_capture_id(), vrouter, interface, direction,
                                    analyzer, time.time(), lease_seconds)
+            computes = capture_flows(self.topology, capture)
+            self.require_connected(computes)
             self.store.save_capture(capture)
             self.captures[capture.id] = capture
-            self._push(capture_flows(self.topology, capture))
-            return capture
+            self.starting.add(capture.id)
+            try:
+                batches = self._push(computes)
+            except MirrorlabError:
+                self._abandon(capture)
+                raise
+        try:
+            self._confirm(batches)
+        except MirrorlabError as err:
+            with self.lock:
+                self._abandon(capture)
+            LOG.error("capture %d not started: %s", capture.id, err.message)
+            raise
+        with self.lock:
+            self.starting.discard(capture.id)
+        return capture
+
+    def _abandon(self, capture: Capture) -> None:
+        """Stop a capture whose flows were not confirmed (under `lock`); the vRouters that did
+        get them lose them now or when they reconnect."""
+        self.starting.discard(capture.id)
+        stopped = capture.stopped(time.time())
+        self.store.save_capture(stopped)
+        self.captures[capture.id] = stopped
+        self._push_all_connected()
 
     def stop_capture(self, capture_id: int) -> Capture:
-        """Stop a capture and remove exactly its flows. Stopping a stopped capture is a no-op."""
+        """Stop a capture and remove exactly its flows. Stopping a stopped capture is a no-op.
+        The capture is stopped even if a vRouter does not confirm; `VRouterUnavailable` then
+        says which vRouter still has to drop the flows (it does when it reconnects)."""
         with self.lock:
             capture = self.capture(capture_id)
             if not capture.active:
@@ -177,8 +285,10 @@ class ControllerService:
             capture = capture.stopped(time.time())
             self.store.save_capture(capture)
             self.captures[capture.id] = capture
-            self._push(computes)
-            return capture
+            self.starting.discard(capture.id)
+            batches = self._push(c for c in computes if self.connected(self.topology.compute(c)))
+        self._confirm(batches)
+        return capture
 
     def renew_lease(self, capture_id: int) -> Capture:
         """Extend an active leased capture's lease by its lease_seconds from now. A lease that
@@ -186,19 +296,27 @@ class ControllerService:
         with self.lock:
             capture = self.capture(capture_id)
             now = time.time()
-            if capture.lease_expired(now):
-                self.stop_capture(capture_id)
-                raise Conflict(f"capture {capture_id} stopped: its lease ran out", "id")
-            if not capture.active:
-                raise Conflict(f"capture {capture_id} is stopped", "id")
-            capture = capture.renewed(now)
-            self.store.save_capture(capture)
-            self.captures[capture.id] = capture
-            return capture
+            expired = capture.lease_expired(now)
+            if not expired:
+                if not capture.active:
+                    raise Conflict(f"capture {capture_id} is stopped", "id")
+                capture = capture.renewed(now)
+                self.store.save_capture(capture)
+                self.captures[capture.id] = capture
+                return capture
+        self.stop_capture(capture_id)
+        raise Conflict(f"capture {capture_id} stopped: its lease ran out", "id")
 
     def expire_leases(self) -> list[Capture]:
         """Stop every capture whose lease ran out; return them."""
+        now = time.time()
         with self.lock:
-            now = time.time()
-            expired = [c for c in self.captures.values() if c.lease_expired(now)]
-            return [self.stop_capture(c.id) for c in expired]
+            expired = [c.id for c in self.captures.values() if c.lease_expired(now)]
+        stopped = []
+        for capture_id in expired:
+            try:
+                stopped.append(self.stop_capture(capture_id))
+            except VRouterUnavailable as err:  # stopped all the same; the vRouter catches up
+                LOG.warning("capture %d: %s", capture_id, err.message)
+                stopped.append(self.capture(capture_id))
+        return stopped

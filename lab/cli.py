@@ -12,6 +12,8 @@ import urllib.request
 from pathlib import Path
 
 from lab import topofile
+from lab.health import lab_problems
+from lab.sandbox import Sandbox, SandboxError
 from lab.state import LabState, process_alive, process_record, stop_process
 from lab.topology import TopologyError
 
@@ -30,9 +32,9 @@ class CliError(Exception):
 
 # --- processes ------------------------------------------------------------------------------
 
-def _spawn(state: LabState, module: str, args: list[str], log_name: str) -> dict:
+def _spawn(state: LabState, argv: list[str], log_name: str) -> dict:
     log = open(state.dir / log_name, "a")
-    process = subprocess.Popen([sys.executable, "-m", module, *args], stdin=subprocess.DEVNULL,
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                env={**os.environ, "MIRRORLAB_STATE_DIR": str(state.dir)})
     return process_record(process.pid)
@@ -43,10 +45,11 @@ def start_controller(state: LabState) -> dict:
     record = state.read()
     if process_alive(record.get("controller_process")):
         raise CliError(f"the controller runs already (pid {record['controller_process']['pid']})")
-    process = _spawn(state, "controller.main",
-                     ["--topology", record["topology"], "--openflow-port", str(record["openflow_port"]),
-                      "--api-port", str(record["api_port"]),
-                      "--lease-seconds", str(record["lease_seconds"])], "controller.log")
+    process = _spawn(state, [sys.executable, "-m", "controller.main",
+                             "--topology", str(state.topology_path),
+                             "--openflow-socket", str(Sandbox(state).openflow_socket),
+                             "--api-port", str(record["api_port"]),
+                             "--lease-seconds", str(record["lease_seconds"])], "controller.log")
     with state.update() as current:
         current["controller_process"] = process
     deadline = time.monotonic() + 30
@@ -115,22 +118,29 @@ def cmd_up(args) -> int:
         raise CliError(f"a lab is running already ({record.get('topology')}); "
                        f"run `mirrorlab down` first")
     if state.exists():
-        state.sweep()  # the remains of a lab that crashed
+        _down(state)  # the remains of a lab that crashed
     state.clear()
     state.dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    # Every process of the lab loads this copy, so editing the file later cannot make the
+    # controller reconcile to a lab that was never built.
+    state.topology_path.write_text(topology_path.read_text())
     with state.update() as current:
-        current.update(topology=str(topology_path), openflow_port=args.openflow_port,
-                       api_port=args.api_port, lease_seconds=args.lease_seconds)
+        current.update(topology=str(topology_path), api_port=args.api_port,
+                       lease_seconds=args.lease_seconds)
     print(f"mirrorlab: bringing up '{topology.name}' from {topology_path}")
-    print("      starting the controller (os-ken)")
+    sandbox = Sandbox(state)
     try:
+        print("      making the lab's network namespace and starting its Open vSwitch")
+        sandbox.create(topology.name)
+        print("      starting the controller (os-ken)")
         start_controller(state)
-    except CliError:
+    except (CliError, SandboxError, subprocess.CalledProcessError) as err:
         _down(state, keep_logs=True)
-        raise
-    lab_process = _spawn(state, "lab.netlab", ["--topology", str(topology_path),
-                                               "--openflow-port", str(args.openflow_port)], "lab.log")
+        raise CliError(f"bring-up failed: {err}; logs stay in {state.dir}/*.log") from None
+    lab_process = _spawn(state, sandbox.command([sys.executable, "-m", "lab.netlab",
+                                                 "--topology", str(state.topology_path)]),
+                         "lab.log")
     with state.update() as current:
         current["lab_process"] = lab_process
     outcome = _follow_progress(state, lab_process)
@@ -171,7 +181,7 @@ def _down(state: LabState, keep_logs: bool = False) -> list[str]:
     record = state.read()
     stop_process(record.get("lab_process"), timeout=120)
     stop_controller(state)
-    removed = state.sweep()
+    removed = state.sweep() + Sandbox(state).destroy()
     state.clear(keep_logs=keep_logs)
     return removed
 
@@ -193,7 +203,7 @@ def _status(state: LabState) -> dict:
     record = state.read()
     if not record:
         raise CliError("no lab is running; start one with `mirrorlab up`")
-    topology = topofile.load(record["topology"])
+    topology = topofile.load(state.topology_path)
     controller = record.get("controller_process")
     lab = record.get("lab_process")
     vrouters, analyzer_list = {}, []
@@ -211,10 +221,12 @@ def _status(state: LabState) -> dict:
             "ofport": i.ofport} for i in vm.interfaces]})
     return {
         "topology": record["topology"], "name": topology.name,
-        "lab": {"pid": lab["pid"] if lab else None, "running": process_alive(lab)},
+        "problems": lab_problems(state),
+        "lab": {"pid": lab["pid"] if lab else None, "running": process_alive(lab),
+                "netns": record.get("netns")},
         "controller": {"pid": controller["pid"] if controller else None,
                        "running": process_alive(controller),
-                       "openflow": f"tcp:127.0.0.1:{record['openflow_port']}",
+                       "openflow": Sandbox(state).openflow_target,
                        "api": f"http://127.0.0.1:{record['api_port']}"},
         "computes": [{"name": c.name, "vrouter": c.vrouter, "fabric_ip": str(topology.fabric_ip(c)),
                       "connected": vrouters.get(c.name, {}).get("connected", False)}
@@ -230,13 +242,16 @@ def _status(state: LabState) -> dict:
 def cmd_status(args) -> int:
     """Show the lab; exit code 1 if it is recorded but not running."""
     status = _status(LabState())
-    code = 0 if status["lab"]["running"] else 1
+    code = 1 if status["problems"] else 0
     if args.json:
         print(json.dumps(status, indent=2))
         return code
     lab, controller = status["lab"], status["controller"]
     print(f"lab '{status['name']}' ({status['topology']}): "
-          f"{'running' if lab['running'] else 'NOT RUNNING'} (pid {lab['pid']})")
+          f"{'running' if lab['running'] else 'NOT RUNNING'} (pid {lab['pid']}, "
+          f"namespace {lab['netns']})")
+    for problem in status["problems"]:
+        print(f"PROBLEM: {problem}")
     print(f"controller: {'running' if controller['running'] else 'STOPPED'} (pid {controller['pid']}), "
           f"OpenFlow {controller['openflow']}, API {controller['api']}")
     print("\ncompute   vRouter          fabric IP        connected")
@@ -269,6 +284,22 @@ def cmd_exec(args) -> int:
         raise CliError(f"vm '{args.vm}' is not running")
     command = args.command[1:] if args.command[0] == "--" else args.command
     os.execvp("nsenter", ["nsenter", "--target", str(host["pid"]), "--net", "--", *command])
+
+
+def cmd_netns(args) -> int:
+    """Run a command inside the lab's network namespace (its vRouters and fabric), with
+    ovs-vsctl, ovs-ofctl and ovs-appctl pointed at the lab's own Open vSwitch."""
+    command = args.command[1:] if args.command and args.command[0] == "--" else args.command
+    if not command:
+        raise CliError("usage: mirrorlab netns -- COMMAND [ARGS...]", 2)
+    state = LabState()
+    if not state.exists():
+        raise CliError("no lab is running; start one with `mirrorlab up`")
+    try:
+        argv = Sandbox(state).command(command)
+    except SandboxError as err:
+        raise CliError(str(err)) from None
+    os.execvp(argv[0], argv)
 
 
 def cmd_controller(args) -> int:
@@ -346,7 +377,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="bring a lab up (default topology: topologies/default.yaml)")
     up.add_argument("topology", nargs="?", default=str(DEFAULT_TOPOLOGY))
-    up.add_argument("--openflow-port", type=int, default=6653)
     up.add_argument("--api-port", type=int, default=8080)
     up.add_argument("--lease-seconds", type=float, default=5.0,
                     help="how long a capture opened in the web UI outlives its page's last renewal")
@@ -362,6 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("vm")
     run.add_argument("command", nargs=argparse.REMAINDER)
     run.set_defaults(func=cmd_exec)
+    netns = sub.add_parser("netns", help="run a command in the lab's namespace (vRouters, fabric, "
+                                         "its Open vSwitch): mirrorlab netns -- CMD")
+    netns.add_argument("command", nargs=argparse.REMAINDER)
+    netns.set_defaults(func=cmd_netns)
     controller = sub.add_parser("controller", help="start, stop or restart the controller")
     controller.add_argument("action", choices=["start", "stop", "restart"])
     controller.set_defaults(func=cmd_controller)

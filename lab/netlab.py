@@ -4,9 +4,9 @@ vRouters are Open vSwitch bridges in the userspace datapath (this machine has no
 module), in secure fail mode, speaking OpenFlow 1.3 to the controller. The fabric is a plain
 learning OVS bridge joining every vRouter's uplink. Guest and analyzer VMs are Mininet hosts.
 
-Run as `python -m lab.netlab` by `mirrorlab up`; it records everything it creates in the lab
-state, answers a control socket (used by the controller to add analyzer VMs), and tears the
-lab down on SIGTERM.
+Run by `mirrorlab up` inside the lab's own network namespace, with the lab's own Open vSwitch
+(`lab.sandbox`); it records the processes it starts in the lab state, answers a control socket
+(used by the controller to add analyzer VMs), and tears the lab down on SIGTERM.
 """
 from __future__ import annotations
 
@@ -22,9 +22,10 @@ from pathlib import Path
 
 from mininet.log import setLogLevel
 from mininet.net import Mininet
-from mininet.node import OVSBridge, OVSSwitch, RemoteController
+from mininet.node import OVSBridge, OVSSwitch
 
 from lab import topofile
+from lab.sandbox import Sandbox
 from lab.state import LabState, process_record, stop_process
 from lab.topology import FABRIC_PORT, VM, Topology, vm_from_dict
 
@@ -33,37 +34,32 @@ LOG = logging.getLogger("mirrorlab.lab")
 # links get jumbo MTUs so no full-size guest frame is ever dropped on the way.
 JUMBO_MTU = 9000
 READY_TIMEOUT = 90.0
+# How soon a vRouter calls the controller again after losing it (ms; Open vSwitch's least):
+# a restarted controller gets its vRouters back within a second.
+RECONNECT_MS = 1000
 
 
 def _run(*args: str) -> None:
-    subprocess.run(args, check=True, capture_output=True)
+    result = subprocess.run(args, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{args[0]} failed: {(result.stderr or result.stdout).strip()}")
 
 
-def _quiet_root_end(link: str) -> None:
-    """Keep the machine's own IPv6 off a link whose root-namespace end belongs to a bridge:
-    its router solicitations would otherwise reach the VM or the fabric behind the bridge."""
+def _quiet_bridge_end(link: str) -> None:
+    """Keep the lab namespace's own IPv6 off a link whose end there belongs to a bridge: its
+    router solicitations would otherwise reach the VM or the fabric behind the bridge."""
     _run("sysctl", "-qw", f"net.ipv6.conf.{link}.disable_ipv6=1")
 
 
 class LabNetwork:
     """A topology brought up in Mininet, with every created resource recorded in `state`."""
 
-    def __init__(self, topology: Topology, state: LabState, openflow_port: int):
+    def __init__(self, topology: Topology, state: LabState, controller_target: str):
         self.topology = topology
         self.state = state
-        self.openflow_port = openflow_port
+        self.controller_target = controller_target
         self.net: Mininet | None = None
         self.lock = threading.Lock()
-
-    def check_names_free(self) -> None:
-        """Refuse to start if a bridge we would create exists already: it is not ours."""
-        existing = set(subprocess.run(["ovs-vsctl", "list-br"], capture_output=True, text=True,
-                                      check=True).stdout.split())
-        ours = {c.vrouter for c in self.topology.computes} | {self.topology.fabric_bridge}
-        clash = sorted(existing & ours)
-        if clash:
-            raise RuntimeError(f"bridge(s) {', '.join(clash)} exist already and were not made by "
-                               f"this lab; remove them or run `mirrorlab down` for a lab that made them")
 
     def build(self) -> None:
         """Create the fabric, the vRouters and the VMs, and start them."""
@@ -71,21 +67,16 @@ class LabNetwork:
         steps = 5
         net = self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False,
                                  waitConnected=False)
-        net.addController("c0", controller=RemoteController, ip="127.0.0.1",
-                          port=self.openflow_port)
 
         state.progress(f"[1/{steps}] creating the fabric and {len(topology.computes)} vRouters")
         fabric = net.addSwitch(topology.fabric_bridge, cls=OVSBridge, datapath="user",
                                dpid=f"{0xfa:016x}")
-        state.add("bridges", topology.fabric_bridge)
         for compute in topology.computes:
             vrouter = net.addSwitch(compute.vrouter, cls=OVSSwitch, datapath="user",
                                     failMode="secure", protocols="OpenFlow13",
                                     dpid=f"{compute.dpid:016x}")
-            state.add("bridges", compute.vrouter)
             net.addLink(vrouter, fabric, port1=FABRIC_PORT, intfName1=compute.fabric_port_name,
                         intfName2=compute.fabric_switch_port_name)
-            state.add("links", compute.fabric_port_name)
 
         state.progress(f"[2/{steps}] creating {len(topology.vms)} VMs")
         for count, vm in enumerate(topology.vms, 1):
@@ -94,7 +85,7 @@ class LabNetwork:
                 state.progress(f"      VMs {count}/{len(topology.vms)}")
 
         state.progress(f"[3/{steps}] starting vRouters (userspace datapath, OpenFlow 1.3, "
-                       f"controller tcp:127.0.0.1:{self.openflow_port})")
+                       f"controller {self.controller_target})")
         net.build()
         for host in net.hosts:
             state.add("hosts", {"name": host.name, **process_record(host.pid)})
@@ -103,9 +94,10 @@ class LabNetwork:
         net.start()
         for switch in net.switches:
             switch.cmd("ovs-vsctl set bridge", switch.name, "other_config:disable-in-band=true")
+        self._connect_vrouters()
         for compute in topology.computes:
             for name in (compute.fabric_port_name, compute.fabric_switch_port_name):
-                _quiet_root_end(name)
+                _quiet_bridge_end(name)
                 _run("ip", "link", "set", "dev", name, "mtu", str(JUMBO_MTU))
             # Static entries: a compute node that only receives (an analyzer's) would never be
             # learned, and every frame to it would be flooded to all compute nodes.
@@ -114,13 +106,21 @@ class LabNetwork:
         for vm in topology.vms:
             self._configure_vm(vm)
 
+    def _connect_vrouters(self) -> None:
+        """Point every vRouter at the controller, in one transaction."""
+        command = ["ovs-vsctl"]
+        for compute in self.topology.computes:
+            command += ["--", f"--id=@c{compute.index}", "create", "Controller",
+                        f'target="{self.controller_target}"', f"max_backoff={RECONNECT_MS}",
+                        "--", "set", "Bridge", compute.vrouter, f"controller=@c{compute.index}"]
+        _run(*command)
+
     def _add_host(self, vm: VM):
         host = self.net.addHost(vm.name, ip=None)
         vrouter = self.net.get(self.topology.compute(vm.compute).vrouter)
         for interface in vm.interfaces:
             self.net.addLink(host, vrouter, port2=interface.ofport, intfName1=interface.name,
                              intfName2=interface.port_name, addr1=interface.mac)
-            self.state.add("links", interface.port_name)
         return host
 
     def _configure_vm(self, vm: VM) -> None:
@@ -138,7 +138,7 @@ class LabNetwork:
                 commands.append(f"ip -6 addr add {interface.ip6}/{interface.prefixlen6} "
                                 f"dev {interface.name} nodad")
             _run("ethtool", "-K", interface.port_name, "tx", "off", "tso", "off", "gso", "off")
-            _quiet_root_end(interface.port_name)
+            _quiet_bridge_end(interface.port_name)
             _run("ip", "link", "set", "dev", interface.port_name, "mtu", str(mtu), "up")
         host.cmd(" ; ".join(commands))
         if vm.analyzer:
@@ -154,12 +154,10 @@ class LabNetwork:
         with self.lock:
             if vm.name in self.net.nameToNode:
                 raise ValueError(f"vm '{vm.name}' exists already")
-            # Mininet deletes an existing interface of the same name before it makes a link:
-            # never let it take a port that another lab on this machine made.
+            # Mininet deletes an existing interface of the same name before it makes a link.
             taken = [i.port_name for i in vm.interfaces if Path(f"/sys/class/net/{i.port_name}").exists()]
             if taken:
-                raise ValueError(f"port(s) {', '.join(taken)} exist already on this machine "
-                                 f"(another lab's?); not replacing them")
+                raise ValueError(f"port(s) {', '.join(taken)} exist already; not replacing them")
             host = self._add_host(vm)
             self.state.add("hosts", {"name": vm.name, **process_record(host.pid)})
             vrouter = self.topology.compute(vm.compute).vrouter
@@ -183,8 +181,6 @@ class LabNetwork:
             host.stop(deleteIntfs=True)
             self.net.hosts.remove(host)
             del self.net.nameToNode[name]
-            for interface in vm.interfaces:
-                self.state.remove("links", interface.port_name)
             self.state.forget("hosts", name)
             self.topology = self.topology.without_vm(name)
 
@@ -251,19 +247,17 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the lab process."""
     parser = argparse.ArgumentParser(prog="python -m lab.netlab")
     parser.add_argument("--topology", required=True)
-    parser.add_argument("--openflow-port", type=int, default=6653)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     setLogLevel("warning")
     state = LabState()
     topology = topofile.load(args.topology)
-    lab = LabNetwork(topology, state, args.openflow_port)
+    lab = LabNetwork(topology, state, Sandbox(state).openflow_target)
 
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     try:
-        lab.check_names_free()
         lab.build()
         state.socket_path.unlink(missing_ok=True)
         server = _ControlServer(str(state.socket_path), _ControlHandler)

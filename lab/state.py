@@ -2,13 +2,17 @@
 after the lab process crashed.
 
 The state directory (default /run/mirrorlab, or $MIRRORLAB_STATE_DIR) holds:
-  lab.json        topology file, ports, and the processes, bridges and links the lab made
+  lab.json        settings, the lab's network namespace and the processes the lab started
+  topology.yaml   the validated topology every process of the lab loads (a copy made at `up`)
   progress.log    bring-up progress, read by `mirrorlab up`
   lab.sock        the lab process's control socket (analyzer VMs are added through it)
+  ovs/            the lab's own Open vSwitch: database, sockets, logs, and openflow.sock, the
+                  controller's OpenFlow socket that the vRouters call (see `lab.sandbox`)
   controller.db   the controller's capture store
   captures/       the pcap files analyzers recorded
   *.log           process logs
 Processes are recorded with their start time, so a recycled PID is never killed by mistake.
+Bridges and links need no record: they live in the lab's namespace and go with it.
 """
 from __future__ import annotations
 
@@ -16,7 +20,6 @@ import fcntl
 import json
 import os
 import signal
-import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -88,6 +91,10 @@ class LabState:
         return self.dir / "lab.sock"
 
     @property
+    def topology_path(self) -> Path:
+        return self.dir / "topology.yaml"
+
+    @property
     def progress_path(self) -> Path:
         return self.dir / "progress.log"
 
@@ -123,16 +130,11 @@ class LabState:
             tmp.replace(self.record_path)
 
     def add(self, kind: str, item) -> None:
-        """Append `item` to the list `kind` (bridges, links, hosts, switches, recorders)."""
+        """Append `item` to the list `kind` (hosts, switches, recorders)."""
         with self.update() as record:
             items = record.setdefault(kind, [])
             if item not in items:
                 items.append(item)
-
-    def remove(self, kind: str, item) -> None:
-        """Drop `item` from the list `kind`."""
-        with self.update() as record:
-            record[kind] = [i for i in record.get(kind, []) if i != item]
 
     def forget(self, kind: str, name: str) -> list[dict]:
         """Drop the records called `name` from the list `kind` (hosts, recorders); return them."""
@@ -147,8 +149,8 @@ class LabState:
             log.write(message + "\n")
 
     def sweep(self) -> list[str]:
-        """Remove every recorded resource that still exists; return what was removed.
-        Only what this lab recorded is touched."""
+        """Stop every recorded process that still runs; return what was stopped. Only what
+        this lab recorded is touched (its namespace is removed by `lab.sandbox`)."""
         record = self.read()
         removed = []
         for kind in ("lab_process", "controller_process"):
@@ -159,17 +161,6 @@ class LabState:
             if process_alive(host):
                 stop_process(host, timeout=2, sig=signal.SIGKILL)
                 removed.append(f"process {host['pid']} ({host.get('name', 'host')})")
-        existing = set(subprocess.run(["ovs-vsctl", "--timeout=10", "list-br"], capture_output=True,
-                                      text=True).stdout.split())
-        for bridge in record.get("bridges", []):
-            if bridge in existing:
-                subprocess.run(["ovs-vsctl", "--timeout=10", "--if-exists", "del-br", bridge],
-                               check=False)
-                removed.append(f"bridge {bridge}")
-        for link in record.get("links", []):
-            if Path(f"/sys/class/net/{link}").exists():
-                subprocess.run(["ip", "link", "del", link], check=False, capture_output=True)
-                removed.append(f"link {link}")
         return removed
 
     def clear(self, keep_logs: bool = False) -> None:

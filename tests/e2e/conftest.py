@@ -1,8 +1,9 @@
 """End-to-end fixtures: one real lab (Open vSwitch, Mininet, os-ken) for the whole session.
 
-The lab runs from its own state directory and ports, so it never touches a lab a user started.
-Set MIRRORLAB_E2E_TOPOLOGY, MIRRORLAB_E2E_STATE_DIR, MIRRORLAB_E2E_API_PORT and
-MIRRORLAB_E2E_OPENFLOW_PORT to run it elsewhere.
+The lab runs from its own state directory and API port, and like every lab in its own network
+namespace with its own Open vSwitch, so it never touches a lab a user started, even one with the
+same names. Set MIRRORLAB_E2E_TOPOLOGY, MIRRORLAB_E2E_STATE_DIR and MIRRORLAB_E2E_API_PORT to run
+it elsewhere.
 """
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ REPO = Path(__file__).resolve().parents[2]
 TOPOLOGY = Path(os.environ.get("MIRRORLAB_E2E_TOPOLOGY", REPO / "topologies" / "default.yaml"))
 STATE_DIR = Path(os.environ.get("MIRRORLAB_E2E_STATE_DIR", "/run/mirrorlab-e2e"))
 API_PORT = int(os.environ.get("MIRRORLAB_E2E_API_PORT", "8090"))
-OPENFLOW_PORT = int(os.environ.get("MIRRORLAB_E2E_OPENFLOW_PORT", "6663"))
 ARTIFACTS = REPO / "artifacts"
 
 
@@ -61,6 +61,15 @@ class Lab:
         return subprocess.Popen([sys.executable, "-m", "lab.cli", "exec", vm, "--", "sh", "-c", command],
                                 env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
+    def netns_command(self, *argv: str) -> list[str]:
+        """`argv` as a command run in the lab's namespace, with the lab's Open vSwitch."""
+        return [sys.executable, "-m", "lab.cli", "netns", "--", *argv]
+
+    def netns(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Run a command in the lab's namespace (its vRouters and fabric), e.g. ovs-ofctl."""
+        return subprocess.run(self.netns_command(*argv), env=self.env, capture_output=True,
+                              text=True, check=check, timeout=120)
+
     def api(self, method: str, path: str, **kwargs) -> httpx.Response:
         """A request to the controller's REST API."""
         return self.http.request(method, path, **kwargs)
@@ -71,8 +80,8 @@ class Lab:
 
     def flows(self, compute: str) -> list[str]:
         """The vRouter's flow table as `ovs-ofctl dump-flows` prints it, one flow a line."""
-        output = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "--no-stats", "dump-flows",
-                                 f"vr-{compute}"], capture_output=True, text=True, check=True).stdout
+        output = self.netns("ovs-ofctl", "-O", "OpenFlow13", "--no-stats", "dump-flows",
+                            f"vr-{compute}").stdout
         return sorted(line.strip() for line in output.splitlines() if "cookie=" in line)
 
     def wait_for(self, condition, timeout: float = 20.0, interval: float = 0.2, what: str = "condition"):
@@ -97,8 +106,7 @@ def lab():
     ARTIFACTS.mkdir(exist_ok=True)
     running = Lab()
     running.cli("down", check=False)
-    running.cli("up", str(TOPOLOGY), "--api-port", str(API_PORT),
-                "--openflow-port", str(OPENFLOW_PORT))
+    running.cli("up", str(TOPOLOGY), "--api-port", str(API_PORT))
     yield running
     keep_logs(ARTIFACTS / "lab-logs")
     running.cli("down")

@@ -17,7 +17,7 @@ from scapy.all import ICMP, IP, Ether, rdpcap
 from scapy.contrib.mpls import MPLS
 
 from controller.pipeline import FORWARD
-from tests.e2e.conftest import ARTIFACTS, STATE_DIR
+from tests.e2e.conftest import ARTIFACTS, STATE_DIR, TOPOLOGY
 
 
 def ping_ok(lab, vm: str, target: str, count: int = 3, six: bool = False) -> bool:
@@ -108,8 +108,9 @@ def test_fabric_carries_mpls_with_the_network_label(lab):
     blue = lab.topology.network("blue")
     compute1, compute2 = lab.topology.compute("compute1"), lab.topology.compute("compute2")
     pcap = ARTIFACTS / "fabric-compute1.pcap"
-    sniffer = subprocess.Popen(["timeout", "5", "tcpdump", "-n", "-i", compute1.fabric_port_name,
-                                "-w", str(pcap), "mpls"], stderr=subprocess.DEVNULL)
+    sniffer = subprocess.Popen(lab.netns_command("timeout", "5", "tcpdump", "-n", "-i",
+                                                 compute1.fabric_port_name, "-w", str(pcap), "mpls"),
+                               env=lab.env, stderr=subprocess.DEVNULL)
     time.sleep(1)
     assert ping_ok(lab, "vm1", "10.1.1.12", count=2)
     # Guests' multicast crosses the fabric too (vm3 is blue, on compute1): flooded, same label.
@@ -130,8 +131,7 @@ def test_fabric_carries_mpls_with_the_network_label(lab):
             pings.append((inner[IP].src, inner[ICMP].type))
     assert sorted(pings) == [("10.1.1.11", 8), ("10.1.1.11", 8), ("10.1.1.12", 0), ("10.1.1.12", 0)]
     assert flooded_from_vm3 >= 1
-    fdb = subprocess.run(["ovs-appctl", "fdb/show", lab.topology.fabric_bridge], capture_output=True,
-                         text=True, check=True).stdout
+    fdb = lab.netns("ovs-appctl", "fdb/show", lab.topology.fabric_bridge).stdout
     for compute in lab.topology.computes:
         assert re.search(rf"\b{compute.fabric_mac}\s+static", fdb), fdb
     decoded = subprocess.run(["tshark", "-r", str(pcap), "-d", f"mpls.label=={blue.label},pwethnocw",
@@ -151,13 +151,13 @@ def test_controller_kill_and_restart_reconciles_without_loss(lab):
     pinger = lab.popen("vm1", "ping -c 150 -i 0.05 -W 1 10.1.1.12")
     time.sleep(0.5)
     os.kill(controller_pid(lab), signal.SIGKILL)
-    subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "add-flow", "vr-compute2",
-                    f"cookie=0x1234,table={FORWARD},priority=7,udp,actions=drop"], check=True)
+    lab.netns("ovs-ofctl", "-O", "OpenFlow13", "add-flow", "vr-compute2",
+              f"cookie=0x1234,table={FORWARD},priority=7,udp,actions=drop")
     victim = next(line for line in before["compute3"]
                   if f"table={FORWARD}," in line and "priority=200" in line)
     match = re.search(r"priority=200,(\S+)", victim).group(1)
-    subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "--strict", "del-flows", "vr-compute3",
-                    f"table={FORWARD},priority=200,{match}"], check=True)
+    lab.netns("ovs-ofctl", "-O", "OpenFlow13", "--strict", "del-flows", "vr-compute3",
+              f"table={FORWARD},priority=200,{match}")
     assert lab.flows("compute3") != before["compute3"]
     time.sleep(1)
     lab.cli("controller", "start")
@@ -213,73 +213,53 @@ def test_second_up_refuses_while_a_lab_runs(lab):
     assert ping_ok(lab, "vm1", "10.1.1.13")
 
 
-SCRATCH_TOPOLOGY = """\
-name: scratch
-computes: [zc1, zc2]
-networks:
-  - {name: green, subnet: 10.77.0.0/24}
-vms:
-  - {name: zv1, compute: zc1, network: green}
-  - {name: zv2, compute: zc2, network: green}
-"""
-
-
-def lab_footprint() -> dict:
-    """Bridges, links and processes on this machine that a scratch lab could leave behind."""
-    bridges = subprocess.run(["ovs-vsctl", "list-br"], capture_output=True, text=True).stdout.split()
-    links = os.listdir("/sys/class/net")
-    processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    return {"bridges": sorted(b for b in bridges if "zc" in b or b == "mlf-scratch"),
-            "links": sorted(link for link in links if "zv" in link or "zc" in link),
-            "processes": [p for p in processes.splitlines() if "scratch.yaml" in p]}
+def lab_footprint(state_dir: Path) -> dict:
+    """What a lab in `state_dir` has on this machine: its namespace and the processes in it,
+    and processes started for it (they carry its state directory in their environment)."""
+    netns = json.loads((state_dir / "lab.json").read_text()).get("netns") \
+        if (state_dir / "lab.json").exists() else None
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    processes = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if f"MIRRORLAB_STATE_DIR={state_dir}\0".encode() in environ.read_bytes():
+                processes.append(environ.parent.name)
+        except OSError:
+            pass
+    return {"namespaces": [line.split()[0] for line in namespaces.splitlines()
+                           if netns and line.split()[0] == netns],
+            "processes": processes}
 
 
 @pytest.mark.parametrize("crash", [False, True], ids=["clean", "after-crash"])
-def test_down_removes_exactly_what_the_lab_made(tmp_path, crash):
-    """A second lab comes up beside the first and goes down leaving nothing behind, also after
-    its processes were killed with SIGKILL; a bridge it did not make survives."""
-    topology = tmp_path / "scratch.yaml"
-    topology.write_text(SCRATCH_TOPOLOGY)
-    env = {**os.environ, "MIRRORLAB_STATE_DIR": str(STATE_DIR) + "-scratch"}
+def test_a_second_lab_with_the_same_names_coexists_and_leaves_nothing(lab, crash):
+    """A second lab of the very same topology (same bridge, port and VM names) comes up beside
+    the session's lab, both forward, and `down` leaves nothing of it behind, also after its
+    processes were killed with SIGKILL; the session's lab is untouched throughout."""
+    state_dir = Path(str(STATE_DIR) + "-twin")
+    env = {**os.environ, "MIRRORLAB_STATE_DIR": str(state_dir)}
     cli = [sys.executable, "-m", "lab.cli"]
-    subprocess.run(["ovs-vsctl", "--may-exist", "add-br", "zz-foreign",
-                    "--", "set", "bridge", "zz-foreign", "datapath_type=netdev"], check=True)
+    before = {c.name: lab.flows(c.name) for c in lab.topology.computes}
     try:
-        up = subprocess.run(cli + ["up", str(topology), "--api-port", "8099", "--openflow-port", "6699",
-                                   "--lease-seconds", "2.5"],
+        up = subprocess.run(cli + ["up", str(TOPOLOGY), "--api-port", "8099", "--lease-seconds", "2.5"],
                             env=env, capture_output=True, text=True, timeout=300)
         assert up.returncode == 0, up.stdout + up.stderr
         assert "[5/5] checking reachability" in up.stdout and "is up in" in up.stdout
-        assert httpx.get("http://127.0.0.1:8099/api/config").json() == {"lease_seconds": 2.5}
-        assert lab_footprint()["bridges"] == ["mlf-scratch", "vr-zc1", "vr-zc2"]
+        assert httpx.get("http://127.0.0.1:8099/api/config").json()["lease_seconds"] == 2.5
+        twin_ping = subprocess.run(cli + ["exec", "vm1", "--", "ping", "-c", "2", "-q", "10.1.1.12"],
+                                   env=env, capture_output=True, text=True, timeout=60)
+        assert twin_ping.returncode == 0, twin_ping.stdout
+        assert ping_ok(lab, "vm1", "10.1.1.12", count=2)
+        footprint = lab_footprint(state_dir)
+        assert footprint["namespaces"] and footprint["processes"]
         if crash:
-            record = json.loads((Path(env["MIRRORLAB_STATE_DIR"]) / "lab.json").read_text())
-            for kind in ("lab_process", "controller_process"):
+            record = json.loads((state_dir / "lab.json").read_text())
+            for kind in ("lab_process", "controller_process", "ovs-vswitchd_process"):
                 os.kill(record[kind]["pid"], signal.SIGKILL)
         down = subprocess.run(cli + ["down"], env=env, capture_output=True, text=True, timeout=300)
         assert down.returncode == 0, down.stderr
-        assert lab_footprint() == {"bridges": [], "links": [], "processes": []}
-        assert "zz-foreign" in subprocess.run(["ovs-vsctl", "list-br"], capture_output=True,
-                                              text=True).stdout.split()
+        assert lab_footprint(state_dir) == {"namespaces": [], "processes": []}
     finally:
         subprocess.run(cli + ["down"], env=env, capture_output=True)
-        subprocess.run(["ovs-vsctl", "--if-exists", "del-br", "zz-foreign"])
-
-
-def test_up_refuses_a_bridge_it_did_not_make(tmp_path):
-    """If a bridge with one of the lab's names exists, `up` refuses and leaves it in place."""
-    topology = tmp_path / "scratch.yaml"
-    topology.write_text(SCRATCH_TOPOLOGY)
-    env = {**os.environ, "MIRRORLAB_STATE_DIR": str(STATE_DIR) + "-scratch"}
-    cli = [sys.executable, "-m", "lab.cli"]
-    subprocess.run(["ovs-vsctl", "add-br", "vr-zc2"], check=True)
-    try:
-        up = subprocess.run(cli + ["up", str(topology), "--api-port", "8099", "--openflow-port", "6699"],
-                            env=env, capture_output=True, text=True, timeout=300)
-        assert up.returncode == 1
-        assert "vr-zc2 exist already and were not made by this lab" in up.stdout + up.stderr
-        assert "vr-zc2" in subprocess.run(["ovs-vsctl", "list-br"], capture_output=True, text=True).stdout
-        assert lab_footprint()["bridges"] == ["vr-zc2"]
-    finally:
-        subprocess.run(cli + ["down"], env=env, capture_output=True)
-        subprocess.run(["ovs-vsctl", "--if-exists", "del-br", "vr-zc2"])
+    assert {c.name: lab.flows(c.name) for c in lab.topology.computes} == before
+    assert ping_ok(lab, "vm1", "10.1.1.12", count=2)

@@ -1,0 +1,24 @@
+"""What of a running lab has died: read from the lab's record, for `mirrorlab status` and the
+controller's API (which refuses changes to a lab that is not whole)."""
+from __future__ import annotations
+
+from lab.sandbox import Sandbox
+from lab.state import LabState, process_alive
+
+
+def lab_problems(state: LabState) -> list[str]:
+    """One line for each part of the lab recorded in `state` that is not running (the lab
+    process, its Open vSwitch, a VM, an analyzer's recorder); empty when the lab is whole."""
+    record = state.read()
+    if not record.get("lab_process"):
+        return ["the lab is not up"]
+    problems = []
+    if not process_alive(record["lab_process"]):
+        problems.append(f"the lab process (pid {record['lab_process']['pid']}) is not running: "
+                        f"the VMs are gone; run `mirrorlab down`, then `mirrorlab up`")
+    if record.get("netns") and Sandbox(state).vswitchd_pid() is None:
+        problems.append("the lab's Open vSwitch (ovs-vswitchd) is not running")
+    for host in record.get("hosts", []):
+        if not process_alive(host):
+            problems.append(f"vm {host['name']} (pid {host['pid']}) is not running")
+    return problems

@@ -1,0 +1,167 @@
+"""Each lab's own network namespace and Open vSwitch.
+
+A lab never shares a switch or a name with anything else on the machine: `mirrorlab up` makes a
+network namespace for it and starts a private ovsdb-server and ovs-vswitchd inside (userspace
+datapath, restarted by their monitor if they crash). The vRouters, the fabric and the vRouter
+ends of every VM link live in that namespace, so two labs (a user's and the test suite's, say)
+can use the same bridge, port and VM names; a stress test or a crash in one lab's Open vSwitch
+cannot hurt another; and no lab address ever appears in the machine's own namespace.
+
+The vRouters reach the controller, which runs in the machine's namespace, over a Unix socket in
+the lab's Open vSwitch run directory that only root can open.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from lab.state import LabState, process_alive, process_record, process_start_time, stop_process
+
+OVS_SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
+START_TIMEOUT = 20.0
+
+
+class SandboxError(RuntimeError):
+    """The lab's namespace or Open vSwitch could not be made or reached."""
+
+
+def _netns_exists(name: str) -> bool:
+    return Path(f"/run/netns/{name}").exists()
+
+
+def _parent_pid(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class Sandbox:
+    """The namespace and Open vSwitch of the lab recorded in `state`."""
+
+    def __init__(self, state: LabState):
+        self.state = state
+
+    @property
+    def ovs_dir(self) -> Path:
+        """Where the lab's Open vSwitch keeps its database, sockets, pid files and logs."""
+        return self.state.dir / "ovs"
+
+    @property
+    def netns(self) -> str | None:
+        """The name of the lab's network namespace, once made."""
+        return self.state.read().get("netns")
+
+    @property
+    def openflow_socket(self) -> Path:
+        """The controller's OpenFlow listening socket (Open vSwitch calls Unix sockets only
+        inside its own run directory)."""
+        return self.ovs_dir / "openflow.sock"
+
+    @property
+    def openflow_target(self) -> str:
+        """The controller target the vRouters connect to (ovs-vsctl set-controller syntax)."""
+        return f"unix:{self.openflow_socket}"
+
+    def env(self) -> dict[str, str]:
+        """Environment variables pointing ovs-vsctl, ovs-ofctl and ovs-appctl at this lab's
+        Open vSwitch."""
+        return {"OVS_RUNDIR": str(self.ovs_dir), "OVS_DBDIR": str(self.ovs_dir),
+                "OVS_LOGDIR": str(self.ovs_dir)}
+
+    def command(self, argv: list[str]) -> list[str]:
+        """`argv` as a command run inside the lab's namespace, with the lab's Open vSwitch."""
+        if not self.netns:
+            raise SandboxError("the lab has no network namespace (is it up?)")
+        return ["ip", "netns", "exec", self.netns, "env",
+                *(f"{key}={value}" for key, value in self.env().items()), *argv]
+
+    def run(self, *argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run a command inside the lab's namespace and return its result."""
+        result = subprocess.run(self.command(list(argv)), capture_output=True, text=True,
+                                timeout=timeout)
+        if check and result.returncode != 0:
+            raise SandboxError(f"{' '.join(argv)} failed: {(result.stderr or result.stdout).strip()}")
+        return result
+
+    def vswitchd_pid(self) -> int | None:
+        """The PID of the lab's ovs-vswitchd now (its monitor restarts it with a new one)."""
+        try:
+            pid = int((self.ovs_dir / "ovs-vswitchd.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if process_start_time(pid) is not None else None
+
+    def create(self, lab_name: str) -> None:
+        """Make the namespace and start Open vSwitch in it; everything is recorded first, so
+        `destroy` removes it even if this fails half-way."""
+        netns = self._free_netns_name(lab_name)
+        with self.state.update() as record:
+            record["netns"] = netns
+        subprocess.run(["ip", "netns", "add", netns], check=True, capture_output=True)
+        self.run("ip", "link", "set", "lo", "up")
+        self.ovs_dir.mkdir(parents=True, exist_ok=True)
+        database = self.ovs_dir / "conf.db"
+        subprocess.run(["ovsdb-tool", "create", str(database), str(OVS_SCHEMA)], check=True,
+                       capture_output=True)
+        self.run("ovsdb-server", str(database), f"--remote=punix:{self.ovs_dir / 'db.sock'}",
+                 "--pidfile", "--monitor", "--detach", "--log-file", "--no-chdir")
+        self._record_daemon("ovsdb-server")
+        self.run("ovs-vsctl", "--no-wait", "init")
+        self.run("ovs-vswitchd", "--pidfile", "--monitor", "--detach", "--log-file", "--no-chdir",
+                 )
+        self._record_daemon("ovs-vswitchd")
+        deadline = time.monotonic() + START_TIMEOUT
+        while self.run("ovs-vsctl", "--timeout=2", "show", check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise SandboxError(f"the lab's Open vSwitch did not start; see {self.ovs_dir}")
+            time.sleep(0.1)
+
+    def _free_netns_name(self, lab_name: str) -> str:
+        """Named after the state directory (mirrorlab, mirrorlab-e2e...), or the lab."""
+        base = re.sub(r"[^a-z0-9-]", "-", self.state.dir.name.lower())[:32] or lab_name
+        if not base.startswith("mirrorlab"):
+            base = f"mirrorlab-{base}"
+        name, n = base, 1
+        while _netns_exists(name):
+            n += 1
+            name = f"{base}-{n}"
+        return name
+
+    def _record_daemon(self, daemon: str) -> None:
+        pid = int((self.ovs_dir / f"{daemon}.pid").read_text().strip())
+        monitor = _parent_pid(pid)
+        with self.state.update() as record:
+            record[f"{daemon}_process"] = process_record(pid)
+            if monitor and monitor != 1:
+                record[f"{daemon}_monitor"] = process_record(monitor)
+
+    def destroy(self) -> list[str]:
+        """Stop the lab's Open vSwitch, then anything else still running in its namespace
+        (only the lab's own processes can be there), and delete the namespace; return the
+        leftovers that had to be stopped."""
+        record = self.state.read()
+        # The monitors first, or they would restart what is stopped next.
+        for kind in ("ovs-vswitchd_monitor", "ovsdb-server_monitor", "ovs-vswitchd_process",
+                     "ovsdb-server_process"):
+            stop_process(record.get(kind), timeout=2, sig=signal.SIGKILL)
+        current = self.vswitchd_pid()  # restarted by its monitor since it was recorded
+        if current is not None:
+            stop_process(process_record(current), timeout=2, sig=signal.SIGKILL)
+        removed = []
+        netns = record.get("netns")
+        if netns and _netns_exists(netns):
+            pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True,
+                                  text=True).stdout.split()
+            for pid in pids:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                    removed.append(f"process {pid} in namespace {netns}")
+                except (ProcessLookupError, ValueError):
+                    pass
+            subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+        return removed
