@@ -27,6 +27,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -355,7 +356,7 @@ def run_lab(args, ovs: PrivateOvs, watchdog: Watchdog) -> dict:
         stop.set()
         for worker in workers:
             worker.join(timeout=90)
-        ping.terminate()
+        ping.send_signal(signal.SIGINT)  # ping prints its summary on SIGINT
         ping_output = ping.communicate(timeout=30)[0].strip().splitlines()[-2:]
         return {"topology": str(args.topology), "workers": args.workers,
                 "ping": f"{pinger} -> {target} at {args.ping_rate}/s", "ping_summary": ping_output,
