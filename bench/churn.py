@@ -117,6 +117,17 @@ class PrivateOvs:
         return [line for line in lines if "|EMER|" in line or "assertion" in line
                 or "Aborted" in line or "terminating with signal" in line]
 
+    def flow_mod_errors(self) -> list[str]:
+        """The log lines since the start where ovs-vswitchd refused a flow mod: a stress whose
+        flows were never installed proves nothing."""
+        try:
+            with open(self.log_path, errors="replace") as logfile:
+                logfile.seek(self.log_offset)
+                lines = logfile.read().splitlines()
+        except OSError:
+            return []
+        return [line for line in lines if "error reply to OFPT_FLOW_MOD" in line]
+
     def keep_log(self, output: Path) -> None:
         """Copy ovs-vswitchd's log to `output` (its directory goes when the stress ends)."""
         if self.log_path.exists():
@@ -326,6 +337,21 @@ def capture_worker(lab: StressLab, targets: list[tuple[str, str]], stop: threadi
                 counts[outcome] = counts.get(outcome, 0) + 1
 
 
+def mirror_check(lab: StressLab, pinger: str, target: str) -> dict:
+    """After the churn, one capture of `pinger` (both directions) while it pings `target`
+    three times: the copies it should get (6) and the packets the analyzer recorded."""
+    capture = lab.http.post("/api/captures", json={"vm": pinger, "analyzer": ANALYZER}).json()
+    lab.cli("exec", pinger, "--", "ping", "-c", "3", "-i", "0.2", target, check=False)
+    recorded = 0
+    for _ in range(25):
+        time.sleep(0.2)
+        recorded = lab.http.get(f"/api/captures/{capture['id']}").json()["packets"]
+        if recorded >= 6:
+            break
+    lab.http.delete(f"/api/captures/{capture['id']}")
+    return {"expected": 6, "recorded": recorded}
+
+
 def run_lab(args, ovs: PrivateOvs, watchdog: Watchdog) -> dict:
     """The incident: captures churned by many clients while a VM pings."""
     lab = StressLab(args.topology)
@@ -358,7 +384,8 @@ def run_lab(args, ovs: PrivateOvs, watchdog: Watchdog) -> dict:
             worker.join(timeout=90)
         ping.send_signal(signal.SIGINT)  # ping prints its summary on SIGINT
         ping_output = ping.communicate(timeout=30)[0].strip().splitlines()[-2:]
-        return {"topology": str(args.topology), "workers": args.workers,
+        return {"mirror_check": mirror_check(lab, pinger, target) if ovs.state() == "alive"
+                else None,"topology": str(args.topology), "workers": args.workers,
                 "ping": f"{pinger} -> {target} at {args.ping_rate}/s", "ping_summary": ping_output,
                 "requests": counts, "targets": [f"{c}/{i}" for c, i in targets]}
     finally:
@@ -412,14 +439,19 @@ def main(argv=None) -> int:
         "mode": args.mode, "seconds": round(time.monotonic() - started, 1),
         "ovs_vswitchd": ovs.state(),
         "failed_after_seconds": None if watchdog.failed_at is None else round(watchdog.failed_at, 1),
-        "log_emergencies": ovs.emergencies(), "error": error, **details,
+        "log_emergencies": ovs.emergencies(), "flow_mod_errors": ovs.flow_mod_errors()[:5],
+        "error": error, **details,
     }
     ovs.keep_log(args.output)
     (args.output / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     survived = report["ovs_vswitchd"] == "alive" and not report["log_emergencies"]
     log(f"ovs-vswitchd {'survived' if survived else 'DID NOT SURVIVE'}; report in {args.output}")
-    return 0 if survived and error is None else 1
+    check = report.get("mirror_check")
+    valid = not report["flow_mod_errors"] and (check is None or check["recorded"] >= check["expected"])
+    if not valid:
+        log("the stress is not valid: ovs-vswitchd refused flows, or mirroring did not work")
+    return 0 if survived and valid and error is None else 1
 
 
 if __name__ == "__main__":
