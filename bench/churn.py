@@ -315,7 +315,7 @@ def capture_worker(lab: StressLab, targets: list[tuple[str, str]], stop: threadi
                    counts: dict, lock: threading.Lock, seed: int) -> None:
     """Start a capture of a random interface and direction, keep it a moment, stop it; again."""
     rng = random.Random(seed)
-    with httpx.Client(base_url=f"http://127.0.0.1:{API_PORT}", timeout=60) as http:
+    with httpx.Client(base_url=f"http://127.0.0.1:{API_PORT}", timeout=15) as http:
         while not stop.is_set():
             vrouter, interface = rng.choice(targets)
             outcome = "started"
