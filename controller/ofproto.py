@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import struct
 
+from os_ken.ofproto import nicira_ext
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
@@ -91,6 +92,11 @@ def ofp_action(action):
     if isinstance(action, Output):
         port = ofp.OFPP_IN_PORT if action.port == "in_port" else action.port
         return parser.OFPActionOutput(port, 0)
+    if isinstance(action, SetField) and action.field == "in_port":
+        # OpenFlow forbids Set-Field on OXM in_port (OVS refuses it: OFPBAC_BAD_SET_ARGUMENT);
+        # OVS's own NXM in_port is writable by a load, as `set_field:N->in_port` in ovs-ofctl.
+        return parser.NXActionRegLoad(ofs_nbits=nicira_ext.ofs_nbits(0, 15), dst="in_port_nxm",
+                                      value=action.value)
     if isinstance(action, SetField):
         return parser.OFPActionSetField(**{action.field: action.value})
     if isinstance(action, Move):

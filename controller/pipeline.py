@@ -177,34 +177,34 @@ def capture_flows(topology: Topology, capture: Capture) -> dict[str, list[Flow]]
     analyzer = analyzers(topology)[capture.analyzer].interfaces[0]
     flows: dict[str, list[Flow]] = defaultdict(list)
 
-    copy = [Encap("mpls"), SetField("mpls_label", capture.label), Encap("ethernet")]
+    # The copy first clears its input port (only the clone's: the original keeps it), so its
+    # output is never to "the input port", which OpenFlow would skip. Open vSwitch 3.1 cannot
+    # skip an output after encap(ethernet) in a clone: the pending Ethernet push leaks out of
+    # the clone onto the original packet, and ovs-vswitchd aborts at the packet's next action
+    # (`assertion !dp_packet_is_eth(packet) failed in push_eth()`). A copy's flow must not
+    # depend on another flow (one for "came in on the exit port") being installed at the same
+    # moment either: the controller adds and deletes flows one at a time.
+    copy = [SetField("in_port", 0), Encap("mpls"), SetField("mpls_label", capture.label),
+            Encap("ethernet")]
     if analyzer.compute == source.name:
-        copy += [SetField("eth_src", VROUTER_MAC), SetField("eth_dst", analyzer.mac)]
-        exit_port = analyzer.ofport
+        copy += [SetField("eth_src", VROUTER_MAC), SetField("eth_dst", analyzer.mac),
+                 Output(analyzer.ofport)]
     else:
         target = topology.compute(analyzer.compute)
-        copy += [SetField("eth_src", source.fabric_mac), SetField("eth_dst", target.fabric_mac)]
-        exit_port = FABRIC_PORT
+        copy += [SetField("eth_src", source.fabric_mac), SetField("eth_dst", target.fabric_mac),
+                 Output(FABRIC_PORT)]
         flows[target.name].append(flow(
             CLASSIFY, 200, in_port=FABRIC_PORT, eth_type=0x8847, mpls_label=capture.label,
             owner=owner,
             actions=[Decap(), Encap("ethernet"), SetField("eth_src", VROUTER_MAC),
                      SetField("eth_dst", analyzer.mac), Output(analyzer.ofport)]))
 
-    def copy_of_packet_from(in_port: int | None) -> list:
-        # OpenFlow drops output to the port a packet came in on, unless it says "in_port".
-        exit_action = Output("in_port") if in_port == exit_port else Output(exit_port)
-        return [Clone(tuple(copy + [exit_action]))]
-
     if capture.direction.copies_ingress:
         table = INGRESS_MIRROR + capture.slot
         flows[source.name].append(flow(table, 100, in_port=port, owner=owner,
-                                       actions=copy_of_packet_from(port), goto=_next_slot(table)))
+                                       actions=[Clone(tuple(copy))], goto=_next_slot(table)))
     if capture.direction.copies_egress:
         table = EGRESS_MIRROR + capture.slot
         flows[source.name].append(flow(table, 100, **{REG_OUT_PORT: port}, owner=owner,
-                                       actions=copy_of_packet_from(None), goto=_next_slot(table)))
-        flows[source.name].append(flow(table, 110, in_port=exit_port, **{REG_OUT_PORT: port},
-                                       owner=owner, actions=copy_of_packet_from(exit_port),
-                                       goto=_next_slot(table)))
+                                       actions=[Clone(tuple(copy))], goto=_next_slot(table)))
     return dict(flows)

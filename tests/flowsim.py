@@ -6,7 +6,12 @@ Encapsulation nests them: Encap("mpls") gives {"packet_type": "mpls", "mpls_labe
 Encap("ethernet") adds eth_* fields around that. Semantics follow Open vSwitch: the
 highest-priority match wins (two equal-priority matches are an error here, since OVS would pick
 one arbitrarily), `resubmit` keeps changes, `clone` does not, output to the input port needs
-"in_port".
+"in_port" (or an input port cleared with SetField("in_port", 0)).
+
+One Open vSwitch 3.1 bug is an error here too: when a clone encapsulates a packet and OVS then
+skips the clone's output (to the input port), the pending `encap(ethernet)` leaks out of the
+clone and OVS pushes an Ethernet header onto the original packet at its next action, which
+aborts ovs-vswitchd (`assertion !dp_packet_is_eth(packet) failed in push_eth()`).
 """
 from __future__ import annotations
 
@@ -22,6 +27,10 @@ MAX_DEPTH = 64
 
 class AmbiguousMatch(AssertionError):
     """Two flows of one priority match the same packet."""
+
+
+class SkippedCopyOutput(AssertionError):
+    """A clone encapsulated the packet and its output was skipped: Open vSwitch 3.1 aborts."""
 
 
 def _matches(value, wanted) -> bool:
@@ -81,24 +90,31 @@ class FlowTable:
             packet = self._run_table(f.goto, packet, meta, outputs, depth + 1)
         return packet
 
-    def _run_actions(self, actions, packet, meta, outputs, depth):
+    def _run_actions(self, actions, packet, meta, outputs, depth, in_clone=False):
+        encapsulated = False
         for action in actions:
             if isinstance(action, Output):
                 port = meta["in_port"] if action.port == "in_port" else action.port
                 if action.port != "in_port" and port == meta["in_port"]:
+                    if encapsulated:
+                        raise SkippedCopyOutput(f"output:{port} to the input port skipped after "
+                                                f"an encap in a clone: {actions}")
                     continue  # OpenFlow drops output to the input port unless IN_PORT is used
                 outputs.append((port, copy.deepcopy(packet)))
             elif isinstance(action, SetField):
-                target = meta if action.field.startswith("reg") else packet
+                target = meta if action.field.startswith("reg") or action.field == "in_port" \
+                    else packet
                 target[action.field] = action.value
             elif isinstance(action, Move):
                 packet[action.dst] = packet.get(action.src)
             elif isinstance(action, Encap):
                 packet = _encap(packet, action.header)
+                encapsulated = in_clone
             elif isinstance(action, Decap):
                 packet = _decap(packet, action.inner_ethernet)
             elif isinstance(action, Clone):
-                self._run_actions(action.actions, copy.deepcopy(packet), dict(meta), outputs, depth)
+                self._run_actions(action.actions, copy.deepcopy(packet), dict(meta), outputs, depth,
+                                  in_clone=True)
             elif isinstance(action, Resubmit):
                 packet = self._run_table(action.table, packet, meta, outputs, depth + 1)
             else:
