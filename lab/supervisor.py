@@ -45,12 +45,14 @@ def describe_exit(code: int, log_path: Path) -> str:
 
 class RecorderSupervisor:
     """Keeps the recorder of analyzer VM `vm` running: `spawn(log)` starts it (in the VM) with
-    its output going to the open file `log`."""
+    its output going to the open file `log`; `delays` are the pauses before restarts."""
 
-    def __init__(self, vm: str, spawn: Callable[[TextIO], subprocess.Popen], state: LabState):
+    def __init__(self, vm: str, spawn: Callable[[TextIO], subprocess.Popen], state: LabState,
+                 delays: tuple[float, ...] = RESTART_DELAYS):
         self.vm = vm
         self.name = f"recorder-{vm}"
         self.spawn = spawn
+        self.delays = delays
         self.state = state
         self.log_path = state.dir / f"{self.name}.log"
         self.lock = threading.Lock()
@@ -124,7 +126,7 @@ class RecorderSupervisor:
                     return
                 self.status = "restarting"
                 self._record()
-                delay = RESTART_DELAYS[min(len(self.deaths), len(RESTART_DELAYS)) - 1]
+                delay = self.delays[min(len(self.deaths), len(self.delays)) - 1]
             if self.stopping.wait(delay):
                 return
             with self.lock:
