@@ -246,11 +246,13 @@ def test_down_removes_exactly_what_the_lab_made(tmp_path, crash):
                     "--", "set", "bridge", "zz-foreign", "datapath_type=netdev"], check=True)
     try:
         up = subprocess.run(cli + ["up", str(topology), "--api-port", "8099", "--openflow-port", "6699",
-                                   "--lease-seconds", "2.5"],
+                                   "--lease-seconds", "2.5", "--capture-limit", "5M",
+                                   "--min-free-disk", "64M"],
                             env=env, capture_output=True, text=True, timeout=300)
         assert up.returncode == 0, up.stdout + up.stderr
         assert "[5/5] checking reachability" in up.stdout and "is up in" in up.stdout
-        assert httpx.get("http://127.0.0.1:8099/api/config").json() == {"lease_seconds": 2.5}
+        assert httpx.get("http://127.0.0.1:8099/api/config").json() == {
+            "lease_seconds": 2.5, "capture_limit_bytes": 5 << 20, "min_free_bytes": 64 << 20}
         assert lab_footprint()["bridges"] == ["mlf-scratch", "vr-zc1", "vr-zc2"]
         if crash:
             record = json.loads((Path(env["MIRRORLAB_STATE_DIR"]) / "lab.json").read_text())

@@ -12,12 +12,14 @@ import re
 import signal
 
 import pytest
+from playwright.sync_api import expect
 from scapy.all import rdpcap
 
 from controller.mirroring import DEFAULT_ANALYZER
 from lab.supervisor import MAX_RESTARTS
 from tests.e2e.conftest import STATE_DIR
 from tests.e2e.test_capture import CAPTURE_COOKIE, frames, pings, settle, start
+from tests.e2e.test_ui import browser, page, playwright  # noqa: F401 (fixtures)
 
 FRAGILE_ANALYZER = "fragile-analyzer"
 
@@ -91,10 +93,10 @@ def test_a_killed_recorder_is_restarted_and_its_capture_keeps_recording(default_
     assert len(pings(frames(lab, second["id"], tmp_path))) == 2
 
 
-def test_a_recorder_that_keeps_dying_fails_its_captures(default_analyzer, clean_lab):
+def test_a_recorder_that_keeps_dying_fails_its_captures(default_analyzer, clean_lab, page):
     """Killed more often than the supervisor restarts it: the recorder is failed, its capture
-    is failed with the reason and its flows removed, in the API and the CLI, and the analyzer
-    takes no new capture until it is re-created."""
+    is failed with the reason and its flows removed, in the API, the CLI and the web UI's
+    interfaces table, and the analyzer takes no new capture until it is re-created."""
     lab = clean_lab
     created = lab.api("POST", "/api/analyzers", json={"name": FRAGILE_ANALYZER, "compute": "compute2"})
     assert created.status_code == 201, created.text
@@ -121,6 +123,10 @@ def test_a_recorder_that_keeps_dying_fails_its_captures(default_analyzer, clean_
         refused = lab.api("POST", "/api/captures", json={"vm": "vm2", "analyzer": FRAGILE_ANALYZER})
         assert refused.status_code == 409 and "its recorder failed" in refused.json()["error"]
         assert lab.api("GET", "/api/captures", params={"state": "failed"}).json()[0]["id"] == capture["id"]
+        page.goto(f"{lab.api_url}/#/vrouters/compute2/interfaces")
+        chip = page.locator(".chip-analyzer", has_text=FRAGILE_ANALYZER)
+        expect(chip).to_have_text(f"analyzer {FRAGILE_ANALYZER} \u00b7 recorder failed")
+        expect(chip).to_have_attribute("title", re.compile(rf"last failure: died {MAX_RESTARTS + 1} times within 60 s"))
     finally:
         lab.stop_all_captures()
         assert lab.api("DELETE", f"/api/analyzers/{FRAGILE_ANALYZER}").status_code == 200

@@ -35,7 +35,8 @@ function analyzerChip(name, recorder) {
 function mirroringCell(item, captures) {
   const mine = captures.filter((capture) => capture.interface === item.name);
   const chips = mine.map((capture) => h("span", {class: "chip chip-mirror",
-                                                 title: `capture ${capture.id}, ${capture.direction}`},
+                                                 title: `capture ${capture.id}, ${capture.direction}, `
+                                                   + `pcap file ${capture.file_bytes} of ${capture.limit_bytes} bytes`},
     `#${capture.id} \u2192 ${capture.analyzer} (${capture.direction})`));
   if (item.analyzer) {
     chips.unshift(analyzerChip(item.analyzer, item.recorder || {state: "unknown", restarts: 0}));
