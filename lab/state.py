@@ -6,8 +6,9 @@ The state directory (default /run/mirrorlab, or $MIRRORLAB_STATE_DIR) holds:
   progress.log    bring-up progress, read by `mirrorlab up`
   lab.sock        the lab process's control socket (analyzer VMs are added through it)
   controller.db   the controller's capture store
-  captures/       the pcap files analyzers recorded
-  *.log           process logs
+  captures/       the pcap files analyzers recorded (label-N.pcap), each capture's limits
+                  (label-N.limits.json) and why its recorder stopped it (label-N.stopped.json)
+  *.log           process logs (recorder-VM.log: an analyzer's recorder, across restarts)
 Processes are recorded with their start time, so a recycled PID is never killed by mistake.
 """
 from __future__ import annotations
