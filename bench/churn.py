@@ -45,7 +45,6 @@ PRIVATE_OVS_ENV = "MIRRORLAB_STRESS_PRIVATE_OVS"
 NETNS_ENV = "MIRRORLAB_STRESS_NETNS"
 STATE_DIR = Path(os.environ.get("MIRRORLAB_STRESS_STATE_DIR", "/run/mirrorlab-stress"))
 API_PORT = int(os.environ.get("MIRRORLAB_STRESS_API_PORT", "8391"))
-OPENFLOW_PORT = int(os.environ.get("MIRRORLAB_STRESS_OPENFLOW_PORT", "6693"))
 DEFAULT_OUTPUT = REPO / "artifacts" / "ovs-stress"
 ANALYZER = "interface-packet-capture"
 
@@ -302,8 +301,7 @@ class StressLab:
     def up(self) -> None:
         """Bring the lab up (taking down what an earlier run left)."""
         self.cli("down", check=False)
-        self.cli("up", str(self.topology), "--api-port", str(API_PORT),
-                 "--openflow-port", str(OPENFLOW_PORT))
+        self.cli("up", str(self.topology), "--api-port", str(API_PORT))
 
     def down(self) -> None:
         """Tear the lab down and keep its logs."""

@@ -29,25 +29,27 @@ from controller.store import Store
 from lab import topofile
 from lab.control import LabControl
 from lab.health import lab_problems
+from lab.recorder import DEFAULT_LIMIT_BYTES, DEFAULT_MIN_FREE_BYTES
 from lab.sandbox import Sandbox
 from lab.state import LabState
 
 
-LEASE_CHECK_INTERVAL = 0.5
+HOUSEKEEPING_INTERVAL = 0.5
 # A vRouter that answers no echo for this long is taken as gone (and reconciled when it is back).
 ECHO_INTERVAL = 0.5
 MAX_UNREPLIED_ECHOS = 2
 
 
-def _expire_leases(service: ControllerService) -> None:
-    log = logging.getLogger("mirrorlab.leases")
+def _housekeeping(service: ControllerService) -> None:
+    """Stop captures whose lease ran out, that reached a limit, or whose recorder failed."""
+    log = logging.getLogger("mirrorlab.housekeeping")
     while True:
-        time.sleep(LEASE_CHECK_INTERVAL)
+        time.sleep(HOUSEKEEPING_INTERVAL)
         try:
-            for capture in service.expire_leases():
-                log.info("capture %d stopped: its lease ran out", capture.id)
+            for capture in service.expire_leases() + service.apply_recorder_reports():
+                log.info("capture %d %s: %s", capture.id, capture.state, capture.stop_reason)
         except Exception:
-            log.exception("lease check failed")
+            log.exception("housekeeping failed")
 
 
 class _UnixConnection:
@@ -81,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-port", type=int, default=8080)
     parser.add_argument("--lease-seconds", type=float, default=5.0,
                         help="how long a capture opened in the web UI outlives its last renewal")
+    parser.add_argument("--capture-limit-bytes", type=int, default=DEFAULT_LIMIT_BYTES,
+                        help="the most a capture's pcap file holds, unless its request says")
+    parser.add_argument("--min-free-bytes", type=int, default=DEFAULT_MIN_FREE_BYTES,
+                        help="free disk space below which the analyzers stop recording")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
@@ -88,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     state.dir.mkdir(parents=True, exist_ok=True)
     service = ControllerService(topofile.load(args.topology), Store(state.database_path),
                                 LabControl(state.socket_path), state.captures_dir,
+                                args.capture_limit_bytes, args.min_free_bytes,
                                 lab_health=lambda: lab_problems(state))
 
     os.umask(0o077)  # the OpenFlow socket: root only
@@ -105,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     manager.instantiate_apps(**manager.create_contexts())
     # os-ken's OpenFlow listener is started by its `ofp_handler` app on native threads.
 
-    threading.Thread(target=_expire_leases, args=(service,), name="lease-reaper", daemon=True).start()
+    threading.Thread(target=_housekeeping, args=(service,), name="housekeeping", daemon=True).start()
     server = uvicorn.Server(uvicorn.Config(create_app(service, args.lease_seconds), host=args.api_host,
                                            port=args.api_port, log_level="warning"))
     api_thread = threading.Thread(target=server.run, name="rest-api", daemon=True)

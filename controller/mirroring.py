@@ -9,6 +9,7 @@ import enum
 from dataclasses import dataclass, replace
 
 from controller.errors import Conflict, InvalidRequest, NotFound
+from lab.recorder import DEFAULT_LIMIT_BYTES
 from lab.topofile import first_free_address
 from lab.topology import (
     FIRST_ANALYZER_PORT, VM, ComputeNode, Interface, Topology, interface_mac, ipv6_for,
@@ -24,6 +25,8 @@ MAX_CAPTURES_PER_INTERFACE = 8
 # tells the analyzer's recorder which capture a copy belongs to.
 CAPTURE_LABEL_BASE = 0x80000
 MAX_CAPTURE_ID = 0xFFFFF - CAPTURE_LABEL_BASE
+# A capture's pcap file may not be smaller than this: room for its header and a few frames.
+MIN_LIMIT_BYTES = 1024
 
 
 class Direction(str, enum.Enum):
@@ -60,6 +63,11 @@ class Capture:
     # A leased capture (the web UI's) stops by itself unless renewed within lease_seconds.
     lease_seconds: float | None = None
     lease_expires_at: float | None = None
+    # The most bytes its pcap file may hold; the analyzer's recorder stops writing there.
+    limit_bytes: int = DEFAULT_LIMIT_BYTES
+    # Why it stopped, when not by a user's request (a limit, its lease, its recorder's failure).
+    stop_reason: str | None = None
+    failed: bool = False
 
     @property
     def active(self) -> bool:
@@ -68,17 +76,20 @@ class Capture:
 
     @property
     def state(self) -> str:
-        """"active" or "stopped"."""
-        return "active" if self.active else "stopped"
+        """"active", "stopped", or "failed" (stopped because something broke)."""
+        if self.active:
+            return "active"
+        return "failed" if self.failed else "stopped"
 
     @property
     def label(self) -> int:
         """MPLS label that marks this capture's copies."""
         return CAPTURE_LABEL_BASE + self.id
 
-    def stopped(self, at: float) -> "Capture":
-        """A copy of this capture, stopped at time `at`."""
-        return replace(self, stopped_at=at)
+    def stopped(self, at: float, reason: str | None = None, failed: bool = False) -> "Capture":
+        """A copy of this capture, stopped at time `at` (for `reason`; `failed` if something
+        broke)."""
+        return replace(self, stopped_at=at, stop_reason=reason, failed=failed)
 
     def renewed(self, at: float) -> "Capture":
         """A copy of this leased capture whose lease runs from time `at`."""
@@ -133,8 +144,12 @@ MAX_LEASE_SECONDS = 3600.0
 
 def plan_capture(topology: Topology, captures: list[Capture], capture_id: int, vrouter: str,
                  interface: str, direction: str | None, analyzer: str, now: float,
-                 lease_seconds: float | None = None) -> Capture:
+                 lease_seconds: float | None = None,
+                 limit_bytes: int = DEFAULT_LIMIT_BYTES) -> Capture:
     """A new capture, checked against the topology, its analyzers and the active captures."""
+    if limit_bytes < MIN_LIMIT_BYTES:
+        raise InvalidRequest(f"bad limit_bytes {limit_bytes} (at least {MIN_LIMIT_BYTES})",
+                             "limit_bytes")
     if lease_seconds is not None and not 0 < lease_seconds <= MAX_LEASE_SECONDS:
         raise InvalidRequest(f"bad lease_seconds {lease_seconds} (more than 0, at most "
                              f"{MAX_LEASE_SECONDS:.0f})", "lease_seconds")
@@ -158,7 +173,8 @@ def plan_capture(topology: Topology, captures: list[Capture], capture_id: int, v
     return Capture(id=capture_id, compute=target.compute, interface=target.port_name,
                    direction=parsed_direction, analyzer=analyzer, slot=free[0], started_at=now,
                    lease_seconds=lease_seconds,
-                   lease_expires_at=now + lease_seconds if lease_seconds is not None else None)
+                   lease_expires_at=now + lease_seconds if lease_seconds is not None else None,
+                   limit_bytes=limit_bytes)
 
 
 def plan_analyzer(topology: Topology, name: str, network: str | None, compute: str | None) -> VM:

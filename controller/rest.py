@@ -15,16 +15,16 @@ from pathlib import Path
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.dissect import summarize
 from controller.errors import InvalidRequest, MirrorlabError
 from controller.mirroring import analyzers
-from controller.pcapfile import GLOBAL_HEADER
+from controller.pcapfile import read_prefix
 from controller.service import ControllerService
-from lab.recorder import PCAP_HEADER
+from lab.pcap import PCAP_HEADER
 from lab.topology import VM, ComputeNode, Interface
 
 LOG = logging.getLogger("mirrorlab.rest")
@@ -45,6 +45,8 @@ class CaptureRequest(BaseModel):
     analyzer: str | None = Field(None, description="analyzer instance (default: interface-packet-capture)")
     lease_seconds: float | None = Field(None, description="stop unless renewed within this time "
                                                           "(POST /api/captures/{id}/lease)")
+    limit_bytes: int | None = Field(None, description="the most its pcap file holds; the capture "
+                                                      "stops there (default: the lab's capture limit)")
 
 
 class AnalyzerRequest(BaseModel):
@@ -88,14 +90,15 @@ def create_app(service: ControllerService, lease_seconds: float) -> FastAPI:
         LOG.exception("request failed")
         return _error_response(500, f"internal error: {type(err).__name__}: {err}")
 
-    def interface_json(interface: Interface) -> dict:
+    def interface_json(interface: Interface, recorders: dict[str, dict]) -> dict:
         active = service.active_captures(interface)
+        analyzer = service.topology.vm(interface.vm).analyzer
         return {
             "name": interface.port_name, "vm_interface": interface.name, "vm": interface.vm,
             "network": interface.network, "ip": str(interface.ip),
             "ip6": str(interface.ip6) if interface.ip6 else None, "mac": interface.mac,
             "port": interface.ofport,
-            "analyzer": service.topology.vm(interface.vm).analyzer,
+            "analyzer": analyzer, "recorder": recorders.get(analyzer) if analyzer else None,
             "captures": [c.id for c in active],
         }
 
@@ -111,14 +114,15 @@ def create_app(service: ControllerService, lease_seconds: float) -> FastAPI:
             "active_captures": len([c for c in service.active_captures() if c.compute == compute.name]),
         }
         if detail:
-            body["interface_list"] = [interface_json(i) for i in interfaces]
+            recorders = service.recorders()
+            body["interface_list"] = [interface_json(i, recorders) for i in interfaces]
         return body
 
-    def analyzer_json(vm: VM) -> dict:
+    def analyzer_json(vm: VM, recorders: dict[str, dict]) -> dict:
         interface = vm.interfaces[0]
         return {"name": vm.analyzer, "vm": vm.name, "compute": vm.compute,
                 "network": interface.network, "ip": str(interface.ip), "mac": interface.mac,
-                "interface": interface.port_name,
+                "interface": interface.port_name, "recorder": recorders.get(vm.analyzer),
                 "captures": [c.id for c in service.active_captures() if c.analyzer == vm.analyzer]}
 
     def capture_json(capture) -> dict:
@@ -136,6 +140,8 @@ def create_app(service: ControllerService, lease_seconds: float) -> FastAPI:
             "lease_seconds": capture.lease_seconds,
             "lease_expires_at": _iso(capture.lease_expires_at) if capture.active else None,
             "packets": packets, "bytes": total,
+            "file_bytes": service.capture_file_size(capture), "limit_bytes": capture.limit_bytes,
+            "stop_reason": capture.stop_reason,
         }
 
     @api.get("/api/vrouters")
@@ -152,17 +158,20 @@ def create_app(service: ControllerService, lease_seconds: float) -> FastAPI:
     def list_interfaces(vrouter: str):
         """The interfaces (VMIs) of one vRouter, with their active captures."""
         compute = service.vrouter(vrouter)
-        return [interface_json(i) for i in service.topology.interfaces_on(compute.name)]
+        recorders = service.recorders()
+        return [interface_json(i, recorders) for i in service.topology.interfaces_on(compute.name)]
 
     @api.get("/api/analyzers")
     def list_analyzers():
-        """Analyzer instances."""
-        return [analyzer_json(vm) for vm in analyzers(service.topology).values()]
+        """Analyzer instances, with the health of their recorders."""
+        recorders = service.recorders()
+        return [analyzer_json(vm, recorders) for vm in analyzers(service.topology).values()]
 
     @api.post("/api/analyzers", status_code=201)
     def create_analyzer(request: AnalyzerRequest):
         """Launch an analyzer instance (a VM with a recorder)."""
-        return analyzer_json(service.create_analyzer(request.name, request.network, request.compute))
+        return analyzer_json(service.create_analyzer(request.name, request.network, request.compute),
+                             service.recorders())
 
     @api.delete("/api/analyzers/{name}")
     def delete_analyzer(name: str):
@@ -172,9 +181,9 @@ def create_app(service: ControllerService, lease_seconds: float) -> FastAPI:
 
     @api.get("/api/captures")
     def list_captures(state: str | None = None):
-        """Captures, newest first; `?state=active` or `?state=stopped` to filter."""
-        if state not in (None, "active", "stopped"):
-            raise InvalidRequest(f"bad state '{state}' (use active or stopped)", "state")
+        """Captures, newest first; `?state=active`, `stopped` or `failed` to filter."""
+        if state not in (None, "active", "stopped", "failed"):
+            raise InvalidRequest(f"bad state '{state}' (use active, stopped or failed)", "state")
         return [capture_json(c) for c in service.list_captures() if state in (None, c.state)]
 
     @api.post("/api/captures", status_code=201)
@@ -193,7 +202,8 @@ def create_app(service: ControllerService, lease_seconds: float) -> FastAPI:
         if interface is None:
             raise InvalidRequest("missing 'interface' (or 'vm')", "interface")
         return capture_json(service.start_capture(vrouter, interface, request.direction,
-                                                  request.analyzer, request.lease_seconds))
+                                                  request.analyzer, request.lease_seconds,
+                                                  request.limit_bytes))
 
     @api.post("/api/captures/{capture_id}/lease")
     def renew_lease(capture_id: int):
@@ -203,7 +213,8 @@ def create_app(service: ControllerService, lease_seconds: float) -> FastAPI:
     @api.get("/api/config")
     def config():
         """Settings the web UI needs."""
-        return {"lease_seconds": lease_seconds}
+        return {"lease_seconds": lease_seconds, "capture_limit_bytes": service.capture_limit_bytes,
+                "min_free_bytes": service.min_free_bytes}
 
     @api.get("/api/captures/{capture_id}")
     def get_capture(capture_id: int):
@@ -250,14 +261,16 @@ def create_app(service: ControllerService, lease_seconds: float) -> FastAPI:
 
     @api.get("/api/captures/{capture_id}/pcap")
     def capture_pcap(capture_id: int):
-        """Everything the analyzer received for this capture, as a pcap file."""
+        """Everything the analyzer recorded for this capture so far, as a pcap file, streamed:
+        its complete records as of the request (a record still being written is left out)."""
         capture = service.capture(capture_id)
-        path: Path = service.pcap_path(capture)
-        filename = f"capture-{capture.id}-{capture.interface}.pcap"
-        if path.exists() and path.stat().st_size >= GLOBAL_HEADER:
-            return FileResponse(path, media_type="application/vnd.tcpdump.pcap", filename=filename)
-        return Response(PCAP_HEADER, media_type="application/vnd.tcpdump.pcap",
-                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+        headers = {"Content-Disposition": f'attachment; filename="capture-{capture.id}-{capture.interface}.pcap"'}
+        size = service.capture_file_size(capture)
+        if not size:
+            return Response(PCAP_HEADER, media_type="application/vnd.tcpdump.pcap", headers=headers)
+        return StreamingResponse(read_prefix(service.pcap_path(capture), size),
+                                 media_type="application/vnd.tcpdump.pcap",
+                                 headers={**headers, "Content-Length": str(size)})
 
     @api.get("/", include_in_schema=False)
     def web_ui():

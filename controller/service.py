@@ -11,6 +11,7 @@ boot, so reads never stall behind a slow switch or VM.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -25,7 +26,9 @@ from controller.pcapfile import PcapIndex, Record
 from controller.pipeline import capture_flows, forwarding_flows
 from controller.store import Store
 from lab.control import LabControl, LabControlError
-from lab.recorder import capture_file
+from lab.recorder import (
+    DEFAULT_LIMIT_BYTES, DEFAULT_MIN_FREE_BYTES, capture_file, format_size, set_limits, stop_report,
+)
 from lab.topology import VM, ComputeNode, Interface, Topology
 
 LOG = logging.getLogger("mirrorlab.service")
@@ -35,11 +38,15 @@ class ControllerService:
     """Intent of one lab, and the operations users run on it."""
 
     def __init__(self, topology: Topology, store: Store, lab: LabControl, captures_dir: Path,
+                 capture_limit_bytes: int = DEFAULT_LIMIT_BYTES,
+                 min_free_bytes: int = DEFAULT_MIN_FREE_BYTES,
                  lab_health: Callable[[], list[str]] = list):
         self.lock = threading.RLock()
         # One analyzer VM is launched or removed at a time, without holding `lock`.
         self.analyzer_lock = threading.Lock()
         self.lab_health = lab_health
+        self.capture_limit_bytes = capture_limit_bytes  # for captures started without a limit
+        self.min_free_bytes = min_free_bytes  # free disk space below which nothing is recorded
         self.store = store
         self.lab = lab
         self.captures_dir = captures_dir
@@ -178,6 +185,31 @@ class ControllerService:
         `limit`), and how many it recorded in all."""
         return self.pcaps.records(self.pcap_path(capture), after, limit)
 
+    def capture_file_size(self, capture: Capture) -> int:
+        """How many bytes of the capture's pcap file are complete (header and whole records),
+        0 if it holds no record yet."""
+        return self.pcaps.complete_size(self.pcap_path(capture))
+
+    def recorders(self) -> dict[str, dict]:
+        """The health of each analyzer's recorder, by analyzer name: {"state": running |
+        restarting | failed | unknown, "restarts", "last_error", "pid"} ("unknown", with the
+        reason in last_error, when the lab process does not answer)."""
+        try:
+            by_vm = self.lab.recorders()
+            unknown = "the lab process does not supervise this analyzer's recorder"
+        except LabControlError as err:
+            by_vm, unknown = {}, str(err)
+        return {name: by_vm.get(vm.name) or {"state": "unknown", "restarts": None,
+                                              "last_error": unknown, "pid": None}
+                for name, vm in analyzers(self.topology).items()}
+
+    def free_disk_bytes(self) -> int:
+        """Free space on the file system the analyzers record to."""
+        directory = self.captures_dir
+        while not directory.exists():
+            directory = directory.parent
+        return shutil.disk_usage(directory).free
+
     def pcap_path(self, capture: Capture) -> Path:
         """The pcap file the analyzer writes for `capture`."""
         return capture_file(self.captures_dir, capture.label)
@@ -224,13 +256,20 @@ class ControllerService:
     # --- captures ------------------------------------------------------------------------
 
     def start_capture(self, vrouter: str, interface: str, direction: str | None = None,
-                      analyzer: str | None = None, lease_seconds: float | None = None) -> Capture:
+                      analyzer: str | None = None, lease_seconds: float | None = None,
+                      limit_bytes: int | None = None) -> Capture:
         """Start mirroring an interface; the flows are confirmed by the vRouters when this
         returns. Without `analyzer`, the default analyzer is used, launched on the interface's
         compute node if it does not exist yet. With `lease_seconds`, the capture stops unless
-        renewed. If a vRouter does not confirm, the capture is stopped again and
+        renewed. Its pcap file holds at most `limit_bytes` (default: the controller's capture
+        limit). Refused when the disk is below its free-space floor or the analyzer's recorder
+        failed. If a vRouter does not confirm, the capture is stopped again and
         `VRouterUnavailable` names the vRouter."""
         self.require_whole_lab()
+        free = self.free_disk_bytes()
+        if free < self.min_free_bytes:
+            raise Conflict(f"only {format_size(free)} free in {self.captures_dir}, less than the "
+                           f"floor of {format_size(self.min_free_bytes)}; free some space first")
         if analyzer is None:
             analyzer = DEFAULT_ANALYZER
             target = find_interface(self.topology, vrouter, interface)
@@ -242,9 +281,15 @@ class ControllerService:
         with self.lock:
             capture = plan_capture(self.topology, list(self.captures.values()),
                                    self.store.next_capture_id(), vrouter, interface, direction,
-                                   analyzer, time.time(), lease_seconds)
+                                   analyzer, time.time(), lease_seconds,
+                                   self.capture_limit_bytes if limit_bytes is None else limit_bytes)
+            recorder = self.recorders().get(analyzer, {})
+            if recorder.get("state") == "failed":
+                raise Conflict(f"analyzer '{analyzer}' cannot record: its recorder failed "
+                               f"({recorder.get('last_error')}); delete and re-create it", "analyzer")
             computes = capture_flows(self.topology, capture)
             self.require_connected(computes)
+            set_limits(self.captures_dir, capture.label, capture.limit_bytes, self.min_free_bytes)
             self.store.save_capture(capture)
             self.captures[capture.id] = capture
             self.starting.add(capture.id)
@@ -268,13 +313,16 @@ class ControllerService:
         """Stop a capture whose flows were not confirmed (under `lock`); the vRouters that did
         get them lose them now or when they reconnect."""
         self.starting.discard(capture.id)
-        stopped = capture.stopped(time.time())
+        stopped = capture.stopped(time.time(), "not started: a vRouter did not confirm its flows",
+                                  failed=True)
         self.store.save_capture(stopped)
         self.captures[capture.id] = stopped
         self._push_all_connected()
 
-    def stop_capture(self, capture_id: int) -> Capture:
-        """Stop a capture and remove exactly its flows. Stopping a stopped capture is a no-op.
+    def stop_capture(self, capture_id: int, reason: str | None = None,
+                     failed: bool = False) -> Capture:
+        """Stop a capture and remove exactly its flows; `reason` says why when it was not a
+        user's request, `failed` when something broke. Stopping a stopped capture is a no-op.
         The capture is stopped even if a vRouter does not confirm; `VRouterUnavailable` then
         says which vRouter still has to drop the flows (it does when it reconnects)."""
         with self.lock:
@@ -282,7 +330,7 @@ class ControllerService:
             if not capture.active:
                 return capture
             computes = capture_flows(self.topology, capture)
-            capture = capture.stopped(time.time())
+            capture = capture.stopped(time.time(), reason, failed)
             self.store.save_capture(capture)
             self.captures[capture.id] = capture
             self.starting.discard(capture.id)
@@ -304,7 +352,7 @@ class ControllerService:
                 self.store.save_capture(capture)
                 self.captures[capture.id] = capture
                 return capture
-        self.stop_capture(capture_id)
+        self.stop_capture(capture_id, "its lease ran out")
         raise Conflict(f"capture {capture_id} stopped: its lease ran out", "id")
 
     def expire_leases(self) -> list[Capture]:
@@ -312,11 +360,34 @@ class ControllerService:
         now = time.time()
         with self.lock:
             expired = [c.id for c in self.captures.values() if c.lease_expired(now)]
+        return self._stop_all([(capture_id, "its lease ran out", False) for capture_id in expired])
+
+    def _stop_all(self, stops: list[tuple[int, str, bool]]) -> list[Capture]:
+        """Stop each (capture id, reason, failed); a vRouter that cannot confirm catches up
+        when it reconnects."""
         stopped = []
-        for capture_id in expired:
+        for capture_id, reason, failed in stops:
             try:
-                stopped.append(self.stop_capture(capture_id))
-            except VRouterUnavailable as err:  # stopped all the same; the vRouter catches up
+                stopped.append(self.stop_capture(capture_id, reason, failed))
+            except VRouterUnavailable as err:
                 LOG.warning("capture %d: %s", capture_id, err.message)
                 stopped.append(self.capture(capture_id))
         return stopped
+
+    def apply_recorder_reports(self) -> list[Capture]:
+        """Stop every active capture whose recorder stopped recording it (a limit), and fail
+        every active capture whose analyzer's recorder failed; return them."""
+        if not self.active_captures():
+            return []
+        recorders = self.recorders()  # asked before taking the lock: it is a call to the lab
+        stops = []
+        with self.lock:
+            for capture in self.active_captures():
+                report = stop_report(self.captures_dir, capture.label)
+                recorder = recorders.get(capture.analyzer, {})
+                if report is not None:
+                    stops.append((capture.id, report["reason"], False))
+                elif recorder.get("state") == "failed":
+                    stops.append((capture.id, f"the recorder of analyzer '{capture.analyzer}' "
+                                              f"failed: {recorder.get('last_error')}", True))
+        return self._stop_all(stops)

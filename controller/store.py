@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 from controller.mirroring import Capture, Direction
+from lab.recorder import DEFAULT_LIMIT_BYTES
 from lab.topology import VM, vm_from_dict, vm_to_dict
 
 SCHEMA = """
@@ -25,9 +26,17 @@ CREATE TABLE IF NOT EXISTS captures (
     started_at REAL NOT NULL,
     stopped_at REAL,
     lease_seconds REAL,
-    lease_expires_at REAL
+    lease_expires_at REAL,
+    limit_bytes INTEGER NOT NULL DEFAULT %d,
+    stop_reason TEXT,
+    failed INTEGER NOT NULL DEFAULT 0
 );
-"""
+""" % DEFAULT_LIMIT_BYTES
+# Columns added since the first schema, added to an older store when it is opened.
+ADDED_COLUMNS = {"limit_bytes": f"INTEGER NOT NULL DEFAULT {DEFAULT_LIMIT_BYTES}",
+                 "stop_reason": "TEXT", "failed": "INTEGER NOT NULL DEFAULT 0"}
+CAPTURE_COLUMNS = ("id, compute, interface, direction, analyzer, slot, started_at, stopped_at, "
+                   "lease_seconds, lease_expires_at, limit_bytes, stop_reason, failed")
 
 
 class Store:
@@ -37,6 +46,10 @@ class Store:
         self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
+        present = {row[1] for row in self.db.execute("PRAGMA table_info(captures)")}
+        for column, definition in ADDED_COLUMNS.items():
+            if column not in present:
+                self.db.execute(f"ALTER TABLE captures ADD COLUMN {column} {definition}")
         self.lock = threading.Lock()
 
     def analyzers(self) -> list[VM]:
@@ -59,12 +72,11 @@ class Store:
     def captures(self) -> list[Capture]:
         """Every capture ever started, active or stopped, by id."""
         with self.lock:
-            rows = self.db.execute(
-                "SELECT id, compute, interface, direction, analyzer, slot, started_at, stopped_at, "
-                "lease_seconds, lease_expires_at FROM captures ORDER BY id").fetchall()
+            rows = self.db.execute(f"SELECT {CAPTURE_COLUMNS} FROM captures ORDER BY id").fetchall()
         return [Capture(id=r[0], compute=r[1], interface=r[2], direction=Direction(r[3]),
                         analyzer=r[4], slot=r[5], started_at=r[6], stopped_at=r[7],
-                        lease_seconds=r[8], lease_expires_at=r[9]) for r in rows]
+                        lease_seconds=r[8], lease_expires_at=r[9], limit_bytes=r[10],
+                        stop_reason=r[11], failed=bool(r[12])) for r in rows]
 
     def next_capture_id(self) -> int:
         """The id the next capture gets (ids are never reused)."""
@@ -75,9 +87,9 @@ class Store:
         """Insert or update a capture."""
         with self.lock:
             self.db.execute(
-                "INSERT OR REPLACE INTO captures (id, compute, interface, direction, analyzer, slot,"
-                " started_at, stopped_at, lease_seconds, lease_expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO captures ({CAPTURE_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (capture.id, capture.compute, capture.interface, capture.direction.value,
                  capture.analyzer, capture.slot, capture.started_at, capture.stopped_at,
-                 capture.lease_seconds, capture.lease_expires_at))
+                 capture.lease_seconds, capture.lease_expires_at, capture.limit_bytes,
+                 capture.stop_reason, int(capture.failed)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -14,12 +15,22 @@ from pathlib import Path
 from lab import topofile
 from lab.health import lab_problems
 from lab.sandbox import Sandbox, SandboxError
+from lab.recorder import DEFAULT_LIMIT_BYTES, DEFAULT_MIN_FREE_BYTES
 from lab.state import LabState, process_alive, process_record, stop_process
 from lab.topology import TopologyError
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_TOPOLOGY = REPO / "topologies" / "default.yaml"
 UP_TIMEOUT = 600.0
+SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """A size like 100M, 2G, 64K or 5000 (bytes; units are powers of 1024), for argparse."""
+    number, unit = text.rstrip("KMGTkmgt"), text[len(text.rstrip("KMGTkmgt")):].upper()
+    if not number.isdigit() or unit not in SIZE_UNITS:
+        raise argparse.ArgumentTypeError(f"bad size '{text}' (e.g. 100M, 2G, 64K or bytes)")
+    return int(number) * SIZE_UNITS[unit]
 
 
 class CliError(Exception):
@@ -49,7 +60,11 @@ def start_controller(state: LabState) -> dict:
                              "--topology", str(state.topology_path),
                              "--openflow-socket", str(Sandbox(state).openflow_socket),
                              "--api-port", str(record["api_port"]),
-                             "--lease-seconds", str(record["lease_seconds"])], "controller.log")
+                             "--lease-seconds", str(record["lease_seconds"]),
+                             "--capture-limit-bytes",
+                             str(record.get("capture_limit_bytes", DEFAULT_LIMIT_BYTES)),
+                             "--min-free-bytes", str(record.get("min_free_bytes", DEFAULT_MIN_FREE_BYTES))],
+                     "controller.log")
     with state.update() as current:
         current["controller_process"] = process
     deadline = time.monotonic() + 30
@@ -75,7 +90,10 @@ def stop_controller(state: LabState) -> bool:
 
 # --- REST client -----------------------------------------------------------------------------
 
-def _api(state: LabState, method: str, path: str, body: dict | None = None, raw: bool = False):
+def _api(state: LabState, method: str, path: str, body: dict | None = None,
+         save_to: Path | None = None):
+    """A request to the lab's REST API: its JSON answer, or with `save_to` its body streamed
+    into that file (and the number of bytes written)."""
     record = state.read()
     if not record:
         raise CliError("no lab is running; start one with `mirrorlab up`")
@@ -85,6 +103,10 @@ def _api(state: LabState, method: str, path: str, body: dict | None = None, raw:
                                      headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
+            if save_to is not None:
+                with open(save_to, "wb") as out:
+                    shutil.copyfileobj(response, out, 1 << 20)
+                return save_to.stat().st_size
             payload = response.read()
     except urllib.error.HTTPError as err:
         try:
@@ -95,7 +117,7 @@ def _api(state: LabState, method: str, path: str, body: dict | None = None, raw:
     except (urllib.error.URLError, OSError) as err:
         raise CliError(f"the controller's API at {url} does not answer ({err}); "
                        f"is it running? (`mirrorlab controller start`)") from None
-    return payload if raw else json.loads(payload)
+    return json.loads(payload)
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -127,7 +149,8 @@ def cmd_up(args) -> int:
     state.topology_path.write_text(topology_path.read_text())
     with state.update() as current:
         current.update(topology=str(topology_path), api_port=args.api_port,
-                       lease_seconds=args.lease_seconds)
+                       lease_seconds=args.lease_seconds, capture_limit_bytes=args.capture_limit,
+                       min_free_bytes=args.min_free_disk)
     print(f"mirrorlab: bringing up '{topology.name}' from {topology_path}")
     sandbox = Sandbox(state)
     try:
@@ -267,7 +290,7 @@ def cmd_status(args) -> int:
                   f"{i['ip']:<13} {i['mac']:<18} {i['vrouter_port']} (port {i['ofport']})")
     for analyzer in status["analyzers"]:
         print(f"analyzer {analyzer['name']}: vm {analyzer['vm']} on {analyzer['compute']}, "
-              f"{analyzer['network']} {analyzer['ip']}")
+              f"{analyzer['network']} {analyzer['ip']}, {_recorder_text(analyzer['recorder'])}")
     return code
 
 
@@ -321,15 +344,31 @@ def _print(args, payload, text) -> None:
 
 
 def _capture_line(c: dict) -> str:
-    return (f"capture {c['id']}: {c['state']:<7} {c['vrouter']}/{c['interface']} ({c['vm']}) "
-            f"{c['direction']:<7} -> {c['analyzer']}  {c['packets']} packets, {c['bytes']} bytes")
+    line = (f"capture {c['id']}: {c['state']:<7} {c['vrouter']}/{c['interface']} ({c['vm']}) "
+            f"{c['direction']:<7} -> {c['analyzer']}  {c['packets']} packets, {c['bytes']} bytes, "
+            f"file {c['file_bytes']} of {c['limit_bytes']} bytes")
+    return line + (f"  ({c['stop_reason']})" if c["stop_reason"] else "")
+
+
+def _recorder_text(recorder: dict | None) -> str:
+    """How an analyzer's recorder is doing, for a line of text."""
+    if recorder is None:
+        return "recorder unknown"
+    text = f"recorder {recorder['state']}"
+    if recorder["restarts"]:
+        text += f" ({recorder['restarts']} restarts)"
+    if recorder["state"] != "running" and recorder["last_error"]:
+        text += f": {recorder['last_error']}"
+    elif recorder["last_error"]:
+        text += f", last failure: {recorder['last_error']}"
+    return text
 
 
 def cmd_capture(args) -> int:
     """Captures through the REST API."""
     state = LabState()
     if args.action == "start":
-        body = {"direction": args.direction, "analyzer": args.analyzer}
+        body = {"direction": args.direction, "analyzer": args.analyzer, "limit_bytes": args.limit}
         if args.vm:
             body["vm"] = args.vm
             if args.vrouter:
@@ -347,9 +386,8 @@ def cmd_capture(args) -> int:
         _print(args, _api(state, "GET", "/api/captures"),
                lambda cs: "\n".join(_capture_line(c) for c in cs) or "no captures")
     elif args.action == "pcap":
-        data = _api(state, "GET", f"/api/captures/{args.id}/pcap", raw=True)
-        Path(args.output).write_bytes(data)
-        print(f"wrote {args.output} ({len(data)} bytes)")
+        size = _api(state, "GET", f"/api/captures/{args.id}/pcap", save_to=Path(args.output))
+        print(f"wrote {args.output} ({size} bytes)")
     return 0
 
 
@@ -357,7 +395,8 @@ def cmd_analyzer(args) -> int:
     """Analyzer instances through the REST API."""
     state = LabState()
     line = lambda a: (f"analyzer {a['name']}: vm {a['vm']} on {a['compute']}, network "
-                      f"{a['network']} {a['ip']}, captures {a['captures'] or '-'}")
+                      f"{a['network']} {a['ip']}, captures {a['captures'] or '-'}, "
+                      f"{_recorder_text(a['recorder'])}")
     if args.action == "list":
         _print(args, _api(state, "GET", "/api/analyzers"),
                lambda items: "\n".join(line(a) for a in items) or "no analyzers")
@@ -380,6 +419,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--api-port", type=int, default=8080)
     up.add_argument("--lease-seconds", type=float, default=5.0,
                     help="how long a capture opened in the web UI outlives its page's last renewal")
+    up.add_argument("--capture-limit", type=parse_size, default=DEFAULT_LIMIT_BYTES, metavar="SIZE",
+                    help="the most a capture's pcap file holds before the capture stops "
+                         "(default 100M; `capture start --limit` sets one capture's)")
+    up.add_argument("--min-free-disk", type=parse_size, default=DEFAULT_MIN_FREE_BYTES, metavar="SIZE",
+                    help="free space on the state directory's disk below which captures stop "
+                         "and new ones are refused (default 256M)")
     up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="tear the lab down").set_defaults(func=cmd_down)
     status = sub.add_parser("status", help="show compute nodes, VMs, interfaces, controller")
@@ -408,6 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--vm", help="capture on this VM's first interface")
     start.add_argument("--direction", choices=["ingress", "egress", "both"], default="both")
     start.add_argument("--analyzer", help="analyzer instance (default: interface-packet-capture)")
+    start.add_argument("--limit", type=parse_size, metavar="SIZE",
+                       help="stop when the pcap file reaches SIZE (default: the lab's --capture-limit)")
     for name in ("stop", "show"):
         one = capture_sub.add_parser(name)
         one.add_argument("id", type=int)

@@ -1,5 +1,5 @@
 """Client of the lab process's control socket (see `lab.netlab`): how the controller asks
-for analyzer VMs to be created and removed."""
+for analyzer VMs to be created and removed, and how their recorders are doing."""
 from __future__ import annotations
 
 import json
@@ -21,7 +21,7 @@ class LabControl:
     def __init__(self, socket_path: Path):
         self.socket_path = socket_path
 
-    def _call(self, request: dict) -> None:
+    def _call(self, request: dict) -> dict:
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 sock.settimeout(TIMEOUT)
@@ -32,6 +32,7 @@ class LabControl:
             raise LabControlError(f"the lab process does not answer on {self.socket_path}: {err}") from None
         if not reply.get("ok"):
             raise LabControlError(reply.get("error", "the lab process refused the request"))
+        return reply
 
     def add_vm(self, vm: VM) -> None:
         """Create and start `vm` in the running lab."""
@@ -40,3 +41,8 @@ class LabControl:
     def remove_vm(self, name: str) -> None:
         """Stop and remove the VM called `name`."""
         self._call({"op": "remove_vm", "name": name})
+
+    def recorders(self) -> dict[str, dict]:
+        """The health of each analyzer VM's recorder, by VM name: {"state": running |
+        restarting | failed | stopped, "restarts", "last_error", "pid"}."""
+        return self._call({"op": "recorders"})["recorders"]

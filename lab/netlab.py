@@ -26,7 +26,8 @@ from mininet.node import OVSBridge, OVSSwitch
 
 from lab import topofile
 from lab.sandbox import Sandbox
-from lab.state import LabState, process_record, stop_process
+from lab.state import LabState, process_record
+from lab.supervisor import RecorderSupervisor
 from lab.topology import FABRIC_PORT, VM, Topology, vm_from_dict
 
 LOG = logging.getLogger("mirrorlab.lab")
@@ -60,6 +61,11 @@ class LabNetwork:
         self.controller_target = controller_target
         self.net: Mininet | None = None
         self.lock = threading.Lock()
+        self.recorders: dict[str, RecorderSupervisor] = {}  # by analyzer VM name
+
+    def recorder_health(self) -> dict[str, dict]:
+        """The health of each analyzer VM's recorder (see `RecorderSupervisor.health`)."""
+        return {vm: supervisor.health() for vm, supervisor in list(self.recorders.items())}
 
     def build(self) -> None:
         """Create the fabric, the vRouters and the VMs, and start them."""
@@ -143,11 +149,10 @@ class LabNetwork:
         host.cmd(" ; ".join(commands))
         if vm.analyzer:
             self.state.captures_dir.mkdir(parents=True, exist_ok=True)
-            recorder = host.popen([sys.executable, "-m", "lab.recorder",
-                                   "--interface", vm.interfaces[0].name,
-                                   "--directory", str(self.state.captures_dir)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            self.state.add("recorders", {"name": f"recorder-{vm.name}", **process_record(recorder.pid)})
+            command = [sys.executable, "-m", "lab.recorder", "--interface", vm.interfaces[0].name,
+                       "--directory", str(self.state.captures_dir)]
+            self.recorders[vm.name] = RecorderSupervisor(
+                vm.name, lambda log: host.popen(command, stdout=log, stderr=log), self.state).start()
 
     def add_vm(self, vm: VM) -> None:
         """Create and start a VM (an analyzer) on a running lab."""
@@ -173,8 +178,9 @@ class LabNetwork:
             host = self.net.get(name)
             vm = self.topology.vm(name)
             vrouter = self.topology.compute(vm.compute).vrouter
-            for recorder in self.state.forget("recorders", f"recorder-{name}"):
-                stop_process(recorder, timeout=2)
+            supervisor = self.recorders.pop(name, None)
+            if supervisor is not None:
+                supervisor.stop()
             for interface in vm.interfaces:
                 subprocess.run(["ovs-vsctl", "--if-exists", "del-port", vrouter, interface.port_name],
                                check=False)
@@ -215,6 +221,9 @@ class LabNetwork:
     def stop(self) -> None:
         """Tear down everything Mininet made for this lab."""
         with self.lock:
+            for supervisor in self.recorders.values():
+                supervisor.stop()
+            self.recorders.clear()
             if self.net is not None:
                 self.net.stop()
                 self.net = None
@@ -226,13 +235,15 @@ class _ControlHandler(socketserver.StreamRequestHandler):
             try:
                 request = json.loads(line)
                 operation = request.get("op")
+                reply = {"ok": True}
                 if operation == "add_vm":
                     self.server.lab.add_vm(vm_from_dict(request["vm"]))
                 elif operation == "remove_vm":
                     self.server.lab.remove_vm(request["name"])
+                elif operation == "recorders":
+                    reply["recorders"] = self.server.lab.recorder_health()
                 elif operation != "ping":
                     raise ValueError(f"unknown operation '{operation}'")
-                reply = {"ok": True}
             except Exception as err:  # reported to the caller, the lab keeps running
                 LOG.exception("control request failed")
                 reply = {"ok": False, "error": str(err)}

@@ -5,26 +5,76 @@ Copies arrive as Ethernet-in-MPLS frames; the MPLS label names the capture. The 
 the outer Ethernet and MPLS headers, so each capture's file holds the original frames exactly,
 and writes them to DIRECTORY/label-LABEL.pcap. Anything else the analyzer receives (ARP, its
 own network's traffic) is ignored.
+
+Each capture's file has limits, set by the controller in DIRECTORY/label-LABEL.limits.json
+before the copies flow: its size, and a floor of free disk space. At a limit the recorder stops
+writing that capture and says why in DIRECTORY/label-LABEL.stopped.json, which the controller
+reads to stop the capture. A recorder restarted after a crash appends to the files it finds,
+first cutting off a record it was killed in the middle of writing.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
+import signal
 import socket
-import struct
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
+
+from lab.pcap import GLOBAL_HEADER, PCAP_HEADER, complete_end, record_bytes
 
 ETH_P_ALL = 0x0003
 ETH_P_MPLS = 0x8847
 OUTER_HEADERS = 14 + 4
-PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)  # Ethernet linktype
 FLUSH_INTERVAL = 0.05
+MIB = 1 << 20
+DEFAULT_LIMIT_BYTES = 100 * MIB
+DEFAULT_MIN_FREE_BYTES = 256 * MIB
 
 
 def capture_file(directory: Path, label: int) -> Path:
     """Where the recorder writes the copies carrying `label`."""
     return directory / f"label-{label}.pcap"
+
+
+def limits_file(directory: Path, label: int) -> Path:
+    """Where the controller sets the limits of the capture carrying `label`."""
+    return directory / f"label-{label}.limits.json"
+
+
+def stop_report_file(directory: Path, label: int) -> Path:
+    """Where the recorder says why it stopped recording `label`."""
+    return directory / f"label-{label}.stopped.json"
+
+
+def _write_json(path: Path, content: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(content))
+    tmp.replace(path)
+
+
+def set_limits(directory: Path, label: int, limit_bytes: int, min_free_bytes: int) -> None:
+    """Set the file size limit and the free-disk floor of the capture carrying `label`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    _write_json(limits_file(directory, label), {"limit_bytes": limit_bytes,
+                                                "min_free_bytes": min_free_bytes})
+
+
+def stop_report(directory: Path, label: int) -> dict | None:
+    """{"reason", "bytes"} if the recorder stopped recording `label`, else None."""
+    try:
+        return json.loads(stop_report_file(directory, label).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def format_size(size: int) -> str:
+    """`size` bytes in MiB, for messages."""
+    return f"{size / MIB:.1f} MiB"
 
 
 def parse_copy(frame: bytes) -> tuple[int, bytes] | None:
@@ -37,12 +87,38 @@ def parse_copy(frame: bytes) -> tuple[int, bytes] | None:
     return shim >> 12, frame[OUTER_HEADERS:]
 
 
+@dataclass
+class _Output:
+    file: BinaryIO
+    size: int
+    limit_bytes: int
+    min_free_bytes: int
+
+
+def _open_for_append(path: Path) -> tuple[BinaryIO, int]:
+    """The pcap file at `path` open for appending, and its size: a new file gets the global
+    header; an existing one loses a last record cut short (its writer was killed)."""
+    if path.exists():
+        with open(path, "r+b") as pcap:
+            end = complete_end(pcap)
+            pcap.truncate(end)
+    else:
+        end = 0
+    out = open(path, "ab")
+    if end < GLOBAL_HEADER:
+        out.write(PCAP_HEADER)
+        end = GLOBAL_HEADER
+    return out, end
+
+
 class Recorder:
-    """Writes copies to per-label pcap files, flushing them at most every FLUSH_INTERVAL."""
+    """Writes copies to per-label pcap files within their limits, flushing them (and checking
+    the free disk space) at most every FLUSH_INTERVAL."""
 
     def __init__(self, directory: Path):
         self.directory = directory
-        self.files = {}
+        self.outputs: dict[int, _Output] = {}
+        self.stopped: set[int] = set()
         self.dirty = set()
 
     def write(self, frame: bytes, when: float) -> None:
@@ -51,28 +127,62 @@ class Recorder:
         if parsed is None:
             return
         label, original = parsed
-        out = self.files.get(label)
+        if label in self.stopped:
+            return
+        out = self.outputs.get(label) or self._open(label)
         if out is None:
-            path = capture_file(self.directory, label)
-            fresh = not path.exists()
-            out = self.files[label] = open(path, "ab")
-            if fresh:
-                out.write(PCAP_HEADER)
-        seconds = int(when)
-        out.write(struct.pack("<IIII", seconds, int((when - seconds) * 1e6), len(original),
-                              len(original)))
-        out.write(original)
+            return
+        record = record_bytes(when, original)
+        if out.size + len(record) > out.limit_bytes:
+            self._stop(label, f"limit reached ({out.limit_bytes} bytes)")
+            return
+        out.file.write(record)
+        out.size += len(record)
         self.dirty.add(label)
 
+    def _open(self, label: int) -> _Output | None:
+        if stop_report(self.directory, label) is not None:  # stopped before a restart
+            self.stopped.add(label)
+            return None
+        try:
+            limits = json.loads(limits_file(self.directory, label).read_text())
+        except (OSError, ValueError):
+            limits = {}
+        file, size = _open_for_append(capture_file(self.directory, label))
+        out = self.outputs[label] = _Output(file, size,
+                                            limits.get("limit_bytes", DEFAULT_LIMIT_BYTES),
+                                            limits.get("min_free_bytes", DEFAULT_MIN_FREE_BYTES))
+        self._check_disk_floor([label])
+        return self.outputs.get(label)
+
+    def _check_disk_floor(self, labels) -> None:
+        free = shutil.disk_usage(self.directory).free
+        for label in labels:
+            floor = self.outputs[label].min_free_bytes
+            if free < floor:
+                self._stop(label, f"disk floor: {format_size(free)} free in {self.directory}, "
+                                  f"less than the floor of {format_size(floor)}")
+
+    def _stop(self, label: int, reason: str) -> None:
+        out = self.outputs.pop(label)
+        out.file.close()
+        self.dirty.discard(label)
+        self.stopped.add(label)
+        _write_json(stop_report_file(self.directory, label), {"reason": reason, "bytes": out.size})
+        print(f"recorder: stopped label {label}: {reason}", file=sys.stderr, flush=True)
+
     def flush(self) -> None:
-        """Push buffered records to disk so readers see them."""
+        """Push buffered records to disk so readers see them, and stop every capture whose
+        disk went below its free-space floor."""
         for label in self.dirty:
-            self.files[label].flush()
+            self.outputs[label].file.flush()
         self.dirty.clear()
+        if self.outputs:
+            self._check_disk_floor(list(self.outputs))
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Record copies arriving on --interface into --directory until killed."""
+    """Record copies arriving on --interface into --directory until stopped."""
     parser = argparse.ArgumentParser(prog="python -m lab.recorder")
     parser.add_argument("--interface", required=True)
     parser.add_argument("--directory", required=True, type=Path)
@@ -83,18 +193,24 @@ def main(argv: list[str] | None = None) -> int:
     sock.bind((args.interface, 0))
     sock.settimeout(FLUSH_INTERVAL)
     recorder = Recorder(args.directory)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print(f"recorder: recording copies on {args.interface} into {args.directory}",
+          file=sys.stderr, flush=True)
     last_flush = time.monotonic()
-    while True:
-        try:
-            frame, address = sock.recvfrom(65535)
-            if address[2] != socket.PACKET_OUTGOING:
-                recorder.write(frame, time.time())
-        except socket.timeout:
-            pass
-        now = time.monotonic()
-        if now - last_flush >= FLUSH_INTERVAL:
-            recorder.flush()
-            last_flush = now
+    try:
+        while True:
+            try:
+                frame, address = sock.recvfrom(65535)
+                if address[2] != socket.PACKET_OUTGOING:
+                    recorder.write(frame, time.time())
+            except socket.timeout:
+                pass
+            now = time.monotonic()
+            if now - last_flush >= FLUSH_INTERVAL:
+                recorder.flush()
+                last_flush = now
+    finally:
+        recorder.flush()
 
 
 if __name__ == "__main__":

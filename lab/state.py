@@ -9,8 +9,9 @@ The state directory (default /run/mirrorlab, or $MIRRORLAB_STATE_DIR) holds:
   ovs/            the lab's own Open vSwitch: database, sockets, logs, and openflow.sock, the
                   controller's OpenFlow socket that the vRouters call (see `lab.sandbox`)
   controller.db   the controller's capture store
-  captures/       the pcap files analyzers recorded
-  *.log           process logs
+  captures/       the pcap files analyzers recorded (label-N.pcap), each capture's limits
+                  (label-N.limits.json) and why its recorder stopped it (label-N.stopped.json)
+  *.log           process logs (recorder-VM.log: an analyzer's recorder, across restarts)
 Processes are recorded with their start time, so a recycled PID is never killed by mistake.
 Bridges and links need no record: they live in the lab's namespace and go with it.
 """

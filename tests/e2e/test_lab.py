@@ -241,11 +241,13 @@ def test_a_second_lab_with_the_same_names_coexists_and_leaves_nothing(lab, crash
     cli = [sys.executable, "-m", "lab.cli"]
     before = {c.name: lab.flows(c.name) for c in lab.topology.computes}
     try:
-        up = subprocess.run(cli + ["up", str(TOPOLOGY), "--api-port", "8099", "--lease-seconds", "2.5"],
+        up = subprocess.run(cli + ["up", str(TOPOLOGY), "--api-port", "8099", "--lease-seconds", "2.5",
+                                   "--capture-limit", "5M", "--min-free-disk", "64M"],
                             env=env, capture_output=True, text=True, timeout=300)
         assert up.returncode == 0, up.stdout + up.stderr
         assert "[5/5] checking reachability" in up.stdout and "is up in" in up.stdout
-        assert httpx.get("http://127.0.0.1:8099/api/config").json()["lease_seconds"] == 2.5
+        assert httpx.get("http://127.0.0.1:8099/api/config").json() == {
+            "lease_seconds": 2.5, "capture_limit_bytes": 5 << 20, "min_free_bytes": 64 << 20}
         twin_ping = subprocess.run(cli + ["exec", "vm1", "--", "ping", "-c", "2", "-q", "10.1.1.12"],
                                    env=env, capture_output=True, text=True, timeout=60)
         assert twin_ping.returncode == 0, twin_ping.stdout

@@ -1,10 +1,13 @@
-"""The analyzer side: the recorder's pcap files and the controller's index of them."""
+"""The analyzer side: the recorder's pcap files, their limits, a restarted recorder, and the
+controller's index of them."""
 from __future__ import annotations
 
 import struct
+import tracemalloc
 
-from controller.pcapfile import PcapIndex
-from lab.recorder import PCAP_HEADER, Recorder, capture_file, parse_copy
+from controller.pcapfile import CHECKPOINT_EVERY, PcapIndex, read_prefix
+from lab.pcap import GLOBAL_HEADER, PCAP_HEADER, RECORD_HEADER, record_bytes
+from lab.recorder import Recorder, capture_file, parse_copy, set_limits, stop_report
 
 ORIGINAL = bytes.fromhex("02000a01010c02000a01010b0800") + b"\x45" + bytes(40)
 
@@ -58,3 +61,124 @@ def test_index_leaves_a_half_written_record_for_later(tmp_path):
     with open(path, "ab") as pcap:
         pcap.write(record[30:])
     assert index.count(path) == (2, 2 * len(ORIGINAL))
+
+
+def test_recorder_stops_a_capture_at_its_limit_and_says_why(tmp_path):
+    """The file never grows past the capture's limit; the recorder reports why it stopped,
+    and other captures go on."""
+    set_limits(tmp_path, 0x80004, limit_bytes=1024, min_free_bytes=0)
+    recorder = Recorder(tmp_path)
+    for n in range(40):
+        recorder.write(copy_of(ORIGINAL, 0x80004), float(n))
+        recorder.write(copy_of(ORIGINAL, 0x80005), float(n))
+    recorder.flush()
+    limited = capture_file(tmp_path, 0x80004)
+    record = RECORD_HEADER.size + len(ORIGINAL)
+    assert limited.stat().st_size == GLOBAL_HEADER + (1024 - GLOBAL_HEADER) // record * record
+    assert stop_report(tmp_path, 0x80004) == {"reason": "limit reached (1024 bytes)",
+                                               "bytes": limited.stat().st_size}
+    assert PcapIndex().count(capture_file(tmp_path, 0x80005))[0] == 40
+    assert stop_report(tmp_path, 0x80005) is None
+
+
+def test_recorder_stops_below_the_disk_floor(tmp_path):
+    """A capture whose disk has less free space than its floor records nothing more."""
+    set_limits(tmp_path, 0x80006, limit_bytes=1 << 30, min_free_bytes=1 << 62)
+    recorder = Recorder(tmp_path)
+    recorder.write(copy_of(ORIGINAL, 0x80006), 1.0)
+    recorder.write(copy_of(ORIGINAL, 0x80006), 2.0)
+    recorder.flush()
+    assert stop_report(tmp_path, 0x80006)["reason"].startswith("disk floor: ")
+    assert "less than the floor of" in stop_report(tmp_path, 0x80006)["reason"]
+    assert PcapIndex().count(capture_file(tmp_path, 0x80006)) == (0, 0)
+
+
+def test_restarted_recorder_appends_after_cutting_a_half_written_record(tmp_path):
+    """A recorder killed mid-record leaves a partial record; the next one cuts it off and
+    appends, so the file stays a valid pcap holding every complete frame once."""
+    first = Recorder(tmp_path)
+    for n in range(3):
+        first.write(copy_of(ORIGINAL + bytes([n]), 0x80007), 10.0 + n)
+    first.flush()
+    path = capture_file(tmp_path, 0x80007)
+    with open(path, "ab") as pcap:  # what a kill -9 in the middle of a write leaves
+        pcap.write(record_bytes(13.0, ORIGINAL + b"\xff")[:25])
+    second = Recorder(tmp_path)
+    for n in range(3, 5):
+        second.write(copy_of(ORIGINAL + bytes([n]), 0x80007), 10.0 + n)
+    second.flush()
+    records, total = PcapIndex().records(path, 0, 10)
+    assert total == 5 and [r.data[-1] for r in records] == [0, 1, 2, 3, 4]
+    assert path.stat().st_size == GLOBAL_HEADER + 5 * (RECORD_HEADER.size + len(ORIGINAL) + 1)
+
+
+def test_restarted_recorder_writes_the_header_of_a_file_it_was_killed_before_filling(tmp_path):
+    """A file left empty (killed before its first flush) gets its header on the restart."""
+    capture_file(tmp_path, 0x80008).touch()
+    recorder = Recorder(tmp_path)
+    recorder.write(copy_of(ORIGINAL, 0x80008), 1.0)
+    recorder.flush()
+    assert capture_file(tmp_path, 0x80008).read_bytes().startswith(PCAP_HEADER)
+    assert PcapIndex().count(capture_file(tmp_path, 0x80008)) == (1, len(ORIGINAL))
+
+
+def test_a_stopped_capture_stays_stopped_after_a_restart(tmp_path):
+    """A restarted recorder does not resume a capture it stopped at its limit."""
+    set_limits(tmp_path, 0x80009, limit_bytes=1024, min_free_bytes=0)
+    first = Recorder(tmp_path)
+    for n in range(40):
+        first.write(copy_of(ORIGINAL, 0x80009), float(n))
+    first.flush()
+    size = capture_file(tmp_path, 0x80009).stat().st_size
+    second = Recorder(tmp_path)
+    second.write(copy_of(ORIGINAL, 0x80009), 99.0)
+    second.flush()
+    assert capture_file(tmp_path, 0x80009).stat().st_size == size
+
+
+def _synthetic_pcap(path, count: int) -> None:
+    with open(path, "wb") as pcap:
+        pcap.write(PCAP_HEADER)
+        pcap.write(b"".join(record_bytes(float(n), ORIGINAL + n.to_bytes(4, "big"))
+                            for n in range(count)))
+
+
+def test_index_pages_across_checkpoints(tmp_path):
+    """Packets are read right wherever they sit between the sparse index's checkpoints."""
+    path = tmp_path / "big.pcap"
+    count = 3 * CHECKPOINT_EVERY + 7
+    _synthetic_pcap(path, count)
+    index = PcapIndex()
+    assert index.count(path) == (count, count * (len(ORIGINAL) + 4))
+    for after in (0, CHECKPOINT_EVERY - 2, CHECKPOINT_EVERY, 2 * CHECKPOINT_EVERY + 1, count - 3):
+        records, total = index.records(path, after, 5)
+        assert total == count
+        assert [int.from_bytes(r.data[-4:], "big") for r in records] == list(range(after, min(after + 5, count)))
+        assert records[0].time == float(after)
+    assert index.records(path, count, 5) == ([], count)
+
+
+def test_index_memory_does_not_grow_with_every_packet(tmp_path):
+    """Indexing 200,000 packets keeps a few kilobytes, not an offset per packet."""
+    path = tmp_path / "big.pcap"
+    _synthetic_pcap(path, 200_000)
+    index = PcapIndex()
+    tracemalloc.start()
+    index.count(path)
+    kept, _peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert index.count(path)[0] == 200_000
+    assert kept < 64 * 1024
+
+
+def test_download_size_leaves_out_a_half_written_record(tmp_path):
+    """A download serves the header and the complete records only: a valid pcap."""
+    path = tmp_path / "growing.pcap"
+    _synthetic_pcap(path, 3)
+    complete = path.stat().st_size
+    with open(path, "ab") as pcap:
+        pcap.write(record_bytes(9.0, ORIGINAL)[:20])
+    index = PcapIndex()
+    assert index.complete_size(path) == complete
+    assert b"".join(read_prefix(path, complete)) == path.read_bytes()[:complete]
+    assert index.complete_size(tmp_path / "none.pcap") == 0

@@ -199,6 +199,12 @@ export function captureView(container, vrouterName, interfaceName) {
     showCounts(capture);
   }
 
+  // Capture limits and failures (recorder-limits): why a capture ended, as the API says.
+  function endedText(info) {
+    const word = info.state === "failed" ? "Failed" : "Stopped";
+    return info.stop_reason ? `${word}: ${info.stop_reason}` : word;
+  }
+
   function describeCapture() {
     const analyzer = analyzers.find((candidate) => candidate.name === capture.analyzer);
     const where = analyzer ? ` (${analyzer.vm} on ${analyzer.compute}, ${analyzer.ip})` : "";
@@ -208,9 +214,9 @@ export function captureView(container, vrouterName, interfaceName) {
         h("span", {class: "strong"}, `${capture.interface} (${capture.vm})`), " \u2192 ",
         h("span", {class: "strong"}, capture.analyzer), where),
       h("div", {class: "muted small"}, `direction ${capture.direction} \u00b7 started `
-        + `${formatClock(Date.parse(capture.started_at) / 1000)}`));
+        + `${formatClock(Date.parse(capture.started_at) / 1000)} \u00b7 limit ${formatBytes(capture.limit_bytes)}`));
     setStatus(phase === "active" ? "active" : phase === "stopping" ? "idle" : "bad",
-      {active: "Capturing", stopping: "Stopping…", stopped: "Stopped"}[phase]);
+      phase === "stopped" ? endedText(capture) : {active: "Capturing", stopping: "Stopping…"}[phase]);
   }
 
   function showCounts(info) {
@@ -222,7 +228,8 @@ export function captureView(container, vrouterName, interfaceName) {
     const startedAt = Date.parse(info.started_at) / 1000;
     const endedAt = info.stopped_at ? Date.parse(info.stopped_at) / 1000 : Date.now() / 1000;
     set(view.packets, String(info.packets));
-    set(view.bytes, formatBytes(info.bytes), `${info.bytes} bytes`);
+    set(view.bytes, formatBytes(info.bytes),
+      `${info.bytes} bytes; pcap file ${info.file_bytes} of its ${info.limit_bytes}-byte limit`);
     set(view.duration, formatDuration(endedAt - startedAt));
     set(view.lease, phase === "active" ? `${leaseSeconds} s` : "ended",
       phase === "active" ? `renewed every ${(leaseSeconds / 3).toFixed(1)} s while this screen is open` : "");
@@ -258,8 +265,9 @@ export function captureView(container, vrouterName, interfaceName) {
     if (disposed) return;
     knownTotal = page.total;
     addPackets(page.packets);
-    if (info.state === "stopped" && phase === "active") {
-      notify("warning", `Capture #${capture.id} was stopped outside this screen,`,
+    if (info.state !== "active" && phase === "active") {
+      if (info.stop_reason) notify("warning", `Capture #${capture.id} ${info.state}:`, info.stop_reason);
+      else notify("warning", `Capture #${capture.id} was stopped outside this screen,`,
         "or its lease ran out before this screen renewed it");
       stopped(info);
     }

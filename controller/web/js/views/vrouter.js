@@ -20,14 +20,26 @@ function captureHref(vrouterName, interfaceName) {
   return `#/vrouters/${encodeURIComponent(vrouterName)}/interfaces/${encodeURIComponent(interfaceName)}/capture`;
 }
 
+/** The chip of an analyzer VM, with how its recorder is doing when that is not simply running. */
+function analyzerChip(name, recorder) {
+  const healthy = recorder.state === "running";
+  const restarts = recorder.restarts ? `, restarted ${recorder.restarts}\u00d7` : "";
+  const text = `analyzer ${name}` + (healthy ? (restarts && ` (recorder${restarts})`)
+    : ` \u00b7 recorder ${recorder.state}`);
+  const title = `this VM is an analyzer instance; its recorder is ${recorder.state}${restarts}`
+    + (recorder.last_error ? `; last failure: ${recorder.last_error}` : "");
+  return h("span", {class: `chip chip-analyzer${healthy ? "" : " chip-bad"}`, dataset: {recorder: recorder.state},
+                    title}, text);
+}
+
 function mirroringCell(item, captures) {
   const mine = captures.filter((capture) => capture.interface === item.name);
   const chips = mine.map((capture) => h("span", {class: "chip chip-mirror",
-                                                 title: `capture ${capture.id}, ${capture.direction}`},
+                                                 title: `capture ${capture.id}, ${capture.direction}, `
+                                                   + `pcap file ${capture.file_bytes} of ${capture.limit_bytes} bytes`},
     `#${capture.id} \u2192 ${capture.analyzer} (${capture.direction})`));
   if (item.analyzer) {
-    chips.unshift(h("span", {class: "chip chip-analyzer", title: "this VM is an analyzer instance"},
-      `analyzer ${item.analyzer}`));
+    chips.unshift(analyzerChip(item.analyzer, item.recorder || {state: "unknown", restarts: 0}));
   }
   return chips.length ? h("div", {class: "chips"}, chips) : h("span", {class: "muted"}, "Off");
 }
