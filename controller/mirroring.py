@@ -6,7 +6,7 @@ instance. Analyzers are VMs of the topology whose `analyzer` field names the ins
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from controller.errors import Conflict, InvalidRequest, NotFound
@@ -61,6 +61,9 @@ class Capture:
     # A leased capture (the web UI's) stops by itself unless renewed within lease_seconds.
     lease_seconds: float | None = None
     lease_expires_at: float | None = None
+    # What a browser presents to stop the capture by beacon or renew its lease: known only to
+    # whoever started it (kept out of repr, so it stays out of logs).
+    secret: str | None = field(default=None, repr=False)
 
     @property
     def active(self) -> bool:
@@ -134,8 +137,9 @@ MAX_LEASE_SECONDS = 3600.0
 
 def plan_capture(topology: Topology, captures: list[Capture], capture_id: int, vrouter: str,
                  interface: str, direction: str | None, analyzer: str, now: float,
-                 lease_seconds: float | None = None) -> Capture:
-    """A new capture, checked against the topology, its analyzers and the active captures."""
+                 lease_seconds: float | None = None, secret: str | None = None) -> Capture:
+    """A new capture, checked against the topology, its analyzers and the active captures;
+    `secret` is what its beacon stop and lease renewals must present."""
     if lease_seconds is not None and not 0 < lease_seconds <= MAX_LEASE_SECONDS:
         raise InvalidRequest(f"bad lease_seconds {lease_seconds} (more than 0, at most "
                              f"{MAX_LEASE_SECONDS:.0f})", "lease_seconds")
@@ -159,7 +163,8 @@ def plan_capture(topology: Topology, captures: list[Capture], capture_id: int, v
     return Capture(id=capture_id, compute=target.compute, interface=target.port_name,
                    direction=parsed_direction, analyzer=analyzer, slot=free[0], started_at=now,
                    lease_seconds=lease_seconds,
-                   lease_expires_at=now + lease_seconds if lease_seconds is not None else None)
+                   lease_expires_at=now + lease_seconds if lease_seconds is not None else None,
+                   secret=secret)
 
 
 def plan_analyzer(topology: Topology, name: str, network: str | None, compute: str | None,
@@ -167,7 +172,7 @@ def plan_analyzer(topology: Topology, name: str, network: str | None, compute: s
     """A new analyzer VM: named an<N>, in `network` (default: the analyzer network), on
     `compute` (default: the first compute node), with the next free address and port.
     `vm_name_taken` refuses names in use outside this topology (another lab's ports)."""
-    if not name or len(name) > 63 or not all(ch.isalnum() or ch in "-_." for ch in name):
+    if not name or len(name) > 63 or not all(ch.isascii() and ch.isalnum() or ch in "-_." for ch in name):
         raise InvalidRequest(f"bad analyzer name '{name}' (1-63 letters, digits, '-', '_', '.')",
                              "name")
     if name in analyzers(topology):

@@ -6,6 +6,7 @@ are made by `controller.mirroring` and `controller.pipeline`.
 """
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from pathlib import Path
@@ -161,7 +162,8 @@ class ControllerService:
                     self.create_analyzer(analyzer, compute=target.compute)
             capture = plan_capture(self.topology, list(self.captures.values()),
                                    self.store.next_capture_id(), vrouter, interface, direction,
-                                   analyzer, time.time(), lease_seconds)
+                                   analyzer, time.time(), lease_seconds,
+                                   secret=secrets.token_urlsafe(24))
             self.store.save_capture(capture)
             self.captures[capture.id] = capture
             self._push(capture_flows(self.topology, capture))

@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS captures (
     started_at REAL NOT NULL,
     stopped_at REAL,
     lease_seconds REAL,
-    lease_expires_at REAL
+    lease_expires_at REAL,
+    secret TEXT
 );
 """
 
@@ -61,10 +62,10 @@ class Store:
         with self.lock:
             rows = self.db.execute(
                 "SELECT id, compute, interface, direction, analyzer, slot, started_at, stopped_at, "
-                "lease_seconds, lease_expires_at FROM captures ORDER BY id").fetchall()
+                "lease_seconds, lease_expires_at, secret FROM captures ORDER BY id").fetchall()
         return [Capture(id=r[0], compute=r[1], interface=r[2], direction=Direction(r[3]),
                         analyzer=r[4], slot=r[5], started_at=r[6], stopped_at=r[7],
-                        lease_seconds=r[8], lease_expires_at=r[9]) for r in rows]
+                        lease_seconds=r[8], lease_expires_at=r[9], secret=r[10]) for r in rows]
 
     def next_capture_id(self) -> int:
         """The id the next capture gets (ids are never reused)."""
@@ -76,8 +77,8 @@ class Store:
         with self.lock:
             self.db.execute(
                 "INSERT OR REPLACE INTO captures (id, compute, interface, direction, analyzer, slot,"
-                " started_at, stopped_at, lease_seconds, lease_expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " started_at, stopped_at, lease_seconds, lease_expires_at, secret)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (capture.id, capture.compute, capture.interface, capture.direction.value,
                  capture.analyzer, capture.slot, capture.started_at, capture.stopped_at,
-                 capture.lease_seconds, capture.lease_expires_at))
+                 capture.lease_seconds, capture.lease_expires_at, capture.secret))
