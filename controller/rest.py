@@ -91,6 +91,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def is_wildcard(host: str) -> bool:
+    """Whether `host` (an address to listen on) means every address: 0.0.0.0 or ::."""
+    try:
+        return ipaddress.ip_address(host_name(host)).is_unspecified
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class ApiAccess:
     """Who may use the API: the host names and addresses it answers to (at any port), and the
