@@ -153,7 +153,8 @@ class ControllerService:
                       analyzer: str | None = None, lease_seconds: float | None = None) -> Capture:
         """Start mirroring an interface; the flows are in place when this returns. Without
         `analyzer`, the default analyzer is used, launched on the interface's compute node if
-        it does not exist yet. With `lease_seconds`, the capture stops unless renewed."""
+        it does not exist yet. With `lease_seconds`, the capture stops unless renewed. The
+        capture gets a random secret, which its starter needs for a beacon stop or a renewal."""
         with self.lock:
             if analyzer is None:
                 analyzer = DEFAULT_ANALYZER
