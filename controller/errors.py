@@ -18,6 +18,19 @@ class InvalidRequest(MirrorlabError):
     status = 400
 
 
+class Unauthorized(MirrorlabError):
+    """The API has a bearer token and the request did not present it (401)."""
+
+    status = 401
+
+
+class Forbidden(MirrorlabError):
+    """The request comes from a host name, origin or client the API does not serve, or lacks
+    the capture's secret (403)."""
+
+    status = 403
+
+
 class NotFound(MirrorlabError):
     """The request names something that does not exist (404)."""
 
@@ -28,6 +41,12 @@ class Conflict(MirrorlabError):
     """The request clashes with the lab's current state or a limit (409)."""
 
     status = 409
+
+
+class PayloadTooLarge(MirrorlabError):
+    """The request body is larger than the API accepts (413)."""
+
+    status = 413
 
 
 class LabUnavailable(MirrorlabError):

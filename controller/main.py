@@ -23,7 +23,7 @@ from os_ken import cfg
 from os_ken.controller import controller as os_ken_controller
 
 from controller.app import VRouterApp
-from controller.rest import create_app
+from controller.rest import ApiAccess, create_app, is_loopback, is_wildcard
 from controller.service import ControllerService
 from controller.store import Store
 from lab import topofile
@@ -79,8 +79,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topology", required=True)
     parser.add_argument("--openflow-socket", required=True,
                         help="Unix socket the vRouters connect to")
-    parser.add_argument("--api-host", default="127.0.0.1")
+    parser.add_argument("--api-host", default="127.0.0.1",
+                        help="address the API listens on; other than loopback needs --api-token")
     parser.add_argument("--api-port", type=int, default=8080)
+    parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                        help="a host name or address the API answers to, besides 127.0.0.1, "
+                             "localhost, ::1 and --api-host (repeatable)")
+    parser.add_argument("--api-token", default=os.environ.get("MIRRORLAB_API_TOKEN") or None,
+                        help="bearer token every /api request must present "
+                             "(default: $MIRRORLAB_API_TOKEN)")
     parser.add_argument("--lease-seconds", type=float, default=5.0,
                         help="how long a capture opened in the web UI outlives its last renewal")
     parser.add_argument("--capture-limit-bytes", type=int, default=DEFAULT_LIMIT_BYTES,
@@ -88,10 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-free-bytes", type=int, default=DEFAULT_MIN_FREE_BYTES,
                         help="free disk space below which the analyzers stop recording")
     args = parser.parse_args(argv)
+    if not (is_loopback(args.api_host) or args.api_token):
+        parser.error(f"--api-host {args.api_host} is not loopback: give the API a token "
+                     f"(--api-token or MIRRORLAB_API_TOKEN)")
+    os.umask(0o077)  # the store, pcaps and logs are the lab owner's alone
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     state = LabState()
-    state.dir.mkdir(parents=True, exist_ok=True)
+    state.ensure_dir()
     service = ControllerService(topofile.load(args.topology), Store(state.database_path),
                                 LabControl(state.socket_path), state.captures_dir,
                                 args.capture_limit_bytes, args.min_free_bytes,
@@ -113,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     # os-ken's OpenFlow listener is started by its `ofp_handler` app on native threads.
 
     threading.Thread(target=_housekeeping, args=(service,), name="housekeeping", daemon=True).start()
-    server = uvicorn.Server(uvicorn.Config(create_app(service, args.lease_seconds), host=args.api_host,
+    bound = [] if is_wildcard(args.api_host) else [args.api_host]  # 0.0.0.0 names no host
+    access = ApiAccess.of(args.allowed_host + bound, args.api_token)
+    server = uvicorn.Server(uvicorn.Config(create_app(service, args.lease_seconds, access), host=args.api_host,
                                            port=args.api_port, log_level="warning"))
     api_thread = threading.Thread(target=server.run, name="rest-api", daemon=True)
     api_thread.start()

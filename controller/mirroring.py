@@ -6,7 +6,7 @@ instance. Analyzers are VMs of the topology whose `analyzer` field names the ins
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from controller.errors import Conflict, InvalidRequest, NotFound
 from lab.recorder import DEFAULT_LIMIT_BYTES
@@ -68,6 +68,9 @@ class Capture:
     # Why it stopped, when not by a user's request (a limit, its lease, its recorder's failure).
     stop_reason: str | None = None
     failed: bool = False
+    # What a browser presents to stop the capture by beacon or renew its lease: known only to
+    # whoever started it (kept out of repr, so it stays out of logs).
+    secret: str | None = field(default=None, repr=False)
 
     @property
     def active(self) -> bool:
@@ -145,8 +148,9 @@ MAX_LEASE_SECONDS = 3600.0
 def plan_capture(topology: Topology, captures: list[Capture], capture_id: int, vrouter: str,
                  interface: str, direction: str | None, analyzer: str, now: float,
                  lease_seconds: float | None = None,
-                 limit_bytes: int = DEFAULT_LIMIT_BYTES) -> Capture:
-    """A new capture, checked against the topology, its analyzers and the active captures."""
+                 limit_bytes: int = DEFAULT_LIMIT_BYTES, secret: str | None = None) -> Capture:
+    """A new capture, checked against the topology, its analyzers and the active captures;
+    `secret` is what its beacon stop and lease renewals must present."""
     if limit_bytes < MIN_LIMIT_BYTES:
         raise InvalidRequest(f"bad limit_bytes {limit_bytes} (at least {MIN_LIMIT_BYTES})",
                              "limit_bytes")
@@ -174,13 +178,13 @@ def plan_capture(topology: Topology, captures: list[Capture], capture_id: int, v
                    direction=parsed_direction, analyzer=analyzer, slot=free[0], started_at=now,
                    lease_seconds=lease_seconds,
                    lease_expires_at=now + lease_seconds if lease_seconds is not None else None,
-                   limit_bytes=limit_bytes)
+                   limit_bytes=limit_bytes, secret=secret)
 
 
 def plan_analyzer(topology: Topology, name: str, network: str | None, compute: str | None) -> VM:
     """A new analyzer VM: named an<N>, in `network` (default: the analyzer network), on
     `compute` (default: the first compute node), with the next free address and port."""
-    if not name or len(name) > 63 or not all(ch.isalnum() or ch in "-_." for ch in name):
+    if not name or len(name) > 63 or not all(ch.isascii() and ch.isalnum() or ch in "-_." for ch in name):
         raise InvalidRequest(f"bad analyzer name '{name}' (1-63 letters, digits, '-', '_', '.')",
                              "name")
     if name in analyzers(topology):

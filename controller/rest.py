@@ -2,26 +2,46 @@
 
 Errors are mapped to HTTP in one place, `_error_response`: the controller's own errors carry
 their status; malformed requests are 400; anything unexpected is a 500 with a JSON body, and
-the server keeps running.
+the server keeps running. Values echoed in error messages are cut short.
+
+Who may use it (`ApiAccess`, checked by `RequestGuard` before any route runs):
+- the Host header must name one of the lab's own hosts (403 otherwise): a foreign name that a
+  DNS rebinding attack points at 127.0.0.1 gets nothing;
+- a request that changes state (POST, PUT, PATCH, DELETE) coming from a browser page must come
+  from the API's own origin (403 otherwise); requests without an Origin header (curl, the CLI)
+  are not browser pages' and pass;
+- with a bearer token, every /api request must present it (401 otherwise), as an
+  `Authorization: Bearer` header or the cookie a one-time `/?token=TOKEN` login sets;
+- a request body may hold at most MAX_REQUEST_BYTES (413 otherwise).
+A capture's beacon stop and lease renewal need the capture's secret, which only the response
+that started it carries.
 
 The same application serves the monitor web UI (controller/web: static HTML, CSS and JavaScript
 modules) at /.
 """
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
 
 from controller.dissect import summarize
-from controller.errors import InvalidRequest, MirrorlabError
-from controller.mirroring import analyzers
+from controller.errors import (
+    Forbidden, InvalidRequest, MirrorlabError, NotFound, PayloadTooLarge, Unauthorized,
+)
+from controller.mirroring import MAX_LEASE_SECONDS, MIN_LIMIT_BYTES, analyzers
 from controller.pcapfile import read_prefix
 from controller.service import ControllerService
 from lab.pcap import PCAP_HEADER
@@ -32,47 +52,281 @@ LOG = logging.getLogger("mirrorlab.rest")
 WEB_DIR = Path(__file__).resolve().parent / "web"
 # The most packets one GET /api/captures/{id}/packets returns.
 MAX_PACKETS_PER_REQUEST = 1000
+PCAP_MEDIA_TYPE = "application/vnd.tcpdump.pcap"
+# Every request body of this API is a small JSON object.
+MAX_REQUEST_BYTES = 64 * 1024
+# Error messages echo what was asked for; a longer one keeps its start and end.
+MAX_ERROR_CHARS = 400
+# Host names the API always answers to.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# The cookie the one-time `/?token=TOKEN` login sets, so the web UI can use a token-protected API.
+TOKEN_COOKIE = "mirrorlab_token"
+STATE_CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Sec-Fetch-Site values of requests a page of the API's own origin (or the user) made.
+OWN_FETCH_SITES = frozenset({"same-origin", "none"})
+
+
+def host_name(value: str) -> str:
+    """The host name or address in a Host header or an --allowed-host value, without port,
+    brackets or trailing dot, in lower case: "[::1]:8080" -> "::1", "Lab.Example.:80" ->
+    "lab.example"."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:].split("]", 1)[0]
+    try:
+        return str(ipaddress.IPv6Address(value))  # a bare IPv6 address: its colons are no port
+    except ValueError:
+        pass
+    return value.rsplit(":", 1)[0].rstrip(".") if ":" in value else value.rstrip(".")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or address to listen on) is this machine's loopback only."""
+    name = host_name(host)
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def is_wildcard(host: str) -> bool:
+    """Whether `host` (an address to listen on) means every address: 0.0.0.0 or ::."""
+    try:
+        return ipaddress.ip_address(host_name(host)).is_unspecified
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class ApiAccess:
+    """Who may use the API: the host names and addresses it answers to (at any port), and the
+    bearer token every /api request must present, if it has one."""
+
+    hosts: frozenset[str] = frozenset(LOOPBACK_HOSTS)
+    token: str | None = None
+
+    @classmethod
+    def of(cls, extra_hosts=(), token: str | None = None) -> "ApiAccess":
+        """The loopback names and `extra_hosts` (names or addresses, ports ignored), and `token`."""
+        return cls(frozenset(LOOPBACK_HOSTS) | {host_name(h) for h in extra_hosts if h.strip()},
+                   token or None)
+
+
+def _without_null_defaults(schema: dict) -> None:
+    for prop in schema.get("properties", {}).values():
+        if prop.get("default", ...) is None:
+            del prop["default"]
+
+
+def _one_target(schema: dict) -> None:
+    """A capture names either vrouter and interface, or vm (and maybe vrouter), never
+    interface and vm together: what start_capture checks, said in the schema."""
+    _without_null_defaults(schema)
+    schema["anyOf"] = [{"required": ["vrouter", "interface"], "not": {"required": ["vm"]}},
+                       {"required": ["vm"], "not": {"required": ["interface"]}}]
 
 
 class CaptureRequest(BaseModel):
-    """Start a capture on `interface` of `vrouter` (or on `vm`'s first interface)."""
+    """Start a capture on `interface` of `vrouter` (or on `vm`'s first interface). Fields left
+    out take their defaults; null is not a value."""
 
-    model_config = ConfigDict(extra="forbid")
-    vrouter: str | None = Field(None, description="compute node name, e.g. compute1")
-    interface: str | None = Field(None, description="vRouter port (tap-vm1-0) or VM-side name (vm1-eth0)")
-    vm: str | None = Field(None, description="shortcut: the VM's first interface")
-    direction: str | None = Field(None, description="ingress | egress | both (default)")
-    analyzer: str | None = Field(None, description="analyzer instance (default: interface-packet-capture)")
-    lease_seconds: float | None = Field(None, description="stop unless renewed within this time "
-                                                          "(POST /api/captures/{id}/lease)")
-    limit_bytes: int | None = Field(None, description="the most its pcap file holds; the capture "
-                                                      "stops there (default: the lab's capture limit)")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_target)
+    vrouter: str = Field(None, description="compute node name, e.g. compute1 (with `vm`: "
+                                           "default the VM's compute node)")
+    interface: str = Field(None, description="vRouter port (tap-vm1-0) or VM-side name (vm1-eth0)")
+    vm: str = Field(None, description="instead of `interface`: the VM's first interface")
+    direction: str = Field(None, description="ingress | egress | both (default)",
+                           json_schema_extra={"enum": ["ingress", "egress", "both"]})
+    analyzer: str = Field(None, description="analyzer instance (default: interface-packet-capture, "
+                                            "launched if it does not exist)")
+    lease_seconds: float = Field(None, description="stop unless renewed within this time "
+                                                   "(POST /api/captures/{id}/lease)",
+                                 json_schema_extra={"exclusiveMinimum": 0,
+                                                    "maximum": MAX_LEASE_SECONDS})
+    limit_bytes: int = Field(None, description="the most its pcap file holds; the capture "
+                                               "stops there (default: the lab's capture limit)",
+                             json_schema_extra={"minimum": MIN_LIMIT_BYTES})
 
 
 class AnalyzerRequest(BaseModel):
-    """Launch an analyzer instance."""
+    """Launch an analyzer instance. Fields left out take their defaults; null is not a value."""
 
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    network: str | None = Field(None, description="default: the analyzer network")
-    compute: str | None = Field(None, description="default: the first compute node")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_without_null_defaults)
+    name: str = Field(description="1-63 letters, digits, '-', '_', '.'",
+                      json_schema_extra={"pattern": "^[A-Za-z0-9._-]{1,63}$"})
+    network: str = Field(None, description="default: the analyzer network")
+    compute: str = Field(None, description="default: the first compute node")
+
+
+class ErrorBody(BaseModel):
+    """The body of every refused request."""
+
+    error: str = Field(description="what is wrong, in words (values it echoes are cut short)")
+    field: str | None = Field(None, description="the request field at fault, when there is one")
+
+
+# What each error status means in this API, for the OpenAPI document.
+ERROR_MEANINGS = {
+    400: "Malformed request: bad JSON, a field or parameter of the wrong type or value, a missing field",
+    401: "The API has a bearer token and the request did not present it",
+    403: "Host header not one of the lab's, a foreign Origin on a request that changes state, "
+         "or a wrong capture secret",
+    404: "Unknown vRouter, interface, VM, network, compute node, analyzer or capture",
+    409: "Conflict with the lab's state or a limit (captures per interface or vRouter, an analyzer "
+         "in use or existing, a lease that ran out)",
+    413: f"Request body larger than {MAX_REQUEST_BYTES} bytes",
+    503: "The lab process that launches and removes analyzer VMs does not answer",
+}
+# Every route can meet these: bad input, a missing token, a foreign host or origin, a large body.
+COMMON_ERRORS = (400, 401, 403, 413)
+
+
+def _errors(*statuses: int) -> dict:
+    return {status: {"model": ErrorBody, "description": ERROR_MEANINGS[status]}
+            for status in sorted(set(COMMON_ERRORS + statuses))}
 
 
 def _iso(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, timezone.utc).isoformat() if timestamp else None
 
 
-def _error_response(status: int, message: str, field: str | None = None) -> JSONResponse:
-    body = {"error": message}
+def shorten(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """`text`, or, if longer than `limit`, its start and end around a note of what was cut."""
+    if len(text) <= limit:
+        return text
+    keep = limit // 2
+    return f"{text[:keep]}...({len(text) - 2 * keep} characters cut)...{text[-keep:]}"
+
+
+def _error_response(status: int, message: str, field: str | None = None,
+                    headers: dict | None = None) -> JSONResponse:
+    body = {"error": shorten(message)}
     if field:
-        body["field"] = field
-    return JSONResponse(status_code=status, content=body)
+        body["field"] = shorten(field)
+    return JSONResponse(status_code=status, content=body, headers=headers)
 
 
-def create_app(service: ControllerService, lease_seconds: float) -> FastAPI:
-    """The API application serving `service`; `lease_seconds` is what the web UI leases."""
-    api = FastAPI(title="mirrorlab", version="0.1.0",
-                  description="Interface monitoring and mirroring of an emulated Contrail cloud")
+class RequestGuard:
+    """ASGI middleware that refuses, before any route runs, requests to a foreign host name,
+    state changes from a foreign origin, /api requests without the token, and bodies larger
+    than MAX_REQUEST_BYTES (counted as they arrive, whatever Content-Length says)."""
+
+    def __init__(self, app, access: ApiAccess):
+        self.app = app
+        self.access = access
+
+    def refusal(self, scope) -> MirrorlabError | None:
+        """Why the request in `scope` is refused before it is read, or None."""
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        host = headers.get("host", "")
+        if host_name(host) not in self.access.hosts:
+            return Forbidden(f"host '{host}' is not one of this lab's (allowed: "
+                             f"{', '.join(sorted(self.access.hosts))}; see --allowed-host)", "Host")
+        if scope["method"] in STATE_CHANGING_METHODS:
+            origin = headers.get("origin")
+            if origin is not None and origin.lower() != f"{scope['scheme']}://{host}".lower():
+                return Forbidden(f"origin '{origin}' may not change this lab (only pages of "
+                                 f"{scope['scheme']}://{host} may)", "Origin")
+            site = headers.get("sec-fetch-site")
+            if site is not None and site not in OWN_FETCH_SITES:
+                return Forbidden(f"a {site} page may not change this lab", "Origin")
+        if self.access.token and scope["path"].startswith("/api/") and not self._authorized(headers):
+            return Unauthorized("this API needs its token: send 'Authorization: Bearer TOKEN', "
+                                "or open /?token=TOKEN once in the browser", "Authorization")
+        length = headers.get("content-length")
+        if length is not None and not length.isdigit():
+            return InvalidRequest(f"bad Content-Length '{length}'", "Content-Length")
+        if length is not None and int(length) > MAX_REQUEST_BYTES:
+            return PayloadTooLarge(f"request body of {length} bytes is larger than the "
+                                   f"{MAX_REQUEST_BYTES} bytes this API accepts")
+        return None
+
+    def _authorized(self, headers: dict) -> bool:
+        presented = headers.get("authorization", "")
+        scheme, _, credential = presented.partition(" ")
+        if scheme.lower() != "bearer":
+            credential = _cookies(headers.get("cookie", "")).get(TOKEN_COOKIE, "")
+        return hmac.compare_digest(credential.strip().encode(), self.access.token.encode())
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refused = self.refusal(scope)
+        if refused is not None:
+            response = _error_response(refused.status, refused.message, refused.field,
+                                       {"WWW-Authenticate": "Bearer"} if refused.status == 401 else None)
+            await response(scope, receive, send)
+            return
+        received = 0
+        too_large = False
+        started = False
+
+        async def counted_receive():
+            nonlocal received, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > MAX_REQUEST_BYTES:
+                    too_large = True
+                    raise PayloadTooLarge("request body is larger than the "
+                                          f"{MAX_REQUEST_BYTES} bytes this API accepts")
+            return message
+
+        async def guarded_send(message):
+            nonlocal started
+            if too_large:  # what the app made of a body cut short is replaced by the 413 below
+                return
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, guarded_send)
+        except PayloadTooLarge:
+            if not too_large:
+                raise
+        if too_large and not started:
+            await _error_response(413, f"request body is larger than the {MAX_REQUEST_BYTES} "
+                                       "bytes this API accepts")(scope, receive, send)
+
+
+def _known_query_only(request: Request) -> None:
+    """Refuse query parameters the route does not take: a misspelt one would be ignored."""
+    known = {param.alias for param in request.scope["route"].dependant.query_params}
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise InvalidRequest(f"unknown query parameter '{unknown[0]}' (this route takes: "
+                             f"{', '.join(sorted(known)) or 'none'})", f"query.{unknown[0]}")
+
+
+def _cookies(header: str) -> dict[str, str]:
+    pairs = (part.strip().partition("=") for part in header.split(";"))
+    return {name: value for name, _, value in pairs if name}
+
+
+SECRET_DESCRIPTION = "the capture's secret, from the response of POST /api/captures that started it"
+
+
+def create_app(service: ControllerService, lease_seconds: float,
+               access: ApiAccess = ApiAccess()) -> FastAPI:
+    """The API application serving `service` to the clients `access` admits; `lease_seconds`
+    is what the web UI leases."""
+    api = FastAPI(title="mirrorlab", version="0.1.0", dependencies=[Depends(_known_query_only)],
+                  description="Interface monitoring and mirroring of an emulated Contrail cloud. "
+                              "Every error is a JSON body {\"error\": ..., \"field\": ...}.")
+    api.add_middleware(RequestGuard, access=access)
+
+    @api.exception_handler(HTTPException)
+    async def _http_error(request: Request, err: HTTPException):
+        headers = err.headers
+        if err.status_code == 405:  # Starlette's Allow names one route's methods; a path has several
+            methods = {method for route in api.routes
+                       if isinstance(route, APIRoute) and route.path_regex.match(request.url.path)
+                       for method in route.methods}
+            headers = {**(headers or {}), "Allow": ", ".join(sorted(methods))}
+        return _error_response(err.status_code, str(err.detail), headers=headers)
 
     @api.exception_handler(MirrorlabError)
     async def _mirrorlab_error(_request: Request, err: MirrorlabError):
@@ -89,6 +343,35 @@ def create_app(service: ControllerService, lease_seconds: float) -> FastAPI:
     async def _unexpected(_request: Request, err: Exception):
         LOG.exception("request failed")
         return _error_response(500, f"internal error: {type(err).__name__}: {err}")
+
+    def openapi_document() -> dict:
+        """The OpenAPI document: FastAPI's, without the 422 it assumes (validation errors are
+        400 here), and with the bearer token when the API has one."""
+        if api.openapi_schema is None:
+            document = get_openapi(title=api.title, version=api.version,
+                                   description=api.description, routes=api.routes)
+            for path, operations in document["paths"].items():
+                for operation in operations.values():
+                    operation["responses"].pop("422", None)
+                    if access.token and path.startswith("/api/"):
+                        operation["security"] = [{"bearer": []}]
+            components = document.setdefault("components", {})
+            for unused in ("HTTPValidationError", "ValidationError"):
+                components.get("schemas", {}).pop(unused, None)
+            if access.token:
+                components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+            api.openapi_schema = document
+        return api.openapi_schema
+
+    api.openapi = openapi_document
+
+    def owned_capture(capture_id: int, secret: str):
+        """The capture `capture_id`, if `secret` is its secret."""
+        capture = service.capture(capture_id)
+        if not (capture.secret and hmac.compare_digest(secret.encode(), capture.secret.encode())):
+            raise Forbidden(f"wrong secret for capture {capture_id} (only the response that "
+                            f"started it carries its secret)", "secret")
+        return capture
 
     def interface_json(interface: Interface, recorders: dict[str, dict]) -> dict:
         active = service.active_captures(interface)
@@ -125,7 +408,7 @@ def create_app(service: ControllerService, lease_seconds: float) -> FastAPI:
                 "interface": interface.port_name, "recorder": recorders.get(vm.analyzer),
                 "captures": [c.id for c in service.active_captures() if c.analyzer == vm.analyzer]}
 
-    def capture_json(capture) -> dict:
+    def capture_json(capture, with_secret: bool = False) -> dict:
         packets, total = service.capture_counts(capture)
         try:
             vm = service.topology.interface_by_port_name(capture.interface).vm
@@ -142,51 +425,52 @@ def create_app(service: ControllerService, lease_seconds: float) -> FastAPI:
             "packets": packets, "bytes": total,
             "file_bytes": service.capture_file_size(capture), "limit_bytes": capture.limit_bytes,
             "stop_reason": capture.stop_reason,
-        }
+        } | ({"secret": capture.secret} if with_secret else {})
 
-    @api.get("/api/vrouters")
+    @api.get("/api/vrouters", responses=_errors())
     def list_vrouters():
         """Every vRouter with its connection state and counts."""
         return [vrouter_json(c) for c in service.topology.computes]
 
-    @api.get("/api/vrouters/{vrouter}")
+    @api.get("/api/vrouters/{vrouter}", responses=_errors(404))
     def get_vrouter(vrouter: str):
         """One vRouter, with its interfaces."""
         return vrouter_json(service.vrouter(vrouter), detail=True)
 
-    @api.get("/api/vrouters/{vrouter}/interfaces")
+    @api.get("/api/vrouters/{vrouter}/interfaces", responses=_errors(404))
     def list_interfaces(vrouter: str):
         """The interfaces (VMIs) of one vRouter, with their active captures."""
         compute = service.vrouter(vrouter)
         recorders = service.recorders()
         return [interface_json(i, recorders) for i in service.topology.interfaces_on(compute.name)]
 
-    @api.get("/api/analyzers")
+    @api.get("/api/analyzers", responses=_errors())
     def list_analyzers():
         """Analyzer instances, with the health of their recorders."""
         recorders = service.recorders()
         return [analyzer_json(vm, recorders) for vm in analyzers(service.topology).values()]
 
-    @api.post("/api/analyzers", status_code=201)
+    @api.post("/api/analyzers", status_code=201, responses=_errors(404, 409, 503))
     def create_analyzer(request: AnalyzerRequest):
         """Launch an analyzer instance (a VM with a recorder)."""
         return analyzer_json(service.create_analyzer(request.name, request.network, request.compute),
                              service.recorders())
 
-    @api.delete("/api/analyzers/{name}")
+    @api.delete("/api/analyzers/{name}", responses=_errors(404, 409, 503))
     def delete_analyzer(name: str):
         """Remove an analyzer instance no active capture uses."""
         service.delete_analyzer(name)
         return {"deleted": name}
 
-    @api.get("/api/captures")
-    def list_captures(state: str | None = None):
+    @api.get("/api/captures", responses=_errors())
+    def list_captures(state: str | None = Query(None, json_schema_extra={
+            "enum": ["active", "stopped", "failed"]})):
         """Captures, newest first; `?state=active`, `stopped` or `failed` to filter."""
         if state not in (None, "active", "stopped", "failed"):
             raise InvalidRequest(f"bad state '{state}' (use active, stopped or failed)", "state")
         return [capture_json(c) for c in service.list_captures() if state in (None, c.state)]
 
-    @api.post("/api/captures", status_code=201)
+    @api.post("/api/captures", status_code=201, responses=_errors(404, 409, 503))
     def start_capture(request: CaptureRequest):
         """Start mirroring an interface to an analyzer."""
         vrouter, interface = request.vrouter, request.interface
@@ -194,7 +478,7 @@ def create_app(service: ControllerService, lease_seconds: float) -> FastAPI:
             if interface is not None:
                 raise InvalidRequest("give either 'interface' or 'vm', not both", "vm")
             if not service.topology.has("vm", request.vm):
-                raise InvalidRequest(f"unknown vm '{request.vm}'", "vm")
+                raise NotFound(f"unknown vm '{request.vm}'", "vm")
             first = service.topology.vm(request.vm).interfaces[0]
             vrouter, interface = vrouter or first.compute, first.port_name
         if vrouter is None:
@@ -203,36 +487,39 @@ def create_app(service: ControllerService, lease_seconds: float) -> FastAPI:
             raise InvalidRequest("missing 'interface' (or 'vm')", "interface")
         return capture_json(service.start_capture(vrouter, interface, request.direction,
                                                   request.analyzer, request.lease_seconds,
-                                                  request.limit_bytes))
+                                                  request.limit_bytes),
+                            with_secret=True)
 
-    @api.post("/api/captures/{capture_id}/lease")
-    def renew_lease(capture_id: int):
+    @api.post("/api/captures/{capture_id}/lease", responses=_errors(404, 409))
+    def renew_lease(capture_id: int, secret: str = Query(description=SECRET_DESCRIPTION)):
         """Renew a leased capture's lease (the capture screen does this while it is open)."""
-        return capture_json(service.renew_lease(capture_id))
+        return capture_json(service.renew_lease(owned_capture(capture_id, secret).id))
 
-    @api.get("/api/config")
+    @api.get("/api/config", responses=_errors())
     def config():
         """Settings the web UI needs."""
         return {"lease_seconds": lease_seconds, "capture_limit_bytes": service.capture_limit_bytes,
                 "min_free_bytes": service.min_free_bytes}
 
-    @api.get("/api/captures/{capture_id}")
+    @api.get("/api/captures/{capture_id}", responses=_errors(404))
     def get_capture(capture_id: int):
         """One capture, with the packets and bytes its analyzer recorded so far."""
         return capture_json(service.capture(capture_id))
 
-    @api.delete("/api/captures/{capture_id}")
+    @api.delete("/api/captures/{capture_id}", responses=_errors(404))
     def stop_capture(capture_id: int):
-        """Stop a capture: its mirror flows are removed when this returns."""
+        """Stop a capture: its mirror flows are removed when this returns. No secret needed:
+        browsers only send a DELETE to another origin after a CORS preflight, which this API
+        never grants."""
         return capture_json(service.stop_capture(capture_id))
 
-    @api.post("/api/captures/{capture_id}/stop")
-    def stop_capture_by_post(capture_id: int):
+    @api.post("/api/captures/{capture_id}/stop", responses=_errors(404))
+    def stop_capture_by_post(capture_id: int, secret: str = Query(description=SECRET_DESCRIPTION)):
         """Stop a capture, like DELETE /api/captures/{id}; for browsers' navigator.sendBeacon,
         which can only POST, when the capture screen is closed."""
-        return stop_capture(capture_id)
+        return stop_capture(owned_capture(capture_id, secret).id)
 
-    @api.get("/api/captures/{capture_id}/packets")
+    @api.get("/api/captures/{capture_id}/packets", responses=_errors(404))
     def capture_packets(capture_id: int,
                         after: int = Query(0, ge=0, description="packet number to continue after "
                                                                 "(packets are numbered from 1)"),
@@ -249,7 +536,7 @@ def create_app(service: ControllerService, lease_seconds: float) -> FastAPI:
                             "summary": columns.summary})
         return {"total": total, "packets": packets}
 
-    @api.get("/api/topology")
+    @api.get("/api/topology", responses=_errors())
     def lab_topology():
         """The lab as a graph: nodes (the fabric, compute nodes, networks with their subnets and
         labels, VMs and analyzer VMs) and the edges that join them."""
@@ -259,7 +546,8 @@ def create_app(service: ControllerService, lease_seconds: float) -> FastAPI:
                 "edges": [{"source": first, "target": second, **attributes}
                           for first, second, attributes in graph.edges(data=True)]}
 
-    @api.get("/api/captures/{capture_id}/pcap")
+    @api.get("/api/captures/{capture_id}/pcap", response_class=Response, responses={
+        200: {"description": "The pcap file", "content": {PCAP_MEDIA_TYPE: {}}}, **_errors(404)})
     def capture_pcap(capture_id: int):
         """Everything the analyzer recorded for this capture so far, as a pcap file, streamed:
         its complete records as of the request (a record still being written is left out)."""
@@ -267,15 +555,23 @@ def create_app(service: ControllerService, lease_seconds: float) -> FastAPI:
         headers = {"Content-Disposition": f'attachment; filename="capture-{capture.id}-{capture.interface}.pcap"'}
         size = service.capture_file_size(capture)
         if not size:
-            return Response(PCAP_HEADER, media_type="application/vnd.tcpdump.pcap", headers=headers)
+            return Response(PCAP_HEADER, media_type=PCAP_MEDIA_TYPE, headers=headers)
         return StreamingResponse(read_prefix(service.pcap_path(capture), size),
-                                 media_type="application/vnd.tcpdump.pcap",
+                                 media_type=PCAP_MEDIA_TYPE,
                                  headers={**headers, "Content-Length": str(size)})
 
     @api.get("/", include_in_schema=False)
-    def web_ui():
-        """The monitor web UI; its scripts and styles are under /ui/."""
-        return FileResponse(WEB_DIR / "index.html")
+    def web_ui(token: str | None = None):
+        """The monitor web UI; its scripts and styles are under /ui/. `?token=TOKEN` (the API's
+        bearer token) logs this browser in: a cookie then carries the token, and the address
+        bar loses it."""
+        if token is None:
+            return FileResponse(WEB_DIR / "index.html")
+        if not (access.token and hmac.compare_digest(token.encode(), access.token.encode())):
+            raise Unauthorized("wrong token", "token")
+        login = RedirectResponse("/", status_code=303)
+        login.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+        return login
 
     api.mount("/ui", StaticFiles(directory=WEB_DIR), name="ui")
     return api

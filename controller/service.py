@@ -11,6 +11,7 @@ boot, so reads never stall behind a slow switch or VM.
 from __future__ import annotations
 
 import logging
+import secrets
 import shutil
 import threading
 import time
@@ -263,7 +264,8 @@ class ControllerService:
         compute node if it does not exist yet. With `lease_seconds`, the capture stops unless
         renewed. Its pcap file holds at most `limit_bytes` (default: the controller's capture
         limit). Refused when the disk is below its free-space floor or the analyzer's recorder
-        failed. If a vRouter does not confirm, the capture is stopped again and
+        failed. The capture gets a random secret, which its starter needs for a beacon stop or
+        a renewal. If a vRouter does not confirm, the capture is stopped again and
         `VRouterUnavailable` names the vRouter."""
         self.require_whole_lab()
         free = self.free_disk_bytes()
@@ -282,7 +284,8 @@ class ControllerService:
             capture = plan_capture(self.topology, list(self.captures.values()),
                                    self.store.next_capture_id(), vrouter, interface, direction,
                                    analyzer, time.time(), lease_seconds,
-                                   self.capture_limit_bytes if limit_bytes is None else limit_bytes)
+                                   self.capture_limit_bytes if limit_bytes is None else limit_bytes,
+                                   secret=secrets.token_urlsafe(24))
             recorder = self.recorders().get(analyzer, {})
             if recorder.get("state") == "failed":
                 raise Conflict(f"analyzer '{analyzer}' cannot record: its recorder failed "

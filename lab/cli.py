@@ -9,14 +9,16 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from controller.rest import is_loopback, is_wildcard
 from lab import topofile
 from lab.health import lab_problems
 from lab.sandbox import Sandbox, SandboxError
 from lab.recorder import DEFAULT_LIMIT_BYTES, DEFAULT_MIN_FREE_BYTES
-from lab.state import LabState, process_alive, process_record, stop_process
+from lab.state import LabState, private_file, process_alive, process_record, stop_process
 from lab.topology import TopologyError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,6 +33,7 @@ def parse_size(text: str) -> int:
     if not number.isdigit() or unit not in SIZE_UNITS:
         raise argparse.ArgumentTypeError(f"bad size '{text}' (e.g. 100M, 2G, 64K or bytes)")
     return int(number) * SIZE_UNITS[unit]
+TOKEN_ENV = "MIRRORLAB_API_TOKEN"
 
 
 class CliError(Exception):
@@ -43,11 +46,17 @@ class CliError(Exception):
 
 # --- processes ------------------------------------------------------------------------------
 
-def _spawn(state: LabState, argv: list[str], log_name: str) -> dict:
-    log = open(state.dir / log_name, "a")
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                               env={**os.environ, "MIRRORLAB_STATE_DIR": str(state.dir)})
+def _spawn(state: LabState, argv: list[str], log_name: str, token: str | None = None) -> dict:
+    # umask 077: what the lab's processes write (store, pcaps, logs) is the owner's alone. The
+    # API token goes by the environment, which other users cannot read as they can argv.
+    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
+    env["MIRRORLAB_STATE_DIR"] = str(state.dir)
+    if token:
+        env[TOKEN_ENV] = token
+    with private_file(state.dir / log_name) as log:
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True, env=env,
+                                   umask=0o077)
     return process_record(process.pid)
 
 
@@ -56,15 +65,17 @@ def start_controller(state: LabState) -> dict:
     record = state.read()
     if process_alive(record.get("controller_process")):
         raise CliError(f"the controller runs already (pid {record['controller_process']['pid']})")
+    allowed = [arg for host in record.get("allowed_hosts", []) for arg in ("--allowed-host", host)]
     process = _spawn(state, [sys.executable, "-m", "controller.main",
                              "--topology", str(state.topology_path),
                              "--openflow-socket", str(Sandbox(state).openflow_socket),
-                             "--api-port", str(record["api_port"]),
+                             "--api-host", record.get("api_host", "127.0.0.1"),
+                             "--api-port", str(record["api_port"]), *allowed,
                              "--lease-seconds", str(record["lease_seconds"]),
                              "--capture-limit-bytes",
                              str(record.get("capture_limit_bytes", DEFAULT_LIMIT_BYTES)),
                              "--min-free-bytes", str(record.get("min_free_bytes", DEFAULT_MIN_FREE_BYTES))],
-                     "controller.log")
+                     "controller.log", token=record.get("api_token"))
     with state.update() as current:
         current["controller_process"] = process
     deadline = time.monotonic() + 30
@@ -90,6 +101,19 @@ def stop_controller(state: LabState) -> bool:
 
 # --- REST client -----------------------------------------------------------------------------
 
+def _api_url(record: dict) -> str:
+    """Where the recorded lab's API answers this machine: its address, or loopback when it
+    listens on every address."""
+    host = record.get("api_host", "127.0.0.1")
+    host = "127.0.0.1" if is_wildcard(host) else host
+    return f"http://{f'[{host}]' if ':' in host else host}:{record['api_port']}"
+
+
+def _segment(value) -> str:
+    """`value` as one URL path segment: any character, '/' and non-ASCII too, percent-encoded."""
+    return urllib.parse.quote(str(value), safe="")
+
+
 def _api(state: LabState, method: str, path: str, body: dict | None = None,
          save_to: Path | None = None):
     """A request to the lab's REST API: its JSON answer, or with `save_to` its body streamed
@@ -97,10 +121,15 @@ def _api(state: LabState, method: str, path: str, body: dict | None = None,
     record = state.read()
     if not record:
         raise CliError("no lab is running; start one with `mirrorlab up`")
-    url = f"http://127.0.0.1:{record['api_port']}{path}"
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+    url = _api_url(record) + path
+    # Options not given are left out: the API takes its defaults for absent fields, not null.
+    data = (json.dumps({k: v for k, v in body.items() if v is not None}).encode()
+            if body is not None else None)
+    headers = {"Content-Type": "application/json"}
+    token = record.get("api_token") or os.environ.get(TOKEN_ENV)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
             if save_to is not None:
@@ -134,6 +163,9 @@ def cmd_up(args) -> int:
     """Bring a lab up and wait until every VM reaches its peers."""
     topology_path = Path(args.topology).resolve()
     topology = topofile.load(topology_path)
+    if not (is_loopback(args.api_host) or args.api_token):
+        raise CliError(f"--api-host {args.api_host} is not loopback: give the API a token "
+                       f"(--api-token or {TOKEN_ENV})", 2)
     state = LabState()
     record = state.read()
     if process_alive(record.get("lab_process")):
@@ -142,15 +174,17 @@ def cmd_up(args) -> int:
     if state.exists():
         _down(state)  # the remains of a lab that crashed
     state.clear()
-    state.dir.mkdir(parents=True, exist_ok=True)
+    state.ensure_dir()
     started = time.monotonic()
     # Every process of the lab loads this copy, so editing the file later cannot make the
     # controller reconcile to a lab that was never built.
     state.topology_path.write_text(topology_path.read_text())
     with state.update() as current:
-        current.update(topology=str(topology_path), api_port=args.api_port,
-                       lease_seconds=args.lease_seconds, capture_limit_bytes=args.capture_limit,
-                       min_free_bytes=args.min_free_disk)
+        current.update(topology=str(topology_path), api_host=args.api_host, api_port=args.api_port,
+                       allowed_hosts=args.allowed_host, lease_seconds=args.lease_seconds,
+                       capture_limit_bytes=args.capture_limit, min_free_bytes=args.min_free_disk)
+        if args.api_token:
+            current["api_token"] = args.api_token
     print(f"mirrorlab: bringing up '{topology.name}' from {topology_path}")
     sandbox = Sandbox(state)
     try:
@@ -176,8 +210,9 @@ def cmd_up(args) -> int:
     print(f"mirrorlab: lab '{topology.name}' is up in {time.monotonic() - started:.1f}s: "
           f"{len(topology.computes)} compute nodes, {len(topology.networks)} networks, "
           f"{len(topology.vms)} VMs, {interfaces} interfaces")
-    print(f"      REST API: http://127.0.0.1:{args.api_port}/api/vrouters "
-          f"(OpenAPI: /openapi.json)")
+    url = _api_url(state.read())
+    print(f"      REST API: {url}/api/vrouters (OpenAPI: /openapi.json)")
+    print(f"      web UI: {url}/" + (" (open /?token=TOKEN once to log in)" if args.api_token else ""))
     print("      try: mirrorlab status | mirrorlab exec vm1 -- ping -c 3 <peer ip> | mirrorlab down")
     return 0
 
@@ -250,7 +285,7 @@ def _status(state: LabState) -> dict:
         "controller": {"pid": controller["pid"] if controller else None,
                        "running": process_alive(controller),
                        "openflow": Sandbox(state).openflow_target,
-                       "api": f"http://127.0.0.1:{record['api_port']}"},
+                       "api": _api_url(record)},
         "computes": [{"name": c.name, "vrouter": c.vrouter, "fabric_ip": str(topology.fabric_ip(c)),
                       "connected": vrouters.get(c.name, {}).get("connected", False)}
                      for c in topology.computes],
@@ -404,19 +439,43 @@ def cmd_analyzer(args) -> int:
         body = {"name": args.name, "network": args.network, "compute": args.compute}
         _print(args, _api(state, "POST", "/api/analyzers", body), line)
     elif args.action == "delete":
-        _print(args, _api(state, "DELETE", f"/api/analyzers/{args.name}"),
+        _print(args, _api(state, "DELETE", f"/api/analyzers/{_segment(args.name)}"),
                lambda r: f"analyzer {r['deleted']} deleted")
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors on one line (and a hint for values that start with '-')."""
+
+    def error(self, message: str):
+        """Print `message` as one line and exit 2."""
+        if message.startswith(("the following arguments are required", "unrecognized arguments",
+                               "expected one argument")):
+            message += f"; a name that starts with '-' goes after '--' ({self.prog} -- -NAME)"
+        _fail(f"{self.prog}: {message} (see {self.prog} --help)")
+        self.exit(2)
+
+
+def _fail(message: str) -> None:
+    print(" ".join(str(message).split("\n")), file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `mirrorlab`."""
-    parser = argparse.ArgumentParser(prog="mirrorlab", description=__doc__)
+    parser = _Parser(prog="mirrorlab", description=__doc__)
     sub = parser.add_subparsers(dest="command_name", required=True)
 
     up = sub.add_parser("up", help="bring a lab up (default topology: topologies/default.yaml)")
     up.add_argument("topology", nargs="?", default=str(DEFAULT_TOPOLOGY))
+    up.add_argument("--api-host", default="127.0.0.1",
+                    help="address the API listens on (default loopback); other than loopback "
+                         "needs --api-token")
     up.add_argument("--api-port", type=int, default=8080)
+    up.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                    help="a host name or address the API answers to, besides 127.0.0.1, localhost, "
+                         "::1 and --api-host (repeatable)")
+    up.add_argument("--api-token", default=os.environ.get(TOKEN_ENV) or None,
+                    help=f"bearer token every /api request must present (default: ${TOKEN_ENV})")
     up.add_argument("--lease-seconds", type=float, default=5.0,
                     help="how long a capture opened in the web UI outlives its page's last renewal")
     up.add_argument("--capture-limit", type=parse_size, default=DEFAULT_LIMIT_BYTES, metavar="SIZE",
@@ -482,7 +541,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `mirrorlab` command."""
+    """Entry point of the `mirrorlab` command. Every error is one line on stderr (a bad
+    topology file: one line per problem), never a traceback."""
+    for stream in (sys.stdout, sys.stderr):  # names in any script print on any terminal
+        stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
@@ -490,10 +552,16 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(err.problems), file=sys.stderr)
         return 2
     except CliError as err:
-        print(f"mirrorlab: {err}", file=sys.stderr)
+        _fail(f"mirrorlab: {err}")
         return err.code
+    except OSError as err:
+        _fail(f"mirrorlab: {err}")
+        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as err:  # a bug: still one line, and the exit code says so
+        _fail(f"mirrorlab: internal error: {type(err).__name__}: {err}")
+        return 70
 
 
 if __name__ == "__main__":

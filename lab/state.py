@@ -12,6 +12,8 @@ The state directory (default /run/mirrorlab, or $MIRRORLAB_STATE_DIR) holds:
   captures/       the pcap files analyzers recorded (label-N.pcap), each capture's limits
                   (label-N.limits.json) and why its recorder stopped it (label-N.stopped.json)
   *.log           process logs (recorder-VM.log: an analyzer's recorder, across restarts)
+The directory is its owner's alone (0700) and so are the files in it (0600: the lab's processes
+run with umask 077): pcaps hold guests' traffic, lab.json may hold the API token.
 Processes are recorded with their start time, so a recycled PID is never killed by mistake.
 Bridges and links need no record: they live in the lab's namespace and go with it.
 """
@@ -31,6 +33,13 @@ DEFAULT_STATE_DIR = "/run/mirrorlab"
 def state_dir() -> Path:
     """The state directory in use."""
     return Path(os.environ.get("MIRRORLAB_STATE_DIR", DEFAULT_STATE_DIR))
+
+
+def private_file(path: Path, mode: str = "a"):
+    """Open `path` for writing ("a" appends, "w" truncates), creating it readable and writable
+    by its owner only (0600)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "a" else os.O_TRUNC)
+    return os.fdopen(os.open(path, flags, 0o600), mode)
 
 
 def process_start_time(pid: int) -> int | None:
@@ -107,6 +116,11 @@ class LabState:
     def captures_dir(self) -> Path:
         return self.dir / "captures"
 
+    def ensure_dir(self) -> None:
+        """Create the state directory if need be; either way only its owner may enter it."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.chmod(0o700)
+
     def exists(self) -> bool:
         """Whether a lab is recorded here."""
         return self.record_path.exists()
@@ -121,13 +135,14 @@ class LabState:
     @contextmanager
     def update(self):
         """Edit the record under a lock: `with state.update() as record: record[...] = ...`."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / "lab.lock", "w") as lock:
+        self.ensure_dir()
+        with private_file(self.dir / "lab.lock") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             record = self.read()
             yield record
             tmp = self.record_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
+            with private_file(tmp, "w") as out:
+                out.write(json.dumps(record, indent=2, sort_keys=True))
             tmp.replace(self.record_path)
 
     def add(self, kind: str, item) -> None:
@@ -146,7 +161,7 @@ class LabState:
 
     def progress(self, message: str) -> None:
         """Append a line to the bring-up progress log."""
-        with open(self.progress_path, "a") as log:
+        with private_file(self.progress_path) as log:
             log.write(message + "\n")
 
     def sweep(self) -> list[str]:

@@ -344,7 +344,7 @@ def test_api_errors_are_shown_in_plain_words(lab, page, target):
 def test_ui_endpoints_serve_the_page_live_packets_topology_and_stop_by_post(lab, clean_lab, target):
     """The API the UI stands on: the page and its modules; packets numbered from 1 and paged with
     after/limit, with Wireshark's columns; bad paging refused in words; the lab graph; POST /stop
-    stops like DELETE (and again is a no-op)."""
+    stops like DELETE (and again is a no-op), given the capture's secret."""
     page = lab.api("GET", "/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert '<script type="module" src="/ui/js/app.js">' in page.text
@@ -382,8 +382,11 @@ def test_ui_endpoints_serve_the_page_live_packets_topology_and_stop_by_post(lab,
     hosted = {frozenset((e["source"], e["target"])) for e in graph["edges"] if e["kind"] == "hosted-on"}
     assert frozenset((f"vm:{target.vm}", f"compute:{target.compute}")) in hosted
 
-    stopped = lab.api("POST", f"/api/captures/{capture['id']}/stop")
+    unowned = lab.api("POST", f"/api/captures/{capture['id']}/stop", params={"secret": "guess"})
+    assert unowned.status_code == 403 and capture_state(lab, capture["id"]) == "active"
+    owner = {"secret": capture["secret"]}
+    stopped = lab.api("POST", f"/api/captures/{capture['id']}/stop", params=owner)
     assert stopped.status_code == 200 and stopped.json()["state"] == "stopped"
     assert capture_flows(lab, capture["id"]) == []
-    again = lab.api("POST", f"/api/captures/{capture['id']}/stop")
+    again = lab.api("POST", f"/api/captures/{capture['id']}/stop", params=owner)
     assert again.status_code == 200 and again.json()["stopped_at"] == stopped.json()["stopped_at"]

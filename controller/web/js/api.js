@@ -58,10 +58,17 @@ export function sentence(text) {
   return /[.!?)]$/.test(capital) ? capital : `${capital}.`;
 }
 
-/** Ask the controller to stop a capture even while the page goes away (tab closed, reloaded):
- * navigator.sendBeacon survives the page; it can only POST, hence /stop rather than DELETE. */
-export function stopCaptureOnExit(captureId) {
-  const url = `/api/captures/${captureId}/stop`;
+/** The URL that renews `capture`'s lease: it carries the capture's secret, which only the
+ * response that started the capture holds, so no other page can keep the capture alive. */
+export function leaseUrl(capture) {
+  return `/api/captures/${capture.id}/lease?secret=${encodeURIComponent(capture.secret)}`;
+}
+
+/** Ask the controller to stop `capture` (as the response that started it: it holds the
+ * capture's secret) even while the page goes away (tab closed, reloaded): navigator.sendBeacon
+ * survives the page; it can only POST, hence /stop rather than DELETE. */
+export function stopCaptureOnExit(capture) {
+  const url = `/api/captures/${capture.id}/stop?secret=${encodeURIComponent(capture.secret)}`;
   if (navigator.sendBeacon && navigator.sendBeacon(url)) return;
   // Nobody is left to tell if this fails as the page closes; the capture's lease then stops it.
   fetch(url, {method: "POST", keepalive: true}).catch(() => {});

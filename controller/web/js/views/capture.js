@@ -5,7 +5,7 @@
 // - a tab that dies without a word stops renewing the capture's lease (lease-worker.js), and
 //   the controller stops the capture when the lease runs out.
 
-import {ApiError, get, post, remove, stopCaptureOnExit} from "../api.js";
+import {ApiError, get, leaseUrl, post, remove, stopCaptureOnExit} from "../api.js";
 import {h, icon, replaceChildren} from "../dom.js";
 import {
   MONITOR_INFRASTRUCTURE, errorPanel, formatBytes, formatClock, formatDuration, notify, pageHeader,
@@ -63,7 +63,7 @@ export function captureView(container, vrouterName, interfaceName) {
   let view = null;                // elements of the running capture
 
   const onPageHide = () => {
-    if (capture && (phase === "active" || phase === "stopping")) stopCaptureOnExit(capture.id);
+    if (capture && (phase === "active" || phase === "stopping")) stopCaptureOnExit(capture);
   };
 
   function setStatus(kind, text) {
@@ -135,7 +135,7 @@ export function captureView(container, vrouterName, interfaceName) {
     window.addEventListener("pagehide", onPageHide);
     leaseWorker = new Worker(new URL("../lease-worker.js", import.meta.url));
     leaseWorker.onmessage = (event) => leaseRenewed(event.data);
-    leaseWorker.postMessage({url: `/api/captures/${capture.id}/lease`, intervalMs: leaseSeconds * 1000 / 3});
+    leaseWorker.postMessage({url: leaseUrl(capture), intervalMs: leaseSeconds * 1000 / 3});
     showRunning();
     try {
       analyzers = await get("/api/analyzers");
