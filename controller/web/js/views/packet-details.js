@@ -59,6 +59,7 @@ export function packetDetails(packet, onclose) {
       parent.setAttribute("aria-expanded", "true");
     }
     highlight(entry.node);
+    entry.item.querySelector(".tree-row").scrollIntoView({block: "nearest"});
   }
 
   function treeItem(node, depth) {
@@ -86,7 +87,7 @@ export function packetDetails(packet, onclose) {
 
   function pickByte(offset) {
     const covering = nodes.filter(({node}) => node.length && node.offset <= offset && offset < node.offset + node.length);
-    if (covering.length) select(covering.reduce((best, entry) => (entry.node.length <= best.node.length ? entry : best)));
+    if (covering.length) select(covering.reduce((best, entry) => (entry.node.length < best.node.length ? entry : best)));
   }
 
   const tree = h("ul", {class: "packet-tree", role: "tree", "aria-label": "Packet layers"},
