@@ -135,6 +135,7 @@ def test_preferred_analyzer_follows_the_rule(client, service, monkeypatch):
     chosen = client.get(url).json()
     assert (chosen["analyzer"], chosen["reason"]) == \
         ("alpha", "the first by name of the 2 running instances; none was used yet")
+    service.start_capture("compute1", "tap-vm1-0", analyzer="alpha")
     used = service.start_capture("compute1", "tap-vm1-0", analyzer="zeta")
     service.start_capture("compute1", "tap-vm1-0")  # the default analyzer does not count
     chosen = client.get(url).json()
