@@ -33,13 +33,16 @@ const DIRECTIONS = [
   {value: "egress", label: "Egress", text: (vm) => `packets delivered to ${vm}`},
 ];
 
-const FILTER_HELP = [
-  "Protocols: eth, vlan, mpls, arp, ip, ip6, icmp, icmpv6, tcp, udp, vxlan, juniper. ",
-  "Addresses and ports: host ADDRESS (IPv4, IPv6 or MAC), src host, dst host, port N, src port, dst port. ",
-  "Combine with and, or, not and parentheses; terms side by side mean and. ",
-  "Examples: ", h("code", null, "icmp and host 10.1.1.12"), ", ", h("code", null, "tcp port 80"), ", ",
-  h("code", null, "not arp"), ".",
-];
+/** The display filter's syntax, under its input. */
+function filterHelp() {
+  return [
+    "Protocols: eth, vlan, mpls, arp, ip, ip6, icmp, icmpv6, tcp, udp, vxlan, juniper. ",
+    "Addresses and ports: host ADDRESS (IPv4, IPv6 or MAC), src host, dst host, port N, src port, dst port. ",
+    "Combine with and, or, not and parentheses; terms side by side mean and. ",
+    "Examples: ", h("code", null, "icmp and host 10.1.1.12"), ", ", h("code", null, "tcp port 80"), ", ",
+    h("code", null, "not arp"), ".",
+  ];
+}
 
 const STATUS = {
   launching: ["idle", "Launching the default analyzer\u2026"], starting: ["idle", "Starting\u2026"],
@@ -196,7 +199,7 @@ export function captureView(container, vrouterName, interfaceName) {
         h("div", {class: "card-title"}, "Packets", view.filterState,
           h("label", {class: "follow", for: "capture-follow"}, follow, "Follow newest")),
         filterForm,
-        h("p", {class: "hint filter-help", id: "filter-help"}, FILTER_HELP),
+        h("p", {class: "hint filter-help", id: "filter-help"}, filterHelp()),
         view.filterError,
         scroller, view.empty),
       view.details);

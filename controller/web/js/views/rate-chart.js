@@ -9,7 +9,7 @@ const WIDTH = 300;
 const HEIGHT = 64;
 
 /** A rate for people: 0 bit/s, 850 bit/s, 1.2 kbit/s, 3.45 Mbit/s (`unit`: "bit/s", "packets/s"). */
-export function formatRate(value, unit) {
+function formatRate(value, unit) {
   if (unit !== "bit/s") return `${value < 10 ? value.toFixed(1).replace(/\.0$/, "") : Math.round(value)} ${unit}`;
   const prefixes = ["", "k", "M", "G"];
   let scaled = value;
