@@ -37,11 +37,14 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
+from controller.analyzerchoice import ANALYZER_RULE, preferred_analyzer
+from controller.displayfilter import filter_matches, parse_filter
 from controller.dissect import summarize
 from controller.errors import (
     Forbidden, InvalidRequest, MirrorlabError, NotFound, PayloadTooLarge, Unauthorized,
 )
 from controller.mirroring import MAX_LEASE_SECONDS, MIN_LIMIT_BYTES, analyzers
+from controller.packettree import dissect_frame
 from controller.pcapfile import read_prefix
 from controller.service import ControllerService
 from lab.pcap import PCAP_HEADER
@@ -52,6 +55,10 @@ LOG = logging.getLogger("mirrorlab.rest")
 WEB_DIR = Path(__file__).resolve().parent / "web"
 # The most packets one GET /api/captures/{id}/packets returns.
 MAX_PACKETS_PER_REQUEST = 1000
+# With a display filter, one GET /api/captures/{id}/packets reads at most this many recorded
+# packets, in chunks of FILTER_CHUNK, looking for matches; `next_after` says where to go on.
+FILTER_SCAN_LIMIT = 20000
+FILTER_CHUNK = 1000
 PCAP_MEDIA_TYPE = "application/vnd.tcpdump.pcap"
 # Every request body of this API is a small JSON object.
 MAX_REQUEST_BYTES = 64 * 1024
@@ -519,22 +526,69 @@ def create_app(service: ControllerService, lease_seconds: float,
         which can only POST, when the capture screen is closed."""
         return stop_capture(owned_capture(capture_id, secret).id)
 
+    def matching_packets(capture, after: int, limit: int, display_filter):
+        """The (number, record) of the packets after `after` that `display_filter` matches
+        (None: all), at most `limit`; how many are recorded; and the number read up to."""
+        if display_filter is None:
+            records, total = service.capture_records(capture, after, limit)
+            return list(enumerate(records, start=after + 1)), total, after + len(records)
+        matches, read = [], after
+        while len(matches) < limit and read - after < FILTER_SCAN_LIMIT:
+            records, total = service.capture_records(capture, read, FILTER_CHUNK)
+            for record in records:
+                read += 1
+                if filter_matches(display_filter, record.data):
+                    matches.append((read, record))
+                    if len(matches) == limit:
+                        break
+            if len(records) < FILTER_CHUNK:
+                break
+        return matches, total, read
+
     @api.get("/api/captures/{capture_id}/packets", responses=_errors(404))
     def capture_packets(capture_id: int,
                         after: int = Query(0, ge=0, description="packet number to continue after "
                                                                 "(packets are numbered from 1)"),
-                        limit: int = Query(200, ge=1, le=MAX_PACKETS_PER_REQUEST)):
+                        limit: int = Query(200, ge=1, le=MAX_PACKETS_PER_REQUEST),
+                        filter_text: str | None = Query(None, alias="filter", max_length=1000,
+                                                        description="display filter, e.g. "
+                                                        "'icmp and host 10.1.1.12', 'tcp port 80'")):
         """The packets the analyzer recorded for this capture after packet `after`, at most
-        `limit`, with the columns of Wireshark's packet list; `total` counts all recorded."""
-        records, total = service.capture_records(service.capture(capture_id), after, limit)
+        `limit`, with the columns of Wireshark's packet list; `total` counts all recorded.
+        With `filter`, only the packets it matches; `next_after` is the `after` of the next
+        request (a filtered request reads at most FILTER_SCAN_LIMIT packets)."""
+        display_filter = parse_filter(filter_text) if filter_text else None
+        matches, total, next_after = matching_packets(service.capture(capture_id), after, limit,
+                                                      display_filter)
         packets = []
-        for number, record in enumerate(records, start=after + 1):
+        for number, record in matches:
             columns = summarize(record.data)
             packets.append({"index": number, "time": round(record.time, 6),
                             "source": columns.source, "destination": columns.destination,
                             "protocol": columns.protocol, "length": len(record.data),
                             "summary": columns.summary})
-        return {"total": total, "packets": packets}
+        return {"total": total, "packets": packets, "next_after": next_after}
+
+    @api.get("/api/captures/{capture_id}/packets/{number}", responses=_errors(404, 503))
+    def capture_packet(capture_id: int, number: int):
+        """Packet `number` (from 1) of this capture in detail: its bytes (hex) and its decoded
+        layers as tshark's tree, each item with the offset and length of its bytes."""
+        capture = service.capture(capture_id)
+        records, total = service.capture_records(capture, max(0, number - 1), 1)
+        if number < 1 or not records:
+            raise NotFound(f"capture {capture_id} has no packet {number} (it has {total}, "
+                           f"numbered from 1)", "number")
+        record = records[0]
+        return {"index": number, "time": round(record.time, 6), "length": len(record.data),
+                "bytes": record.data.hex(), "layers": dissect_frame(record.data, record.time)}
+
+    @api.get("/api/analyzer-choice", responses=_errors())
+    def analyzer_preferred():
+        """The analyzer a capture started with one click goes to (the capture screen's), with
+        the rule that picks it and why it applies."""
+        choice = preferred_analyzer(service.topology, list(service.captures.values()))
+        return {"analyzer": choice.analyzer, "running": choice.running, "reason": choice.reason,
+                "rule": ANALYZER_RULE}
 
     @api.get("/api/topology", responses=_errors())
     def lab_topology():

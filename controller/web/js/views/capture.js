@@ -1,22 +1,29 @@
-// The capture screen of one interface: pick an analyzer and a direction, start, then watch the
-// packets arrive. Mirroring lasts while the screen is open:
+// The capture screen of one interface, as Contrail's: opening it starts mirroring at once
+// (direction both, to the analyzer GET /api/analyzer-choice names), and the packets appear
+// live. The analyzer and the direction are controls of the running screen: changing one stops
+// the capture and starts a new one. A display filter narrows the list (server-side), selecting
+// a packet shows its layers and bytes, and a rate view charts packets/s and bits/s.
+//
+// Mirroring lasts while the screen is open:
 // - Stop and Close stop the capture (DELETE), and so does leaving the screen within the app;
 // - closing or reloading the tab sends POST /api/captures/{id}/stop with navigator.sendBeacon;
 // - a tab that dies without a word stops renewing the capture's lease (lease-worker.js), and
 //   the controller stops the capture when the lease runs out.
 
-import {ApiError, get, leaseUrl, post, remove, stopCaptureOnExit} from "../api.js";
+import {ApiError, get, leaseUrl, post, remove, sentence, stopCaptureOnExit} from "../api.js";
 import {h, icon, replaceChildren} from "../dom.js";
 import {
   MONITOR_INFRASTRUCTURE, errorPanel, formatBytes, formatClock, formatDuration, notify, pageHeader,
   pill, setBreadcrumb, showError,
 } from "../ui.js";
+import {packetDetails, packetDetailsError} from "./packet-details.js";
+import {rateView} from "./rate-chart.js";
 
 const DEFAULT_ANALYZER = "interface-packet-capture";
 const POLL_MS = 500;
 const CATCH_UP_MS = 250;          // between requests while more packets wait
 const PAGE_SIZE = 500;            // packets fetched per request
-const MAX_BEHIND = 2000;          // further behind than this, the view skips ahead
+const MAX_BEHIND = 2000;          // further behind than this (unfiltered), the view skips ahead
 const MAX_ROWS = 2000;            // rows kept in the table; the pcap has them all
 const FINAL_POLLS = 4;            // polls after stopping, for copies still on their way
 
@@ -26,12 +33,25 @@ const DIRECTIONS = [
   {value: "egress", label: "Egress", text: (vm) => `packets delivered to ${vm}`},
 ];
 
-function protocolClass(protocol) {
-  return `proto-${protocol.toLowerCase().replace(/[^a-z0-9]/g, "")}`;
+/** The display filter's syntax, under its input. */
+function filterHelp() {
+  return [
+    "Protocols: eth, vlan, mpls, arp, ip, ip6, icmp, icmpv6, tcp, udp, vxlan, juniper. ",
+    "Addresses and ports: host ADDRESS (IPv4, IPv6 or MAC), src host, dst host, port N, src port, dst port. ",
+    "Combine with and, or, not and parentheses; terms side by side mean and. ",
+    "Examples: ", h("code", null, "icmp and host 10.1.1.12"), ", ", h("code", null, "tcp port 80"), ", ",
+    h("code", null, "not arp"), ".",
+  ];
 }
 
-function analyzerOption(analyzer) {
-  return `${analyzer.name} \u2014 ${analyzer.vm} on ${analyzer.compute}, ${analyzer.network} ${analyzer.ip}`;
+const STATUS = {
+  launching: ["idle", "Launching the default analyzer\u2026"], starting: ["idle", "Starting\u2026"],
+  active: ["active", "Capturing"], stopping: ["idle", "Stopping\u2026"], stopped: ["bad", "Stopped"],
+  failed: ["bad", "Not capturing"],
+};
+
+function protocolClass(protocol) {
+  return `proto-${protocol.toLowerCase().replace(/[^a-z0-9]/g, "")}`;
 }
 
 /** The capture screen of `interfaceName` on vRouter `vrouterName`. */
@@ -47,8 +67,9 @@ export function captureView(container, vrouterName, interfaceName) {
   container.append(body);
 
   let disposed = false;
-  let phase = "setup";            // setup, starting, active, stopping, stopped
-  let capture = null;             // the capture this screen started (from the API)
+  let phase = "starting";         // launching, starting, active, stopping, stopped, failed
+  let capture = null;             // the capture running or last run on this screen (from the API)
+  let run = 0;                    // which start the asynchronous answers belong to
   let leaseSeconds = null;
   let leaseWorker = null;
   let leaseWarning = null;
@@ -56,18 +77,42 @@ export function captureView(container, vrouterName, interfaceName) {
   let pollError = null;           // the notice of a failed poll, gone at the next success
   let pollTimer = null;
   let finalPolls = 0;
-  let lastIndex = 0;              // number of the last packet shown
+  let listVersion = 0;            // bumped when the list is emptied: older answers are dropped
+  let nextAfter = 0;              // packet number the next request continues after
   let knownTotal = 0;             // packets recorded, as of the last poll
+  let filterText = "";            // the display filter in force
+  let selectedRow = null;
+  let detailsRequest = 0;
   let iface = null;
   let analyzers = [];
-  let view = null;                // elements of the running capture
+  let preferred = null;           // GET /api/analyzer-choice
+  let view = null;                // elements of the screen
+  const rates = rateView();
 
   const onPageHide = () => {
     if (capture && (phase === "active" || phase === "stopping")) stopCaptureOnExit(capture);
   };
+  // Esc closes the details; the arrow keys (with Home, End, Page Up/Down) move through the list
+  // from anywhere on the screen but a form field, as in Wireshark.
+  const onKey = (event) => {
+    if (!view || event.altKey || event.ctrlKey || event.metaKey) return;
+    if (event.key === "Escape" && view.details.childElementCount) closeDetails();
+    else if (!event.target.closest("input, select, textarea")) moveSelection(event);
+  };
+  document.addEventListener("keydown", onKey);
 
-  function setStatus(kind, text) {
-    replaceChildren(status, pill(kind, text));
+  function setPhase(next) {
+    phase = next;
+    replaceChildren(status, pill(...STATUS[phase]));
+    if (!view) return;
+    const busy = ["launching", "starting", "stopping"].includes(phase);
+    view.analyzer.disabled = busy;
+    for (const radio of view.directions) radio.disabled = busy;
+    view.stopButton.hidden = !(phase === "active" || phase === "stopping");
+    view.stopButton.disabled = phase !== "active";
+    view.startButton.hidden = !(phase === "stopped" || phase === "failed");
+    view.download.hidden = !capture;
+    if (capture) view.download.href = `/api/captures/${capture.id}/pcap`;
   }
 
   function stopRenewing() {
@@ -76,74 +121,173 @@ export function captureView(container, vrouterName, interfaceName) {
     window.removeEventListener("pagehide", onPageHide);
   }
 
-  // --- set-up form ---------------------------------------------------------------------------
-
-  function setupForm() {
-    const options = analyzers.map((analyzer) => h("option", {value: analyzer.name}, analyzerOption(analyzer)));
-    if (!analyzers.some((analyzer) => analyzer.name === DEFAULT_ANALYZER)) {
-      options.unshift(h("option", {value: ""},
-        `${DEFAULT_ANALYZER} \u2014 default, launched on ${vrouterName} when the capture starts`));
-    }
-    const select = h("select", {id: "capture-analyzer", name: "analyzer"}, options);
-    select.value = analyzers.some((analyzer) => analyzer.name === DEFAULT_ANALYZER) ? DEFAULT_ANALYZER : "";
-    const radios = DIRECTIONS.map((direction) => h("label", {class: "radio"},
-      h("input", {type: "radio", name: "direction", value: direction.value, checked: direction.value === "both"}),
-      h("span", {class: "radio-label"}, direction.label),
-      h("span", {class: "radio-text"}, direction.text(iface.vm))));
-    const startButton = h("button", {type: "submit", class: "button primary"}, icon("play"), "Start capture");
-    const form = h("form", {class: "card capture-setup", "aria-label": "Start a capture"},
-      h("div", {class: "card-title"}, "Start a capture"),
-      h("p", {class: "hint"}, `Copies of the traffic of ${iface.vm}'s interface ${iface.name} `
-        + `(${iface.network}, ${iface.ip}) go to an analyzer, which records them. Mirroring lasts `
-        + "while this screen is open: closing it stops the capture."),
-      h("div", {class: "form-row"}, h("label", {for: "capture-analyzer"}, "Analyzer"), select),
-      h("fieldset", {class: "form-row"}, h("legend", null, "Direction"), h("div", {class: "radios"}, radios)),
-      h("div", {class: "form-actions"}, startButton,
-        h("a", {class: "button", href: interfacesHref}, "Cancel")));
-    form.addEventListener("submit", (event) => {
-      event.preventDefault();
-      start(select.value, form.elements.direction.value, startButton);
-    });
-    return form;
+  function analyzerRunning(name) {
+    return analyzers.some((analyzer) => analyzer.name === name);
   }
 
-  async function start(analyzer, direction, startButton) {
-    phase = "starting";
-    startButton.disabled = true;
+  // --- the screen --------------------------------------------------------------------------------
+
+  function analyzerOptions() {
+    const options = analyzers.map((analyzer) => h("option", {value: analyzer.name},
+      `${analyzer.name} \u2014 ${analyzer.vm} on ${analyzer.compute}, ${analyzer.network} ${analyzer.ip}`));
+    if (!analyzerRunning(DEFAULT_ANALYZER)) {
+      options.unshift(h("option", {value: DEFAULT_ANALYZER},
+        `${DEFAULT_ANALYZER} \u2014 default, launched on ${vrouterName} when chosen`));
+    }
+    return options;
+  }
+
+  function build() {
+    const stat = (name, label) => h("div", {class: "tile"}, h("div", {class: "tile-value", dataset: {stat: name}}, "0"),
+      h("div", {class: "tile-label"}, label));
+    const analyzer = h("select", {id: "capture-analyzer", name: "analyzer", onchange: restart}, analyzerOptions());
+    analyzer.value = preferred.analyzer;
+    const directions = DIRECTIONS.map((direction) => h("input", {type: "radio", name: "direction",
+      value: direction.value, checked: direction.value === "both", onchange: restart}));
+    const follow = h("input", {type: "checkbox", checked: true, id: "capture-follow"});
+    const rows = h("tbody");
+    const scroller = h("div", {class: "packet-scroll", tabindex: "0", "aria-label": "Packet list: arrow keys move, Esc closes the details"},
+      h("table", {class: "packet-table", "aria-label": "Captured packets"},
+        h("thead", null, h("tr", null, ["No.", "Time", "Source", "Destination", "Protocol", "Length", "Info"]
+          .map((label) => h("th", {scope: "col"}, label)))),
+        rows));
+    scroller.addEventListener("scroll", () => {
+      follow.checked = scroller.scrollTop + scroller.clientHeight >= scroller.scrollHeight - 4;
+    });
+    rows.addEventListener("click", (event) => {
+      const row = event.target.closest("tr[data-index]");
+      if (row) selectRow(row);
+    });
+    const filterInput = h("input", {type: "text", id: "packet-filter", class: "filter-input", spellcheck: "false",
+                                    autocomplete: "off", placeholder: "Display filter, e.g. icmp and host 10.1.1.12",
+                                    "aria-label": "Display filter", "aria-describedby": "filter-help"});
+    const filterForm = h("form", {class: "filter-bar", role: "search"},
+      filterInput, h("button", {type: "submit", class: "button"}, "Apply"),
+      h("button", {type: "button", class: "button", onclick: () => { filterInput.value = ""; applyFilter(""); }}, "Clear"));
+    filterForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      applyFilter(filterInput.value.trim());
+    });
+    view = {
+      analyzer, directions, follow, rows, scroller, filterInput,
+      meta: h("div", {class: "capture-meta"}),
+      rule: h("p", {class: "hint rule", id: "analyzer-rule"}),
+      empty: h("p", {class: "empty-packets"}),
+      filterError: h("div", {class: "filter-error", id: "filter-error"}),
+      filterState: h("span", {class: "card-count", id: "filter-state"}),
+      details: h("div", {id: "packet-details"}),
+      stopButton: h("button", {type: "button", class: "button danger", onclick: stop}, icon("stop"), "Stop"),
+      startButton: h("button", {type: "button", class: "button primary", onclick: () => start()}, icon("play"), "Start capture"),
+      closeButton: h("button", {type: "button", class: "button", onclick: close}, icon("close"), "Close"),
+      download: h("a", {class: "button", download: ""}, icon("download"), "Download pcap"),
+      packets: stat("packets", "Packets"), bytes: stat("bytes", "Bytes"),
+      duration: stat("duration", "Duration"), lease: stat("lease", "Lease"),
+    };
+    replaceChildren(body,
+      h("section", {class: "card capture-run"},
+        h("div", {class: "capture-head"}, view.meta,
+          h("div", {class: "capture-actions"}, view.download, view.stopButton, view.startButton, view.closeButton)),
+        h("div", {class: "capture-controls"},
+          h("div", {class: "control"}, h("label", {for: "capture-analyzer"}, "Analyzer"), analyzer),
+          h("fieldset", {class: "control"}, h("legend", null, "Direction"),
+            h("div", {class: "segmented"}, DIRECTIONS.map((direction, index) =>
+              h("label", {title: direction.text(iface.vm)}, directions[index], h("span", null, direction.label))))),
+          view.rule),
+        h("div", {class: "tiles"}, view.packets, view.bytes, view.duration, view.lease),
+        rates.element),
+      h("section", {class: "card"},
+        h("div", {class: "card-title"}, "Packets", view.filterState,
+          h("label", {class: "follow", for: "capture-follow"}, follow, "Follow newest")),
+        filterForm,
+        h("p", {class: "hint filter-help", id: "filter-help"}, filterHelp()),
+        view.filterError,
+        scroller, view.empty),
+      view.details);
+    describeRule();
+  }
+
+  function describeRule() {
+    const chosen = view.analyzer.value;
+    const why = chosen === preferred.analyzer ? `Chosen on opening: ${preferred.reason}.` : "Chosen by you.";
+    replaceChildren(view.rule, `${why} Rule: ${preferred.rule}.`);
+  }
+
+  function describeCapture(settings) {
+    const name = capture ? capture.analyzer : settings.analyzer;
+    const analyzer = analyzers.find((candidate) => candidate.name === name);
+    const where = analyzer ? ` (${analyzer.vm} on ${analyzer.compute}, ${analyzer.ip})` : "";
+    const launching = phase === "launching"
+      ? h("div", {class: "launching"}, `Launching the default analyzer ${DEFAULT_ANALYZER} on ${vrouterName}\u2026 `
+        + "The first capture to it takes a few seconds; mirroring starts as soon as it runs.") : null;
+    const starting = phase === "launching" || phase === "starting";
+    replaceChildren(view.meta,
+      h("div", {class: "capture-title"}, starting ? "Starting a capture" : `Capture #${capture.id}`),
+      h("div", {class: "capture-route"},
+        h("span", {class: "strong"}, `${iface.name} (${iface.vm})`), " \u2192 ", h("span", {class: "strong"}, name), where),
+      h("div", {class: "muted small"}, `direction ${starting ? settings.direction : capture.direction}`
+        + (starting ? "" : ` \u00b7 started ${formatClock(Date.parse(capture.started_at) / 1000)}`
+          + ` \u00b7 limit ${formatBytes(capture.limit_bytes)}`)),
+      launching);
+  }
+
+  function settingsNow() {
+    return {analyzer: view.analyzer.value, direction: view.directions.find((radio) => radio.checked).value};
+  }
+
+  // --- starting and stopping -----------------------------------------------------------------------
+
+  async function start() {
+    const settings = settingsNow();
+    const mine = ++run;
     if (startError) startError.remove();
-    setStatus("idle", analyzer ? "Starting…" : `Starting… (launching ${DEFAULT_ANALYZER})`);
-    const request = {vrouter: vrouterName, interface: iface.name, direction, lease_seconds: leaseSeconds};
-    if (analyzer) request.analyzer = analyzer;
+    startError = null;
+    capture = null;
+    const launch = settings.analyzer === DEFAULT_ANALYZER && !analyzerRunning(DEFAULT_ANALYZER);
+    setPhase(launch ? "launching" : "starting");
+    describeCapture(settings);
+    resetList();
+    rates.reset();
+    showCounts({packets: 0, bytes: 0});
+    const request = {vrouter: vrouterName, interface: iface.name, direction: settings.direction,
+                     lease_seconds: leaseSeconds};
+    if (!launch) request.analyzer = settings.analyzer;  // without one, the controller launches the default
     let started;
     try {
       started = await post("/api/captures", request);
     } catch (error) {
-      phase = "setup";
-      if (disposed) return;
-      startButton.disabled = false;
-      replaceChildren(status);
+      if (disposed || mine !== run) return;
+      setPhase("failed");
+      replaceChildren(view.meta, h("div", {class: "capture-title"}, "No capture running"),
+        h("div", {class: "muted"}, "Change the analyzer or the direction, or press Start capture to try again."));
       startError = showError("Could not start the capture.", error);
       return;
     }
-    if (disposed) {  // the user left while it started: stop it at once
+    if (disposed || mine !== run) {  // the user left, or asked for another capture, meanwhile
       remove(`/api/captures/${started.id}`).catch((error) =>
-        showError(`Could not stop capture ${started.id}; its lease stops it within ${leaseSeconds} s.`, error));
+        showError(`Could not stop capture #${started.id}; its lease stops it within ${leaseSeconds} s.`, error));
       return;
     }
     capture = started;
-    phase = "active";
+    setPhase("active");
     window.addEventListener("pagehide", onPageHide);
     leaseWorker = new Worker(new URL("../lease-worker.js", import.meta.url));
     leaseWorker.onmessage = (event) => leaseRenewed(event.data);
     leaseWorker.postMessage({url: leaseUrl(capture), intervalMs: leaseSeconds * 1000 / 3});
-    showRunning();
-    try {
-      analyzers = await get("/api/analyzers");
-      if (!disposed) describeCapture();
-    } catch (error) {
-      showError("Could not load the analyzer's details.", error);
+    describeCapture(settings);
+    showCounts(capture);
+    poll(mine);
+    if (launch) {
+      try {
+        analyzers = await get("/api/analyzers");
+      } catch (error) {
+        showError("Could not load the analyzers.", error);
+        return;
+      }
+      if (disposed || mine !== run) return;
+      replaceChildren(view.analyzer, analyzerOptions());
+      view.analyzer.value = capture.analyzer;
+      describeCapture(settings);
     }
-    poll();
   }
 
   function leaseRenewed(result) {
@@ -158,65 +302,57 @@ export function captureView(container, vrouterName, interfaceName) {
     }
   }
 
-  // --- running capture -------------------------------------------------------------------------
-
-  function showRunning() {
-    const stat = (name, label) => h("div", {class: "tile"}, h("div", {class: "tile-value", dataset: {stat: name}}, "0"),
-      h("div", {class: "tile-label"}, label));
-    const follow = h("input", {type: "checkbox", checked: true, id: "capture-follow"});
-    const rows = h("tbody");
-    const scroller = h("div", {class: "packet-scroll"},
-      h("table", {class: "packet-table", "aria-label": "Captured packets"},
-        h("thead", null, h("tr", null, ["No.", "Time", "Source", "Destination", "Protocol", "Length", "Info"]
-          .map((label) => h("th", {scope: "col"}, label)))),
-        rows));
-    const empty = h("p", {class: "empty-packets"}, `Waiting for packets\u2026 They appear here as the `
-      + `analyzer receives them; try: mirrorlab exec ${iface.vm} -- ping -c 3 <a peer's IP>`);
-    scroller.addEventListener("scroll", () => {
-      follow.checked = scroller.scrollTop + scroller.clientHeight >= scroller.scrollHeight - 4;
-    });
-    const stopButton = h("button", {type: "button", class: "button danger", onclick: stop}, icon("stop"), "Stop");
-    const closeButton = h("button", {type: "button", class: "button", onclick: close}, icon("close"), "Close");
-    const meta = h("div", {class: "capture-meta"});
-    view = {
-      meta, rows, scroller, follow, empty, stopButton,
-      packets: stat("packets", "Packets"), bytes: stat("bytes", "Bytes"),
-      duration: stat("duration", "Duration"), lease: stat("lease", "Lease"),
-    };
-    replaceChildren(body,
-      h("section", {class: "card capture-run"},
-        h("div", {class: "capture-head"}, meta,
-          h("div", {class: "capture-actions"},
-            h("a", {class: "button", href: `/api/captures/${capture.id}/pcap`, download: ""},
-              icon("download"), "Download pcap"),
-            stopButton, closeButton)),
-        h("div", {class: "tiles"}, view.packets, view.bytes, view.duration, view.lease)),
-      h("section", {class: "card"},
-        h("div", {class: "card-title"}, "Packets",
-          h("label", {class: "follow", for: "capture-follow"}, follow, "Follow newest")),
-        scroller, empty));
-    describeCapture();
-    showCounts(capture);
+  function stopped(info) {
+    setPhase("stopped");
+    finalPolls = FINAL_POLLS;
+    stopRenewing();
+    capture = {...capture, ...info};
   }
 
-  // Capture limits and failures (recorder-limits): why a capture ended, as the API says.
-  function endedText(info) {
-    const word = info.state === "failed" ? "Failed" : "Stopped";
-    return info.stop_reason ? `${word}: ${info.stop_reason}` : word;
+  /** Stop the running capture; resolves to whether none runs any more. */
+  async function stop() {
+    if (phase === "launching" || phase === "starting") {
+      run += 1;  // the capture being started is stopped as soon as it answers
+      setPhase("failed");
+      return true;
+    }
+    if (phase !== "active") return phase !== "stopping";
+    setPhase("stopping");
+    try {
+      stopped(await remove(`/api/captures/${capture.id}`));
+      return true;
+    } catch (error) {
+      setPhase("active");
+      showError("Could not stop the capture.", error);
+      return false;
+    }
   }
 
-  function describeCapture() {
-    const analyzer = analyzers.find((candidate) => candidate.name === capture.analyzer);
-    const where = analyzer ? ` (${analyzer.vm} on ${analyzer.compute}, ${analyzer.ip})` : "";
-    replaceChildren(view.meta,
-      h("div", {class: "capture-title"}, `Capture #${capture.id}`),
-      h("div", {class: "capture-route"},
-        h("span", {class: "strong"}, `${capture.interface} (${capture.vm})`), " \u2192 ",
-        h("span", {class: "strong"}, capture.analyzer), where),
-      h("div", {class: "muted small"}, `direction ${capture.direction} \u00b7 started `
-        + `${formatClock(Date.parse(capture.started_at) / 1000)} \u00b7 limit ${formatBytes(capture.limit_bytes)}`));
-    setStatus(phase === "active" ? "active" : phase === "stopping" ? "idle" : "bad",
-      phase === "stopped" ? endedText(capture) : {active: "Capturing", stopping: "Stopping…"}[phase]);
+  /** A control changed: stop the capture and start one with the new settings. */
+  async function restart() {
+    describeRule();
+    if (await stop()) start();
+  }
+
+  async function close() {
+    if (await stop()) location.hash = interfacesHref;
+  }
+
+  // --- the live list ----------------------------------------------------------------------------
+
+  function resetList() {
+    listVersion += 1;
+    nextAfter = 0;
+    knownTotal = 0;
+    selectedRow = null;
+    closeDetails();
+    replaceChildren(view.rows);
+    view.empty.hidden = false;
+    view.empty.textContent = filterText
+      ? `No packet matches the filter yet.`
+      : `Waiting for packets\u2026 They appear here as the analyzer receives them; try: `
+        + `mirrorlab exec ${iface.vm} -- ping -c 3 <a peer's IP>`;
+    replaceChildren(view.filterState, filterText ? `filter: ${filterText}` : "");
   }
 
   function showCounts(info) {
@@ -225,96 +361,157 @@ export function captureView(container, vrouterName, interfaceName) {
       value.textContent = text;
       value.title = title || "";
     };
-    const startedAt = Date.parse(info.started_at) / 1000;
-    const endedAt = info.stopped_at ? Date.parse(info.stopped_at) / 1000 : Date.now() / 1000;
     set(view.packets, String(info.packets));
     set(view.bytes, formatBytes(info.bytes),
       `${info.bytes} bytes; pcap file ${info.file_bytes} of its ${info.limit_bytes}-byte limit`);
-    set(view.duration, formatDuration(endedAt - startedAt));
-    set(view.lease, phase === "active" ? `${leaseSeconds} s` : "ended",
+    if (capture) {
+      const startedAt = Date.parse(capture.started_at) / 1000;
+      const endedAt = info.stopped_at ? Date.parse(info.stopped_at) / 1000 : Date.now() / 1000;
+      set(view.duration, formatDuration(endedAt - startedAt));
+    } else {
+      set(view.duration, formatDuration(0));
+    }
+    set(view.lease, phase === "active" ? `${leaseSeconds} s` : phase === "stopped" ? "ended" : "\u2014",
       phase === "active" ? `renewed every ${(leaseSeconds / 3).toFixed(1)} s while this screen is open` : "");
   }
 
   function addPackets(packets) {
     const startedAt = Date.parse(capture.started_at) / 1000;
     for (const packet of packets) {
-      view.rows.append(h("tr", {class: protocolClass(packet.protocol)},
+      view.rows.append(h("tr", {class: protocolClass(packet.protocol), dataset: {index: String(packet.index)}},
         h("td", {class: "num"}, String(packet.index)),
         h("td", {class: "num", title: formatClock(packet.time)}, Math.max(0, packet.time - startedAt).toFixed(6)),
         h("td", null, packet.source), h("td", null, packet.destination), h("td", null, packet.protocol),
         h("td", {class: "num"}, String(packet.length)), h("td", {class: "info"}, packet.summary)));
-      lastIndex = packet.index;
     }
-    while (view.rows.children.length > MAX_ROWS) view.rows.firstElementChild.remove();
+    while (view.rows.children.length > MAX_ROWS) {
+      if (view.rows.firstElementChild === selectedRow) selectedRow = null;
+      view.rows.firstElementChild.remove();
+    }
     if (view.rows.children.length) view.empty.hidden = true;
     if (view.follow.checked) view.scroller.scrollTop = view.scroller.scrollHeight;
   }
 
   function skipAhead() {
-    const skipped = knownTotal - PAGE_SIZE - lastIndex;
+    const skipped = knownTotal - PAGE_SIZE - nextAfter;
     view.rows.append(h("tr", {class: "skipped"}, h("td", {colspan: 7},
       `\u2026 ${skipped} packets not shown here (too many to follow live); the pcap holds them all`)));
-    lastIndex += skipped;
+    nextAfter += skipped;
   }
 
-  async function refresh() {
-    if (knownTotal - lastIndex > MAX_BEHIND) skipAhead();
-    const [page, info] = await Promise.all([
-      get(`/api/captures/${capture.id}/packets?after=${lastIndex}&limit=${PAGE_SIZE}`),
-      get(`/api/captures/${capture.id}`)]);
-    if (disposed) return;
-    knownTotal = page.total;
-    addPackets(page.packets);
+  function packetsUrl(after, filter) {
+    const query = new URLSearchParams({after: String(after), limit: String(PAGE_SIZE)});
+    if (filter) query.set("filter", filter);
+    return `/api/captures/${capture.id}/packets?${query}`;
+  }
+
+  async function refresh(mine) {
+    if (!filterText && knownTotal - nextAfter > MAX_BEHIND) skipAhead();
+    const version = listVersion;
+    const [page, info] = await Promise.all([get(packetsUrl(nextAfter, filterText)), get(`/api/captures/${capture.id}`)]);
+    if (disposed || mine !== run) return;
+    if (version === listVersion) {
+      knownTotal = page.total;
+      nextAfter = page.next_after;
+      addPackets(page.packets);
+    }
     if (info.state !== "active" && phase === "active") {
       if (info.stop_reason) notify("warning", `Capture #${capture.id} ${info.state}:`, info.stop_reason);
       else notify("warning", `Capture #${capture.id} was stopped outside this screen,`,
         "or its lease ran out before this screen renewed it");
       stopped(info);
     }
+    rates.add(info.packets, info.bytes);
     showCounts(info);
   }
 
-  async function poll() {
-    if (disposed) return;
+  async function poll(mine) {
+    if (disposed || mine !== run) return;
     try {
-      await refresh();
+      await refresh(mine);
       if (pollError) pollError.remove();
       pollError = null;
     } catch (error) {
-      if (!disposed) pollError = showError("Could not read the capture's packets.", error);
+      if (!disposed && mine === run) pollError = showError("Could not read the capture's packets.", error);
     }
-    if (disposed || (phase === "stopped" && finalPolls-- <= 0)) return;
-    pollTimer = setTimeout(poll, knownTotal > lastIndex ? CATCH_UP_MS : POLL_MS);
+    if (disposed || mine !== run || (phase === "stopped" && finalPolls-- <= 0)) return;
+    pollTimer = setTimeout(() => poll(mine), knownTotal > nextAfter ? CATCH_UP_MS : POLL_MS);
   }
 
-  function stopped(info) {
-    phase = "stopped";
-    finalPolls = FINAL_POLLS;
-    stopRenewing();
-    view.stopButton.disabled = true;
-    capture = {...capture, ...info};
-    describeCapture();
-  }
-
-  async function stop() {
-    if (phase !== "active") return phase === "stopped";
-    phase = "stopping";
-    view.stopButton.disabled = true;
-    describeCapture();
+  /** Show only the packets `text` matches (all when empty); a bad filter is refused with the
+   * controller's message and the list stays as it was. */
+  async function applyFilter(text) {
+    replaceChildren(view.filterError);
+    view.filterInput.removeAttribute("aria-invalid");
+    if (!capture) {
+      filterText = text;
+      resetList();
+      return;
+    }
+    const mine = run;
+    let page;
     try {
-      stopped(await remove(`/api/captures/${capture.id}`));
-      return true;
+      page = await get(packetsUrl(0, text));
     } catch (error) {
-      phase = "active";
-      view.stopButton.disabled = false;
-      describeCapture();
-      showError("Could not stop the capture.", error);
-      return false;
+      if (disposed || mine !== run) return;
+      if (error instanceof ApiError && error.status === 400) {
+        view.filterInput.setAttribute("aria-invalid", "true");
+        replaceChildren(view.filterError, h("div", {class: "alert alert-error", role: "alert"},
+          icon("alert", "alert-icon"), h("div", {class: "alert-text"}, h("strong", null, "Filter not applied."), ` ${sentence(error.message)}`)));
+      } else {
+        showError("Could not filter the packets.", error);
+      }
+      return;
     }
+    if (disposed || mine !== run) return;
+    filterText = text;
+    resetList();
+    knownTotal = page.total;
+    nextAfter = page.next_after;
+    addPackets(page.packets);
   }
 
-  async function close() {
-    if (await stop()) location.hash = interfacesHref;
+  // --- packet details and the keyboard ------------------------------------------------------------
+
+  function closeDetails() {
+    detailsRequest += 1;
+    replaceChildren(view.details);
+    if (selectedRow) selectedRow.classList.remove("selected");
+    if (selectedRow) selectedRow.removeAttribute("aria-selected");
+    selectedRow = null;
+  }
+
+  async function selectRow(row) {
+    if (selectedRow) selectedRow.classList.remove("selected");
+    if (selectedRow) selectedRow.removeAttribute("aria-selected");
+    selectedRow = row;
+    row.classList.add("selected");
+    row.setAttribute("aria-selected", "true");
+    view.follow.checked = false;
+    row.scrollIntoView({block: "nearest"});
+    view.scroller.focus({preventScroll: true});
+    const index = Number(row.dataset.index);
+    const mine = ++detailsRequest;
+    replaceChildren(view.details, h("section", {class: "card packet-details"},
+      h("div", {class: "card-title"}, `Packet ${index}`), h("p", {class: "loading"}, "Decoding\u2026")));
+    let panel;
+    try {
+      panel = packetDetails(await get(`/api/captures/${capture.id}/packets/${index}`), closeDetails);
+    } catch (error) {
+      panel = packetDetailsError(index, error, closeDetails);
+    }
+    if (!disposed && mine === detailsRequest) replaceChildren(view.details, panel);
+  }
+
+  function moveSelection(event) {
+    const rows = [...view.rows.querySelectorAll("tr[data-index]")];
+    if (!rows.length) return;
+    const at = selectedRow ? rows.indexOf(selectedRow) : -1;
+    const target = {ArrowDown: at + 1, ArrowUp: at < 0 ? rows.length - 1 : at - 1, Home: 0, End: rows.length - 1,
+                    PageDown: at + 20, PageUp: at - 20}[event.key];
+    if (target === undefined) return;
+    event.preventDefault();
+    selectRow(rows[Math.max(0, Math.min(rows.length - 1, target))]);
   }
 
   // --- loading -----------------------------------------------------------------------------------
@@ -323,8 +520,9 @@ export function captureView(container, vrouterName, interfaceName) {
     let vrouter;
     let config;
     try {
-      [vrouter, analyzers, config] = await Promise.all([
-        get(`/api/vrouters/${encodeURIComponent(vrouterName)}`), get("/api/analyzers"), get("/api/config")]);
+      [vrouter, analyzers, config, preferred] = await Promise.all([
+        get(`/api/vrouters/${encodeURIComponent(vrouterName)}`), get("/api/analyzers"), get("/api/config"),
+        get("/api/analyzer-choice")]);
     } catch (error) {
       if (!disposed) replaceChildren(body, errorPanel("Could not open the capture screen.", error));
       return;
@@ -338,12 +536,14 @@ export function captureView(container, vrouterName, interfaceName) {
         new ApiError(`vRouter ${vrouterName} has no interface '${interfaceName}' (it has: ${known})`, 404)));
       return;
     }
-    replaceChildren(body, setupForm());
+    build();
+    start();
   })();
 
   return () => {
     disposed = true;
     clearTimeout(pollTimer);
+    document.removeEventListener("keydown", onKey);
     if (leaseWarning) leaseWarning.remove();
     if (capture && (phase === "active" || phase === "stopping")) {
       const id = capture.id;
