@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from controller.errors import Conflict, LabUnavailable, NotFound
 from controller.flowmodel import Flow
@@ -33,8 +34,11 @@ def _vm_ports_exist(vm_name: str) -> bool:
 class ControllerService:
     """Intent of one lab, and the operations users run on it."""
 
-    def __init__(self, topology: Topology, store: Store, lab: LabControl, captures_dir: Path):
+    def __init__(self, topology: Topology, store: Store, lab: LabControl, captures_dir: Path,
+                 clock: Callable[[], float] = time.time):
         self.lock = threading.RLock()
+        # Where capture start, stop and lease times come from (tests step it by hand).
+        self.clock = clock
         self.store = store
         self.lab = lab
         self.captures_dir = captures_dir
@@ -161,7 +165,7 @@ class ControllerService:
                     self.create_analyzer(analyzer, compute=target.compute)
             capture = plan_capture(self.topology, list(self.captures.values()),
                                    self.store.next_capture_id(), vrouter, interface, direction,
-                                   analyzer, time.time(), lease_seconds)
+                                   analyzer, self.clock(), lease_seconds)
             self.store.save_capture(capture)
             self.captures[capture.id] = capture
             self._push(capture_flows(self.topology, capture))
@@ -174,7 +178,7 @@ class ControllerService:
             if not capture.active:
                 return capture
             computes = capture_flows(self.topology, capture)
-            capture = capture.stopped(time.time())
+            capture = capture.stopped(self.clock())
             self.store.save_capture(capture)
             self.captures[capture.id] = capture
             self._push(computes)
@@ -185,7 +189,7 @@ class ControllerService:
         ran out stays out: the capture is stopped, even if the reaper has not got to it yet."""
         with self.lock:
             capture = self.capture(capture_id)
-            now = time.time()
+            now = self.clock()
             if capture.lease_expired(now):
                 self.stop_capture(capture_id)
                 raise Conflict(f"capture {capture_id} stopped: its lease ran out", "id")
@@ -199,6 +203,6 @@ class ControllerService:
     def expire_leases(self) -> list[Capture]:
         """Stop every capture whose lease ran out; return them."""
         with self.lock:
-            now = time.time()
+            now = self.clock()
             expired = [c for c in self.captures.values() if c.lease_expired(now)]
             return [self.stop_capture(c.id) for c in expired]
