@@ -107,15 +107,17 @@ def test_capture_copies_exactly_the_monitored_traffic(default_topo, analyzer_com
         assert others == [(d.port_name, d.packet) for d in plain], (sender, frame)
 
 
+@pytest.mark.parametrize("peer", ["vm2", "vm3"], ids=["remote-peer", "local-peer"])
 @pytest.mark.parametrize("direction, copies", [("ingress", 1), ("egress", 0), ("both", 1)])
-def test_ingress_copy_of_unicast_vm1_to_vm2(default_topo, direction, copies):
-    """vm1 -> vm2: the peer receives the identical frame first, then the analyzer its copy."""
+def test_ingress_copy_of_unicast_comes_after_the_original(default_topo, direction, copies, peer):
+    """vm1 -> vm2 (over the fabric) and vm1 -> vm3 (same vRouter): the peer receives the
+    identical frame first, then the analyzer its copy."""
     topo = with_analyzers(default_topo, ("cap", "compute1", None))
     capture = start(topo, "tap-vm1-0", direction)
-    frame = ip_frame(iface(topo, "vm1"), iface(topo, "vm2"))
+    frame = ip_frame(iface(topo, "vm1"), iface(topo, peer))
     deliveries = LabSim(topo, [capture]).send("tap-vm1-0", frame)
     assert [(d.port_name, d.packet) for d in deliveries] == (
-        [("tap-vm2-0", frame)] + [("tap-an1-0", mirrored(frame, capture, analyzer_iface(topo)))] * copies)
+        [(f"tap-{peer}-0", frame)] + [("tap-an1-0", mirrored(frame, capture, analyzer_iface(topo)))] * copies)
 
 
 def test_egress_copy_of_arp_reply(default_topo):
@@ -167,6 +169,38 @@ def test_traffic_of_other_interfaces_is_not_copied(default_topo, analyzer_comput
                           ("tap-vm3-0", arp_request(vm3, vm2.ip))]:
         copies, _ = split(sim.send(sender, frame), "tap-an1-0")
         assert copies == [], (sender, frame)
+
+
+def contains_a_copy(packet: dict) -> bool:
+    """Whether `packet`, or anything it wraps, is a mirrored copy (an MPLS-wrapped frame)."""
+    inner = packet.get("inner")
+    return inner is not None and (inner.get("eth_type") == MPLS or "inner" in inner)
+
+
+@pytest.mark.parametrize("second_analyzer", ["cap", "cap2"], ids=["to-itself", "to-another"])
+def test_copy_landing_on_a_remote_analyzer_is_not_mirrored_again(default_topo, second_analyzer):
+    """vm1 is captured to an analyzer on compute3 whose own port is captured (egress) too:
+    a copy arriving over the fabric goes straight to the analyzer's port, so the analyzer's
+    egress capture never copies a copy, while it still copies the analyzer's own traffic."""
+    topo = with_analyzers(default_topo, ("cap", "compute3", None), ("cap2", "compute2", None))
+    analyzer = analyzer_iface(topo, "cap")
+    of_vm1 = start(topo, "tap-vm1-0", "both", "cap", capture_id=1)
+    of_analyzer = start(topo, analyzer.port_name, "egress", second_analyzer, capture_id=2,
+                        captures=[of_vm1])
+    sim = LabSim(topo, [of_vm1, of_analyzer])
+    for sender, frame in vm1_traffic(topo):
+        deliveries = sim.send(sender, frame)
+        for delivery in deliveries:
+            assert not contains_a_copy(delivery.packet), (sender, frame, delivery)
+        if sender == "tap-vm1-0":
+            assert [d.packet for d in deliveries if d.port_name == analyzer.port_name][0] == \
+                mirrored(frame, of_vm1, analyzer)
+    other = analyzer_iface(topo, "cap2")
+    frame = ip_frame(other, analyzer)
+    copy_port = analyzer_iface(topo, second_analyzer).port_name
+    assert [(d.port_name, d.packet) for d in sim.send(other.port_name, frame)] == [
+        (analyzer.port_name, frame),
+        (copy_port, mirrored(frame, of_analyzer, analyzer_iface(topo, second_analyzer)))]
 
 
 def test_copies_reach_only_the_analyzer(default_topo):
@@ -422,6 +456,33 @@ def test_256th_capture_on_one_vrouter_conflicts():
     captures[0] = captures[0].stopped(12.0)
     assert start(topo, "tap-vm32-0", capture_id=256, captures=captures).slot == 7
     flows_are_consistent(desired_flows(topo, captures))
+
+
+def test_the_vrouter_limit_counts_only_that_vrouters_captures():
+    """With compute1 full (255 captures), a capture on compute2 is still accepted."""
+    text = one_compute_text(32).replace("computes: [compute1]", "computes: [compute1, compute2]")
+    topo = parse(text + "  - {name: far, compute: compute2, network: blue}\n", "two.yaml")
+    topo = with_analyzers(topo, ("cap", "compute1", None))
+    captures = []
+    for index in range(255):
+        captures.append(start(topo, f"tap-vm{index // 8 + 1}-0", "ingress", capture_id=index + 1,
+                              captures=captures))
+    with pytest.raises(Conflict):
+        start(topo, "tap-vm32-0", capture_id=256, captures=captures)
+    remote = start(topo, "tap-far-0", "ingress", capture_id=256, captures=captures)
+    assert (remote.compute, remote.slot) == ("compute2", 0)
+
+
+def test_capture_owners_keep_every_bit_of_the_capture_id(default_topo):
+    """Captures 1 and 65537 (which share their low 16 bits) own different cookies."""
+    assert capture_owner(1) == 0x02000001
+    assert capture_owner(65537) == 0x02010001
+    topo = with_analyzers(default_topo, ("cap", "compute1", None))
+    one = start(topo, "tap-vm1-0", capture_id=1)
+    other = start(topo, "tap-vm1-0", capture_id=65537, captures=[one])
+    owners = {capture.id: {f.cookie >> 32 for f in capture_flows(topo, capture)["compute1"]}
+              for capture in (one, other)}
+    assert owners == {1: {0x02000001}, 65537: {0x02010001}}
 
 
 def test_capture_ids_are_bounded():
