@@ -322,6 +322,51 @@ INVALID = {
         "  - {name: red, subnet: 10.1.2.0/24}\n"        # line 4
         "vms: []\n",
         ["t.yaml:4: networks[1].subnet: 10.1.2.0/24 overlaps 10.1.0.0/16 of network 'blue'"]),
+    "overlapping subnets, the larger one second": (
+        "computes: [c1]\n"
+        "networks:\n"
+        "  - {name: blue, subnet: 10.1.2.0/24}\n"
+        "  - {name: red, subnet: 10.1.0.0/16}\n"        # line 4
+        "vms: []\n",
+        ["t.yaml:4: networks[1].subnet: 10.1.0.0/16 overlaps 10.1.2.0/24 of network 'blue'"]),
+    "overlapping ipv6 subnets, the larger one second": (
+        "computes: [c1]\n"
+        "networks:\n"
+        "  - {name: blue, subnet: 10.1.1.0/24, subnet6: 'fd00:0:0:1::/64'}\n"
+        "  - {name: red, subnet: 10.2.2.0/24, subnet6: 'fd00::/48'}\n"
+        "vms: []\n",
+        ["t.yaml:4: networks[1].subnet6: fd00::/48 overlaps fd00:0:0:1::/64 of network 'blue'"]),
+    "same explicit mac twice": (
+        HEADER + "  - {name: vm1, compute: compute1, network: blue, mac: '02:aa:00:00:00:01'}\n"
+                 "  - {name: vm2, compute: compute2, network: red, mac: '02:AA:00:00:00:01'}\n",
+        ["t.yaml:7: vms[1].mac: 02:aa:00:00:00:01 is used by vm 'vm1' already"]),
+    "same explicit mac on two interfaces of one vm": (
+        HEADER + "  - name: vm1\n"
+                 "    compute: compute1\n"
+                 "    interfaces:\n"
+                 "      - {network: blue, mac: '02:aa:00:00:00:01'}\n"
+                 "      - {network: red, mac: '02:aa:00:00:00:01'}\n",   # line 10
+        ["t.yaml:10: vms[0].interfaces[1].mac: 02:aa:00:00:00:01 is used by vm 'vm1' already"]),
+    "a key whose value is a block is reported on the key's line": (
+        "computes: [c1]\n"
+        "networks:\n"                                   # line 2
+        "  name: blue\n"
+        "  subnet: 10.1.1.0/24\n"
+        "vms: []\n",
+        ["t.yaml:2: networks: must be a list"]),
+    "a block list is reported on its key's line": (
+        HEADER + "  - name: vm1\n"
+                 "    compute: compute1\n"
+                 "    network: blue\n"
+                 "    interfaces:\n"                    # line 9
+                 "      - {network: red}\n",
+        ["t.yaml:9: vms[0].interfaces: give either 'interfaces' or 'network'/'ip'/'ip6'/'mac', not both"]),
+    "a block mapping is reported on its key's line": (
+        "computes: [c1, c2, c3]\n"
+        "fabric:\n"                                     # line 2
+        "  subnet: 10.0.0.0/31\n"
+        "networks: []\n",
+        ["t.yaml:2: fabric.subnet: 10.0.0.0/31 has too few addresses for 3 compute nodes"]),
     "overlapping ipv6 subnets": (
         "computes: [c1]\n"
         "networks:\n"
