@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import struct
 
+from scapy.utils import rdpcap
+
 from controller.pcapfile import PcapIndex
 from lab.recorder import PCAP_HEADER, Recorder, capture_file, parse_copy
 
@@ -58,3 +60,21 @@ def test_index_leaves_a_half_written_record_for_later(tmp_path):
     with open(path, "ab") as pcap:
         pcap.write(record[30:])
     assert index.count(path) == (2, 2 * len(ORIGINAL))
+
+
+def test_pcap_files_are_little_endian_microsecond_pcap(tmp_path):
+    """The file starts with the classic little-endian pcap header (magic a1b2c3d4 with
+    microsecond timestamps, version 2.4, snaplen 65535, Ethernet), and scapy reads back each
+    frame with its arrival time to the microsecond."""
+    recorder = Recorder(tmp_path)
+    recorder.write(copy_of(ORIGINAL, 0x80001), 1000.25)
+    recorder.write(copy_of(ORIGINAL + b"\x01", 0x80001), 1700000000.123456)
+    recorder.flush()
+    path = capture_file(tmp_path, 0x80001)
+    assert path.read_bytes()[:24] == bytes.fromhex(
+        "d4c3b2a1" "0200" "0400" "00000000" "00000000" "ffff0000" "01000000")
+    first, second = rdpcap(str(path))
+    assert (first.time, bytes(first)) == (1000.25, ORIGINAL)
+    assert (round(float(second.time), 6), bytes(second)) == (1700000000.123456, ORIGINAL + b"\x01")
+    records, _ = PcapIndex().records(path, 0, 2)
+    assert [r.time for r in records] == [1000.25, 1700000000.123456]
