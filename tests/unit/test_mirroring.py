@@ -475,8 +475,8 @@ def test_the_vrouter_limit_counts_only_that_vrouters_captures():
 
 def test_capture_owners_keep_every_bit_of_the_capture_id(default_topo):
     """Captures 1 and 65537 (which share their low 16 bits) own different cookies."""
-    assert capture_owner(1) == 0x02000001
-    assert capture_owner(65537) == 0x02010001
+    assert [capture_owner(n) for n in (1, 2, 6, 65537)] == [0x02000001, 0x02000002, 0x02000006,
+                                                          0x02010001]
     topo = with_analyzers(default_topo, ("cap", "compute1", None))
     one = start(topo, "tap-vm1-0", capture_id=1)
     other = start(topo, "tap-vm1-0", capture_id=65537, captures=[one])
