@@ -525,6 +525,33 @@ def test_unknown_vrouter_or_interface_is_not_found(default_topo, vrouter, interf
     assert (caught.value.message, caught.value.field, caught.value.status) == (message, field, 404)
 
 
+def test_only_the_vr_prefix_names_a_vrouter_by_its_bridge(default_topo):
+    """vr-compute1 is compute1's bridge; any other prefix is an unknown vRouter."""
+    with pytest.raises(NotFound):
+        find_interface(default_topo, "xx-compute1", "tap-vm1-0")
+
+
+@pytest.mark.parametrize("lease_seconds, accepted", [(0, False), (-1, False), (0.5, True),
+                                                     (3600, True), (3600.5, False)])
+def test_lease_seconds_are_bounded(default_topo, lease_seconds, accepted):
+    """A lease lasts more than 0 and at most 3600 seconds."""
+    topo = with_analyzers(default_topo, ("cap", "compute1", None))
+    plan = lambda: plan_capture(topo, [], 1, "compute1", "tap-vm1-0", None, "cap", 0.0, lease_seconds)
+    if accepted:
+        assert plan().lease_expires_at == lease_seconds
+    else:
+        with pytest.raises(InvalidRequest, match="bad lease_seconds"):
+            plan()
+
+
+def test_captures_are_immutable(default_topo):
+    """A capture is a value: stopping or renewing gives a new one."""
+    topo = with_analyzers(default_topo, ("cap", "compute1", None))
+    capture = start(topo, "tap-vm1-0")
+    with pytest.raises(AttributeError):
+        capture.slot = 3
+
+
 def test_unknown_analyzer_is_not_found(default_topo):
     """A capture to an analyzer that does not exist raises NotFound listing the analyzers."""
     with pytest.raises(NotFound) as caught:
@@ -575,6 +602,11 @@ def test_plan_analyzer_allocates_name_address_and_port(default_topo):
     assert (graph.nodes["vm:an1"]["kind"], graph.nodes["vm:an1"]["name"]) == ("analyzer", "an1")
     assert {b: kind for _, b, kind in graph.edges("vm:an1", data="kind")} == {
         "compute:compute1": "hosted-on", "network:svc-vn-left": "attached"}
+
+
+def test_analyzer_names_may_have_63_characters(default_topo):
+    """63 characters is the longest analyzer name."""
+    assert plan_analyzer(default_topo, "x" * 63, None, None).analyzer == "x" * 63
 
 
 @pytest.mark.parametrize("name, network, compute, error, message", [

@@ -23,6 +23,12 @@ def test_parse_copy_returns_label_and_original_frame():
     assert parse_copy(ORIGINAL) is None
     not_bottom = copy_of(ORIGINAL, 7)[:16] + b"\x00\x40" + ORIGINAL
     assert parse_copy(not_bottom) is None
+    odd_ttl_not_bottom = copy_of(ORIGINAL, 7)[:16] + b"\x00\x41" + ORIGINAL
+    assert parse_copy(odd_ttl_not_bottom) is None
+    assert parse_copy(copy_of(b"", 0x80001)) is None  # the wrapper alone, no frame
+    assert parse_copy(copy_of(b"x", 0x80001)) == (0x80001, b"x")
+    ipv4_with_bit_8_set = ORIGINAL[:14] + b"\x45\x00\x01\x00" + ORIGINAL[18:]
+    assert parse_copy(ipv4_with_bit_8_set) is None  # not MPLS, whatever follows
 
 
 def test_recorder_writes_one_pcap_per_label_and_index_reads_it(tmp_path):

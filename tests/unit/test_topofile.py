@@ -367,6 +367,29 @@ INVALID = {
         "  subnet: 10.0.0.0/31\n"
         "networks: []\n",
         ["t.yaml:2: fabric.subnet: 10.0.0.0/31 has too few addresses for 3 compute nodes"]),
+    "a compute node that is not a mapping": (
+        "computes: [5]\nnetworks: []\n",
+        ["t.yaml:1: computes[0]: must be a mapping"]),
+    "a network that is not a mapping": (
+        "computes: [c1]\nnetworks:\n  - blue\n",
+        ["t.yaml:3: networks[0]: must be a mapping"]),
+    "a multicast mac whose first byte has a letter": (
+        HEADER + "  - {name: vm1, compute: compute1, network: blue, mac: '1b:00:00:00:00:01'}\n",
+        ["t.yaml:6: vms[0].mac: '1b:00:00:00:00:01' is not a unicast MAC address"]),
+    "an ipv6 subnet as subnet": (
+        "computes: [c1]\nnetworks:\n  - {name: blue, subnet: 'fd00::/64'}\n",
+        ["t.yaml:3: networks[0].subnet: 'fd00::/64' is not an IPv4 subnet"]),
+    "an address that is none": (
+        HEADER + "  - {name: vm1, compute: compute1, network: blue, ip: 10.1.1.x}\n",
+        ["t.yaml:6: vms[0].ip: '10.1.1.x' is not an IP address"]),
+    "empty interfaces": (
+        HEADER + "  - {name: vm1, compute: compute1, interfaces: []}\n"
+                 "  - {name: vm2, compute: compute1, interfaces: blue}\n",
+        ["t.yaml:6: vms[0].interfaces: must be a non-empty list",
+         "t.yaml:7: vms[1].interfaces: must be a non-empty list"]),
+    "an interface without a network": (
+        HEADER + "  - {name: vm1, compute: compute1, interfaces: [{ip: 10.1.1.5}]}\n",
+        ["t.yaml:6: vms[0].interfaces[0]: missing key 'network'"]),
     "overlapping ipv6 subnets": (
         "computes: [c1]\n"
         "networks:\n"
@@ -702,3 +725,10 @@ def test_derived_ipv6_address_outside_subnet6_is_refused():
                        "vms:\n  - {name: vm1, compute: c1, network: blue, ip: 10.1.1.3}\n") == [
         "t.yaml:5: vms[0]: automatic IPv6 address fd00::103 (host number of 10.1.1.3) is outside "
         "fd00::/120; give 'ip6' or a larger subnet6"]
+
+
+def test_limits_are_inclusive():
+    """The highest network label is accepted, and a /30 fabric holds two compute nodes."""
+    topo = parse("fabric: {subnet: 10.0.0.0/30}\ncomputes: [c1, c2]\n"
+                 "networks:\n  - {name: blue, subnet: 10.1.1.0/24, label: 524287}\n", "t.yaml")
+    assert (topo.network("blue").label, len(topo.computes)) == (0x7FFFF, 2)
