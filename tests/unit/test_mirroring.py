@@ -536,12 +536,12 @@ def test_only_the_vr_prefix_names_a_vrouter_by_its_bridge(default_topo):
 def test_lease_seconds_are_bounded(default_topo, lease_seconds, accepted):
     """A lease lasts more than 0 and at most 3600 seconds."""
     topo = with_analyzers(default_topo, ("cap", "compute1", None))
-    plan = lambda: plan_capture(topo, [], 1, "compute1", "tap-vm1-0", None, "cap", 0.0, lease_seconds)
+    request = (topo, [], 1, "compute1", "tap-vm1-0", None, "cap", 0.0, lease_seconds)
     if accepted:
-        assert plan().lease_expires_at == lease_seconds
+        assert plan_capture(*request).lease_expires_at == lease_seconds
     else:
         with pytest.raises(InvalidRequest, match="bad lease_seconds"):
-            plan()
+            plan_capture(*request)
 
 
 def test_captures_are_immutable(default_topo):

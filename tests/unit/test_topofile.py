@@ -376,6 +376,10 @@ INVALID = {
     "a multicast mac whose first byte has a letter": (
         HEADER + "  - {name: vm1, compute: compute1, network: blue, mac: '1b:00:00:00:00:01'}\n",
         ["t.yaml:6: vms[0].mac: '1b:00:00:00:00:01' is not a unicast MAC address"]),
+    "a duplicate vm is not checked further": (
+        HEADER + "  - {name: vm1, compute: compute1, network: blue, ip: 10.1.1.20}\n"
+                 "  - {name: vm1, compute: compute2, network: blue, ip: 10.1.1.20}\n",
+        ["t.yaml:7: vms[1].name: duplicate vm name 'vm1' (first on line 6)"]),
     "an ipv6 subnet as subnet": (
         "computes: [c1]\nnetworks:\n  - {name: blue, subnet: 'fd00::/64'}\n",
         ["t.yaml:3: networks[0].subnet: 'fd00::/64' is not an IPv4 subnet"]),
