@@ -87,6 +87,12 @@ class NXActionClone(parser.NXAction):
         return bytearray(6) + nested
 
 
+# os-ken's parser decodes Nicira actions by subtype: without these, a flow dump from the switch
+# would read encap(mpls) as os-ken's encap(ethernet) and decap and clone as unknown actions.
+for _action_class in (NXActionEncap, NXActionDecap, NXActionClone):
+    parser.NXAction.register(_action_class)
+
+
 def ofp_action(action):
     """The os-ken action for one flowmodel action."""
     if isinstance(action, Output):

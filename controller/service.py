@@ -41,8 +41,11 @@ class ControllerService:
     def __init__(self, topology: Topology, store: Store, lab: LabControl, captures_dir: Path,
                  capture_limit_bytes: int = DEFAULT_LIMIT_BYTES,
                  min_free_bytes: int = DEFAULT_MIN_FREE_BYTES,
-                 lab_health: Callable[[], list[str]] = list):
+                 lab_health: Callable[[], list[str]] = list,
+                 clock: Callable[[], float] = time.time):
         self.lock = threading.RLock()
+        # Where capture start, stop and lease times come from (tests step it by hand).
+        self.clock = clock
         # One analyzer VM is launched or removed at a time, without holding `lock`.
         self.analyzer_lock = threading.Lock()
         self.lab_health = lab_health
@@ -283,7 +286,7 @@ class ControllerService:
         with self.lock:
             capture = plan_capture(self.topology, list(self.captures.values()),
                                    self.store.next_capture_id(), vrouter, interface, direction,
-                                   analyzer, time.time(), lease_seconds,
+                                   analyzer, self.clock(), lease_seconds,
                                    self.capture_limit_bytes if limit_bytes is None else limit_bytes,
                                    secret=secrets.token_urlsafe(24))
             recorder = self.recorders().get(analyzer, {})
@@ -316,7 +319,7 @@ class ControllerService:
         """Stop a capture whose flows were not confirmed (under `lock`); the vRouters that did
         get them lose them now or when they reconnect."""
         self.starting.discard(capture.id)
-        stopped = capture.stopped(time.time(), "not started: a vRouter did not confirm its flows",
+        stopped = capture.stopped(self.clock(), "not started: a vRouter did not confirm its flows",
                                   failed=True)
         self.store.save_capture(stopped)
         self.captures[capture.id] = stopped
@@ -333,7 +336,7 @@ class ControllerService:
             if not capture.active:
                 return capture
             computes = capture_flows(self.topology, capture)
-            capture = capture.stopped(time.time(), reason, failed)
+            capture = capture.stopped(self.clock(), reason, failed)
             self.store.save_capture(capture)
             self.captures[capture.id] = capture
             self.starting.discard(capture.id)
@@ -346,7 +349,7 @@ class ControllerService:
         ran out stays out: the capture is stopped, even if the reaper has not got to it yet."""
         with self.lock:
             capture = self.capture(capture_id)
-            now = time.time()
+            now = self.clock()
             expired = capture.lease_expired(now)
             if not expired:
                 if not capture.active:
@@ -360,7 +363,7 @@ class ControllerService:
 
     def expire_leases(self) -> list[Capture]:
         """Stop every capture whose lease ran out; return them."""
-        now = time.time()
+        now = self.clock()
         with self.lock:
             expired = [c.id for c in self.captures.values() if c.lease_expired(now)]
         return self._stop_all([(capture_id, "its lease ran out", False) for capture_id in expired])

@@ -26,12 +26,40 @@ API_PORT = int(os.environ.get("MIRRORLAB_E2E_API_PORT", "8090"))
 ARTIFACTS = REPO / "artifacts"
 
 
+# Tools every end-to-end test drives; a test module naming a CHROMIUM executable needs it too.
+REQUIRED_TOOLS = ("ovs-vsctl", "ovs-ofctl", "tshark")
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if "/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
-            if os.geteuid() != 0:
-                item.add_marker(pytest.mark.skip(reason="end-to-end tests need root"))
+
+
+def missing_requirements(item) -> list[str]:
+    """What this machine lacks to run the end-to-end test `item`."""
+    missing = [] if os.geteuid() == 0 else ["root"]
+    missing += [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
+    chromium = getattr(item.module, "CHROMIUM", None)
+    if chromium is not None and not os.access(chromium, os.X_OK):
+        missing.append(chromium)
+    return missing
+
+
+def must_not_skip(config) -> bool:
+    """Whether a test that cannot run here fails the run: under CI, or with --require-e2e.
+    A skipped end-to-end suite would otherwise pass for one that never ran."""
+    return config.getoption("--require-e2e") or os.environ.get("CI", "").lower() not in ("", "0", "false")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    missing = missing_requirements(item)
+    if missing:
+        reason = f"end-to-end tests need {', '.join(missing)}"
+        if must_not_skip(item.config):
+            pytest.fail(f"{reason} (not skipped: CI is set or --require-e2e was given)", pytrace=False)
+        pytest.skip(reason)
 
 
 class Lab:

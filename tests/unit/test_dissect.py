@@ -65,6 +65,15 @@ def test_tcp_flags_ports_and_payload_length():
     assert columns(data).summary == "43512 \u2192 5201 [PSH, ACK] Seq=1001 Ack=8 Win=502 Len=37"
 
 
+def test_tcp_length_ignores_ethernet_padding():
+    """A SYN padded to the 60-byte minimum carries no payload: IPv4's total length says so."""
+    syn = Ether(src=MAC1, dst=MAC2) / IP(src=IP1, dst=IP2) / TCP(sport=43512, dport=5201, flags="S",
+                                                                  seq=1000, window=64240)
+    frame = bytes(syn) + b"\x00" * (60 - len(syn))
+    assert len(frame) == 60
+    assert summarize(frame).summary == "43512 \u2192 5201 [SYN] Seq=1000 Win=64240 Len=0"
+
+
 def test_tcp_all_flags_in_wireshark_order():
     """Every flag, in the order Wireshark lists them."""
     segment = Ether(src=MAC1, dst=MAC2) / IP(src=IP1, dst=IP2) / TCP(sport=1, dport=2, flags="FSRPAUEC", seq=0, ack=0,
@@ -95,6 +104,17 @@ def test_ipv6_echo_and_neighbour_discovery():
                                                   f"Neighbor Solicitation for {IP6_2} from {MAC1}")
     assert columns(advertisement).summary == f"Neighbor Advertisement {IP6_2} (sol, ovr) is at {MAC2}"
     assert columns(router).summary == "Router Solicitation"
+
+
+@pytest.mark.parametrize("flags, shown", [
+    ({"R": 0, "S": 1, "O": 0}, " (sol)"), ({"R": 0, "S": 0, "O": 1}, " (ovr)"),
+    ({"R": 1, "S": 0, "O": 0}, " (rtr)"), ({"R": 0, "S": 0, "O": 0}, ""),
+], ids=["solicited", "override", "router", "none"])
+def test_neighbour_advertisement_flags_one_at_a_time(flags, shown):
+    """Each of the R, S and O flags of a Neighbor Advertisement is shown under its own name."""
+    advertisement = (Ether(src=MAC2, dst=MAC1) / IPv6(src=IP6_2, dst=IP6_1) / ICMPv6ND_NA(tgt=IP6_2, **flags)
+                     / ICMPv6NDOptDstLLAddr(lladdr=MAC2))
+    assert columns(advertisement).summary == f"Neighbor Advertisement {IP6_2}{shown} is at {MAC2}"
 
 
 def test_ipv6_extension_headers_are_skipped():

@@ -107,15 +107,17 @@ def test_capture_copies_exactly_the_monitored_traffic(default_topo, analyzer_com
         assert others == [(d.port_name, d.packet) for d in plain], (sender, frame)
 
 
+@pytest.mark.parametrize("peer", ["vm2", "vm3"], ids=["remote-peer", "local-peer"])
 @pytest.mark.parametrize("direction, copies", [("ingress", 1), ("egress", 0), ("both", 1)])
-def test_ingress_copy_of_unicast_vm1_to_vm2(default_topo, direction, copies):
-    """vm1 -> vm2: the peer receives the identical frame first, then the analyzer its copy."""
+def test_ingress_copy_of_unicast_comes_after_the_original(default_topo, direction, copies, peer):
+    """vm1 -> vm2 (over the fabric) and vm1 -> vm3 (same vRouter): the peer receives the
+    identical frame first, then the analyzer its copy."""
     topo = with_analyzers(default_topo, ("cap", "compute1", None))
     capture = start(topo, "tap-vm1-0", direction)
-    frame = ip_frame(iface(topo, "vm1"), iface(topo, "vm2"))
+    frame = ip_frame(iface(topo, "vm1"), iface(topo, peer))
     deliveries = LabSim(topo, [capture]).send("tap-vm1-0", frame)
     assert [(d.port_name, d.packet) for d in deliveries] == (
-        [("tap-vm2-0", frame)] + [("tap-an1-0", mirrored(frame, capture, analyzer_iface(topo)))] * copies)
+        [(f"tap-{peer}-0", frame)] + [("tap-an1-0", mirrored(frame, capture, analyzer_iface(topo)))] * copies)
 
 
 def test_egress_copy_of_arp_reply(default_topo):
@@ -167,6 +169,38 @@ def test_traffic_of_other_interfaces_is_not_copied(default_topo, analyzer_comput
                           ("tap-vm3-0", arp_request(vm3, vm2.ip))]:
         copies, _ = split(sim.send(sender, frame), "tap-an1-0")
         assert copies == [], (sender, frame)
+
+
+def contains_a_copy(packet: dict) -> bool:
+    """Whether `packet`, or anything it wraps, is a mirrored copy (an MPLS-wrapped frame)."""
+    inner = packet.get("inner")
+    return inner is not None and (inner.get("eth_type") == MPLS or "inner" in inner)
+
+
+@pytest.mark.parametrize("second_analyzer", ["cap", "cap2"], ids=["to-itself", "to-another"])
+def test_copy_landing_on_a_remote_analyzer_is_not_mirrored_again(default_topo, second_analyzer):
+    """vm1 is captured to an analyzer on compute3 whose own port is captured (egress) too:
+    a copy arriving over the fabric goes straight to the analyzer's port, so the analyzer's
+    egress capture never copies a copy, while it still copies the analyzer's own traffic."""
+    topo = with_analyzers(default_topo, ("cap", "compute3", None), ("cap2", "compute2", None))
+    analyzer = analyzer_iface(topo, "cap")
+    of_vm1 = start(topo, "tap-vm1-0", "both", "cap", capture_id=1)
+    of_analyzer = start(topo, analyzer.port_name, "egress", second_analyzer, capture_id=2,
+                        captures=[of_vm1])
+    sim = LabSim(topo, [of_vm1, of_analyzer])
+    for sender, frame in vm1_traffic(topo):
+        deliveries = sim.send(sender, frame)
+        for delivery in deliveries:
+            assert not contains_a_copy(delivery.packet), (sender, frame, delivery)
+        if sender == "tap-vm1-0":
+            assert [d.packet for d in deliveries if d.port_name == analyzer.port_name][0] == \
+                mirrored(frame, of_vm1, analyzer)
+    other = analyzer_iface(topo, "cap2")
+    frame = ip_frame(other, analyzer)
+    copy_port = analyzer_iface(topo, second_analyzer).port_name
+    assert [(d.port_name, d.packet) for d in sim.send(other.port_name, frame)] == [
+        (analyzer.port_name, frame),
+        (copy_port, mirrored(frame, of_analyzer, analyzer_iface(topo, second_analyzer)))]
 
 
 def test_copies_reach_only_the_analyzer(default_topo):
@@ -454,6 +488,33 @@ def test_256th_capture_on_one_vrouter_conflicts():
     flows_are_consistent(desired_flows(topo, captures))
 
 
+def test_the_vrouter_limit_counts_only_that_vrouters_captures():
+    """With compute1 full (255 captures), a capture on compute2 is still accepted."""
+    text = one_compute_text(32).replace("computes: [compute1]", "computes: [compute1, compute2]")
+    topo = parse(text + "  - {name: far, compute: compute2, network: blue}\n", "two.yaml")
+    topo = with_analyzers(topo, ("cap", "compute1", None))
+    captures = []
+    for index in range(255):
+        captures.append(start(topo, f"tap-vm{index // 8 + 1}-0", "ingress", capture_id=index + 1,
+                              captures=captures))
+    with pytest.raises(Conflict):
+        start(topo, "tap-vm32-0", capture_id=256, captures=captures)
+    remote = start(topo, "tap-far-0", "ingress", capture_id=256, captures=captures)
+    assert (remote.compute, remote.slot) == ("compute2", 0)
+
+
+def test_capture_owners_keep_every_bit_of_the_capture_id(default_topo):
+    """Captures 1 and 65537 (which share their low 16 bits) own different cookies."""
+    assert [capture_owner(n) for n in (1, 2, 6, 65537)] == [0x02000001, 0x02000002, 0x02000006,
+                                                          0x02010001]
+    topo = with_analyzers(default_topo, ("cap", "compute1", None))
+    one = start(topo, "tap-vm1-0", capture_id=1)
+    other = start(topo, "tap-vm1-0", capture_id=65537, captures=[one])
+    owners = {capture.id: {f.cookie >> 32 for f in capture_flows(topo, capture)["compute1"]}
+              for capture in (one, other)}
+    assert owners == {1: {0x02000001}, 65537: {0x02010001}}
+
+
 def test_capture_ids_are_bounded():
     """Capture ids above MAX_CAPTURE_ID are refused: their label would not fit 20 bits."""
     assert CAPTURE_LABEL_BASE + MAX_CAPTURE_ID == 0xFFFFF
@@ -492,6 +553,33 @@ def test_unknown_vrouter_or_interface_is_not_found(default_topo, vrouter, interf
     with pytest.raises(NotFound) as caught:
         plan_capture(topo, [], 1, vrouter, interface, "both", "cap", 0.0)
     assert (caught.value.message, caught.value.field, caught.value.status) == (message, field, 404)
+
+
+def test_only_the_vr_prefix_names_a_vrouter_by_its_bridge(default_topo):
+    """vr-compute1 is compute1's bridge; any other prefix is an unknown vRouter."""
+    with pytest.raises(NotFound):
+        find_interface(default_topo, "xx-compute1", "tap-vm1-0")
+
+
+@pytest.mark.parametrize("lease_seconds, accepted", [(0, False), (-1, False), (0.5, True),
+                                                     (3600, True), (3600.5, False)])
+def test_lease_seconds_are_bounded(default_topo, lease_seconds, accepted):
+    """A lease lasts more than 0 and at most 3600 seconds."""
+    topo = with_analyzers(default_topo, ("cap", "compute1", None))
+    request = (topo, [], 1, "compute1", "tap-vm1-0", None, "cap", 0.0, lease_seconds)
+    if accepted:
+        assert plan_capture(*request).lease_expires_at == lease_seconds
+    else:
+        with pytest.raises(InvalidRequest, match="bad lease_seconds"):
+            plan_capture(*request)
+
+
+def test_captures_are_immutable(default_topo):
+    """A capture is a value: stopping or renewing gives a new one."""
+    topo = with_analyzers(default_topo, ("cap", "compute1", None))
+    capture = start(topo, "tap-vm1-0")
+    with pytest.raises(AttributeError):
+        capture.slot = 3
 
 
 def test_unknown_analyzer_is_not_found(default_topo):
@@ -544,6 +632,11 @@ def test_plan_analyzer_allocates_name_address_and_port(default_topo):
     assert (graph.nodes["vm:an1"]["kind"], graph.nodes["vm:an1"]["name"]) == ("analyzer", "an1")
     assert {b: kind for _, b, kind in graph.edges("vm:an1", data="kind")} == {
         "compute:compute1": "hosted-on", "network:svc-vn-left": "attached"}
+
+
+def test_analyzer_names_may_have_63_characters(default_topo):
+    """63 characters is the longest analyzer name."""
+    assert plan_analyzer(default_topo, "x" * 63, None, None).analyzer == "x" * 63
 
 
 @pytest.mark.parametrize("name, network, compute, error, message", [

@@ -5,6 +5,8 @@ from __future__ import annotations
 import struct
 import tracemalloc
 
+from scapy.utils import rdpcap
+
 from controller.pcapfile import CHECKPOINT_EVERY, PcapIndex, read_prefix
 from lab.pcap import GLOBAL_HEADER, PCAP_HEADER, RECORD_HEADER, record_bytes
 from lab.recorder import Recorder, capture_file, parse_copy, set_limits, stop_report
@@ -24,6 +26,12 @@ def test_parse_copy_returns_label_and_original_frame():
     assert parse_copy(ORIGINAL) is None
     not_bottom = copy_of(ORIGINAL, 7)[:16] + b"\x00\x40" + ORIGINAL
     assert parse_copy(not_bottom) is None
+    odd_ttl_not_bottom = copy_of(ORIGINAL, 7)[:16] + b"\x00\x41" + ORIGINAL
+    assert parse_copy(odd_ttl_not_bottom) is None
+    assert parse_copy(copy_of(b"", 0x80001)) is None  # the wrapper alone, no frame
+    assert parse_copy(copy_of(b"x", 0x80001)) == (0x80001, b"x")
+    ipv4_with_bit_8_set = ORIGINAL[:14] + b"\x45\x00\x01\x00" + ORIGINAL[18:]
+    assert parse_copy(ipv4_with_bit_8_set) is None  # not MPLS, whatever follows
 
 
 def test_recorder_writes_one_pcap_per_label_and_index_reads_it(tmp_path):
@@ -182,3 +190,21 @@ def test_download_size_leaves_out_a_half_written_record(tmp_path):
     assert index.complete_size(path) == complete
     assert b"".join(read_prefix(path, complete)) == path.read_bytes()[:complete]
     assert index.complete_size(tmp_path / "none.pcap") == 0
+
+
+def test_pcap_files_are_little_endian_microsecond_pcap(tmp_path):
+    """The file starts with the classic little-endian pcap header (magic a1b2c3d4 with
+    microsecond timestamps, version 2.4, snaplen 65535, Ethernet), and scapy reads back each
+    frame with its arrival time to the microsecond."""
+    recorder = Recorder(tmp_path)
+    recorder.write(copy_of(ORIGINAL, 0x80001), 1000.25)
+    recorder.write(copy_of(ORIGINAL + b"\x01", 0x80001), 1700000000.123456)
+    recorder.flush()
+    path = capture_file(tmp_path, 0x80001)
+    assert path.read_bytes()[:24] == bytes.fromhex(
+        "d4c3b2a1" "0200" "0400" "00000000" "00000000" "ffff0000" "01000000")
+    first, second = rdpcap(str(path))
+    assert (first.time, bytes(first)) == (1000.25, ORIGINAL)
+    assert (round(float(second.time), 6), bytes(second)) == (1700000000.123456, ORIGINAL + b"\x01")
+    records, _ = PcapIndex().records(path, 0, 2)
+    assert [r.time for r in records] == [1000.25, 1700000000.123456]

@@ -1,29 +1,93 @@
-"""The controller's state: captures persisted across a restart, and leases."""
+"""The controller's state: captures persisted across a restart, leases on a hand-stepped clock,
+and which vRouters it has the app sync, with which flows."""
 from __future__ import annotations
-
-import time
 
 import pytest
 
 from controller.errors import Conflict, NotFound
 from controller.mirroring import DEFAULT_ANALYZER, plan_analyzer
+from controller.pipeline import desired_flows
 from controller.service import ControllerService
 from controller.store import Store
-from lab.control import LabControl
-from lab.topofile import load
+
+
+class Clock:
+    """A clock that moves only when the test says so."""
+
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeLab:
+    """The lab process's control socket, answering every request at once."""
+
+    def __init__(self):
+        self.added, self.removed = [], []
+
+    def add_vm(self, vm) -> None:
+        """Record a VM the controller asked for."""
+        self.added.append(vm.name)
+
+    def recorders(self) -> dict:
+        """Every recorder runs (the service asks before it starts a capture)."""
+        return {}
+
+    def remove_vm(self, name: str) -> None:
+        """Record a VM the controller asked to remove."""
+        self.removed.append(name)
+
+
+class RecordingApp:
+    """Stands in for the os-ken app: every vRouter is connected, and each sync records the
+    vRouter and the flows the service wants it to hold at that moment."""
+
+    def __init__(self, service: ControllerService):
+        self.service = service
+        self.synced: list[tuple[int, frozenset]] = []
+        service.attach(self)
+
+    def connected(self, _dpid: int) -> bool:
+        """Every vRouter is connected."""
+        return True
+
+    def sync(self, dpid: int) -> None:
+        """Record what the vRouter would be made to hold; nothing to wait for."""
+        self.synced.append((dpid, self.service.desired_flows_for(dpid)))
+        return None
+
+    def take(self) -> dict[str, frozenset]:
+        """The flows last synced to each vRouter since the previous call, by compute name."""
+        names = {c.dpid: c.name for c in self.service.topology.computes}
+        synced = {names[dpid]: flows for dpid, flows in self.synced}
+        self.synced.clear()
+        return synced
 
 
 @pytest.fixture
-def make_service(tmp_path):
-    """Build a service on a store in tmp_path, with the default analyzer already in place, so
-    nothing asks the lab process for a VM (no vRouter is connected either)."""
-    def make() -> ControllerService:
-        topology = load("topologies/default.yaml")
+def make_service(tmp_path, default_topo):
+    """Build a service on a store in tmp_path with a hand-stepped clock (`service.clock`), the
+    default analyzer already in place on compute1, and a lab process that says yes to all."""
+    def make(clock: Clock | None = None) -> ControllerService:
         store = Store(tmp_path / "controller.db")
         if not store.analyzers():
-            store.add_analyzer(plan_analyzer(topology, DEFAULT_ANALYZER, None, "compute1"))
-        return ControllerService(topology, store, LabControl(tmp_path / "no.sock"), tmp_path)
+            store.add_analyzer(plan_analyzer(default_topo, DEFAULT_ANALYZER, None, "compute1"))
+        return ControllerService(default_topo, store, FakeLab(), tmp_path, clock=clock or Clock())
     return make
+
+
+def pipeline_flows(service: ControllerService) -> dict[str, frozenset]:
+    """What the pure pipeline says every vRouter should hold for the service's intent."""
+    return desired_flows(service.topology, list(service.captures.values()))
+
+
+def assert_desired_flows_follow_the_pipeline(service: ControllerService) -> None:
+    """`desired_flows_for` gives each vRouter exactly the pipeline's flows."""
+    expected = pipeline_flows(service)
+    for compute in service.topology.computes:
+        assert service.desired_flows_for(compute.dpid) == expected[compute.name], compute.name
 
 
 def test_captures_and_analyzers_survive_a_restart(make_service):
@@ -39,32 +103,110 @@ def test_captures_and_analyzers_survive_a_restart(make_service):
     assert restarted.start_capture("compute1", "tap-vm3-0").id == stopped.id + 1
 
 
+def test_a_lease_survives_a_restart_and_still_runs_out(make_service):
+    """A leased capture comes back from the store with its lease and expiry time, so the
+    restarted controller stops it when the lease runs out, and not before."""
+    clock = Clock(1000.0)
+    leased = make_service(clock).start_capture("compute1", "tap-vm1-0", lease_seconds=5)
+    assert (leased.lease_seconds, leased.lease_expires_at) == (5, 1005.0)
+    restarted = make_service(clock)
+    assert restarted.capture(leased.id) == leased
+    clock.now = 1004.5
+    assert restarted.expire_leases() == []
+    clock.now = 1005.0
+    assert [c.id for c in restarted.expire_leases()] == [leased.id]
+    assert restarted.capture(leased.id).stopped_at == 1005.0
+
+
+def test_a_lease_runs_out_exactly_at_its_expiry_time(make_service):
+    """Renewing moves the expiry to now + lease_seconds; at that very instant the capture
+    stops, an instant before it does not."""
+    clock = Clock(1000.0)
+    service = make_service(clock)
+    leased = service.start_capture("compute1", "tap-vm1-0", lease_seconds=2)
+    clock.now = 1001.0
+    assert service.renew_lease(leased.id).lease_expires_at == 1003.0
+    clock.now = 1002.999
+    assert service.expire_leases() == []
+    assert service.capture(leased.id).active
+    clock.now = 1003.0
+    [expired] = service.expire_leases()
+    assert (expired.id, expired.active, expired.stopped_at) == (leased.id, False, 1003.0)
+
+
 def test_lease_expiry_stops_the_capture_and_a_late_renewal_is_refused(make_service):
     """A leased capture lives while renewed; once its lease ran out it is stopped, and a
     renewal arriving after that (even before the reaper ran) does not revive it."""
-    service = make_service()
+    clock = Clock(1000.0)
+    service = make_service(clock)
     leased = service.start_capture("compute1", "tap-vm1-0", lease_seconds=0.2)
     plain = service.start_capture("compute1", "tap-vm3-0")
-    time.sleep(0.1)
-    assert service.renew_lease(leased.id).lease_expires_at > leased.lease_expires_at
+    clock.now = 1000.1
+    assert service.renew_lease(leased.id).lease_expires_at == pytest.approx(1000.3)
     assert service.expire_leases() == []
-    time.sleep(0.3)
+    clock.now = 1000.5
     with pytest.raises(Conflict, match="lease ran out"):
         service.renew_lease(leased.id)
     assert not service.capture(leased.id).active
     assert service.capture(plain.id).active
     assert service.expire_leases() == []
+    with pytest.raises(Conflict, match="is stopped"):
+        service.renew_lease(leased.id)
     with pytest.raises(NotFound):
         service.renew_lease(999)
 
 
 def test_expire_leases_stops_only_expired_captures(make_service):
     """The reaper's call stops exactly the captures whose lease ran out."""
-    service = make_service()
+    clock = Clock(1000.0)
+    service = make_service(clock)
     short = service.start_capture("compute1", "tap-vm1-0", lease_seconds=0.05)
     long = service.start_capture("compute1", "tap-vm1-0", lease_seconds=60)
-    time.sleep(0.1)
+    clock.now = 1000.1
     assert [c.id for c in service.expire_leases()] == [short.id]
     assert service.capture(long.id).active
     with pytest.raises(Conflict, match="has no lease"):
         service.renew_lease(service.start_capture("compute1", "tap-vm3-0").id)
+
+
+def test_start_and_stop_sync_every_vrouter_the_capture_touches(make_service):
+    """A capture of vm1 (compute1) to an analyzer on compute3 has flows on both vRouters:
+    starting and stopping it syncs both, each to exactly the pipeline's flows."""
+    service = make_service()
+    app = RecordingApp(service)
+    service.create_analyzer("far", compute="compute3")
+    assert app.take() == pipeline_flows(service)  # a new VM changes every vRouter's forwarding
+    capture = service.start_capture("compute1", "tap-vm1-0", "both", "far")
+    expected = pipeline_flows(service)
+    assert app.take() == {"compute1": expected["compute1"], "compute3": expected["compute3"]}
+    service.stop_capture(capture.id)
+    expected = pipeline_flows(service)
+    assert app.take() == {"compute1": expected["compute1"], "compute3": expected["compute3"]}
+    assert all(flow.cookie >> 32 != 0x02000000 + capture.id
+               for flows in expected.values() for flow in flows)
+    service.stop_capture(capture.id)
+    assert app.take() == {}  # stopping a stopped capture changes nothing
+
+
+def test_desired_flows_follow_the_pipeline_through_start_stop_and_new_analyzers(make_service):
+    """`desired_flows_for` equals `pipeline.desired_flows` after each change of intent,
+    including an analyzer added after the vRouters' flows were first computed."""
+    service = make_service()
+    assert_desired_flows_follow_the_pipeline(service)
+    first = service.start_capture("compute1", "tap-vm1-0", "both")
+    second = service.start_capture("compute2", "tap-vm2-0", "egress", DEFAULT_ANALYZER)
+    assert_desired_flows_follow_the_pipeline(service)
+    service.stop_capture(first.id)
+    assert_desired_flows_follow_the_pipeline(service)
+    assert service.desired_flows_for(service.vrouter("compute1").dpid) == pipeline_flows(service)[
+        "compute1"] != desired_flows(service.topology, [first, second])["compute1"]
+    service.create_analyzer("blue-tap", network="blue", compute="compute2")
+    assert_desired_flows_follow_the_pipeline(service)
+    third = service.start_capture("compute1", "tap-vm3-0", "ingress", "blue-tap")
+    assert_desired_flows_follow_the_pipeline(service)
+    service.stop_capture(third.id)
+    service.delete_analyzer("blue-tap")
+    assert_desired_flows_follow_the_pipeline(service)
+    assert service.vrouter_name(0xDEAD) is None  # a stranger: the app leaves its flows alone
+    with pytest.raises(KeyError):
+        service.desired_flows_for(0xDEAD)

@@ -322,6 +322,78 @@ INVALID = {
         "  - {name: red, subnet: 10.1.2.0/24}\n"        # line 4
         "vms: []\n",
         ["t.yaml:4: networks[1].subnet: 10.1.2.0/24 overlaps 10.1.0.0/16 of network 'blue'"]),
+    "overlapping subnets, the larger one second": (
+        "computes: [c1]\n"
+        "networks:\n"
+        "  - {name: blue, subnet: 10.1.2.0/24}\n"
+        "  - {name: red, subnet: 10.1.0.0/16}\n"        # line 4
+        "vms: []\n",
+        ["t.yaml:4: networks[1].subnet: 10.1.0.0/16 overlaps 10.1.2.0/24 of network 'blue'"]),
+    "overlapping ipv6 subnets, the larger one second": (
+        "computes: [c1]\n"
+        "networks:\n"
+        "  - {name: blue, subnet: 10.1.1.0/24, subnet6: 'fd00:0:0:1::/64'}\n"
+        "  - {name: red, subnet: 10.2.2.0/24, subnet6: 'fd00::/48'}\n"
+        "vms: []\n",
+        ["t.yaml:4: networks[1].subnet6: fd00::/48 overlaps fd00:0:0:1::/64 of network 'blue'"]),
+    "same explicit mac twice": (
+        HEADER + "  - {name: vm1, compute: compute1, network: blue, mac: '02:aa:00:00:00:01'}\n"
+                 "  - {name: vm2, compute: compute2, network: red, mac: '02:AA:00:00:00:01'}\n",
+        ["t.yaml:7: vms[1].mac: 02:aa:00:00:00:01 is used by vm 'vm1' already"]),
+    "same explicit mac on two interfaces of one vm": (
+        HEADER + "  - name: vm1\n"
+                 "    compute: compute1\n"
+                 "    interfaces:\n"
+                 "      - {network: blue, mac: '02:aa:00:00:00:01'}\n"
+                 "      - {network: red, mac: '02:aa:00:00:00:01'}\n",   # line 10
+        ["t.yaml:10: vms[0].interfaces[1].mac: 02:aa:00:00:00:01 is used by vm 'vm1' already"]),
+    "a key whose value is a block is reported on the key's line": (
+        "computes: [c1]\n"
+        "networks:\n"                                   # line 2
+        "  name: blue\n"
+        "  subnet: 10.1.1.0/24\n"
+        "vms: []\n",
+        ["t.yaml:2: networks: must be a list"]),
+    "a block list is reported on its key's line": (
+        HEADER + "  - name: vm1\n"
+                 "    compute: compute1\n"
+                 "    network: blue\n"
+                 "    interfaces:\n"                    # line 9
+                 "      - {network: red}\n",
+        ["t.yaml:9: vms[0].interfaces: give either 'interfaces' or 'network'/'ip'/'ip6'/'mac', not both"]),
+    "a block mapping is reported on its key's line": (
+        "computes: [c1, c2, c3]\n"
+        "fabric:\n"                                     # line 2
+        "  subnet: 10.0.0.0/31\n"
+        "networks: []\n",
+        ["t.yaml:2: fabric.subnet: 10.0.0.0/31 has too few addresses for 3 compute nodes"]),
+    "a compute node that is not a mapping": (
+        "computes: [5]\nnetworks: []\n",
+        ["t.yaml:1: computes[0]: must be a mapping"]),
+    "a network that is not a mapping": (
+        "computes: [c1]\nnetworks:\n  - blue\n",
+        ["t.yaml:3: networks[0]: must be a mapping"]),
+    "a multicast mac whose first byte has a letter": (
+        HEADER + "  - {name: vm1, compute: compute1, network: blue, mac: '1b:00:00:00:00:01'}\n",
+        ["t.yaml:6: vms[0].mac: '1b:00:00:00:00:01' is not a unicast MAC address"]),
+    "a duplicate vm is not checked further": (
+        HEADER + "  - {name: vm1, compute: compute1, network: blue, ip: 10.1.1.20}\n"
+                 "  - {name: vm1, compute: compute2, network: blue, ip: 10.1.1.20}\n",
+        ["t.yaml:7: vms[1].name: duplicate vm name 'vm1' (first on line 6)"]),
+    "an ipv6 subnet as subnet": (
+        "computes: [c1]\nnetworks:\n  - {name: blue, subnet: 'fd00::/64'}\n",
+        ["t.yaml:3: networks[0].subnet: 'fd00::/64' is not an IPv4 subnet"]),
+    "an address that is none": (
+        HEADER + "  - {name: vm1, compute: compute1, network: blue, ip: 10.1.1.x}\n",
+        ["t.yaml:6: vms[0].ip: '10.1.1.x' is not an IP address"]),
+    "empty interfaces": (
+        HEADER + "  - {name: vm1, compute: compute1, interfaces: []}\n"
+                 "  - {name: vm2, compute: compute1, interfaces: blue}\n",
+        ["t.yaml:6: vms[0].interfaces: must be a non-empty list",
+         "t.yaml:7: vms[1].interfaces: must be a non-empty list"]),
+    "an interface without a network": (
+        HEADER + "  - {name: vm1, compute: compute1, interfaces: [{ip: 10.1.1.5}]}\n",
+        ["t.yaml:6: vms[0].interfaces[0]: missing key 'network'"]),
     "overlapping ipv6 subnets": (
         "computes: [c1]\n"
         "networks:\n"
@@ -657,3 +729,10 @@ def test_derived_ipv6_address_outside_subnet6_is_refused():
                        "vms:\n  - {name: vm1, compute: c1, network: blue, ip: 10.1.1.3}\n") == [
         "t.yaml:5: vms[0]: automatic IPv6 address fd00::103 (host number of 10.1.1.3) is outside "
         "fd00::/120; give 'ip6' or a larger subnet6"]
+
+
+def test_limits_are_inclusive():
+    """The highest network label is accepted, and a /30 fabric holds two compute nodes."""
+    topo = parse("fabric: {subnet: 10.0.0.0/30}\ncomputes: [c1, c2]\n"
+                 "networks:\n  - {name: blue, subnet: 10.1.1.0/24, label: 524287}\n", "t.yaml")
+    assert (topo.network("blue").label, len(topo.computes)) == (0x7FFFF, 2)
