@@ -83,7 +83,7 @@ class Sandbox:
     def run(self, *argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
         """Run a command inside the lab's namespace and return its result."""
         result = subprocess.run(self.command(list(argv)), capture_output=True, text=True,
-                                timeout=timeout)
+                                timeout=timeout, umask=0o077)
         if check and result.returncode != 0:
             raise SandboxError(f"{' '.join(argv)} failed: {(result.stderr or result.stdout).strip()}")
         return result
@@ -104,10 +104,10 @@ class Sandbox:
             record["netns"] = netns
         subprocess.run(["ip", "netns", "add", netns], check=True, capture_output=True)
         self.run("ip", "link", "set", "lo", "up")
-        self.ovs_dir.mkdir(parents=True, exist_ok=True)
+        self.ovs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         database = self.ovs_dir / "conf.db"
         subprocess.run(["ovsdb-tool", "create", str(database), str(OVS_SCHEMA)], check=True,
-                       capture_output=True)
+                       capture_output=True, umask=0o077)
         self.run("ovsdb-server", str(database), f"--remote=punix:{self.ovs_dir / 'db.sock'}",
                  "--pidfile", "--monitor", "--detach", "--log-file", "--no-chdir")
         self._record_daemon("ovsdb-server")

@@ -1,0 +1,134 @@
+"""Faults the controller must notice and repair by itself, never silently: flows deleted behind
+its back, an ovs-vswitchd that aborts, and processes posing as a vRouter."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.e2e.conftest import STATE_DIR
+from tests.e2e.test_capture import analyzers, capture_flows, settle, start, stop  # noqa: F401
+
+
+def vswitchd_pid() -> int:
+    return int((STATE_DIR / "ovs" / "ovs-vswitchd.pid").read_text().strip())
+
+
+def test_flows_deleted_by_hand_come_back(analyzers, clean_lab):
+    """`ovs-ofctl del-flows` of a capture's flows and of a delivery flow: the audit puts them
+    back within a few seconds, the capture records again and the VM is reachable again."""
+    lab = clean_lab
+    baseline = {c.name: lab.flows(c.name) for c in lab.topology.computes}
+    capture = start(lab, vm="vm1")
+    with_capture = lab.flows("compute1")
+    lab.netns("ovs-ofctl", "-O", "OpenFlow13", "del-flows", "vr-compute1",
+              f"cookie=0x2{capture['id']:06x}00000000/0xffffffff00000000")
+    lab.netns("ovs-ofctl", "-O", "OpenFlow13", "del-flows", "vr-compute2", "table=2,reg1=2")
+    assert capture_flows(lab, "compute1", capture["id"]) == []
+    lab.wait_for(lambda: lab.flows("compute1") == with_capture
+                 and lab.flows("compute2") == baseline["compute2"], timeout=10, what="the audit")
+    lab.exec("vm1", "ping -c 3 -i 0.2 -W 1 10.1.1.12")
+    settle(lab, capture["id"], 6)
+    stop(lab, capture["id"])
+    assert {c.name: lab.flows(c.name) for c in lab.topology.computes} == baseline
+
+
+def test_an_aborted_ovs_vswitchd_is_restarted_and_reprogrammed(analyzers, clean_lab):
+    """ovs-vswitchd aborts (SIGABRT, as on a failed assertion): its monitor restarts it, the
+    controller sees the vRouters come back within seconds and reinstalls every flow, and a
+    capture that was active goes on recording."""
+    lab = clean_lab
+    capture = start(lab, vm="vm1")
+    before = {c.name: lab.flows(c.name) for c in lab.topology.computes}
+    old = vswitchd_pid()
+    os.kill(old, signal.SIGABRT)
+    lab.wait_for(lambda: (STATE_DIR / "ovs" / "ovs-vswitchd.pid").exists() and vswitchd_pid() != old,
+                 timeout=15, what="the monitor to restart ovs-vswitchd")
+    lab.wait_for(lambda: all(lab.flows(c) == before[c] for c in before), timeout=15,
+                 what="the flows to be reinstalled")
+    vrouters = lab.api("GET", "/api/vrouters").json()
+    assert all(v["connected"] for v in vrouters), vrouters
+    assert lab.api("GET", f"/api/captures/{capture['id']}").json()["state"] == "active"
+    lab.exec("vm1", "ping -c 3 -i 0.2 -W 1 10.1.1.12")
+    settle(lab, capture["id"], 6)
+    stop(lab, capture["id"])
+
+
+FAKE_SWITCH = r"""
+import socket, struct, sys, time
+sock = socket.socket(socket.AF_UNIX)
+sock.connect(sys.argv[1])
+sock.sendall(struct.pack("!BBHI", 4, 0, 8, 1))                     # HELLO
+features = False
+end = time.time() + 5
+sock.settimeout(0.5)
+while time.time() < end:
+    try:
+        data = sock.recv(65535)
+    except socket.timeout:
+        continue
+    if not data:
+        print("closed by the controller"); sys.exit(0)
+    version, kind, length, xid = struct.unpack("!BBHI", data[:8])
+    if kind == 5 and not features:                                  # FEATURES_REQUEST
+        features = True
+        sock.sendall(struct.pack("!BBHIQIBB2xII", 4, 6, 32, xid, 1, 0, 254, 0, 0, 0))
+print("still connected")
+"""
+
+
+def test_only_the_labs_ovs_vswitchd_may_connect(analyzers, clean_lab):
+    """A process posing as vRouter compute1 (dpid 1): as user nobody it cannot even open the
+    OpenFlow socket; as root it is refused and the real vRouter keeps its connection and flows."""
+    lab = clean_lab
+    openflow = STATE_DIR / "ovs" / "openflow.sock"
+    before = lab.flows("compute1")
+    as_nobody = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                                sys.executable, "-c", FAKE_SWITCH, str(openflow)],
+                               capture_output=True, text=True, timeout=30)
+    assert as_nobody.returncode != 0 and "sock.connect" in as_nobody.stderr \
+        and "PermissionError" in as_nobody.stderr, as_nobody.stderr
+    as_root = subprocess.run([sys.executable, "-c", FAKE_SWITCH, str(openflow)], capture_output=True,
+                             text=True, timeout=30)
+    assert as_root.stdout.strip() == "closed by the controller", as_root
+    log = (STATE_DIR / "controller.log").read_text()
+    assert "refused a connection from pid" in log and "claiming dpid 1" in log
+    time.sleep(2.5)  # an audit later, the real vRouter is still connected and untouched
+    assert lab.api("GET", "/api/vrouters/compute1").json()["connected"]
+    assert lab.flows("compute1") == before
+    capture = start(lab, vm="vm1")
+    lab.exec("vm1", "ping -c 2 -i 0.2 -W 1 10.1.1.12")
+    settle(lab, capture["id"], 4)
+    stop(lab, capture["id"])
+
+
+def test_status_and_api_say_what_died(tmp_path):
+    """A lab whose lab process died: status names it and exits 1, and the API refuses new
+    captures with 503 and the reason instead of accepting them for VMs that are gone."""
+    state_dir = STATE_DIR.parent / (STATE_DIR.name + "-dead")
+    env = {**os.environ, "MIRRORLAB_STATE_DIR": str(state_dir)}
+    cli = [sys.executable, "-m", "lab.cli"]
+    topology = tmp_path / "one.yaml"
+    topology.write_text("name: one\ncomputes: [c1]\nnetworks:\n  - {name: blue, subnet: 10.7.0.0/24}\n"
+                        "vms:\n  - {name: v1, compute: c1, network: blue}\n"
+                        "  - {name: v2, compute: c1, network: blue}\n")
+    try:
+        up = subprocess.run(cli + ["up", str(topology), "--api-port", "8098"], env=env,
+                            capture_output=True, text=True, timeout=300)
+        assert up.returncode == 0, up.stdout + up.stderr
+        record = json.loads((state_dir / "lab.json").read_text())
+        os.kill(record["lab_process"]["pid"], signal.SIGKILL)
+        time.sleep(0.5)
+        status = subprocess.run(cli + ["status"], env=env, capture_output=True, text=True, timeout=60)
+        assert status.returncode == 1
+        assert f"PROBLEM: the lab process (pid {record['lab_process']['pid']}) is not running" in status.stdout
+        start_request = subprocess.run(cli + ["capture", "start", "--vm", "v1"], env=env,
+                                       capture_output=True, text=True, timeout=60)
+        assert start_request.returncode != 0
+        assert "the lab process" in start_request.stderr and "is not running" in start_request.stderr
+        assert len(start_request.stderr.strip().splitlines()) == 1
+    finally:
+        subprocess.run(cli + ["down"], env=env, capture_output=True, timeout=300)
