@@ -178,7 +178,8 @@ def cmd_up(args) -> int:
     started = time.monotonic()
     # Every process of the lab loads this copy, so editing the file later cannot make the
     # controller reconcile to a lab that was never built.
-    state.topology_path.write_text(topology_path.read_text())
+    with private_file(state.topology_path, "w") as copy:
+        copy.write(topology_path.read_text())
     with state.update() as current:
         current.update(topology=str(topology_path), api_host=args.api_host, api_port=args.api_port,
                        allowed_hosts=args.allowed_host, lease_seconds=args.lease_seconds,

@@ -101,16 +101,35 @@ class LabNetwork:
         for switch in net.switches:
             switch.cmd("ovs-vsctl set bridge", switch.name, "other_config:disable-in-band=true")
         self._connect_vrouters()
+        self.pin_fabric_macs()
         for compute in topology.computes:
             for name in (compute.fabric_port_name, compute.fabric_switch_port_name):
                 _quiet_bridge_end(name)
                 _run("ip", "link", "set", "dev", name, "mtu", str(JUMBO_MTU))
-            # Static entries: a compute node that only receives (an analyzer's) would never be
-            # learned, and every frame to it would be flooded to all compute nodes.
-            _run("ovs-appctl", "fdb/add", topology.fabric_bridge, compute.fabric_switch_port_name,
-                 "0", compute.fabric_mac)
         for vm in topology.vms:
             self._configure_vm(vm)
+
+    def pin_fabric_macs(self) -> None:
+        """Static fabric entries for every compute node: one that only receives (an analyzer's)
+        would never be learned, and every frame to it would be flooded to all compute nodes.
+        They live in ovs-vswitchd's memory only, so they are pinned again after a restart."""
+        for compute in self.topology.computes:
+            _run("ovs-appctl", "fdb/add", self.topology.fabric_bridge,
+                 compute.fabric_switch_port_name, "0", compute.fabric_mac)
+
+    def keep_fabric_pinned(self, sandbox: Sandbox, stopping: threading.Event) -> None:
+        """Pin the fabric's entries again whenever the lab's ovs-vswitchd was restarted."""
+        pinned_for = sandbox.vswitchd_pid()
+        while not stopping.wait(0.5):
+            current = sandbox.vswitchd_pid()
+            if current is None or current == pinned_for:
+                continue
+            try:
+                self.pin_fabric_macs()
+                pinned_for = current
+                LOG.info("ovs-vswitchd restarted (pid %d); fabric entries pinned again", current)
+            except RuntimeError as err:  # its bridges are not back yet: next round
+                LOG.info("fabric entries not pinned yet: %s", err)
 
     def _connect_vrouters(self) -> None:
         """Point every vRouter at the controller, in one transaction."""
@@ -263,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     setLogLevel("warning")
     state = LabState()
     topology = topofile.load(args.topology)
-    lab = LabNetwork(topology, state, Sandbox(state).openflow_target)
+    sandbox = Sandbox(state)
+    lab = LabNetwork(topology, state, sandbox.openflow_target)
 
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -274,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         server = _ControlServer(str(state.socket_path), _ControlHandler)
         server.lab = lab
         threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=lab.keep_fabric_pinned, args=(sandbox, stopping),
+                         name="fabric-pins", daemon=True).start()
         state.progress("[4/5] waiting for the controller to program the vRouters")
         if not lab.wait_reachable():
             state.progress("FAILED: some VMs cannot reach their peers (see above)")

@@ -131,6 +131,8 @@ class FakeSwitch:
         # A real Unix connection, as the lab's ovs-vswitchd has: its peer is this process.
         self.socket, self._other_end = socket.socketpair(socket.AF_UNIX)
         self.closed = False
+        self.refused_tables: set[int] = set()  # FlowMods for these tables get an OpenFlow error
+        self.answers_barriers = True
         threading.Thread(target=self._event_loop, name=f"fake-switch-{dpid}", daemon=True).start()
         for flow in flows:
             self._apply(decode(self, add_flow(self, flow)))
@@ -155,13 +157,19 @@ class FakeSwitch:
             decoded = message
         with self.lock:
             self.sent.append(decoded)
-        if isinstance(decoded, parser.OFPFlowMod):
+        if isinstance(decoded, parser.OFPFlowMod) and decoded.table_id in self.refused_tables:
+            self.events.put(ofp_event.EventOFPErrorMsg(SimpleNamespace(
+                datapath=self, xid=decoded.xid, type=ofp.OFPET_BAD_ACTION,
+                code=ofp.OFPBAC_BAD_SET_ARGUMENT)))
+        elif isinstance(decoded, parser.OFPFlowMod):
             self._apply(decoded)
         elif isinstance(decoded, parser.OFPFlowStatsRequest):
             with self.lock:
                 body = list(self.table.values())
             self.events.put(ofp_event.EventOFPFlowStatsReply(
                 SimpleNamespace(datapath=self, xid=decoded.xid, flags=0, body=body)))
+        elif isinstance(decoded, parser.OFPBarrierRequest) and not self.answers_barriers:
+            pass
         elif isinstance(decoded, parser.OFPBarrierRequest):
             self.events.put(ofp_event.EventOFPBarrierReply(SimpleNamespace(datapath=self,
                                                                            xid=decoded.xid)))

@@ -15,11 +15,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from playwright.sync_api import sync_playwright
-
 from tests.e2e.conftest import API_PORT, STATE_DIR
-from tests.e2e.test_ui import (  # noqa: F401 (target is a fixture)
-    CHROMIUM, CHROMIUM_ARGS, Target, capture_state, ping_peer, target,
+from tests.e2e.test_ui import (  # noqa: F401 (target and playwright are fixtures)
+    CHROMIUM, CHROMIUM_ARGS, Target, capture_state, ping_peer, playwright, target,
 )
 
 FOREIGN_HOST = "127.0.0.2"  # another origin on this machine, as a web page elsewhere would be
@@ -80,16 +78,15 @@ def foreign_site():
 
 
 @pytest.fixture(scope="module")
-def chromium():
+def chromium(playwright):
     """Headless Chromium whose resolver sends REBOUND_NAME to 127.0.0.1, as a rebinding
-    attacker's DNS server does once the victim loaded its page. Playwright runs for this
-    module only: the UI tests start their own afterwards (one at a time per process)."""
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[*CHROMIUM_ARGS, f"--host-resolver-rules=MAP {REBOUND_NAME} 127.0.0.1"])
-        yield browser
-        browser.close()
+    attacker's DNS server does once the victim loaded its page (on the session's Playwright:
+    one runs at a time per process)."""
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[*CHROMIUM_ARGS, f"--host-resolver-rules=MAP {REBOUND_NAME} 127.0.0.1"])
+    yield browser
+    browser.close()
 
 
 def test_a_foreign_page_cannot_stop_start_or_delete_captures(lab, clean_lab, chromium, foreign_site,

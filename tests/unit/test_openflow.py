@@ -13,13 +13,14 @@ import pytest
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from controller.app import VRouterApp
+from controller.app import Batch, VRouterApp
+from controller.errors import VRouterUnavailable
 from controller.flowmodel import (
     BASE_OWNER, Clone, Decap, Encap, Output, Resubmit, SetField, capture_owner, flow,
 )
 from controller.mirroring import DEFAULT_ANALYZER, plan_analyzer, plan_capture
 from controller.ofproto import add_flow, delete_flow, ofp_action, ofp_match
-from controller.pipeline import DELIVER, desired_flows
+from controller.pipeline import DELIVER, INGRESS_MIRROR, desired_flows
 from controller.service import ControllerService
 from controller.store import Store
 from tests.fakeswitch import FakeSwitch, WireFlow, decode, wire_action, wire_flow
@@ -179,3 +180,62 @@ def test_captures_reach_every_vrouter_they_touch_and_stop_removes_only_theirs(co
     assert all(m.command == ofp.OFPFC_DELETE_STRICT and m.cookie >> 32 == capture_owner(capture.id)
                for mods in removed.values() for m in mods)
     assert all(f.cookie >> 32 == BASE_OWNER for s in switches.values() for f in s.flows())
+
+
+def connect_all(service, switches) -> None:
+    for name, switch in switches.items():
+        switch.connect()
+        wait_until_reconciled(switch, service, name)
+
+
+def test_a_capture_on_a_disconnected_vrouter_is_refused_naming_it(controller):
+    """No vRouter can confirm while it is disconnected: 503 naming it, and nothing is kept."""
+    service, _app, switches = controller
+    connect_all(service, switches)
+    switches["compute1"].disconnect()
+    switches["compute1"].idle()
+    with pytest.raises(VRouterUnavailable, match="vrouter 'compute1' is not connected"):
+        service.start_capture("compute1", "tap-vm1-0")
+    assert service.active_captures() == []
+    assert "not connected" in service.vrouter_problem(service.vrouter("compute1"))
+
+
+def test_flows_the_switch_refuses_fail_the_capture_and_are_reported(controller):
+    """An OpenFlow error for a capture's FlowMod: the request fails with the error named, the
+    capture is not active, its state says why, and the vRouter shows the problem."""
+    service, _app, switches = controller
+    connect_all(service, switches)
+    switches["compute1"].refused_tables = {INGRESS_MIRROR}
+    with pytest.raises(VRouterUnavailable, match="refused flow changes: add of flow table=11.*"
+                                                 "OFPET_BAD_ACTION"):
+        service.start_capture("compute1", "tap-vm1-0", "ingress")
+    capture = service.list_captures()[0]
+    assert not capture.active and capture.failed and "did not confirm" in capture.stop_reason
+    assert "OFPBAC_BAD_SET_ARGUMENT" in service.vrouter_problem(service.vrouter("compute1"))
+    switches["compute1"].refused_tables = set()
+    wait_until_reconciled(switches["compute1"], service, "compute1")
+
+
+def test_a_vrouter_that_never_confirms_gets_a_bounded_answer(controller, monkeypatch):
+    """A switch that takes FlowMods but never answers the barrier: the request ends after the
+    confirmation timeout with a 503 naming the vRouter instead of hanging."""
+    service, _app, switches = controller
+    connect_all(service, switches)
+    monkeypatch.setattr(Batch.wait, "__defaults__", (0.3,))
+    switches["compute1"].answers_barriers = False
+    started = time.monotonic()
+    with pytest.raises(VRouterUnavailable, match="vrouter 'compute1' did not confirm"):
+        service.start_capture("compute1", "tap-vm1-0")
+    assert time.monotonic() - started < 5
+    assert service.active_captures() == []
+
+
+def test_a_connection_from_another_process_is_refused(controller, monkeypatch):
+    """A switch whose peer is not the lab's ovs-vswitchd is hung up on and never programmed."""
+    service, app, switches = controller
+    monkeypatch.setattr(VRouterApp, "trusted_switch_pid", staticmethod(lambda: os.getpid() + 1))
+    switches["compute1"].connect()
+    switches["compute1"].idle()
+    assert switches["compute1"].closed and not app.connected(switches["compute1"].id)
+    assert switches["compute1"].flow_mods() == []
+    assert "refused a connection from pid" in app.refused[-1]
