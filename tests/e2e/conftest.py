@@ -12,12 +12,15 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import sync_playwright
 
 from lab import topofile
+from lab.topology import Interface
 
 REPO = Path(__file__).resolve().parents[2]
 TOPOLOGY = Path(os.environ.get("MIRRORLAB_E2E_TOPOLOGY", REPO / "topologies" / "default.yaml"))
@@ -154,3 +157,72 @@ def clean_lab(lab):
     lab.stop_all_captures()
     yield lab
     lab.stop_all_captures()
+
+
+# --- the browser (one Playwright per session, shared by every module) -----------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+VIEWPORT = {"width": 1400, "height": 900}
+
+
+@dataclass(frozen=True)
+class Target:
+    """The interface the tests capture on, and a peer in its network to ping."""
+
+    compute: str
+    interface: Interface
+    peer: Interface
+    other_compute: str  # where a chosen analyzer goes: another compute node when there is one
+
+    @property
+    def vm(self) -> str:
+        """The VM whose interface is captured."""
+        return self.interface.vm
+
+    @property
+    def port(self) -> str:
+        """The interface's vRouter port name (tap-VM-0)."""
+        return self.interface.port_name
+
+
+@pytest.fixture(scope="session")
+def target(lab) -> Target:
+    """The first compute node with a guest VM, its first guest VM, and a peer in its network."""
+    topology = lab.topology
+    for compute in topology.computes:
+        for vm in (v for v in topology.vms if v.compute == compute.name and not v.analyzer):
+            interface = vm.interfaces[0]
+            peers = [i for i in topology.interfaces() if i.network == interface.network and i.vm != vm.name]
+            if peers:
+                others = [c.name for c in topology.computes if c.name != compute.name]
+                return Target(compute.name, interface, peers[0], (others or [compute.name])[0])
+    pytest.skip("the topology has no guest VM with a peer in its network")
+
+
+@pytest.fixture(scope="session")
+def playwright():
+    """Playwright's synchronous API, for the whole session."""
+    with sync_playwright() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def browser(playwright):
+    """Headless Chromium (Debian's), driven by Playwright."""
+    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture
+def page(browser, clean_lab):
+    """A fresh browser tab on a lab without active captures; fails the test on a script error."""
+    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    tab = context.new_page()
+    script_errors = []
+    tab.on("pageerror", lambda error: script_errors.append(str(error)))
+    yield tab
+    context.close()
+    assert not script_errors, script_errors

@@ -15,10 +15,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from tests.e2e.conftest import API_PORT, STATE_DIR
-from tests.e2e.test_ui import (  # noqa: F401 (target and playwright are fixtures)
-    CHROMIUM, CHROMIUM_ARGS, Target, capture_state, ping_peer, playwright, target,
-)
+from tests.e2e.conftest import API_PORT, CHROMIUM, CHROMIUM_ARGS, STATE_DIR, Target
+from tests.e2e.test_ui import capture_state, ping_peer
 
 FOREIGN_HOST = "127.0.0.2"  # another origin on this machine, as a web page elsewhere would be
 REBOUND_NAME = "rebind.example"

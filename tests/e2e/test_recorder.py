@@ -19,7 +19,6 @@ from controller.mirroring import DEFAULT_ANALYZER
 from lab.supervisor import MAX_RESTARTS
 from tests.e2e.conftest import STATE_DIR
 from tests.e2e.test_capture import CAPTURE_COOKIE, frames, pings, settle, start
-from tests.e2e.test_ui import browser, page, playwright  # noqa: F401 (fixtures)
 
 FRAGILE_ANALYZER = "fragile-analyzer"
 

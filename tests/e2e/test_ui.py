@@ -15,85 +15,18 @@ import re
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 from scapy.all import ICMP, IP, rdpcap
 
 from controller.flowmodel import capture_owner
 from controller.mirroring import DEFAULT_ANALYZER, MAX_CAPTURES_PER_INTERFACE
 from controller.pipeline import EGRESS_MIRROR, INGRESS_MIRROR
-from lab.topology import Interface
-from tests.e2e.conftest import ARTIFACTS
+from tests.e2e.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, VIEWPORT, Target
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-VIEWPORT = {"width": 1400, "height": 900}
 START_TIMEOUT_MS = 120_000  # the first capture also launches the default analyzer
 UI_ANALYZER = "ui-analyzer"
-
-
-@dataclass(frozen=True)
-class Target:
-    """The interface the tests capture on, and a peer in its network to ping."""
-
-    compute: str
-    interface: Interface
-    peer: Interface
-    other_compute: str  # where a chosen analyzer goes: another compute node when there is one
-
-    @property
-    def vm(self) -> str:
-        """The VM whose interface is captured."""
-        return self.interface.vm
-
-    @property
-    def port(self) -> str:
-        """The interface's vRouter port name (tap-VM-0)."""
-        return self.interface.port_name
-
-
-@pytest.fixture(scope="session")
-def target(lab) -> Target:
-    """The first compute node with a guest VM, its first guest VM, and a peer in its network."""
-    topology = lab.topology
-    for compute in topology.computes:
-        for vm in (v for v in topology.vms if v.compute == compute.name and not v.analyzer):
-            interface = vm.interfaces[0]
-            peers = [i for i in topology.interfaces() if i.network == interface.network and i.vm != vm.name]
-            if peers:
-                others = [c.name for c in topology.computes if c.name != compute.name]
-                return Target(compute.name, interface, peers[0], (others or [compute.name])[0])
-    pytest.skip("the topology has no guest VM with a peer in its network")
-
-
-@pytest.fixture(scope="session")
-def playwright():
-    """Playwright's synchronous API, for the whole session."""
-    with sync_playwright() as running:
-        yield running
-
-
-@pytest.fixture(scope="session")
-def browser(playwright):
-    """Headless Chromium (Debian's), driven by Playwright."""
-    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    yield chromium
-    chromium.close()
-
-
-@pytest.fixture
-def page(browser, clean_lab):
-    """A fresh browser tab on a lab without active captures; fails the test on a script error."""
-    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
-    tab = context.new_page()
-    script_errors = []
-    tab.on("pageerror", lambda error: script_errors.append(str(error)))
-    yield tab
-    context.close()
-    assert not script_errors, script_errors
 
 
 @pytest.fixture
