@@ -239,7 +239,7 @@ def soak_table(results: dict) -> str:
         return ""
     return ("### Soak: capture churn and traffic\n\n"
             f"Lab {s['topology']}; {s['workers']} clients start and stop captures of random "
-            f"interfaces and directions for {s['churn_seconds']} s while {s['ping']['what']}; the "
+            f"interfaces and directions for {s['churn_seconds']} s, with ping {s['ping']['what']}; the "
             "lab's own ovs-vswitchd is watched (pid file and log). Leftover flows: flows whose "
             "cookie names a capture the API does not list as active.\n\n"
             + _table(["Figure", "Measured"], [list(row) for row in _soak_figures(s)]))
