@@ -3,6 +3,7 @@
     scripts/bench                 the full run: every figure, labs of 10, 50, 100 and 250 VMs
     scripts/bench --quick         fewer repetitions, shorter streams, labs of 10 and 50 VMs only
     scripts/bench --only capture,forwarding
+    scripts/bench --only soak --soak-seconds 120
     scripts/bench --render bench/results/latest.json    (rewrite the Markdown of a run's JSON)
 
 Results go to bench/results/: DATE[-quick].json (every figure), DATE[-quick].md (every table)
@@ -21,17 +22,19 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import bare, capture, completeness, forwarding, machine, mirror_lab, report, scale
+from bench import bare, capture, completeness, forwarding, machine, mirror_lab, report, scale, soak
 from bench.common import REPO, STATE_DIR, down_leftover_lab, log, running_lab
 
-SECTIONS = ("bare", "capture", "completeness", "forwarding", "scale")
+SECTIONS = ("bare", "capture", "completeness", "forwarding", "scale", "soak")
 RESULTS = REPO / "bench" / "results"
 
 # Sizes of a full and a quick run.
 FULL = {"capture_repetitions": 25, "completeness_seconds": 3, "forwarding_seconds": 5,
-        "forwarding_repetitions": 3, "sizes": scale.SIZES, "controller_size": 100}
+        "forwarding_repetitions": 3, "sizes": scale.SIZES, "controller_size": 100,
+        "soak_seconds": 180}
 QUICK = {"capture_repetitions": 5, "completeness_seconds": 1, "forwarding_seconds": 2,
-         "forwarding_repetitions": 1, "sizes": scale.QUICK_SIZES, "controller_size": 50}
+         "forwarding_repetitions": 1, "sizes": scale.QUICK_SIZES, "controller_size": 50,
+         "soak_seconds": 30}
 
 
 def _interrupted(_signum, _frame):
@@ -41,8 +44,11 @@ def _interrupted(_signum, _frame):
 class Run:
     """One benchmark run: its settings, its results so far, and where they are written."""
 
-    def __init__(self, quick: bool, sections: list[str], output: Path):
-        self.settings = QUICK if quick else FULL
+    def __init__(self, quick: bool, sections: list[str], output: Path,
+                 soak_seconds: float | None = None):
+        self.settings = {**(QUICK if quick else FULL)}
+        if soak_seconds is not None:
+            self.settings["soak_seconds"] = soak_seconds
         self.quick = quick
         self.sections = sections
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -90,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="fewer repetitions, shorter streams, only the 10 and 50 VM labs")
     parser.add_argument("--only", help=f"comma-separated sections of {', '.join(SECTIONS)}")
     parser.add_argument("--output", type=Path, default=RESULTS, help="results directory")
+    parser.add_argument("--soak-seconds", type=float, metavar="N",
+                        help=f"how long the soak churns (full run {FULL['soak_seconds']}, "
+                             f"quick {QUICK['soak_seconds']})")
     parser.add_argument("--render", type=Path, metavar="JSON",
                         help="measure nothing: rewrite the Markdown of a run's JSON file")
     args = parser.parse_args(argv)
@@ -110,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scripts/bench: another benchmark run holds {STATE_DIR}.lock", file=sys.stderr)
         return 1
 
-    run = Run(args.quick, sections, args.output)
+    if args.soak_seconds is not None and args.soak_seconds <= 0:
+        parser.error("--soak-seconds must be positive")
+    run = Run(args.quick, sections, args.output, args.soak_seconds)
     settings = run.settings
     log(f"{run.results['kind']} run of {', '.join(sections)}; results in {run.base}.json/.md")
     try:
@@ -132,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                     run.results["controller"] = controller
                     return entries
                 run.section("scale", measure_scale)
+            if "soak" in sections:
+                run.section("soak", soak.measure, settings["soak_seconds"])
     except KeyboardInterrupt:
         log("interrupted; labs were taken down")
         run.results["errors"]["run"] = "interrupted"

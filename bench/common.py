@@ -188,13 +188,15 @@ def make_topology(directory: Path, name: str, vms: int, computes: int, networks:
 # --- the lab ----------------------------------------------------------------------------------
 
 class BenchLab:
-    """One lab in the benchmark's state directory, driven through the CLI and the REST API as a
-    user would."""
+    """One lab in a state directory and API port of its own (the benchmark's by default), driven
+    through the CLI and the REST API as a user would."""
 
-    def __init__(self, topology: Path):
+    def __init__(self, topology: Path, state_dir: Path = STATE_DIR, api_port: int = API_PORT):
         self.topology = topology
-        self.env = {**os.environ, "MIRRORLAB_STATE_DIR": str(STATE_DIR), "PYTHONUNBUFFERED": "1"}
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{API_PORT}", timeout=120)
+        self.state_dir, self.api_port = state_dir, api_port
+        self.base_url = f"http://127.0.0.1:{api_port}"
+        self.env = {**os.environ, "MIRRORLAB_STATE_DIR": str(state_dir), "PYTHONUNBUFFERED": "1"}
+        self.http = httpx.Client(base_url=self.base_url, timeout=120)
         self.up_report: dict = {}
 
     # CLI ---------------------------------------------------------------------------------
@@ -207,7 +209,7 @@ class BenchLab:
         (seconds from the start), read from its progress output."""
         started = time.monotonic()
         process = subprocess.Popen([PYTHON, "-m", "lab.cli", "up", str(self.topology),
-                                    "--api-port", str(API_PORT)],
+                                    "--api-port", str(self.api_port)],
                                    env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    text=True, cwd=REPO)
         phases, output = {}, []
@@ -267,13 +269,13 @@ class BenchLab:
 
     def recorder_pid(self, analyzer_vm: str) -> int | None:
         """The PID of the recorder running in an analyzer VM, from the lab's state."""
-        record = json.loads((STATE_DIR / "lab.json").read_text())
+        record = json.loads((self.state_dir / "lab.json").read_text())
         return next((r["pid"] for r in record.get("recorders", [])
                      if r.get("name") == f"recorder-{analyzer_vm}"), None)
 
     def pcap_path(self, capture: dict) -> Path:
         """The pcap file the analyzer writes for `capture` (a capture JSON)."""
-        return STATE_DIR / "captures" / f"label-{capture['label']}.pcap"
+        return self.state_dir / "captures" / f"label-{capture['label']}.pcap"
 
     # vRouters ----------------------------------------------------------------------------
     def vrouters(self) -> list[str]:
@@ -287,20 +289,21 @@ class BenchLab:
         return sum(1 for line in output.splitlines() if "actions=" in line)
 
 
-def down_leftover_lab() -> None:
-    """Tear down a lab an earlier benchmark run left in the benchmark's state directory."""
-    if (STATE_DIR / "lab.json").exists():
-        log(f"a lab is recorded in {STATE_DIR} (an earlier run's); taking it down")
-        env = {**os.environ, "MIRRORLAB_STATE_DIR": str(STATE_DIR)}
+def down_leftover_lab(state_dir: Path = STATE_DIR) -> None:
+    """Tear down a lab an earlier run left in `state_dir` (the benchmark's by default)."""
+    if (state_dir / "lab.json").exists():
+        log(f"a lab is recorded in {state_dir} (an earlier run's); taking it down")
+        env = {**os.environ, "MIRRORLAB_STATE_DIR": str(state_dir)}
         run(PYTHON, "-m", "lab.cli", "down", timeout=600, check=False, env=env)
 
 
 @contextlib.contextmanager
-def running_lab(topology: Path, report: dict | None = None):
-    """Bring a lab up, yield it, and always take it down. Records the up/down times in
-    `report` when given."""
-    lab = BenchLab(topology)
-    down_leftover_lab()
+def running_lab(topology: Path, report: dict | None = None, state_dir: Path = STATE_DIR,
+                api_port: int = API_PORT):
+    """Bring a lab up in `state_dir` with its API on `api_port` (the benchmark's by default),
+    yield it, and always take it down. Records the up/down times in `report` when given."""
+    lab = BenchLab(topology, state_dir, api_port)
+    down_leftover_lab(state_dir)
     log(f"mirrorlab up {topology.name}")
     try:
         up = lab.up()

@@ -203,6 +203,48 @@ def controller_table(results: dict) -> str:
                       "reconcile", "total", "FlowMods/s"], rows))
 
 
+def _soak_figures(s: dict) -> list[tuple[str, str]]:
+    """(figure, value) pairs of a soak run, shared by its table and the summary."""
+    api, flows, ping, rss = s["api_latency"], s["flows_after_churn"], s["ping"], s["controller_rss_kib"]
+    aborts = len(s.get("log_emergencies") or [])
+    leftover = ("–" if "error" in flows else
+                f"{flows['leftover']} (active captures without flows: "
+                f"{len(flows['captures_without_flows'])})")
+    failed = {k: v for k, v in s["requests"].items() if k != "started"}
+    return [
+        ("ovs-vswitchd restarts / abort lines in its log", f"{s['restarts']} / {aborts}"),
+        ("API latency, capture start (POST) p50 / p99",
+         f"{_ms(api['start']['p50'])} / {_ms(api['start']['p99'])} ({api['start']['n']} requests)"),
+        ("API latency, capture stop (DELETE) p50 / p99",
+         f"{_ms(api['stop']['p50'])} / {_ms(api['stop']['p99'])} ({api['stop']['n']} requests)"),
+        ("Operations/s (successful starts + stops)", _num(s["operations_per_second"])),
+        ("Requests not succeeding", ", ".join(f"{k}: {v}" for k, v in failed.items()) or "0"),
+        (f"Ping loss ({ping['what']})", f"{_pct(ping['loss'])} ({_num(ping['received'])} of "
+                                        f"{_num(ping['transmitted'])} received)"),
+        ("Leftover flows after the churn", leftover),
+        ("Controller RSS before → after", f"{_num(_mib(rss['before']), ' MiB')} → "
+                                          f"{_num(_mib(rss['after']), ' MiB')}"),
+        ("Mirror check after the churn (copies recorded / expected)",
+         f"{s['mirror_check'].get('recorded', '–')} / {s['mirror_check'].get('expected', '–')}"),
+    ]
+
+
+def _mib(kib: int | None) -> float | None:
+    return None if kib is None else round(kib / 1024, 1)
+
+
+def soak_table(results: dict) -> str:
+    s = results.get("soak")
+    if not s:
+        return ""
+    return ("### Soak: capture churn and traffic\n\n"
+            f"Lab {s['topology']}; {s['workers']} clients start and stop captures of random "
+            f"interfaces and directions for {s['churn_seconds']} s, with ping {s['ping']['what']}; the "
+            "lab's own ovs-vswitchd is watched (pid file and log). Leftover flows: flows whose "
+            "cookie names a capture the API does not list as active.\n\n"
+            + _table(["Figure", "Measured"], [list(row) for row in _soak_figures(s)]))
+
+
 def full(results: dict) -> str:
     """Every table of a run."""
     parts = [f"# mirrorlab benchmarks ({results['kind']} run)\n", machine_line(results) + ".\n",
@@ -211,7 +253,8 @@ def full(results: dict) -> str:
     if lab:
         parts.append("Analyzer launch (POST /api/analyzers): "
                      + ", ".join(f"{k} {v} s" for k, v in lab["analyzer_launch_seconds"].items()) + ".\n")
-    for render in (capture_table, completeness_table, forwarding_table, scale_table, controller_table):
+    for render in (capture_table, completeness_table, forwarding_table, scale_table, controller_table,
+                   soak_table):
         text = render(results)
         if text:
             parts.append(text)
@@ -270,6 +313,10 @@ def summary(results: dict) -> str:
                      f"{_num(every['reconcile_seconds'], ' s')}"])
         rows.append(["Controller FlowMods/s (one / all vRouters)",
                      f"{_num(one['flowmods_per_second'])} / {_num(every['flowmods_per_second'])}"])
+    soak = results.get("soak")
+    if soak:
+        rows += [[f"Soak ({soak['churn_seconds']} s): {figure[0].lower()}{figure[1:]}", value]
+                 for figure, value in _soak_figures(soak)]
     return ("## Benchmarks\n\n"
             f"`scripts/bench` ({results['kind']} run): {machine_line(results)}; machine activity "
             f"{_busy_line(results)}. {NOISE} "

@@ -25,6 +25,15 @@ def capture_owner(capture_id: int) -> int:
     return CAPTURE_OWNER | capture_id
 
 
+def capture_of_cookie(cookie: int) -> int | None:
+    """The id of the capture that owns a flow with this cookie, or None when the flow is not a
+    capture's (the base forwarding, or a cookie this controller never writes)."""
+    owner = cookie >> 32
+    if owner & 0xFF000000 != CAPTURE_OWNER:
+        return None
+    return owner & 0x00FFFFFF
+
+
 @dataclass(frozen=True)
 class Output:
     """Send the packet out of `port` (an OpenFlow port number, or "in_port")."""
