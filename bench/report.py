@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 NOISE = ("Measured on a shared 2-core machine while other engineers ran labs and tests on it. "
-         "Every Open vSwitch userspace datapath of the machine (ours, theirs, the bare-limit bridge) "
-         "runs in the one ovs-vswitchd, and iperf3, the recorder and ovs-vswitchd share the two "
-         "cores, so these figures are noisy (tens of percent between runs): throughput (lab and bare "
+         "Each lab has its own ovs-vswitchd (the bare-limit bridge runs in the machine's), but "
+         "every ovs-vswitchd, iperf3 and the recorder share the two cores with whatever else runs, so these figures are noisy (tens of percent between runs): throughput (lab and bare "
          "limits), the highest forwarded rate and completeness at that rate, and the UDP "
          "with/without-capture ratios. Steadier: the TCP ratios, latency medians (p95s less so) and "
          "bring-up/tear-down times. Exact: flow counts and flows added.")

@@ -27,7 +27,6 @@ def test_flows_deleted_by_hand_come_back(analyzers, clean_lab):
     lab.netns("ovs-ofctl", "-O", "OpenFlow13", "del-flows", "vr-compute1",
               f"cookie=0x2{capture['id']:06x}00000000/0xffffffff00000000")
     lab.netns("ovs-ofctl", "-O", "OpenFlow13", "del-flows", "vr-compute2", "table=2,reg1=2")
-    assert capture_flows(lab, "compute1", capture["id"]) == []
     lab.wait_for(lambda: lab.flows("compute1") == with_capture
                  and lab.flows("compute2") == baseline["compute2"], timeout=10, what="the audit")
     lab.exec("vm1", "ping -c 3 -i 0.2 -W 1 10.1.1.12")
@@ -67,8 +66,7 @@ import socket, struct, sys, time
 sock = socket.socket(socket.AF_UNIX)
 sock.connect(sys.argv[1])
 sock.sendall(struct.pack("!BBHI", 4, 0, 8, 1))                     # HELLO
-features = False
-end = time.time() + 5
+buffer, end = b"", time.time() + 5
 sock.settimeout(0.5)
 while time.time() < end:
     try:
@@ -77,10 +75,16 @@ while time.time() < end:
         continue
     if not data:
         print("closed by the controller"); sys.exit(0)
-    version, kind, length, xid = struct.unpack("!BBHI", data[:8])
-    if kind == 5 and not features:                                  # FEATURES_REQUEST
-        features = True
-        sock.sendall(struct.pack("!BBHIQIBB2xII", 4, 6, 32, xid, 1, 0, 254, 0, 0, 0))
+    buffer += data
+    while len(buffer) >= 8:
+        version, kind, length, xid = struct.unpack("!BBHI", buffer[:8])
+        if len(buffer) < length:
+            break
+        body, buffer = buffer[8:length], buffer[length:]
+        if kind == 2:                                               # ECHO_REQUEST
+            sock.sendall(struct.pack("!BBHI", 4, 3, 8 + len(body), xid) + body)
+        elif kind == 5:                                             # FEATURES_REQUEST: dpid 1
+            sock.sendall(struct.pack("!BBHIQIBB2xII", 4, 6, 32, xid, 1, 0, 254, 0, 0, 0))
 print("still connected")
 """
 

@@ -29,6 +29,16 @@ START_TIMEOUT_MS = 120_000  # the first capture also launches the default analyz
 UI_ANALYZER = "ui-analyzer"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def only_the_default_analyzer(lab):
+    """The screen picks its analyzer by a rule: analyzer instances other modules made go first."""
+    lab.stop_all_captures()
+    for analyzer in lab.api("GET", "/api/analyzers").json():
+        if analyzer["name"] != DEFAULT_ANALYZER:
+            response = lab.api("DELETE", f"/api/analyzers/{analyzer['name']}")
+            assert response.status_code == 200, response.text
+
+
 @pytest.fixture
 def ui_analyzer(clean_lab, target):
     """An analyzer instance made for the UI to pick, on another compute node; removed after."""
