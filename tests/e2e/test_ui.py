@@ -331,7 +331,7 @@ def test_details_of_an_icmp_packet_show_its_fields_and_bytes(lab, page, target):
                   f"Source Address: {source}", f"Destination Address: {peer}", "Time to Live: 64"):
         expect(field(label)).to_be_visible()
 
-    pcap = ARTIFACTS / "ui-details.pcap"
+    pcap = ARTIFACTS / "ui-details.pcapng"
     pcap.write_bytes(lab.api("GET", f"/api/captures/{capture['id']}/pcap").content)
     frame = bytes(rdpcap(str(pcap))[number - 1])
     assert frame[34] == 8 and IP(frame[14:]).src == source
