@@ -186,14 +186,6 @@ def capture_flows(topology: Topology, capture: Capture) -> dict[str, list[Flow]]
     # (`assertion !dp_packet_is_eth(packet) failed in push_eth()`). A copy's flow must not
     # depend on another flow (one for "came in on the exit port") being installed at the same
     # moment either: the controller adds and deletes flows one at a time.
-    # The copy's MPLS traffic class tells the recorder its direction (lab/recorder.py
-    # EGRESS_TC): the label stays one per capture, and the fabric hop keeps the MPLS header.
-    def copy(traffic_class: int) -> Clone:
-        actions = [SetField("in_port", 0), Encap("mpls"), SetField("mpls_label", capture.label)]
-        if traffic_class:
-            actions.append(SetField("mpls_tc", traffic_class))
-        return Clone(tuple(actions + [Encap("ethernet")] + delivery))
-
     if analyzer.compute == source.name:
         delivery = [SetField("eth_src", VROUTER_MAC), SetField("eth_dst", analyzer.mac),
                     Output(analyzer.ofport)]
@@ -206,6 +198,15 @@ def capture_flows(topology: Topology, capture: Capture) -> dict[str, list[Flow]]
             owner=owner,
             actions=[Decap(), Encap("ethernet"), SetField("eth_src", VROUTER_MAC),
                      SetField("eth_dst", analyzer.mac), Output(analyzer.ofport)]))
+
+    # The copy's MPLS traffic class tells the recorder its direction (lab/recorder.py
+    # EGRESS_TC): the label stays one per capture, and the fabric hop keeps the MPLS header.
+    # encap(mpls) starts at traffic class 0, INGRESS_TC.
+    def copy(traffic_class: int) -> Clone:
+        marked = [SetField("mpls_tc", traffic_class)] if traffic_class != INGRESS_TC else []
+        return Clone(tuple([SetField("in_port", 0), Encap("mpls"),
+                            SetField("mpls_label", capture.label)] + marked
+                           + [Encap("ethernet")] + delivery))
 
     if capture.direction.copies_ingress:
         table = INGRESS_MIRROR + capture.slot
