@@ -1,12 +1,15 @@
-"""Reading the analyzers' pcap files while they grow."""
+"""Reading the analyzers' pcap files (and their directions files) while they grow."""
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
-from lab.pcap import GLOBAL_HEADER, READ_CHUNK, RECORD_HEADER, complete_records
+from lab.pcap import (
+    DIRECTION_OF_BYTE, GLOBAL_HEADER, PCAPNG_HEADER, READ_CHUNK, RECORD_HEADER, complete_records,
+    pcapng_packet,
+)
 
 # The index keeps the offset of one record in CHECKPOINT_EVERY: its memory grows by one integer
 # per that many packets (not one per packet), and reading packet N reads at most that many
@@ -16,10 +19,12 @@ CHECKPOINT_EVERY = 1024
 
 @dataclass(frozen=True)
 class Record:
-    """One captured frame: its arrival time (seconds) and bytes."""
+    """One captured frame: its arrival time (seconds), bytes, and direction ("ingress": the
+    monitored VM sent it, "egress": it was delivered to the VM, None: unknown)."""
 
     time: float
     data: bytes
+    direction: str | None = None
 
 
 @dataclass
@@ -30,10 +35,36 @@ class _FileIndex:
     total_bytes: int = 0
 
 
+def directions_path(path: Path) -> Path:
+    """The directions file beside the pcap file `path` (lab/recorder.py directions_file)."""
+    return path.with_suffix(".directions")
+
+
+def _directions_known(path: Path) -> int | None:
+    """How many records of the pcap file `path` have their direction written; None if it has
+    no directions file (then every direction is unknown)."""
+    try:
+        return directions_path(path).stat().st_size
+    except FileNotFoundError:
+        return None
+
+
+def read_directions(path: Path, first: int, count: int) -> list[str | None]:
+    """The directions of records first..first+count-1 of the pcap file `path`."""
+    try:
+        with open(directions_path(path), "rb") as directions:
+            directions.seek(first)
+            codes = directions.read(count)
+    except FileNotFoundError:
+        codes = b""
+    return [DIRECTION_OF_BYTE.get(code) for code in codes] + [None] * (count - len(codes))
+
+
 class PcapIndex:
     """A sparse index of the records of growing pcap files. Each call first indexes only the
-    records appended since the last one (a record still being written is left for later), so
-    counting is cheap and reading packet N seeks to the checkpoint before it."""
+    records appended since the last one (a record still being written, or whose direction is
+    not written yet, is left for later), so counting is cheap and reading packet N seeks to the
+    checkpoint before it."""
 
     def __init__(self):
         self.files: dict[Path, _FileIndex] = {}
@@ -41,9 +72,12 @@ class PcapIndex:
 
     def _refresh(self, path: Path) -> _FileIndex | None:
         index = self.files.setdefault(path, _FileIndex())
+        known = _directions_known(path)
         try:
             with open(path, "rb") as pcap:
                 for offset, caplen, length in complete_records(pcap, index.end):
+                    if known is not None and index.packets >= known:
+                        break
                     if index.packets % CHECKPOINT_EVERY == 0:
                         index.checkpoints.append(offset)
                     index.packets += 1
@@ -83,6 +117,9 @@ class PcapIndex:
                             pcap.seek(caplen, 1)
                         else:
                             records.append(Record(seconds + micros / 1e6, pcap.read(caplen)))
+                directions = read_directions(path, after, len(records))
+                records = [replace(record, direction=direction)
+                           for record, direction in zip(records, directions)]
             return records, index.packets
 
 
@@ -96,3 +133,24 @@ def read_prefix(path: Path, size: int) -> Iterator[bytes]:
                 return
             left -= len(chunk)
             yield chunk
+
+
+def pcapng_prefix(path: Path, size: int) -> Iterator[bytes]:
+    """The first `size` bytes of the pcap file `path` (its header and complete records) as
+    pcapng, each packet with its direction, in chunks, for a streamed download."""
+    yield PCAPNG_HEADER
+    with open(path, "rb") as pcap:
+        pcap.seek(GLOBAL_HEADER)
+        number, chunk = 0, []
+        while pcap.tell() < size:
+            seconds, micros, caplen, _length = RECORD_HEADER.unpack(pcap.read(RECORD_HEADER.size))
+            if number % CHECKPOINT_EVERY == 0:
+                directions = read_directions(path, number, CHECKPOINT_EVERY)
+            chunk.append(pcapng_packet(seconds, micros, pcap.read(caplen),
+                                       directions[number % CHECKPOINT_EVERY]))
+            number += 1
+            if len(chunk) == CHECKPOINT_EVERY:
+                yield b"".join(chunk)
+                chunk = []
+        if chunk:
+            yield b"".join(chunk)

@@ -19,7 +19,8 @@ overloaded, what a queue drops is then the copies, not the monitored traffic.
 Overlay: a frame to another compute node keeps its Ethernet header and travels as
 Ethernet-in-MPLS (label = the network's label) inside an outer Ethernet header between the
 fabric MACs of the two compute nodes. Mirrored copies travel the same way, with the capture's
-label instead, and are never put through the mirror tables again, so a copy is never mirrored.
+label instead (and MPLS traffic class 1 for a copy of what was delivered to the VM, 0 for one of
+what it sent), and are never put through the mirror tables again, so a copy is never mirrored.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from controller.flowmodel import (
     Clone, Decap, Encap, Flow, Move, Output, Resubmit, SetField, capture_owner, flow,
 )
 from controller.mirroring import MAX_CAPTURES_PER_INTERFACE, Capture, analyzers
+from lab.recorder import EGRESS_TC, INGRESS_TC
 from lab.topology import FABRIC_PORT, ComputeNode, Interface, Network, Topology
 
 CLASSIFY = 0
@@ -184,27 +186,34 @@ def capture_flows(topology: Topology, capture: Capture) -> dict[str, list[Flow]]
     # (`assertion !dp_packet_is_eth(packet) failed in push_eth()`). A copy's flow must not
     # depend on another flow (one for "came in on the exit port") being installed at the same
     # moment either: the controller adds and deletes flows one at a time.
-    copy = [SetField("in_port", 0), Encap("mpls"), SetField("mpls_label", capture.label),
-            Encap("ethernet")]
     if analyzer.compute == source.name:
-        copy += [SetField("eth_src", VROUTER_MAC), SetField("eth_dst", analyzer.mac),
-                 Output(analyzer.ofport)]
+        delivery = [SetField("eth_src", VROUTER_MAC), SetField("eth_dst", analyzer.mac),
+                    Output(analyzer.ofport)]
     else:
         target = topology.compute(analyzer.compute)
-        copy += [SetField("eth_src", source.fabric_mac), SetField("eth_dst", target.fabric_mac),
-                 Output(FABRIC_PORT)]
+        delivery = [SetField("eth_src", source.fabric_mac), SetField("eth_dst", target.fabric_mac),
+                    Output(FABRIC_PORT)]
         flows[target.name].append(flow(
             CLASSIFY, 200, in_port=FABRIC_PORT, eth_type=0x8847, mpls_label=capture.label,
             owner=owner,
             actions=[Decap(), Encap("ethernet"), SetField("eth_src", VROUTER_MAC),
                      SetField("eth_dst", analyzer.mac), Output(analyzer.ofport)]))
 
+    # The copy's MPLS traffic class tells the recorder its direction (lab/recorder.py
+    # EGRESS_TC): the label stays one per capture, and the fabric hop keeps the MPLS header.
+    # encap(mpls) starts at traffic class 0, INGRESS_TC.
+    def copy(traffic_class: int) -> Clone:
+        marked = [SetField("mpls_tc", traffic_class)] if traffic_class != INGRESS_TC else []
+        return Clone(tuple([SetField("in_port", 0), Encap("mpls"),
+                            SetField("mpls_label", capture.label)] + marked
+                           + [Encap("ethernet")] + delivery))
+
     if capture.direction.copies_ingress:
         table = INGRESS_MIRROR + capture.slot
         flows[source.name].append(flow(table, 100, in_port=port, owner=owner,
-                                       actions=[Clone(tuple(copy))], goto=_next_slot(table)))
+                                       actions=[copy(INGRESS_TC)], goto=_next_slot(table)))
     if capture.direction.copies_egress:
         table = EGRESS_MIRROR + capture.slot
         flows[source.name].append(flow(table, 100, **{REG_OUT_PORT: port}, owner=owner,
-                                       actions=[Clone(tuple(copy))], goto=_next_slot(table)))
+                                       actions=[copy(EGRESS_TC)], goto=_next_slot(table)))
     return dict(flows)

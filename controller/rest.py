@@ -27,6 +27,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -45,9 +46,9 @@ from controller.errors import (
 )
 from controller.mirroring import MAX_LEASE_SECONDS, MIN_LIMIT_BYTES, analyzers
 from controller.packettree import dissect_frame
-from controller.pcapfile import read_prefix
+from controller.pcapfile import pcapng_prefix, read_prefix
 from controller.service import ControllerService
-from lab.pcap import PCAP_HEADER
+from lab.pcap import PCAP_HEADER, PCAPNG_HEADER
 from lab.topology import VM, ComputeNode, Interface
 
 LOG = logging.getLogger("mirrorlab.rest")
@@ -60,6 +61,7 @@ MAX_PACKETS_PER_REQUEST = 1000
 FILTER_SCAN_LIMIT = 20000
 FILTER_CHUNK = 1000
 PCAP_MEDIA_TYPE = "application/vnd.tcpdump.pcap"
+PCAPNG_MEDIA_TYPE = "application/x-pcapng"
 # Every request body of this API is a small JSON object.
 MAX_REQUEST_BYTES = 64 * 1024
 # Error messages echo what was asked for; a longer one keeps its start and end.
@@ -415,12 +417,16 @@ def create_app(service: ControllerService, lease_seconds: float,
                 "interface": interface.port_name, "recorder": recorders.get(vm.analyzer),
                 "captures": [c.id for c in service.active_captures() if c.analyzer == vm.analyzer]}
 
+    def capture_json_vm(capture) -> str | None:
+        """The VM whose interface `capture` monitors, None if it is gone."""
+        try:
+            return service.topology.interface_by_port_name(capture.interface).vm
+        except KeyError:  # a stopped capture of an analyzer that was deleted since
+            return None
+
     def capture_json(capture, with_secret: bool = False) -> dict:
         packets, total = service.capture_counts(capture)
-        try:
-            vm = service.topology.interface_by_port_name(capture.interface).vm
-        except KeyError:  # a stopped capture of an analyzer that was deleted since
-            vm = None
+        vm = capture_json_vm(capture)
         return {
             "id": capture.id, "vrouter": capture.compute, "interface": capture.interface,
             "vm": vm, "direction": capture.direction.value,
@@ -560,14 +566,23 @@ def create_app(service: ControllerService, lease_seconds: float,
         display_filter = parse_filter(filter_text) if filter_text else None
         matches, total, next_after = matching_packets(service.capture(capture_id), after, limit,
                                                       display_filter)
+        capture = service.capture(capture_id)
         packets = []
         for number, record in matches:
             columns = summarize(record.data)
             packets.append({"index": number, "time": round(record.time, 6),
+                            **direction_json(capture, record),
                             "source": columns.source, "destination": columns.destination,
                             "protocol": columns.protocol, "length": len(record.data),
                             "summary": columns.summary})
         return {"total": total, "packets": packets, "next_after": next_after}
+
+    def direction_json(capture, record) -> dict:
+        """The packet's direction as seen from the vRouter (ingress: the monitored VM sent it,
+        egress: it was delivered to the VM; null: unknown) and as seen from the VM."""
+        vm = capture_json_vm(capture) or capture.interface
+        text = {"ingress": f"from {vm}", "egress": f"to {vm}"}.get(record.direction, "unknown")
+        return {"direction": record.direction, "direction_text": text}
 
     @api.get("/api/captures/{capture_id}/packets/{number}", responses=_errors(404, 503))
     def capture_packet(capture_id: int, number: int):
@@ -579,7 +594,8 @@ def create_app(service: ControllerService, lease_seconds: float,
             raise NotFound(f"capture {capture_id} has no packet {number} (it has {total}, "
                            f"numbered from 1)", "number")
         record = records[0]
-        return {"index": number, "time": round(record.time, 6), "length": len(record.data),
+        return {"index": number, "time": round(record.time, 6), **direction_json(capture, record),
+                "length": len(record.data),
                 "bytes": record.data.hex(), "layers": dissect_frame(record.data, record.time)}
 
     @api.get("/api/analyzer-choice", responses=_errors())
@@ -601,18 +617,29 @@ def create_app(service: ControllerService, lease_seconds: float,
                           for first, second, attributes in graph.edges(data=True)]}
 
     @api.get("/api/captures/{capture_id}/pcap", response_class=Response, responses={
-        200: {"description": "The pcap file", "content": {PCAP_MEDIA_TYPE: {}}}, **_errors(404)})
-    def capture_pcap(capture_id: int):
-        """Everything the analyzer recorded for this capture so far, as a pcap file, streamed:
-        its complete records as of the request (a record still being written is left out)."""
+        200: {"description": "The capture file", "content": {PCAPNG_MEDIA_TYPE: {}, PCAP_MEDIA_TYPE: {}}},
+        **_errors(400, 404)})
+    def capture_pcap(capture_id: int,
+                     file_format: Literal["pcapng", "pcap"] = Query(
+                         "pcapng", alias="format", description="pcapng (each packet with its "
+                         "direction: Wireshark's Inbound = delivered to the VM, Outbound = sent "
+                         "by it) or classic pcap (no direction)")):
+        """Everything the analyzer recorded for this capture so far, streamed: its complete
+        records as of the request (a record still being written is left out)."""
         capture = service.capture(capture_id)
-        headers = {"Content-Disposition": f'attachment; filename="capture-{capture.id}-{capture.interface}.pcap"'}
+        name = f"capture-{capture.id}-{capture.interface}.{file_format}"
+        headers = {"Content-Disposition": f'attachment; filename="{name}"'}
         size = service.capture_file_size(capture)
+        if file_format == "pcap":
+            if not size:
+                return Response(PCAP_HEADER, media_type=PCAP_MEDIA_TYPE, headers=headers)
+            return StreamingResponse(read_prefix(service.pcap_path(capture), size),
+                                     media_type=PCAP_MEDIA_TYPE,
+                                     headers={**headers, "Content-Length": str(size)})
         if not size:
-            return Response(PCAP_HEADER, media_type=PCAP_MEDIA_TYPE, headers=headers)
-        return StreamingResponse(read_prefix(service.pcap_path(capture), size),
-                                 media_type=PCAP_MEDIA_TYPE,
-                                 headers={**headers, "Content-Length": str(size)})
+            return Response(PCAPNG_HEADER, media_type=PCAPNG_MEDIA_TYPE, headers=headers)
+        return StreamingResponse(pcapng_prefix(service.pcap_path(capture), size),
+                                 media_type=PCAPNG_MEDIA_TYPE, headers=headers)
 
     @api.get("/", include_in_schema=False)
     def web_ui(token: str | None = None):

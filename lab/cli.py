@@ -386,6 +386,15 @@ def _capture_line(c: dict) -> str:
     return line + (f"  ({c['stop_reason']})" if c["stop_reason"] else "")
 
 
+def _packet_lines(answer: dict) -> str:
+    """The packets of a /packets answer, one line each, as tshark lists them plus direction."""
+    lines = [f"{p['index']:>6} {p['time']:.6f} {p['direction_text']:<12} {p['source']} -> "
+             f"{p['destination']} {p['protocol']} {p['length']} {p['summary']}"
+             for p in answer["packets"]]
+    return "\n".join(lines + [f"({len(answer['packets'])} shown of {answer['total']}; "
+                               f"next: --after {answer['next_after']})"])
+
+
 def _recorder_text(recorder: dict | None) -> str:
     """How an analyzer's recorder is doing, for a line of text."""
     if recorder is None:
@@ -422,8 +431,14 @@ def cmd_capture(args) -> int:
         _print(args, _api(state, "GET", "/api/captures"),
                lambda cs: "\n".join(_capture_line(c) for c in cs) or "no captures")
     elif args.action == "pcap":
-        size = _api(state, "GET", f"/api/captures/{args.id}/pcap", save_to=Path(args.output))
-        print(f"wrote {args.output} ({size} bytes)")
+        file_format = "pcap" if args.classic else "pcapng"
+        size = _api(state, "GET", f"/api/captures/{args.id}/pcap?format={file_format}",
+                    save_to=Path(args.output))
+        print(f"wrote {args.output} ({size} bytes, {file_format})")
+    elif args.action == "packets":
+        query = urllib.parse.urlencode({"after": args.after, "limit": args.limit}
+                                       | ({"filter": args.filter} if args.filter else {}))
+        _print(args, _api(state, "GET", f"/api/captures/{args.id}/packets?{query}"), _packet_lines)
     return 0
 
 
@@ -519,10 +534,18 @@ def build_parser() -> argparse.ArgumentParser:
         one = capture_sub.add_parser(name)
         one.add_argument("id", type=int)
     capture_sub.add_parser("list")
-    pcap = capture_sub.add_parser("pcap", help="download what the analyzer recorded")
+    pcap = capture_sub.add_parser("pcap", help="download what the analyzer recorded (pcapng, "
+                                               "with each packet's direction)")
     pcap.add_argument("id", type=int)
     pcap.add_argument("-o", "--output", required=True)
-    for p in [start, pcap] + [capture_sub.choices[n] for n in ("stop", "show", "list")]:
+    pcap.add_argument("--classic", action="store_true",
+                      help="classic pcap, for tools that want it (no directions)")
+    packets = capture_sub.add_parser("packets", help="the recorded packets, with their direction")
+    packets.add_argument("id", type=int)
+    packets.add_argument("--after", type=int, default=0, help="start after packet N")
+    packets.add_argument("--limit", type=int, default=200, help="at most N packets (1-1000)")
+    packets.add_argument("--filter", help="display filter, e.g. 'icmp and host 10.1.1.12'")
+    for p in [start, pcap, packets] + [capture_sub.choices[n] for n in ("stop", "show", "list")]:
         p.add_argument("--json", action="store_true")
     capture.set_defaults(func=cmd_capture)
 

@@ -1,9 +1,11 @@
 """The analyzer's recorder: runs inside an analyzer VM and writes every mirrored copy it
 receives to the pcap file of its capture.
 
-Copies arrive as Ethernet-in-MPLS frames; the MPLS label names the capture. The recorder strips
-the outer Ethernet and MPLS headers, so each capture's file holds the original frames exactly,
-and writes them to DIRECTORY/label-LABEL.pcap. Anything else the analyzer receives (ARP, its
+Copies arrive as Ethernet-in-MPLS frames; the MPLS label names the capture, its traffic class
+the direction (EGRESS_TC: delivered to the monitored VM; INGRESS_TC: sent by it). The recorder
+strips the outer Ethernet and MPLS headers, so each capture's file holds the original frames
+exactly, and writes them to DIRECTORY/label-LABEL.pcap, their directions to
+DIRECTORY/label-LABEL.directions (lab/pcap.py). Anything else the analyzer receives (ARP, its
 own network's traffic) is ignored.
 
 Each capture's file has limits, set by the controller in DIRECTORY/label-LABEL.limits.json
@@ -25,7 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from lab.pcap import GLOBAL_HEADER, PCAP_HEADER, complete_end, record_bytes
+from lab.pcap import (
+    DIRECTION_BYTES, EGRESS, GLOBAL_HEADER, INGRESS, PCAP_HEADER, UNKNOWN_DIRECTION, complete_end,
+    record_bytes,
+)
 
 ETH_P_ALL = 0x0003
 ETH_P_MPLS = 0x8847
@@ -34,11 +39,19 @@ FLUSH_INTERVAL = 0.05
 MIB = 1 << 20
 DEFAULT_LIMIT_BYTES = 100 * MIB
 DEFAULT_MIN_FREE_BYTES = 256 * MIB
+# The MPLS traffic class of a copy says which mirror table made it.
+INGRESS_TC = 0
+EGRESS_TC = 1
 
 
 def capture_file(directory: Path, label: int) -> Path:
     """Where the recorder writes the copies carrying `label`."""
     return directory / f"label-{label}.pcap"
+
+
+def directions_file(directory: Path, label: int) -> Path:
+    """Where the recorder writes the direction of each copy carrying `label` (one byte each)."""
+    return directory / f"label-{label}.directions"
 
 
 def limits_file(directory: Path, label: int) -> Path:
@@ -77,38 +90,50 @@ def format_size(size: int) -> str:
     return f"{size / MIB:.1f} MiB"
 
 
-def parse_copy(frame: bytes) -> tuple[int, bytes] | None:
-    """(label, original frame) of a mirrored copy, or None if `frame` is not one."""
+def parse_copy(frame: bytes) -> tuple[int, str, bytes] | None:
+    """(label, direction, original frame) of a mirrored copy, or None if `frame` is not one;
+    direction is "ingress" (the monitored VM sent it) or "egress" (it was delivered to it)."""
     if len(frame) <= OUTER_HEADERS or int.from_bytes(frame[12:14], "big") != ETH_P_MPLS:
         return None
     shim = int.from_bytes(frame[14:18], "big")
     if not shim & 0x100:  # bottom of stack: our copies carry exactly one label
         return None
-    return shim >> 12, frame[OUTER_HEADERS:]
+    traffic_class = shim >> 9 & 0x7
+    if traffic_class not in (INGRESS_TC, EGRESS_TC):
+        return None
+    return shim >> 12, EGRESS if traffic_class == EGRESS_TC else INGRESS, frame[OUTER_HEADERS:]
 
 
 @dataclass
 class _Output:
     file: BinaryIO
+    directions: BinaryIO
     size: int
     limit_bytes: int
     min_free_bytes: int
 
 
-def _open_for_append(path: Path) -> tuple[BinaryIO, int]:
-    """The pcap file at `path` open for appending, and its size: a new file gets the global
-    header; an existing one loses a last record cut short (its writer was killed)."""
+def _open_for_append(path: Path, directions_path: Path) -> tuple[BinaryIO, BinaryIO, int]:
+    """The pcap file at `path` and its directions file open for appending, and the pcap file's
+    size: a new file gets the global header; an existing one loses a last record cut short (its
+    writer was killed), and its directions file is made one byte per record again."""
+    records = 0
     if path.exists():
         with open(path, "r+b") as pcap:
-            end = complete_end(pcap)
+            end, records = complete_end(pcap)
             pcap.truncate(end)
     else:
         end = 0
+    with open(directions_path, "a+b") as directions:
+        directions.seek(0, 2)
+        known = directions.tell()
+        directions.truncate(min(known, records))
+        directions.write(UNKNOWN_DIRECTION * (records - known))
     out = open(path, "ab")
     if end < GLOBAL_HEADER:
         out.write(PCAP_HEADER)
         end = GLOBAL_HEADER
-    return out, end
+    return out, open(directions_path, "ab"), end
 
 
 class Recorder:
@@ -126,7 +151,7 @@ class Recorder:
         parsed = parse_copy(frame)
         if parsed is None:
             return
-        label, original = parsed
+        label, direction, original = parsed
         if label in self.stopped:
             return
         out = self.outputs.get(label) or self._open(label)
@@ -137,6 +162,7 @@ class Recorder:
             self._stop(label, f"limit reached ({out.limit_bytes} bytes)")
             return
         out.file.write(record)
+        out.directions.write(DIRECTION_BYTES[direction])
         out.size += len(record)
         self.dirty.add(label)
 
@@ -148,8 +174,9 @@ class Recorder:
             limits = json.loads(limits_file(self.directory, label).read_text())
         except (OSError, ValueError):
             limits = {}
-        file, size = _open_for_append(capture_file(self.directory, label))
-        out = self.outputs[label] = _Output(file, size,
+        file, directions, size = _open_for_append(capture_file(self.directory, label),
+                                                  directions_file(self.directory, label))
+        out = self.outputs[label] = _Output(file, directions, size,
                                             limits.get("limit_bytes", DEFAULT_LIMIT_BYTES),
                                             limits.get("min_free_bytes", DEFAULT_MIN_FREE_BYTES))
         self._check_disk_floor([label])
@@ -166,6 +193,7 @@ class Recorder:
     def _stop(self, label: int, reason: str) -> None:
         out = self.outputs.pop(label)
         out.file.close()
+        out.directions.close()
         self.dirty.discard(label)
         self.stopped.add(label)
         _write_json(stop_report_file(self.directory, label), {"reason": reason, "bytes": out.size})
@@ -176,6 +204,7 @@ class Recorder:
         disk went below its free-space floor."""
         for label in self.dirty:
             self.outputs[label].file.flush()
+            self.outputs[label].directions.flush()
         self.dirty.clear()
         if self.outputs:
             self._check_disk_floor(list(self.outputs))

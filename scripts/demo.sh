@@ -27,10 +27,10 @@ step "vm1 pings vm2 (10.1.1.12, on another compute node)"
 "$mirrorlab" exec vm1 -- ping -c 5 -i 0.2 10.1.1.12
 sleep 1
 
-step "What the analyzer received (tshark reading the capture's pcap)"
-pcap=$(mktemp --suffix=.pcap)
+step "What the analyzer received (tshark reading the capture's pcapng: the direction as vm1 saw it, then each packet)"
+pcap=$(mktemp --suffix=.pcapng)
 "$mirrorlab" capture pcap "$capture_id" -o "$pcap"
-tshark -r "$pcap" 2>/dev/null
+tshark -r "$pcap" -T fields -e frame.number -e frame.packet_flags_direction -e _ws.col.Source -e _ws.col.Destination -e _ws.col.Info 2>/dev/null
 "$mirrorlab" capture show "$capture_id"
 
 step "Stopping the capture: its mirror flows are removed"

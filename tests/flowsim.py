@@ -128,7 +128,12 @@ def _encap(packet: dict, header: str) -> dict:
         return {"packet_type": "mpls", "mpls_label": 0, "inner": packet}
     assert header == "ethernet" and packet.get("packet_type") == "mpls", "encap(ethernet) needs MPLS"
     return {"packet_type": "ethernet", "eth_src": "00:00:00:00:00:00", "eth_dst": "00:00:00:00:00:00",
-            "eth_type": 0x8847, "mpls_label": packet["mpls_label"], "inner": packet["inner"]}
+            "eth_type": 0x8847, **_mpls_fields(packet), "inner": packet["inner"]}
+
+
+def _mpls_fields(packet: dict) -> dict:
+    """The MPLS label of `packet`, and its traffic class if one was set (0 otherwise)."""
+    return {key: packet[key] for key in ("mpls_label", "mpls_tc") if key in packet}
 
 
 def _decap(packet: dict, inner_ethernet: bool) -> dict:
@@ -136,7 +141,7 @@ def _decap(packet: dict, inner_ethernet: bool) -> dict:
         assert packet.get("packet_type") == "mpls", "this decap pops MPLS"
         return packet["inner"]
     assert packet.get("eth_type") == 0x8847, "decap() pops an Ethernet header around MPLS"
-    return {"packet_type": "mpls", "mpls_label": packet["mpls_label"], "inner": packet["inner"]}
+    return {"packet_type": "mpls", **_mpls_fields(packet), "inner": packet["inner"]}
 
 
 @dataclass

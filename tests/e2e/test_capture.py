@@ -142,9 +142,25 @@ def test_direction_gives_exactly_the_requests_replies_or_both(analyzers, clean_l
     # Everything recorded is vm1's: sent by it, sent to it, or flooded to it (multicast).
     assert all(vm1_mac in (f[Ether].src, f[Ether].dst) or int(f[Ether].dst[:2], 16) & 1
                for f in mirrored)
-    tshark = subprocess.run(["tshark", "-r", str(tmp_path / f"capture-{capture['id']}.pcap"), "-Y", "icmp"],
+    # Each packet's direction, seen from vm1: the requests it sent are ingress ("Outbound" in
+    # the pcapng), the replies delivered to it egress ("Inbound").
+    tshark = subprocess.run(["tshark", "-r", str(tmp_path / f"capture-{capture['id']}.pcap"), "-Y",
+                             "icmp", "-T", "fields", "-e", "icmp.type", "-e", "frame.packet_flags_direction"],
                             capture_output=True, text=True)
-    assert tshark.returncode == 0 and len(tshark.stdout.splitlines()) == expected
+    assert tshark.returncode == 0, tshark.stderr
+    flags = {"8": "0x00000002", "0": "0x00000001"}
+    lines = [line.split("\t") for line in tshark.stdout.splitlines()]
+    assert len(lines) == expected and all(flags[kind] == flag for kind, flag in lines), lines
+    listed = lab.api("GET", f"/api/captures/{capture['id']}/packets").json()["packets"]
+    echoes = [(p["summary"].split(" id=")[0], p["direction"], p["direction_text"]) for p in listed
+              if p["summary"].startswith("Echo (ping)")]
+    assert sorted(set(echoes)) == sorted(
+        {8: ("Echo (ping) request", "ingress", "from vm1"),
+         0: ("Echo (ping) reply", "egress", "to vm1")}[kind] for kind in types)
+    classic = lab.api("GET", f"/api/captures/{capture['id']}/pcap", params={"format": "pcap"})
+    assert classic.content[:4] == bytes.fromhex("d4c3b2a1")
+    (tmp_path / "classic.pcap").write_bytes(classic.content)
+    assert [bytes(f) for f in rdpcap(str(tmp_path / "classic.pcap"))] == [bytes(f) for f in mirrored]
     os.unlink(own_view)
 
 
@@ -387,8 +403,14 @@ def test_cli_capture_session(analyzers, clean_lab, tmp_path):
     shown_count = int(re.search(r" (\d+) packets, \d+ bytes", shown).group(1))
     assert recorded <= shown_count <= packets(lab, started["id"])
     assert str(started["id"]) in lab.cli("capture", "list").stdout
-    pcap = tmp_path / "cli.pcap"
+    listed = lab.cli("capture", "packets", str(started["id"]), "--filter", "icmp").stdout
+    assert listed.count("from vm1") == 3 and "to vm1" not in listed, listed
+    classic = tmp_path / "cli-classic.pcap"
+    lab.cli("capture", "pcap", str(started["id"]), "--classic", "-o", str(classic))
+    assert classic.read_bytes()[:4] == bytes.fromhex("d4c3b2a1")
+    pcap = tmp_path / "cli.pcapng"
     lab.cli("capture", "pcap", str(started["id"]), "-o", str(pcap))
+    assert pcap.read_bytes()[:4] == bytes.fromhex("0a0d0d0a")
     decoded = subprocess.run(["tshark", "-r", str(pcap), "-T", "fields", "-e", "_ws.col.Protocol",
                               "-e", "_ws.col.Info"], capture_output=True, text=True, check=True).stdout
     lines = decoded.splitlines()

@@ -146,9 +146,12 @@ def test_a_capture_stops_at_its_limit_with_the_reason(default_analyzer, clean_la
     assert capture_flows_of(lab, "compute1", capture["id"]) == []
     shown = lab.cli("capture", "show", str(capture["id"])).stdout
     assert f"capture {capture['id']}: stopped" in shown and "(limit reached (20000 bytes))" in shown
-    pcap = tmp_path / "limited.pcap"
-    assert f"({stopped['file_bytes']} bytes)" in lab.cli("capture", "pcap", str(capture["id"]),
-                                                         "-o", str(pcap)).stdout
+    pcap = tmp_path / "limited.pcap"  # the recorded file itself, which the limit bounds
+    assert f"({stopped['file_bytes']} bytes, pcap)" in lab.cli(
+        "capture", "pcap", str(capture["id"]), "--classic", "-o", str(pcap)).stdout
     assert len(rdpcap(str(pcap))) == stopped["packets"] > 10
+    pcapng = tmp_path / "limited.pcapng"  # the same packets, with their directions
+    lab.cli("capture", "pcap", str(capture["id"]), "-o", str(pcapng))
+    assert [bytes(f) for f in rdpcap(str(pcapng))] == [bytes(f) for f in rdpcap(str(pcap))]
     refused = lab.api("POST", "/api/captures", json={"vm": "vm1", "limit_bytes": 100})
     assert refused.status_code == 400 and refused.json()["field"] == "limit_bytes"

@@ -161,11 +161,14 @@ def test_one_click_captures_to_the_default_analyzer_live_and_close_stops_it(lab,
     expect(requests).to_have_count(10)
     expect(packet_rows(page, "Echo (ping) reply", peer)).to_have_count(10)
     cells = requests.first.locator("td")
-    expect(cells.nth(2)).to_have_text(source)
-    expect(cells.nth(3)).to_have_text(peer)
-    expect(cells.nth(4)).to_have_text("ICMP")
-    expect(cells.nth(5)).to_have_text("98")
-    expect(cells.nth(6)).to_have_text(re.compile(r"Echo \(ping\) request id=0x[0-9a-f]{4}, seq=1$"))
+    expect(cells.nth(2)).to_have_text(f"from {target.interface.vm}")
+    expect(cells.nth(3)).to_have_text(source)
+    expect(cells.nth(4)).to_have_text(peer)
+    expect(cells.nth(5)).to_have_text("ICMP")
+    expect(cells.nth(6)).to_have_text("98")
+    expect(cells.nth(7)).to_have_text(re.compile(r"Echo \(ping\) request id=0x[0-9a-f]{4}, seq=1$"))
+    reply = packet_rows(page, "Echo (ping) reply", peer).first.locator("td")
+    expect(reply.nth(2)).to_have_text(f"to {target.interface.vm}")
     packets = page.locator("[data-stat=packets]")
     expect(packets).to_have_text(re.compile(r"^\d+$"))
     assert int(packets.inner_text()) >= 20
@@ -271,7 +274,7 @@ def test_details_of_an_icmp_packet_show_its_fields_and_bytes(lab, page, target):
                   f"Source Address: {source}", f"Destination Address: {peer}", "Time to Live: 64"):
         expect(field(label)).to_be_visible()
 
-    pcap = ARTIFACTS / "ui-details.pcap"
+    pcap = ARTIFACTS / "ui-details.pcapng"
     pcap.write_bytes(lab.api("GET", f"/api/captures/{capture['id']}/pcap").content)
     frame = bytes(rdpcap(str(pcap))[number - 1])
     assert frame[34] == 8 and IP(frame[14:]).src == source
@@ -423,7 +426,7 @@ def test_chosen_analyzer_in_one_direction_topology_pcap_and_stop(lab, page, targ
     topology.close()
 
     with page.expect_download() as download:
-        page.get_by_role("link", name="Download pcap").click()
+        page.get_by_role("link", name="Download pcapng").click()
     pcap = ARTIFACTS / "ui-capture-ingress.pcap"
     download.value.save_as(pcap)
     pings = [frame for frame in rdpcap(str(pcap)) if frame.haslayer(ICMP)]

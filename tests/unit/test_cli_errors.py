@@ -25,7 +25,7 @@ class FakeApi(BaseHTTPRequestHandler):
 
     def _answer(self):
         FakeApi.requests.append((self.command, self.path, self.headers.get("Authorization")))
-        if self.path.endswith("/pcap"):
+        if self.path.split("?")[0].endswith("/pcap"):
             self.send_response(200)
             self.send_header("Content-Length", "4")
             self.end_headers()
@@ -107,5 +107,5 @@ def test_usage_errors_are_one_line(tmp_path, args, message):
 def test_an_unwritable_output_file_is_one_line(fake_lab, tmp_path):
     """A file the CLI cannot write is named in one line, not a traceback."""
     result = mirrorlab(fake_lab, "capture", "pcap", "1", "-o", str(tmp_path / "no" / "dir" / "x.pcap"))
-    assert result.returncode == 1 and FakeApi.requests[0][1] == "/api/captures/1/pcap"
+    assert result.returncode == 1 and FakeApi.requests[0][1] == "/api/captures/1/pcap?format=pcapng"
     assert result.stderr.count("\n") == 1 and "No such file or directory" in result.stderr

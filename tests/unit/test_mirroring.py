@@ -48,10 +48,12 @@ def analyzer_iface(topology, instance="cap"):
     return analyzers(topology)[instance].interfaces[0]
 
 
-def mirrored(packet: dict, capture: Capture, analyzer) -> dict:
-    """The copy of `packet` that `capture` hands to the analyzer's port."""
+def mirrored(packet: dict, capture: Capture, analyzer, delivered: bool = False) -> dict:
+    """The copy of `packet` that `capture` hands to the analyzer's port; a copy of what was
+    `delivered` to the monitored VM (egress) carries MPLS traffic class 1, one of what it sent 0."""
     return {"packet_type": "ethernet", "eth_src": VROUTER_MAC, "eth_dst": analyzer.mac,
-            "eth_type": MPLS, "mpls_label": capture.label, "inner": packet}
+            "eth_type": MPLS, "mpls_label": capture.label, **({"mpls_tc": 1} if delivered else {}),
+            "inner": packet}
 
 
 def split(deliveries, port_name):
@@ -101,7 +103,7 @@ def test_capture_copies_exactly_the_monitored_traffic(default_topo, analyzer_com
         if capture.direction.copies_ingress and sender == "tap-vm1-0":
             expected.append(mirrored(frame, capture, analyzer))
         if capture.direction.copies_egress:
-            expected += [mirrored(d.packet, capture, analyzer) for d in plain
+            expected += [mirrored(d.packet, capture, analyzer, delivered=True) for d in plain
                          if d.port_name == "tap-vm1-0"]
         assert copies == expected, (sender, frame)
         assert others == [(d.port_name, d.packet) for d in plain], (sender, frame)
@@ -129,7 +131,7 @@ def test_egress_copy_of_arp_reply(default_topo):
                            "tap-an1-0")
     [(port, reply)] = others
     assert port == "tap-vm1-0" and reply["arp_op"] == 2 and reply["arp_sha"] == vm2.mac
-    assert copies == [mirrored(reply, capture, analyzer_iface(topo))]
+    assert copies == [mirrored(reply, capture, analyzer_iface(topo), delivered=True)]
 
 
 def test_copy_to_remote_analyzer_crosses_fabric_with_capture_label(default_topo):
@@ -152,10 +154,10 @@ def test_egress_copy_of_fabric_traffic_goes_back_out_to_remote_analyzer(default_
     sim = LabSim(topo, [capture])
     copies, others = split(sim.send("tap-vm2-0", frame), "tap-an1-0")
     assert others == [("tap-vm1-0", frame)]
-    assert copies == [mirrored(frame, capture, analyzer_iface(topo))]
+    assert copies == [mirrored(frame, capture, analyzer_iface(topo), delivered=True)]
     c1, c2 = topo.compute("compute1"), topo.compute("compute2")
     assert sim.fabric_frames == [("compute2", overlay(frame, 100, c2, c1)),
-                                 ("compute1", overlay(frame, capture.label, c1, c2))]
+                                 ("compute1", overlay(frame, capture.label, c1, c2) | {"mpls_tc": 1})]
 
 
 @pytest.mark.parametrize("analyzer_compute", ["compute1", "compute2"])
@@ -200,7 +202,7 @@ def test_copy_landing_on_a_remote_analyzer_is_not_mirrored_again(default_topo, s
     copy_port = analyzer_iface(topo, second_analyzer).port_name
     assert [(d.port_name, d.packet) for d in sim.send(other.port_name, frame)] == [
         (analyzer.port_name, frame),
-        (copy_port, mirrored(frame, of_analyzer, analyzer_iface(topo, second_analyzer)))]
+        (copy_port, mirrored(frame, of_analyzer, analyzer_iface(topo, second_analyzer), delivered=True))]
 
 
 def test_copies_reach_only_the_analyzer(default_topo):
@@ -229,8 +231,11 @@ def test_two_captures_on_one_interface_to_two_analyzers(default_topo):
     vm1, vm2, vm3 = (iface(topo, f"vm{n}") for n in range(1, 4))
     for sender, frame in [("tap-vm1-0", ip_frame(vm1, vm3)), ("tap-vm2-0", ip_frame(vm2, vm1))]:
         deliveries = sim.send(sender, frame)
-        assert [d.packet for d in deliveries if d.port_name == "tap-an1-0"] == [mirrored(frame, first, one)]
-        assert [d.packet for d in deliveries if d.port_name == "tap-an2-0"] == [mirrored(frame, second, two)]
+        delivered = sender != "tap-vm1-0"
+        assert [d.packet for d in deliveries if d.port_name == "tap-an1-0"] == [
+            mirrored(frame, first, one, delivered)]
+        assert [d.packet for d in deliveries if d.port_name == "tap-an2-0"] == [
+            mirrored(frame, second, two, delivered)]
 
 
 def test_eight_captures_on_one_interface_give_eight_copies(default_topo):
@@ -254,7 +259,7 @@ def test_capture_of_analyzer_own_interface_does_not_loop(default_topo):
     sim = LabSim(topo, [capture])
     for frame in (ip_frame(an2, an1), broadcast_frame(an2)):
         delivered = [d.packet for d in sim.send("tap-an2-0", frame)]
-        assert delivered == [frame, mirrored(frame, capture, an1)]
+        assert delivered == [frame, mirrored(frame, capture, an1, delivered=True)]
 
 
 def test_capture_of_analyzer_own_interface_copies_what_it_sends(default_topo):
@@ -275,7 +280,7 @@ def test_egress_copy_of_traffic_sent_by_the_analyzer(default_topo):
     frame = ip_frame(analyzer, iface(topo, "vm1"))
     copies, others = split(LabSim(topo, [capture]).send(analyzer.port_name, frame), analyzer.port_name)
     assert others == [("tap-vm1-0", frame)]
-    assert copies == [mirrored(frame, capture, analyzer)]
+    assert copies == [mirrored(frame, capture, analyzer, delivered=True)]
 
 
 def test_egress_copy_of_broadcast_sent_by_the_analyzer(default_topo):
@@ -288,7 +293,7 @@ def test_egress_copy_of_broadcast_sent_by_the_analyzer(default_topo):
     copies, others = split(LabSim(topo, [capture]).send(analyzer.port_name, frame), analyzer.port_name)
     assert sorted(port for port, _ in others) == ["tap-vm1-0", "tap-vm2-0", "tap-vm3-0"]
     assert all(packet == frame for _, packet in others)
-    assert copies == [mirrored(frame, capture, analyzer)]
+    assert copies == [mirrored(frame, capture, analyzer, delivered=True)]
 
 
 @pytest.mark.parametrize("direction", DIRECTIONS)
@@ -413,7 +418,9 @@ def test_copy_clears_its_input_port_and_leaves_by_the_exit_port(default_topo, an
         actions = copy_actions(f)
         assert (actions[0], actions[-1]) == (SetField("in_port", 0), Output(exit_port))
         assert Output("in_port") not in actions
-    assert copy_actions(flows[0]) == copy_actions(flows[1])
+    egress, ingress = (list(copy_actions(f)) for f in flows)
+    marker = egress.index(SetField("mpls_tc", 1))  # egress copies say so; ingress ones carry 0
+    assert egress[:marker] + egress[marker + 1:] == ingress
 
 
 def test_ingress_copy_of_local_analyzer_own_port_leaves_by_its_number(default_topo):

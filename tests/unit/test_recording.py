@@ -10,27 +10,33 @@ from scapy.utils import rdpcap
 from controller import pcapfile
 from controller.pcapfile import CHECKPOINT_EVERY, PcapIndex, read_prefix
 from lab.pcap import GLOBAL_HEADER, PCAP_HEADER, RECORD_HEADER, record_bytes
-from lab.recorder import Recorder, capture_file, parse_copy, set_limits, stop_report
+from lab.recorder import (
+    Recorder, capture_file, directions_file, parse_copy, set_limits, stop_report,
+)
 
 ORIGINAL = bytes.fromhex("02000a01010c02000a01010b0800") + b"\x45" + bytes(40)
 
 
-def copy_of(frame: bytes, label: int) -> bytes:
-    """A mirrored copy as it reaches the analyzer: Ethernet, one MPLS label, the frame."""
+def copy_of(frame: bytes, label: int, traffic_class: int = 0) -> bytes:
+    """A mirrored copy as it reaches the analyzer: Ethernet, one MPLS label (its traffic class
+    saying the direction: 0 sent by the VM, 1 delivered to it), the frame."""
     outer = bytes.fromhex("02000afa020300005e000100") + b"\x88\x47"
-    return outer + struct.pack("!I", label << 12 | 0x100 | 64) + frame
+    return outer + struct.pack("!I", label << 12 | traffic_class << 9 | 0x100 | 64) + frame
 
 
-def test_parse_copy_returns_label_and_original_frame():
-    """A copy gives its label and the untouched frame; anything else is not a copy."""
-    assert parse_copy(copy_of(ORIGINAL, 0x80001)) == (0x80001, ORIGINAL)
+def test_parse_copy_returns_label_direction_and_original_frame():
+    """A copy gives its label, its direction and the untouched frame; anything else is not a
+    copy."""
+    assert parse_copy(copy_of(ORIGINAL, 0x80001)) == (0x80001, "ingress", ORIGINAL)
+    assert parse_copy(copy_of(ORIGINAL, 0x80001, traffic_class=1)) == (0x80001, "egress", ORIGINAL)
+    assert parse_copy(copy_of(ORIGINAL, 0x80001, traffic_class=5)) is None  # not ours
     assert parse_copy(ORIGINAL) is None
     not_bottom = copy_of(ORIGINAL, 7)[:16] + b"\x00\x40" + ORIGINAL
     assert parse_copy(not_bottom) is None
     odd_ttl_not_bottom = copy_of(ORIGINAL, 7)[:16] + b"\x00\x41" + ORIGINAL
     assert parse_copy(odd_ttl_not_bottom) is None
     assert parse_copy(copy_of(b"", 0x80001)) is None  # the wrapper alone, no frame
-    assert parse_copy(copy_of(b"x", 0x80001)) == (0x80001, b"x")
+    assert parse_copy(copy_of(b"x", 0x80001)) == (0x80001, "ingress", b"x")
     ipv4_with_bit_8_set = ORIGINAL[:14] + b"\x45\x00\x01\x00" + ORIGINAL[18:]
     assert parse_copy(ipv4_with_bit_8_set) is None  # not MPLS, whatever follows
 
@@ -69,7 +75,11 @@ def test_index_leaves_a_half_written_record_for_later(tmp_path):
     assert index.count(path) == (1, len(ORIGINAL))
     with open(path, "ab") as pcap:
         pcap.write(record[30:])
+    assert index.count(path) == (1, len(ORIGINAL))  # its direction is not written yet either
+    with open(directions_file(tmp_path, 0x80003), "ab") as directions:
+        directions.write(b"e")
     assert index.count(path) == (2, 2 * len(ORIGINAL))
+    assert [r.direction for r in index.records(path, 0, 2)[0]] == ["ingress", "egress"]
 
 
 def test_recorder_stops_a_capture_at_its_limit_and_says_why(tmp_path):

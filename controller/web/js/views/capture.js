@@ -111,8 +111,11 @@ export function captureView(container, vrouterName, interfaceName) {
     view.stopButton.hidden = !(phase === "active" || phase === "stopping");
     view.stopButton.disabled = phase !== "active";
     view.startButton.hidden = !(phase === "stopped" || phase === "failed");
-    view.download.hidden = !capture;
-    if (capture) view.download.href = `/api/captures/${capture.id}/pcap`;
+    view.download.hidden = view.downloadClassic.hidden = !capture;
+    if (capture) {
+      view.download.href = `/api/captures/${capture.id}/pcap`;
+      view.downloadClassic.href = `/api/captures/${capture.id}/pcap?format=pcap`;
+    }
   }
 
   function stopRenewing() {
@@ -148,7 +151,7 @@ export function captureView(container, vrouterName, interfaceName) {
     const rows = h("tbody");
     const scroller = h("div", {class: "packet-scroll", tabindex: "0", "aria-label": "Packet list: arrow keys move, Esc closes the details"},
       h("table", {class: "packet-table", "aria-label": "Captured packets"},
-        h("thead", null, h("tr", null, ["No.", "Time", "Source", "Destination", "Protocol", "Length", "Info"]
+        h("thead", null, h("tr", null, ["No.", "Time", "Direction", "Source", "Destination", "Protocol", "Length", "Info"]
           .map((label) => h("th", {scope: "col"}, label)))),
         rows));
     scroller.addEventListener("scroll", () => {
@@ -179,14 +182,16 @@ export function captureView(container, vrouterName, interfaceName) {
       stopButton: h("button", {type: "button", class: "button danger", onclick: stop}, icon("stop"), "Stop"),
       startButton: h("button", {type: "button", class: "button primary", onclick: () => start()}, icon("play"), "Start capture"),
       closeButton: h("button", {type: "button", class: "button", onclick: close}, icon("close"), "Close"),
-      download: h("a", {class: "button", download: ""}, icon("download"), "Download pcap"),
+      download: h("a", {class: "button", download: "", title: "pcapng: each packet with its direction (Wireshark: Inbound = delivered to the VM, Outbound = sent by it)"},
+        icon("download"), "Download pcapng"),
+      downloadClassic: h("a", {class: "button", download: "", title: "classic pcap, without directions"}, "classic pcap"),
       packets: stat("packets", "Packets"), bytes: stat("bytes", "Bytes"),
       duration: stat("duration", "Duration"), lease: stat("lease", "Lease"),
     };
     replaceChildren(body,
       h("section", {class: "card capture-run"},
         h("div", {class: "capture-head"}, view.meta,
-          h("div", {class: "capture-actions"}, view.download, view.stopButton, view.startButton, view.closeButton)),
+          h("div", {class: "capture-actions"}, view.download, view.downloadClassic, view.stopButton, view.startButton, view.closeButton)),
         h("div", {class: "capture-controls"},
           h("div", {class: "control"}, h("label", {for: "capture-analyzer"}, "Analyzer"), analyzer),
           h("fieldset", {class: "control"}, h("legend", null, "Direction"),
@@ -381,6 +386,9 @@ export function captureView(container, vrouterName, interfaceName) {
       view.rows.append(h("tr", {class: protocolClass(packet.protocol), dataset: {index: String(packet.index)}},
         h("td", {class: "num"}, String(packet.index)),
         h("td", {class: "num", title: formatClock(packet.time)}, Math.max(0, packet.time - startedAt).toFixed(6)),
+        h("td", {class: `direction direction-${packet.direction || "unknown"}`,
+                 title: packet.direction ? `${packet.direction}, seen from the vRouter` : "direction unknown"},
+          packet.direction_text),
         h("td", null, packet.source), h("td", null, packet.destination), h("td", null, packet.protocol),
         h("td", {class: "num"}, String(packet.length)), h("td", {class: "info"}, packet.summary)));
     }
@@ -394,7 +402,7 @@ export function captureView(container, vrouterName, interfaceName) {
 
   function skipAhead() {
     const skipped = knownTotal - PAGE_SIZE - nextAfter;
-    view.rows.append(h("tr", {class: "skipped"}, h("td", {colspan: 7},
+    view.rows.append(h("tr", {class: "skipped"}, h("td", {colspan: 8},
       `\u2026 ${skipped} packets not shown here (too many to follow live); the pcap holds them all`)));
     nextAfter += skipped;
   }
