@@ -268,8 +268,8 @@ class ControllerService:
         renewed. Its pcap file holds at most `limit_bytes` (default: the controller's capture
         limit). Refused when the disk is below its free-space floor or the analyzer's recorder
         failed. `origin` says who starts it. The capture gets a random secret, which its
-        starter needs for a beacon stop or a renewal. If a vRouter does not confirm, the capture is stopped again and
-        `VRouterUnavailable` names the vRouter."""
+        starter needs for a beacon stop or a renewal. If a vRouter does not confirm, the
+        capture is stopped again and `VRouterUnavailable` names the vRouter."""
         self.require_whole_lab()
         free = self.free_disk_bytes()
         if free < self.min_free_bytes:
