@@ -58,7 +58,7 @@ function createForm(computes, networks, created) {
       const analyzer = await post("/api/analyzers",
         {name: name.value.trim(), compute: compute.value, network: network.value || undefined});
       notify("info", `Analyzer ${analyzer.name} created:`,
-        `${analyzer.vm} on ${analyzer.compute}, ${analyzer.network} ${analyzer.ip}`);
+        `VM ${analyzer.vm} on ${analyzer.compute}, ${analyzer.network} ${analyzer.ip}`);
       name.value = "";
       await created();
     } catch (error) {
