@@ -48,6 +48,10 @@ class Direction(str, enum.Enum):
         return self is not Direction.INGRESS
 
 
+# Who may say they start a capture: the capture screen, the CLI, any other API client.
+REQUEST_ORIGINS = ("screen", "cli", "api")
+
+
 @dataclass(frozen=True)
 class Capture:
     """One capture: which interface, which direction, to which analyzer, in which slot."""
@@ -71,6 +75,9 @@ class Capture:
     # What a browser presents to stop the capture by beacon or renew its lease: known only to
     # whoever started it (kept out of repr, so it stays out of logs).
     secret: str | None = field(default=None, repr=False)
+    # Who started it: the capture screen, the CLI, another API client (or, later, a port's
+    # mirroring configuration).
+    origin: str = "api"
 
     @property
     def active(self) -> bool:
@@ -148,9 +155,14 @@ MAX_LEASE_SECONDS = 3600.0
 def plan_capture(topology: Topology, captures: list[Capture], capture_id: int, vrouter: str,
                  interface: str, direction: str | None, analyzer: str, now: float,
                  lease_seconds: float | None = None,
-                 limit_bytes: int = DEFAULT_LIMIT_BYTES, secret: str | None = None) -> Capture:
+                 limit_bytes: int = DEFAULT_LIMIT_BYTES, secret: str | None = None,
+                 origin: str = "api") -> Capture:
     """A new capture, checked against the topology, its analyzers and the active captures;
-    `secret` is what its beacon stop and lease renewals must present."""
+    `secret` is what its beacon stop and lease renewals must present; `origin` says who
+    starts it (one of REQUEST_ORIGINS)."""
+    if origin not in REQUEST_ORIGINS:
+        raise InvalidRequest(f"bad origin '{origin}' (use {', '.join(REQUEST_ORIGINS[:-1])} "
+                             f"or {REQUEST_ORIGINS[-1]})", "origin")
     if limit_bytes < MIN_LIMIT_BYTES:
         raise InvalidRequest(f"bad limit_bytes {limit_bytes} (at least {MIN_LIMIT_BYTES})",
                              "limit_bytes")
@@ -178,7 +190,7 @@ def plan_capture(topology: Topology, captures: list[Capture], capture_id: int, v
                    direction=parsed_direction, analyzer=analyzer, slot=free[0], started_at=now,
                    lease_seconds=lease_seconds,
                    lease_expires_at=now + lease_seconds if lease_seconds is not None else None,
-                   limit_bytes=limit_bytes, secret=secret)
+                   limit_bytes=limit_bytes, secret=secret, origin=origin)
 
 
 def plan_analyzer(topology: Topology, name: str, network: str | None, compute: str | None) -> VM:

@@ -29,8 +29,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
+import fastapi_offline
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
@@ -44,7 +46,7 @@ from controller.dissect import summarize
 from controller.errors import (
     Forbidden, InvalidRequest, MirrorlabError, NotFound, PayloadTooLarge, Unauthorized,
 )
-from controller.mirroring import MAX_LEASE_SECONDS, MIN_LIMIT_BYTES, analyzers
+from controller.mirroring import MAX_LEASE_SECONDS, MIN_LIMIT_BYTES, REQUEST_ORIGINS, analyzers
 from controller.packettree import dissect_frame
 from controller.pcapfile import pcapng_prefix, read_prefix
 from controller.service import ControllerService
@@ -54,6 +56,10 @@ from lab.topology import VM, ComputeNode, Interface
 LOG = logging.getLogger("mirrorlab.rest")
 # The monitor web UI: plain HTML, CSS and JavaScript modules, served as they are.
 WEB_DIR = Path(__file__).resolve().parent / "web"
+# Swagger UI's and ReDoc's scripts and styles, as the fastapi-offline package ships them, so the
+# API's documentation loads nothing from another host.
+DOCS_ASSETS = "/docs-assets"
+DOCS_ASSETS_DIR = Path(fastapi_offline.__file__).resolve().parent / "static"
 # The most packets one GET /api/captures/{id}/packets returns.
 MAX_PACKETS_PER_REQUEST = 1000
 # With a display filter, one GET /api/captures/{id}/packets reads at most this many recorded
@@ -157,6 +163,9 @@ class CaptureRequest(BaseModel):
     limit_bytes: int = Field(None, description="the most its pcap file holds; the capture "
                                                "stops there (default: the lab's capture limit)",
                              json_schema_extra={"minimum": MIN_LIMIT_BYTES})
+    origin: str = Field("api", description="who starts it: screen (the web UI's capture screen), "
+                                           "cli, or api (default)",
+                        json_schema_extra={"enum": list(REQUEST_ORIGINS)})
 
 
 class AnalyzerRequest(BaseModel):
@@ -323,6 +332,7 @@ def create_app(service: ControllerService, lease_seconds: float,
     """The API application serving `service` to the clients `access` admits; `lease_seconds`
     is what the web UI leases."""
     api = FastAPI(title="mirrorlab", version="0.1.0", dependencies=[Depends(_known_query_only)],
+                  docs_url=None, redoc_url=None,
                   description="Interface monitoring and mirroring of an emulated Contrail cloud. "
                               "Every error is a JSON body {\"error\": ..., \"field\": ...}.")
     api.add_middleware(RequestGuard, access=access)
@@ -437,7 +447,7 @@ def create_app(service: ControllerService, lease_seconds: float,
             "lease_expires_at": _iso(capture.lease_expires_at) if capture.active else None,
             "packets": packets, "bytes": total,
             "file_bytes": service.capture_file_size(capture), "limit_bytes": capture.limit_bytes,
-            "stop_reason": capture.stop_reason,
+            "stop_reason": capture.stop_reason, "origin": capture.origin,
         } | ({"secret": capture.secret} if with_secret else {})
 
     @api.get("/api/vrouters", responses=_errors())
@@ -500,7 +510,7 @@ def create_app(service: ControllerService, lease_seconds: float,
             raise InvalidRequest("missing 'interface' (or 'vm')", "interface")
         return capture_json(service.start_capture(vrouter, interface, request.direction,
                                                   request.analyzer, request.lease_seconds,
-                                                  request.limit_bytes),
+                                                  request.limit_bytes, request.origin),
                             with_secret=True)
 
     @api.post("/api/captures/{capture_id}/lease", responses=_errors(404, 409))
@@ -521,10 +531,12 @@ def create_app(service: ControllerService, lease_seconds: float,
 
     @api.delete("/api/captures/{capture_id}", responses=_errors(404))
     def stop_capture(capture_id: int):
-        """Stop a capture: its mirror flows are removed when this returns. No secret needed:
-        browsers only send a DELETE to another origin after a CORS preflight, which this API
-        never grants."""
-        return capture_json(service.stop_capture(capture_id))
+        """Stop a capture: its mirror flows are removed when this returns. Stopping a stopped
+        capture changes nothing and answers it with `"already_stopped": true`. No secret
+        needed: browsers only send a DELETE to another origin after a CORS preflight, which
+        this API never grants."""
+        already_stopped = not service.capture(capture_id).active
+        return capture_json(service.stop_capture(capture_id)) | {"already_stopped": already_stopped}
 
     @api.post("/api/captures/{capture_id}/stop", responses=_errors(404))
     def stop_capture_by_post(capture_id: int, secret: str = Query(description=SECRET_DESCRIPTION)):
@@ -562,11 +574,13 @@ def create_app(service: ControllerService, lease_seconds: float,
         """The packets the analyzer recorded for this capture after packet `after`, at most
         `limit`, with the columns of Wireshark's packet list; `total` counts all recorded.
         With `filter`, only the packets it matches; `next_after` is the `after` of the next
-        request (a filtered request reads at most FILTER_SCAN_LIMIT packets)."""
+        request (a filtered request reads at most FILTER_SCAN_LIMIT packets). `first_time` is
+        the time of packet 1 (null before any), from which tshark counts packets' times."""
         display_filter = parse_filter(filter_text) if filter_text else None
         matches, total, next_after = matching_packets(service.capture(capture_id), after, limit,
                                                       display_filter)
         capture = service.capture(capture_id)
+        first, _ = service.capture_records(capture, 0, 1)
         packets = []
         for number, record in matches:
             columns = summarize(record.data)
@@ -575,7 +589,8 @@ def create_app(service: ControllerService, lease_seconds: float,
                             "source": columns.source, "destination": columns.destination,
                             "protocol": columns.protocol, "length": len(record.data),
                             "summary": columns.summary})
-        return {"total": total, "packets": packets, "next_after": next_after}
+        return {"total": total, "packets": packets, "next_after": next_after,
+                "first_time": round(first[0].time, 6) if first else None}
 
     def direction_json(capture, record) -> dict:
         """The packet's direction as seen from the vRouter (ingress: the monitored VM sent it,
@@ -654,5 +669,21 @@ def create_app(service: ControllerService, lease_seconds: float,
         login.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
         return login
 
+    @api.get("/docs", include_in_schema=False)
+    def swagger_ui():
+        """The API's documentation (Swagger UI), its scripts and styles served from here."""
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="mirrorlab API",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url="/ui/favicon.svg")
+
+    @api.get("/redoc", include_in_schema=False)
+    def redoc():
+        """The API's documentation (ReDoc), its script served from here, without web fonts."""
+        return get_redoc_html(openapi_url="/openapi.json", title="mirrorlab API",
+                              redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+                              redoc_favicon_url="/ui/favicon.svg", with_google_fonts=False)
+
     api.mount("/ui", StaticFiles(directory=WEB_DIR), name="ui")
+    api.mount(DOCS_ASSETS, StaticFiles(directory=DOCS_ASSETS_DIR), name="docs-assets")
     return api

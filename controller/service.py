@@ -261,15 +261,15 @@ class ControllerService:
 
     def start_capture(self, vrouter: str, interface: str, direction: str | None = None,
                       analyzer: str | None = None, lease_seconds: float | None = None,
-                      limit_bytes: int | None = None) -> Capture:
+                      limit_bytes: int | None = None, origin: str = "api") -> Capture:
         """Start mirroring an interface; the flows are confirmed by the vRouters when this
         returns. Without `analyzer`, the default analyzer is used, launched on the interface's
         compute node if it does not exist yet. With `lease_seconds`, the capture stops unless
         renewed. Its pcap file holds at most `limit_bytes` (default: the controller's capture
         limit). Refused when the disk is below its free-space floor or the analyzer's recorder
-        failed. The capture gets a random secret, which its starter needs for a beacon stop or
-        a renewal. If a vRouter does not confirm, the capture is stopped again and
-        `VRouterUnavailable` names the vRouter."""
+        failed. `origin` says who starts it. The capture gets a random secret, which its
+        starter needs for a beacon stop or a renewal. If a vRouter does not confirm, the
+        capture is stopped again and `VRouterUnavailable` names the vRouter."""
         self.require_whole_lab()
         free = self.free_disk_bytes()
         if free < self.min_free_bytes:
@@ -288,7 +288,7 @@ class ControllerService:
                                    self.store.next_capture_id(), vrouter, interface, direction,
                                    analyzer, self.clock(), lease_seconds,
                                    self.capture_limit_bytes if limit_bytes is None else limit_bytes,
-                                   secret=secrets.token_urlsafe(24))
+                                   secret=secrets.token_urlsafe(24), origin=origin)
             recorder = self.recorders().get(analyzer, {})
             if recorder.get("state") == "failed":
                 raise Conflict(f"analyzer '{analyzer}' cannot record: its recorder failed "

@@ -30,14 +30,16 @@ CREATE TABLE IF NOT EXISTS captures (
     limit_bytes INTEGER NOT NULL DEFAULT %d,
     stop_reason TEXT,
     failed INTEGER NOT NULL DEFAULT 0,
-    secret TEXT
+    secret TEXT,
+    origin TEXT NOT NULL DEFAULT 'api'
 );
 """ % DEFAULT_LIMIT_BYTES
 # Columns added since the first schema, added to an older store when it is opened.
 ADDED_COLUMNS = {"limit_bytes": f"INTEGER NOT NULL DEFAULT {DEFAULT_LIMIT_BYTES}",
-                 "stop_reason": "TEXT", "failed": "INTEGER NOT NULL DEFAULT 0", "secret": "TEXT"}
+                 "stop_reason": "TEXT", "failed": "INTEGER NOT NULL DEFAULT 0", "secret": "TEXT",
+                 "origin": "TEXT NOT NULL DEFAULT 'api'"}
 CAPTURE_COLUMNS = ("id, compute, interface, direction, analyzer, slot, started_at, stopped_at, "
-                   "lease_seconds, lease_expires_at, limit_bytes, stop_reason, failed, secret")
+                   "lease_seconds, lease_expires_at, limit_bytes, stop_reason, failed, secret, origin")
 
 
 class Store:
@@ -78,7 +80,7 @@ class Store:
                         analyzer=r[4], slot=r[5], started_at=r[6], stopped_at=r[7],
                         lease_seconds=r[8], lease_expires_at=r[9], limit_bytes=r[10],
                         stop_reason=r[11], failed=bool(r[12]),
-                        secret=r[13]) for r in rows]
+                        secret=r[13], origin=r[14]) for r in rows]
 
     def next_capture_id(self) -> int:
         """The id the next capture gets (ids are never reused)."""
@@ -90,8 +92,8 @@ class Store:
         with self.lock:
             self.db.execute(
                 f"INSERT OR REPLACE INTO captures ({CAPTURE_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (capture.id, capture.compute, capture.interface, capture.direction.value,
                  capture.analyzer, capture.slot, capture.started_at, capture.stopped_at,
                  capture.lease_seconds, capture.lease_expires_at, capture.limit_bytes,
-                 capture.stop_reason, int(capture.failed), capture.secret))
+                 capture.stop_reason, int(capture.failed), capture.secret, capture.origin))

@@ -382,7 +382,7 @@ def _print(args, payload, text) -> None:
 def _capture_line(c: dict) -> str:
     line = (f"capture {c['id']}: {c['state']:<7} {c['vrouter']}/{c['interface']} ({c['vm']}) "
             f"{c['direction']:<7} -> {c['analyzer']}  {c['packets']} packets, {c['bytes']} bytes, "
-            f"file {c['file_bytes']} of {c['limit_bytes']} bytes")
+            f"file {c['file_bytes']} of {c['limit_bytes']} bytes, started by {c['origin']}")
     return line + (f"  ({c['stop_reason']})" if c["stop_reason"] else "")
 
 
@@ -413,7 +413,8 @@ def cmd_capture(args) -> int:
     """Captures through the REST API."""
     state = LabState()
     if args.action == "start":
-        body = {"direction": args.direction, "analyzer": args.analyzer, "limit_bytes": args.limit}
+        body = {"direction": args.direction, "analyzer": args.analyzer, "limit_bytes": args.limit,
+                "origin": "cli"}
         if args.vm:
             body["vm"] = args.vm
             if args.vrouter:
@@ -424,7 +425,8 @@ def cmd_capture(args) -> int:
             body.update(vrouter=args.vrouter, interface=args.interface)
         _print(args, _api(state, "POST", "/api/captures", body), _capture_line)
     elif args.action == "stop":
-        _print(args, _api(state, "DELETE", f"/api/captures/{args.id}"), _capture_line)
+        _print(args, _api(state, "DELETE", f"/api/captures/{args.id}"), lambda c: (
+            f"capture {c['id']} was already stopped\n" if c["already_stopped"] else "") + _capture_line(c))
     elif args.action == "show":
         _print(args, _api(state, "GET", f"/api/captures/{args.id}"), _capture_line)
     elif args.action == "list":

@@ -10,6 +10,7 @@ from the lab's topology, so the tests run against any topology file.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -516,3 +517,155 @@ def test_ui_endpoints_serve_the_page_live_packets_topology_and_stop_by_post(lab,
     assert capture_flows(lab, capture["id"]) == []
     again = lab.api("POST", f"/api/captures/{capture['id']}/stop", params=owner)
     assert again.status_code == 200 and again.json()["stopped_at"] == stopped.json()["stopped_at"]
+
+
+# --- the Analyzers and Captures pages, and the capture screen's small things ------------------
+
+PAGE_ANALYZER = "page-analyzer"
+BAD_RED = "rgb(210, 70, 60)"  # --bad: the colour of errors
+
+
+def test_analyzers_page_creates_lists_and_refuses_to_delete_one_in_use(lab, page, target):
+    """Monitor > Infrastructure > Analyzers: create one (name, compute node, network); its row
+    shows its VM, compute node, network, address and the capture using it; deleting it while
+    in use is refused with the controller's reason; once the capture stops it is deleted."""
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto(f"{lab.api_url}/")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Analyzers").click()
+    expect(page.locator("#breadcrumb li")).to_have_text(["Monitor", "Infrastructure", "Analyzers"])
+    page.get_by_label("Name").fill(PAGE_ANALYZER)
+    page.get_by_label("Compute node").select_option(target.other_compute)
+    page.get_by_role("button", name="Create").click()
+    row = page.locator(f"tr[data-analyzer='{PAGE_ANALYZER}']")
+    expect(row).to_be_visible(timeout=START_TIMEOUT_MS)
+    created = next(a for a in lab.api("GET", "/api/analyzers").json() if a["name"] == PAGE_ANALYZER)
+    assert created["compute"] == target.other_compute
+    for text in (created["vm"], created["compute"], created["network"], created["ip"], "running"):
+        expect(row).to_contain_text(text)
+    try:
+        capture = lab.api("POST", "/api/captures", json={"vrouter": target.compute, "interface": target.port,
+                                                         "analyzer": PAGE_ANALYZER}).json()
+        expect(row).to_contain_text(f"1 active: #{capture['id']}", timeout=10_000)
+        page.get_by_role("button", name=f"Delete analyzer {PAGE_ANALYZER}").click()
+        alert = page.get_by_role("alert")
+        expect(alert).to_contain_text(f"Could not delete analyzer {PAGE_ANALYZER}.")
+        expect(alert).to_contain_text(f"is used by active capture(s) {capture['id']}; stop them first")
+        expect(row).to_be_visible()
+        page.screenshot(path=ARTIFACTS / "ui-analyzers.png", full_page=True)
+        lab.api("DELETE", f"/api/captures/{capture['id']}")
+        page.get_by_role("button", name=f"Delete analyzer {PAGE_ANALYZER}").click()
+        expect(row).to_have_count(0, timeout=60_000)
+        assert PAGE_ANALYZER not in launched_analyzers(lab)
+    finally:
+        lab.stop_all_captures()
+        lab.api("DELETE", f"/api/analyzers/{PAGE_ANALYZER}")
+
+
+def test_captures_page_lists_who_started_each_with_counts_duration_and_pcap(lab, page, target):
+    """Monitor > Infrastructure > Captures: a capture of the capture screen, one of the CLI
+    (stopped twice: the second stop says it already was) and a running one of the API, each
+    with who started it, its packets and its pcap."""
+    open_capture_screen(page, lab, target)
+    from_screen = capturing(page, lab, target)
+    page.get_by_role("button", name="Stop", exact=True).click()
+    expect(page.locator("#capture-status")).to_have_text("Stopped")
+
+    started = lab.cli("capture", "start", target.compute, target.port, "--json")
+    from_cli = json.loads(started.stdout)
+    assert from_cli["origin"] == "cli"
+    ping_peer(lab, target)
+    lab.wait_for(lambda: lab.api("GET", f"/api/captures/{from_cli['id']}").json()["packets"] >= 6,
+                 what="the CLI capture's 6 pings")
+    assert "already stopped" not in lab.cli("capture", "stop", str(from_cli["id"])).stdout
+    again = lab.cli("capture", "stop", str(from_cli["id"])).stdout
+    assert again.startswith(f"capture {from_cli['id']} was already stopped\n"), again
+    from_api = lab.api("POST", "/api/captures", json={"vrouter": target.compute, "interface": target.port}).json()
+    packets = lab.api("GET", f"/api/captures/{from_cli['id']}").json()["packets"]
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Captures").click()
+    expect(page.locator("#breadcrumb li")).to_have_text(["Monitor", "Infrastructure", "Captures"])
+    rows = {capture["id"]: page.locator(f"tr[data-capture='{capture['id']}']")
+            for capture in (from_screen, from_cli, from_api)}
+    expect(rows[from_screen["id"]]).to_contain_text("Capture screen")
+    expect(rows[from_screen["id"]]).to_contain_text("stopped")
+    expect(rows[from_cli["id"]]).to_contain_text("CLI")
+    expect(rows[from_cli["id"]].locator("td").nth(8)).to_have_text(str(packets))
+    expect(rows[from_cli["id"]].locator("td").nth(7)).to_have_text(re.compile(r"^\d+:\d\d$"))
+    expect(rows[from_api["id"]]).to_contain_text("API")
+    expect(rows[from_api["id"]]).to_contain_text("active")
+    expect(page.locator(".card-count")).to_contain_text("1 running")
+    page.screenshot(path=ARTIFACTS / "ui-captures.png", full_page=True)
+    with page.expect_download() as download:
+        page.get_by_role("link", name=f"Download the pcap of capture {from_cli['id']}").click()
+    pcap = ARTIFACTS / "ui-captures-cli.pcap"
+    download.value.save_as(pcap)
+    assert len(rdpcap(str(pcap))) == packets
+
+
+def test_capture_screen_warns_of_a_second_capture_and_times_from_the_first_packet(lab, page, target):
+    """A capture already running on the interface: the screen says so and starts another
+    (allowed); times count from the first packet, as tshark's; the Lease card explains itself;
+    a capture stopped elsewhere is said in one sentence; Stopped is grey, not an error's red."""
+    other = lab.api("POST", "/api/captures", json={"vrouter": target.compute, "interface": target.port}).json()
+    open_capture_screen(page, lab, target)
+    warning = page.locator("#notices .alert-warning")
+    expect(warning).to_contain_text(f"{target.port} is already being captured (capture #{other['id']})")
+    expect(page.locator("#capture-status")).to_have_text("Capturing", timeout=START_TIMEOUT_MS)
+    mine = [c for c in lab.api("GET", "/api/captures", params={"state": "active"}).json()
+            if c["interface"] == target.port and c["id"] != other["id"]]
+    assert len(mine) == 1 and mine[0]["origin"] == "screen"
+    expect(page.locator(".capture-meta")).to_contain_text("started ")
+    assert "lease" in page.locator(".tile", has_text="Lease").get_attribute("title")
+
+    time.sleep(1)  # the first packet comes well after the capture's start
+    ping_peer(lab, target)
+    expect(packet_rows(page, "Echo (ping) request", str(target.interface.ip))).to_have_count(3)
+    expect(page.locator(".packet-table tbody tr").first.locator("td").nth(1)).to_have_text("0.000000")
+    page.screenshot(path=ARTIFACTS / "ui-capture-second.png", full_page=True)
+
+    lab.api("DELETE", f"/api/captures/{mine[0]['id']}")
+    notice = page.locator("#notices .alert", has_text="no longer running")
+    expect(notice).to_have_text(f"Capture #{mine[0]['id']} is no longer running. It was stopped outside this "
+                                "screen, or its lease ran out before this screen renewed it.")
+    status = page.locator("#capture-status")
+    expect(status).to_have_text("Stopped")
+    dot = status.locator(".pill-dot").evaluate("node => getComputedStyle(node).backgroundColor")
+    assert dot != BAD_RED
+    page.screenshot(path=ARTIFACTS / "ui-capture-stopped.png", full_page=True)
+
+    page.goto(f"{lab.api_url}/#/vrouters/{target.compute}/interfaces/no-such-port/capture")
+    expect(page.get_by_role("alert")).to_contain_text(f"vRouter {target.compute} has no interface 'no-such-port'")
+
+
+def test_capture_screen_notes_the_last_rows_of_many(lab, page, target):
+    """More packets than the table keeps: it says it shows the last 2000 of how many."""
+    open_capture_screen(page, lab, target)
+    capturing(page, lab, target)
+    lab.exec(target.vm, f"ping -q -f -c 1200 {target.peer.ip}", timeout=120)
+    note = page.locator("#filter-state")
+    expect(note).to_have_text(re.compile(r"^showing the last 2000 of (\d+) packets \(the pcap has them all\)$"),
+                              timeout=30_000)
+    assert int(re.search(r"of (\d+)", note.inner_text()).group(1)) > 2000
+    expect(page.locator(".packet-table tbody tr")).to_have_count(2000)
+
+
+def test_capture_screen_says_controller_unreachable_and_clears_its_notices_when_back(lab, page, target):
+    """While the controller is down the screen says so instead of Capturing; once it is back
+    (after longer than the lease) the stale notices go, and the screen says the capture
+    stopped because its lease ran out."""
+    open_capture_screen(page, lab, target)
+    capture = capturing(page, lab, target)
+    lab.cli("controller", "stop")
+    try:
+        expect(page.locator("#capture-status")).to_have_text("Controller unreachable", timeout=10_000)
+        expect(page.locator("#notices")).to_contain_text("Cannot renew the capture's lease.", timeout=10_000)
+        page.screenshot(path=ARTIFACTS / "ui-capture-unreachable.png", full_page=True)
+        time.sleep(capture["lease_seconds"] + 1)  # down longer than the lease: the capture must stop
+    finally:
+        lab.cli("controller", "start")
+    expect(page.locator("#capture-status")).to_have_text("Stopped", timeout=30_000)
+    notices = page.locator("#notices")
+    expect(notices).not_to_contain_text("Cannot renew")
+    expect(notices).not_to_contain_text("Could not read")
+    expect(notices).to_contain_text(f"Capture #{capture['id']} stopped: Its lease ran out.")
+    page.screenshot(path=ARTIFACTS / "ui-capture-controller-back.png", full_page=True)

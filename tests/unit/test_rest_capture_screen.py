@@ -76,7 +76,8 @@ def test_filtered_requests_read_at_most_the_scan_limit(client, service, monkeypa
     capture = service.start_capture("compute1", "tap-vm1-0")
     record(service, capture.id, [ARP_ASK] * 9 + [PING])
     url = f"/api/captures/{capture.id}/packets"
-    assert client.get(url, params={"filter": "icmp"}).json() == {"total": 10, "packets": [], "next_after": 4}
+    assert client.get(url, params={"filter": "icmp"}).json() == {"total": 10, "packets": [], "next_after": 4,
+                                                                 "first_time": 1000.0}
     last = client.get(url, params={"filter": "icmp", "after": 8}).json()
     assert [p["index"] for p in last["packets"]] == [10] and last["next_after"] == 10
 

@@ -50,11 +50,12 @@ export const get = (path) => request("GET", path);
 export const post = (path, body) => request("POST", path, body);
 export const remove = (path) => request("DELETE", path);
 
-/** `text` made into a sentence: capital first letter, final full stop. */
+/** `text` made into a sentence: capital first letter, final full stop. A first word spelt with
+ * a capital inside (vRouter) keeps its spelling. */
 export function sentence(text) {
   const trimmed = String(text).trim();
   if (!trimmed) return trimmed;
-  const capital = trimmed[0].toUpperCase() + trimmed.slice(1);
+  const capital = /^[a-z]+[A-Z]/.test(trimmed) ? trimmed : trimmed[0].toUpperCase() + trimmed.slice(1);
   return /[.!?)]$/.test(capital) ? capital : `${capital}.`;
 }
 

@@ -5,7 +5,9 @@
 import {CONTROLLER_EVENT, get} from "./api.js";
 import {h, replaceChildren} from "./dom.js";
 import {clearNotices, pill} from "./ui.js";
+import {analyzersView} from "./views/analyzers.js";
 import {captureView} from "./views/capture.js";
+import {capturesView} from "./views/captures.js";
 import {topologyView} from "./views/topology.js";
 import {vrouterView} from "./views/vrouter.js";
 import {vroutersView} from "./views/vrouters.js";
@@ -17,6 +19,8 @@ const ROUTES = [
   {pattern: /^#\/vrouters$/, nav: "vrouters", view: vroutersView},
   {pattern: /^#\/vrouters\/([^/]+)(?:\/(details|interfaces))?$/, nav: "vrouters", view: vrouterView},
   {pattern: /^#\/vrouters\/([^/]+)\/interfaces\/([^/]+)\/capture$/, nav: "vrouters", view: captureView},
+  {pattern: /^#\/analyzers$/, nav: "analyzers", view: analyzersView},
+  {pattern: /^#\/captures$/, nav: "captures", view: capturesView},
   {pattern: /^#\/topology$/, nav: "topology", view: topologyView},
 ];
 

@@ -46,7 +46,7 @@ function filterHelp() {
 
 const STATUS = {
   launching: ["idle", "Launching the default analyzer\u2026"], starting: ["idle", "Starting\u2026"],
-  active: ["active", "Capturing"], stopping: ["idle", "Stopping\u2026"], stopped: ["bad", "Stopped"],
+  active: ["active", "Capturing"], stopping: ["idle", "Stopping\u2026"], stopped: ["idle", "Stopped"],
   failed: ["bad", "Not capturing"],
 };
 
@@ -80,6 +80,8 @@ export function captureView(container, vrouterName, interfaceName) {
   let listVersion = 0;            // bumped when the list is emptied: older answers are dropped
   let nextAfter = 0;              // packet number the next request continues after
   let knownTotal = 0;             // packets recorded, as of the last poll
+  let firstTime = null;           // when packet 1 was recorded: the Time column counts from it, as tshark does
+  let rowsDropped = false;        // whether the oldest rows left the table (MAX_ROWS)
   let filterText = "";            // the display filter in force
   let selectedRow = null;
   let detailsRequest = 0;
@@ -152,7 +154,7 @@ export function captureView(container, vrouterName, interfaceName) {
     const scroller = h("div", {class: "packet-scroll", tabindex: "0", "aria-label": "Packet list: arrow keys move, Esc closes the details"},
       h("table", {class: "packet-table", "aria-label": "Captured packets"},
         h("thead", null, h("tr", null, ["No.", "Time", "Direction", "Source", "Destination", "Protocol", "Length", "Info"]
-          .map((label) => h("th", {scope: "col"}, label)))),
+          .map((label) => h("th", {scope: "col", title: label === "Time" ? "Seconds since the first packet, as tshark counts" : null}, label)))),
         rows));
     scroller.addEventListener("scroll", () => {
       follow.checked = scroller.scrollTop + scroller.clientHeight >= scroller.scrollHeight - 4;
@@ -188,6 +190,8 @@ export function captureView(container, vrouterName, interfaceName) {
       packets: stat("packets", "Packets"), bytes: stat("bytes", "Bytes"),
       duration: stat("duration", "Duration"), lease: stat("lease", "Lease"),
     };
+    view.lease.title = `While this screen is open it renews the capture's lease; if the screen goes away without `
+      + `stopping the capture (tab crashed, network lost), the controller stops it when the lease runs out.`;
     replaceChildren(body,
       h("section", {class: "card capture-run"},
         h("div", {class: "capture-head"}, view.meta,
@@ -254,7 +258,7 @@ export function captureView(container, vrouterName, interfaceName) {
     rates.reset();
     showCounts({packets: 0, bytes: 0});
     const request = {vrouter: vrouterName, interface: iface.name, direction: settings.direction,
-                     lease_seconds: leaseSeconds};
+                     lease_seconds: leaseSeconds, origin: "screen"};
     if (!launch) request.analyzer = settings.analyzer;  // without one, the controller launches the default
     let started;
     try {
@@ -349,6 +353,8 @@ export function captureView(container, vrouterName, interfaceName) {
     listVersion += 1;
     nextAfter = 0;
     knownTotal = 0;
+    firstTime = null;
+    rowsDropped = false;
     selectedRow = null;
     closeDetails();
     replaceChildren(view.rows);
@@ -357,7 +363,13 @@ export function captureView(container, vrouterName, interfaceName) {
       ? `No packet matches the filter yet.`
       : `Waiting for packets\u2026 They appear here as the analyzer receives them; try: `
         + `mirrorlab exec ${iface.vm} -- ping -c 3 <a peer's IP>`;
-    replaceChildren(view.filterState, filterText ? `filter: ${filterText}` : "");
+    describeList();
+  }
+
+  function describeList() {
+    const shown = rowsDropped ? `showing the last ${MAX_ROWS} of ${filterText ? "the matching" : knownTotal} packets`
+      + " (the pcap has them all)" : "";
+    replaceChildren(view.filterState, [filterText ? `filter: ${filterText}` : "", shown].filter(Boolean).join(" \u00b7 "));
   }
 
   function showCounts(info) {
@@ -380,12 +392,12 @@ export function captureView(container, vrouterName, interfaceName) {
       phase === "active" ? `renewed every ${(leaseSeconds / 3).toFixed(1)} s while this screen is open` : "");
   }
 
-  function addPackets(packets) {
-    const startedAt = Date.parse(capture.started_at) / 1000;
+  function addPackets(packets, first) {
+    if (first !== null) firstTime = first;
     for (const packet of packets) {
       view.rows.append(h("tr", {class: protocolClass(packet.protocol), dataset: {index: String(packet.index)}},
         h("td", {class: "num"}, String(packet.index)),
-        h("td", {class: "num", title: formatClock(packet.time)}, Math.max(0, packet.time - startedAt).toFixed(6)),
+        h("td", {class: "num", title: formatClock(packet.time)}, (packet.time - firstTime).toFixed(6)),
         h("td", {class: `direction direction-${packet.direction || "unknown"}`,
                  title: packet.direction ? `${packet.direction}, seen from the vRouter` : "direction unknown"},
           packet.direction_text),
@@ -395,7 +407,9 @@ export function captureView(container, vrouterName, interfaceName) {
     while (view.rows.children.length > MAX_ROWS) {
       if (view.rows.firstElementChild === selectedRow) selectedRow = null;
       view.rows.firstElementChild.remove();
+      rowsDropped = true;
     }
+    describeList();
     if (view.rows.children.length) view.empty.hidden = true;
     if (view.follow.checked) view.scroller.scrollTop = view.scroller.scrollHeight;
   }
@@ -421,12 +435,12 @@ export function captureView(container, vrouterName, interfaceName) {
     if (version === listVersion) {
       knownTotal = page.total;
       nextAfter = page.next_after;
-      addPackets(page.packets);
+      addPackets(page.packets, page.first_time);
     }
     if (info.state !== "active" && phase === "active") {
       if (info.stop_reason) notify("warning", `Capture #${capture.id} ${info.state}:`, info.stop_reason);
-      else notify("warning", `Capture #${capture.id} was stopped outside this screen,`,
-        "or its lease ran out before this screen renewed it");
+      else notify("warning", `Capture #${capture.id} is no longer running.`,
+        "it was stopped outside this screen, or its lease ran out before this screen renewed it");
       stopped(info);
     }
     rates.add(info.packets, info.bytes);
@@ -437,10 +451,15 @@ export function captureView(container, vrouterName, interfaceName) {
     if (disposed || mine !== run) return;
     try {
       await refresh(mine);
+      if (pollError || leaseWarning) setPhase(phase);  // the controller is back: its notices are stale
       if (pollError) pollError.remove();
-      pollError = null;
+      if (leaseWarning) leaseWarning.remove();
+      pollError = leaseWarning = null;
     } catch (error) {
-      if (!disposed && mine === run) pollError = showError("Could not read the capture's packets.", error);
+      if (!disposed && mine === run) {
+        pollError = showError("Could not read the capture's packets.", error);
+        if (error.status === 0) replaceChildren(status, pill("bad", "Controller unreachable"));
+      }
     }
     if (disposed || mine !== run || (phase === "stopped" && finalPolls-- <= 0)) return;
     pollTimer = setTimeout(() => poll(mine), knownTotal > nextAfter ? CATCH_UP_MS : POLL_MS);
@@ -476,7 +495,7 @@ export function captureView(container, vrouterName, interfaceName) {
     resetList();
     knownTotal = page.total;
     nextAfter = page.next_after;
-    addPackets(page.packets);
+    addPackets(page.packets, page.first_time);
   }
 
   // --- packet details and the keyboard ------------------------------------------------------------
@@ -545,6 +564,10 @@ export function captureView(container, vrouterName, interfaceName) {
       return;
     }
     build();
+    if (iface.captures.length) {
+      notify("warning", `${iface.name} is already being captured`,
+        `(capture ${iface.captures.map((id) => `#${id}`).join(", ")}); this screen starts another one, which is allowed`);
+    }
     start();
   })();
 

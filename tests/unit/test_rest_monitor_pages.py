@@ -1,0 +1,95 @@
+"""The REST parts of the monitor's Analyzers and Captures pages and of the capture screen's
+small things (FastAPI's TestClient on a real service and store; no vRouter is connected): who
+started a capture, stopping a stopped capture, and API docs that load nothing from elsewhere."""
+from __future__ import annotations
+
+import re
+import sqlite3
+
+import pytest
+from fastapi.testclient import TestClient
+
+from controller import rest
+from controller.mirroring import DEFAULT_ANALYZER, plan_analyzer
+from controller.service import ControllerService
+from controller.store import Store
+from lab.control import LabControl
+from lab.topofile import load
+
+CAPTURE = {"vrouter": "compute1", "interface": "tap-vm1-0"}
+
+
+@pytest.fixture
+def service(tmp_path) -> ControllerService:
+    """A service on default.yaml whose default analyzer exists, so nothing asks for a VM."""
+    topology = load("topologies/default.yaml")
+    store = Store(tmp_path / "controller.db")
+    store.add_analyzer(plan_analyzer(topology, DEFAULT_ANALYZER, None, "compute1"))
+    return ControllerService(topology, store, LabControl(tmp_path / "no.sock"), tmp_path)
+
+
+@pytest.fixture
+def client(service) -> TestClient:
+    """The REST API of `service`."""
+    return TestClient(rest.create_app(service, lease_seconds=5), base_url="http://127.0.0.1")
+
+
+@pytest.mark.parametrize("origin", ["screen", "cli", "api"])
+def test_a_capture_keeps_who_started_it_across_a_restart(client, service, tmp_path, origin):
+    """The origin in the request is in the answer, the list, and the store a restarted
+    controller reads."""
+    started = client.post("/api/captures", json=CAPTURE | {"origin": origin})
+    assert started.status_code == 201, started.text
+    assert started.json()["origin"] == origin
+    assert [c["origin"] for c in client.get("/api/captures").json()] == [origin]
+    restarted = Store(tmp_path / "controller.db").captures()
+    assert [c.origin for c in restarted] == [origin]
+
+
+def test_a_capture_without_origin_was_started_by_the_api(client):
+    """Any client that does not say who it is counts as "api"."""
+    assert client.post("/api/captures", json=CAPTURE).json()["origin"] == "api"
+
+
+def test_a_bad_origin_is_refused_naming_the_field(client, service):
+    """An origin other than screen, cli or api is a 400 naming the field; nothing starts."""
+    refused = client.post("/api/captures", json=CAPTURE | {"origin": "port"})
+    assert refused.status_code == 400
+    assert refused.json() == {"error": "bad origin 'port' (use screen, cli or api)", "field": "origin"}
+    assert service.active_captures() == []
+
+
+def test_a_store_from_before_origins_reads_as_api(tmp_path):
+    """A store written before the origin column gets it, and its captures read as "api"."""
+    path = tmp_path / "old.db"
+    Store(path)
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE captures DROP COLUMN origin")
+    db.execute("INSERT INTO captures (id, compute, interface, direction, analyzer, slot, started_at)"
+               " VALUES (1, 'compute1', 'tap-vm1-0', 'both', 'a', 0, 1.0)")
+    db.commit()
+    db.close()
+    assert [c.origin for c in Store(path).captures()] == ["api"]
+
+
+def test_stopping_a_stopped_capture_says_so(client):
+    """The first stop answers already_stopped false, the second true, both 200."""
+    capture_id = client.post("/api/captures", json=CAPTURE).json()["id"]
+    first = client.delete(f"/api/captures/{capture_id}")
+    assert first.status_code == 200 and first.json()["already_stopped"] is False
+    assert first.json()["state"] == "stopped"
+    second = client.delete(f"/api/captures/{capture_id}")
+    assert second.status_code == 200 and second.json()["already_stopped"] is True
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+def test_api_docs_load_only_from_the_api_itself(client, path):
+    """The documentation pages name no other host, and every script and style they load is
+    served by the API."""
+    page = client.get(path)
+    assert page.status_code == 200
+    assert not re.findall(r"https?://", page.text), page.text
+    assets = re.findall(r"""(?:src|href)=["']?(/[^"'\s>]+)""", page.text)
+    assert any(asset.endswith(".js") for asset in assets), assets
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset
