@@ -5,6 +5,13 @@ from pathlib import Path
 
 import pytest
 
+from fastapi.testclient import TestClient
+
+from controller import rest
+from controller.mirroring import DEFAULT_ANALYZER, plan_analyzer
+from controller.service import ControllerService
+from controller.store import Store
+from lab.control import LabControl
 from lab.topofile import load
 from lab.topology import Topology
 
@@ -21,3 +28,18 @@ def topologies_dir() -> Path:
 def default_topo() -> Topology:
     """topologies/default.yaml: 3 computes, blue and red, vm1-vm5 (a frozen, shareable value)."""
     return load(TOPOLOGIES / "default.yaml")
+
+
+@pytest.fixture
+def service(tmp_path, default_topo):
+    """A controller service on default.yaml whose default analyzer exists (so nothing asks the
+    lab for a VM), with no lab process behind it."""
+    store = Store(tmp_path / "controller.db")
+    store.add_analyzer(plan_analyzer(default_topo, DEFAULT_ANALYZER, None, "compute1"))
+    return ControllerService(default_topo, store, LabControl(tmp_path / "no.sock"), tmp_path)
+
+
+@pytest.fixture
+def client(service):
+    """The REST API of `service`, as a browser on this machine reaches it."""
+    return TestClient(rest.create_app(service, lease_seconds=5), base_url="http://127.0.0.1")

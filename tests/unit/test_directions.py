@@ -7,17 +7,12 @@ import struct
 import subprocess
 
 import pytest
-from fastapi.testclient import TestClient
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Ether
 from scapy.utils import rdpcap
 
-from controller import rest
-from controller.mirroring import DEFAULT_ANALYZER, analyzers, plan_analyzer, plan_capture
+from controller.mirroring import analyzers, plan_analyzer, plan_capture
 from controller.pcapfile import PcapIndex
-from controller.service import ControllerService
-from controller.store import Store
-from lab.control import LabControl
 from lab.pcap import GLOBAL_HEADER, PCAP_HEADER, PCAPNG_HEADER, RECORD_HEADER, pcapng_packet
 from lab.recorder import Recorder, capture_file, directions_file
 from lab.topofile import load
@@ -112,21 +107,6 @@ def test_pcapng_packets_carry_direction_flags_tshark_reads(tmp_path):
     frames = rdpcap(str(path))
     assert [bytes(f) for f in frames] == [REQUEST, REPLY + b"x", REQUEST]
     assert [round(float(f.time), 6) for f in frames] == [1000.25, 1001.000007, 1002.0]
-
-
-@pytest.fixture
-def service(tmp_path) -> ControllerService:
-    """A service on default.yaml whose default analyzer exists, so nothing asks for a VM."""
-    topology = load("topologies/default.yaml")
-    store = Store(tmp_path / "controller.db")
-    store.add_analyzer(plan_analyzer(topology, DEFAULT_ANALYZER, None, "compute1"))
-    return ControllerService(topology, store, LabControl(tmp_path / "no.sock"), tmp_path)
-
-
-@pytest.fixture
-def client(service) -> TestClient:
-    """The REST API of `service`."""
-    return TestClient(rest.create_app(service, lease_seconds=5), base_url="http://127.0.0.1")
 
 
 @pytest.fixture

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import struct
 
-import pytest
-from fastapi.testclient import TestClient
 from scapy.layers.inet import ICMP, IP, TCP
 from scapy.layers.l2 import ARP, Ether
 
 from controller import packettree, rest
 from controller.analyzerchoice import ANALYZER_RULE, preferred_analyzer
-from controller.mirroring import DEFAULT_ANALYZER, plan_analyzer
+from controller.mirroring import DEFAULT_ANALYZER
 from controller.service import ControllerService
-from controller.store import Store
-from lab.control import LabControl
 from lab.recorder import PCAP_HEADER
 from lab.topofile import load
 
@@ -23,21 +19,6 @@ MAC1, MAC2 = "02:00:0a:01:01:0b", "02:00:0a:01:01:0c"
 PING = bytes(Ether(src=MAC1, dst=MAC2) / IP(src="10.1.1.11", dst="10.1.1.12") / ICMP(id=7, seq=1))
 ARP_ASK = bytes(Ether(src=MAC1, dst="ff:ff:ff:ff:ff:ff") / ARP(psrc="10.1.1.11", pdst="10.1.1.12"))
 WEB = bytes(Ether(src=MAC1, dst=MAC2) / IP(src="10.1.1.11", dst="10.1.1.13") / TCP(dport=80))
-
-
-@pytest.fixture
-def service(tmp_path) -> ControllerService:
-    """A service on default.yaml whose default analyzer exists, so nothing asks for a VM."""
-    topology = load("topologies/default.yaml")
-    store = Store(tmp_path / "controller.db")
-    store.add_analyzer(plan_analyzer(topology, DEFAULT_ANALYZER, None, "compute1"))
-    return ControllerService(topology, store, LabControl(tmp_path / "no.sock"), tmp_path)
-
-
-@pytest.fixture
-def client(service) -> TestClient:
-    """The REST API of `service`."""
-    return TestClient(rest.create_app(service, lease_seconds=5), base_url="http://127.0.0.1")
 
 
 def record(service: ControllerService, capture_id: int, frames: list[bytes]) -> None:

@@ -7,31 +7,10 @@ import re
 import sqlite3
 
 import pytest
-from fastapi.testclient import TestClient
 
-from controller import rest
-from controller.mirroring import DEFAULT_ANALYZER, plan_analyzer
-from controller.service import ControllerService
 from controller.store import Store
-from lab.control import LabControl
-from lab.topofile import load
 
 CAPTURE = {"vrouter": "compute1", "interface": "tap-vm1-0"}
-
-
-@pytest.fixture
-def service(tmp_path) -> ControllerService:
-    """A service on default.yaml whose default analyzer exists, so nothing asks for a VM."""
-    topology = load("topologies/default.yaml")
-    store = Store(tmp_path / "controller.db")
-    store.add_analyzer(plan_analyzer(topology, DEFAULT_ANALYZER, None, "compute1"))
-    return ControllerService(topology, store, LabControl(tmp_path / "no.sock"), tmp_path)
-
-
-@pytest.fixture
-def client(service) -> TestClient:
-    """The REST API of `service`."""
-    return TestClient(rest.create_app(service, lease_seconds=5), base_url="http://127.0.0.1")
 
 
 @pytest.mark.parametrize("origin", ["screen", "cli", "api"])
