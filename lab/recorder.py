@@ -177,8 +177,8 @@ class Recorder:
         file, directions, size = _open_for_append(capture_file(self.directory, label),
                                                   directions_file(self.directory, label))
         self.outputs[label] = _Output(file, directions, size,
-                                            limits.get("limit_bytes", DEFAULT_LIMIT_BYTES),
-                                            limits.get("min_free_bytes", DEFAULT_MIN_FREE_BYTES))
+                                      limits.get("limit_bytes", DEFAULT_LIMIT_BYTES),
+                                      limits.get("min_free_bytes", DEFAULT_MIN_FREE_BYTES))
         self._check_disk_floor([label])
         return self.outputs.get(label)
 
