@@ -109,6 +109,9 @@ def controller(tmp_path, default_topo, monkeypatch):
     app = VRouterApp()
     switches = {c.name: FakeSwitch(c.dpid, app) for c in default_topo.computes}
     yield service, app, switches
+    with app.lock:  # the app's audit thread outlives the test: give it nothing more to audit
+        app.datapaths.clear()
+        app.installed.clear()
     for switch in switches.values():
         assert switch.unexpected == []
 
