@@ -278,6 +278,7 @@ class ControllerService:
         if analyzer is None:
             analyzer = DEFAULT_ANALYZER
             target = find_interface(self.topology, vrouter, interface)
+            self.require_connected([target.compute])  # before launching anything for it
             if analyzer not in analyzers(self.topology):
                 try:
                     self.create_analyzer(analyzer, compute=target.compute)

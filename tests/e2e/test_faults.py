@@ -142,3 +142,35 @@ def test_status_and_api_say_what_died(tmp_path):
         assert len(start_request.stderr.strip().splitlines()) == 1
     finally:
         subprocess.run(cli + ["down"], env=env, capture_output=True, timeout=300)
+
+
+def test_a_disconnected_vrouter_shows_everywhere_and_its_captures_are_refused(analyzers, clean_lab, page):
+    """A vRouter cut off from the controller (its controller removed): the API, `status` and
+    the Virtual Routers page say so; a capture on it is refused at once with a 503 naming it,
+    in one CLI line; given its controller back, it is reprogrammed as before."""
+    lab = clean_lab
+    before = lab.flows("compute2")
+    target = str(STATE_DIR / "ovs" / "openflow.sock")
+    lab.netns("ovs-vsctl", "del-controller", "vr-compute2")
+    try:
+        lab.wait_for(lambda: not lab.api("GET", "/api/vrouters/compute2").json()["connected"],
+                     timeout=10, what="compute2 to be seen disconnected")
+        problem = lab.api("GET", "/api/vrouters/compute2").json()["problem"]
+        assert problem.startswith("not connected to the controller"), problem
+        status = json.loads(lab.cli("status", "--json", check=False).stdout)
+        assert {c["name"]: c["connected"] for c in status["computes"]}["compute2"] is False
+        refused = lab.cli("capture", "start", "--vm", "vm2", check=False)
+        assert refused.returncode == 2
+        assert refused.stderr.strip().splitlines() == [
+            "mirrorlab: error: vrouter 'compute2' is not connected to the controller; nothing on "
+            "it can be confirmed"]
+        assert lab.api("GET", "/api/captures", params={"state": "active"}).json() == []
+        page.goto(f"{lab.api_url}/#/vrouters")
+        row = page.locator("tr", has_text="compute2")
+        row.get_by_text("Not connected", exact=True).wait_for()
+        row.locator(".vrouter-problem", has_text="not connected to the controller").wait_for()
+    finally:
+        lab.netns("ovs-vsctl", "--", "--id=@c", "create", "Controller", f'target="unix:{target}"',
+                  "max_backoff=1000", "--", "set", "Bridge", "vr-compute2", "controller=@c")
+    lab.wait_for(lambda: lab.api("GET", "/api/vrouters/compute2").json()["connected"]
+                 and lab.flows("compute2") == before, timeout=15, what="compute2 back and reprogrammed")

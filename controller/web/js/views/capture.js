@@ -80,6 +80,7 @@ export function captureView(container, vrouterName, interfaceName) {
   let listVersion = 0;            // bumped when the list is emptied: older answers are dropped
   let nextAfter = 0;              // packet number the next request continues after
   let knownTotal = 0;             // packets recorded, as of the last poll
+  let shownProblem = null;        // the last capture problem the API reported and this screen said
   let firstTime = null;           // when packet 1 was recorded: the Time column counts from it, as tshark does
   let rowsDropped = false;        // whether the oldest rows left the table (MAX_ROWS)
   let filterText = "";            // the display filter in force
@@ -436,6 +437,10 @@ export function captureView(container, vrouterName, interfaceName) {
       knownTotal = page.total;
       nextAfter = page.next_after;
       addPackets(page.packets, page.first_time);
+    }
+    if (info.problem && phase === "active" && info.problem !== shownProblem) {
+      shownProblem = info.problem;  // e.g. its vRouter lost the controller: say so once
+      notify("warning", `Capture #${capture.id} may not be mirroring:`, info.problem);
     }
     if (info.state !== "active" && phase === "active") {
       if (info.stop_reason) notify("warning", `Capture #${capture.id} ${info.state}:`, info.stop_reason);

@@ -27,7 +27,9 @@ function vrouterRow(vrouter) {
       h("span", {class: "mono"}, vrouter.fabric_ip),
       h("span", {title: vrouter.vms.join(", ")}, String(vrouter.vms.length)),
       String(vrouter.interfaces),
-      vrouter.connected ? pill("ok", "Connected") : pill("bad", "Not connected"),
+      h("span", {title: vrouter.problem || ""},
+        vrouter.connected ? pill("ok", "Connected") : pill("bad", "Not connected"),
+        vrouter.problem ? h("span", {class: "muted small vrouter-problem"}, ` ${vrouter.problem}`) : null),
       vrouter.active_captures ? pill("active", String(vrouter.active_captures)) : h("span", {class: "muted"}, "0"),
     ],
   };
