@@ -21,6 +21,9 @@ from pathlib import Path
 
 import httpx
 
+from lab.sandbox import Sandbox
+from lab.state import LabState
+
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 STATE_DIR = Path(os.environ.get("MIRRORLAB_BENCH_STATE_DIR", "/run/mirrorlab-bench"))
@@ -105,10 +108,7 @@ def cpu_seconds(pid: int | None) -> float | None:
 
 def ovs_vswitchd_pid() -> int | None:
     """The PID of the benchmark lab's own ovs-vswitchd (every userspace datapath of the lab)."""
-    try:
-        return int((STATE_DIR / "ovs" / "ovs-vswitchd.pid").read_text().strip())
-    except (OSError, ValueError):
-        return None
+    return Sandbox(LabState(STATE_DIR)).vswitchd_pid()
 
 
 def pcap_times(path: Path) -> list[float]:
