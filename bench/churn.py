@@ -48,7 +48,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import REPO, BenchLab, log, percentile, rss_kib, run, running_lab
-from controller.flowmodel import capture_of_cookie
+from mirrorlab.controller.flowmodel import capture_of_cookie
 
 PRIVATE_OVS_ENV = "MIRRORLAB_STRESS_PRIVATE_OVS"
 NETNS_ENV = "MIRRORLAB_STRESS_NETNS"

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import httpx
 
-from lab.sandbox import Sandbox
-from lab.state import LabState
+from mirrorlab.sandbox import Sandbox
+from mirrorlab.state import LabState
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -202,13 +202,13 @@ class BenchLab:
     # CLI ---------------------------------------------------------------------------------
     def cli(self, *args: str, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess:
         """`mirrorlab ARGS` against this lab."""
-        return run(PYTHON, "-m", "lab.cli", *args, timeout=timeout, check=check, env=self.env)
+        return run(PYTHON, "-m", "mirrorlab.cli", *args, timeout=timeout, check=check, env=self.env)
 
     def up(self) -> dict:
         """`mirrorlab up`; returns its wall time and the time at which each bring-up phase began
         (seconds from the start), read from its progress output."""
         started = time.monotonic()
-        process = subprocess.Popen([PYTHON, "-m", "lab.cli", "up", str(self.topology),
+        process = subprocess.Popen([PYTHON, "-m", "mirrorlab.cli", "up", str(self.topology),
                                     "--api-port", str(self.api_port)],
                                    env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    text=True, cwd=REPO)
@@ -243,7 +243,7 @@ class BenchLab:
     def popen(self, vm: str, argv: list[str]) -> subprocess.Popen:
         """Start a command inside a VM without waiting. `mirrorlab exec` execs nsenter, which
         execs the command, so the returned process is the command itself."""
-        return subprocess.Popen([PYTHON, "-m", "lab.cli", "exec", vm, "--", *argv], env=self.env,
+        return subprocess.Popen([PYTHON, "-m", "mirrorlab.cli", "exec", vm, "--", *argv], env=self.env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
 
     def counters(self, vm: str, interface: str | None = None) -> dict[str, int]:
@@ -294,7 +294,7 @@ def down_leftover_lab(state_dir: Path = STATE_DIR) -> None:
     if (state_dir / "lab.json").exists():
         log(f"a lab is recorded in {state_dir} (an earlier run's); taking it down")
         env = {**os.environ, "MIRRORLAB_STATE_DIR": str(state_dir)}
-        run(PYTHON, "-m", "lab.cli", "down", timeout=600, check=False, env=env)
+        run(PYTHON, "-m", "mirrorlab.cli", "down", timeout=600, check=False, env=env)
 
 
 @contextlib.contextmanager

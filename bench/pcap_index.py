@@ -13,8 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from controller.pcapfile import PcapIndex
-from lab.pcap import PCAP_HEADER, record_bytes
+from mirrorlab.controller.pcapfile import PcapIndex
+from mirrorlab.pcap import PCAP_HEADER, record_bytes
 
 FRAME = bytes(60)
 BATCH = 10_000

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.mirroring import DEFAULT_ANALYZER, Capture, analyzers
-from lab.topology import Topology
+from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, Capture, analyzers
+from mirrorlab.topology import Topology
 
 ANALYZER_RULE = ("an analyzer instance launched besides the default one is used; of several, "
                  "the one the latest capture used, else the first by name; without one, the "

@@ -30,8 +30,8 @@ from os_ken.controller.handler import (
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from controller.errors import VRouterUnavailable
-from controller.ofproto import add_flow, delete_flow, ofp_match
+from mirrorlab.controller.errors import VRouterUnavailable
+from mirrorlab.controller.ofproto import add_flow, delete_flow, ofp_match
 
 LOG = logging.getLogger("mirrorlab.controller")
 CONFIRM_TIMEOUT = 5.0

@@ -21,7 +21,7 @@ import re
 import struct
 from dataclasses import dataclass
 
-from controller.errors import InvalidRequest
+from mirrorlab.controller.errors import InvalidRequest
 
 PROTOCOLS = ("eth", "vlan", "mpls", "arp", "ip", "ip6", "icmp", "icmpv6", "tcp", "udp",
              "vxlan", "juniper")

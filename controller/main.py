@@ -1,7 +1,7 @@
 """The controller process: the os-ken app programming the vRouters, and the REST API.
 
 Started by `mirrorlab up` (or `mirrorlab controller start`) as
-`python -m controller.main --topology FILE --openflow-socket PATH`; it can be stopped and
+`python -m mirrorlab.controller.main --topology FILE --openflow-socket PATH`; it can be stopped and
 restarted while the lab runs, and reconciles every vRouter when they reconnect. The vRouters,
 in the lab's own network namespace, call it on a Unix socket only root can open, so no other
 user of the machine can pose as a vRouter.
@@ -22,16 +22,16 @@ from os_ken.base.app_manager import AppManager  # before os_ken.cfg: os-ken's im
 from os_ken import cfg
 from os_ken.controller import controller as os_ken_controller
 
-from controller.app import VRouterApp
-from controller.rest import ApiAccess, create_app, is_loopback, is_wildcard
-from controller.service import ControllerService
-from controller.store import Store
-from lab import topofile
-from lab.control import LabControl
-from lab.health import lab_problems
-from lab.recorder import DEFAULT_LIMIT_BYTES, DEFAULT_MIN_FREE_BYTES
-from lab.sandbox import Sandbox
-from lab.state import LabState
+from mirrorlab.controller.app import VRouterApp
+from mirrorlab.controller.rest import ApiAccess, create_app, is_loopback, is_wildcard
+from mirrorlab.controller.service import ControllerService
+from mirrorlab.controller.store import Store
+from mirrorlab import topofile
+from mirrorlab.control import LabControl
+from mirrorlab.health import lab_problems
+from mirrorlab.recorder import DEFAULT_LIMIT_BYTES, DEFAULT_MIN_FREE_BYTES
+from mirrorlab.sandbox import Sandbox
+from mirrorlab.state import LabState
 
 
 HOUSEKEEPING_INTERVAL = 0.5
@@ -75,7 +75,7 @@ def _accept_unix_connections() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the controller until killed."""
-    parser = argparse.ArgumentParser(prog="python -m controller.main")
+    parser = argparse.ArgumentParser(prog="python -m mirrorlab.controller.main")
     parser.add_argument("--topology", required=True)
     parser.add_argument("--openflow-socket", required=True,
                         help="Unix socket the vRouters connect to")
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     VRouterApp.service = service
     VRouterApp.trusted_switch_pid = Sandbox(state).vswitchd_pid
     manager = AppManager.get_instance()
-    manager.load_apps(["controller.app"])
+    manager.load_apps(["mirrorlab.controller.app"])
     manager.instantiate_apps(**manager.create_contexts())
     # os-ken's OpenFlow listener is started by its `ofp_handler` app on native threads.
 

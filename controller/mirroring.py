@@ -8,10 +8,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field, replace
 
-from controller.errors import Conflict, InvalidRequest, NotFound
-from lab.recorder import DEFAULT_LIMIT_BYTES
-from lab.topofile import first_free_address
-from lab.topology import (
+from mirrorlab.controller.errors import Conflict, InvalidRequest, NotFound
+from mirrorlab.recorder import DEFAULT_LIMIT_BYTES
+from mirrorlab.topofile import first_free_address
+from mirrorlab.topology import (
     FIRST_ANALYZER_PORT, VM, ComputeNode, Interface, Topology, interface_mac, ipv6_for,
 )
 

@@ -11,8 +11,8 @@ import struct
 import subprocess
 import xml.etree.ElementTree as ElementTree
 
-from controller.errors import MirrorlabError
-from lab.recorder import PCAP_HEADER
+from mirrorlab.controller.errors import MirrorlabError
+from mirrorlab.recorder import PCAP_HEADER
 
 TSHARK = "tshark"
 # Contrail's analyzers receive the Juniper header over UDP 8099; VXLAN's port is named so the

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
-from lab.pcap import (
+from mirrorlab.pcap import (
     DIRECTION_OF_BYTE, GLOBAL_HEADER, PCAPNG_HEADER, READ_CHUNK, RECORD_HEADER, complete_records,
     pcapng_packet,
 )

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from controller.flowmodel import (
+from mirrorlab.controller.flowmodel import (
     Clone, Decap, Encap, Flow, Move, Output, Resubmit, SetField, capture_owner, flow,
 )
-from controller.mirroring import MAX_CAPTURES_PER_INTERFACE, Capture, analyzers
-from lab.recorder import EGRESS_TC, INGRESS_TC
-from lab.topology import FABRIC_PORT, ComputeNode, Interface, Network, Topology
+from mirrorlab.controller.mirroring import MAX_CAPTURES_PER_INTERFACE, Capture, analyzers
+from mirrorlab.recorder import EGRESS_TC, INGRESS_TC
+from mirrorlab.topology import FABRIC_PORT, ComputeNode, Interface, Network, Topology
 
 CLASSIFY = 0
 FORWARD = 1

@@ -40,18 +40,18 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
-from controller.analyzerchoice import ANALYZER_RULE, preferred_analyzer
-from controller.displayfilter import filter_matches, parse_filter
-from controller.dissect import summarize
-from controller.errors import (
+from mirrorlab.controller.analyzerchoice import ANALYZER_RULE, preferred_analyzer
+from mirrorlab.controller.displayfilter import filter_matches, parse_filter
+from mirrorlab.controller.dissect import summarize
+from mirrorlab.controller.errors import (
     Forbidden, InvalidRequest, MirrorlabError, NotFound, PayloadTooLarge, Unauthorized,
 )
-from controller.mirroring import MAX_LEASE_SECONDS, MIN_LIMIT_BYTES, REQUEST_ORIGINS, analyzers
-from controller.packettree import dissect_frame
-from controller.pcapfile import pcapng_prefix, read_prefix
-from controller.service import ControllerService
-from lab.pcap import PCAP_HEADER, PCAPNG_HEADER
-from lab.topology import VM, ComputeNode, Interface
+from mirrorlab.controller.mirroring import MAX_LEASE_SECONDS, MIN_LIMIT_BYTES, REQUEST_ORIGINS, analyzers
+from mirrorlab.controller.packettree import dissect_frame
+from mirrorlab.controller.pcapfile import pcapng_prefix, read_prefix
+from mirrorlab.controller.service import ControllerService
+from mirrorlab.pcap import PCAP_HEADER, PCAPNG_HEADER
+from mirrorlab.topology import VM, ComputeNode, Interface
 
 LOG = logging.getLogger("mirrorlab.rest")
 # The monitor web UI: plain HTML, CSS and JavaScript modules, served as they are.

@@ -18,19 +18,19 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from controller.errors import Conflict, LabUnavailable, MirrorlabError, NotFound, VRouterUnavailable
-from controller.flowmodel import Flow
-from controller.mirroring import (
+from mirrorlab.controller.errors import Conflict, LabUnavailable, MirrorlabError, NotFound, VRouterUnavailable
+from mirrorlab.controller.flowmodel import Flow
+from mirrorlab.controller.mirroring import (
     DEFAULT_ANALYZER, Capture, analyzers, find_compute, find_interface, plan_analyzer, plan_capture,
 )
-from controller.pcapfile import PcapIndex, Record
-from controller.pipeline import capture_flows, forwarding_flows
-from controller.store import Store
-from lab.control import LabControl, LabControlError
-from lab.recorder import (
+from mirrorlab.controller.pcapfile import PcapIndex, Record
+from mirrorlab.controller.pipeline import capture_flows, forwarding_flows
+from mirrorlab.controller.store import Store
+from mirrorlab.control import LabControl, LabControlError
+from mirrorlab.recorder import (
     DEFAULT_LIMIT_BYTES, DEFAULT_MIN_FREE_BYTES, capture_file, format_size, set_limits, stop_report,
 )
-from lab.topology import VM, ComputeNode, Interface, Topology
+from mirrorlab.topology import VM, ComputeNode, Interface, Topology
 
 LOG = logging.getLogger("mirrorlab.service")
 

@@ -7,9 +7,9 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from controller.mirroring import Capture, Direction
-from lab.recorder import DEFAULT_LIMIT_BYTES
-from lab.topology import VM, vm_from_dict, vm_to_dict
+from mirrorlab.controller.mirroring import Capture, Direction
+from mirrorlab.recorder import DEFAULT_LIMIT_BYTES
+from mirrorlab.topology import VM, vm_from_dict, vm_to_dict
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS analyzers (

@@ -13,16 +13,14 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from controller.rest import is_loopback, is_wildcard
-from lab import topofile
-from lab.health import lab_problems
-from lab.sandbox import Sandbox, SandboxError
-from lab.recorder import DEFAULT_LIMIT_BYTES, DEFAULT_MIN_FREE_BYTES
-from lab.state import LabState, private_file, process_alive, process_record, stop_process
-from lab.topology import TopologyError
+from mirrorlab.controller.rest import is_loopback, is_wildcard
+from mirrorlab import topofile
+from mirrorlab.health import lab_problems
+from mirrorlab.sandbox import Sandbox, SandboxError
+from mirrorlab.recorder import DEFAULT_LIMIT_BYTES, DEFAULT_MIN_FREE_BYTES
+from mirrorlab.state import LabState, private_file, process_alive, process_record, stop_process
+from mirrorlab.topology import TopologyError
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_TOPOLOGY = REPO / "topologies" / "default.yaml"
 UP_TIMEOUT = 600.0
 SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -66,7 +64,7 @@ def start_controller(state: LabState) -> dict:
     if process_alive(record.get("controller_process")):
         raise CliError(f"the controller runs already (pid {record['controller_process']['pid']})")
     allowed = [arg for host in record.get("allowed_hosts", []) for arg in ("--allowed-host", host)]
-    process = _spawn(state, [sys.executable, "-m", "controller.main",
+    process = _spawn(state, [sys.executable, "-m", "mirrorlab.controller.main",
                              "--topology", str(state.topology_path),
                              "--openflow-socket", str(Sandbox(state).openflow_socket),
                              "--api-host", record.get("api_host", "127.0.0.1"),
@@ -153,7 +151,7 @@ def _api(state: LabState, method: str, path: str, body: dict | None = None,
 
 def cmd_check(args) -> int:
     """Validate a topology file."""
-    topology = topofile.load(args.topology)
+    topology = topofile.load(topofile.locate(args.topology))
     print(f"{args.topology}: ok: {len(topology.computes)} compute nodes, "
           f"{len(topology.networks)} networks, {len(topology.vms)} VMs")
     return 0
@@ -161,7 +159,7 @@ def cmd_check(args) -> int:
 
 def cmd_up(args) -> int:
     """Bring a lab up and wait until every VM reaches its peers."""
-    topology_path = Path(args.topology).resolve()
+    topology_path = topofile.locate(args.topology).resolve()
     topology = topofile.load(topology_path)
     if not (is_loopback(args.api_host) or args.api_token):
         raise CliError(f"--api-host {args.api_host} is not loopback: give the API a token "
@@ -196,7 +194,7 @@ def cmd_up(args) -> int:
     except (CliError, SandboxError, subprocess.CalledProcessError) as err:
         _down(state, keep_logs=True)
         raise CliError(f"bring-up failed: {err}; logs stay in {state.dir}/*.log") from None
-    lab_process = _spawn(state, sandbox.command([sys.executable, "-m", "lab.netlab",
+    lab_process = _spawn(state, sandbox.command([sys.executable, "-m", "mirrorlab.netlab",
                                                  "--topology", str(state.topology_path)]),
                          "lab.log")
     with state.update() as current:
@@ -483,8 +481,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mirrorlab", description=__doc__)
     sub = parser.add_subparsers(dest="command_name", required=True)
 
-    up = sub.add_parser("up", help="bring a lab up (default topology: topologies/default.yaml)")
-    up.add_argument("topology", nargs="?", default=str(DEFAULT_TOPOLOGY))
+    up = sub.add_parser("up", help="bring a lab up (default: the shipped topology 'default')")
+    up.add_argument("topology", nargs="?", default="default",
+                    help="a topology file, or the name of a shipped one: "
+                         + ", ".join(sorted(topofile.shipped())))
     up.add_argument("--api-host", default="127.0.0.1",
                     help="address the API listens on (default loopback); other than loopback "
                          "needs --api-token")

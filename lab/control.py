@@ -6,7 +6,7 @@ import json
 import socket
 from pathlib import Path
 
-from lab.topology import VM, vm_to_dict
+from mirrorlab.topology import VM, vm_to_dict
 
 TIMEOUT = 60.0
 

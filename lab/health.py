@@ -2,8 +2,8 @@
 controller's API (which refuses changes to a lab that is not whole)."""
 from __future__ import annotations
 
-from lab.sandbox import Sandbox
-from lab.state import LabState, process_alive
+from mirrorlab.sandbox import Sandbox
+from mirrorlab.state import LabState, process_alive
 
 
 def lab_problems(state: LabState) -> list[str]:

@@ -24,11 +24,11 @@ from mininet.log import setLogLevel
 from mininet.net import Mininet
 from mininet.node import OVSBridge, OVSSwitch
 
-from lab import topofile
-from lab.sandbox import Sandbox
-from lab.state import LabState, process_record
-from lab.supervisor import RecorderSupervisor
-from lab.topology import FABRIC_PORT, VM, Topology, vm_from_dict
+from mirrorlab import topofile
+from mirrorlab.sandbox import Sandbox
+from mirrorlab.state import LabState, process_record
+from mirrorlab.supervisor import RecorderSupervisor
+from mirrorlab.topology import FABRIC_PORT, VM, Topology, vm_from_dict
 
 LOG = logging.getLogger("mirrorlab.lab")
 # Overlay frames carry 18 extra bytes and mirrored copies 18 more: the fabric and analyzer
@@ -168,7 +168,7 @@ class LabNetwork:
         host.cmd(" ; ".join(commands))
         if vm.analyzer:
             self.state.captures_dir.mkdir(parents=True, exist_ok=True)
-            command = [sys.executable, "-m", "lab.recorder", "--interface", vm.interfaces[0].name,
+            command = [sys.executable, "-m", "mirrorlab.recorder", "--interface", vm.interfaces[0].name,
                        "--directory", str(self.state.captures_dir)]
             self.recorders[vm.name] = RecorderSupervisor(
                 vm.name, lambda log: host.popen(command, stdout=log, stderr=log), self.state).start()
@@ -275,7 +275,7 @@ class _ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer)
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the lab process."""
-    parser = argparse.ArgumentParser(prog="python -m lab.netlab")
+    parser = argparse.ArgumentParser(prog="python -m mirrorlab.netlab")
     parser.add_argument("--topology", required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from lab.pcap import (
+from mirrorlab.pcap import (
     DIRECTION_BYTES, EGRESS, GLOBAL_HEADER, INGRESS, PCAP_HEADER, UNKNOWN_DIRECTION, complete_end,
     record_bytes,
 )
@@ -212,7 +212,7 @@ class Recorder:
 
 def main(argv: list[str] | None = None) -> int:
     """Record copies arriving on --interface into --directory until stopped."""
-    parser = argparse.ArgumentParser(prog="python -m lab.recorder")
+    parser = argparse.ArgumentParser(prog="python -m mirrorlab.recorder")
     parser.add_argument("--interface", required=True)
     parser.add_argument("--directory", required=True, type=Path)
     args = parser.parse_args(argv)

@@ -19,7 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from lab.state import LabState, process_record, process_start_time, stop_process
+from mirrorlab.state import LabState, process_record, process_start_time, stop_process
 
 OVS_SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 START_TIMEOUT = 20.0

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable, TextIO
 
-from lab.state import LabState, process_record
+from mirrorlab.state import LabState, process_record
 
 MAX_RESTARTS = 5
 RESTART_WINDOW = 60.0

@@ -7,12 +7,13 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 
-from lab.topology import (
+from mirrorlab.topology import (
     ANALYZER_NETWORK_NAME, ANALYZER_NETWORK_SUBNET, DEFAULT_FABRIC_SUBNET, FIRST_AUTO_LABEL,
     FIRST_VM_PORT, MAX_NETWORK_LABEL, VM, ComputeNode, Interface, Network, Topology,
     TopologyError, interface_mac, ipv6_for,
@@ -51,6 +52,25 @@ class _Problems:
     def add(self, node_or_line, where: str, message: str) -> None:
         line = node_or_line.line if isinstance(node_or_line, Node) else node_or_line
         self.lines.append(f"{self.source}:{line}: {where}: {message}")
+
+
+def shipped() -> dict[str, Path]:
+    """The topologies that ship with mirrorlab, by name ("default", "minimal", ...)."""
+    folder = resources.files("mirrorlab.topologies")
+    return {Path(entry.name).stem: Path(str(entry)) for entry in folder.iterdir()
+            if entry.name.endswith(".yaml")}
+
+
+def locate(topology: str | Path) -> Path:
+    """The file of `topology`: a path to a YAML file, or the name of a shipped topology."""
+    path = Path(topology)
+    if path.suffix in (".yaml", ".yml") or path.exists() or "/" in str(topology):
+        return path
+    files = shipped()
+    if str(topology) in files:
+        return files[str(topology)]
+    raise TopologyError([f"{topology}: no such file, and not a shipped topology "
+                         f"(shipped: {', '.join(sorted(files))})"])
 
 
 def load(path: str | Path) -> Topology:

@@ -24,8 +24,8 @@ from os_ken.ofproto import ofproto_parser
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from controller.flowmodel import Clone, Decap, Encap, Flow, Move, Output, Resubmit, SetField
-from controller.ofproto import (
+from mirrorlab.controller.flowmodel import Clone, Decap, Encap, Flow, Move, Output, Resubmit, SetField
+from mirrorlab.controller.ofproto import (
     FIELD_BITS, add_flow, NX_IN_PORT, PACKET_TYPE_ETHERNET, PACKET_TYPE_MPLS, PACKET_TYPE_USE_NEXT_PROTO,
     NXActionClone, NXActionDecap, NXActionEncap,
 )

@@ -19,8 +19,8 @@ import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 
-from lab import topofile
-from lab.topology import Interface
+from mirrorlab import topofile
+from mirrorlab.topology import Interface
 
 REPO = Path(__file__).resolve().parents[2]
 TOPOLOGY = Path(os.environ.get("MIRRORLAB_E2E_TOPOLOGY", REPO / "topologies" / "default.yaml"))
@@ -76,7 +76,7 @@ class Lab:
 
     def cli(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
         """Run `mirrorlab ARGS` against this lab."""
-        result = subprocess.run([sys.executable, "-m", "lab.cli", *args], env=self.env,
+        result = subprocess.run([sys.executable, "-m", "mirrorlab.cli", *args], env=self.env,
                                 capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(f"mirrorlab {' '.join(args)} exited {result.returncode}:\n"
@@ -89,12 +89,12 @@ class Lab:
 
     def popen(self, vm: str, command: str) -> subprocess.Popen:
         """Start a shell command inside a VM without waiting for it."""
-        return subprocess.Popen([sys.executable, "-m", "lab.cli", "exec", vm, "--", "sh", "-c", command],
+        return subprocess.Popen([sys.executable, "-m", "mirrorlab.cli", "exec", vm, "--", "sh", "-c", command],
                                 env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def netns_command(self, *argv: str) -> list[str]:
         """`argv` as a command run in the lab's namespace, with the lab's Open vSwitch."""
-        return [sys.executable, "-m", "lab.cli", "netns", "--", *argv]
+        return [sys.executable, "-m", "mirrorlab.cli", "netns", "--", *argv]
 
     def netns(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run a command in the lab's namespace (its vRouters and fabric), e.g. ovs-ofctl."""

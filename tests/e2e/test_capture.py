@@ -13,7 +13,7 @@ import httpx
 import pytest
 from scapy.all import ICMP, IP, Ether, rdpcap
 
-from controller.pipeline import INGRESS_MIRROR
+from mirrorlab.controller.pipeline import INGRESS_MIRROR
 from tests.e2e.conftest import ARTIFACTS
 
 DEFAULT_ANALYZER = "interface-packet-capture"

@@ -120,7 +120,7 @@ def test_status_and_api_say_what_died(tmp_path):
     captures with 503 and the reason instead of accepting them for VMs that are gone."""
     state_dir = STATE_DIR.parent / (STATE_DIR.name + "-dead")
     env = {**os.environ, "MIRRORLAB_STATE_DIR": str(state_dir)}
-    cli = [sys.executable, "-m", "lab.cli"]
+    cli = [sys.executable, "-m", "mirrorlab.cli"]
     topology = tmp_path / "one.yaml"
     topology.write_text("name: one\ncomputes: [c1]\nnetworks:\n  - {name: blue, subnet: 10.7.0.0/24}\n"
                         "vms:\n  - {name: v1, compute: c1, network: blue}\n"

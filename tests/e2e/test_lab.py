@@ -16,7 +16,7 @@ import pytest
 from scapy.all import ICMP, IP, Ether, rdpcap
 from scapy.contrib.mpls import MPLS
 
-from controller.pipeline import FORWARD
+from mirrorlab.controller.pipeline import FORWARD
 from tests.e2e.conftest import ARTIFACTS, STATE_DIR, TOPOLOGY
 
 
@@ -238,7 +238,7 @@ def test_a_second_lab_with_the_same_names_coexists_and_leaves_nothing(lab, crash
     processes were killed with SIGKILL; the session's lab is untouched throughout."""
     state_dir = Path(str(STATE_DIR) + "-twin")
     env = {**os.environ, "MIRRORLAB_STATE_DIR": str(state_dir)}
-    cli = [sys.executable, "-m", "lab.cli"]
+    cli = [sys.executable, "-m", "mirrorlab.cli"]
     before = {c.name: lab.flows(c.name) for c in lab.topology.computes}
     try:
         up = subprocess.run(cli + ["up", str(TOPOLOGY), "--api-port", "8099", "--lease-seconds", "2.5",

@@ -15,8 +15,8 @@ import pytest
 from playwright.sync_api import expect
 from scapy.all import rdpcap
 
-from controller.mirroring import DEFAULT_ANALYZER
-from lab.supervisor import MAX_RESTARTS
+from mirrorlab.controller.mirroring import DEFAULT_ANALYZER
+from mirrorlab.supervisor import MAX_RESTARTS
 from tests.e2e.conftest import STATE_DIR
 from tests.e2e.test_capture import CAPTURE_COOKIE, frames, pings, settle, start
 

@@ -21,9 +21,9 @@ import pytest
 from playwright.sync_api import Page, expect
 from scapy.all import ICMP, IP, rdpcap
 
-from controller.flowmodel import capture_owner
-from controller.mirroring import DEFAULT_ANALYZER, MAX_CAPTURES_PER_INTERFACE
-from controller.pipeline import EGRESS_MIRROR, INGRESS_MIRROR
+from mirrorlab.controller.flowmodel import capture_owner
+from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, MAX_CAPTURES_PER_INTERFACE
+from mirrorlab.controller.pipeline import EGRESS_MIRROR, INGRESS_MIRROR
 from tests.e2e.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, VIEWPORT, Target
 
 START_TIMEOUT_MS = 120_000  # the first capture also launches the default analyzer

@@ -7,13 +7,13 @@ import pytest
 
 from fastapi.testclient import TestClient
 
-from controller import rest
-from controller.mirroring import DEFAULT_ANALYZER, plan_analyzer
-from controller.service import ControllerService
-from controller.store import Store
-from lab.control import LabControl
-from lab.topofile import load
-from lab.topology import Topology
+from mirrorlab.controller import rest
+from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, plan_analyzer
+from mirrorlab.controller.service import ControllerService
+from mirrorlab.controller.store import Store
+from mirrorlab.control import LabControl
+from mirrorlab.topofile import load
+from mirrorlab.topology import Topology
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 

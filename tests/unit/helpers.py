@@ -1,7 +1,7 @@
-"""Small builders shared by the unit tests: frames as tests.flowsim dicts, topology texts."""
+"""Small builders shared by the unit tests: frames as mirrorlab.testing.flowsim dicts, topology texts."""
 from __future__ import annotations
 
-from lab.topology import Interface, Topology
+from mirrorlab.topology import Interface, Topology
 
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 ZERO_MAC = "00:00:00:00:00:00"

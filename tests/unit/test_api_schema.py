@@ -13,12 +13,12 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
-from controller.mirroring import DEFAULT_ANALYZER, plan_analyzer
-from controller.rest import ApiAccess, create_app
-from controller.service import ControllerService
-from controller.store import Store
-from lab.control import LabControl
-from lab.topofile import load
+from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, plan_analyzer
+from mirrorlab.controller.rest import ApiAccess, create_app
+from mirrorlab.controller.service import ControllerService
+from mirrorlab.controller.store import Store
+from mirrorlab.control import LabControl
+from mirrorlab.topofile import load
 
 TOKEN = "schema-test-token"
 # schemathesis' in-process client sends this Host header.

@@ -8,13 +8,13 @@ import threading
 
 import pytest
 
-from controller.errors import Conflict, InvalidRequest
-from controller.mirroring import DEFAULT_ANALYZER, plan_analyzer
-from controller.service import ControllerService
-from controller.store import Store
-from lab.control import LabControl
-from lab.recorder import DEFAULT_LIMIT_BYTES, Recorder, limits_file
-from lab.topofile import load
+from mirrorlab.controller.errors import Conflict, InvalidRequest
+from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, plan_analyzer
+from mirrorlab.controller.service import ControllerService
+from mirrorlab.controller.store import Store
+from mirrorlab.control import LabControl
+from mirrorlab.recorder import DEFAULT_LIMIT_BYTES, Recorder, limits_file
+from mirrorlab.topofile import load
 from tests.unit.test_recording import ORIGINAL, copy_of
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from bench.churn import Watchdog, flow_consistency, ping_loss
-from controller.flowmodel import BASE_OWNER, capture_of_cookie, capture_owner, flow
-from controller.flowmodel import Output
+from mirrorlab.controller.flowmodel import BASE_OWNER, capture_of_cookie, capture_owner, flow
+from mirrorlab.controller.flowmodel import Output
 
 BASE = flow(0, 10, [Output(1)], in_port=2)
 CAPTURE_7 = flow(3, 100, [Output(4)], in_port=2, owner=capture_owner(7))

@@ -1,5 +1,5 @@
 """The CLI's errors are one line each, never a traceback, whatever the names hold: run as
-users run it (`python -m lab.cli`), against a stand-in HTTP server playing the controller's API,
+users run it (`python -m mirrorlab.cli`), against a stand-in HTTP server playing the controller's API,
 so no lab is needed."""
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def mirrorlab(state_dir: Path, *args: str, encoding: str = "utf-8") -> subproces
     """Run `mirrorlab ARGS` with the lab record in `state_dir`."""
     env = {**os.environ, "MIRRORLAB_STATE_DIR": str(state_dir), "PYTHONIOENCODING": encoding}
     env.pop("MIRRORLAB_API_TOKEN", None)
-    return subprocess.run([sys.executable, "-m", "lab.cli", *args], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", "mirrorlab.cli", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, encoding="utf-8", errors="replace",
                           timeout=60)
 

@@ -11,12 +11,12 @@ from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Ether
 from scapy.utils import rdpcap
 
-from controller.mirroring import analyzers, plan_analyzer, plan_capture
-from controller.pcapfile import PcapIndex
-from lab.pcap import GLOBAL_HEADER, PCAP_HEADER, PCAPNG_HEADER, RECORD_HEADER, pcapng_packet
-from lab.recorder import Recorder, capture_file, directions_file
-from lab.topofile import load
-from tests.flowsim import LabSim
+from mirrorlab.controller.mirroring import analyzers, plan_analyzer, plan_capture
+from mirrorlab.controller.pcapfile import PcapIndex
+from mirrorlab.pcap import GLOBAL_HEADER, PCAP_HEADER, PCAPNG_HEADER, RECORD_HEADER, pcapng_packet
+from mirrorlab.recorder import Recorder, capture_file, directions_file
+from mirrorlab.topofile import load
+from mirrorlab.testing.flowsim import LabSim
 from tests.unit.helpers import iface, ip_frame
 
 MAC1, MAC2 = "02:00:0a:01:01:0b", "02:00:0a:01:01:0c"

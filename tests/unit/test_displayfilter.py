@@ -9,7 +9,7 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Raw
 
-from controller.displayfilter import (
+from mirrorlab.controller.displayfilter import (
     And, FilterError, Host, Not, Or, Port, Protocol, filter_matches, packet_facts, parse_filter,
 )
 

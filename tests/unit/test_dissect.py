@@ -11,7 +11,7 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
 
-from controller.dissect import PacketSummary, summarize
+from mirrorlab.controller.dissect import PacketSummary, summarize
 
 MAC1, MAC2 = "02:00:0a:01:01:0b", "02:00:0a:01:01:0c"
 IP1, IP2 = "10.1.1.11", "10.1.1.12"

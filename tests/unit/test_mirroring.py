@@ -7,18 +7,18 @@ import itertools
 
 import pytest
 
-from controller.errors import Conflict, InvalidRequest, NotFound
-from controller.flowmodel import OWNER_MASK, Output, SetField, capture_owner
-from controller.mirroring import (
+from mirrorlab.controller.errors import Conflict, InvalidRequest, NotFound
+from mirrorlab.controller.flowmodel import OWNER_MASK, Output, SetField, capture_owner
+from mirrorlab.controller.mirroring import (
     CAPTURE_LABEL_BASE, MAX_CAPTURE_ID, Capture, Direction, analyzers, find_interface,
     parse_direction, plan_analyzer, plan_capture,
 )
-from controller.pipeline import (
+from mirrorlab.controller.pipeline import (
     CLASSIFY, EGRESS_MIRROR, INGRESS_MIRROR, VROUTER_MAC, capture_flows, desired_flows,
 )
-from lab.topofile import parse
-from lab.topology import FABRIC_PORT
-from tests.flowsim import LabSim
+from mirrorlab.topofile import parse
+from mirrorlab.topology import FABRIC_PORT
+from mirrorlab.testing.flowsim import LabSim
 from tests.unit.helpers import (
     MPLS, arp_request, broadcast_frame, iface, ip_frame, may_overlap, multicast_frame,
     one_compute_text, overlay,

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from controller.flowmodel import SetField
-from controller.ofproto import ofp_action
+from mirrorlab.controller.flowmodel import SetField
+from mirrorlab.controller.ofproto import ofp_action
 
 
 def round_trip(action):

@@ -13,16 +13,16 @@ import pytest
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from controller.app import Batch, VRouterApp
-from controller.errors import VRouterUnavailable
-from controller.flowmodel import (
+from mirrorlab.controller.app import Batch, VRouterApp
+from mirrorlab.controller.errors import VRouterUnavailable
+from mirrorlab.controller.flowmodel import (
     BASE_OWNER, Clone, Decap, Encap, Output, Resubmit, SetField, capture_owner, flow,
 )
-from controller.mirroring import DEFAULT_ANALYZER, plan_analyzer, plan_capture
-from controller.ofproto import add_flow, delete_flow, ofp_action, ofp_match
-from controller.pipeline import DELIVER, INGRESS_MIRROR, desired_flows
-from controller.service import ControllerService
-from controller.store import Store
+from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, plan_analyzer, plan_capture
+from mirrorlab.controller.ofproto import add_flow, delete_flow, ofp_action, ofp_match
+from mirrorlab.controller.pipeline import DELIVER, INGRESS_MIRROR, desired_flows
+from mirrorlab.controller.service import ControllerService
+from mirrorlab.controller.store import Store
 from tests.fakeswitch import FakeSwitch, WireFlow, decode, wire_action, wire_flow
 from tests.unit.test_service import Clock, FakeLab
 

@@ -7,8 +7,8 @@ from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Raw
 
-from controller import packettree
-from controller.packettree import DissectorFailed, dissect_frame, pdml_layers
+from mirrorlab.controller import packettree
+from mirrorlab.controller.packettree import DissectorFailed, dissect_frame, pdml_layers
 
 MAC1, MAC2 = "02:00:0a:01:01:0b", "02:00:0a:01:01:0c"
 PING = bytes(Ether(src=MAC1, dst=MAC2) / IP(src="10.1.1.11", dst="10.1.1.12")

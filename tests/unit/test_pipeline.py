@@ -1,19 +1,19 @@
-"""The base vRouter pipeline, run on tests.flowsim: forwarding, ARP, flooding, isolation, flows."""
+"""The base vRouter pipeline, run on mirrorlab.testing.flowsim: forwarding, ARP, flooding, isolation, flows."""
 from __future__ import annotations
 
 import itertools
 
 import pytest
 
-from controller.flowmodel import (
+from mirrorlab.controller.flowmodel import (
     BASE_OWNER, OWNER_MASK, Clone, Decap, Encap, Move, Output, Resubmit, SetField, flow,
 )
-from controller.pipeline import (
+from mirrorlab.controller.pipeline import (
     CLASSIFY, DELIVER, EGRESS_MIRROR, FORWARD, INGRESS_MIRROR, desired_flows,
 )
-from lab.topofile import load, parse
-from lab.topology import FABRIC_PORT
-from tests.flowsim import LabSim
+from mirrorlab.topofile import load, parse
+from mirrorlab.topology import FABRIC_PORT
+from mirrorlab.testing.flowsim import LabSim
 from tests.unit.helpers import (
     BROADCAST, arp_reply_for, arp_request, broadcast_frame, iface, ip_frame, may_overlap,
     multicast_frame, overlay, received,

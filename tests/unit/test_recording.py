@@ -7,10 +7,10 @@ import tracemalloc
 
 from scapy.utils import rdpcap
 
-from controller import pcapfile
-from controller.pcapfile import CHECKPOINT_EVERY, PcapIndex, read_prefix
-from lab.pcap import GLOBAL_HEADER, PCAP_HEADER, RECORD_HEADER, record_bytes
-from lab.recorder import (
+from mirrorlab.controller import pcapfile
+from mirrorlab.controller.pcapfile import CHECKPOINT_EVERY, PcapIndex, read_prefix
+from mirrorlab.pcap import GLOBAL_HEADER, PCAP_HEADER, RECORD_HEADER, record_bytes
+from mirrorlab.recorder import (
     Recorder, capture_file, directions_file, parse_copy, set_limits, stop_report,
 )
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from controller.mirroring import DEFAULT_ANALYZER, plan_analyzer
-from controller.rest import create_app
-from controller.service import ControllerService
-from controller.store import Store
-from lab.control import LabControlError
+from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, plan_analyzer
+from mirrorlab.controller.rest import create_app
+from mirrorlab.controller.service import ControllerService
+from mirrorlab.controller.store import Store
+from mirrorlab.control import LabControlError
 from tests.unit.test_service import Clock, FakeLab
 
 

@@ -10,14 +10,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controller.mirroring import DEFAULT_ANALYZER, plan_analyzer
-from controller.rest import (
+from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, plan_analyzer
+from mirrorlab.controller.rest import (
     MAX_ERROR_CHARS, MAX_REQUEST_BYTES, TOKEN_COOKIE, ApiAccess, create_app, host_name, is_loopback,
 )
-from controller.service import ControllerService
-from controller.store import Store
-from lab.control import LabControl
-from lab.topofile import load
+from mirrorlab.controller.service import ControllerService
+from mirrorlab.controller.store import Store
+from mirrorlab.control import LabControl
+from mirrorlab.topofile import load
 
 TOKEN = "s3cret-token"
 CAPTURE = {"vrouter": "compute1", "interface": "tap-vm1-0", "lease_seconds": 60}
@@ -217,7 +217,7 @@ def test_bodies_larger_than_the_limit_are_refused_unread(app, service):
 def test_errors_echo_input_cut_short(app, method, url, body, monkeypatch):
     """An error names what was asked for, but a huge value comes back cut short, with its
     start and end."""
-    monkeypatch.setattr("controller.rest.MAX_REQUEST_BYTES", 10 * 1024 * 1024)
+    monkeypatch.setattr("mirrorlab.controller.rest.MAX_REQUEST_BYTES", 10 * 1024 * 1024)
     response = request(app, method, url, json=body)
     assert 400 <= response.status_code < 500
     error = response.json()["error"]

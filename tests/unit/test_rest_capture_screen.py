@@ -8,12 +8,12 @@ import struct
 from scapy.layers.inet import ICMP, IP, TCP
 from scapy.layers.l2 import ARP, Ether
 
-from controller import packettree, rest
-from controller.analyzerchoice import ANALYZER_RULE, preferred_analyzer
-from controller.mirroring import DEFAULT_ANALYZER
-from controller.service import ControllerService
-from lab.recorder import PCAP_HEADER
-from lab.topofile import load
+from mirrorlab.controller import packettree, rest
+from mirrorlab.controller.analyzerchoice import ANALYZER_RULE, preferred_analyzer
+from mirrorlab.controller.mirroring import DEFAULT_ANALYZER
+from mirrorlab.controller.service import ControllerService
+from mirrorlab.recorder import PCAP_HEADER
+from mirrorlab.topofile import load
 
 MAC1, MAC2 = "02:00:0a:01:01:0b", "02:00:0a:01:01:0c"
 PING = bytes(Ether(src=MAC1, dst=MAC2) / IP(src="10.1.1.11", dst="10.1.1.12") / ICMP(id=7, seq=1))

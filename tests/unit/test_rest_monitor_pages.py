@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from controller.store import Store
+from mirrorlab.controller.store import Store
 
 CAPTURE = {"vrouter": "compute1", "interface": "tap-vm1-0"}
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from controller.errors import Conflict, NotFound
-from controller.mirroring import DEFAULT_ANALYZER, plan_analyzer
-from controller.pipeline import desired_flows
-from controller.service import ControllerService
-from controller.store import Store
+from mirrorlab.controller.errors import Conflict, NotFound
+from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, plan_analyzer
+from mirrorlab.controller.pipeline import desired_flows
+from mirrorlab.controller.service import ControllerService
+from mirrorlab.controller.store import Store
 
 
 class Clock:

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from lab.cli import _spawn
-from lab.state import LabState, process_alive
+from mirrorlab.cli import _spawn
+from mirrorlab.state import LabState, process_alive
 
 
 def mode(path) -> int:

@@ -6,8 +6,8 @@ import signal
 import subprocess
 import time
 
-from lab.state import LabState, process_alive
-from lab.supervisor import MAX_RESTARTS, RecorderSupervisor
+from mirrorlab.state import LabState, process_alive
+from mirrorlab.supervisor import MAX_RESTARTS, RecorderSupervisor
 
 
 def _wait(condition, timeout: float = 5.0):

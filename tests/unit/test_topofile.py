@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.topofile import first_free_address, load, parse
-from lab.topology import TopologyError
+from mirrorlab.topofile import first_free_address, load, parse
+from mirrorlab.topology import TopologyError
 
 # Five lines every VM test builds on; the first VM therefore sits on line 6.
 HEADER = """\

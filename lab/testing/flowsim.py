@@ -18,9 +18,9 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-from controller.flowmodel import Clone, Decap, Encap, Flow, Move, Output, Resubmit, SetField
-from controller.pipeline import desired_flows
-from lab.topology import FABRIC_PORT, Topology
+from mirrorlab.controller.flowmodel import Clone, Decap, Encap, Flow, Move, Output, Resubmit, SetField
+from mirrorlab.controller.pipeline import desired_flows
+from mirrorlab.topology import FABRIC_PORT, Topology
 
 MAX_DEPTH = 64
 
