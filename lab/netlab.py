@@ -35,6 +35,7 @@ LOG = logging.getLogger("mirrorlab.lab")
 # links get jumbo MTUs so no full-size guest frame is ever dropped on the way.
 JUMBO_MTU = 9000
 READY_TIMEOUT = 90.0
+LINK_UP_TIMEOUT = 10.0  # seconds for Open vSwitch to see a new VM port up
 # How soon a vRouter calls the controller again after losing it (ms; Open vSwitch's least):
 # a restarted controller gets its vRouters back within a second.
 RECONNECT_MS = 1000
@@ -190,6 +191,14 @@ class LabNetwork:
                      "Interface", interface.port_name, f"ofport_request={interface.ofport}")
             self._configure_vm(vm)
             self.topology = self.topology.with_vm(vm)
+            # A capture starts as soon as this returns: its first copies must find the ports up
+            # (Open vSwitch drops what it sends on a port before it sees the link up) and the
+            # recorder listening (one that does not come up shows in its health).
+            for interface in vm.interfaces:
+                _run("ovs-vsctl", f"--timeout={LINK_UP_TIMEOUT:.0f}", "wait-until", "Interface",
+                     interface.port_name, "link_state=up")
+            if vm.analyzer:
+                self.recorders[vm.name].wait_listening()
 
     def remove_vm(self, name: str) -> None:
         """Stop a VM added by `add_vm` and remove its ports."""

@@ -32,6 +32,8 @@ from mirrorlab.pcap import (
     record_bytes,
 )
 
+# What the recorder logs once its socket is bound (its supervisor waits for it).
+LISTENING = "recording copies on"
 ETH_P_ALL = 0x0003
 ETH_P_MPLS = 0x8847
 OUTER_HEADERS = 14 + 4
@@ -223,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     sock.settimeout(FLUSH_INTERVAL)
     recorder = Recorder(args.directory)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    print(f"recorder: recording copies on {args.interface} into {args.directory}",
+    print(f"recorder: {LISTENING} {args.interface} into {args.directory}",
           file=sys.stderr, flush=True)
     last_flush = time.monotonic()
     try:

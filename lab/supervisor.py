@@ -16,12 +16,14 @@ import time
 from pathlib import Path
 from typing import Callable, TextIO
 
+from mirrorlab.recorder import LISTENING
 from mirrorlab.state import LabState, process_record
 
 MAX_RESTARTS = 5
 RESTART_WINDOW = 60.0
 RESTART_DELAYS = (0.2, 0.5, 1.0, 2.0)  # seconds before the 1st, 2nd, 3rd and later restarts
 STOP_TIMEOUT = 2.0
+LISTEN_TIMEOUT = 10.0
 
 
 def _last_line(path: Path) -> str | None:
@@ -58,6 +60,7 @@ class RecorderSupervisor:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.process: subprocess.Popen | None = None
+        self.listening_before = 0  # how often the log said LISTENING before the last spawn
         self.process_record: dict | None = None  # taken while it runs: a dead PID has no start time
         self.status = "starting"
         self.restarts = 0
@@ -71,6 +74,26 @@ class RecorderSupervisor:
             self._spawn()
         self.thread.start()
         return self
+
+    def wait_listening(self, timeout: float = LISTEN_TIMEOUT) -> bool:
+        """Wait until the recorder started last has bound its socket (it logs LISTENING);
+        False if it did not within `timeout` seconds or died first (its health says why)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                process, before = self.process, self.listening_before
+            if self._listening_count() > before:
+                return True
+            if process is None or process.poll() is not None:
+                return False
+            time.sleep(0.01)
+        return False
+
+    def _listening_count(self) -> int:
+        try:
+            return self.log_path.read_text(errors="replace").count(LISTENING)
+        except OSError:
+            return 0
 
     def health(self) -> dict:
         """{"state": running | restarting | failed | stopped, "restarts", "last_error", "pid"}."""
@@ -96,6 +119,7 @@ class RecorderSupervisor:
         self.state.forget("recorders", self.name)
 
     def _spawn(self) -> None:
+        self.listening_before = self._listening_count()
         with open(self.log_path, "a") as log:
             self.process = self.spawn(log)
         self.process_record = process_record(self.process.pid)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mirrorlab.controller.flowmodel import Clone, Decap, Encap, Flow, Move, Output, Resubmit, SetField
+from mirrorlab.controller.errors import NotFound
 from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, plan_analyzer, plan_capture
 from mirrorlab.controller.pipeline import desired_flows
 from mirrorlab.topofile import resolve
@@ -179,12 +180,16 @@ class LabSim:
         topology file, or a `Topology`) with `captures`: (vm, direction) pairs, direction
         "ingress", "egress" or "both", each mirroring the VM's first interface to the default
         analyzer, placed where the controller places it (an analyzer VM on the first compute
-        node). Raises `TopologyError` for a bad topology, `ValueError` for a bad capture."""
+        node). Raises `TopologyError` for a bad topology, and for a bad capture the refusal the
+        API would give (a `mirrorlab.controller.errors.MirrorlabError` naming the problem)."""
         topology = resolve(topology)[0]
         planned = []
         if captures:
             topology = topology.with_vm(plan_analyzer(topology, DEFAULT_ANALYZER, None, None))
         for capture_id, (vm, direction) in enumerate(captures, start=1):
+            if not topology.has("vm", vm):
+                known = ", ".join(v.name for v in topology.vms if not v.analyzer)
+                raise NotFound(f"unknown vm '{vm}' (known: {known})", "vm")
             interface = topology.vm(vm).interfaces[0]
             planned.append(plan_capture(topology, planned, capture_id, interface.compute,
                                         interface.port_name, direction, DEFAULT_ANALYZER, 0.0))

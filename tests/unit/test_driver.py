@@ -46,9 +46,11 @@ def test_flows_are_decoded_with_owner_capture_and_counters_in_table_order():
 
 def test_lines_that_are_not_flows_are_skipped_and_absent_fields_take_their_defaults():
     flows = parse_flows("OFPST_FLOW reply (OF1.3) (xid=0x2):\n table=3, priority=0 actions=drop\n"
-                        " cookie=0x5, n_packets=2, n_bytes=84, in_port=1 actions=drop\n")
-    assert flows == [InstalledFlow(0, 32768, 5, "in_port=1", "drop"), InstalledFlow(3, 0, 0, "", "drop")]
-    assert flows[0].packets == 2
+                        " cookie=0x5, n_packets=2, n_bytes=84, in_port=1 actions=drop\n"
+                        " cookie=0x7, table=1, n_packets=3, n_bytes=180, actions=NORMAL\n")
+    assert flows == [InstalledFlow(0, 32768, 5, "in_port=1", "drop"),
+                     InstalledFlow(1, 32768, 7, "", "NORMAL"), InstalledFlow(3, 0, 0, "", "drop")]
+    assert [f.packets for f in flows] == [2, 3, 0]
 
 
 def test_flows_equal_whatever_their_counters_and_the_no_stats_form_decodes_alike():
@@ -71,9 +73,23 @@ def test_a_shipped_name_a_path_and_a_topology_resolve_to_the_same_lab(tmp_path):
         resolve_topology("nosuchlab")
 
 
-@pytest.mark.parametrize("name", ["default", "minimal", "large"])
+EXPLICIT = """
+name: explicit
+fabric: {subnet: 192.168.7.0/24}
+computes: [c1, c2]
+networks:
+  - {name: blue, subnet: 10.9.1.0/24, subnet6: "fd00:9::/64", label: 300}
+analyzer_network: {name: mirror-net, subnet: 10.9.200.0/24, label: 301}
+vms:
+  - {name: a, compute: c1, network: blue, ip: 10.9.1.50, mac: "02:aa:00:00:00:01"}
+  - {name: b, compute: c2, interfaces: [{network: blue}, {network: mirror-net, ip: 10.9.200.9}]}
+"""
+
+
+@pytest.mark.parametrize("name", ["default", "minimal", "large", "explicit"])
 def test_a_topology_written_out_reads_back_equal(name):
-    topology = topofile.load(topofile.locate(name))
+    topology = (topofile.parse(EXPLICIT, "explicit.yaml") if name == "explicit"
+                else topofile.load(topofile.locate(name)))
     assert topofile.parse(topofile.dump(topology), topology.source) == topology
 
 

@@ -57,3 +57,23 @@ def test_a_process_that_keeps_dying_is_left_failed_with_the_reason(tmp_path):
                                     f"last: exited with code 3: no such device")
     assert _recorded(state)["state"] == "failed"
     supervisor.stop()
+
+
+def test_waiting_for_the_recorder_to_listen(tmp_path):
+    """wait_listening returns once the process started last logs that it records (not on an
+    earlier process's line), and False at once for one that dies first."""
+    state = LabState(tmp_path)
+    (tmp_path / "recorder-an1.log").write_text("recorder: recording copies on an1-eth0 (earlier)\n")
+    late = RecorderSupervisor("an1", lambda log: subprocess.Popen(
+        ["sh", "-c", "sleep 0.3; echo 'recorder: recording copies on an1-eth0'; sleep 60"],
+        stdout=log, stderr=log), state).start()
+    started = time.monotonic()
+    assert late.wait_listening(timeout=5)
+    assert time.monotonic() - started >= 0.25
+    late.stop()
+    dying = RecorderSupervisor("an1", lambda log: subprocess.Popen(["false"], stdout=log, stderr=log),
+                               state, delays=(30,)).start()
+    started = time.monotonic()
+    assert not dying.wait_listening(timeout=5)
+    assert time.monotonic() - started < 2
+    dying.stop()
