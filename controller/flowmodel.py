@@ -1,7 +1,7 @@
 """A small, library-free description of OpenFlow flows, as the pure flow computation returns them.
 
 The os-ken app translates these into FlowMods (`controller.ofproto`); tests run them on a
-software flow table (`tests/flowsim.py`); `Flow.ofctl()` prints them as `ovs-ofctl` would.
+software flow table (`mirrorlab.testing.flowsim`); `Flow.ofctl()` prints them as `ovs-ofctl` would.
 
 Cookies: the high 32 bits name the owner of a flow (the base forwarding, or one capture), the
 low 32 bits are a digest of the flow itself. Everything one capture installed is therefore found

@@ -34,8 +34,8 @@ from mirrorlab.errors import ApiUnreachable, LabError, UsageError
 from mirrorlab.health import lab_problems
 from mirrorlab.recorder import DEFAULT_LIMIT_BYTES, DEFAULT_MIN_FREE_BYTES
 from mirrorlab.sandbox import Sandbox, SandboxError
-from mirrorlab.state import (LabState, private_file, process_alive, process_record, state_dir,
-                             stop_process)
+from mirrorlab.state import LabState, private_file, process_alive, process_record, stop_process
+from mirrorlab.state import state_dir as default_state_dir
 from mirrorlab.topology import Topology
 
 TOKEN_ENV = "MIRRORLAB_API_TOKEN"
@@ -139,7 +139,7 @@ class Lab:
             raise UsageError(f"the API host {api_host} is not loopback: give the API a token "
                              f"(api_token)")
         self._topology, self.topology_file = topofile.resolve(topology)
-        self.state = LabState(Path(state_dir) if state_dir else state_dir_default())
+        self.state = LabState(Path(state_dir) if state_dir else default_state_dir())
         self.settings = {"api_host": api_host, "api_port": int(api_port),
                          "allowed_hosts": list(allowed_hosts), "lease_seconds": lease_seconds,
                          "capture_limit_bytes": capture_limit, "min_free_bytes": min_free_disk}
@@ -151,7 +151,7 @@ class Lab:
     def attach(cls, state_dir: str | Path | None = None) -> "Lab":
         """The lab recorded in `state_dir` ($MIRRORLAB_STATE_DIR, else /run/mirrorlab), to
         drive or take down. Raises `LabError` when none is recorded there."""
-        state = LabState(Path(state_dir) if state_dir else state_dir_default())
+        state = LabState(Path(state_dir) if state_dir else default_state_dir())
         record = state.read()
         if not record:
             raise LabError(NOT_RUNNING)
@@ -587,12 +587,6 @@ class Controller:
         if not process_alive(record):
             raise LabError("the controller is not running")
         stop_process(record, timeout=0, sig=signal.SIGKILL)
-
-
-def state_dir_default() -> Path:
-    """The state directory a lab uses when none is given: $MIRRORLAB_STATE_DIR, else
-    /run/mirrorlab."""
-    return state_dir()
 
 
 def spawn(state: LabState, argv: list[str], log_name: str, token: str | None = None) -> dict:
