@@ -71,8 +71,9 @@ def test_the_example_project_passes_against_the_installed_package(installed, lab
     """Its own lab (state directory and port of its own) runs while the session's lab is up."""
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider",
-         "--mirrorlab-state-dir", f"{STATE_DIR}-ex"],
+         f"--mirrorlab-state-dir={STATE_DIR}-ex"],  # with "=": pytest takes a bare existing path for its rootdir
         cwd=EXAMPLE, env=installed_env(installed), capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert f"rootdir: {EXAMPLE}" in result.stdout
     assert result.stdout.count(" PASSED") == 4, result.stdout
     assert lab.status()["problems"] == []
