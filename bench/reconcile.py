@@ -20,7 +20,7 @@ import time
 from bench.common import STATE_DIR, BenchLab, controller_log_times, log
 
 CONNECTED = r"vRouter dpid=(\d+) connected"
-RECONCILED = r"vRouter dpid=(\d+) reconciled: (\d+) flows found, (\d+) added, (\d+) removed"
+RECONCILED = r"vRouter dpid=(\d+) reconciled: (\d+) flows added, (\d+) removed"
 
 
 def measure(lab: BenchLab) -> dict:
@@ -62,7 +62,7 @@ def _restart(lab: BenchLab, targets: dict[str, int], desired: dict[str, int]) ->
                  if int(m.group(1)) in dpids]
     reconciled = [(t, m) for t, m in controller_log_times(controller_log, started, RECONCILED)
                   if int(m.group(1)) in dpids]
-    added = sum(int(m.group(3)) for _t, m in reconciled)
+    added = sum(int(m.group(2)) for _t, m in reconciled)
     first_connect = min((t for t, _d in connected), default=None)
     reconcile = (done - first_connect) if done and first_connect else None
     return {
