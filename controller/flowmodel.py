@@ -34,6 +34,14 @@ def capture_of_cookie(cookie: int) -> int | None:
     return owner & 0x00FFFFFF
 
 
+def owner_of_cookie(cookie: int) -> str | None:
+    """Who installed a flow with this cookie: "base" (the forwarding pipeline), "capture" (a
+    capture's mirroring), or None for a cookie this controller never writes."""
+    if capture_of_cookie(cookie) is not None:
+        return "capture"
+    return "base" if cookie >> 32 == BASE_OWNER else None
+
+
 @dataclass(frozen=True)
 class Output:
     """Send the packet out of `port` (an OpenFlow port number, or "in_port")."""

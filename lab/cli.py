@@ -1,27 +1,21 @@
-"""`mirrorlab`: the command line, a thin layer over the lab processes and the REST API."""
+"""`mirrorlab`: the command line, argument parsing and printing over `mirrorlab.Lab`."""
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from pathlib import Path
 
-from mirrorlab.controller.rest import is_loopback, is_wildcard
 from mirrorlab import topofile
-from mirrorlab.health import lab_problems
-from mirrorlab.sandbox import Sandbox, SandboxError
+from mirrorlab.client import query
+from mirrorlab.controller.rest import is_loopback
+from mirrorlab.driver import TOKEN_ENV, Lab
+from mirrorlab.errors import ApiError, LabError, UsageError
 from mirrorlab.recorder import DEFAULT_LIMIT_BYTES, DEFAULT_MIN_FREE_BYTES
-from mirrorlab.state import LabState, private_file, process_alive, process_record, stop_process
+from mirrorlab.state import LabState
 from mirrorlab.topology import TopologyError
 
-UP_TIMEOUT = 600.0
 SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
@@ -31,7 +25,6 @@ def parse_size(text: str) -> int:
     if not number.isdigit() or unit not in SIZE_UNITS:
         raise argparse.ArgumentTypeError(f"bad size '{text}' (e.g. 100M, 2G, 64K or bytes)")
     return int(number) * SIZE_UNITS[unit]
-TOKEN_ENV = "MIRRORLAB_API_TOKEN"
 
 
 class CliError(Exception):
@@ -40,111 +33,6 @@ class CliError(Exception):
     def __init__(self, message: str, code: int = 1):
         super().__init__(message)
         self.code = code
-
-
-# --- processes ------------------------------------------------------------------------------
-
-def _spawn(state: LabState, argv: list[str], log_name: str, token: str | None = None) -> dict:
-    # umask 077: what the lab's processes write (store, pcaps, logs) is the owner's alone. The
-    # API token goes by the environment, which other users cannot read as they can argv.
-    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
-    env["MIRRORLAB_STATE_DIR"] = str(state.dir)
-    if token:
-        env[TOKEN_ENV] = token
-    with private_file(state.dir / log_name) as log:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True, env=env,
-                                   umask=0o077)
-    return process_record(process.pid)
-
-
-def start_controller(state: LabState) -> dict:
-    """Start the controller process for the recorded lab and record it."""
-    record = state.read()
-    if process_alive(record.get("controller_process")):
-        raise CliError(f"the controller runs already (pid {record['controller_process']['pid']})")
-    allowed = [arg for host in record.get("allowed_hosts", []) for arg in ("--allowed-host", host)]
-    process = _spawn(state, [sys.executable, "-m", "mirrorlab.controller.main",
-                             "--topology", str(state.topology_path),
-                             "--openflow-socket", str(Sandbox(state).openflow_socket),
-                             "--api-host", record.get("api_host", "127.0.0.1"),
-                             "--api-port", str(record["api_port"]), *allowed,
-                             "--lease-seconds", str(record["lease_seconds"]),
-                             "--capture-limit-bytes",
-                             str(record.get("capture_limit_bytes", DEFAULT_LIMIT_BYTES)),
-                             "--min-free-bytes", str(record.get("min_free_bytes", DEFAULT_MIN_FREE_BYTES))],
-                     "controller.log", token=record.get("api_token"))
-    with state.update() as current:
-        current["controller_process"] = process
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if not process_alive(process):
-            raise CliError(f"the controller exited at start; see {state.dir / 'controller.log'}")
-        try:
-            _api(state, "GET", "/api/vrouters")
-            return process
-        except CliError:
-            time.sleep(0.2)
-    stop_process(process)
-    raise CliError(f"the controller's API did not come up; see {state.dir / 'controller.log'}")
-
-
-def stop_controller(state: LabState) -> bool:
-    """Stop the controller process; return whether one was running."""
-    record = state.read()
-    running = process_alive(record.get("controller_process"))
-    stop_process(record.get("controller_process"))
-    return running
-
-
-# --- REST client -----------------------------------------------------------------------------
-
-def _api_url(record: dict) -> str:
-    """Where the recorded lab's API answers this machine: its address, or loopback when it
-    listens on every address."""
-    host = record.get("api_host", "127.0.0.1")
-    host = "127.0.0.1" if is_wildcard(host) else host
-    return f"http://{f'[{host}]' if ':' in host else host}:{record['api_port']}"
-
-
-def _segment(value) -> str:
-    """`value` as one URL path segment: any character, '/' and non-ASCII too, percent-encoded."""
-    return urllib.parse.quote(str(value), safe="")
-
-
-def _api(state: LabState, method: str, path: str, body: dict | None = None,
-         save_to: Path | None = None):
-    """A request to the lab's REST API: its JSON answer, or with `save_to` its body streamed
-    into that file (and the number of bytes written)."""
-    record = state.read()
-    if not record:
-        raise CliError("no lab is running; start one with `mirrorlab up`")
-    url = _api_url(record) + path
-    # Options not given are left out: the API takes its defaults for absent fields, not null.
-    data = (json.dumps({k: v for k, v in body.items() if v is not None}).encode()
-            if body is not None else None)
-    headers = {"Content-Type": "application/json"}
-    token = record.get("api_token") or os.environ.get(TOKEN_ENV)
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            if save_to is not None:
-                with open(save_to, "wb") as out:
-                    shutil.copyfileobj(response, out, 1 << 20)
-                return save_to.stat().st_size
-            payload = response.read()
-    except urllib.error.HTTPError as err:
-        try:
-            message = json.loads(err.read()).get("error", err.reason)
-        except ValueError:
-            message = err.reason
-        raise CliError(f"error: {message}", 2) from None
-    except (urllib.error.URLError, OSError) as err:
-        raise CliError(f"the controller's API at {url} does not answer ({err}); "
-                       f"is it running? (`mirrorlab controller start`)") from None
-    return json.loads(payload)
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -159,146 +47,42 @@ def cmd_check(args) -> int:
 
 def cmd_up(args) -> int:
     """Bring a lab up and wait until every VM reaches its peers."""
-    topology_path = topofile.locate(args.topology).resolve()
-    topology = topofile.load(topology_path)
     if not (is_loopback(args.api_host) or args.api_token):
         raise CliError(f"--api-host {args.api_host} is not loopback: give the API a token "
                        f"(--api-token or {TOKEN_ENV})", 2)
-    state = LabState()
-    record = state.read()
-    if process_alive(record.get("lab_process")):
-        raise CliError(f"a lab is running already ({record.get('topology')}); "
-                       f"run `mirrorlab down` first")
-    if state.exists():
-        _down(state)  # the remains of a lab that crashed
-    state.clear()
-    state.ensure_dir()
+    lab = Lab(args.topology, api_host=args.api_host, api_port=args.api_port,
+              api_token=args.api_token, allowed_hosts=args.allowed_host,
+              lease_seconds=args.lease_seconds, capture_limit=args.capture_limit,
+              min_free_disk=args.min_free_disk, on_progress=lambda line: print(line, flush=True))
+    topology = lab.topology
     started = time.monotonic()
-    # Every process of the lab loads this copy, so editing the file later cannot make the
-    # controller reconcile to a lab that was never built.
-    with private_file(state.topology_path, "w") as copy:
-        copy.write(topology_path.read_text())
-    with state.update() as current:
-        current.update(topology=str(topology_path), api_host=args.api_host, api_port=args.api_port,
-                       allowed_hosts=args.allowed_host, lease_seconds=args.lease_seconds,
-                       capture_limit_bytes=args.capture_limit, min_free_bytes=args.min_free_disk)
-        if args.api_token:
-            current["api_token"] = args.api_token
-    print(f"mirrorlab: bringing up '{topology.name}' from {topology_path}")
-    sandbox = Sandbox(state)
-    try:
-        print("      making the lab's network namespace and starting its Open vSwitch")
-        sandbox.create(topology.name)
-        print("      starting the controller (os-ken)")
-        start_controller(state)
-    except (CliError, SandboxError, subprocess.CalledProcessError) as err:
-        _down(state, keep_logs=True)
-        raise CliError(f"bring-up failed: {err}; logs stay in {state.dir}/*.log") from None
-    lab_process = _spawn(state, sandbox.command([sys.executable, "-m", "mirrorlab.netlab",
-                                                 "--topology", str(state.topology_path)]),
-                         "lab.log")
-    with state.update() as current:
-        current["lab_process"] = lab_process
-    outcome = _follow_progress(state, lab_process)
-    if outcome != "READY":
-        print(f"mirrorlab: bring-up failed; cleaning up. Logs stay in {state.dir}/*.log",
-              file=sys.stderr)
-        _down(state, keep_logs=True)
-        return 1
+    print(f"mirrorlab: bringing up '{topology.name}' from {lab.topology_file}", flush=True)
+    lab.up()
     interfaces = sum(len(vm.interfaces) for vm in topology.vms)
     print(f"mirrorlab: lab '{topology.name}' is up in {time.monotonic() - started:.1f}s: "
           f"{len(topology.computes)} compute nodes, {len(topology.networks)} networks, "
           f"{len(topology.vms)} VMs, {interfaces} interfaces")
-    url = _api_url(state.read())
-    print(f"      REST API: {url}/api/vrouters (OpenAPI: /openapi.json)")
-    print(f"      web UI: {url}/" + (" (open /?token=TOKEN once to log in)" if args.api_token else ""))
+    print(f"      REST API: {lab.api_url}/api/vrouters (OpenAPI: /openapi.json)")
+    print(f"      web UI: {lab.api_url}/" + (" (open /?token=TOKEN once to log in)" if args.api_token else ""))
     print("      try: mirrorlab status | mirrorlab exec vm1 -- ping -c 3 <peer ip> | mirrorlab down")
     return 0
 
 
-def _follow_progress(state: LabState, lab_process: dict) -> str:
-    deadline = time.monotonic() + UP_TIMEOUT
-    seen = 0
-    while time.monotonic() < deadline:
-        lines = state.progress_path.read_text().splitlines() if state.progress_path.exists() else []
-        for line in lines[seen:]:
-            if line == "READY":
-                return line
-            print(line, flush=True)
-            if line.startswith("FAILED"):
-                return "FAILED"
-        seen = len(lines)
-        if not process_alive(lab_process):
-            return "FAILED"
-        time.sleep(0.1)
-    return "TIMEOUT"
-
-
-def _down(state: LabState, keep_logs: bool = False) -> list[str]:
-    record = state.read()
-    stop_process(record.get("lab_process"), timeout=120)
-    stop_controller(state)
-    removed = state.sweep() + Sandbox(state).destroy()
-    state.clear(keep_logs=keep_logs)
-    return removed
-
-
 def cmd_down(args) -> int:
     """Tear the lab down: exactly what it recorded."""
-    state = LabState()
-    if not state.exists():
+    if not LabState().exists():
         print("mirrorlab: no lab is recorded; nothing to do")
         return 0
-    removed = _down(state)
+    removed = Lab.attach().down()
     if removed:
         print("mirrorlab: removed leftovers of a crashed lab: " + ", ".join(removed))
     print("mirrorlab: lab is down")
     return 0
 
 
-def _status(state: LabState) -> dict:
-    record = state.read()
-    if not record:
-        raise CliError("no lab is running; start one with `mirrorlab up`")
-    topology = topofile.load(state.topology_path)
-    controller = record.get("controller_process")
-    lab = record.get("lab_process")
-    vrouters, analyzer_list = {}, []
-    if process_alive(controller):
-        try:
-            vrouters = {v["name"]: v for v in _api(state, "GET", "/api/vrouters")}
-            analyzer_list = _api(state, "GET", "/api/analyzers")
-        except CliError:
-            pass
-    vms = []
-    for vm in topology.vms:
-        vms.append({"name": vm.name, "compute": vm.compute, "interfaces": [{
-            "name": i.name, "vm": vm.name, "network": i.network, "ip": str(i.ip),
-            "ip6": str(i.ip6) if i.ip6 else None, "mac": i.mac, "vrouter_port": i.port_name,
-            "ofport": i.ofport} for i in vm.interfaces]})
-    return {
-        "topology": record["topology"], "name": topology.name,
-        "problems": lab_problems(state),
-        "lab": {"pid": lab["pid"] if lab else None, "running": process_alive(lab),
-                "netns": record.get("netns")},
-        "controller": {"pid": controller["pid"] if controller else None,
-                       "running": process_alive(controller),
-                       "openflow": Sandbox(state).openflow_target,
-                       "api": _api_url(record)},
-        "computes": [{"name": c.name, "vrouter": c.vrouter, "fabric_ip": str(topology.fabric_ip(c)),
-                      "connected": vrouters.get(c.name, {}).get("connected", False)}
-                     for c in topology.computes],
-        "networks": [{"name": n.name, "subnet": str(n.subnet),
-                      "subnet6": str(n.subnet6) if n.subnet6 else None, "label": n.label}
-                     for n in topology.networks],
-        "vms": vms,
-        "analyzers": analyzer_list,
-    }
-
-
 def cmd_status(args) -> int:
     """Show the lab; exit code 1 if it is recorded but not running."""
-    status = _status(LabState())
+    status = Lab.attach().status()
     code = 1 if status["problems"] else 0
     if args.json:
         print(json.dumps(status, indent=2))
@@ -332,15 +116,9 @@ def cmd_exec(args) -> int:
     """Run a command inside a VM's network namespace, passing its output and exit code on."""
     if not args.command:
         raise CliError("usage: mirrorlab exec VM -- COMMAND [ARGS...]", 2)
-    record = LabState().read()
-    host = next((h for h in record.get("hosts", []) if h.get("name") == args.vm), None)
-    if host is None:
-        known = ", ".join(h["name"] for h in record.get("hosts", []))
-        raise CliError(f"unknown vm '{args.vm}' (running: {known or 'none'})", 2)
-    if not process_alive(host):
-        raise CliError(f"vm '{args.vm}' is not running")
     command = args.command[1:] if args.command[0] == "--" else args.command
-    os.execvp("nsenter", ["nsenter", "--target", str(host["pid"]), "--net", "--", *command])
+    argv = Lab.attach().exec_command(args.vm, *command)
+    os.execvp(argv[0], argv)
 
 
 def cmd_netns(args) -> int:
@@ -349,27 +127,18 @@ def cmd_netns(args) -> int:
     command = args.command[1:] if args.command and args.command[0] == "--" else args.command
     if not command:
         raise CliError("usage: mirrorlab netns -- COMMAND [ARGS...]", 2)
-    state = LabState()
-    if not state.exists():
-        raise CliError("no lab is running; start one with `mirrorlab up`")
-    try:
-        argv = Sandbox(state).command(command)
-    except SandboxError as err:
-        raise CliError(str(err)) from None
+    argv = Lab.attach().netns_command(*command)
     os.execvp(argv[0], argv)
 
 
 def cmd_controller(args) -> int:
     """Start, stop or restart the controller alone."""
-    state = LabState()
-    if not state.exists():
-        raise CliError("no lab is running; start one with `mirrorlab up`")
+    controller = Lab.attach().controller
     if args.action in ("stop", "restart"):
-        print("mirrorlab: controller stopped" if stop_controller(state)
+        print("mirrorlab: controller stopped" if controller.stop()
               else "mirrorlab: the controller was not running")
     if args.action in ("start", "restart"):
-        process = start_controller(state)
-        print(f"mirrorlab: controller started (pid {process['pid']})")
+        print(f"mirrorlab: controller started (pid {controller.start()})")
     return 0
 
 
@@ -409,54 +178,46 @@ def _recorder_text(recorder: dict | None) -> str:
 
 def cmd_capture(args) -> int:
     """Captures through the REST API."""
-    state = LabState()
+    lab = Lab.attach()
     if args.action == "start":
-        body = {"direction": args.direction, "analyzer": args.analyzer, "limit_bytes": args.limit,
-                "origin": "cli"}
-        if args.vm:
-            body["vm"] = args.vm
-            if args.vrouter:
-                body["vrouter"] = args.vrouter
-        else:
-            if not (args.vrouter and args.interface):
-                raise CliError("usage: mirrorlab capture start VROUTER INTERFACE | --vm VM", 2)
-            body.update(vrouter=args.vrouter, interface=args.interface)
-        _print(args, _api(state, "POST", "/api/captures", body), _capture_line)
+        if not (args.vm or (args.vrouter and args.interface)):
+            raise CliError("usage: mirrorlab capture start VROUTER INTERFACE | --vm VM", 2)
+        capture = lab.capture(args.vm, vrouter=args.vrouter,
+                              interface=None if args.vm else args.interface,
+                              direction=args.direction, analyzer=args.analyzer,
+                              limit_bytes=args.limit, origin="cli")
+        _print(args, capture.info, _capture_line)
     elif args.action == "stop":
-        _print(args, _api(state, "DELETE", f"/api/captures/{args.id}"), lambda c: (
+        _print(args, lab.api.delete(f"/api/captures/{args.id}"), lambda c: (
             f"capture {c['id']} was already stopped\n" if c["already_stopped"] else "") + _capture_line(c))
     elif args.action == "show":
-        _print(args, _api(state, "GET", f"/api/captures/{args.id}"), _capture_line)
+        _print(args, lab.api.get(f"/api/captures/{args.id}"), _capture_line)
     elif args.action == "list":
-        _print(args, _api(state, "GET", "/api/captures"),
+        _print(args, [c.info for c in lab.captures()],
                lambda cs: "\n".join(_capture_line(c) for c in cs) or "no captures")
     elif args.action == "pcap":
         file_format = "pcap" if args.classic else "pcapng"
-        size = _api(state, "GET", f"/api/captures/{args.id}/pcap?format={file_format}",
-                    save_to=Path(args.output))
-        print(f"wrote {args.output} ({size} bytes, {file_format})")
+        saved = lab.api.download(f"/api/captures/{args.id}/pcap?format={file_format}", args.output)
+        print(f"wrote {args.output} ({saved.stat().st_size} bytes, {file_format})")
     elif args.action == "packets":
-        query = urllib.parse.urlencode({"after": args.after, "limit": args.limit}
-                                       | ({"filter": args.filter} if args.filter else {}))
-        _print(args, _api(state, "GET", f"/api/captures/{args.id}/packets?{query}"), _packet_lines)
+        _print(args, lab.api.get(f"/api/captures/{args.id}/packets"
+                                 + query(after=args.after, limit=args.limit, filter=args.filter)),
+               _packet_lines)
     return 0
 
 
 def cmd_analyzer(args) -> int:
     """Analyzer instances through the REST API."""
-    state = LabState()
+    lab = Lab.attach()
     line = lambda a: (f"analyzer {a['name']}: vm {a['vm']} on {a['compute']}, network "
                       f"{a['network']} {a['ip']}, captures {a['captures'] or '-'}, "
                       f"{_recorder_text(a['recorder'])}")
     if args.action == "list":
-        _print(args, _api(state, "GET", "/api/analyzers"),
-               lambda items: "\n".join(line(a) for a in items) or "no analyzers")
+        _print(args, lab.analyzers, lambda items: "\n".join(line(a) for a in items) or "no analyzers")
     elif args.action == "create":
-        body = {"name": args.name, "network": args.network, "compute": args.compute}
-        _print(args, _api(state, "POST", "/api/analyzers", body), line)
+        _print(args, lab.create_analyzer(args.name, network=args.network, compute=args.compute), line)
     elif args.action == "delete":
-        _print(args, _api(state, "DELETE", f"/api/analyzers/{_segment(args.name)}"),
-               lambda r: f"analyzer {r['deleted']} deleted")
+        _print(args, lab.delete_analyzer(args.name), lambda r: f"analyzer {r['deleted']} deleted")
     return 0
 
 
@@ -580,6 +341,15 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as err:
         _fail(f"mirrorlab: {err}")
         return err.code
+    except ApiError as err:
+        _fail(f"mirrorlab: error: {err.message}")
+        return 2
+    except UsageError as err:
+        _fail(f"mirrorlab: {err}")
+        return 2
+    except LabError as err:
+        _fail(f"mirrorlab: {err}")
+        return 1
     except OSError as err:
         _fail(f"mirrorlab: {err}")
         return 1

@@ -483,3 +483,28 @@ def from_node(node: Node, source: str, where: str) -> Topology:
     if problems.lines:
         raise TopologyError(problems.lines)
     return topology
+
+
+def dump(topology: Topology) -> str:
+    """`topology` as topology-file YAML that `parse` turns back into an equal `Topology`
+    (every address, MAC and label written out; analyzer VMs, which the running lab adds, left
+    out)."""
+    def network(n: Network) -> dict:
+        return {"name": n.name, "subnet": str(n.subnet), "label": n.label,
+                **({"subnet6": str(n.subnet6)} if n.subnet6 else {})}
+
+    def interface(i: Interface) -> dict:
+        return {"network": i.network, "ip": str(i.ip), "mac": i.mac,
+                **({"ip6": str(i.ip6)} if i.ip6 else {})}
+
+    document = {
+        "name": topology.name,
+        "fabric": {"subnet": str(topology.fabric_subnet)},
+        "computes": [c.name for c in topology.computes],
+        "networks": [network(n) for n in topology.networks if not n.is_analyzer_network],
+        "analyzer_network": network(topology.analyzer_network),
+        "vms": [{"name": vm.name, "compute": vm.compute,
+                 "interfaces": [interface(i) for i in vm.interfaces]}
+                for vm in topology.vms if not vm.analyzer],
+    }
+    return yaml.safe_dump(document, sort_keys=False)

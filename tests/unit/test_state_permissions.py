@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from mirrorlab.cli import _spawn
+from mirrorlab.driver import spawn
 from mirrorlab.state import LabState, process_alive
 
 
@@ -50,7 +50,7 @@ def test_lab_processes_write_private_files(tmp_path):
     source = tmp_path / "in.json"
     source.write_text(json.dumps({"a": 1}))
     written = state.dir / "out.json"
-    process = _spawn(state, [sys.executable, "-m", "json.tool", str(source), str(written)],
+    process = spawn(state, [sys.executable, "-m", "json.tool", str(source), str(written)],
                      "tool.log", token="tok")
     deadline = time.monotonic() + 30
     while process_alive(process) and time.monotonic() < deadline:
