@@ -114,7 +114,7 @@ def vrouter_reconnect(lab, compute: str) -> None:
 def recorder_kill(lab, analyzer: str) -> int:
     """Kill analyzer `analyzer`'s recorder with SIGKILL (its supervisor restarts it); return
     the PID killed."""
-    vm = next((a["vm"] for a in lab.api.get("/api/analyzers") if a["name"] == analyzer), None)
+    vm = next((a["vm"] for a in lab.analyzers if a["name"] == analyzer), None)
     if vm is None:
         raise FaultError(f"no analyzer '{analyzer}' runs")
     record = next((r for r in LabState(lab.state_dir).read().get("recorders", [])

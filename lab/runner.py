@@ -164,9 +164,10 @@ def run(scenario: Scenario, output: Path, state_dir: Path = DEFAULT_STATE_DIR,
     (output / "junit.xml").write_text(junit(result))
     if scenario.answer:
         progress(f"answer: {scenario.answer.strip()}")
+    held = sum(o.status == PASSED for o in result.outcomes if o.step in scenario.expectations)
     progress(f"scenario {scenario.name}: {'PASSED' if result.passed else 'FAILED'} "
-             f"({sum(o.status == PASSED for o in result.outcomes)} of {len(scenario.expectations)} "
-             f"expectations held); report in {output / 'report.md'}")
+             f"({held} of {len(scenario.expectations)} expectations held); "
+             f"report in {output / 'report.md'}")
     return result
 
 
@@ -236,7 +237,7 @@ class _Steps:
         return f"capture {capture.id} on {vrouter}/{interface}, {capture.state}"
 
     def _analyzer(self, name: str) -> dict:
-        analyzers = {a["name"]: a for a in self.lab.api.get("/api/analyzers")}
+        analyzers = {a["name"]: a for a in self.lab.analyzers}
         if name not in analyzers:
             raise StepError(f"analyzer '{name}' does not run (it starts with the first capture "
                             f"to it{'' if name == DEFAULT_ANALYZER else ' or an analyzer step'})")
