@@ -7,16 +7,16 @@
   the loss. A link is a VM interface (its two ends: in the VM, and the vRouter's tap in the
   lab's namespace) or a compute node's uplink (both ends in the lab's namespace);
 - controller kill (SIGKILL) and restart;
-- a vRouter disconnected from the controller (its controller target removed from the bridge in
-  the lab's Open vSwitch) and reconnected;
+- a vRouter disconnected from the controller (its controller target, in the lab's Open
+  vSwitch, pointed at a socket nobody listens on) and reconnected;
 - an analyzer's recorder killed (SIGKILL, by the PID the lab records in its state directory).
 """
 from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
-from mirrorlab.netlab import RECONNECT_MS
 from mirrorlab.sandbox import Sandbox
 from mirrorlab.state import LabState, process_alive
 
@@ -96,19 +96,30 @@ def controller_start(lab) -> None:
 
 
 def vrouter_disconnect(lab, compute: str) -> None:
-    """Cut compute node `compute`'s vRouter off the controller: its controller target is removed
-    from the bridge (secure fail mode keeps its flows forwarding)."""
-    _checked(lab.netns("ovs-vsctl", "del-controller", lab.topology.compute(compute).vrouter,
-                       check=False), f"disconnect vRouter {compute}")
+    """Cut compute node `compute`'s vRouter off the controller, as a lost agent connection
+    does: its controller target is pointed at a socket nobody listens on. The bridge keeps a
+    controller configured, so it keeps its flows (secure fail mode) and goes on forwarding and
+    mirroring; removing the controller instead (`ovs-vsctl del-controller`) makes Open vSwitch
+    flush the bridge's flows, which no agent outage does."""
+    _set_controller_target(lab, compute, f"unix:{Path(lab.state_dir) / 'ovs' / 'nobody.sock'}")
 
 
 def vrouter_reconnect(lab, compute: str) -> None:
-    """Give compute node `compute`'s vRouter its controller target back, as bring-up set it."""
-    target = Sandbox(LabState(lab.state_dir)).openflow_target
-    _checked(lab.netns("ovs-vsctl", "--", "--id=@c", "create", "Controller", f'target="{target}"',
-                       f"max_backoff={RECONNECT_MS}", "--", "set", "Bridge",
-                       lab.topology.compute(compute).vrouter, "controller=@c", check=False),
-             f"reconnect vRouter {compute}")
+    """Point compute node `compute`'s vRouter at the controller again; the controller
+    reconciles it when it connects."""
+    _set_controller_target(lab, compute, Sandbox(LabState(lab.state_dir)).openflow_target)
+
+
+def _set_controller_target(lab, compute: str, target: str) -> None:
+    bridge = lab.topology.compute(compute).vrouter
+    controllers = lab.netns("ovs-vsctl", "get", "Bridge", bridge, "controller", check=False)
+    _checked(controllers, f"read the controller of {bridge}")
+    uuids = controllers.stdout.strip().strip("[]").split(", ")
+    if uuids == [""]:
+        raise FaultError(f"{bridge} has no controller configured")
+    for uuid in uuids:
+        _checked(lab.netns("ovs-vsctl", "set", "Controller", uuid, f'target="{target}"', check=False),
+                 f"set the controller target of {bridge}")
 
 
 def recorder_kill(lab, analyzer: str) -> int:
