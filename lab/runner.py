@@ -32,9 +32,9 @@ from mirrorlab.scenarioreport import (
 
 DEFAULT_STATE_DIR = Path("/run/mirrorlab-scn")
 POLL_SECONDS = 0.5
-# A count that must not grow (exact or at most N) is read again this long after it held, so a
-# late copy (a duplicate) fails the expectation rather than slipping past it.
-SETTLE_SECONDS = 1.0
+# Frames are counted once the analyzer has recorded nothing new for this long, so a copy on
+# its way (or a late duplicate) is counted too.
+SETTLE_SECONDS = 0.5
 PING_LINE = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received")
 # A classic pcap file with no packet: tshark compiles a display filter against it.
 EMPTY_PCAP = bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000")
@@ -389,16 +389,26 @@ class _Steps:
         capture = self.captures[step.capture]
         deadline = time.monotonic() + step.within
         while True:
+            self._settle(capture, deadline)
             count = len(self._frames(step.capture, step.filter))
-            if step.count.holds(count) and step.count.maximum is not None:
-                time.sleep(SETTLE_SECONDS)
-                count = len(self._frames(step.capture, step.filter))
             if step.count.holds(count):
                 return True, f"{count} packets (capture {capture.id})", []
             grown_past = step.count.maximum is not None and count > step.count.maximum
             if grown_past or time.monotonic() > deadline:
                 return False, f"{count} packets, expected {step.count}", []
             time.sleep(POLL_SECONDS)
+
+    def _settle(self, capture, deadline: float) -> None:
+        """Wait until capture's analyzer has recorded nothing new for SETTLE_SECONDS (copies
+        still on their way would make a count too low, or hide a late duplicate), or until
+        `deadline`."""
+        count = capture.refresh()["packets"]
+        while time.monotonic() < deadline:
+            time.sleep(SETTLE_SECONDS)
+            now = capture.refresh()["packets"]
+            if now == count:
+                return
+            count = now
 
     def do_ExpectLoss(self, step: ExpectLoss):
         if step.traffic in self.background:
@@ -432,7 +442,9 @@ class _Steps:
             time.sleep(POLL_SECONDS)
 
     def do_Show(self, step: Show):
-        vm = self.captures[step.capture].info.get("vm") or "the VM"
+        capture = self.captures[step.capture]
+        self._settle(capture, time.monotonic() + 10)
+        vm = capture.info.get("vm") or "the VM"
         lines = [f"{frame[0]:>4} {DIRECTION.get(frame[1], '?'):>4} {vm:<8} {frame[2]} -> {frame[3]} "
                  f"{frame[4]} {frame[5]}" for frame in self._frames(step.capture, step.filter)]
         return True, f"{len(lines)} packets", lines

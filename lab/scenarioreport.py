@@ -104,8 +104,8 @@ def markdown(result: RunResult) -> str:
     lines = [f"# {scenario.title}", "",
              f"Scenario `{scenario.name}` ({scenario.source}): **{verdict}** in {result.seconds:.1f} s, "
              f"started {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(result.started))}.", "",
-             f"Topology: {scenario.topology_ref} ({len(scenario.topology.computes)} compute nodes, "
-             f"{len(scenario.topology.vms)} VMs).", ""]
+             f"Topology: {scenario.topology_ref} ({_count(scenario.topology.computes, 'compute node')}, "
+             f"{_count(scenario.topology.vms, 'VM')}).", ""]
     if scenario.contrail:
         lines += ["## The Contrail field issue", "", scenario.contrail.strip(), ""]
     if scenario.description:
@@ -128,6 +128,10 @@ def markdown(result: RunResult) -> str:
     if result.pcaps:
         lines += ["## Packet captures", ""] + [f"- `{p.name}`" for p in result.pcaps] + [""]
     return "\n".join(lines)
+
+
+def _count(items, noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
 
 
 def _cell(text: str) -> str:
