@@ -13,6 +13,7 @@ the resolution of both latencies is the traffic's 1 ms packet interval.
 """
 from __future__ import annotations
 
+import subprocess
 import time
 
 from bench.common import log, pcap_times, summary
@@ -38,8 +39,8 @@ def measure(mirror: MirrorLab, repetitions: int) -> dict:
 def _measure_one(mirror: MirrorLab, where: str, repetitions: int) -> dict:
     lab = mirror.lab
     seconds = int(repetitions * 2 + 30)
-    ping = lab.popen(MONITORED, ["ping", "-q", "-i", str(PACKET_INTERVAL), "-w", str(seconds),
-                                 IPS[OTHER_NODE_PEER]])
+    ping = lab.popen(MONITORED, "ping", "-q", "-i", str(PACKET_INTERVAL), "-w", str(seconds),
+                     IPS[OTHER_NODE_PEER], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     start, stop, api_start, api_stop, missed = [], [], [], [], 0
     try:
         time.sleep(1.0)

@@ -45,10 +45,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from bench.common import REPO, BenchLab, log, percentile, rss_kib, run, running_lab
-from mirrorlab.controller.flowmodel import capture_of_cookie
+from mirrorlab import ApiError, InstalledFlow, LabError
+from mirrorlab.client import ApiClient
 
 PRIVATE_OVS_ENV = "MIRRORLAB_STRESS_PRIVATE_OVS"
 NETNS_ENV = "MIRRORLAB_STRESS_NETNS"
@@ -337,7 +336,6 @@ class ChurnSettings:
 
 
 PING_SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received")
-COOKIE = re.compile(r"cookie=(0x[0-9a-fA-F]+)")
 
 
 def ping_loss(output: str) -> dict:
@@ -351,20 +349,19 @@ def ping_loss(output: str) -> dict:
             "loss": round(1 - received / sent, 4) if sent else None}
 
 
-def flow_consistency(dumps: dict[str, str], active: set[int]) -> dict:
-    """Compare the vRouters' flows (`ovs-ofctl dump-flows` text per bridge) with the captures
-    the API lists as active: `leftover` are the flows owned by a capture that is not active,
-    `captures_without_flows` the active captures no vRouter has a flow of."""
+def flow_consistency(flows: dict[str, list[InstalledFlow]], active: set[int]) -> dict:
+    """Compare the vRouters' flows (per bridge) with the captures the API lists as active:
+    `leftover` are the flows owned by a capture that is not active, `captures_without_flows`
+    the active captures no vRouter has a flow of."""
     leftover, owners_seen = [], set()
-    for bridge, text in dumps.items():
-        for line in text.splitlines():
-            match = COOKIE.search(line)
-            capture = capture_of_cookie(int(match.group(1), 16)) if match else None
-            if capture is None:
+    for bridge, installed in flows.items():
+        for flow in installed:
+            if flow.capture is None:
                 continue
-            owners_seen.add(capture)
-            if capture not in active:
-                leftover.append(f"{bridge}: {line.strip()}")
+            owners_seen.add(flow.capture)
+            if flow.capture not in active:
+                leftover.append(f"{bridge}: cookie={flow.cookie:#x}, table={flow.table}, "
+                                f"priority={flow.priority},{flow.match} actions={flow.actions}")
     return {"active_captures": len(active), "leftover": len(leftover),
             "leftover_flows": leftover[:20],
             "captures_without_flows": sorted(active - owners_seen)}
@@ -375,30 +372,26 @@ def capture_worker(base_url: str, targets: list[tuple[str, str]], stop: threadin
     """Start a capture of a random interface and direction, keep it a moment, stop it; again.
     Records every request's outcome, and the API latency of the successful ones."""
     rng = random.Random(seed)
-    with httpx.Client(base_url=base_url, timeout=15) as http:
-        while not stop.is_set():
-            vrouter, interface = rng.choice(targets)
-            outcome, latencies = "started", []
-            try:
-                sent = time.monotonic()
-                response = http.post("/api/captures", json={
-                    "vrouter": vrouter, "interface": interface, "analyzer": ANALYZER,
-                    "direction": rng.choice(["ingress", "egress", "both"])})
-                if response.status_code == 201:
-                    latencies.append(("start", time.monotonic() - sent))
-                    time.sleep(rng.uniform(0, 0.2))
-                    sent = time.monotonic()
-                    stopped = http.delete(f"/api/captures/{response.json()['id']}")
-                    if stopped.status_code == 200:
-                        latencies.append(("stop", time.monotonic() - sent))
-                    else:
-                        outcome = f"stop {stopped.status_code}"
-                else:
-                    outcome = f"start {response.status_code}"
-            except httpx.HTTPError as err:
-                outcome = type(err).__name__
-                time.sleep(0.2)
-            with lock:
+    api = ApiClient(base_url, timeout=15)
+    while not stop.is_set():
+        vrouter, interface = rng.choice(targets)
+        outcome, latencies, step = "started", [], "start"
+        try:
+            sent = time.monotonic()
+            started = api.post("/api/captures", {
+                "vrouter": vrouter, "interface": interface, "analyzer": ANALYZER,
+                "direction": rng.choice(["ingress", "egress", "both"])})
+            latencies.append(("start", time.monotonic() - sent))
+            time.sleep(rng.uniform(0, 0.2))
+            step, sent = "stop", time.monotonic()
+            api.delete(f"/api/captures/{started['id']}")
+            latencies.append(("stop", time.monotonic() - sent))
+        except ApiError as err:
+            outcome = f"{step} {err.status}"
+        except LabError as err:
+            outcome = type(err).__name__
+            time.sleep(0.2)
+        with lock:
                 results["requests"][outcome] = results["requests"].get(outcome, 0) + 1
                 for kind, seconds in latencies:
                     results[kind].append(seconds)
@@ -415,15 +408,12 @@ def latency(values: list[float]) -> dict:
 def mirror_check(lab: BenchLab, pinger: str, target: str) -> dict:
     """After the churn, one capture of `pinger` (both directions) while it pings `target`
     three times: the copies it should get (6) and the packets the analyzer recorded."""
-    capture = lab.api("POST", "/api/captures", json={"vm": pinger, "analyzer": ANALYZER})
-    lab.exec(pinger, ["ping", "-c", "3", "-i", "0.2", target], check=False)
-    recorded = 0
-    for _ in range(25):
-        time.sleep(0.2)
-        recorded = lab.api("GET", f"/api/captures/{capture['id']}")["packets"]
-        if recorded >= 6:
-            break
-    lab.api("DELETE", f"/api/captures/{capture['id']}")
+    with lab.capture(pinger, analyzer=ANALYZER) as capture:
+        lab.exec(pinger, "ping", "-c", "3", "-i", "0.2", target)
+        try:
+            recorded = capture.wait_for(packets=6, timeout=5)
+        except LabError:
+            recorded = capture.count()
     return {"expected": 6, "recorded": recorded}
 
 
@@ -431,11 +421,10 @@ def vrouter_flows(lab: BenchLab) -> dict:
     """Every flow of every vRouter of the lab, as consistent with the API's captures: the
     captures are listed before and after the dump, and only those active both times count."""
     def active():
-        return {c["id"] for c in lab.api("GET", "/api/captures", params={"state": "active"})}
+        return {c.id for c in lab.captures(state="active")}
     before = active()
-    dumps = {bridge: lab.cli("netns", "--", "ovs-ofctl", "-O", "OpenFlow13", "--no-stats",
-                             "dump-flows", bridge, timeout=60).stdout for bridge in lab.vrouters()}
-    return flow_consistency(dumps, before & active())
+    flows = {c.vrouter: lab.flows(c.name) for c in lab.topology.computes}
+    return flow_consistency(flows, before & active())
 
 
 def after_churn(check, *args) -> dict:
@@ -454,18 +443,19 @@ def churn_lab(lab: BenchLab, settings: ChurnSettings) -> dict:
     behind, and the controller's memory before and after."""
     status = lab.status()
     targets = [(vm["compute"], i["vrouter_port"]) for vm in status["vms"] for i in vm["interfaces"]]
-    lab.api("POST", "/api/analyzers", json={"name": ANALYZER, "compute": settings.analyzer_compute})
+    lab.create_analyzer(ANALYZER, compute=settings.analyzer_compute)
     controller_pid = status["controller"]["pid"]
     rss_before = rss_kib(controller_pid)
     ovs = OvsWatch.of_lab(lab.state_dir)
     watchdog = Watchdog(ovs)
     watchdog.start()
     pinger, target = settings.ping.split(":")
-    ping = lab.popen(pinger, ["ping", "-q", "-i", str(1 / settings.ping_rate), target])
+    ping = lab.popen(pinger, "ping", "-q", "-i", str(1 / settings.ping_rate), target,
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stop, lock = threading.Event(), threading.Lock()
     results: dict = {"requests": {}, "start": [], "stop": []}
     workers = [threading.Thread(target=capture_worker, daemon=True,
-                                args=(lab.base_url, targets, stop, results, lock, seed))
+                                args=(lab.api_url, targets, stop, results, lock, seed))
                for seed in range(settings.workers)]
     log(f"{settings.workers} clients start and stop captures for {settings.seconds}s; "
         f"{pinger} pings {target} {settings.ping_rate}/s; watching ovs-vswitchd {ovs.pid}")

@@ -8,7 +8,6 @@ benchmark fails.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import re
@@ -19,8 +18,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import httpx
-
+from mirrorlab import Lab
 from mirrorlab.sandbox import Sandbox
 from mirrorlab.state import LabState
 
@@ -187,70 +185,35 @@ def make_topology(directory: Path, name: str, vms: int, computes: int, networks:
 
 # --- the lab ----------------------------------------------------------------------------------
 
-class BenchLab:
-    """One lab in a state directory and API port of its own (the benchmark's by default), driven
-    through the CLI and the REST API as a user would."""
+class BenchLab(Lab):
+    """A `mirrorlab.Lab` in a state directory and API port of its own (the benchmark's by
+    default), with what the benchmarks measure: bring-up phase times, interface counters."""
 
     def __init__(self, topology: Path, state_dir: Path = STATE_DIR, api_port: int = API_PORT):
-        self.topology = topology
-        self.state_dir, self.api_port = state_dir, api_port
-        self.base_url = f"http://127.0.0.1:{api_port}"
-        self.env = {**os.environ, "MIRRORLAB_STATE_DIR": str(state_dir), "PYTHONUNBUFFERED": "1"}
-        self.http = httpx.Client(base_url=self.base_url, timeout=120)
+        super().__init__(topology, state_dir=state_dir, api_port=api_port)
         self.up_report: dict = {}
 
-    # CLI ---------------------------------------------------------------------------------
-    def cli(self, *args: str, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess:
-        """`mirrorlab ARGS` against this lab."""
-        return run(PYTHON, "-m", "mirrorlab.cli", *args, timeout=timeout, check=check, env=self.env)
-
-    def up(self) -> dict:
-        """`mirrorlab up`; returns its wall time and the time at which each bring-up phase began
-        (seconds from the start), read from its progress output."""
+    def up(self) -> "BenchLab":
+        """Bring the lab up; `up_report` gets its wall time and the time at which each bring-up
+        phase began (seconds from the start), read from its progress lines."""
         started = time.monotonic()
-        process = subprocess.Popen([PYTHON, "-m", "mirrorlab.cli", "up", str(self.topology),
-                                    "--api-port", str(self.api_port)],
-                                   env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   text=True, cwd=REPO)
-        phases, output = {}, []
-        for line in process.stdout:
-            output.append(line.rstrip())
+        phases = {}
+
+        def phase(line: str) -> None:
             match = re.match(r"\s*\[(\d)/\d\] (.*)", line)
             if match:
                 phases[match.group(1)] = {"at": round(time.monotonic() - started, 2),
                                           "what": match.group(2).strip()}
-        code = process.wait()
-        seconds = time.monotonic() - started
-        if code != 0:
-            raise RuntimeError(f"mirrorlab up exited {code}:\n" + "\n".join(output[-30:]))
-        self.up_report = {"seconds": round(seconds, 2), "phases": phases}
-        return self.up_report
-
-    def down(self) -> float:
-        """`mirrorlab down`; returns its wall time."""
-        started = time.monotonic()
-        self.cli("down", timeout=600)
-        return round(time.monotonic() - started, 2)
-
-    def status(self) -> dict:
-        """`mirrorlab status --json`."""
-        return json.loads(self.cli("status", "--json", timeout=60).stdout)
-
-    def exec(self, vm: str, argv: list[str], timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
-        """Run a command inside a VM (`mirrorlab exec VM -- ARGV`)."""
-        return self.cli("exec", vm, "--", *argv, timeout=timeout, check=check)
-
-    def popen(self, vm: str, argv: list[str]) -> subprocess.Popen:
-        """Start a command inside a VM without waiting. `mirrorlab exec` execs nsenter, which
-        execs the command, so the returned process is the command itself."""
-        return subprocess.Popen([PYTHON, "-m", "mirrorlab.cli", "exec", vm, "--", *argv], env=self.env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        self.on_progress = phase
+        super().up()
+        self.up_report = {"seconds": round(time.monotonic() - started, 2), "phases": phases}
+        return self
 
     def counters(self, vm: str, interface: str | None = None) -> dict[str, int]:
         """The packet counters of a VM's interface (default its first), read inside the VM from
         /proc/net/dev (per network namespace; /sys/class/net would show the machine's)."""
         interface = interface or f"{vm}-eth0"
-        for line in self.exec(vm, ["cat", "/proc/net/dev"], timeout=60).stdout.splitlines():
+        for line in self.exec(vm, "cat", "/proc/net/dev", timeout=60, check=True).stdout.splitlines():
             name, _, fields = line.partition(":")
             if name.strip() == interface:
                 values = [int(v) for v in fields.split()]
@@ -259,42 +222,25 @@ class BenchLab:
                         "tx_packets": values[9], "tx_dropped": values[11]}
         raise RuntimeError(f"no interface {interface} in {vm}")
 
-    # REST API ----------------------------------------------------------------------------
-    def api(self, method: str, path: str, **kwargs) -> dict | list:
-        """A request to the controller's REST API; its JSON, or an error with the body."""
-        response = self.http.request(method, path, **kwargs)
-        if response.status_code >= 400:
-            raise RuntimeError(f"{method} {path}: {response.status_code} {response.text}")
-        return response.json()
-
     def recorder_pid(self, analyzer_vm: str) -> int | None:
         """The PID of the recorder running in an analyzer VM, from the lab's state."""
-        record = json.loads((self.state_dir / "lab.json").read_text())
-        return next((r["pid"] for r in record.get("recorders", [])
+        return next((r["pid"] for r in self.state.read().get("recorders", [])
                      if r.get("name") == f"recorder-{analyzer_vm}"), None)
 
     def pcap_path(self, capture: dict) -> Path:
         """The pcap file the analyzer writes for `capture` (a capture JSON)."""
-        return self.state_dir / "captures" / f"label-{capture['label']}.pcap"
+        return self.state.captures_dir / f"label-{capture['label']}.pcap"
 
-    # vRouters ----------------------------------------------------------------------------
-    def vrouters(self) -> list[str]:
-        """The vRouter bridges of this lab."""
-        return [c["vrouter"] for c in self.status()["computes"]]
-
-    def flow_count(self, bridge: str) -> int:
-        """Number of flows `ovs-ofctl -O OpenFlow13 dump-flows` lists on a bridge."""
-        output = self.cli("netns", "--", "ovs-ofctl", "-O", "OpenFlow13", "--no-stats",
-                          "dump-flows", bridge, timeout=60).stdout
-        return sum(1 for line in output.splitlines() if "actions=" in line)
+    def flow_count(self, vrouter: str) -> int:
+        """Number of flows installed on a vRouter (its compute node's or its bridge's name)."""
+        return len(self.flows(vrouter))
 
 
 def down_leftover_lab(state_dir: Path = STATE_DIR) -> None:
     """Tear down a lab an earlier run left in `state_dir` (the benchmark's by default)."""
-    if (state_dir / "lab.json").exists():
+    if LabState(state_dir).exists():
         log(f"a lab is recorded in {state_dir} (an earlier run's); taking it down")
-        env = {**os.environ, "MIRRORLAB_STATE_DIR": str(state_dir)}
-        run(PYTHON, "-m", "mirrorlab.cli", "down", timeout=600, check=False, env=env)
+        Lab.attach(state_dir).down()
 
 
 @contextlib.contextmanager
@@ -306,18 +252,18 @@ def running_lab(topology: Path, report: dict | None = None, state_dir: Path = ST
     down_leftover_lab(state_dir)
     log(f"mirrorlab up {topology.name}")
     try:
-        up = lab.up()
-        log(f"up in {up['seconds']}s")
+        lab.up()
+        log(f"up in {lab.up_report['seconds']}s")
         if report is not None:
-            report["up"] = up
+            report["up"] = lab.up_report
         yield lab
     finally:
         log("mirrorlab down")
+        started = time.monotonic()
         try:
-            seconds = lab.down()
-            if report is not None:
-                report["down_seconds"] = seconds
+            lab.down()
         except Exception as err:  # never leave it up: try once more, then report
             log(f"mirrorlab down failed ({err}); retrying")
-            lab.cli("down", timeout=600, check=False)
-        lab.http.close()
+            lab.down()
+        if report is not None:
+            report["down_seconds"] = round(time.monotonic() - started, 2)

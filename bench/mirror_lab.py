@@ -59,12 +59,11 @@ class MirrorLab:
 
     def start_capture(self, where: str, direction: str = "both") -> dict:
         """Start a capture of bv1 to the local or remote analyzer; its JSON."""
-        return self.lab.api("POST", "/api/captures", json={
-            "vm": MONITORED, "direction": direction, "analyzer": ANALYZERS[where][0]})
+        return self.lab.capture(MONITORED, direction=direction, analyzer=ANALYZERS[where][0]).info
 
     def stop_capture(self, capture: dict) -> dict:
         """Stop a capture; its JSON."""
-        return self.lab.api("DELETE", f"/api/captures/{capture['id']}")
+        return self.lab.api.delete(f"/api/captures/{capture['id']}")
 
 
 def prepare(lab: BenchLab) -> MirrorLab:
@@ -72,7 +71,7 @@ def prepare(lab: BenchLab) -> MirrorLab:
     analyzers, launch = {}, {}
     for where, (name, compute) in ANALYZERS.items():
         started = time.monotonic()
-        analyzers[where] = lab.api("POST", "/api/analyzers", json={"name": name, "compute": compute})
+        analyzers[where] = lab.create_analyzer(name, compute=compute)
         launch[where] = round(time.monotonic() - started, 3)
         log(f"analyzer {name} ({analyzers[where]['vm']} on {compute}) launched in {launch[where]}s")
     return MirrorLab(lab, analyzers, launch)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 
-from bench.common import STATE_DIR, BenchLab, controller_log_times, log, run
+from bench.common import STATE_DIR, BenchLab, controller_log_times, log
 
 CONNECTED = r"vRouter dpid=(\d+) connected"
 RECONCILED = r"vRouter dpid=(\d+) reconciled: (\d+) flows found, (\d+) added, (\d+) removed"
@@ -25,7 +25,7 @@ RECONCILED = r"vRouter dpid=(\d+) reconciled: (\d+) flows found, (\d+) added, (\
 
 def measure(lab: BenchLab) -> dict:
     """Reconcile one vRouter, then all of them, after a controller restart."""
-    vrouters = {v["bridge"]: v["dpid"] for v in lab.api("GET", "/api/vrouters")}
+    vrouters = {v["bridge"]: v["dpid"] for v in lab.api.get("/api/vrouters")}
     desired = {bridge: lab.flow_count(bridge) for bridge in vrouters}
     first = next(iter(vrouters))
     result = {"desired_flows": desired,
@@ -41,12 +41,12 @@ def measure(lab: BenchLab) -> dict:
 
 def _restart(lab: BenchLab, targets: dict[str, int], desired: dict[str, int]) -> dict:
     controller_log = STATE_DIR / "controller.log"
-    lab.cli("controller", "stop", timeout=60)
+    lab.controller.stop()
     for bridge in targets:
-        lab.cli("netns", "--", "ovs-ofctl", "-O", "OpenFlow13", "del-flows", bridge)
+        lab.netns("ovs-ofctl", "-O", "OpenFlow13", "del-flows", bridge)
     emptied = {bridge: lab.flow_count(bridge) for bridge in targets}
     started = time.time()
-    lab.cli("controller", "start", timeout=120)
+    lab.controller.start()
     api_up = time.time()
     back: dict[str, float] = {}
     deadline = time.monotonic() + 180

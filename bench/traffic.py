@@ -31,8 +31,9 @@ class Endpoint:
 
 def vm_endpoint(lab, vm: str, ip: str) -> Endpoint:
     """A lab VM."""
-    return Endpoint(vm, ip, lambda argv: lab.popen(vm, argv),
-                    lambda argv, timeout=120, check=True: lab.exec(vm, argv, timeout=timeout, check=check))
+    return Endpoint(vm, ip, lambda argv: lab.popen(vm, *argv, stdout=subprocess.PIPE,
+                                                   stderr=subprocess.PIPE, text=True),
+                    lambda argv, timeout=120, check=True: lab.exec(vm, *argv, timeout=timeout, check=check))
 
 
 def netns_endpoint(namespace: str, ip: str) -> Endpoint:

@@ -57,7 +57,7 @@ class ApiClient:
         """Stream the body of GET `path` into the file `destination`; return its path."""
         destination = Path(destination)
         with self._open("GET", path, None) as response, open(destination, "wb") as out:
-            shutil.copyfileobj(response, out, 1 << 20)
+            self._receive(path, lambda: shutil.copyfileobj(response, out, 1 << 20))
         return destination
 
     def request(self, method: str, path: str, body: dict | None = None):
@@ -65,8 +65,16 @@ class ApiClient:
         Fields of `body` that are None are left out: the API takes its defaults for absent
         fields, not for null."""
         with self._open(method, path, body) as response:
-            payload = response.read()
+            payload = self._receive(path, response.read)
         return json.loads(payload) if payload else None
+
+    def _receive(self, path: str, read):
+        """`read()`, with a connection lost or timed out on the way as `ApiUnreachable`."""
+        try:
+            return read()
+        except (TimeoutError, ConnectionError) as err:
+            raise ApiUnreachable(f"the controller's API at {self.base_url + path} stopped "
+                                 f"answering ({err})") from None
 
     def _open(self, method: str, path: str, body: dict | None):
         url = self.base_url + path

@@ -89,14 +89,13 @@ _FLOW_FIELDS = re.compile(r"(\w+)=([^,\s]*),\s")
 
 def parse_flows(dump: str) -> list[InstalledFlow]:
     """The flows of `ovs-ofctl -O OpenFlow13 dump-flows` output (with or without --no-stats),
-    in `InstalledFlow.sort_key` order."""
+    in `InstalledFlow.sort_key` order; other lines (a reply header) are skipped."""
     flows = []
     for line in dump.splitlines():
-        line = line.strip()
-        if not line.startswith("cookie="):
+        head, found, actions = (" " + line.strip()).partition(" actions=")
+        if not found:
             continue
-        head, _, actions = line.partition(" actions=")
-        head += " "  # so the last "key=value," before the match ends like the others
+        head = head.strip() + " "  # so the last "key=value," before the match ends like the others
         fields, position = {}, 0
         while match := _FLOW_FIELDS.match(head, position):
             fields[match.group(1)] = match.group(2)
@@ -109,16 +108,6 @@ def parse_flows(dump: str) -> list[InstalledFlow]:
             cookie=int(fields.get("cookie", "0"), 0), match=",".join(rest), actions=actions,
             packets=int(fields.get("n_packets", 0)), bytes=int(fields.get("n_bytes", 0))))
     return sorted(flows, key=InstalledFlow.sort_key)
-
-
-def resolve_topology(topology: str | Path | Topology) -> tuple[Topology, Path | None]:
-    """A `Topology` and the file it came from (None for a `Topology` given as such), from the
-    name of a shipped topology ("default"), a path, or a `Topology`. Raises `TopologyError`
-    (a `ValueError` listing every problem with file:line) for a bad file."""
-    if isinstance(topology, Topology):
-        return topology, None
-    path = topofile.locate(topology).resolve()
-    return topofile.load(path), path
 
 
 def api_url_of(host: str, port: int) -> str:
@@ -149,7 +138,7 @@ class Lab:
         if not (is_loopback(api_host) or api_token):
             raise UsageError(f"the API host {api_host} is not loopback: give the API a token "
                              f"(api_token)")
-        self._topology, self.topology_file = resolve_topology(topology)
+        self._topology, self.topology_file = topofile.resolve(topology)
         self.state = LabState(Path(state_dir) if state_dir else state_dir_default())
         self.settings = {"api_host": api_host, "api_port": int(api_port),
                          "allowed_hosts": list(allowed_hosts), "lease_seconds": lease_seconds,

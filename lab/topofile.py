@@ -78,6 +78,16 @@ def locate(topology: str | Path) -> Path:
                          f"(shipped: {', '.join(sorted(files))})"])
 
 
+def resolve(topology: str | Path | Topology) -> tuple[Topology, Path | None]:
+    """A `Topology` and the file it came from (None for a `Topology` given as such), from the
+    name of a shipped topology ("default"), a path, or a `Topology`. Raises `TopologyError`
+    (a `ValueError` listing every problem with file:line) for a bad file."""
+    if isinstance(topology, Topology):
+        return topology, None
+    path = locate(topology).resolve()
+    return load(path), path
+
+
 def load(path: str | Path) -> Topology:
     """Read and validate a topology file; raise `TopologyError` listing every problem."""
     path = Path(path)

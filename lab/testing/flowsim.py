@@ -1,5 +1,11 @@
-"""A software flow table: runs `controller.flowmodel` flows on dictionary packets, and a whole
-lab of them joined by a learning fabric, so unit tests can ask where a packet would go.
+"""A software flow table: runs `mirrorlab.controller.flowmodel` flows on dictionary packets, and
+a whole lab of them joined by a learning fabric, so tests can ask where a packet would go
+without root, Open vSwitch or Mininet:
+
+    from mirrorlab.testing.flowsim import LabSim
+
+    sim = LabSim.of("default", captures=[("vm1", "both")])
+    received = sim.where("vm1", sim.frame("vm1", "vm2"))   # {"vm2": [frame], "an1": [copy]}
 
 Frames are dicts of header fields (eth_src, eth_dst, eth_type, arp_*, ip_src, ip_dst, payload).
 Encapsulation nests them: Encap("mpls") gives {"packet_type": "mpls", "mpls_label", "inner"};
@@ -18,8 +24,12 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+from pathlib import Path
+
 from mirrorlab.controller.flowmodel import Clone, Decap, Encap, Flow, Move, Output, Resubmit, SetField
+from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, plan_analyzer, plan_capture
 from mirrorlab.controller.pipeline import desired_flows
+from mirrorlab.topofile import resolve
 from mirrorlab.topology import FABRIC_PORT, Topology
 
 MAX_DEPTH = 64
@@ -162,6 +172,41 @@ class LabSim:
         flows = flows if flows is not None else desired_flows(topology, list(captures))
         self.switches = {name: FlowTable(flow_set) for name, flow_set in flows.items()}
         self.fabric_frames: list[tuple[str, dict]] = []
+
+    @classmethod
+    def of(cls, topology: str | Path | Topology, captures=()) -> "LabSim":
+        """The simulated lab of `topology` (a shipped topology's name such as "default", a
+        topology file, or a `Topology`) with `captures`: (vm, direction) pairs, direction
+        "ingress", "egress" or "both", each mirroring the VM's first interface to the default
+        analyzer, placed where the controller places it (an analyzer VM on the first compute
+        node). Raises `TopologyError` for a bad topology, `ValueError` for a bad capture."""
+        topology = resolve(topology)[0]
+        planned = []
+        if captures:
+            topology = topology.with_vm(plan_analyzer(topology, DEFAULT_ANALYZER, None, None))
+        for capture_id, (vm, direction) in enumerate(captures, start=1):
+            interface = topology.vm(vm).interfaces[0]
+            planned.append(plan_capture(topology, planned, capture_id, interface.compute,
+                                        interface.port_name, direction, DEFAULT_ANALYZER, 0.0))
+        return cls(topology, planned)
+
+    def frame(self, source_vm: str, destination_vm: str, payload: str = "hello") -> dict:
+        """An IPv4 frame from the first interface of `source_vm` to that of `destination_vm`
+        (the vRouter answers ARP itself, so a VM addresses it to the peer's MAC)."""
+        src = self.topology.vm(source_vm).interfaces[0]
+        dst = self.topology.vm(destination_vm).interfaces[0]
+        return {"eth_src": src.mac, "eth_dst": dst.mac, "eth_type": 0x0800,
+                "ip_src": str(src.ip), "ip_dst": str(dst.ip), "payload": payload}
+
+    def where(self, source_vm: str, frame: dict) -> dict[str, list[dict]]:
+        """What each VM receives when the first interface of `source_vm` sends `frame`, by VM
+        name (an analyzer VM receives capture copies: MPLS packets whose "inner" is the
+        mirrored frame). A VM that receives nothing is absent."""
+        received: dict[str, list[dict]] = {}
+        for delivery in self.send(self.topology.vm(source_vm).interfaces[0].port_name, frame):
+            vm = self.topology.interface_by_port_name(delivery.port_name).vm
+            received.setdefault(vm, []).append(delivery.packet)
+        return received
 
     def send(self, sender_port_name: str, frame: dict) -> list[Delivery]:
         """Everything that reaches a VM or analyzer port after the interface `sender_port_name`

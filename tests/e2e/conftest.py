@@ -1,4 +1,5 @@
-"""End-to-end fixtures: one real lab (Open vSwitch, Mininet, os-ken) for the whole session.
+"""End-to-end fixtures: one real lab (Open vSwitch, Mininet, os-ken) for the whole session,
+driven by `mirrorlab.Lab`.
 
 The lab runs from its own state directory and API port, and like every lab in its own network
 namespace with its own Open vSwitch, so it never touches a lab a user started, even one with the
@@ -19,7 +20,9 @@ import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 
-from mirrorlab import topofile
+from mirrorlab import ExecResult, Lab
+from mirrorlab.testing.pytest_plugin import LabKeeper, in_ci
+from mirrorlab.testing.pytest_plugin import missing_requirements as lab_requirements_missing
 from mirrorlab.topology import Interface
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,8 +32,9 @@ API_PORT = int(os.environ.get("MIRRORLAB_E2E_API_PORT", "8090"))
 ARTIFACTS = REPO / "artifacts"
 
 
-# Tools every end-to-end test drives; a test module naming a CHROMIUM executable needs it too.
-REQUIRED_TOOLS = ("ovs-vsctl", "ovs-ofctl", "tshark")
+# Tools every end-to-end test drives besides the lab's own; a test module naming a CHROMIUM
+# executable needs it too.
+REQUIRED_TOOLS = ("tshark",)
 
 
 def pytest_collection_modifyitems(items):
@@ -41,7 +45,7 @@ def pytest_collection_modifyitems(items):
 
 def missing_requirements(item) -> list[str]:
     """What this machine lacks to run the end-to-end test `item`."""
-    missing = [] if os.geteuid() == 0 else ["root"]
+    missing = lab_requirements_missing()
     missing += [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
     chromium = getattr(item.module, "CHROMIUM", None)
     if chromium is not None and not os.access(chromium, os.X_OK):
@@ -52,7 +56,7 @@ def missing_requirements(item) -> list[str]:
 def must_not_skip(config) -> bool:
     """Whether a test that cannot run here fails the run: under CI, or with --require-e2e.
     A skipped end-to-end suite would otherwise pass for one that never ran."""
-    return config.getoption("--require-e2e") or os.environ.get("CI", "").lower() not in ("", "0", "false")
+    return config.getoption("--require-e2e") or in_ci()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -65,13 +69,14 @@ def pytest_runtest_setup(item):
         pytest.skip(reason)
 
 
-class Lab:
-    """A running lab, driven the way users drive it: the CLI, the REST API, `mirrorlab exec`."""
+class E2ELab(Lab):
+    """The session's `mirrorlab.Lab`, with what tests of the CLI and of raw HTTP need: `cli`
+    runs `mirrorlab` against it, `api` returns httpx responses (any status, any body). VM
+    commands in these tests are shell lines: `exec(vm, "ping -c 1 x")`, `popen(vm, "...")`."""
 
-    def __init__(self):
-        self.topology = topofile.load(TOPOLOGY)
-        self.env = {**os.environ, "MIRRORLAB_STATE_DIR": str(STATE_DIR)}
-        self.api_url = f"http://127.0.0.1:{API_PORT}"
+    def __init__(self, topology=TOPOLOGY, **settings):
+        super().__init__(topology, **settings)
+        self.env = {**os.environ, "MIRRORLAB_STATE_DIR": str(self.state_dir)}
         self.http = httpx.Client(base_url=self.api_url, timeout=120)
 
     def cli(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -83,37 +88,22 @@ class Lab:
                                  f"{result.stdout}\n{result.stderr}")
         return result
 
-    def exec(self, vm: str, command: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-        """Run a shell command inside a VM."""
-        return self.cli("exec", vm, "--", "sh", "-c", command, check=check, timeout=timeout)
+    def exec(self, vm: str, command: str, check: bool = True, timeout: float = 120) -> ExecResult:
+        """Run the shell line `command` inside a VM (`Lab.exec` with sh -c)."""
+        return super().exec(vm, "sh", "-c", command, check=check, timeout=timeout)
 
     def popen(self, vm: str, command: str) -> subprocess.Popen:
-        """Start a shell command inside a VM without waiting for it."""
-        return subprocess.Popen([sys.executable, "-m", "mirrorlab.cli", "exec", vm, "--", "sh", "-c", command],
-                                env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def netns_command(self, *argv: str) -> list[str]:
-        """`argv` as a command run in the lab's namespace, with the lab's Open vSwitch."""
-        return [sys.executable, "-m", "mirrorlab.cli", "netns", "--", *argv]
-
-    def netns(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
-        """Run a command in the lab's namespace (its vRouters and fabric), e.g. ovs-ofctl."""
-        return subprocess.run(self.netns_command(*argv), env=self.env, capture_output=True,
-                              text=True, check=check, timeout=120)
+        """Start the shell line `command` inside a VM without waiting; text pipes for its output."""
+        return super().popen(vm, "sh", "-c", command, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
 
     def api(self, method: str, path: str, **kwargs) -> httpx.Response:
-        """A request to the controller's REST API."""
+        """A request to the controller's REST API, its response whatever the status."""
         return self.http.request(method, path, **kwargs)
 
     def interface(self, vm: str):
         """The first interface of `vm`."""
         return self.topology.vm(vm).interfaces[0]
-
-    def flows(self, compute: str) -> list[str]:
-        """The vRouter's flow table as `ovs-ofctl dump-flows` prints it, one flow a line."""
-        output = self.netns("ovs-ofctl", "-O", "OpenFlow13", "--no-stats", "dump-flows",
-                            f"vr-{compute}").stdout
-        return sorted(line.strip() for line in output.splitlines() if "cookie=" in line)
 
     def wait_for(self, condition, timeout: float = 20.0, interval: float = 0.2, what: str = "condition"):
         """Poll `condition()` until it is truthy; return its value."""
@@ -127,20 +117,19 @@ class Lab:
 
     def stop_all_captures(self) -> None:
         """Stop every active capture (between tests)."""
-        for capture in self.api("GET", "/api/captures", params={"state": "active"}).json():
-            self.api("DELETE", f"/api/captures/{capture['id']}")
+        for capture in self.captures(state="active"):
+            capture.stop()
 
 
 @pytest.fixture(scope="session")
 def lab():
     """The session's lab: brought up once, torn down at the end."""
     ARTIFACTS.mkdir(exist_ok=True)
-    running = Lab()
-    running.cli("down", check=False)
-    running.cli("up", str(TOPOLOGY), "--api-port", str(API_PORT))
+    keeper = LabKeeper(STATE_DIR, API_PORT, lab_class=E2ELab)
+    running = keeper.lab_for(str(TOPOLOGY))
     yield running
     keep_logs(ARTIFACTS / "lab-logs")
-    running.cli("down")
+    keeper.close()
 
 
 def keep_logs(destination: Path) -> None:

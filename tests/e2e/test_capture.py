@@ -13,12 +13,12 @@ import httpx
 import pytest
 from scapy.all import ICMP, IP, Ether, rdpcap
 
+from mirrorlab import InstalledFlow, UsageError
 from mirrorlab.controller.pipeline import INGRESS_MIRROR
 from tests.e2e.conftest import ARTIFACTS
 
 DEFAULT_ANALYZER = "interface-packet-capture"
 REMOTE_ANALYZER = "remote-analyzer"
-CAPTURE_COOKIE = re.compile(r"cookie=0x2([0-9a-f]{6})[0-9a-f]{8},")
 
 
 def start(lab, **body) -> dict:
@@ -74,12 +74,10 @@ def analyzer_vm(lab, name: str) -> dict:
     return next(a for a in lab.api("GET", "/api/analyzers").json() if a["name"] == name)
 
 
-def capture_flows(lab, compute: str, capture_id: int | None = None) -> list[str]:
+def capture_flows(lab, compute: str, capture_id: int | None = None) -> list[InstalledFlow]:
     """The vRouter's flows owned by captures (or by one capture)."""
-    flows = [f for f in lab.flows(compute) if CAPTURE_COOKIE.search(f)]
-    if capture_id is not None:
-        flows = [f for f in flows if int(CAPTURE_COOKIE.search(f).group(1), 16) == capture_id]
-    return flows
+    return [f for f in lab.flows(compute)
+            if f.owner == "capture" and capture_id in (None, f.capture)]
 
 
 @pytest.fixture(scope="module")
@@ -386,7 +384,8 @@ def test_analyzer_in_use_cannot_be_deleted(analyzers, clean_lab):
     assert lab.api("DELETE", "/api/analyzers/short-lived").status_code == 200
     assert all(a["name"] != "short-lived" for a in lab.api("GET", "/api/analyzers").json())
     assert not port_exists()
-    assert lab.exec(vm, "true", check=False).returncode == 2  # the VM is gone
+    with pytest.raises(UsageError, match=f"unknown vm '{vm}'"):  # the VM is gone
+        lab.exec(vm, "true", check=False)
     assert lab.api("POST", "/api/analyzers", json={"name": REMOTE_ANALYZER}).status_code == 409
 
 

@@ -153,11 +153,9 @@ def test_controller_kill_and_restart_reconciles_without_loss(lab):
     os.kill(controller_pid(lab), signal.SIGKILL)
     lab.netns("ovs-ofctl", "-O", "OpenFlow13", "add-flow", "vr-compute2",
               f"cookie=0x1234,table={FORWARD},priority=7,udp,actions=drop")
-    victim = next(line for line in before["compute3"]
-                  if f"table={FORWARD}," in line and "priority=200" in line)
-    match = re.search(r"priority=200,(\S+)", victim).group(1)
+    victim = next(f for f in before["compute3"] if f.table == FORWARD and f.priority == 200)
     lab.netns("ovs-ofctl", "-O", "OpenFlow13", "--strict", "del-flows", "vr-compute3",
-              f"table={FORWARD},priority=200,{match}")
+              f"table={FORWARD},priority=200,{victim.match}")
     assert lab.flows("compute3") != before["compute3"]
     time.sleep(1)
     lab.cli("controller", "start")

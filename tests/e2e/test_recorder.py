@@ -15,10 +15,11 @@ import pytest
 from playwright.sync_api import expect
 from scapy.all import rdpcap
 
+from mirrorlab import InstalledFlow
 from mirrorlab.controller.mirroring import DEFAULT_ANALYZER
 from mirrorlab.supervisor import MAX_RESTARTS
 from tests.e2e.conftest import STATE_DIR
-from tests.e2e.test_capture import CAPTURE_COOKIE, frames, pings, settle, start
+from tests.e2e.test_capture import frames, pings, settle, start
 
 FRAGILE_ANALYZER = "fragile-analyzer"
 
@@ -46,10 +47,9 @@ def restarted_recorder(lab, name: str, old_pid: int, starts: int) -> dict:
     return health
 
 
-def capture_flows_of(lab, compute: str, capture_id: int) -> list[str]:
+def capture_flows_of(lab, compute: str, capture_id: int) -> list[InstalledFlow]:
     """The vRouter's flows owned by capture `capture_id`."""
-    return [f for f in lab.flows(compute) if (m := CAPTURE_COOKIE.search(f))
-            and int(m.group(1), 16) == capture_id]
+    return [f for f in lab.flows(compute) if f.capture == capture_id]
 
 
 @pytest.fixture(scope="module")

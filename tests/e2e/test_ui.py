@@ -21,7 +21,7 @@ import pytest
 from playwright.sync_api import Page, expect
 from scapy.all import ICMP, IP, rdpcap
 
-from mirrorlab.controller.flowmodel import capture_owner
+from mirrorlab import InstalledFlow
 from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, MAX_CAPTURES_PER_INTERFACE
 from mirrorlab.controller.pipeline import EGRESS_MIRROR, INGRESS_MIRROR
 from tests.e2e.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, VIEWPORT, Target
@@ -52,11 +52,10 @@ def ui_analyzer(clean_lab, target):
 
 # --- helpers -----------------------------------------------------------------------------------
 
-def capture_flows(lab, capture_id: int) -> list[str]:
-    """Flows of capture `capture_id` on any vRouter (cookie high 32 bits = 0x02000000 | id)."""
-    owner = capture_owner(capture_id)
-    return [line for compute in lab.topology.computes for line in lab.flows(compute.name)
-            if int(re.search(r"cookie=(0x[0-9a-f]+)", line).group(1), 16) >> 32 == owner]
+def capture_flows(lab, capture_id: int) -> list[InstalledFlow]:
+    """Flows of capture `capture_id` on any vRouter."""
+    return [flow for compute in lab.topology.computes for flow in lab.flows(compute.name)
+            if flow.capture == capture_id]
 
 
 def active_capture(lab, target: Target) -> dict:
@@ -106,7 +105,7 @@ def capturing(page: Page, lab, target: Target, direction: str = "both") -> dict:
 
 def mirror_tables(lab, capture_id: int) -> set[str]:
     """Which mirror tables hold the capture's flows: "egress" (3-10), "ingress" (11-18)."""
-    tables = {int(re.search(r"table=(\d+)", line).group(1)) for line in capture_flows(lab, capture_id)}
+    tables = {flow.table for flow in capture_flows(lab, capture_id)}
     return ({"egress"} if any(EGRESS_MIRROR <= t < INGRESS_MIRROR for t in tables) else set()) | \
         ({"ingress"} if any(INGRESS_MIRROR <= t < INGRESS_MIRROR + MAX_CAPTURES_PER_INTERFACE
                             for t in tables) else set())

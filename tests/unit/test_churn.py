@@ -5,6 +5,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from bench.churn import Watchdog, flow_consistency, ping_loss
+from mirrorlab import InstalledFlow
+from mirrorlab.driver import parse_flows
 from mirrorlab.controller.flowmodel import BASE_OWNER, capture_of_cookie, capture_owner, flow
 from mirrorlab.controller.flowmodel import Output
 
@@ -13,10 +15,10 @@ CAPTURE_7 = flow(3, 100, [Output(4)], in_port=2, owner=capture_owner(7))
 CAPTURE_9 = flow(4, 100, [Output(5)], in_port=3, owner=capture_owner(9))
 
 
-def dump(*flows) -> str:
-    """`ovs-ofctl --no-stats dump-flows` text of `flows`, as Open vSwitch prints it."""
-    return "\n".join(" " + f.ofctl().replace(",table=", ", table=").replace(",priority=", ", priority=", 1)
-                     for f in flows) + "\n"
+def dump(*flows) -> list[InstalledFlow]:
+    """`flows` as `Lab.flows` reads them back from `ovs-ofctl --no-stats dump-flows`."""
+    return parse_flows("\n".join(" " + f.ofctl().replace(",table=", ", table=").replace(",priority=", ", priority=", 1)
+                                  for f in flows) + "\n")
 
 
 def test_the_cookie_names_the_capture_that_owns_a_flow():
@@ -48,8 +50,8 @@ def test_an_active_capture_without_flows_is_reported():
 
 
 def test_flows_without_a_cookie_or_of_the_base_are_never_leftover():
-    text = " table=0, priority=0 actions=drop\n" + dump(BASE) + "NXST_FLOW reply (xid=0x4):\n"
-    assert flow_consistency({"vr-compute1": text}, set())["leftover"] == 0
+    flows = parse_flows(" table=0, priority=0 actions=drop\nNXST_FLOW reply (xid=0x4):\n") + dump(BASE)
+    assert flow_consistency({"vr-compute1": flows}, set())["leftover"] == 0
 
 
 def test_ping_loss_from_its_summary():

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
 from mirrorlab import ApiError, Lab, LabError, UsageError, topofile
 from mirrorlab.client import ApiClient
-from mirrorlab.driver import InstalledFlow, parse_flows, resolve_topology
+from mirrorlab.driver import InstalledFlow, parse_flows
+from mirrorlab.topofile import resolve as resolve_topology
 from mirrorlab.errors import ApiUnreachable
 from mirrorlab.topology import TopologyError
 
@@ -42,6 +42,13 @@ def test_flows_are_decoded_with_owner_capture_and_counters_in_table_order():
     mirror = flows[4]
     assert (mirror.owner, mirror.capture, mirror.table) == ("capture", 3, 3)
     assert mirror.actions.endswith("output:1000),goto_table:4")
+
+
+def test_lines_that_are_not_flows_are_skipped_and_absent_fields_take_their_defaults():
+    flows = parse_flows("OFPST_FLOW reply (OF1.3) (xid=0x2):\n table=3, priority=0 actions=drop\n"
+                        " cookie=0x5, n_packets=2, n_bytes=84, in_port=1 actions=drop\n")
+    assert flows == [InstalledFlow(0, 32768, 5, "in_port=1", "drop"), InstalledFlow(3, 0, 0, "", "drop")]
+    assert flows[0].packets == 2
 
 
 def test_flows_equal_whatever_their_counters_and_the_no_stats_form_decodes_alike():
