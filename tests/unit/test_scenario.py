@@ -13,7 +13,7 @@ from xml.etree import ElementTree
 import pytest
 
 from mirrorlab import scenario as scenarios
-from mirrorlab.scenario import Bound, ExpectLoss, ExpectPackets, Fault, Ping, ScenarioError, Show, StartCapture
+from mirrorlab.scenario import Bound, ExpectLoss, ExpectPackets, Fault, ScenarioError, Show, StartCapture
 from mirrorlab.scenarioreport import ERROR, FAILED, PASSED, SKIPPED, Outcome, RunResult, junit, markdown
 
 REPO = Path(__file__).resolve().parents[2]
