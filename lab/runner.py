@@ -218,13 +218,13 @@ class _Steps:
 
     def run_step(self, step) -> tuple[bool, str, list[str]]:
         """Carry out `step`: whether it passed, what was seen, and evidence lines."""
-        handler = getattr(self, f"do_{type(step).__name__}")
-        answer = handler(step)
+        answer = getattr(self, HANDLERS[type(step)])(step)
         return answer if isinstance(answer, tuple) else (True, answer or "", [])
 
     # --- captures and analyzers
 
-    def do_StartCapture(self, step: StartCapture) -> str:
+    def start_capture(self, step: StartCapture) -> str:
+        """Start the capture and keep it under its name."""
         if step.of_analyzer:
             analyzer = self._analyzer(step.of_analyzer)
             vrouter, interface = analyzer["compute"], f"tap-{analyzer['vm']}-0"
@@ -243,19 +243,22 @@ class _Steps:
                             f"to it{'' if name == DEFAULT_ANALYZER else ' or an analyzer step'})")
         return analyzers[name]
 
-    def do_StopCapture(self, step: StopCapture) -> str:
+    def stop_capture(self, step: StopCapture) -> str:
+        """Stop the capture (its recorded frames stay)."""
         capture = self.captures[step.capture]
         capture.stop()
         capture.refresh()
         return f"capture {capture.id}: {capture.state}, {capture.info.get('packets')} packets"
 
-    def do_CreateAnalyzer(self, step: CreateAnalyzer) -> str:
+    def create_analyzer(self, step: CreateAnalyzer) -> str:
+        """Launch an analyzer instance."""
         analyzer = self.lab.create_analyzer(step.name, network=step.network, compute=step.compute)
         return f"analyzer {step.name}: vm {analyzer['vm']} on {analyzer['compute']}"
 
     # --- traffic
 
-    def do_Ping(self, step: Ping) -> str:
+    def ping(self, step: Ping) -> str:
+        """Ping from a VM; keep (sent, received) under the step's name."""
         target = target_address(self.lab.topology, step.target, step.ipv6)
         argv = ["ping", *(["-6"] if step.ipv6 else []), "-c", str(step.count), "-i", str(step.interval),
                 "-s", str(step.size), "-W", "1", "-q", target]
@@ -272,7 +275,8 @@ class _Steps:
             self.traffic[step.name] = (sent, received)
         return f"{received}/{sent} replies"
 
-    def do_Iperf3(self, step: Iperf3) -> str:
+    def iperf3(self, step: Iperf3) -> str:
+        """iperf3 between two VMs (the server runs for this one test)."""
         target_vm = self._vm_at(step.target)
         address = target_address(self.lab.topology, step.target)
         server = self.lab.popen(target_vm, "iperf3", "-s", "-1", "-p", "5201",
@@ -318,7 +322,8 @@ class _Steps:
                 return interface.vm
         raise StepError(f"no VM of the lab has address {target}")
 
-    def do_Probe(self, step: Probe) -> str:
+    def probe(self, step: Probe) -> str:
+        """UDP datagrams or TCP connections, counted by a listener in the target VM."""
         target_vm = self._vm_at(step.target)
         address = target_address(self.lab.topology, step.target)
         listener = self.lab.popen(target_vm, sys.executable, "-c", PROBE_LISTENER, step.protocol,
@@ -328,8 +333,9 @@ class _Steps:
         ready, _, _ = select.select([listener.stdout], [], [], 15)
         if not ready or listener.stdout.readline().strip() != "ready":
             listener.kill()
+            _, errors = listener.communicate()
             raise StepError(f"the {step.protocol} listener in {target_vm} did not start: "
-                            f"{listener.stderr.read().strip() if listener.poll() is not None else 'no answer'}")
+                            f"{errors.strip() or 'no answer'}")
         sender = self.lab.exec(step.source.vm, sys.executable, "-c", PROBE_SENDER, step.protocol,
                                address, str(step.port), str(step.count), timeout=step.count * 2 + 30)
         if sender.returncode != 0:
@@ -340,7 +346,8 @@ class _Steps:
             self.traffic[step.name] = (step.count, received)
         return f"{received}/{step.count} arrived ({int(sender.stdout.strip())} sent)"
 
-    def do_Craft(self, step: Craft) -> str:
+    def craft(self, step: Craft) -> str:
+        """Send the frames a scapy expression builds, from the source VM's interface."""
         expression = fill_placeholders(step.packet, self.lab.topology)
         interface = self.lab.topology.vm(step.source.vm).interfaces[step.source.index].name
         result = self.lab.exec(step.source.vm, sys.executable, "-c", SCAPY_SENDER, expression,
@@ -351,7 +358,8 @@ class _Steps:
 
     # --- faults and waits
 
-    def do_Fault(self, step: Fault) -> str:
+    def fault(self, step: Fault) -> str:
+        """Inject or undo a fault (see `mirrorlab.faults`)."""
         action = step.action.replace("-", "_")
         if step.action in ("controller-kill", "controller-restart", "controller-stop", "controller-start"):
             getattr(faults, action)(self.lab)
@@ -367,7 +375,8 @@ class _Steps:
             getattr(faults, action)(self.lab, step.target)
         return ""
 
-    def do_Wait(self, step: Wait) -> str:
+    def wait(self, step: Wait) -> str:
+        """Sleep, or wait for packets in a capture or a vRouter's connection state."""
         if step.capture:
             capture = self.captures[step.capture]
             capture.wait_for(packets=step.packets, timeout=step.seconds)
@@ -385,7 +394,8 @@ class _Steps:
 
     # --- expectations and evidence
 
-    def do_ExpectPackets(self, step: ExpectPackets):
+    def expect_packets(self, step: ExpectPackets):
+        """Count the capture's frames that match the display filter, with tshark."""
         capture = self.captures[step.capture]
         deadline = time.monotonic() + step.within
         while True:
@@ -410,7 +420,8 @@ class _Steps:
                 return
             count = now
 
-    def do_ExpectLoss(self, step: ExpectLoss):
+    def expect_loss(self, step: ExpectLoss):
+        """Check a traffic step's loss (waiting for it if it runs in the background)."""
         if step.traffic in self.background:
             self.traffic[step.traffic] = self.background.pop(step.traffic)()
         sent, received = self.traffic[step.traffic]
@@ -418,7 +429,8 @@ class _Steps:
         seen = f"{loss:.0f}% lost ({received}/{sent})"
         return (True, seen, []) if step.loss.holds(loss) else (False, f"{seen}, expected {step.loss}%", [])
 
-    def do_ExpectState(self, step: ExpectState):
+    def expect_state(self, step: ExpectState):
+        """Check that the capture reaches a state."""
         capture = self.captures[step.capture]
         deadline = time.monotonic() + step.within
         while True:
@@ -430,7 +442,8 @@ class _Steps:
                 return False, f"{capture.state}{f' ({reason})' if reason else ''}, expected {step.state}", []
             time.sleep(POLL_SECONDS)
 
-    def do_ExpectFlows(self, step: ExpectFlows):
+    def expect_flows(self, step: ExpectFlows):
+        """Count the capture's flows on a vRouter, by their cookie."""
         capture_id = self.captures[step.capture].id
         deadline = time.monotonic() + step.within
         while True:
@@ -441,7 +454,8 @@ class _Steps:
                 return False, f"{count} flows, expected {step.count}", []
             time.sleep(POLL_SECONDS)
 
-    def do_Show(self, step: Show):
+    def show(self, step: Show):
+        """The frames the filter matches, as evidence lines."""
         capture = self.captures[step.capture]
         self._settle(capture, time.monotonic() + 10)
         vm = capture.info.get("vm") or "the VM"
@@ -487,6 +501,14 @@ class _Steps:
             except LabError as err:
                 self.progress(f"could not keep the pcap of capture {name}: {err}")
         return kept
+
+
+# The _Steps method that carries out each kind of step.
+HANDLERS = {StartCapture: "start_capture", StopCapture: "stop_capture",
+            CreateAnalyzer: "create_analyzer", Ping: "ping", Iperf3: "iperf3", Probe: "probe",
+            Craft: "craft", Fault: "fault", Wait: "wait", ExpectPackets: "expect_packets",
+            ExpectLoss: "expect_loss", ExpectState: "expect_state", ExpectFlows: "expect_flows",
+            Show: "show"}
 
 
 def _ping_counts(output: str) -> tuple[int, int]:

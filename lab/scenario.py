@@ -541,10 +541,6 @@ class _Validator:
             return None
         return name
 
-    def display_filter(self, node: Node, where: str) -> str | None:
-        """A tshark display filter (checked by tshark itself before the lab starts)."""
-        return self.text(node, "filter", where)
-
     # --- steps
 
     def step(self, node: Node | None, where: str) -> Step | None:
@@ -782,7 +778,7 @@ class _Validator:
                 return None
             capture = self.reference(node, "capture", where, self.captures, "capture")
             count = self.bound(node, "packets", where, 10 ** 7)
-            display_filter = self.display_filter(node, where)
+            display_filter = self.text(node, "filter", where)  # tshark checks it (runner.check_filters)
             if capture is None or count is None:
                 return None
             return ExpectPackets(node.line, capture, display_filter, count, within)
@@ -795,7 +791,7 @@ class _Validator:
         if not self.keys(node, {"capture", "filter", "title"}, where, required={"capture"}):
             return None
         capture = self.reference(node, "capture", where, self.captures, "capture")
-        display_filter = self.display_filter(node, where)
+        display_filter = self.text(node, "filter", where)  # tshark checks it (runner.check_filters)
         title = self.text(node, "title", where)
         if capture is None:
             return None

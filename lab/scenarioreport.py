@@ -145,7 +145,8 @@ def junit(result: RunResult) -> str:
     cases = [o for o in result.outcomes if isinstance(o.step, EXPECTATIONS) or o.status == ERROR]
     failures = sum(o.status == FAILED for o in cases)
     errors = sum(o.status == ERROR for o in cases) + (result.error is not None)
-    suite = ElementTree.Element("testsuite", name=f"scenario.{scenario.name}", tests=str(len(cases) + (result.error is not None)),
+    suite = ElementTree.Element("testsuite", name=f"scenario.{scenario.name}",
+                                tests=str(len(cases) + (result.error is not None)),
                                 failures=str(failures), errors=str(errors),
                                 skipped=str(sum(o.status == SKIPPED for o in cases)),
                                 time=f"{result.seconds:.3f}",
@@ -167,4 +168,5 @@ def junit(result: RunResult) -> str:
                                       name="the run", file=scenario.source)
         ElementTree.SubElement(case, "error", message=result.error).text = result.error
     ElementTree.indent(suites)
-    return '<?xml version="1.0" encoding="utf-8"?>\n' + ElementTree.tostring(suites, encoding="unicode") + "\n"
+    return ('<?xml version="1.0" encoding="utf-8"?>\n'
+            + ElementTree.tostring(suites, encoding="unicode") + "\n")
