@@ -6,8 +6,9 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
-from mirrorlab import topofile
+from mirrorlab import runner, scenario, topofile
 from mirrorlab.client import query
 from mirrorlab.controller.rest import is_loopback
 from mirrorlab.driver import TOKEN_ENV, Lab
@@ -221,6 +222,35 @@ def cmd_analyzer(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    """Run scenario files, each on a lab of its own: 0 when every expectation held, 1 when one
+    failed (or a lab could not be brought up), 2 for a bad file (then nothing runs)."""
+    problems, scenarios = [], []
+    for path in args.scenarios:
+        try:
+            scenarios.append(scenario.load(path))
+        except scenario.ScenarioError as err:
+            problems += err.problems
+    for name in {s.name for s in scenarios if [t.name for t in scenarios].count(s.name) > 1}:
+        problems.append(f"scenario name '{name}' is given by several files: each run needs its own "
+                        f"output folder")
+    try:
+        for loaded in scenarios:
+            runner.check_filters(loaded)
+    except scenario.ScenarioError as err:
+        problems += err.problems
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return 2
+    results = [runner.run(loaded, args.output / loaded.name, state_dir=args.state_dir,
+                          api_port=args.api_port) for loaded in scenarios]
+    if len(results) > 1:
+        for result in results:
+            print(f"{'PASSED' if result.passed else 'FAILED'}  {result.scenario.name}  "
+                  f"{args.output / result.scenario.name / 'report.md'}")
+    return 0 if all(result.passed for result in results) else 1
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with usage errors on one line (and a hint for values that start with '-')."""
 
@@ -324,6 +354,19 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("name")
     delete.add_argument("--json", action="store_true")
     analyzer.set_defaults(func=cmd_analyzer)
+
+    run_scenarios = sub.add_parser("run", help="run scenario files, each on a lab of its own, "
+                                               "and write their reports")
+    run_scenarios.add_argument("scenarios", nargs="+", metavar="SCENARIO.yaml")
+    run_scenarios.add_argument("--output", type=Path, default=Path("mirrorlab-results"),
+                               help="where each scenario's report.md, junit.xml, pcaps and logs go "
+                                    "(a folder per scenario; default ./mirrorlab-results)")
+    run_scenarios.add_argument("--state-dir", type=Path, default=runner.DEFAULT_STATE_DIR,
+                               help=f"the scenario labs' state directory (default "
+                                    f"{runner.DEFAULT_STATE_DIR}; keep its name short)")
+    run_scenarios.add_argument("--api-port", type=int,
+                               help="the scenario labs' API port (default: a free one)")
+    run_scenarios.set_defaults(func=cmd_run)
     return parser
 
 

@@ -45,12 +45,17 @@ class Node:
 
 
 class _Problems:
-    def __init__(self, source: str):
+    """Problems found in file `source`, one line each; `scope` is the key path of a topology
+    embedded in a larger file (a scenario's `topology`), put before every key named."""
+
+    def __init__(self, source: str, scope: str = ""):
         self.source = source
+        self.scope = scope
         self.lines: list[str] = []
 
     def add(self, node_or_line, where: str, message: str) -> None:
         line = node_or_line.line if isinstance(node_or_line, Node) else node_or_line
+        where = ".".join(part for part in (self.scope, where) if part)
         self.lines.append(f"{self.source}:{line}: {where}: {message}")
 
 
@@ -95,15 +100,8 @@ def load(path: str | Path) -> Topology:
 
 def parse(text: str, source: str = "<string>") -> Topology:
     """Validate topology YAML `text`; `source` names it in error messages."""
+    root = compose(text, source)
     problems = _Problems(source)
-    try:
-        root = _to_nodes(yaml.compose(text), problems)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        raise TopologyError([f"{source}:{line}: not valid YAML: {getattr(err, 'problem', err)}"]) from None
-    if problems.lines:
-        raise TopologyError(problems.lines)
     if root is None or not isinstance(root.value, dict):
         raise TopologyError([f"{source}:1: the file must be a mapping with keys "
                              f"{', '.join(sorted(TOP_KEYS))}"])
@@ -467,6 +465,34 @@ def first_free_address(subnet: ipaddress.IPv4Network,
         if not is_taken(ip):
             return ip
     return None
+
+
+def compose(text: str, source: str) -> Node | None:
+    """YAML `text` as `Node`s that carry their line numbers, for files that embed a topology
+    (scenarios); raise `TopologyError` on invalid YAML or a duplicate key, with file:line."""
+    problems = _Problems(source)
+    try:
+        root = _to_nodes(yaml.compose(text), problems)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        raise TopologyError([f"{source}:{line}: not valid YAML: {getattr(err, 'problem', err)}"]) from None
+    if problems.lines:
+        raise TopologyError(problems.lines)
+    return root
+
+
+def from_node(node: Node, source: str, where: str) -> Topology:
+    """Validate a topology given inline as the mapping `node` of a larger file; problems name
+    `source`, their line, and their key under `where`."""
+    problems = _Problems(source, scope=where)
+    if not isinstance(node.value, dict):
+        problems.add(node, "", f"must be a mapping with keys {', '.join(sorted(TOP_KEYS))}")
+        raise TopologyError(problems.lines)
+    topology = _build(node, problems, source)
+    if problems.lines:
+        raise TopologyError(problems.lines)
+    return topology
 
 
 def dump(topology: Topology) -> str:

@@ -6,7 +6,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 venv="$repo/.venv"
 
 debian_packages=(openvswitch-switch mininet tcpdump tshark iperf3 chromium iputils-ping
-                 ethtool iproute2 netcat-openbsd python3-venv python3-pip procps)
+                 ethtool iproute2 nftables netcat-openbsd python3-venv python3-pip procps)
 missing=()
 for pkg in "${debian_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")

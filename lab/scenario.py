@@ -1,0 +1,834 @@
+"""Scenario files: YAML in, a validated, frozen `Scenario` out, or every problem with file:line.
+
+A scenario names a topology (shipped, a file, or inline), then lists steps: captures,
+traffic, faults, waits, expectations and evidence to show. Validation is pure (no lab, no
+I/O beyond reading the files named) and happens once, here; `mirrorlab.runner` runs the result.
+
+    name: agent-restart
+    title: Mirroring after an agent restart
+    contrail: "Mirroring that did not stop, stale mirror state after agent restart"
+    topology: minimal
+    steps:
+      - capture: {as: mon, vm: vm1}
+      - ping: {as: before, from: vm1, to: vm2, count: 3}
+      - fault: controller-kill
+      - expect: {capture: mon, filter: icmp, packets: 6}
+"""
+from __future__ import annotations
+
+import ast
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+from mirrorlab import topofile
+from mirrorlab.topofile import Node
+from mirrorlab.topology import Topology, TopologyError
+
+SCENARIO_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+STEP_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
+DEFAULT_ANALYZER = "interface-packet-capture"
+DIRECTIONS = ("ingress", "egress", "both")
+CAPTURE_STATES = ("starting", "active", "stopped", "failed")
+TOP_KEYS = {"name", "title", "contrail", "description", "question", "answer", "topology", "steps"}
+
+# Faults: the value a fault step names them by, and what it acts on.
+FAULTS_ON_INTERFACE = ("interface-down", "interface-up")
+FAULTS_ON_COMPUTE = ("uplink-down", "uplink-up", "vrouter-disconnect", "vrouter-reconnect")
+FAULTS_ON_LINK = ("impair", "clear")
+FAULTS_ON_CONTROLLER = ("controller-kill", "controller-restart", "controller-stop", "controller-start")
+FAULTS_ON_ANALYZER = ("recorder-kill",)
+FAULTS = FAULTS_ON_INTERFACE + FAULTS_ON_COMPUTE + FAULTS_ON_LINK + FAULTS_ON_CONTROLLER + FAULTS_ON_ANALYZER
+RATE = re.compile(r"^[1-9][0-9]*(bit|kbit|mbit|gbit)$")
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be run. `problems` holds one `file:line: key: message` each."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+# --- the model ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Bound:
+    """A number that must hold: exactly `minimum` when both ends are equal, else a range
+    (either end may be open)."""
+
+    minimum: float | None
+    maximum: float | None
+
+    def holds(self, value: float) -> bool:
+        """Whether `value` is within the bound."""
+        return ((self.minimum is None or value >= self.minimum)
+                and (self.maximum is None or value <= self.maximum))
+
+    def __str__(self) -> str:
+        if self.minimum == self.maximum:
+            return f"exactly {_number(self.minimum)}"
+        if self.maximum is None:
+            return f"at least {_number(self.minimum)}"
+        if self.minimum is None:
+            return f"at most {_number(self.maximum)}"
+        return f"from {_number(self.minimum)} to {_number(self.maximum)}"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A VM interface as traffic names it: `vm`'s interface `index`."""
+
+    vm: str
+    index: int = 0
+
+
+@dataclass(frozen=True)
+class StartCapture:
+    """Start a capture, known to later steps as `name`. On a VM interface (`vm`, `index`),
+    or on the interface of analyzer `of_analyzer`'s own VM (monitoring the analyzer port)."""
+
+    line: int
+    name: str
+    vm: str | None
+    index: int
+    of_analyzer: str | None
+    direction: str
+    analyzer: str | None
+    limit_bytes: int | None
+
+
+@dataclass(frozen=True)
+class StopCapture:
+    """Stop capture `capture`."""
+
+    line: int
+    capture: str
+
+
+@dataclass(frozen=True)
+class CreateAnalyzer:
+    """Launch analyzer `name` (on `compute`, in `network`; the lab's defaults when None)."""
+
+    line: int
+    name: str
+    network: str | None
+    compute: str | None
+
+
+@dataclass(frozen=True)
+class Ping:
+    """`count` pings from `source` to `target` (IPv6 with `ipv6`), `size` bytes of payload,
+    `interval` seconds apart; in the background when `background` (later steps run meanwhile)."""
+
+    line: int
+    name: str | None
+    source: Endpoint
+    target: str  # an address, or a VM name
+    count: int
+    size: int
+    interval: float
+    ipv6: bool
+    background: bool
+
+
+@dataclass(frozen=True)
+class Iperf3:
+    """iperf3 from `source` to `target` for `seconds` (UDP at `bitrate` with `udp`)."""
+
+    line: int
+    name: str | None
+    source: Endpoint
+    target: str
+    seconds: float
+    udp: bool
+    bitrate: str | None
+
+
+@dataclass(frozen=True)
+class Probe:
+    """`count` UDP datagrams or TCP connections from `source` to `target`:`port`; the target
+    VM listens and counts what arrives."""
+
+    line: int
+    name: str | None
+    source: Endpoint
+    target: str
+    protocol: str
+    port: int
+    count: int
+
+
+@dataclass(frozen=True)
+class Craft:
+    """Frames built by the scapy expression `packet` (with {vm.ip}-style placeholders filled
+    in), sent `count` times from `source`'s interface."""
+
+    line: int
+    source: Endpoint
+    packet: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Fault `action` (one of FAULTS) on `target`: a VM interface, a compute node, an analyzer
+    or nothing (the controller). `loss` (percent) and `rate` apply to `impair`."""
+
+    line: int
+    action: str
+    target: str | None
+    index: int
+    loss: int | None
+    rate: str | None
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Wait `seconds`; or until capture `capture` holds `packets` frames (at most `seconds`);
+    or until vRouter `vrouter` is connected or not (`connected`, at most `seconds`)."""
+
+    line: int
+    seconds: float
+    capture: str | None = None
+    packets: int | None = None
+    vrouter: str | None = None
+    connected: bool | None = None
+
+
+@dataclass(frozen=True)
+class ExpectPackets:
+    """Capture `capture`'s recorded frames that match tshark display filter `filter` (all when
+    None) number `count`, within `within` seconds."""
+
+    line: int
+    capture: str
+    filter: str | None
+    count: Bound
+    within: float
+
+
+@dataclass(frozen=True)
+class ExpectLoss:
+    """Traffic step `traffic`'s loss, in percent, is within `loss`."""
+
+    line: int
+    traffic: str
+    loss: Bound
+
+
+@dataclass(frozen=True)
+class ExpectState:
+    """Capture `capture` reaches state `state` within `within` seconds."""
+
+    line: int
+    capture: str
+    state: str
+    within: float
+
+
+@dataclass(frozen=True)
+class ExpectFlows:
+    """vRouter `vrouter` holds `count` flows owned by capture `capture` (by flow cookie)."""
+
+    line: int
+    vrouter: str
+    capture: str
+    count: Bound
+    within: float
+
+
+@dataclass(frozen=True)
+class Show:
+    """Evidence for the reader: capture `capture`'s frames matching `filter` (tshark's lines,
+    with each frame's direction as the monitored VM saw it), under `title`."""
+
+    line: int
+    capture: str
+    filter: str | None
+    title: str
+
+
+Step = Union[StartCapture, StopCapture, CreateAnalyzer, Ping, Iperf3, Probe, Craft, Fault, Wait,
+             ExpectPackets, ExpectLoss, ExpectState, ExpectFlows, Show]
+TRAFFIC = (Ping, Iperf3, Probe)
+EXPECTATIONS = (ExpectPackets, ExpectLoss, ExpectState, ExpectFlows)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario: its names, the field issue it mirrors (`contrail`), the question
+    it asks (training exercises), its topology and its steps."""
+
+    name: str
+    source: str
+    title: str
+    contrail: str | None
+    description: str | None
+    question: str | None
+    answer: str | None
+    topology: Topology
+    topology_ref: str  # how the file named its topology, for the report
+    steps: tuple[Step, ...]
+
+    @property
+    def expectations(self) -> tuple[Step, ...]:
+        """The steps that decide whether the scenario passes."""
+        return tuple(step for step in self.steps if isinstance(step, EXPECTATIONS))
+
+
+# --- loading --------------------------------------------------------------------------------
+
+def load(path: str | Path) -> Scenario:
+    """Read and validate a scenario file; raise `ScenarioError` listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ScenarioError([f"{path}: cannot read: {err.strerror}"]) from None
+    return parse(text, str(path), base=path.parent)
+
+
+def parse(text: str, source: str = "<string>", base: Path | None = None) -> Scenario:
+    """Validate scenario YAML `text`; `source` names it in messages, `base` is the folder a
+    topology file is looked for in."""
+    try:
+        root = topofile.compose(text, source)
+    except TopologyError as err:
+        raise ScenarioError(err.problems) from None
+    if root is None or not isinstance(root.value, dict):
+        raise ScenarioError([f"{source}:1: the file must be a mapping with keys "
+                             f"{', '.join(sorted(TOP_KEYS))}"])
+    return _Validator(source, base or Path(".")).scenario(root)
+
+
+class _Validator:
+    """Collects every problem of one scenario file while building its model."""
+
+    def __init__(self, source: str, base: Path):
+        self.source = source
+        self.base = base
+        self.problems: list[str] = []
+        self.topology: Topology | None = None
+        self.captures: dict[str, int] = {}    # name -> line of the step that starts it
+        self.traffic: dict[str, int] = {}
+        self.analyzers = {DEFAULT_ANALYZER}
+
+    def add(self, node: Node, where: str, message: str) -> None:
+        """Record a problem at `node`'s line."""
+        self.problems.append(f"{self.source}:{node.line}: {where}: {message}")
+
+    def scenario(self, root: Node) -> Scenario:
+        """The whole file."""
+        self.keys(root, TOP_KEYS, "", required={"name", "topology", "steps"})
+        name = self.text(root, "name", "", pattern=SCENARIO_NAME,
+                         rule="a lowercase letter, then up to 39 letters, digits or '-'")
+        texts = {key: self.text(root, key, "") for key in
+                 ("title", "contrail", "description", "question", "answer")}
+        topology_ref = self.topology_of(root)
+        steps: list[Step] = []
+        steps_node = root.value.get("steps")
+        if steps_node is not None:
+            if not isinstance(steps_node.value, list) or not steps_node.value:
+                self.add(steps_node, "steps", "must be a non-empty list")
+            else:
+                for position, node in enumerate(steps_node.value):
+                    step = self.step(node, f"steps[{position}]")
+                    if step is not None:
+                        steps.append(step)
+        if steps_node is not None and isinstance(steps_node.value, list) and steps_node.value \
+                and not any(isinstance(step, EXPECTATIONS) for step in steps) and not self.problems:
+            self.add(steps_node, "steps", "no expectation: a scenario must check something "
+                                          "(expect: ...)")
+        if (texts["question"] is None) != (texts["answer"] is None):
+            self.add(root, "question", "a training exercise gives both 'question' and 'answer'")
+        if self.problems:
+            raise ScenarioError(self.problems)
+        return Scenario(name=name, source=self.source, title=texts["title"] or name,
+                        contrail=texts["contrail"], description=texts["description"],
+                        question=texts["question"], answer=texts["answer"],
+                        topology=self.topology, topology_ref=topology_ref, steps=tuple(steps))
+
+    # --- generic checks
+
+    def keys(self, node: Node, allowed: set[str], where: str, required: set[str] = frozenset()) -> bool:
+        """Whether `node` is a mapping; every unknown or missing key is a problem."""
+        if not isinstance(node.value, dict):
+            self.add(node, where or "file", "must be a mapping")
+            return False
+        for key, value in node.value.items():
+            if key not in allowed:
+                self.add(value, f"{where}.{key}" if where else key,
+                         f"unknown key '{key}' (allowed: {', '.join(sorted(allowed))})")
+        for key in sorted(required - node.value.keys()):
+            self.add(node, where or key, f"missing key '{key}'")
+        return True
+
+    def text(self, node: Node, key: str, where: str, pattern: re.Pattern | None = None,
+             rule: str = "", default: str | None = None) -> str | None:
+        """The string under `key`, or `default` when absent."""
+        value = node.value.get(key)
+        if value is None or value.value is None:
+            return default
+        label = f"{where}.{key}" if where else key
+        if not isinstance(value.value, str) or (pattern and not pattern.match(value.value)):
+            self.add(value, label, f"'{value.value}' is not valid ({rule or 'a string'})")
+            return default
+        return value.value
+
+    def number(self, node: Node, key: str, where: str, default: float | None, low: float,
+               high: float, integer: bool = False) -> float | None:
+        """The number under `key` within [low, high], or `default` when absent."""
+        value = node.value.get(key)
+        if value is None:
+            return default
+        number = value.value
+        kind = (int,) if integer else (int, float)
+        if isinstance(number, bool) or not isinstance(number, kind) or not low <= number <= high:
+            self.add(value, f"{where}.{key}", f"'{number}' is not {'an integer' if integer else 'a number'} "
+                                              f"from {_number(low)} to {_number(high)}")
+            return default
+        return number
+
+    def flag(self, node: Node, key: str, where: str) -> bool:
+        """The boolean under `key` (false when absent)."""
+        value = node.value.get(key)
+        if value is None:
+            return False
+        if not isinstance(value.value, bool):
+            self.add(value, f"{where}.{key}", f"'{value.value}' is not true or false")
+            return False
+        return value.value
+
+    def bound(self, node: Node, key: str, where: str, high: float) -> Bound | None:
+        """A count or percentage: a number (exactly), or {min, max}."""
+        value = node.value.get(key)
+        if value is None:
+            return None
+        label = f"{where}.{key}"
+        if isinstance(value.value, dict):
+            if not self.keys(value, {"min", "max"}, label):
+                return None
+            low = self.number(value, "min", label, None, 0, high)
+            top = self.number(value, "max", label, None, 0, high)
+            if low is None and top is None:
+                self.add(value, label, "give 'min', 'max' or both")
+                return None
+            if low is not None and top is not None and low > top:
+                self.add(value, label, f"min {_number(low)} is above max {_number(top)}")
+                return None
+            return Bound(low, top)
+        number = self.number(node, key, where, None, 0, high)
+        return None if number is None else Bound(number, number)
+
+    def step_name(self, node: Node, where: str, kind: dict[str, int], required: bool) -> str | None:
+        """The `as` name a later step refers to; unique among its kind."""
+        name = self.text(node, "as", where, pattern=STEP_NAME,
+                         rule="a lowercase letter, then up to 30 letters, digits, '-' or '_'")
+        if name is None:
+            if required and "as" not in node.value:
+                self.add(node, where, "missing key 'as' (the name later steps use)")
+            return None
+        if name in kind:
+            self.add(node.value["as"], f"{where}.as", f"'{name}' is used already (line {kind[name]})")
+            return None
+        kind[name] = node.line
+        return name
+
+    def reference(self, node: Node, key: str, where: str, known: dict[str, int], kind: str) -> str | None:
+        """The name under `key` of an earlier step of `kind`."""
+        name = self.text(node, key, where)
+        if name is None:
+            if key not in node.value:
+                self.add(node, where, f"missing key '{key}'")
+            return None
+        if name not in known:
+            self.add(node.value[key], f"{where}.{key}",
+                     f"no {kind} '{name}' before this step (known: {', '.join(known) or 'none'})")
+            return None
+        return name
+
+    # --- topology and the names in it
+
+    def topology_of(self, root: Node) -> str:
+        """Resolve and validate the topology: a shipped name, a file, or an inline mapping."""
+        node = root.value.get("topology")
+        if node is None:
+            return ""
+        try:
+            if isinstance(node.value, dict):
+                self.topology = topofile.from_node(node, self.source, "topology")
+                return "inline"
+            if not isinstance(node.value, str):
+                self.add(node, "topology", "give a shipped topology's name, a file, or a mapping")
+                return ""
+            reference = node.value
+            path = Path(reference)
+            if path.suffix in (".yaml", ".yml") and not path.is_absolute():
+                path = self.base / path
+            self.topology = topofile.load(topofile.locate(path if path.suffix else reference))
+            return reference
+        except TopologyError as err:
+            for problem in err.problems:
+                self.problems.append(problem if problem.startswith(f"{self.source}:")
+                                     else f"{self.source}:{node.line}: topology: {problem}")
+            return ""
+
+    def endpoint(self, node: Node, key: str, where: str) -> Endpoint | None:
+        """A VM interface: `vm` or `vm-ethN`."""
+        name = self.text(node, key, where)
+        if name is None:
+            if key not in node.value:
+                self.add(node, where, f"missing key '{key}'")
+            return None
+        vm, _, index = name.partition("-eth")
+        if self.topology is None:
+            return None
+        if not self.topology.has("vm", vm) or (index and not index.isdigit()):
+            self.add(node.value[key], f"{where}.{key}", f"unknown VM '{name}' (known: "
+                     f"{', '.join(v.name for v in self.topology.vms)})")
+            return None
+        position = int(index or 0)
+        if position >= len(self.topology.vm(vm).interfaces):
+            self.add(node.value[key], f"{where}.{key}", f"VM '{vm}' has no interface {position}")
+            return None
+        return Endpoint(vm, position)
+
+    def address(self, node: Node, key: str, where: str, ipv6: bool) -> str | None:
+        """A traffic target: a VM name (its first interface's address) or an address."""
+        name = self.text(node, key, where)
+        if name is None:
+            if key not in node.value:
+                self.add(node, where, f"missing key '{key}'")
+            return None
+        try:
+            ipaddress.ip_address(name)
+            return name
+        except ValueError:
+            pass
+        if self.topology is not None and not self.topology.has("vm", name):
+            self.add(node.value[key], f"{where}.{key}", f"'{name}' is neither an address nor a VM")
+            return None
+        if self.topology is not None and ipv6 and self.topology.vm(name).interfaces[0].ip6 is None:
+            self.add(node.value[key], f"{where}.{key}", f"VM '{name}' has no IPv6 address "
+                                                        f"(give its network a subnet6)")
+            return None
+        return name
+
+    def compute(self, node: Node, key: str, where: str) -> str | None:
+        """The name of a compute node of the topology."""
+        name = self.text(node, key, where)
+        if name is None or self.topology is None:
+            return name
+        if not self.topology.has("compute", name):
+            self.add(node.value[key], f"{where}.{key}", f"unknown compute node '{name}' (known: "
+                     f"{', '.join(c.name for c in self.topology.computes)})")
+            return None
+        return name
+
+    def analyzer(self, node: Node, key: str, where: str) -> str | None:
+        """The name of the default analyzer or of one an earlier step created."""
+        name = self.text(node, key, where)
+        if name is not None and name not in self.analyzers:
+            self.add(node.value[key], f"{where}.{key}", f"no analyzer '{name}' before this step "
+                     f"(known: {', '.join(sorted(self.analyzers))}; create one with 'analyzer:')")
+            return None
+        return name
+
+    # --- steps
+
+    def step(self, node: Node | None, where: str) -> Step | None:
+        """One step: a mapping with exactly one key naming its kind."""
+        if node is None or not isinstance(node.value, dict) or len(node.value) != 1:
+            self.add(node or Node(None, 1), where,
+                     f"a step is a mapping with one key, its kind: {', '.join(STEP_KINDS)}")
+            return None
+        (kind, body), = node.value.items()
+        build = STEP_KINDS.get(kind)
+        if build is None:
+            self.add(body, f"{where}.{kind}", f"unknown step '{kind}' (steps: {', '.join(STEP_KINDS)})")
+            return None
+        return build(self, body, f"{where}.{kind}")
+
+    def capture_step(self, node: Node, where: str) -> StartCapture | None:
+        if not self.keys(node, {"as", "vm", "of_analyzer", "direction", "analyzer", "limit_bytes"}, where):
+            return None
+        name = self.step_name(node, where, self.captures, required=True)
+        if ("vm" in node.value) == ("of_analyzer" in node.value):
+            self.add(node, where, "give either 'vm' (a VM interface) or 'of_analyzer' (the "
+                                  "analyzer VM's own interface)")
+            return None
+        endpoint = self.endpoint(node, "vm", where) if "vm" in node.value else None
+        of_analyzer = self.analyzer(node, "of_analyzer", where)
+        direction = self.text(node, "direction", where, default="both")
+        if direction not in DIRECTIONS:
+            self.add(node.value["direction"], f"{where}.direction",
+                     f"'{direction}' is not a direction ({', '.join(DIRECTIONS)})")
+        analyzer = self.analyzer(node, "analyzer", where)
+        limit = self.number(node, "limit_bytes", where, None, 1, 1 << 40, integer=True)
+        if name is None or (endpoint is None and of_analyzer is None):
+            return None
+        return StartCapture(node.line, name, endpoint.vm if endpoint else None,
+                            endpoint.index if endpoint else 0, of_analyzer, direction, analyzer,
+                            limit)
+
+    def stop_step(self, node: Node, where: str) -> StopCapture | None:
+        wrapped = Node({"capture": node}, node.line)
+        name = self.reference(wrapped, "capture", where, self.captures, "capture")
+        return None if name is None else StopCapture(node.line, name)
+
+    def analyzer_step(self, node: Node, where: str) -> CreateAnalyzer | None:
+        if not self.keys(node, {"name", "network", "compute"}, where, required={"name"}):
+            return None
+        name = self.text(node, "name", where, pattern=re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"),
+                         rule="letters, digits, '.', '_' or '-'")
+        network = self.text(node, "network", where)
+        if network is not None and self.topology is not None and not self.topology.has("network", network):
+            self.add(node.value["network"], f"{where}.network", f"unknown network '{network}'")
+        compute = self.compute(node, "compute", where)
+        if name is None:
+            return None
+        if name in self.analyzers:
+            self.add(node.value["name"], f"{where}.name", f"analyzer '{name}' exists already")
+            return None
+        self.analyzers.add(name)
+        return CreateAnalyzer(node.line, name, network, compute)
+
+    def ping_step(self, node: Node, where: str) -> Ping | None:
+        if not self.keys(node, {"as", "from", "to", "count", "size", "interval", "ipv6", "background"},
+                         where, required={"from", "to"}):
+            return None
+        name = self.step_name(node, where, self.traffic, required=False)
+        ipv6 = self.flag(node, "ipv6", where)
+        source = self.endpoint(node, "from", where)
+        target = self.address(node, "to", where, ipv6)
+        count = self.number(node, "count", where, 3, 1, 1000, integer=True)
+        size = self.number(node, "size", where, 56, 0, 65000, integer=True)
+        interval = self.number(node, "interval", where, 0.2, 0.01, 10)
+        background = self.flag(node, "background", where)
+        if source is None or target is None:
+            return None
+        return Ping(node.line, name, source, target, count, size, interval, ipv6, background)
+
+    def iperf3_step(self, node: Node, where: str) -> Iperf3 | None:
+        if not self.keys(node, {"as", "from", "to", "seconds", "udp", "bitrate"}, where,
+                         required={"from", "to"}):
+            return None
+        name = self.step_name(node, where, self.traffic, required=False)
+        source = self.endpoint(node, "from", where)
+        target = self.address(node, "to", where, False)
+        seconds = self.number(node, "seconds", where, 1, 0.5, 60)
+        udp = self.flag(node, "udp", where)
+        bitrate = self.text(node, "bitrate", where, pattern=re.compile(r"^[1-9][0-9]*[KMG]?$"),
+                            rule="bits per second, e.g. 10M")
+        if source is None or target is None:
+            return None
+        return Iperf3(node.line, name, source, target, seconds, udp, bitrate)
+
+    def probe_step(self, node: Node, where: str) -> Probe | None:
+        if not self.keys(node, {"as", "from", "to", "protocol", "port", "count"}, where,
+                         required={"from", "to", "protocol"}):
+            return None
+        name = self.step_name(node, where, self.traffic, required=False)
+        source = self.endpoint(node, "from", where)
+        target = self.address(node, "to", where, False)
+        protocol = self.text(node, "protocol", where)
+        if protocol is not None and protocol not in ("udp", "tcp"):
+            self.add(node.value["protocol"], f"{where}.protocol", f"'{protocol}' is not udp or tcp")
+        port = self.number(node, "port", where, 5555, 1, 65535, integer=True)
+        count = self.number(node, "count", where, 3, 1, 1000, integer=True)
+        if source is None or target is None or protocol not in ("udp", "tcp"):
+            return None
+        return Probe(node.line, name, source, target, protocol, port, count)
+
+    def craft_step(self, node: Node, where: str) -> Craft | None:
+        if not self.keys(node, {"from", "packet", "count"}, where, required={"from", "packet"}):
+            return None
+        source = self.endpoint(node, "from", where)
+        packet = self.text(node, "packet", where)
+        count = self.number(node, "count", where, 1, 1, 1000, integer=True)
+        if packet is not None:
+            try:
+                filled = fill_placeholders(packet, self.topology) if self.topology else packet
+                ast.parse(filled, mode="eval")
+            except KeyError as err:
+                self.add(node.value["packet"], f"{where}.packet", str(err.args[0]))
+                return None
+            except SyntaxError as err:
+                self.add(node.value["packet"], f"{where}.packet",
+                         f"not a Python (scapy) expression: {err.msg}")
+                return None
+        if source is None or packet is None:
+            return None
+        return Craft(node.line, source, packet, count)
+
+    def fault_step(self, node: Node, where: str) -> Fault | None:
+        if isinstance(node.value, str):
+            node = Node({node.value: Node(None, node.line)}, node.line)
+        if not isinstance(node.value, dict):
+            self.add(node, where, f"a fault's name ({', '.join(FAULTS)}), or a mapping")
+            return None
+        actions = [key for key in node.value if key in FAULTS]
+        if len(actions) != 1:
+            unknown = [key for key in node.value if key not in (*FAULTS, "loss", "rate")]
+            self.add(node, where, (f"unknown fault '{unknown[0]}'" if unknown and not actions
+                                   else "name exactly one fault") + f" (faults: {', '.join(FAULTS)})")
+            return None
+        action = actions[0]
+        allowed = {action} | ({"loss", "rate"} if action == "impair" else set())
+        if not self.keys(node, allowed, where):
+            return None
+        target_where = f"{where}.{action}"
+        index, loss, rate, target = 0, None, None, node.value[action].value
+        if action in FAULTS_ON_CONTROLLER:
+            if target is not None:
+                self.add(node.value[action], target_where, "takes no value (the lab has one controller)")
+            return Fault(node.line, action, None, 0, None, None)
+        if action in FAULTS_ON_INTERFACE:
+            endpoint = self.endpoint(node, action, where)
+            if endpoint is None:
+                return None
+            target, index = endpoint.vm, endpoint.index
+        elif action in FAULTS_ON_COMPUTE:
+            target = self.compute(node, action, where)
+        elif action in FAULTS_ON_ANALYZER:
+            target = self.analyzer(node, action, where)
+        else:  # a link: a VM interface, or a compute node's fabric uplink
+            target = self.text(node, action, where)
+            if target is not None and self.topology is not None:
+                if self.topology.has("compute", target):
+                    pass
+                else:
+                    endpoint = self.endpoint(node, action, where)
+                    if endpoint is None:
+                        return None
+                    target, index = endpoint.vm, endpoint.index
+            if action == "impair":
+                loss = self.number(node, "loss", where, None, 1, 100, integer=True)
+                rate = self.text(node, "rate", where, pattern=RATE, rule="e.g. 500kbit, 10mbit")
+                if loss is None and rate is None:
+                    self.add(node, where, "impair needs 'loss' (percent) or 'rate' (e.g. 1mbit)")
+                    return None
+        if target is None:
+            if node.value[action].value is None:
+                self.add(node, target_where, "needs a value: what the fault acts on")
+            return None
+        return Fault(node.line, action, target, index, loss, rate)
+
+    def wait_step(self, node: Node, where: str) -> Wait | None:
+        if not isinstance(node.value, dict):
+            seconds = self.number(Node({"seconds": node}, node.line), "seconds", where, None, 0, 600)
+            return None if seconds is None else Wait(node.line, seconds)
+        if not self.keys(node, {"capture", "packets", "vrouter", "connected", "timeout"}, where):
+            return None
+        timeout = self.number(node, "timeout", where, 10, 0.1, 600)
+        if "capture" in node.value:
+            capture = self.reference(node, "capture", where, self.captures, "capture")
+            packets = self.number(node, "packets", where, None, 1, 10 ** 7, integer=True)
+            if packets is None:
+                self.add(node, where, "waiting for a capture needs 'packets'")
+            return None if capture is None or packets is None else Wait(node.line, timeout, capture, packets)
+        if "vrouter" in node.value:
+            vrouter = self.compute(node, "vrouter", where)
+            connected = self.flag(node, "connected", where) if "connected" in node.value else True
+            return None if vrouter is None else Wait(node.line, timeout, vrouter=vrouter, connected=connected)
+        self.add(node, where, "give a number of seconds, or 'capture' and 'packets', or 'vrouter'")
+        return None
+
+    def expect_step(self, node: Node, where: str) -> Step | None:
+        if not isinstance(node.value, dict):
+            self.add(node, where, "must be a mapping")
+            return None
+        within = self.number(node, "within", where, 5, 0, 600)
+        if "traffic" in node.value:
+            if not self.keys(node, {"traffic", "loss"}, where, required={"loss"}):
+                return None
+            traffic = self.reference(node, "traffic", where, self.traffic, "traffic step")
+            loss = self.bound(node, "loss", where, 100)
+            return None if traffic is None or loss is None else ExpectLoss(node.line, traffic, loss)
+        if "flows" in node.value:
+            if not self.keys(node, {"vrouter", "capture", "flows", "within"}, where,
+                             required={"vrouter", "capture"}):
+                return None
+            vrouter = self.compute(node, "vrouter", where)
+            capture = self.reference(node, "capture", where, self.captures, "capture")
+            count = self.bound(node, "flows", where, 10 ** 6)
+            if None in (vrouter, capture, count):
+                return None
+            return ExpectFlows(node.line, vrouter, capture, count, within)
+        if "state" in node.value:
+            if not self.keys(node, {"capture", "state", "within"}, where, required={"capture"}):
+                return None
+            capture = self.reference(node, "capture", where, self.captures, "capture")
+            state = self.text(node, "state", where)
+            if state not in CAPTURE_STATES:
+                self.add(node.value["state"], f"{where}.state",
+                         f"'{state}' is not a capture state ({', '.join(CAPTURE_STATES)})")
+                return None
+            return None if capture is None else ExpectState(node.line, capture, state, within)
+        if "packets" in node.value:
+            if not self.keys(node, {"capture", "filter", "packets", "within"}, where,
+                             required={"capture"}):
+                return None
+            capture = self.reference(node, "capture", where, self.captures, "capture")
+            count = self.bound(node, "packets", where, 10 ** 7)
+            display_filter = self.text(node, "filter", where)  # tshark checks it (runner.check_filters)
+            if capture is None or count is None:
+                return None
+            return ExpectPackets(node.line, capture, display_filter, count, within)
+        self.add(node, where, "expect what? give 'packets' (with 'capture'), 'loss' (with "
+                              "'traffic'), 'state' (with 'capture') or 'flows' (with 'vrouter' "
+                              "and 'capture')")
+        return None
+
+    def show_step(self, node: Node, where: str) -> Show | None:
+        if not self.keys(node, {"capture", "filter", "title"}, where, required={"capture"}):
+            return None
+        capture = self.reference(node, "capture", where, self.captures, "capture")
+        display_filter = self.text(node, "filter", where)  # tshark checks it (runner.check_filters)
+        title = self.text(node, "title", where)
+        if capture is None:
+            return None
+        return Show(node.line, capture, display_filter, title or f"capture {capture}")
+
+
+STEP_KINDS = {
+    "capture": _Validator.capture_step, "stop": _Validator.stop_step,
+    "analyzer": _Validator.analyzer_step, "ping": _Validator.ping_step,
+    "iperf3": _Validator.iperf3_step, "probe": _Validator.probe_step,
+    "craft": _Validator.craft_step, "fault": _Validator.fault_step, "wait": _Validator.wait_step,
+    "expect": _Validator.expect_step, "show": _Validator.show_step,
+}
+
+PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9]*)(?:-eth([0-9]+))?\.(ip|ip6|mac)\}")
+
+
+def fill_placeholders(text: str, topology: Topology) -> str:
+    """`text` with each {VM.ip}, {VM.ip6}, {VM.mac} (or {VM-ethN.ip}...) replaced by that VM
+    interface's value, quoted; KeyError naming an unknown VM, interface or value."""
+    def value(match: re.Match) -> str:
+        vm, index, field = match.group(1), int(match.group(2) or 0), match.group(3)
+        if not topology.has("vm", vm):
+            raise KeyError(f"{match.group(0)}: unknown VM '{vm}'")
+        interfaces = topology.vm(vm).interfaces
+        if index >= len(interfaces):
+            raise KeyError(f"{match.group(0)}: VM '{vm}' has no interface {index}")
+        found = getattr(interfaces[index], field)
+        if found is None:
+            raise KeyError(f"{match.group(0)}: VM '{vm}' has no IPv6 address")
+        return repr(str(found))
+    return PLACEHOLDER.sub(value, text)
+
+
+def target_address(topology: Topology, target: str, ipv6: bool = False) -> str:
+    """The address traffic goes to: `target` itself, or VM `target`'s first interface's."""
+    if not topology.has("vm", target):
+        return target
+    interface = topology.vm(target).interfaces[0]
+    return str(interface.ip6 if ipv6 else interface.ip)
