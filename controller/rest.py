@@ -50,6 +50,7 @@ from mirrorlab.controller.mirroring import MAX_LEASE_SECONDS, MIN_LIMIT_BYTES, R
 from mirrorlab.controller.packettree import dissect_frame
 from mirrorlab.controller.pcapfile import pcapng_prefix, read_prefix
 from mirrorlab.controller.service import ControllerService
+from mirrorlab.controller.wire import analyzer_view, pcap_download_name
 from mirrorlab.pcap import PCAP_HEADER, PCAPNG_HEADER
 from mirrorlab.topology import VM, ComputeNode, Interface
 
@@ -448,6 +449,7 @@ def create_app(service: ControllerService, lease_seconds: float,
             "packets": packets, "bytes": total,
             "file_bytes": service.capture_file_size(capture), "limit_bytes": capture.limit_bytes,
             "stop_reason": capture.stop_reason, "origin": capture.origin,
+            "analyzer_view": analyzer_view(capture, service.topology),
         } | ({"secret": capture.secret} if with_secret else {})
 
     @api.get("/api/vrouters", responses=_errors())
@@ -642,7 +644,7 @@ def create_app(service: ControllerService, lease_seconds: float,
         """Everything the analyzer recorded for this capture so far, streamed: its complete
         records as of the request (a record still being written is left out)."""
         capture = service.capture(capture_id)
-        name = f"capture-{capture.id}-{capture.interface}.{file_format}"
+        name = pcap_download_name(capture, file_format)
         headers = {"Content-Disposition": f'attachment; filename="{name}"'}
         size = service.capture_file_size(capture)
         if file_format == "pcap":
