@@ -9,6 +9,7 @@ import sqlite3
 import pytest
 
 from mirrorlab.controller.store import Store
+from mirrorlab.controller.wire import analyzer_view
 
 CAPTURE = {"vrouter": "compute1", "interface": "tap-vm1-0"}
 
@@ -72,3 +73,15 @@ def test_api_docs_load_only_from_the_api_itself(client, path):
     assert any(asset.endswith(".js") for asset in assets), assets
     for asset in assets:
         assert client.get(asset).status_code == 200, asset
+
+
+def test_every_capture_carries_what_its_analyzer_receives(client, service):
+    """GET /api/captures and /api/captures/{id} carry `analyzer_view` (controller/wire.py), and the
+    pcap download is named as its tshark command reads it."""
+    capture_id = client.post("/api/captures", json=CAPTURE).json()["id"]
+    expected = analyzer_view(service.capture(capture_id), service.topology)
+    assert client.get(f"/api/captures/{capture_id}").json()["analyzer_view"] == expected
+    listed = next(c for c in client.get("/api/captures").json() if c["id"] == capture_id)
+    assert listed["analyzer_view"] == expected
+    download = client.get(f"/api/captures/{capture_id}/pcap").headers["content-disposition"]
+    assert f'filename="{expected["tshark_pcap"].split()[2]}"' in download
