@@ -100,7 +100,7 @@ function drawBox(svg, box, rows) {
   }
   svg.append(
     s("rect", {x: box.x + PADDING, y: rows.vrouterTop, width: box.width - 2 * PADDING, height: VROUTER_HEIGHT, rx: 5,
-               class: "topo-vrouter"}),
+               class: "topo-vrouter", dataset: {vrouter: vrouter.name}}),
     s("text", {x: box.x + box.width / 2, y: rows.vrouterTop + 15, class: "topo-vrouter-label",
                "text-anchor": "middle"}, `vRouter ${vrouter.bridge}`),
     s("line", {x1: box.x + box.width / 2, y1: rows.boxBottom, x2: box.x + box.width / 2, y2: rows.fabric,
