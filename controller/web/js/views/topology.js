@@ -24,6 +24,7 @@ const MIN_BOX_WIDTH = 160; // room for a compute node's name and fabric address
 const VROUTER_HEIGHT = 36;     // its name on top, the copy paths running through below it
 const LANE = 30;           // below the fabric, per copy path crossing it (its line and its label)
 const TAP_SHIFT = 10;      // a copy path runs beside the VM's own tap line, not on it
+const PATH_GAP = 6;        // between copy paths leaving one VM or reaching one analyzer
 const MIRROR_COLOR = "#e8710a";
 const NAMED_COLORS = {
   blue: "#2f78c4", red: "#d2463c", green: "#2e9a57", orange: "#e08a1e", purple: "#8a5cc2",
@@ -168,7 +169,7 @@ function crossesFabric(capture) {
 
 /** The copy path of `capture` as SVG path data and where its label goes, from the hops of its
  * analyzer_view: monitored VM, its vRouter, [fabric, the analyzer's vRouter,] analyzer VM. */
-function copyRoute(capture, lane, localIndex, boxes, rows) {
+function copyRoute(capture, lane, localIndex, offsets, boxes, rows) {
   const vmAt = new Map();
   const boxOf = new Map(boxes.map((box) => [box.vrouter.name, box]));
   for (const box of boxes) for (const vm of box.vms) vmAt.set(vm.name, vm);
@@ -179,8 +180,8 @@ function copyRoute(capture, lane, localIndex, boxes, rows) {
   if (hops[0].kind !== "vm" || !source || !target) return null;
   const bottom = rows.vmTop + VM_HEIGHT;
   const inVrouter = rows.vrouterTop + VROUTER_HEIGHT - 9;  // under the vRouter's name
-  const from = source.x + VM_WIDTH / 2 - TAP_SHIFT;
-  const to = target.x + VM_WIDTH / 2 + TAP_SHIFT;
+  const from = source.x + VM_WIDTH / 2 - TAP_SHIFT - offsets.from * PATH_GAP;
+  const to = target.x + VM_WIDTH / 2 + TAP_SHIFT + offsets.to * PATH_GAP;
   if (!crossesFabric(capture)) {
     return {d: `M ${from} ${bottom} V ${inVrouter} H ${to} V ${bottom + 2}`,
             label: {x: (from + to) / 2, y: rows.vrouterTop - 8 - localIndex * 16}};
@@ -188,8 +189,8 @@ function copyRoute(capture, lane, localIndex, boxes, rows) {
   const out = boxOf.get(hops[1].name);
   const into = boxOf.get(hops[hops.length - 2].name);
   const y = rows.fabric + 14 + lane * LANE;
-  const outX = out.x + out.width / 2 - TAP_SHIFT;
-  const intoX = into.x + into.width / 2 + TAP_SHIFT;
+  const outX = out.x + out.width / 2 - TAP_SHIFT - offsets.from * PATH_GAP;
+  const intoX = into.x + into.width / 2 + TAP_SHIFT + offsets.to * PATH_GAP;
   return {d: `M ${from} ${bottom} V ${inVrouter} H ${outX} V ${y} H ${intoX} V ${inVrouter} H ${to} V ${bottom + 2}`,
           label: {x: (outX + intoX) / 2, y: y + 17}};
 }
@@ -197,11 +198,18 @@ function copyRoute(capture, lane, localIndex, boxes, rows) {
 function drawCopyPaths(svg, boxes, rows, captures) {
   let lane = 0;
   const localIndex = new Map();
+  const leaving = new Map();   // copy paths drawn so far per monitored VM, and per analyzer VM
+  const reaching = new Map();
   for (const capture of captures) {
     const crossing = crossesFabric(capture);
     const local = localIndex.get(capture.vrouter) || 0;
-    const route = copyRoute(capture, lane, local, boxes, rows);
+    const {path} = capture.analyzer_view;
+    const [first, last] = [path[0].name, path[path.length - 1].name];
+    const offsets = {from: leaving.get(first) || 0, to: reaching.get(last) || 0};
+    const route = copyRoute(capture, lane, local, offsets, boxes, rows);
     if (!route) continue;
+    leaving.set(first, offsets.from + 1);
+    reaching.set(last, offsets.to + 1);
     if (crossing) lane += 1;
     else localIndex.set(capture.vrouter, local + 1);
     const view = capture.analyzer_view;
