@@ -6,6 +6,7 @@ its screenshots in artifacts/.
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 import shlex
 import subprocess
@@ -50,6 +51,12 @@ def ping_peer(lab, target: Target, count: int = 3) -> None:
     """`count` pings from the target VM to its peer, all answered."""
     result = lab.exec(target.vm, f"ping -c {count} -i 0.2 {target.peer.ip}")
     assert f"{count} received" in result.stdout, result.stdout
+
+
+def link_local(mac: str) -> ipaddress.IPv6Address:
+    """The IPv6 link-local address the kernel gives an interface with `mac` (EUI-64)."""
+    octets = bytes.fromhex(mac.replace(":", ""))
+    return ipaddress.IPv6Address(b"\xfe\x80" + bytes(6) + bytes([octets[0] ^ 2]) + octets[1:3] + b"\xff\xfe" + octets[3:])
 
 
 def open_capture_screen(page: Page, lab, target: Target) -> dict:
@@ -142,11 +149,20 @@ def test_topology_draws_each_copy_path_through_vrouters_and_fabric_with_wrapper_
         analyzer_vm, analyzer_compute = hops[-1]["name"], hops[-1]["compute"]
         assert [hop["kind"] for hop in hops] == (["vm", "vrouter", "fabric", "vrouter", "analyzer"] if crosses
                                                  else ["vm", "vrouter", "analyzer"])
+        segments = list(zip(points, points[1:]))
         assert inside(points[0], source), "the path starts at the monitored VM"
+        assert inside(segments[0][1], vrouter[target.compute]), "down into the VM's vRouter"
         assert inside(points[-1], vm_box(analyzer_vm)), "the path ends at the analyzer VM"
-        assert any(inside(point, vrouter[target.compute]) for point in points), "through the VM's vRouter"
-        assert any(inside(point, vrouter[analyzer_compute]) for point in points), "through the analyzer's vRouter"
-        assert any(y > fabric_y for _, y in points) == crosses, "along the fabric only to another compute node"
+        assert inside(segments[-1][0], vrouter[analyzer_compute]), "up out of the analyzer's vRouter"
+        if crosses:
+            assert any(inside(start, vrouter[target.compute]) and end[1] > fabric_y and start[0] == end[0]
+                       for start, end in segments), "from the VM's vRouter down to the fabric"
+            assert any(start[1] > fabric_y and inside(end, vrouter[analyzer_compute]) and start[0] == end[0]
+                       for start, end in segments), "from the fabric up into the analyzer's vRouter"
+        else:
+            assert all(y < fabric_y for _, y in points), "a local analyzer's copies never reach the fabric"
+            assert any(inside(start, vrouter[target.compute]) and inside(end, vrouter[target.compute])
+                       and start[1] == end[1] for start, end in segments), "across the vRouter to the analyzer"
 
     sizes = page.locator("svg.topology text").evaluate_all(
         "texts => texts.map(t => parseFloat(getComputedStyle(t).fontSize)"
@@ -237,11 +253,14 @@ def test_windows_800_1024_and_1400_wide_keep_everything_in_view(lab, browser, cl
     script_errors = []
     page.on("pageerror", lambda error: script_errors.append(str(error)))
     narrow = width in NARROW_WIDTHS
+    running = lab.api("POST", "/api/captures", json={"vrouter": target.compute, "interface": target.port})
+    assert running.status_code == 201, running.text  # its chip widens the Mirroring column
     try:
         page.goto(f"{lab.api_url}/#/vrouters/{target.compute}/interfaces")
         sidebar, toggle = page.locator("#sidenav"), page.locator("#nav-toggle")
         rows = page.locator("table[aria-label='Interfaces'] tbody tr")
         expect(rows.first).to_be_visible()
+        expect(page.locator(".chip-mirror")).to_have_count(1)
         if narrow:
             expect(sidebar).to_be_hidden()
             expect(toggle).to_be_visible()
@@ -280,16 +299,25 @@ def test_windows_800_1024_and_1400_wide_keep_everything_in_view(lab, browser, cl
         no_page_overflow(page)
         page.screenshot(path=ARTIFACTS / f"ui-{width}-topology.png", full_page=True)
 
+        lab.api("DELETE", f"/api/captures/{running.json()['id']}")
         page.goto(f"{lab.api_url}/#/vrouters/{target.compute}/interfaces/{target.port}/capture")
         expect(page.locator("#capture-status")).to_have_text("Capturing", timeout=START_TIMEOUT_MS)
-        ping_peer(lab, target)
-        requests = page.locator(".packet-table tbody tr").filter(has_text="Echo (ping) request")
-        expect(requests).to_have_count(3)
-        info = requests.first.locator("td.info")
+        # Link-local IPv6 addresses are the longest the table shows.
+        peer = link_local(target.peer.mac)
+        result = lab.exec(target.vm, f"ping -6 -c 1 -I {target.interface.name} {peer}")
+        assert "1 received" in result.stdout, result.stdout
+        request = page.locator(".packet-table tbody tr").filter(has_text="Echo (ping) request").filter(has_text=str(peer))
+        expect(request).to_have_count(1)
+        info = request.locator("td.info")
         within_viewport(page, info)
         assert info.bounding_box()["width"] >= 150, info.bounding_box()
         packets = page.locator(".packet-scroll")
         assert packets.evaluate("node => node.scrollWidth <= node.clientWidth"), "the packet table scrolls sideways"
+        request.click()  # the details: layers and bytes side by side, or stacked when narrow
+        expect(page.locator(".packet-direction")).to_contain_text(f"from {target.vm}")
+        for pane in (".tree-pane", ".hex-dump"):
+            within_viewport(page, page.locator(pane))
+        assert page.locator(".tree-pane").bounding_box()["width"] >= 400, "the layers keep room to be read"
         for action in ("Download pcapng", "Stop", "Close"):
             within_viewport(page, page.get_by_role("button" if action != "Download pcapng" else "link",
                                                    name=action, exact=True))

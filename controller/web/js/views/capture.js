@@ -88,11 +88,6 @@ const STATUS = {
   failed: ["bad", "Not capturing"],
 };
 
-/** An address that a narrow window may break after its colons (IPv6, MAC), never inside a group. */
-function breakable(address) {
-  return address.split(/(?<=:)/).flatMap((part, index) => (index ? [h("wbr"), part] : [part]));
-}
-
 function protocolClass(protocol) {
   return `proto-${protocol.toLowerCase().replace(/[^a-z0-9]/g, "")}`;
 }
@@ -453,8 +448,7 @@ export function captureView(container, vrouterName, interfaceName) {
         h("td", {class: `direction direction-${packet.direction || "unknown"}`,
                  title: packet.direction ? `${packet.direction}, seen from the vRouter` : "direction unknown"},
           packet.direction_text),
-        h("td", {class: "address"}, breakable(packet.source)), h("td", {class: "address"}, breakable(packet.destination)),
-        h("td", null, packet.protocol),
+        h("td", null, packet.source), h("td", null, packet.destination), h("td", null, packet.protocol),
         h("td", {class: "num"}, String(packet.length)), h("td", {class: "info"}, packet.summary)));
     }
     while (view.rows.children.length > MAX_ROWS) {

@@ -11,9 +11,8 @@ import {
 const REFRESH_MS = 5000;
 
 const INTERFACE_COLUMNS = [
-  {label: "Name"}, {label: "VM"}, {label: "Network"}, {label: "IP address"},
-  {label: "MAC address", className: "narrow-hide"}, {label: "Status", className: "narrow-hide"},
-  {label: "Mirroring"}, {label: "Action", className: "action"},
+  {label: "Name"}, {label: "VM"}, {label: "Network"}, {label: "IP address"}, {label: "MAC address"},
+  {label: "Status"}, {label: "Mirroring"}, {label: "Action", className: "action"},
 ];
 
 /** The hash of the capture screen for `interfaceName` on `vrouterName`. */
@@ -52,9 +51,7 @@ function interfaceRow(vrouter, item, captures) {
       h("div", null, h("div", {class: "strong"}, item.name), h("div", {class: "muted small"}, item.vm_interface)),
       h("div", null, item.vm, item.analyzer ? h("span", {class: "tag"}, "analyzer") : null),
       item.network,
-      // In a narrow window the MAC column is hidden and the MAC shows here instead.
-      h("div", {class: "mono"}, item.ip, item.ip6 ? h("div", {class: "muted small"}, item.ip6) : null,
-        h("div", {class: "muted small narrow-only"}, item.mac)),
+      h("div", {class: "mono"}, item.ip, item.ip6 ? h("div", {class: "muted small"}, item.ip6) : null),
       h("span", {class: "mono"}, item.mac),
       vrouter.connected ? pill("ok", "Active") : pill("bad", "Down"),
       mirroringCell(item, captures),
