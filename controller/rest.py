@@ -671,20 +671,29 @@ def create_app(service: ControllerService, lease_seconds: float,
         login.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
         return login
 
+    def from_here_only(page: Response) -> Response:
+        """`page` with a Content-Security-Policy that keeps the browser from loading anything
+        from elsewhere: ReDoc's footer otherwise fetches its logo from cdn.redoc.ly."""
+        page.headers["Content-Security-Policy"] = (
+            "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; worker-src 'self' blob:")
+        return page
+
     @api.get("/docs", include_in_schema=False)
     def swagger_ui():
         """The API's documentation (Swagger UI), its scripts and styles served from here."""
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="mirrorlab API",
+        return from_here_only(get_swagger_ui_html(openapi_url="/openapi.json", title="mirrorlab API",
                                    swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
                                    swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
-                                   swagger_favicon_url="/ui/favicon.svg")
+                                   swagger_favicon_url="/ui/favicon.svg"))
 
     @api.get("/redoc", include_in_schema=False)
     def redoc():
-        """The API's documentation (ReDoc), its script served from here, without web fonts."""
-        return get_redoc_html(openapi_url="/openapi.json", title="mirrorlab API",
-                              redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
-                              redoc_favicon_url="/ui/favicon.svg", with_google_fonts=False)
+        """The API's documentation (ReDoc), its script served from here, without web fonts or
+        its footer's logo from a CDN."""
+        return from_here_only(get_redoc_html(openapi_url="/openapi.json", title="mirrorlab API",
+                                             redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+                                             redoc_favicon_url="/ui/favicon.svg", with_google_fonts=False))
 
     api.mount("/ui", StaticFiles(directory=WEB_DIR), name="ui")
     api.mount(DOCS_ASSETS, StaticFiles(directory=DOCS_ASSETS_DIR), name="docs-assets")

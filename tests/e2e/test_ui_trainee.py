@@ -328,3 +328,26 @@ def test_windows_800_1024_and_1400_wide_keep_everything_in_view(lab, browser, cl
     finally:
         context.close()
     assert not script_errors, script_errors
+
+
+# --- 6. the API docs, served by the API itself -----------------------------------------------
+
+@pytest.mark.parametrize("path, rendered", [("/docs", ".swagger-ui .opblock"), ("/redoc", "[data-section-id]")])
+def test_api_docs_render_from_the_api_alone(lab, page, path, rendered):
+    """Swagger UI and ReDoc render the API's operations in Chromium while every request they
+    make goes to the API itself (the browser is refused anything else, as offline)."""
+    elsewhere = []
+
+    def only_the_api(route):
+        if route.request.url.startswith(lab.api_url):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_the_api)
+    page.goto(f"{lab.api_url}{path}")
+    expect(page.locator(rendered).first).to_be_visible(timeout=30_000)
+    expect(page.locator("body")).to_contain_text("/api/captures/{capture_id}/pcap")
+    page.screenshot(path=ARTIFACTS / f"ui-api{path.replace('/', '-')}.png")
+    assert elsewhere == []

@@ -64,10 +64,13 @@ def test_stopping_a_stopped_capture_says_so(client):
 
 @pytest.mark.parametrize("path", ["/docs", "/redoc"])
 def test_api_docs_load_only_from_the_api_itself(client, path):
-    """The documentation pages name no other host, and every script and style they load is
-    served by the API."""
+    """The documentation pages name no other host, every script and style they load is served
+    by the API, and their policy keeps the browser from fetching anything elsewhere (ReDoc's
+    bundle names its logo on cdn.redoc.ly; the e2e test watches Chromium's requests)."""
     page = client.get(path)
     assert page.status_code == 200
+    policy = dict(part.strip().split(" ", 1) for part in page.headers["content-security-policy"].split(";"))
+    assert policy["default-src"] == "'self'" and policy["img-src"] == "'self' data:"
     assert not re.findall(r"https?://", page.text), page.text
     assets = re.findall(r"""(?:src|href)=["']?(/[^"'\s>]+)""", page.text)
     assert any(asset.endswith(".js") for asset in assets), assets
