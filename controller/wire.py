@@ -43,6 +43,12 @@ def copy_path(capture: Capture, topology: Topology) -> list[dict]:
     return hops
 
 
+def _hop_text(hop: dict) -> str:
+    """One hop of a copy path in words."""
+    return {"vm": hop["name"], "vrouter": f"vRouter {hop['name']}", "fabric": f"fabric {hop['name']}",
+            "analyzer": f"{hop['name']} (analyzer {hop.get('analyzer')})"}[hop["kind"]]
+
+
 def _directions_line(capture: Capture, vm: str) -> str:
     """One line on how ingress and egress copies are told apart, and which this capture makes."""
     copied = {Direction.BOTH: "This capture copies both.",
@@ -58,12 +64,14 @@ def analyzer_view(capture: Capture, topology: Topology) -> dict:
     - `wrapper`: the wrapper's id ("mpls"), `wrapper_name` and `tag` (what marks this capture's
       copies: here the MPLS label), `tag_short` (the Topology page's label on the copy path);
     - `summary`: one sentence on what a copy looks like and what the pcap download holds;
-    - `tshark_pcap`: a tshark command reading the pcapng download, with each packet's direction;
+    - `pcap_file`: the name the pcapng download is saved under, and `tshark_pcap` a tshark
+      command reading it, with each packet's direction;
     - `tshark_analyzer`: a tshark command run inside the analyzer VM on its interface, decoding
       the wrapper (None when the analyzer no longer exists);
     - `directions`: one line on ingress and egress;
-    - `path`: the hops of the copies (`copy_path`)."""
+    - `path`: the hops of the copies (`copy_path`), and `path_text` the same in words."""
     label = capture.label
+    path = copy_path(capture, topology)
     try:
         vm = topology.interface_by_port_name(capture.interface).vm
     except KeyError:
@@ -84,10 +92,12 @@ def analyzer_view(capture: Capture, topology: Topology) -> dict:
                     f"MPLS header with label {label}, which names this capture. The analyzer's "
                     f"recorder removes that wrapper: the pcap download holds the original frames, "
                     f"each with its direction."),
+        "pcap_file": pcap_download_name(capture),
         "tshark_pcap": (f"tshark -r {pcap_download_name(capture)} -T fields -e frame.number "
                         f"-e frame.packet_flags_direction -e _ws.col.Source -e _ws.col.Destination "
                         f"-e _ws.col.Info"),
         "tshark_analyzer": on_analyzer,
         "directions": _directions_line(capture, vm),
-        "path": copy_path(capture, topology),
+        "path": path,
+        "path_text": " \u2192 ".join(_hop_text(hop) for hop in path),
     }

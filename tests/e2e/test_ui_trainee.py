@@ -205,7 +205,8 @@ def test_capture_screen_says_what_the_analyzer_receives_and_its_commands_decode_
     panel = page.get_by_role("region", name="What the analyzer receives")
     expect(panel.locator("#receives-wrapper")).to_have_text(f"Ethernet-in-MPLS \u00b7 {view['tag']}")
     assert f"{capture['label']} (0x{capture['label']:x}" in view["tag"]
-    expect(panel.locator("#receives-path")).to_contain_text(f"{target.vm} \u2192 vRouter {target.compute}")
+    expect(panel.locator("#receives-path")).to_have_text(view["path_text"])
+    assert view["path_text"].startswith(f"{target.vm} \u2192 vRouter {target.compute}")
     expect(panel.locator("#receives-directions")).to_have_text(view["directions"])
     expect(panel.locator("pre").nth(0)).to_have_text(view["tshark_pcap"])
     expect(panel.locator("pre").nth(1)).to_have_text(view["tshark_analyzer"])
@@ -221,7 +222,7 @@ def test_capture_screen_says_what_the_analyzer_receives_and_its_commands_decode_
     expect(page.locator(".packet-table tbody tr").filter(has_text="Echo (ping) reply")).to_have_count(3)
     with page.expect_download() as download:
         page.get_by_role("link", name="Download pcapng").click()
-    assert download.value.suggested_filename == shlex.split(view["tshark_pcap"])[2]
+    assert download.value.suggested_filename == view["pcap_file"] == shlex.split(view["tshark_pcap"])[2]
     directory = ARTIFACTS / "ui-receives"
     directory.mkdir(exist_ok=True)
     download.value.save_as(directory / download.value.suggested_filename)
@@ -230,6 +231,12 @@ def test_capture_screen_says_what_the_analyzer_receives_and_its_commands_decode_
     pings = [line.split("\t") for line in read.splitlines() if "Echo (ping)" in line]
     assert {(flags, info.split()[2]) for _, flags, _, _, info in pings} == \
         {("0x00000002", "request"), ("0x00000001", "reply")}, read
+
+    shown = lab.cli("capture", "show", str(capture["id"])).stdout.splitlines()
+    assert shown[1:] == [f"  copies:     Ethernet-in-MPLS, {view['tag']}", f"  path:       {view['path_text']}",
+                         f"  directions: {view['directions']}",
+                         f"  the pcap:   mirrorlab capture pcap {capture['id']} -o {view['pcap_file']} && "
+                         f"{view['tshark_pcap']}", f"  on the analyzer: {view['tshark_analyzer']}"]
 
     page.locator(".packet-table tbody tr").filter(has_text="Echo (ping) request").first.click()
     direction = page.locator(".packet-direction")

@@ -87,4 +87,4 @@ def test_every_capture_carries_what_its_analyzer_receives(client, service):
     listed = next(c for c in client.get("/api/captures").json() if c["id"] == capture_id)
     assert listed["analyzer_view"] == expected
     download = client.get(f"/api/captures/{capture_id}/pcap").headers["content-disposition"]
-    assert f'filename="{expected["tshark_pcap"].split()[2]}"' in download
+    assert f'filename="{expected["pcap_file"]}"' in download

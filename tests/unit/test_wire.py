@@ -60,6 +60,9 @@ def test_the_wrapper_is_the_capture_label_and_the_commands_decode_it(default_top
     assert "frame.packet_flags_direction" in pcap
     assert "vm2's frame" in view["summary"] and "label 524295" in view["summary"]
     assert view["path"] == copy_path(capture, topology)
+    assert view["pcap_file"] == "capture-7-tap-vm2-0.pcapng"
+    assert view["path_text"] == (f"vm2 \u2192 vRouter compute2 \u2192 fabric {topology.fabric_bridge} \u2192 "
+                                 f"vRouter compute3 \u2192 {analyzer_vm.name} (analyzer far)")
 
 
 @pytest.mark.parametrize("direction, copied", [("both", "both"), ("ingress", "ingress only"),

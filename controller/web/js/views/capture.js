@@ -66,13 +66,11 @@ function commandBox(label, command) {
 
 /** The "What the analyzer receives" panel: the API's analyzer_view of the capture, rendered. */
 function receivesPanel(view) {
-  const hops = view.path.map((hop) => ({vm: hop.name, vrouter: `vRouter ${hop.name}`, fabric: `fabric ${hop.name}`,
-                                        analyzer: `${hop.name} (analyzer ${hop.analyzer})`})[hop.kind]);
   return [
     h("div", {class: "card-title"}, "What the analyzer receives"),
     h("dl", {class: "details receives"},
       h("dt", null, "Wrapper"), h("dd", {id: "receives-wrapper"}, h("strong", null, view.wrapper_name), ` \u00b7 ${view.tag}`),
-      h("dt", null, "Path"), h("dd", {id: "receives-path"}, hops.join(" \u2192 ")),
+      h("dt", null, "Path"), h("dd", {id: "receives-path"}, view.path_text),
       h("dt", null, "What arrives"), h("dd", null, view.summary),
       h("dt", null, "Ingress and egress"), h("dd", {id: "receives-directions"}, view.directions)),
     h("div", {class: "commands"},

@@ -213,11 +213,9 @@ function drawCopyPaths(svg, boxes, rows, captures) {
     if (crossing) lane += 1;
     else localIndex.set(capture.vrouter, local + 1);
     const view = capture.analyzer_view;
-    const hops = view.path.map((hop) => ({vm: hop.name, vrouter: `vRouter ${hop.name}`, fabric: "fabric",
-                                          analyzer: `${hop.name} (${hop.analyzer})`})[hop.kind]);
     const label = `#${capture.id} ${view.tag_short} \u00b7 ${capture.packets} pkts`;
     svg.append(s("g", {class: "topo-copy", dataset: {capture: String(capture.id)}},
-      s("title", null, `capture #${capture.id} (${capture.direction}): ${hops.join(" \u2192 ")}\n`
+      s("title", null, `capture #${capture.id} (${capture.direction}): ${view.path_text}\n`
         + `${view.wrapper_name}, ${view.tag}; ${capture.packets} packets, ${formatBytes(capture.bytes)}`),
       s("path", {d: route.d, class: "topo-mirror", "marker-end": "url(#mirror-arrow)"}),
       s("text", {x: route.label.x, y: route.label.y, "text-anchor": "middle", class: "topo-mirror-label"}, label)));
