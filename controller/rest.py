@@ -50,6 +50,7 @@ from mirrorlab.controller.mirroring import MAX_LEASE_SECONDS, MIN_LIMIT_BYTES, R
 from mirrorlab.controller.packettree import dissect_frame
 from mirrorlab.controller.pcapfile import pcapng_prefix, read_prefix
 from mirrorlab.controller.service import ControllerService
+from mirrorlab.controller.wire import analyzer_view, pcap_download_name
 from mirrorlab.pcap import PCAP_HEADER, PCAPNG_HEADER
 from mirrorlab.topology import VM, ComputeNode, Interface
 
@@ -448,6 +449,7 @@ def create_app(service: ControllerService, lease_seconds: float,
             "packets": packets, "bytes": total,
             "file_bytes": service.capture_file_size(capture), "limit_bytes": capture.limit_bytes,
             "stop_reason": capture.stop_reason, "origin": capture.origin,
+            "analyzer_view": analyzer_view(capture, service.topology),
         } | ({"secret": capture.secret} if with_secret else {})
 
     @api.get("/api/vrouters", responses=_errors())
@@ -642,7 +644,7 @@ def create_app(service: ControllerService, lease_seconds: float,
         """Everything the analyzer recorded for this capture so far, streamed: its complete
         records as of the request (a record still being written is left out)."""
         capture = service.capture(capture_id)
-        name = f"capture-{capture.id}-{capture.interface}.{file_format}"
+        name = pcap_download_name(capture, file_format)
         headers = {"Content-Disposition": f'attachment; filename="{name}"'}
         size = service.capture_file_size(capture)
         if file_format == "pcap":
@@ -669,20 +671,29 @@ def create_app(service: ControllerService, lease_seconds: float,
         login.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
         return login
 
+    def from_here_only(page: Response) -> Response:
+        """`page` with a Content-Security-Policy that keeps the browser from loading anything
+        from elsewhere: ReDoc's footer otherwise fetches its logo from cdn.redoc.ly."""
+        page.headers["Content-Security-Policy"] = (
+            "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; worker-src 'self' blob:")
+        return page
+
     @api.get("/docs", include_in_schema=False)
     def swagger_ui():
         """The API's documentation (Swagger UI), its scripts and styles served from here."""
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="mirrorlab API",
+        return from_here_only(get_swagger_ui_html(openapi_url="/openapi.json", title="mirrorlab API",
                                    swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
                                    swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
-                                   swagger_favicon_url="/ui/favicon.svg")
+                                   swagger_favicon_url="/ui/favicon.svg"))
 
     @api.get("/redoc", include_in_schema=False)
     def redoc():
-        """The API's documentation (ReDoc), its script served from here, without web fonts."""
-        return get_redoc_html(openapi_url="/openapi.json", title="mirrorlab API",
-                              redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
-                              redoc_favicon_url="/ui/favicon.svg", with_google_fonts=False)
+        """The API's documentation (ReDoc), its script served from here, without web fonts or
+        its footer's logo from a CDN."""
+        return from_here_only(get_redoc_html(openapi_url="/openapi.json", title="mirrorlab API",
+                                             redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+                                             redoc_favicon_url="/ui/favicon.svg", with_google_fonts=False))
 
     api.mount("/ui", StaticFiles(directory=WEB_DIR), name="ui")
     api.mount(DOCS_ASSETS, StaticFiles(directory=DOCS_ASSETS_DIR), name="docs-assets")

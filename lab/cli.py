@@ -154,6 +154,18 @@ def _capture_line(c: dict) -> str:
     return line + (f"  ({c['stop_reason']})" if c["stop_reason"] else "")
 
 
+def _capture_details(c: dict) -> str:
+    """A capture's line, then what its analyzer receives and the tshark commands that read it."""
+    view = c["analyzer_view"]
+    lines = [_capture_line(c), f"  copies:     {view['wrapper_name']}, {view['tag']}",
+             f"  path:       {view['path_text']}", f"  directions: {view['directions']}",
+             f"  the pcap:   mirrorlab capture pcap {c['id']} -o {view['pcap_file']} && "
+             f"{view['tshark_pcap']}"]
+    if view["tshark_analyzer"]:
+        lines.append(f"  on the analyzer: {view['tshark_analyzer']}")
+    return "\n".join(lines)
+
+
 def _packet_lines(answer: dict) -> str:
     """The packets of a /packets answer, one line each, as tshark lists them plus direction."""
     lines = [f"{p['index']:>6} {p['time']:.6f} {p['direction_text']:<12} {p['source']} -> "
@@ -192,7 +204,7 @@ def cmd_capture(args) -> int:
         _print(args, lab.api.delete(f"/api/captures/{args.id}"), lambda c: (
             f"capture {c['id']} was already stopped\n" if c["already_stopped"] else "") + _capture_line(c))
     elif args.action == "show":
-        _print(args, lab.api.get(f"/api/captures/{args.id}"), _capture_line)
+        _print(args, lab.api.get(f"/api/captures/{args.id}"), _capture_details)
     elif args.action == "list":
         _print(args, [c.info for c in lab.captures()],
                lambda cs: "\n".join(_capture_line(c) for c in cs) or "no captures")

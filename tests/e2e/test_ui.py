@@ -151,7 +151,7 @@ def test_one_click_captures_to_the_default_analyzer_live_and_close_stops_it(lab,
     assert capture["analyzer"] == DEFAULT_ANALYZER
     assert mirror_tables(lab, capture["id"]) == {"ingress", "egress"}
     assert capture["lease_seconds"] == lab.api("GET", "/api/config").json()["lease_seconds"]
-    expect(page.get_by_label("Analyzer")).to_have_value(DEFAULT_ANALYZER)
+    expect(page.get_by_label("Analyzer", exact=True)).to_have_value(DEFAULT_ANALYZER)
     expect(page.get_by_role("radio", name="Both")).to_be_checked()
     expect(page.locator("#analyzer-rule")).to_contain_text("Chosen on opening: the default analyzer")
 
@@ -203,7 +203,7 @@ def test_the_analyzer_instance_already_running_is_used(lab, page, target, ui_ana
     ping_peer(lab, target)
     expect(packet_rows(page, "Echo (ping) request", str(target.interface.ip))).to_have_count(3)
 
-    page.get_by_label("Analyzer").select_option(DEFAULT_ANALYZER)
+    page.get_by_label("Analyzer", exact=True).select_option(DEFAULT_ANALYZER)
     assert_stopped_and_flows_gone(lab, capture["id"], within=5)
     restarted = capturing(page, lab, target)
     assert restarted["id"] != capture["id"] and restarted["analyzer"] == DEFAULT_ANALYZER

@@ -9,6 +9,7 @@ import sqlite3
 import pytest
 
 from mirrorlab.controller.store import Store
+from mirrorlab.controller.wire import analyzer_view
 
 CAPTURE = {"vrouter": "compute1", "interface": "tap-vm1-0"}
 
@@ -63,12 +64,27 @@ def test_stopping_a_stopped_capture_says_so(client):
 
 @pytest.mark.parametrize("path", ["/docs", "/redoc"])
 def test_api_docs_load_only_from_the_api_itself(client, path):
-    """The documentation pages name no other host, and every script and style they load is
-    served by the API."""
+    """The documentation pages name no other host, every script and style they load is served
+    by the API, and their policy keeps the browser from fetching anything elsewhere (ReDoc's
+    bundle names its logo on cdn.redoc.ly; the e2e test watches Chromium's requests)."""
     page = client.get(path)
     assert page.status_code == 200
+    policy = dict(part.strip().split(" ", 1) for part in page.headers["content-security-policy"].split(";"))
+    assert policy["default-src"] == "'self'" and policy["img-src"] == "'self' data:"
     assert not re.findall(r"https?://", page.text), page.text
     assets = re.findall(r"""(?:src|href)=["']?(/[^"'\s>]+)""", page.text)
     assert any(asset.endswith(".js") for asset in assets), assets
     for asset in assets:
         assert client.get(asset).status_code == 200, asset
+
+
+def test_every_capture_carries_what_its_analyzer_receives(client, service):
+    """GET /api/captures and /api/captures/{id} carry `analyzer_view` (controller/wire.py), and the
+    pcap download is named as its tshark command reads it."""
+    capture_id = client.post("/api/captures", json=CAPTURE).json()["id"]
+    expected = analyzer_view(service.capture(capture_id), service.topology)
+    assert client.get(f"/api/captures/{capture_id}").json()["analyzer_view"] == expected
+    listed = next(c for c in client.get("/api/captures").json() if c["id"] == capture_id)
+    assert listed["analyzer_view"] == expected
+    download = client.get(f"/api/captures/{capture_id}/pcap").headers["content-disposition"]
+    assert f'filename="{expected["pcap_file"]}"' in download

@@ -34,6 +34,7 @@ function show() {
     location.replace(DEFAULT_ROUTE);
     return;
   }
+  setNavigationOpen(false);
   if (disposeCurrent) disposeCurrent();
   disposeCurrent = null;
   clearNotices();
@@ -47,6 +48,24 @@ function show() {
   const parameters = hash.match(route.pattern).slice(1).map((part) => part && decodeURIComponent(part));
   disposeCurrent = route.view(container, ...parameters) || null;
 }
+
+// In a window 1100 px wide or less (css/app.css) the navigation collapses behind the header's Menu button; it
+// opens over the page and closes when a page is chosen, Esc is pressed or the page is clicked.
+function setNavigationOpen(open) {
+  document.body.classList.toggle("nav-open", open);
+  document.getElementById("nav-toggle").setAttribute("aria-expanded", String(open));
+}
+
+document.getElementById("nav-toggle").addEventListener("click", (event) => {
+  event.stopPropagation();
+  setNavigationOpen(!document.body.classList.contains("nav-open"));
+});
+document.addEventListener("click", (event) => {
+  if (document.body.classList.contains("nav-open") && !event.target.closest("#sidenav")) setNavigationOpen(false);
+});
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && document.body.classList.contains("nav-open")) setNavigationOpen(false);
+});
 
 function showControllerStatus(online) {
   replaceChildren(document.getElementById("lab-status"),

@@ -44,6 +44,42 @@ function filterHelp() {
   ];
 }
 
+/** A command in a box with a Copy button. */
+function commandBox(label, command) {
+  const code = h("code", null, command);
+  const copied = h("span", {class: "copy-result", "aria-live": "polite"});
+  const copy = async () => {
+    try {
+      await navigator.clipboard.writeText(command);
+      copied.textContent = "Copied";
+    } catch {
+      // No clipboard (a page not served from a secure origin): select it for Ctrl+C instead.
+      getSelection().selectAllChildren(code);
+      copied.textContent = "Selected: press Ctrl+C";
+    }
+  };
+  return h("div", {class: "command"}, h("div", {class: "command-label"}, label),
+    h("div", {class: "command-line"}, h("pre", null, code),
+      h("button", {type: "button", class: "button", onclick: copy, "aria-label": `Copy: ${label}`}, "Copy"),
+      copied));
+}
+
+/** The "What the analyzer receives" panel: the API's analyzer_view of the capture, rendered. */
+function receivesPanel(view) {
+  return [
+    h("div", {class: "card-title"}, "What the analyzer receives"),
+    h("dl", {class: "details receives"},
+      h("dt", null, "Wrapper"), h("dd", {id: "receives-wrapper"}, h("strong", null, view.wrapper_name), ` \u00b7 ${view.tag}`),
+      h("dt", null, "Path"), h("dd", {id: "receives-path"}, view.path_text),
+      h("dt", null, "What arrives"), h("dd", null, view.summary),
+      h("dt", null, "Ingress and egress"), h("dd", {id: "receives-directions"}, view.directions)),
+    h("div", {class: "commands"},
+      commandBox("Read the pcap download with each packet's direction", view.tshark_pcap),
+      view.tshark_analyzer ? commandBox("Watch the wrapped copies arrive, inside the analyzer VM", view.tshark_analyzer)
+        : h("p", {class: "hint"}, "The analyzer of this capture no longer exists.")),
+  ];
+}
+
 const STATUS = {
   launching: ["idle", "Launching the default analyzer\u2026"], starting: ["idle", "Starting\u2026"],
   active: ["active", "Capturing"], stopping: ["idle", "Stopping\u2026"], stopped: ["idle", "Stopped"],
@@ -182,6 +218,7 @@ export function captureView(container, vrouterName, interfaceName) {
       filterError: h("div", {class: "filter-error", id: "filter-error"}),
       filterState: h("span", {class: "card-count", id: "filter-state"}),
       details: h("div", {id: "packet-details"}),
+      receives: h("section", {class: "card", id: "analyzer-receives", "aria-label": "What the analyzer receives"}),
       stopButton: h("button", {type: "button", class: "button danger", onclick: stop}, icon("stop"), "Stop"),
       startButton: h("button", {type: "button", class: "button primary", onclick: () => start()}, icon("play"), "Start capture"),
       closeButton: h("button", {type: "button", class: "button", onclick: close}, icon("close"), "Close"),
@@ -205,6 +242,7 @@ export function captureView(container, vrouterName, interfaceName) {
           view.rule),
         h("div", {class: "tiles"}, view.packets, view.bytes, view.duration, view.lease),
         rates.element),
+      view.receives,
       h("section", {class: "card"},
         h("div", {class: "card-title"}, "Packets", view.filterState,
           h("label", {class: "follow", for: "capture-follow"}, follow, "Follow newest")),
@@ -238,6 +276,12 @@ export function captureView(container, vrouterName, interfaceName) {
         + (starting ? "" : ` \u00b7 started ${formatClock(Date.parse(capture.started_at) / 1000)}`
           + ` \u00b7 limit ${formatBytes(capture.limit_bytes)}`)),
       launching);
+    if (starting) {
+      replaceChildren(view.receives, h("div", {class: "card-title"}, "What the analyzer receives"),
+        h("p", {class: "loading"}, "Shown once the capture runs."));
+    } else {
+      replaceChildren(view.receives, receivesPanel(capture.analyzer_view));
+    }
   }
 
   function settingsNow() {

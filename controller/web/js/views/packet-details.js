@@ -35,8 +35,20 @@ function hexDump(bytes, onpick) {
   return dump;
 }
 
-/** The details panel of one packet: `packet` as the API returns it ({index, length, bytes
- * (hex), layers}); `onclose` is called by its close button. */
+/** One line on the packet's direction, as seen from the monitored VM and from the vRouter, and
+ * as the pcapng download records it. */
+function directionLine(packet) {
+  const known = {
+    ingress: "ingress: the monitored VM sent it (pcapng: Outbound)",
+    egress: "egress: it was delivered to the monitored VM (pcapng: Inbound)",
+  }[packet.direction];
+  return h("div", {class: `packet-direction direction-${packet.direction || "unknown"}`},
+    h("span", {class: "muted"}, "Direction "), h("strong", null, packet.direction_text),
+    known ? ` \u2014 ${known}` : " \u2014 its recorder lost it");
+}
+
+/** The details panel of one packet: `packet` as the API returns it ({index, length, direction,
+ * direction_text, bytes (hex), layers}); `onclose` is called by its close button. */
 export function packetDetails(packet, onclose) {
   const bytes = Uint8Array.from(packet.bytes.match(/../g) || [], (pair) => parseInt(pair, 16));
   const nodes = [];   // [{node, item}] in tree order, for picking by byte offset
@@ -98,6 +110,7 @@ export function packetDetails(packet, onclose) {
       h("span", {class: "card-count"}, `${packet.length} bytes \u00b7 Esc closes`),
       h("button", {type: "button", class: "icon-button", "aria-label": "Close details", title: "Close (Esc)",
                    onclick: onclose}, "\u00d7")),
+    directionLine(packet),
     h("div", {class: "details-panes"}, h("div", {class: "tree-pane"}, tree), h("div", {class: "hex-pane"}, dump)));
 }
 

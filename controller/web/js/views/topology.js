@@ -1,21 +1,30 @@
 // Monitor > Infrastructure > Topology: a picture of the lab. Virtual networks run across the
-// top; each compute node holds its VMs and its vRouter; the vRouters meet on the fabric below;
-// orange dashed arrows join each mirrored interface to the analyzer that receives its copies.
+// top; each compute node holds its VMs and its vRouter; the vRouters meet on the fabric below.
+// Each active capture's copies are drawn along their real path (the capture's analyzer_view from
+// the API): down from the monitored VM into its vRouter, for an analyzer elsewhere along the
+// fabric to the analyzer's vRouter, and up into the analyzer VM, labelled with the wrapper and
+// the live packet count. The picture is drawn at its natural size (text at 12 px or more) and
+// scrolls sideways where the window is narrower.
 
 import {get} from "../api.js";
 import {h, replaceChildren, s} from "../dom.js";
 import {MONITOR_INFRASTRUCTURE, autoRefresh, dataTable, formatBytes, formatClock, pageHeader, setBreadcrumb}
   from "../ui.js";
 
-const REFRESH_MS = 5000;
-const LABEL_WIDTH = 200;   // left margin holding the network names
-const TOP = 34;            // first network line
-const NETWORK_GAP = 34;    // between network lines
-const VM_WIDTH = 140;
+const REFRESH_MS = 2000;   // the copy paths' packet counts are live
+const LABEL_WIDTH = 150;   // left margin holding the network names
+const TOP = 30;            // first network line
+const NETWORK_GAP = 36;    // between network lines
+const VM_WIDTH = 108;
 const VM_HEIGHT = 58;
-const VM_GAP = 18;
-const PADDING = 18;        // inside a compute node's box
-const BOX_GAP = 40;        // between compute nodes' boxes
+const VM_GAP = 12;
+const PADDING = 12;        // inside a compute node's box
+const BOX_GAP = 24;        // between compute nodes' boxes
+const MIN_BOX_WIDTH = 160; // room for a compute node's name and fabric address
+const VROUTER_HEIGHT = 36;     // its name on top, the copy paths running through below it
+const LANE = 30;           // below the fabric, per copy path crossing it (its line and its label)
+const TAP_SHIFT = 10;      // a copy path runs beside the VM's own tap line, not on it
+const PATH_GAP = 6;        // between copy paths leaving one VM or reaching one analyzer
 const MIRROR_COLOR = "#e8710a";
 const NAMED_COLORS = {
   blue: "#2f78c4", red: "#d2463c", green: "#2e9a57", orange: "#e08a1e", purple: "#8a5cc2",
@@ -48,21 +57,21 @@ function vmsOf(interfaces) {
   return [...vms.values()];
 }
 
-function layout(vrouters, interfacesByVrouter, networkCount) {
-  const boxTop = TOP + (networkCount - 1) * NETWORK_GAP + 58;
+function layout(vrouters, interfacesByVrouter, networkCount, fabricLanes) {
+  const boxTop = TOP + (networkCount - 1) * NETWORK_GAP + 50;
   const rows = {boxTop, vmTop: boxTop + 46, vrouterTop: boxTop + 46 + VM_HEIGHT + 62};
-  rows.boxBottom = rows.vrouterTop + 26 + PADDING;
+  rows.boxBottom = rows.vrouterTop + VROUTER_HEIGHT + PADDING;
   rows.fabric = rows.boxBottom + 46;
   let x = LABEL_WIDTH;
   const boxes = vrouters.map((vrouter) => {
     const vms = vmsOf(interfacesByVrouter.get(vrouter.name));
     const slots = Math.max(1, vms.length);
-    const width = PADDING * 2 + slots * VM_WIDTH + (slots - 1) * VM_GAP;
+    const width = Math.max(MIN_BOX_WIDTH, PADDING * 2 + slots * VM_WIDTH + (slots - 1) * VM_GAP);
     const box = {vrouter, x, width, vms: vms.map((vm, index) => ({...vm, x: x + PADDING + index * (VM_WIDTH + VM_GAP)}))};
     x += width + BOX_GAP;
     return box;
   });
-  return {rows, boxes, width: x - BOX_GAP + 24, height: rows.fabric + 34};
+  return {rows, boxes, width: x - BOX_GAP + 12, height: rows.fabric + 24 + fabricLanes * LANE};
 }
 
 function drawNetworks(svg, networks, colors, width) {
@@ -71,9 +80,8 @@ function drawNetworks(svg, networks, colors, width) {
     svg.append(
       s("line", {x1: LABEL_WIDTH - 14, y1: y, x2: width - 12, y2: y, stroke: colors.get(network.name),
                  "stroke-width": 4, "stroke-linecap": "round"}),
-      s("text", {x: 14, y: y + 4, class: "topo-network"},
-        s("tspan", {fill: colors.get(network.name), "font-weight": "700"}, network.name),
-        s("tspan", {class: "topo-muted", dx: 8}, network.subnet)));
+      s("text", {x: 12, y: y - 2, class: "topo-network", fill: colors.get(network.name)}, network.name),
+      s("text", {x: 12, y: y + 13, class: "topo-muted"}, network.subnet));
   });
 }
 
@@ -82,19 +90,19 @@ function drawBox(svg, box, rows) {
   const right = box.x + box.width;
   svg.append(
     s("rect", {x: box.x, y: rows.boxTop, width: box.width, height: rows.boxBottom - rows.boxTop, rx: 10,
-               class: "topo-compute"}),
-    s("text", {x: box.x + 14, y: rows.boxTop + 22, class: "topo-compute-name"}, vrouter.name),
-    s("text", {x: box.x + 14, y: rows.boxTop + 37, class: "topo-muted"}, `compute node \u00b7 fabric ${vrouter.fabric_ip}`),
-    s("circle", {cx: right - 16, cy: rows.boxTop + 18, r: 5, class: vrouter.connected ? "topo-up" : "topo-down"},
+               class: "topo-compute", dataset: {compute: vrouter.name}}),
+    s("text", {x: box.x + 12, y: rows.boxTop + 20, class: "topo-compute-name"}, vrouter.name),
+    s("text", {x: box.x + 12, y: rows.boxTop + 36, class: "topo-muted"}, `fabric ${vrouter.fabric_ip}`),
+    s("circle", {cx: right - 14, cy: rows.boxTop + 16, r: 5, class: vrouter.connected ? "topo-up" : "topo-down"},
       s("title", null, vrouter.connected ? "vRouter connected to the controller" : "vRouter not connected")));
   for (const vm of box.vms) {
     const center = vm.x + VM_WIDTH / 2;
     svg.append(s("line", {x1: center, y1: rows.vmTop + VM_HEIGHT, x2: center, y2: rows.vrouterTop, class: "topo-tap"}));
   }
   svg.append(
-    s("rect", {x: box.x + PADDING, y: rows.vrouterTop, width: box.width - 2 * PADDING, height: 26, rx: 5,
-               class: "topo-vrouter"}),
-    s("text", {x: box.x + box.width / 2, y: rows.vrouterTop + 17, class: "topo-vrouter-label",
+    s("rect", {x: box.x + PADDING, y: rows.vrouterTop, width: box.width - 2 * PADDING, height: VROUTER_HEIGHT, rx: 5,
+               class: "topo-vrouter", dataset: {vrouter: vrouter.name}}),
+    s("text", {x: box.x + box.width / 2, y: rows.vrouterTop + 15, class: "topo-vrouter-label",
                "text-anchor": "middle"}, `vRouter ${vrouter.bridge}`),
     s("line", {x1: box.x + box.width / 2, y1: rows.boxBottom, x2: box.x + box.width / 2, y2: rows.fabric,
                class: "topo-fabric-link"}));
@@ -110,23 +118,24 @@ function drawVm(svg, vm, vrouter, rows, captures) {
   for (const capture of mirrored) {
     details.push(`mirrored by capture #${capture.id} \u2192 ${capture.analyzer} (${capture.direction})`);
   }
-  const group = s("a", {href: `#/vrouters/${encodeURIComponent(vrouter.name)}/interfaces`, class: "topo-vm-link"},
+  const group = s("a", {href: `#/vrouters/${encodeURIComponent(vrouter.name)}/interfaces`, class: "topo-vm-link",
+                        dataset: {vm: vm.name}},
     s("title", null, [`${vm.name} on ${vrouter.name}`, ...details].join("\n")),
     s("rect", {x: vm.x, y: rows.vmTop, width: VM_WIDTH, height: VM_HEIGHT, rx: 7,
                class: `topo-vm${vm.analyzer ? " topo-analyzer" : ""}${mirrored.length ? " topo-mirrored" : ""}`}),
-    s("text", {x: vm.x + 12, y: rows.vmTop + (vm.analyzer ? 19 : 24), class: "topo-vm-name"}, vm.name));
+    s("text", {x: vm.x + 10, y: rows.vmTop + (vm.analyzer ? 19 : 24), class: "topo-vm-name"}, vm.name));
   if (vm.analyzer) {
     group.append(
-      s("text", {x: vm.x + 12, y: rows.vmTop + 35, class: "topo-vm-instance"}, shorten(vm.analyzer, 22)),
-      s("text", {x: vm.x + 12, y: rows.vmTop + 50, class: "topo-vm-detail"}, vm.interfaces[0].ip));
+      s("text", {x: vm.x + 10, y: rows.vmTop + 35, class: "topo-vm-instance"}, shorten(vm.analyzer, 13)),
+      s("text", {x: vm.x + 10, y: rows.vmTop + 51, class: "topo-vm-detail"}, vm.interfaces[0].ip));
   } else {
-    group.append(s("text", {x: vm.x + 12, y: rows.vmTop + 42, class: "topo-vm-detail"},
+    group.append(s("text", {x: vm.x + 10, y: rows.vmTop + 44, class: "topo-vm-detail"},
       vm.interfaces.map((item) => item.ip).join(", ")));
   }
   if (mirrored.length) {
     group.append(
-      s("rect", {x: vm.x + VM_WIDTH - 46, y: rows.vmTop + 8, width: 38, height: 16, rx: 8, fill: MIRROR_COLOR}),
-      s("text", {x: vm.x + VM_WIDTH - 27, y: rows.vmTop + 20, "text-anchor": "middle", class: "topo-badge"}, "REC"));
+      s("rect", {x: vm.x + VM_WIDTH - 44, y: rows.vmTop + 7, width: 38, height: 18, rx: 9, fill: MIRROR_COLOR}),
+      s("text", {x: vm.x + VM_WIDTH - 25, y: rows.vmTop + 20, "text-anchor": "middle", class: "topo-badge"}, "REC"));
   }
   svg.append(group);
 }
@@ -149,32 +158,68 @@ function drawFabric(svg, topology, width, rows) {
   const fabric = topology.nodes.find((node) => node.kind === "fabric");
   svg.append(
     s("line", {x1: LABEL_WIDTH - 14, y1: rows.fabric, x2: width - 12, y2: rows.fabric, class: "topo-fabric"}),
-    s("text", {x: 14, y: rows.fabric + 4, class: "topo-network"},
-      s("tspan", {"font-weight": "700"}, "fabric"),
-      s("tspan", {class: "topo-muted", dx: 8}, fabric ? fabric.name : "")));
+    s("text", {x: 12, y: rows.fabric - 2, class: "topo-network"}, "fabric"),
+    s("text", {x: 12, y: rows.fabric + 13, class: "topo-muted"}, fabric ? fabric.name : ""));
 }
 
-function drawMirrors(svg, boxes, rows, captures) {
-  const vmPosition = new Map();
-  for (const box of boxes) for (const vm of box.vms) vmPosition.set(vm.name, vm);
-  const analyzerVm = new Map();
-  for (const box of boxes) for (const vm of box.vms) if (vm.analyzer) analyzerVm.set(vm.analyzer, vm);
-  captures.forEach((capture, index) => {
-    const source = vmPosition.get(capture.vm);
-    const target = analyzerVm.get(capture.analyzer);
-    if (!source || !target) return;
-    const from = source.x + VM_WIDTH / 2 - 14;
-    const to = target.x + VM_WIDTH / 2 + 14;
-    const bottom = rows.vmTop + VM_HEIGHT;
-    const depth = bottom + 34 + (index % 4) * 7;
-    svg.append(
-      s("path", {d: `M ${from} ${bottom} C ${from} ${depth}, ${to} ${depth}, ${to} ${bottom + 2}`,
-                 class: "topo-mirror", "marker-end": "url(#mirror-arrow)"},
-        s("title", null, `capture #${capture.id}: ${capture.interface} (${capture.vm}) \u2192 ${capture.analyzer}, `
-          + `${capture.direction}`)),
-      s("text", {x: (from + to) / 2, y: depth - 8 + (from === to ? 18 : 0), "text-anchor": "middle",
-                 class: "topo-mirror-label"}, `#${capture.id} ${capture.direction}`));
-  });
+/** Whether a capture's copies cross the fabric (its analyzer is on another compute node). */
+function crossesFabric(capture) {
+  return capture.analyzer_view.path.some((hop) => hop.kind === "fabric");
+}
+
+/** The copy path of `capture` as SVG path data and where its label goes, from the hops of its
+ * analyzer_view: monitored VM, its vRouter, [fabric, the analyzer's vRouter,] analyzer VM. */
+function copyRoute(capture, lane, localIndex, offsets, boxes, rows) {
+  const vmAt = new Map();
+  const boxOf = new Map(boxes.map((box) => [box.vrouter.name, box]));
+  for (const box of boxes) for (const vm of box.vms) vmAt.set(vm.name, vm);
+  const hops = capture.analyzer_view.path;
+  const source = vmAt.get(hops[0].name);
+  const last = hops[hops.length - 1];
+  const target = last.kind === "analyzer" ? vmAt.get(last.name) : null;
+  if (hops[0].kind !== "vm" || !source || !target) return null;
+  const bottom = rows.vmTop + VM_HEIGHT;
+  const inVrouter = rows.vrouterTop + VROUTER_HEIGHT - 9;  // under the vRouter's name
+  const from = source.x + VM_WIDTH / 2 - TAP_SHIFT - offsets.from * PATH_GAP;
+  const to = target.x + VM_WIDTH / 2 + TAP_SHIFT + offsets.to * PATH_GAP;
+  if (!crossesFabric(capture)) {
+    return {d: `M ${from} ${bottom} V ${inVrouter} H ${to} V ${bottom + 2}`,
+            label: {x: (from + to) / 2, y: rows.vrouterTop - 8 - localIndex * 16}};
+  }
+  const out = boxOf.get(hops[1].name);
+  const into = boxOf.get(hops[hops.length - 2].name);
+  const y = rows.fabric + 14 + lane * LANE;
+  const outX = out.x + out.width / 2 - TAP_SHIFT - offsets.from * PATH_GAP;
+  const intoX = into.x + into.width / 2 + TAP_SHIFT + offsets.to * PATH_GAP;
+  return {d: `M ${from} ${bottom} V ${inVrouter} H ${outX} V ${y} H ${intoX} V ${inVrouter} H ${to} V ${bottom + 2}`,
+          label: {x: (outX + intoX) / 2, y: y + 17}};
+}
+
+function drawCopyPaths(svg, boxes, rows, captures) {
+  let lane = 0;
+  const localIndex = new Map();
+  const leaving = new Map();   // copy paths drawn so far per monitored VM, and per analyzer VM
+  const reaching = new Map();
+  for (const capture of captures) {
+    const crossing = crossesFabric(capture);
+    const local = localIndex.get(capture.vrouter) || 0;
+    const {path} = capture.analyzer_view;
+    const [first, last] = [path[0].name, path[path.length - 1].name];
+    const offsets = {from: leaving.get(first) || 0, to: reaching.get(last) || 0};
+    const route = copyRoute(capture, lane, local, offsets, boxes, rows);
+    if (!route) continue;
+    leaving.set(first, offsets.from + 1);
+    reaching.set(last, offsets.to + 1);
+    if (crossing) lane += 1;
+    else localIndex.set(capture.vrouter, local + 1);
+    const view = capture.analyzer_view;
+    const label = `#${capture.id} ${view.tag_short} \u00b7 ${capture.packets} pkts`;
+    svg.append(s("g", {class: "topo-copy", dataset: {capture: String(capture.id)}},
+      s("title", null, `capture #${capture.id} (${capture.direction}): ${view.path_text}\n`
+        + `${view.wrapper_name}, ${view.tag}; ${capture.packets} packets, ${formatBytes(capture.bytes)}`),
+      s("path", {d: route.d, class: "topo-mirror", "marker-end": "url(#mirror-arrow)"}),
+      s("text", {x: route.label.x, y: route.label.y, "text-anchor": "middle", class: "topo-mirror-label"}, label)));
+  }
 }
 
 function picture(topology, vrouters, interfacesByVrouter, captures) {
@@ -183,8 +228,9 @@ function picture(topology, vrouters, interfacesByVrouter, captures) {
     .filter((item) => item.analyzer).map((item) => item.network)]);
   const colors = networkColors(networks, analyzerNetworks);
   const networkIndex = new Map(networks.map((network, index) => [network.name, index]));
-  const {rows, boxes, width, height} = layout(vrouters, interfacesByVrouter, networks.length);
-  const svg = s("svg", {class: "topology", viewBox: `0 0 ${width} ${height}`, style: `max-width: ${width}px`, role: "img",
+  const fabricLanes = captures.filter(crossesFabric).length;
+  const {rows, boxes, width, height} = layout(vrouters, interfacesByVrouter, networks.length, fabricLanes);
+  const svg = s("svg", {class: "topology", viewBox: `0 0 ${width} ${height}`, width, height, role: "img",
                         "aria-label": `Lab ${topology.name}: ${vrouters.length} compute nodes, `
                           + `${networks.length} networks, ${captures.length} active captures`},
     s("defs", null, s("marker", {id: "mirror-arrow", viewBox: "0 0 10 10", refX: 8, refY: 5, markerWidth: 10,
@@ -194,8 +240,8 @@ function picture(topology, vrouters, interfacesByVrouter, captures) {
   drawFabric(svg, topology, width, rows);
   for (const box of boxes) drawBox(svg, box, rows);
   drawAttachments(svg, boxes, rows, networkIndex, colors);
+  drawCopyPaths(svg, boxes, rows, captures);
   for (const box of boxes) for (const vm of box.vms) drawVm(svg, vm, box.vrouter, rows, captures);
-  drawMirrors(svg, boxes, rows, captures);
   return svg;
 }
 
@@ -207,14 +253,15 @@ function legend() {
     item(h("span", {class: "legend-box vm"}), "guest VM"),
     item(h("span", {class: "legend-box analyzer"}), "analyzer VM"),
     item(h("span", {class: "legend-box mirrored"}), "mirrored interface"),
-    item(line("topo-mirror"), "copies to the analyzer"),
+    item(line("topo-mirror"), "a capture's copies: VM \u2192 vRouter \u2192 fabric \u2192 vRouter \u2192 analyzer, "
+      + "with their wrapper and packets"),
     item(h("span", {class: "legend-box vrouter"}), "vRouter"),
     item(line("topo-fabric"), "fabric (MPLS over Ethernet)"));
 }
 
 const CAPTURE_COLUMNS = [
   {label: "Capture", className: "num"}, {label: "vRouter"}, {label: "Interface"}, {label: "VM"},
-  {label: "Direction"}, {label: "Analyzer"}, {label: "Packets", className: "num"},
+  {label: "Direction"}, {label: "Analyzer"}, {label: "Copies as"}, {label: "Packets", className: "num"},
   {label: "Bytes", className: "num"}, {label: "Started"},
 ];
 
@@ -222,7 +269,9 @@ function captureRow(capture) {
   return {cells: [
     `#${capture.id}`,
     h("a", {href: `#/vrouters/${encodeURIComponent(capture.vrouter)}/interfaces`}, capture.vrouter),
-    capture.interface, capture.vm || "", capture.direction, capture.analyzer, String(capture.packets),
+    capture.interface, capture.vm || "", capture.direction, capture.analyzer,
+    h("span", {title: `${capture.analyzer_view.wrapper_name}, ${capture.analyzer_view.tag}`}, capture.analyzer_view.tag_short),
+    String(capture.packets),
     formatBytes(capture.bytes), formatClock(Date.parse(capture.started_at) / 1000),
   ]};
 }
@@ -236,6 +285,7 @@ export function topologyView(container) {
   container.append(pageHeader("Topology",
     "Compute nodes, their VMs and networks, and which interfaces are mirrored to which analyzer"),
   drawing, table);
+  let scroller = null;
 
   return autoRefresh(async () => {
     const [topology, vrouters, captures] = await Promise.all([
@@ -243,9 +293,13 @@ export function topologyView(container) {
     const lists = await Promise.all(vrouters.map((vrouter) =>
       get(`/api/vrouters/${encodeURIComponent(vrouter.name)}/interfaces`)));
     const interfacesByVrouter = new Map(vrouters.map((vrouter, index) => [vrouter.name, lists[index]]));
-    replaceChildren(drawing, h("div", {class: "card-title"}, `Lab ${topology.name}`),
-      h("div", {class: "topology-scroll"}, picture(topology, vrouters, interfacesByVrouter, captures)),
-      legend());
+    // Redrawn every refresh: keep where a narrow window was scrolled to.
+    const scrolledTo = scroller ? scroller.scrollLeft : 0;
+    scroller = h("div", {class: "topology-scroll"}, picture(topology, vrouters, interfacesByVrouter, captures));
+    const hint = h("span", {class: "card-count", id: "topology-scroll-hint"});
+    replaceChildren(drawing, h("div", {class: "card-title"}, `Lab ${topology.name}`, hint), scroller, legend());
+    scroller.scrollLeft = scrolledTo;
+    if (scroller.scrollWidth > scroller.clientWidth) hint.textContent = "wider than the window: scroll sideways";
     replaceChildren(table, h("div", {class: "card-title"}, "Active mirroring",
       h("span", {class: "card-count"}, `${captures.length} active`)),
     dataTable(CAPTURE_COLUMNS, captures.map(captureRow),

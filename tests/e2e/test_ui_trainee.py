@@ -1,0 +1,360 @@
+"""End-to-end: what a trainee needs from the monitor (issue 15), in a real headless Chromium
+against the real lab: each capture's copy path on the Topology page, the capture screen's "What
+the analyzer receives" panel (whose tshark commands are run here, as a trainee would paste them),
+each packet's direction in its details, and windows 800, 1024 and 1400 px wide. Every test keeps
+its screenshots in artifacts/.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from mirrorlab.controller.mirroring import DEFAULT_ANALYZER
+from tests.e2e.conftest import ARTIFACTS, CHROMIUM, VIEWPORT, Target  # noqa: F401 (CHROMIUM: needs Chromium)
+
+START_TIMEOUT_MS = 120_000  # the first capture may also launch the default analyzer
+FAR_ANALYZER = "far-analyzer"
+MIN_TEXT_PX = 12
+NARROW_WIDTHS = (800, 1024)
+SIDEBAR_PX = 220
+
+
+@pytest.fixture(scope="module", autouse=True)
+def only_the_default_analyzer(lab):
+    """The capture screen picks its analyzer by a rule: other modules' analyzer instances go."""
+    lab.stop_all_captures()
+    for analyzer in lab.api("GET", "/api/analyzers").json():
+        if analyzer["name"] != DEFAULT_ANALYZER:
+            response = lab.api("DELETE", f"/api/analyzers/{analyzer['name']}")
+            assert response.status_code == 200, response.text
+
+
+@pytest.fixture
+def far_analyzer(clean_lab, target):
+    """An analyzer instance on another compute node than the target's; removed after."""
+    response = clean_lab.api("POST", "/api/analyzers", json={"name": FAR_ANALYZER, "compute": target.other_compute})
+    assert response.status_code == 201, response.text
+    yield response.json()
+    clean_lab.stop_all_captures()
+    clean_lab.api("DELETE", f"/api/analyzers/{FAR_ANALYZER}")
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+def ping_peer(lab, target: Target, count: int = 3) -> None:
+    """`count` pings from the target VM to its peer, all answered."""
+    result = lab.exec(target.vm, f"ping -c {count} -i 0.2 {target.peer.ip}")
+    assert f"{count} received" in result.stdout, result.stdout
+
+
+def link_local(mac: str) -> ipaddress.IPv6Address:
+    """The IPv6 link-local address the kernel gives an interface with `mac` (EUI-64)."""
+    octets = bytes.fromhex(mac.replace(":", ""))
+    return ipaddress.IPv6Address(b"\xfe\x80" + bytes(6) + bytes([octets[0] ^ 2]) + octets[1:3] + b"\xff\xfe" + octets[3:])
+
+
+def open_capture_screen(page: Page, lab, target: Target) -> dict:
+    """Open the target interface's capture screen by its address; the capture it runs."""
+    page.goto(f"{lab.api_url}/#/vrouters/{target.compute}/interfaces/{target.port}/capture")
+    expect(page.locator("#capture-status")).to_have_text("Capturing", timeout=START_TIMEOUT_MS)
+    captures = [c for c in lab.api("GET", "/api/captures", params={"state": "active"}).json()
+                if c["interface"] == target.port]
+    assert len(captures) == 1, captures
+    return captures[0]
+
+
+def path_points(d: str) -> list[tuple[float, float]]:
+    """The corners of an SVG path made of M, H and V commands."""
+    points = []
+    x = y = 0.0
+    for command, values in re.findall(r"([MHV])\s*([-\d.\s]+)", d):
+        numbers = [float(n) for n in values.split()]
+        if command == "M":
+            x, y = numbers
+        elif command == "H":
+            x = numbers[0]
+        else:
+            y = numbers[0]
+        points.append((x, y))
+    return points
+
+
+def svg_box(page: Page, selector: str) -> dict:
+    """An SVG element's box in the picture's own coordinates (getBBox)."""
+    return page.locator(selector).first.evaluate(
+        "node => { const b = node.getBBox(); return {x: b.x, y: b.y, width: b.width, height: b.height}; }")
+
+
+def inside(point: tuple[float, float], box: dict, slack: float = 3) -> bool:
+    """Whether `point` lies within `box` (give or take `slack`)."""
+    x, y = point
+    return (box["x"] - slack <= x <= box["x"] + box["width"] + slack
+            and box["y"] - slack <= y <= box["y"] + box["height"] + slack)
+
+
+def no_page_overflow(page: Page) -> None:
+    """The page itself never scrolls sideways."""
+    widths = page.evaluate("[document.documentElement.scrollWidth, innerWidth]")
+    assert widths[0] <= widths[1], f"the page is {widths[0]} px wide in a {widths[1]} px window"
+
+
+def within_viewport(page: Page, locator) -> None:
+    """`locator`'s box lies inside the window, left to right."""
+    box = locator.bounding_box()
+    assert box is not None, f"{locator} is not shown"
+    width = page.viewport_size["width"]
+    assert box["x"] >= 0 and box["x"] + box["width"] <= width, f"{locator} at {box} in a {width} px window"
+
+
+# --- 3. the copy path on the Topology page ----------------------------------------------------
+
+def test_topology_draws_each_copy_path_through_vrouters_and_fabric_with_wrapper_and_packets(
+        lab, page, target, far_analyzer):
+    """One capture to an analyzer on the same compute node (copies stay in its vRouter) and one
+    to an analyzer on another (down into the vRouter, along the fabric, up through the
+    analyzer's vRouter): each drawn along that path, labelled with its MPLS label and its live
+    packet count; every text of the picture at 12 px or more, every compute node in the window."""
+    local = lab.api("POST", "/api/captures", json={"vrouter": target.compute, "interface": target.port})
+    assert local.status_code == 201 and local.json()["analyzer"] == DEFAULT_ANALYZER, local.text
+    remote = lab.api("POST", "/api/captures", json={"vrouter": target.compute, "interface": target.port,
+                                                    "analyzer": FAR_ANALYZER}).json()
+    local = local.json()
+    ping_peer(lab, target)
+    page.goto(f"{lab.api_url}/#/topology")
+    for capture in (local, remote):
+        count = lab.wait_for(lambda: lab.api("GET", f"/api/captures/{capture['id']}").json()["packets"] or None,
+                             what="copies recorded")
+        label = page.locator(f"g.topo-copy[data-capture='{capture['id']}'] text")
+        expect(label).to_have_text(re.compile(rf"^#{capture['id']} MPLS 0x{capture['label']:x} \u00b7 \d+ pkts$"))
+        shown = lambda: int(re.search(r"(\d+) pkts$", label.text_content()).group(1))
+        ping_peer(lab, target, count=1)  # live: the count follows the analyzer's (the guests add their own)
+        total = lab.wait_for(lambda: (now if (now := lab.api("GET", f"/api/captures/{capture['id']}")
+                                              .json()["packets"]) > count else None), what="more copies")
+        lab.wait_for(lambda: shown() >= total, timeout=10, what=f"the label to show {total} packets or more")
+        assert shown() <= lab.api("GET", f"/api/captures/{capture['id']}").json()["packets"]
+
+    fabric_y = svg_box(page, "line.topo-fabric")["y"]
+    vrouter = {c.name: svg_box(page, f"rect.topo-vrouter[data-vrouter='{c.name}']") for c in lab.topology.computes}
+    vm_box = lambda name: svg_box(page, f"a.topo-vm-link[data-vm='{name}'] rect.topo-vm")
+    source = vm_box(target.vm)
+    for capture, crosses in ((local, False), (remote, True)):
+        points = path_points(page.locator(f"g.topo-copy[data-capture='{capture['id']}'] path").get_attribute("d"))
+        hops = capture["analyzer_view"]["path"]
+        analyzer_vm, analyzer_compute = hops[-1]["name"], hops[-1]["compute"]
+        assert [hop["kind"] for hop in hops] == (["vm", "vrouter", "fabric", "vrouter", "analyzer"] if crosses
+                                                 else ["vm", "vrouter", "analyzer"])
+        segments = list(zip(points, points[1:]))
+        assert inside(points[0], source), "the path starts at the monitored VM"
+        assert inside(segments[0][1], vrouter[target.compute]), "down into the VM's vRouter"
+        assert inside(points[-1], vm_box(analyzer_vm)), "the path ends at the analyzer VM"
+        assert inside(segments[-1][0], vrouter[analyzer_compute]), "up out of the analyzer's vRouter"
+        if crosses:
+            assert any(inside(start, vrouter[target.compute]) and end[1] > fabric_y and start[0] == end[0]
+                       for start, end in segments), "from the VM's vRouter down to the fabric"
+            assert any(start[1] > fabric_y and inside(end, vrouter[analyzer_compute]) and start[0] == end[0]
+                       for start, end in segments), "from the fabric up into the analyzer's vRouter"
+        else:
+            assert all(y < fabric_y for _, y in points), "a local analyzer's copies never reach the fabric"
+            assert any(inside(start, vrouter[target.compute]) and inside(end, vrouter[target.compute])
+                       and start[1] == end[1] for start, end in segments), "across the vRouter to the analyzer"
+
+    sizes = page.locator("svg.topology text").evaluate_all(
+        "texts => texts.map(t => parseFloat(getComputedStyle(t).fontSize)"
+        " * t.ownerSVGElement.getBoundingClientRect().width / t.ownerSVGElement.viewBox.baseVal.width)")
+    assert sizes and min(sizes) >= MIN_TEXT_PX, sorted(sizes)[:5]
+    for compute in lab.topology.computes:
+        within_viewport(page, page.locator(f"rect.topo-compute[data-compute='{compute.name}']"))
+    page.screenshot(path=ARTIFACTS / "ui-topology-copy-paths.png", full_page=True)
+
+
+# --- 4. what the analyzer receives, and each packet's direction --------------------------------
+
+def run_analyzer_command(lab, command: str, target: Target, seconds: int = 6) -> str:
+    """Run the panel's tshark command inside the analyzer VM as pasted (the CLI for `mirrorlab`)
+    for `seconds` while the target pings its peer 3 times; its output."""
+    words = shlex.split(command)
+    assert words[0] == "mirrorlab"
+    process = subprocess.Popen([sys.executable, "-m", "mirrorlab.cli", *words[1:], "-a", f"duration:{seconds}"],
+                               env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stderr:
+            if line.startswith("Capturing on"):
+                break
+        ping_peer(lab, target)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    return output
+
+
+def test_capture_screen_says_what_the_analyzer_receives_and_its_commands_decode_it(lab, page, target):
+    """The panel shows the capture's wrapper (its MPLS label), path and direction line from the
+    API; its Copy button copies the command; the analyzer-side command, run in the analyzer VM,
+    decodes the wrapped copies (traffic class 0 for requests the VM sent, 1 for replies it got);
+    the pcap command, run on the pcapng the screen downloads, shows Outbound and Inbound. The
+    packet details say each packet's direction."""
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=lab.api_url)
+    capture = open_capture_screen(page, lab, target)
+    view = capture["analyzer_view"]
+    panel = page.get_by_role("region", name="What the analyzer receives")
+    expect(panel.locator("#receives-wrapper")).to_have_text(f"Ethernet-in-MPLS \u00b7 {view['tag']}")
+    assert f"{capture['label']} (0x{capture['label']:x}" in view["tag"]
+    expect(panel.locator("#receives-path")).to_have_text(view["path_text"])
+    assert view["path_text"].startswith(f"{target.vm} \u2192 vRouter {target.compute}")
+    expect(panel.locator("#receives-directions")).to_have_text(view["directions"])
+    expect(panel.locator("pre").nth(0)).to_have_text(view["tshark_pcap"])
+    expect(panel.locator("pre").nth(1)).to_have_text(view["tshark_analyzer"])
+    panel.get_by_role("button", name=re.compile("^Copy: Watch")).click()
+    expect(panel.locator(".copy-result").nth(1)).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == view["tshark_analyzer"]
+
+    seen = run_analyzer_command(lab, panel.locator("pre").nth(1).inner_text(), target)
+    lines = [line.split("\t") for line in seen.splitlines() if "Echo (ping)" in line]
+    assert [(tc, info.split()[2]) for tc, _, _, info in lines] == [("0", "request"), ("1", "reply")] * 3, seen
+    assert all(src == str(target.interface.ip) for tc, src, _, _ in lines if tc == "0")
+
+    expect(page.locator(".packet-table tbody tr").filter(has_text="Echo (ping) reply")).to_have_count(3)
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download pcapng").click()
+    assert download.value.suggested_filename == view["pcap_file"] == shlex.split(view["tshark_pcap"])[2]
+    directory = ARTIFACTS / "ui-receives"
+    directory.mkdir(exist_ok=True)
+    download.value.save_as(directory / download.value.suggested_filename)
+    read = subprocess.run(shlex.split(panel.locator("pre").nth(0).inner_text()), cwd=directory,
+                          capture_output=True, text=True, check=True).stdout
+    pings = [line.split("\t") for line in read.splitlines() if "Echo (ping)" in line]
+    assert {(flags, info.split()[2]) for _, flags, _, _, info in pings} == \
+        {("0x00000002", "request"), ("0x00000001", "reply")}, read
+
+    shown = lab.cli("capture", "show", str(capture["id"])).stdout.splitlines()
+    assert shown[1:] == [f"  copies:     Ethernet-in-MPLS, {view['tag']}", f"  path:       {view['path_text']}",
+                         f"  directions: {view['directions']}",
+                         f"  the pcap:   mirrorlab capture pcap {capture['id']} -o {view['pcap_file']} && "
+                         f"{view['tshark_pcap']}", f"  on the analyzer: {view['tshark_analyzer']}"]
+
+    page.locator(".packet-table tbody tr").filter(has_text="Echo (ping) request").first.click()
+    direction = page.locator(".packet-direction")
+    expect(direction).to_have_text(f"Direction from {target.vm} \u2014 ingress: the monitored VM sent it (pcapng: Outbound)")
+    page.screenshot(path=ARTIFACTS / "ui-capture-receives.png", full_page=True)
+    page.locator(".packet-table tbody tr").filter(has_text="Echo (ping) reply").first.click()
+    expect(direction).to_have_text(f"Direction to {target.vm} \u2014 egress: it was delivered to the monitored VM "
+                                   "(pcapng: Inbound)")
+
+
+# --- 5. narrow windows ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("width", [*NARROW_WIDTHS, VIEWPORT["width"]])
+def test_windows_800_1024_and_1400_wide_keep_everything_in_view(lab, browser, clean_lab, target, width):
+    """The navigation collapses behind a Menu button in narrow windows (and opens and works);
+    the Interfaces table shows its Action column without scrolling sideways and names on one line;
+    the packet table keeps Info in view; the Topology scrolls sideways inside its card so every
+    compute node can be brought into view; the page never scrolls sideways."""
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    script_errors = []
+    page.on("pageerror", lambda error: script_errors.append(str(error)))
+    narrow = width in NARROW_WIDTHS
+    running = lab.api("POST", "/api/captures", json={"vrouter": target.compute, "interface": target.port})
+    assert running.status_code == 201, running.text  # its chip widens the Mirroring column
+    try:
+        page.goto(f"{lab.api_url}/#/vrouters/{target.compute}/interfaces")
+        sidebar, toggle = page.locator("#sidenav"), page.locator("#nav-toggle")
+        rows = page.locator("table[aria-label='Interfaces'] tbody tr")
+        expect(rows.first).to_be_visible()
+        expect(page.locator(".chip-mirror")).to_have_count(1)
+        if narrow:
+            expect(sidebar).to_be_hidden()
+            expect(toggle).to_be_visible()
+        else:
+            expect(toggle).to_be_hidden()
+            assert sidebar.bounding_box()["width"] == SIDEBAR_PX
+        for index in range(rows.count()):
+            row = rows.nth(index)
+            within_viewport(page, row.get_by_role("button", name=re.compile("^Actions for ")))
+            name = row.locator("td").first.locator(".strong")
+            lines = name.evaluate("node => { const r = document.createRange(); r.selectNodeContents(node);"
+                                  " return new Set([...r.getClientRects()].map(b => Math.round(b.top))).size; }")
+            assert lines == 1, f"{name.inner_text()} wraps onto {lines} lines"
+        table = page.locator(".table-wrap").first
+        assert table.evaluate("node => node.scrollWidth <= node.clientWidth"), "the Interfaces table scrolls sideways"
+        no_page_overflow(page)
+        page.screenshot(path=ARTIFACTS / f"ui-{width}-interfaces.png", full_page=True)
+        if narrow:
+            toggle.click()
+            expect(sidebar).to_be_visible()
+            page.screenshot(path=ARTIFACTS / f"ui-{width}-menu-open.png")
+            sidebar.get_by_role("link", name="Topology").click()
+            expect(sidebar).to_be_hidden()
+        else:
+            sidebar.get_by_role("link", name="Topology").click()
+        expect(page.locator("#breadcrumb li").last).to_have_text("Topology")
+
+        for compute in lab.topology.computes:
+            box = page.locator(f"rect.topo-compute[data-compute='{compute.name}']")
+            box.scroll_into_view_if_needed()
+            within_viewport(page, box)
+        scroller = page.locator(".topology-scroll")
+        scrolls = scroller.evaluate("node => node.scrollWidth > node.clientWidth")
+        expect(page.locator("#topology-scroll-hint")).to_have_text("wider than the window: scroll sideways"
+                                                                   if scrolls else "")
+        no_page_overflow(page)
+        page.screenshot(path=ARTIFACTS / f"ui-{width}-topology.png", full_page=True)
+
+        lab.api("DELETE", f"/api/captures/{running.json()['id']}")
+        page.goto(f"{lab.api_url}/#/vrouters/{target.compute}/interfaces/{target.port}/capture")
+        expect(page.locator("#capture-status")).to_have_text("Capturing", timeout=START_TIMEOUT_MS)
+        # Link-local IPv6 addresses are the longest the table shows.
+        peer = link_local(target.peer.mac)
+        result = lab.exec(target.vm, f"ping -6 -c 1 -I {target.interface.name} {peer}")
+        assert "1 received" in result.stdout, result.stdout
+        request = page.locator(".packet-table tbody tr").filter(has_text="Echo (ping) request").filter(has_text=str(peer))
+        expect(request).to_have_count(1)
+        info = request.locator("td.info")
+        within_viewport(page, info)
+        assert info.bounding_box()["width"] >= 150, info.bounding_box()
+        packets = page.locator(".packet-scroll")
+        assert packets.evaluate("node => node.scrollWidth <= node.clientWidth"), "the packet table scrolls sideways"
+        request.click()  # the details: layers and bytes side by side, or stacked when narrow
+        expect(page.locator(".packet-direction")).to_contain_text(f"from {target.vm}")
+        for pane in (".tree-pane", ".hex-dump"):
+            within_viewport(page, page.locator(pane))
+        assert page.locator(".tree-pane").bounding_box()["width"] >= 400, "the layers keep room to be read"
+        for action in ("Download pcapng", "Stop", "Close"):
+            within_viewport(page, page.get_by_role("button" if action != "Download pcapng" else "link",
+                                                   name=action, exact=True))
+        no_page_overflow(page)
+        page.screenshot(path=ARTIFACTS / f"ui-{width}-capture.png", full_page=True)
+        page.get_by_role("button", name="Close", exact=True).click()
+        expect(page.locator("#breadcrumb li").last).to_have_text("Interfaces")
+    finally:
+        context.close()
+    assert not script_errors, script_errors
+
+
+# --- 6. the API docs, served by the API itself -----------------------------------------------
+
+@pytest.mark.parametrize("path, rendered", [("/docs", ".swagger-ui .opblock"), ("/redoc", "[data-section-id]")])
+def test_api_docs_render_from_the_api_alone(lab, page, path, rendered):
+    """Swagger UI and ReDoc render the API's operations in Chromium while every request they
+    make goes to the API itself (the browser is refused anything else, as offline)."""
+    elsewhere = []
+
+    def only_the_api(route):
+        if route.request.url.startswith(lab.api_url):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_the_api)
+    page.goto(f"{lab.api_url}{path}")
+    expect(page.locator(rendered).first).to_be_visible(timeout=30_000)
+    expect(page.locator("body")).to_contain_text("/api/captures/{capture_id}/pcap")
+    page.screenshot(path=ARTIFACTS / f"ui-api{path.replace('/', '-')}.png")
+    assert elsewhere == []
