@@ -26,6 +26,7 @@ from mirrorlab.controller.app import VRouterApp
 from mirrorlab.controller.rest import ApiAccess, create_app, is_loopback, is_wildcard
 from mirrorlab.controller.service import ControllerService
 from mirrorlab.controller.store import Store
+from mirrorlab.controller.vncserver import DEFAULT_CONFIG_API_PORT, ConfigApi, create_config_app
 from mirrorlab import topofile
 from mirrorlab.control import LabControl
 from mirrorlab.health import lab_problems
@@ -50,6 +51,14 @@ def _housekeeping(service: ControllerService) -> None:
                 log.info("capture %d %s: %s", capture.id, capture.state, capture.stop_reason)
         except Exception:
             log.exception("housekeeping failed")
+
+
+def _serve(server: uvicorn.Server, name: str, stopped: threading.Event) -> None:
+    """Run one API's server; when it stops (it failed to start, e.g. its port is taken, or
+    was shut down), say so and set `stopped`, which ends the controller."""
+    server.run()
+    logging.getLogger("mirrorlab.controller").error("%s stopped; controller exits", name)
+    stopped.set()
 
 
 class _UnixConnection:
@@ -82,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-host", default="127.0.0.1",
                         help="address the API listens on; other than loopback needs --api-token")
     parser.add_argument("--api-port", type=int, default=8080)
+    parser.add_argument("--config-api-port", type=int, default=DEFAULT_CONFIG_API_PORT,
+                        help="port of Contrail's configuration API (vnc_api), on --api-host; "
+                             "0: do not serve it")
     parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                         help="a host name or address the API answers to, besides 127.0.0.1, "
                              "localhost, ::1 and --api-host (repeatable)")
@@ -128,12 +140,17 @@ def main(argv: list[str] | None = None) -> int:
     access = ApiAccess.of(args.allowed_host + bound, args.api_token)
     server = uvicorn.Server(uvicorn.Config(create_app(service, args.lease_seconds, access), host=args.api_host,
                                            port=args.api_port, log_level="warning"))
-    api_thread = threading.Thread(target=server.run, name="rest-api", daemon=True)
-    api_thread.start()
-    api_thread.join()
-    # The API stopped (it failed to start, or was shut down): end the whole process, whose
+    servers = [(server, "REST API")]
+    if args.config_api_port:
+        servers.append((uvicorn.Server(uvicorn.Config(
+            create_config_app(ConfigApi(service), access), host=args.api_host,
+            port=args.config_api_port, log_level="warning")), "configuration API"))
+    stopped = threading.Event()
+    for each, name in servers:
+        threading.Thread(target=_serve, args=(each, name, stopped), name=name, daemon=True).start()
+    stopped.wait()
+    # An API stopped (it failed to start, or was shut down): end the whole process, whose
     # os-ken threads would otherwise keep it, and the OpenFlow port, alive.
-    logging.getLogger("mirrorlab.controller").error("REST API stopped; controller exits")
     logging.shutdown()
     os._exit(1)
 

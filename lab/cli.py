@@ -69,6 +69,7 @@ def start_controller(state: LabState) -> dict:
                              "--openflow-socket", str(Sandbox(state).openflow_socket),
                              "--api-host", record.get("api_host", "127.0.0.1"),
                              "--api-port", str(record["api_port"]), *allowed,
+                             "--config-api-port", str(record.get("config_api_port", 8082)),
                              "--lease-seconds", str(record["lease_seconds"]),
                              "--capture-limit-bytes",
                              str(record.get("capture_limit_bytes", DEFAULT_LIMIT_BYTES)),
@@ -180,6 +181,7 @@ def cmd_up(args) -> int:
         copy.write(topology_path.read_text())
     with state.update() as current:
         current.update(topology=str(topology_path), api_host=args.api_host, api_port=args.api_port,
+                       config_api_port=args.config_api_port,
                        allowed_hosts=args.allowed_host, lease_seconds=args.lease_seconds,
                        capture_limit_bytes=args.capture_limit, min_free_bytes=args.min_free_disk)
         if args.api_token:
@@ -489,6 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="address the API listens on (default loopback); other than loopback "
                          "needs --api-token")
     up.add_argument("--api-port", type=int, default=8080)
+    up.add_argument("--config-api-port", type=int, default=8082,
+                    help="port of Contrail's configuration API (vnc_api); 0: none")
     up.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                     help="a host name or address the API answers to, besides 127.0.0.1, localhost, "
                          "::1 and --api-host (repeatable)")
