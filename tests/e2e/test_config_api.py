@@ -1,0 +1,71 @@
+"""End-to-end: port mirroring configured through Contrail's configuration API with Contrail's
+own client (vnc_api), on the real lab: the copies reach the analyzer, unsetting stops them."""
+from __future__ import annotations
+
+import subprocess
+import time
+
+from vnc_api.gen.resource_xsd import (
+    InterfaceMirrorType, MirrorActionType, VirtualMachineInterfacePropertiesType,
+)
+from vnc_api.vnc_api import VncApi
+
+from tests.e2e.conftest import CONFIG_API_PORT
+from tests.e2e.test_capture import DEFAULT_ANALYZER, capture_flows, settle
+
+PROJECT = ["default-domain", "default"]
+
+
+def port_capture(lab) -> dict | None:
+    """The active capture configured on vm1's port, if any."""
+    return next((c for c in lab.api("GET", "/api/captures", params={"state": "active"}).json()
+                 if c["origin"] == "port" and c["interface"] == "tap-vm1-0"), None)
+
+
+def echo_frames(lab, capture_id: int, tmp_path) -> list[str]:
+    """The ICMP echo request/reply types (8, 0) tshark reads in the capture's pcap."""
+    pcap = tmp_path / f"capture-{capture_id}.pcap"
+    pcap.write_bytes(lab.api("GET", f"/api/captures/{capture_id}/pcap").content)
+    decoded = subprocess.run(["tshark", "-r", str(pcap), "-Y", "icmp.type == 8 || icmp.type == 0",
+                              "-T", "fields", "-e", "icmp.type"],
+                             capture_output=True, text=True, timeout=60)
+    assert decoded.returncode == 0, decoded.stderr
+    return decoded.stdout.split()
+
+
+def test_vnc_api_sets_and_unsets_interface_mirror_on_vm1(clean_lab, tmp_path):
+    lab = clean_lab
+    vnc = VncApi(api_server_host="127.0.0.1", api_server_port=CONFIG_API_PORT)
+    vmi = vnc.virtual_machine_interface_read(fq_name=PROJECT + ["vm1-eth0"])
+    assert vmi.get_virtual_network_refs()[0]["to"] == PROJECT + ["blue"]
+    assert vmi.get_virtual_machine_interface_properties() is None
+
+    mirror_to = MirrorActionType(analyzer_name=":".join(PROJECT + [DEFAULT_ANALYZER]))
+    vmi.set_virtual_machine_interface_properties(VirtualMachineInterfacePropertiesType(
+        interface_mirror=InterfaceMirrorType(traffic_direction="both", mirror_to=mirror_to)))
+    vnc.virtual_machine_interface_update(vmi)
+
+    capture = port_capture(lab)
+    assert capture is not None and capture["analyzer"] == DEFAULT_ANALYZER
+    assert capture["lease_seconds"] is None and capture["direction"] == "both"
+    assert f"capture {capture['id']}: active" in lab.cli("capture", "list").stdout
+    assert "started by port" in lab.cli("capture", "list").stdout
+    assert capture_flows(lab, "compute1", capture["id"])
+    lab.exec("vm1", "ping -c 3 -i 0.2 10.1.1.12")
+    settle(lab, capture["id"], 6)
+    assert sorted(echo_frames(lab, capture["id"], tmp_path)) == ["0", "0", "0", "8", "8", "8"]
+    read_back = vnc.virtual_machine_interface_read(fq_name=PROJECT + ["vm1-eth0"])
+    assert read_back.get_virtual_machine_interface_properties().get_interface_mirror() \
+        .get_mirror_to().get_analyzer_name() == ":".join(PROJECT + [DEFAULT_ANALYZER])
+
+    properties = read_back.get_virtual_machine_interface_properties()
+    properties.set_interface_mirror(None)
+    read_back.set_virtual_machine_interface_properties(properties)
+    vnc.virtual_machine_interface_update(read_back)
+    assert port_capture(lab) is None
+    stopped = lab.api("GET", f"/api/captures/{capture['id']}").json()
+    assert stopped["state"] == "stopped" and "interface_mirror unset" in stopped["stop_reason"]
+    assert capture_flows(lab, "compute1", capture["id"]) == []
+    lab.exec("vm1", "ping -c 2 -i 0.2 10.1.1.12")
+    time.sleep(1)
+    assert len(echo_frames(lab, capture["id"], tmp_path)) == 6
