@@ -80,7 +80,7 @@ TYPES: Mapping[str, TypeInfo] = MappingProxyType({
     "project": TypeInfo("domain", (), ()),
     "network-ipam": TypeInfo("project", ("ipam_subnet_method",), ()),
     "virtual-network": TypeInfo("project", ("virtual_network_network_id",),
-                                ("network-ipam", "network-policy")),
+                                ("network-ipam", "network-policy"), writable=("network_policy_refs",)),
     "virtual-machine": TypeInfo(None, (), ("service-instance",)),
     "virtual-machine-interface": TypeInfo(
         "project", ("virtual_machine_interface_mac_addresses", "virtual_machine_interface_properties"),
@@ -89,7 +89,11 @@ TYPES: Mapping[str, TypeInfo] = MappingProxyType({
                             ("virtual-network", "virtual-machine-interface")),
     "service-template": TypeInfo("domain", ("service_template_properties",), ()),
     "service-instance": TypeInfo("project", ("service_instance_properties",), ("service-template",)),
+    "network-policy": TypeInfo("project", ("network_policy_entries",), (),
+                               writable=("network_policy_entries",)),
 })
+# Types whose objects clients create and delete; every other object mirrors the running lab.
+CREATABLE = frozenset({"network-policy"})
 # VirtualMachineInterfacePropertiesType and its parts, as the schema names their fields.
 VMI_PROPERTIES_FIELDS = ("service_interface_type", "interface_mirror", "local_preference",
                          "sub_interface_vlan_tag", "max_flows")
@@ -130,10 +134,13 @@ def port_mirrors(captures: Iterable[Capture]) -> dict[str, tuple[Capture, PortMi
             for c in captures if c.active and c.origin == PORT_ORIGIN}
 
 
-def lab_objects(topology: Topology, mirrors: Mapping[str, PortMirror]) -> list[ConfigObject]:
+def lab_objects(topology: Topology, mirrors: Mapping[str, PortMirror],
+                written: Iterable[ConfigObject] = (),
+                written_refs: Mapping[str, tuple[Ref, ...]] = MappingProxyType({})) -> list[ConfigObject]:
     """Every configuration object of the running lab: its topology (networks, VMs and their
-    interfaces), its analyzers as service instances, and each interface's `mirrors` entry
-    (by vRouter port name) as its interface_mirror."""
+    interfaces), its analyzers as service instances, each interface's `mirrors` entry (by
+    vRouter port name) as its interface_mirror, the objects clients `written` (network
+    policies), and the refs clients set on the lab's objects (`written_refs`, by owner uuid)."""
     project = (DOMAIN, topology.name)
     ipam = project + (IPAM,)
     template = (DOMAIN, ANALYZER_TEMPLATE)
@@ -150,10 +157,11 @@ def lab_objects(topology: Topology, mirrors: Mapping[str, PortMirror]) -> list[C
                     "default_gateway": str(net.network_address + 1),
                     "subnet_name": f"{network.name}-v{net.version}"}
                    for net in (network.subnet, network.subnet6) if net is not None]
+        fq_name = project + (network.name,)
         objects.append(ConfigObject(
-            "virtual-network", project + (network.name,), "project",
-            {"virtual_network_network_id": network.index},
-            (Ref("network-ipam", ipam, {"ipam_subnets": subnets}),)))
+            "virtual-network", fq_name, "project", {"virtual_network_network_id": network.index},
+            (Ref("network-ipam", ipam, {"ipam_subnets": subnets}),)
+            + written_refs.get(object_uuid("virtual-network", fq_name), ())))
     instances = {vm.name: name for name, vm in analyzers(topology).items()}
     for name, vm in analyzers(topology).items():
         objects.append(ConfigObject(
@@ -188,7 +196,7 @@ def lab_objects(topology: Topology, mirrors: Mapping[str, PortMirror]) -> list[C
                     {"instance_ip_address": str(address), "instance_ip_family": family},
                     (Ref("virtual-network", project + (interface.network,)),
                      Ref("virtual-machine-interface", vmi))))
-    return objects
+    return objects + list(written)
 
 
 class Catalog:
@@ -263,45 +271,53 @@ def render(obj: ConfigObject, catalog: Catalog, base_url: str, fields: set[str] 
 
 def parse_interface_mirror(value, analyzer_names: Iterable[str], project: tuple[str, ...]) -> PortMirror | None:
     """The `PortMirror` a virtual-machine-interface's `interface_mirror` asks for (None: stop).
-    `mirror_to.analyzer_name` is a service instance's fq_name string or its bare name; the
-    default analyzer (interface-packet-capture) may not exist yet: it is launched. Raises
-    `InvalidRequest` naming the field at fault."""
+    Raises `InvalidRequest` naming the field at fault."""
     where = "virtual_machine_interface_properties.interface_mirror"
     if value is None:
         return None
-    _require_object(value, where, INTERFACE_MIRROR_FIELDS)
+    require_object(value, where, INTERFACE_MIRROR_FIELDS)
     direction = value.get("traffic_direction") or "both"
     if direction not in {d.value for d in Direction}:
         raise InvalidRequest(f"{where}.traffic_direction: bad value {direction!r} "
                              f"(use ingress, egress or both)", f"{where}.traffic_direction")
-    mirror_to = value.get("mirror_to")
-    if mirror_to is None:
+    if value.get("mirror_to") is None:
         raise InvalidRequest(f"{where}.mirror_to is missing: it names the analyzer", f"{where}.mirror_to")
-    _require_object(mirror_to, f"{where}.mirror_to", MIRROR_TO_FIELDS)
-    for name, given in mirror_to.items():
+    analyzer = parse_mirror_to(value["mirror_to"], f"{where}.mirror_to", analyzer_names, project)
+    return PortMirror(Direction(direction), analyzer)
+
+
+def parse_mirror_to(value, where: str, analyzer_names: Iterable[str], project: tuple[str, ...]) -> str:
+    """The analyzer a MirrorActionType (`value`, found at `where`) names. `analyzer_name` is a
+    service instance's fq_name string or its bare name; the default analyzer
+    (interface-packet-capture) may not exist yet: it is launched when used. The other fields
+    are refused unless they hold their defaults (this lab copies with the Juniper header to
+    UDP port 8099). Raises `InvalidRequest` naming the field at fault."""
+    require_object(value, where, MIRROR_TO_FIELDS)
+    for name, given in value.items():
         if name not in MIRROR_TO_SUPPORTED and given not in (None, "", 0, False) \
                 and not (name == "juniper_header" and given is True) \
                 and not (name == "nh_mode" and given == "dynamic"):
-            raise InvalidRequest(f"{where}.mirror_to.{name} is not supported by this lab yet "
-                                 f"(only analyzer_name, with the default Juniper header to UDP "
-                                 f"port 8099)", f"{where}.mirror_to.{name}")
-    analyzer_name = mirror_to.get("analyzer_name")
+            raise InvalidRequest(f"{where}.{name} is not supported by this lab yet (only "
+                                 f"analyzer_name, with the default Juniper header to UDP port "
+                                 f"8099)", f"{where}.{name}")
+    analyzer_name = value.get("analyzer_name")
     if not isinstance(analyzer_name, str) or not analyzer_name:
-        raise InvalidRequest(f"{where}.mirror_to.analyzer_name is missing: name a service "
-                             f"instance", f"{where}.mirror_to.analyzer_name")
+        raise InvalidRequest(f"{where}.analyzer_name is missing: name a service instance",
+                             f"{where}.analyzer_name")
     parts = analyzer_name.split(":")
     if len(parts) > 1 and tuple(parts[:-1]) != project:
-        raise InvalidRequest(f"{where}.mirror_to.analyzer_name: '{analyzer_name}' is not a service "
-                             f"instance of project {':'.join(project)}", f"{where}.mirror_to.analyzer_name")
+        raise InvalidRequest(f"{where}.analyzer_name: '{analyzer_name}' is not a service instance "
+                             f"of project {':'.join(project)}", f"{where}.analyzer_name")
     known = set(analyzer_names) | {DEFAULT_ANALYZER}
     if parts[-1] not in known:
-        raise InvalidRequest(f"{where}.mirror_to.analyzer_name: unknown service instance "
-                             f"'{analyzer_name}' (known: {', '.join(sorted(known))})",
-                             f"{where}.mirror_to.analyzer_name")
-    return PortMirror(Direction(direction), parts[-1])
+        raise InvalidRequest(f"{where}.analyzer_name: unknown service instance '{analyzer_name}' "
+                             f"(known: {', '.join(sorted(known))})", f"{where}.analyzer_name")
+    return parts[-1]
 
 
-def _require_object(value, where: str, allowed: tuple[str, ...]) -> None:
+def require_object(value, where: str, allowed: tuple[str, ...]) -> None:
+    """Raise `InvalidRequest` unless `value` (found at `where`) is an object whose fields are
+    all in `allowed`."""
     if not isinstance(value, dict):
         raise InvalidRequest(f"{where}: expected an object, got {type(value).__name__}", where)
     unknown = sorted(set(value) - set(allowed))

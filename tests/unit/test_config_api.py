@@ -10,11 +10,13 @@ import time
 import pytest
 import requests
 import uvicorn
-from vnc_api.exceptions import BadRequest, NoIdError, PermissionDenied
+from vnc_api.exceptions import BadRequest, NoIdError, PermissionDenied, RefsExistError
 from vnc_api.gen.resource_xsd import (
-    InterfaceMirrorType, MirrorActionType, VirtualMachineInterfacePropertiesType,
+    ActionListType, AddressType, InterfaceMirrorType, MirrorActionType, PolicyEntriesType,
+    PolicyRuleType, PortType, SequenceType, SubnetType, VirtualMachineInterfacePropertiesType,
+    VirtualNetworkPolicyType,
 )
-from vnc_api.vnc_api import VirtualNetwork, VncApi
+from vnc_api.vnc_api import NetworkPolicy, VirtualNetwork, VncApi
 
 from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, PORT_ORIGIN
 from mirrorlab.controller.rest import ApiAccess
@@ -273,3 +275,100 @@ def test_a_foreign_host_and_a_missing_token_are_refused(service):
     refused = guarded.get("/")
     assert refused.status_code == 401 and "X-Auth-Token" in refused.text
     assert guarded.get("/", headers={"X-Auth-Token": "s3cret"}).status_code == 200
+
+
+def policy_rule(action: str = "pass", src: str = "blue", dst: str = "red", **mirror_to) -> PolicyRuleType:
+    """A rule between two of the lab's networks, any protocol and port, both ways."""
+    any_port = [PortType(start_port=-1, end_port=-1)]
+    return PolicyRuleType(
+        direction="<>", protocol="any",
+        src_addresses=[AddressType(virtual_network=":".join(PROJECT + [src]))],
+        dst_addresses=[AddressType(virtual_network=":".join(PROJECT + [dst]))],
+        src_ports=any_port, dst_ports=any_port,
+        action_list=ActionListType(simple_action=None if mirror_to else action,
+                                   mirror_to=MirrorActionType(**mirror_to) if mirror_to else None))
+
+
+def rule_actions(policy) -> list[str]:
+    """The rules of `policy` in order, as "pass", "deny" or "mirror:ANALYZER"."""
+    return [f"mirror:{r.action_list.mirror_to.analyzer_name.split(':')[-1]}" if r.action_list.mirror_to
+            else r.action_list.simple_action for r in policy.get_network_policy_entries().policy_rule]
+
+
+def test_network_policies_are_created_attached_in_sequence_reordered_detached_and_deleted(vnc, service):
+    project = vnc.project_read(fq_name=PROJECT)
+    policy = NetworkPolicy("blue-red", parent_obj=project, network_policy_entries=PolicyEntriesType(
+        [policy_rule("pass"), policy_rule(analyzer_name=":".join(PROJECT + [DEFAULT_ANALYZER]))]))
+    uuid = vnc.network_policy_create(policy)
+    assert uuid == object_uuid("network-policy", PROJECT + ["blue-red"])
+    stored = vnc.network_policy_read(fq_name=PROJECT + ["blue-red"])
+    assert rule_actions(stored) == ["pass", f"mirror:{DEFAULT_ANALYZER}"]
+    assert [p["fq_name"] for p in vnc.network_policys_list()["network-policys"]] == [PROJECT + ["blue-red"]]
+
+    for network, major in (("blue", 1), ("red", 2)):
+        vn = vnc.virtual_network_read(fq_name=PROJECT + [network])
+        vn.add_network_policy(stored, VirtualNetworkPolicyType(sequence=SequenceType(major, 0)))
+        vnc.virtual_network_update(vn)
+    (ref,) = vnc.virtual_network_read(fq_name=PROJECT + ["red"]).get_network_policy_refs()
+    assert (ref["to"], ref["attr"].sequence.major, ref["attr"].sequence.minor) == (
+        PROJECT + ["blue-red"], 2, 0)
+    attached = vnc.network_policy_read(fq_name=PROJECT + ["blue-red"],
+                                       fields=["virtual_network_back_refs"])
+    assert sorted(r["to"][-1] for r in attached.get_virtual_network_back_refs()) == ["blue", "red"]
+
+    with pytest.raises(RefsExistError, match="still referred"):
+        vnc.network_policy_delete(id=uuid)
+
+    entries = stored.get_network_policy_entries()
+    entries.policy_rule.reverse()
+    stored.set_network_policy_entries(entries)
+    vnc.network_policy_update(stored)
+    assert rule_actions(vnc.network_policy_read(id=uuid)) == [f"mirror:{DEFAULT_ANALYZER}", "pass"]
+
+    restarted = ConfigApi(service).catalog()  # what the store gives a restarted controller
+    assert restarted.by_uuid[uuid].props["network_policy_entries"]["policy_rule"][0]["action_list"][
+        "mirror_to"]["analyzer_name"].endswith(DEFAULT_ANALYZER)
+    assert [r.to[-1] for r in restarted.by_name[("virtual-network", tuple(PROJECT + ["blue"]))].refs
+            if r.type == "network-policy"] == ["blue-red"]
+
+    for network in ("blue", "red"):
+        vn = vnc.virtual_network_read(fq_name=PROJECT + [network])
+        vn.del_network_policy(stored)
+        vnc.virtual_network_update(vn)
+    assert vnc.virtual_network_read(fq_name=PROJECT + ["blue"]).get_network_policy_refs() is None
+    vnc.network_policy_delete(id=uuid)
+    assert vnc.network_policys_list()["network-policys"] == []
+    assert ConfigApi(service).catalog().of_type("network-policy") == []
+    assert service.list_captures() == []  # policies are stored; their traffic semantics are not emulated yet
+
+
+def test_bad_policies_and_refs_are_refused_and_change_nothing(vnc, server):
+    project = vnc.project_read(fq_name=PROJECT)
+    bad_rules = [
+        (policy_rule(src="green"), BadRequest, "unknown virtual network 'default-domain:default:green'"),
+        (policy_rule(action="drop"), BadRequest, "simple_action: bad value 'drop'"),
+        (policy_rule(analyzer_name="nowhere"), BadRequest, "unknown service instance 'nowhere'"),
+    ]
+    for rule, error, message in bad_rules:
+        with pytest.raises(error, match=message):
+            vnc.network_policy_create(NetworkPolicy("bad", parent_obj=project,
+                                                    network_policy_entries=PolicyEntriesType([rule])))
+    cidr = policy_rule()
+    cidr.src_addresses = [AddressType(subnet=SubnetType("10.1.1.0", 33))]
+    with pytest.raises(BadRequest, match=r"policy_rule\[0\]\.src_addresses\[0\]\.subnet: bad CIDR '10.1.1.0/33'"):
+        vnc.network_policy_create(NetworkPolicy("bad", parent_obj=project,
+                                                network_policy_entries=PolicyEntriesType([cidr])))
+    bad_direction = policy_rule()
+    bad_direction.direction = "<"
+    with pytest.raises(BadRequest, match="direction: bad value '<'"):
+        vnc.network_policy_create(NetworkPolicy("bad", parent_obj=project,
+                                                network_policy_entries=PolicyEntriesType([bad_direction])))
+    vn = f"/virtual-network/{object_uuid('virtual-network', PROJECT + ['blue'])}"
+    unknown_ref = put(server, vn, {"virtual-network": {"network_policy_refs": [
+        {"to": PROJECT + ["no-such-policy"], "attr": {"sequence": {"major": 0, "minor": 0}}}]}})
+    assert unknown_ref.status_code == 404 and "unknown network-policy" in unknown_ref.text
+    twice = requests.post(f"{server}/network-policys", data=json.dumps(
+        {"network-policy": {"fq_name": PROJECT + ["p"], "colour": "blue"}}))
+    assert twice.status_code == 400 and "Unknown field 'colour' for network-policy" in twice.text
+    assert vnc.network_policys_list()["network-policys"] == []
+    assert vnc.virtual_network_read(fq_name=PROJECT + ["blue"]).get_network_policy_refs() is None
