@@ -1,19 +1,34 @@
 """End-to-end: port mirroring configured through Contrail's configuration API with Contrail's
-own client (vnc_api), on the real lab: the copies reach the analyzer, unsetting stops them."""
+own client (vnc_api), on the real lab: the copies reach the analyzer, unsetting stops them; the
+API, the CLI and the web UI (real Chromium) show the capture as configured on the port."""
 from __future__ import annotations
 
 import subprocess
 import time
 
+from playwright.sync_api import expect
 from vnc_api.gen.resource_xsd import (
     InterfaceMirrorType, MirrorActionType, VirtualMachineInterfacePropertiesType,
 )
 from vnc_api.vnc_api import VncApi
 
-from tests.e2e.conftest import CONFIG_API_PORT
+from tests.e2e.conftest import CHROMIUM, CONFIG_API_PORT
 from tests.e2e.test_capture import DEFAULT_ANALYZER, capture_flows, settle
 
 PROJECT = ["default-domain", "default"]
+assert CHROMIUM  # the web UI test below needs it
+
+
+def set_interface_mirror(vnc: VncApi, interface: str, direction: str | None) -> None:
+    """Set (or with None, unset) the interface_mirror of `interface`'s VMI to the default
+    analyzer, as a Contrail script does."""
+    vmi = vnc.virtual_machine_interface_read(fq_name=PROJECT + [interface])
+    mirror = None if direction is None else InterfaceMirrorType(
+        traffic_direction=direction,
+        mirror_to=MirrorActionType(analyzer_name=":".join(PROJECT + [DEFAULT_ANALYZER])))
+    vmi.set_virtual_machine_interface_properties(
+        VirtualMachineInterfacePropertiesType(interface_mirror=mirror))
+    vnc.virtual_machine_interface_update(vmi)
 
 
 def port_capture(lab) -> dict | None:
@@ -69,3 +84,18 @@ def test_vnc_api_sets_and_unsets_interface_mirror_on_vm1(clean_lab, tmp_path):
     lab.exec("vm1", "ping -c 2 -i 0.2 10.1.1.12")
     time.sleep(1)
     assert len(echo_frames(lab, capture["id"], tmp_path)) == 6
+
+
+def test_the_web_ui_shows_a_port_configured_capture(clean_lab, page):
+    lab = clean_lab
+    vnc = VncApi(api_server_host="127.0.0.1", api_server_port=CONFIG_API_PORT)
+    set_interface_mirror(vnc, "vm1-eth0", "ingress")
+    capture = port_capture(lab)
+    page.goto(f"{lab.api_url}/#/vrouters/compute1/interfaces")
+    chip = page.locator(".chip-mirror[data-origin='port']")
+    expect(chip).to_have_text(f"#{capture['id']} \u2192 {DEFAULT_ANALYZER} (ingress, port)")
+    page.goto(f"{lab.api_url}/#/captures")
+    expect(page.locator(f"tr[data-capture='{capture['id']}']")).to_contain_text("Port configuration")
+    set_interface_mirror(vnc, "vm1-eth0", None)
+    page.goto(f"{lab.api_url}/#/vrouters/compute1/interfaces")
+    expect(page.locator(".chip-mirror")).to_have_count(0)
