@@ -49,6 +49,8 @@ def echo_frames(lab, capture_id: int, tmp_path) -> list[str]:
 
 
 def test_vnc_api_sets_and_unsets_interface_mirror_on_vm1(clean_lab, tmp_path):
+    """Set on vm1's VMI, interface_mirror copies a ping's 6 echo frames to the default analyzer,
+    still after a controller restart; unset, its flows are gone and nothing more arrives."""
     lab = clean_lab
     vnc = VncApi(api_server_host="127.0.0.1", api_server_port=CONFIG_API_PORT)
     vmi = vnc.virtual_machine_interface_read(fq_name=PROJECT + ["vm1-eth0"])
@@ -69,9 +71,18 @@ def test_vnc_api_sets_and_unsets_interface_mirror_on_vm1(clean_lab, tmp_path):
     lab.exec("vm1", "ping -c 3 -i 0.2 10.1.1.12")
     settle(lab, capture["id"], 6)
     assert sorted(echo_frames(lab, capture["id"], tmp_path)) == ["0", "0", "0", "8", "8", "8"]
+
+    lab.cli("controller", "restart")  # the setting is stored: the new controller mirrors again
+    lab.wait_for(lambda: all(v["connected"] for v in lab.api("GET", "/api/vrouters").json()),
+                 what="the vRouters reconnected (and reconciled)")
+    assert capture_flows(lab, "compute1", capture["id"])
+    vnc = VncApi(api_server_host="127.0.0.1", api_server_port=CONFIG_API_PORT)
     read_back = vnc.virtual_machine_interface_read(fq_name=PROJECT + ["vm1-eth0"])
     assert read_back.get_virtual_machine_interface_properties().get_interface_mirror() \
         .get_mirror_to().get_analyzer_name() == ":".join(PROJECT + [DEFAULT_ANALYZER])
+    lab.exec("vm1", "ping -c 1 10.1.1.12")
+    settle(lab, capture["id"], 8)
+    assert len(echo_frames(lab, capture["id"], tmp_path)) == 8
 
     properties = read_back.get_virtual_machine_interface_properties()
     properties.set_interface_mirror(None)
@@ -83,10 +94,12 @@ def test_vnc_api_sets_and_unsets_interface_mirror_on_vm1(clean_lab, tmp_path):
     assert capture_flows(lab, "compute1", capture["id"]) == []
     lab.exec("vm1", "ping -c 2 -i 0.2 10.1.1.12")
     time.sleep(1)
-    assert len(echo_frames(lab, capture["id"], tmp_path)) == 6
+    assert len(echo_frames(lab, capture["id"], tmp_path)) == 8
 
 
 def test_the_web_ui_shows_a_port_configured_capture(clean_lab, page):
+    """The vRouter's interface list marks the capture as the port's; the Captures page says
+    who started it."""
     lab = clean_lab
     vnc = VncApi(api_server_host="127.0.0.1", api_server_port=CONFIG_API_PORT)
     set_interface_mirror(vnc, "vm1-eth0", "ingress")
