@@ -267,6 +267,20 @@ def test_query_options_select_fields_back_refs_and_details(server):
     assert [n["virtual_network_network_id"] for n in with_field["virtual-networks"]] == [1, 2, 3]
 
 
+def test_lists_filter_by_parent_back_ref_uuid_and_fq_name(vnc):
+    def names(listed):
+        return [entry["fq_name"][-1] for entry in listed["virtual-machine-interfaces"]]
+
+    project = vnc.fq_name_to_id("project", PROJECT)
+    red = vnc.fq_name_to_id("virtual-network", PROJECT + ["red"])
+    assert len(names(vnc.virtual_machine_interfaces_list(parent_id=project))) == 6
+    assert names(vnc.virtual_machine_interfaces_list(parent_fq_name=["default-domain", "other"])) == []
+    assert names(vnc.virtual_machine_interfaces_list(back_ref_id=red)) == ["vm4-eth0", "vm5-eth0"]
+    vm5 = vnc.fq_name_to_id("virtual-machine-interface", PROJECT + ["vm5-eth0"])
+    assert names(vnc.virtual_machine_interfaces_list(obj_uuids=[vm5])) == ["vm5-eth0"]
+    assert names(vnc.virtual_machine_interfaces_list(fq_names=[PROJECT + ["vm2-eth0"]])) == ["vm2-eth0"]
+
+
 def test_a_foreign_host_and_a_missing_token_are_refused(service):
     from starlette.testclient import TestClient
     guarded = TestClient(create_config_app(ConfigApi(service), ApiAccess.of((), "s3cret")),
