@@ -129,9 +129,10 @@ class PortMirror:
 
 
 def port_mirrors(captures: Iterable[Capture]) -> dict[str, tuple[Capture, PortMirror]]:
-    """The active port-configured captures by vRouter port name, with what they mirror."""
+    """The active port-configured captures by vRouter port name, with what they mirror (the
+    newest, while a changed setting's new capture and its old one overlap)."""
     return {c.interface: (c, PortMirror(c.direction, c.analyzer))
-            for c in captures if c.active and c.origin == PORT_ORIGIN}
+            for c in sorted(captures, key=lambda c: c.id) if c.active and c.origin == PORT_ORIGIN}
 
 
 def lab_objects(topology: Topology, mirrors: Mapping[str, PortMirror],

@@ -57,6 +57,9 @@ class ConfigApi:
         self.service = service
         # Guards what clients wrote (policies, refs); held while it is checked and changed.
         self.lock = threading.RLock()
+        # Port mirrors change one at a time (held while the vRouters confirm), so two clients
+        # setting one interface cannot leave two port captures on it.
+        self.mirror_lock = threading.Lock()
         self.written: dict[str, ConfigObject] = {}
         for obj_type, fq_name, props in service.store.config_objects():
             obj = ConfigObject(obj_type, tuple(fq_name), TYPES[obj_type].parent, props)
@@ -259,26 +262,23 @@ class ConfigApi:
         return parse_interface_mirror(value.get("interface_mirror"), self.analyzer_names(), self.project)
 
     def set_port_mirror(self, obj: ConfigObject, mirror: PortMirror | None) -> None:
-        """Make the interface of virtual-machine-interface `obj` mirror as `mirror` says: stop
-        its port-configured capture if it mirrors otherwise, start one if none is left. An
-        analyzer's own interface cannot be mirrored."""
-        with self.service.lock:
-            interface = next(i for i in self.service.topology.interfaces() if i.name == obj.name)
-            running = port_mirrors(self.service.captures.values()).get(interface.port_name)
-            analyzer_vms = {vm.name for vm in analyzers(self.service.topology).values()}
-        if running is not None and running[1] == mirror:
-            return
-        if mirror is not None and interface.vm in analyzer_vms:
-            raise Forbidden(f"{obj.name} is an analyzer's own interface: it cannot be mirrored",
-                            "virtual_machine_interface_properties.interface_mirror")
-        if running is not None:
-            self.service.stop_capture(running[0].id, "interface_mirror unset through the "
-                                                      "configuration API")
-        if mirror is not None:
-            self.service.start_capture(
-                interface.compute, interface.port_name, mirror.direction.value,
-                analyzer=None if mirror.analyzer == DEFAULT_ANALYZER else mirror.analyzer,
-                origin=PORT_ORIGIN)
+        """Make the interface of virtual-machine-interface `obj` mirror as `mirror` says. A new
+        setting starts its capture before the old one stops, so a start the lab refuses leaves
+        the old setting running."""
+        with self.mirror_lock:
+            with self.service.lock:
+                interface = next(i for i in self.service.topology.interfaces() if i.name == obj.name)
+                running = port_mirrors(self.service.captures.values()).get(interface.port_name)
+            if running is not None and running[1] == mirror:
+                return
+            if mirror is not None:
+                self.service.start_capture(
+                    interface.compute, interface.port_name, mirror.direction.value,
+                    analyzer=None if mirror.analyzer == DEFAULT_ANALYZER else mirror.analyzer,
+                    origin=PORT_ORIGIN)
+            if running is not None:
+                self.service.stop_capture(running[0].id, "interface_mirror unset through the "
+                                                          "configuration API")
 
 
 def _ref_type(field: str) -> str:
@@ -481,7 +481,10 @@ def create_config_app(config: ConfigApi, access: ApiAccess) -> Starlette:
 
 
 async def _refused(request: Request, err: MirrorlabError) -> Response:
-    return _error(err.status, err.message)
+    # vnc_api retries a 503 thirty times, a second apart, then raises without the body: a lab
+    # that cannot apply a setting now (a vRouter not connected, the lab not whole) answers 500,
+    # which the client raises at once with the reason.
+    return _error(500 if err.status == 503 else err.status, err.message)
 
 
 async def _failed(request: Request, err: Exception) -> Response:

@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 import uvicorn
-from vnc_api.exceptions import BadRequest, NoIdError, PermissionDenied, RefsExistError
+from vnc_api.exceptions import BadRequest, HttpError, NoIdError, PermissionDenied, RefsExistError
 from vnc_api.gen.resource_xsd import (
     ActionListType, AddressType, InterfaceMirrorType, MirrorActionType, PolicyEntriesType,
     PolicyRuleType, PortType, SequenceType, SubnetType, VirtualMachineInterfacePropertiesType,
@@ -200,6 +200,18 @@ def test_mirror_to_fields_not_supported_yet_are_refused_naming_the_field(vnc, se
     with pytest.raises(BadRequest, match="traffic_direction: bad value 'sideways'"):
         vnc.virtual_machine_interface_update(vmi)
     assert service.list_captures() == []
+
+
+def test_a_setting_the_lab_cannot_apply_now_is_refused_with_the_reason_and_keeps_the_old(vnc, service):
+    vmi = vnc.virtual_machine_interface_read(fq_name=vmi_fq_name("vm3-eth0"))
+    vmi.set_virtual_machine_interface_properties(mirror_props(direction="egress"))
+    vnc.virtual_machine_interface_update(vmi)
+    service.lab_health = lambda: ["the lab process (pid 4242) died"]
+    vmi.set_virtual_machine_interface_properties(mirror_props(direction="both"))
+    with pytest.raises(HttpError, match="the lab process .* died") as refused:
+        vnc.virtual_machine_interface_update(vmi)
+    assert refused.value.status_code == 500  # not 503, which vnc_api retries for 30 s
+    assert port_captures(service) == [("tap-vm3-0", "egress", DEFAULT_ANALYZER, True)]
 
 
 def test_topology_objects_cannot_be_created_or_deleted(vnc, service):
