@@ -28,10 +28,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from mirrorlab.controller.errors import (
-    Conflict, Forbidden, InvalidRequest, MirrorlabError, NotFound, PayloadTooLarge, Unauthorized,
+    Conflict, Forbidden, InvalidRequest, MirrorlabError, NotFound, Unauthorized,
 )
 from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, PORT_ORIGIN, analyzers
-from mirrorlab.controller.rest import MAX_REQUEST_BYTES, ApiAccess, host_name
+from mirrorlab.controller.rest import ApiAccess, RequestGuard
 from mirrorlab.controller.service import ControllerService
 from mirrorlab.controller.vncmodel import (
     COMMON_FIELDS, CREATABLE, TYPES, VMI_PROPERTIES_FIELDS, Catalog, ConfigObject, PortMirror, Ref,
@@ -318,9 +318,6 @@ def _fields(request: Request) -> set[str] | None:
 
 async def _json_body(request: Request) -> dict:
     raw = await request.body()
-    if len(raw) > MAX_REQUEST_BYTES:
-        raise PayloadTooLarge(f"request body of {len(raw)} bytes is larger than the "
-                              f"{MAX_REQUEST_BYTES} bytes this API accepts")
     try:
         body = json.loads(raw)
     except ValueError as err:
@@ -338,9 +335,9 @@ def _wrapped(body: dict, obj_type: str) -> dict:
     return inner
 
 
-def create_config_app(config: ConfigApi, access: ApiAccess) -> Starlette:
+def create_config_app(config: ConfigApi, access: ApiAccess):
     """The ASGI app of the configuration API for `config`, answering the hosts (and token, as
-    vnc_api's X-Auth-Token) of `access`."""
+    vnc_api's X-Auth-Token) of `access`, and refusing state changes from other origins."""
 
     def base(request: Request) -> str:
         return str(request.base_url).rstrip("/")
@@ -477,7 +474,9 @@ def create_config_app(config: ConfigApi, access: ApiAccess) -> Starlette:
         Route("/{type}/{uuid}", delete, methods=["DELETE"]),
     ]
     app = Starlette(routes=routes, exception_handlers={MirrorlabError: _refused, Exception: _failed})
-    return _Guarded(app, access)
+    # The REST API's guard: the lab's host names only, no state change from another origin,
+    # bodies of at most MAX_REQUEST_BYTES.
+    return RequestGuard(_TokenRequired(app, access.token) if access.token else app, access)
 
 
 async def _refused(request: Request, err: MirrorlabError) -> Response:
@@ -494,34 +493,23 @@ async def _failed(request: Request, err: Exception) -> Response:
     return _error(500, f"Internal error: {type(err).__name__}: {err}")
 
 
-class _Guarded:
-    """ASGI wrapper: refuses foreign Host names (DNS rebinding) and, with a token, requests
-    without it (vnc_api sends it as X-Auth-Token)."""
+class _TokenRequired:
+    """ASGI wrapper: with a token, refuses every request that does not present it (vnc_api
+    sends it as X-Auth-Token)."""
 
-    def __init__(self, app, access: ApiAccess):
+    def __init__(self, app, token: str):
         self.app = app
-        self.access = access
-
-    def refusal(self, scope) -> MirrorlabError | None:
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        host = headers.get("host", "")
-        if host_name(host) not in self.access.hosts:
-            return Forbidden(f"host '{host}' is not one of this lab's (allowed: "
-                             f"{', '.join(sorted(self.access.hosts))}; see --allowed-host)")
-        if self.access.token and not hmac.compare_digest(
-                headers.get("x-auth-token", "").encode(), self.access.token.encode()):
-            return Unauthorized("this API needs the lab's token: VncApi(auth_token=TOKEN) sends "
-                                "it as X-Auth-Token")
-        return None
+        self.token = token
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        refused = self.refusal(scope)
-        if refused is not None:
-            await _error(refused.status, refused.message)(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            presented = headers.get("x-auth-token", "").encode()
+            if not hmac.compare_digest(presented, self.token.encode()):
+                refused = Unauthorized("this API needs the lab's token: VncApi(auth_token=TOKEN) "
+                                       "sends it as X-Auth-Token")
+                await _error(refused.status, refused.message)(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
 

@@ -10,6 +10,7 @@ import time
 import pytest
 import requests
 import uvicorn
+from starlette.testclient import TestClient
 from vnc_api.exceptions import BadRequest, HttpError, NoIdError, PermissionDenied, RefsExistError
 from vnc_api.gen.resource_xsd import (
     ActionListType, AddressType, InterfaceMirrorType, MirrorActionType, PolicyEntriesType,
@@ -19,7 +20,7 @@ from vnc_api.gen.resource_xsd import (
 from vnc_api.vnc_api import NetworkPolicy, VirtualNetwork, VncApi
 
 from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, PORT_ORIGIN
-from mirrorlab.controller.rest import ApiAccess
+from mirrorlab.controller.rest import MAX_REQUEST_BYTES, ApiAccess
 from mirrorlab.controller.service import ControllerService
 from mirrorlab.controller.store import Store
 from mirrorlab.controller.vncmodel import object_uuid
@@ -293,14 +294,23 @@ def test_lists_filter_by_parent_back_ref_uuid_and_fq_name(vnc):
     assert names(vnc.virtual_machine_interfaces_list(fq_names=[PROJECT + ["vm2-eth0"]])) == ["vm2-eth0"]
 
 
-def test_a_foreign_host_and_a_missing_token_are_refused(service):
-    from starlette.testclient import TestClient
+def test_a_foreign_host_a_foreign_origin_a_large_body_and_a_missing_token_are_refused(service):
     guarded = TestClient(create_config_app(ConfigApi(service), ApiAccess.of((), "s3cret")),
                          base_url="http://127.0.0.1")
-    assert guarded.get("/", headers={"Host": "evil.example"}).status_code == 403
+    token = {"X-Auth-Token": "s3cret"}
+    assert guarded.get("/", headers={"Host": "evil.example"} | token).status_code == 403
     refused = guarded.get("/")
     assert refused.status_code == 401 and "X-Auth-Token" in refused.text
-    assert guarded.get("/", headers={"X-Auth-Token": "s3cret"}).status_code == 200
+    assert guarded.get("/", headers=token).status_code == 200
+    policy = json.dumps({"network-policy": {"fq_name": PROJECT + ["csrf"]}})
+    cross_site = guarded.post("/network-policys", content=policy,
+                              headers={"Origin": "http://evil.example", "Content-Type": "text/plain"} | token)
+    assert cross_site.status_code == 403 and "origin 'http://evil.example'" in cross_site.text
+    large = guarded.post("/network-policys", content=b" " * (MAX_REQUEST_BYTES + 1) + policy.encode(),
+                         headers=token)
+    assert large.status_code == 413
+    assert guarded.get("/network-policys", headers=token).json() == {"network-policys": []}
+    assert guarded.post("/network-policys", content=policy, headers=token).status_code == 200
 
 
 def policy_rule(action: str = "pass", src: str = "blue", dst: str = "red", **mirror_to) -> PolicyRuleType:
