@@ -209,7 +209,7 @@ class BenchLab:
         (seconds from the start), read from its progress output."""
         started = time.monotonic()
         process = subprocess.Popen([PYTHON, "-m", "mirrorlab.cli", "up", str(self.topology),
-                                    "--api-port", str(self.api_port)],
+                                    "--api-port", str(self.api_port), "--config-api-port", "0"],
                                    env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    text=True, cwd=REPO)
         phases, output = {}, []

@@ -395,10 +395,9 @@ def create_config_app(config: ConfigApi, access: ApiAccess):
             return JSONResponse({key: {"count": len(objects)}})
         fields = _fields(request)
         if _flag(request, "detail"):
-            return JSONResponse({key: [{obj_type: render(o, catalog, base(request), None,
+            return JSONResponse({key: [{obj_type: render(o, catalog, base(request), fields,
                                                          not _present(request, "exclude_back_refs"),
-                                                         not _present(request, "exclude_children"))
-                                        | (render(o, catalog, base(request), fields) if fields else {})}
+                                                         not _present(request, "exclude_children"))}
                                        for o in objects]})
         entries = []
         for obj in objects:
