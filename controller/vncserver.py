@@ -1,17 +1,19 @@
-"""Contrail's configuration API (what `contrail-api` serves on port 8082), for real Contrail
-clients such as `vnc_api` and `contrail-api-cli`.
+"""Contrail's configuration API (what `contrail-api` serves on port 8082), for Contrail's own
+Python client `vnc_api` and scripts written for it.
 
 It serves the objects `controller.vncmodel` derives from the running lab, in contrail-api's JSON:
 the home page `GET /` with its collection, resource-base and action links; collections
-(`GET`, `POST /virtual-networks`); resources by uuid (`GET`, `PUT`, `DELETE
-/virtual-network/<uuid>`); `POST /fqname-to-id` and `POST /id-to-fqname`. Errors are
-contrail-api's: a status (400 bad input, 401 no token, 403 not permitted, 404 unknown, 409
-conflict, 503 unavailable) and a plain-text body saying what is wrong.
+(`GET`, `POST /network-policys`); resources by uuid (`GET`, `PUT`, `DELETE
+/virtual-network/<uuid>`); `POST /fqname-to-id`, `POST /id-to-fqname` and `POST /ref-update`.
+Errors are contrail-api's: a status (400 bad input, 401 no token, 403 not permitted, 404
+unknown, 409 conflict) and a plain-text body saying what is wrong.
 
 Objects of the topology cannot be created or deleted here (403): the topology file is their
 source. A virtual-machine-interface's `virtual_machine_interface_properties.interface_mirror`
 can be set and unset: `ConfigApi.set_port_mirror` starts and stops a capture of origin "port"
 through the controller's capture service, which stores it and reconciles it after a restart.
+Network policies (`controller.vncpolicy`) and the virtual networks' `network_policy_refs` are
+kept in the controller's store; their traffic semantics are not emulated yet.
 """
 from __future__ import annotations
 
@@ -337,7 +339,9 @@ def _wrapped(body: dict, obj_type: str) -> dict:
 
 def create_config_app(config: ConfigApi, access: ApiAccess):
     """The ASGI app of the configuration API for `config`, answering the hosts (and token, as
-    vnc_api's X-Auth-Token) of `access`, and refusing state changes from other origins."""
+    vnc_api's X-Auth-Token) of `access`, and refusing state changes from other origins. Every
+    call into `config` runs in a worker thread: it takes the controller's locks and may wait
+    for vRouters."""
 
     def base(request: Request) -> str:
         return str(request.base_url).rstrip("/")
@@ -413,7 +417,8 @@ def create_config_app(config: ConfigApi, access: ApiAccess):
         obj_type = collection_type(request)
         body = _wrapped(await _json_body(request), obj_type)
         obj = await run_in_threadpool(config.create, obj_type, body)
-        return JSONResponse({obj_type: render(obj, config.catalog(), base(request))})
+        catalog = await run_in_threadpool(config.catalog)
+        return JSONResponse({obj_type: render(obj, catalog, base(request))})
 
     def read(request: Request):
         obj_type = resource_type(request)
@@ -427,7 +432,6 @@ def create_config_app(config: ConfigApi, access: ApiAccess):
         obj_type = resource_type(request)
         obj_uuid = request.path_params["uuid"]
         body = _wrapped(await _json_body(request), obj_type)
-        config.find(obj_type, obj_uuid)
         await run_in_threadpool(config.update, obj_type, obj_uuid, body)
         return JSONResponse({obj_type: {"uuid": obj_uuid,
                                         "href": f"{base(request)}/{obj_type}/{obj_uuid}"}})
@@ -446,7 +450,8 @@ def create_config_app(config: ConfigApi, access: ApiAccess):
         if not isinstance(obj_type, str) or not isinstance(fq_name, list) \
                 or not all(isinstance(part, str) for part in fq_name):
             raise InvalidRequest("fqname-to-id needs {\"type\": TYPE, \"fq_name\": [names]}")
-        obj = config.catalog().by_name.get((obj_type.replace("_", "-"), tuple(fq_name)))
+        catalog = await run_in_threadpool(config.catalog)
+        obj = catalog.by_name.get((obj_type.replace("_", "-"), tuple(fq_name)))
         if obj is None:
             raise NotFound(f"Name {fq_name} not found")
         return JSONResponse({"uuid": obj.uuid})
@@ -456,7 +461,7 @@ def create_config_app(config: ConfigApi, access: ApiAccess):
         obj_uuid = body.get("uuid")
         if not isinstance(obj_uuid, str):
             raise InvalidRequest("id-to-fqname needs {\"uuid\": UUID}")
-        obj = config.catalog().by_uuid.get(obj_uuid)
+        obj = (await run_in_threadpool(config.catalog)).by_uuid.get(obj_uuid)
         if obj is None:
             raise NotFound(f"UUID {obj_uuid} not found")
         return JSONResponse({"fq_name": list(obj.fq_name), "type": obj.type})
