@@ -100,6 +100,10 @@ VMI_PROPERTIES_FIELDS = ("service_interface_type", "interface_mirror", "local_pr
 INTERFACE_MIRROR_FIELDS = ("traffic_direction", "mirror_to")
 # MirrorActionType fields this lab maps onto its capture service; the others are refused for now.
 MIRROR_TO_SUPPORTED = ("analyzer_name",)
+# What the other fields mean when left out; this lab takes them only with these values (vnc_api
+# sends juniper_header true and nic_assisted_mirroring false unless told otherwise).
+MIRROR_TO_DEFAULTS = {"juniper_header": (True,), "nh_mode": ("dynamic",), "udp_port": (0, 8099),
+                      "nic_assisted_mirroring": (False,)}
 MIRROR_TO_FIELDS = ("analyzer_name", "encapsulation", "analyzer_ip_address", "analyzer_mac_address",
                     "routing_instance", "udp_port", "juniper_header", "nh_mode", "static_nh_header",
                     "nic_assisted_mirroring", "nic_assisted_mirroring_vlan")
@@ -295,9 +299,8 @@ def parse_mirror_to(value, where: str, analyzer_names: Iterable[str], project: t
     UDP port 8099). Raises `InvalidRequest` naming the field at fault."""
     require_object(value, where, MIRROR_TO_FIELDS)
     for name, given in value.items():
-        if name not in MIRROR_TO_SUPPORTED and given not in (None, "", 0, False) \
-                and not (name == "juniper_header" and given is True) \
-                and not (name == "nh_mode" and given == "dynamic"):
+        if name not in MIRROR_TO_SUPPORTED and given is not None \
+                and given not in MIRROR_TO_DEFAULTS.get(name, ("",)):
             raise InvalidRequest(f"{where}.{name} is not supported by this lab yet (only "
                                  f"analyzer_name, with the default Juniper header to UDP port "
                                  f"8099)", f"{where}.{name}")

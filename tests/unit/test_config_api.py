@@ -163,6 +163,14 @@ def test_interface_mirror_starts_a_port_capture_that_unset_stops(vnc, service):
         .get_virtual_machine_interface_properties() is None
 
 
+def test_mirror_to_fields_at_their_defaults_are_taken(vnc, service):
+    vmi = vnc.virtual_machine_interface_read(fq_name=vmi_fq_name("vm5-eth0"))
+    vmi.set_virtual_machine_interface_properties(mirror_props(
+        udp_port=8099, juniper_header=True, nh_mode="dynamic", nic_assisted_mirroring=False))
+    vnc.virtual_machine_interface_update(vmi)
+    assert port_captures(service) == [("tap-vm5-0", "both", DEFAULT_ANALYZER, True)]
+
+
 def test_changing_the_direction_replaces_the_port_capture(vnc, service):
     vmi = vnc.virtual_machine_interface_read(fq_name=vmi_fq_name("vm2-eth0"))
     vmi.set_virtual_machine_interface_properties(mirror_props(direction="egress"))
@@ -193,6 +201,9 @@ def test_mirror_to_fields_not_supported_yet_are_refused_naming_the_field(vnc, se
     vmi = vnc.virtual_machine_interface_read(fq_name=vmi_fq_name("vm1-eth0"))
     vmi.set_virtual_machine_interface_properties(mirror_props(udp_port=9000))
     with pytest.raises(BadRequest, match=r"interface_mirror\.mirror_to\.udp_port"):
+        vnc.virtual_machine_interface_update(vmi)
+    vmi.set_virtual_machine_interface_properties(mirror_props(juniper_header=False))
+    with pytest.raises(BadRequest, match=r"interface_mirror\.mirror_to\.juniper_header is not supported"):
         vnc.virtual_machine_interface_update(vmi)
     vmi.set_virtual_machine_interface_properties(mirror_props(analyzer="no-such-analyzer"))
     with pytest.raises(BadRequest, match="unknown service instance .*no-such-analyzer"):
