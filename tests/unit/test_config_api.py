@@ -23,8 +23,9 @@ from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, PORT_ORIGIN
 from mirrorlab.controller.rest import MAX_REQUEST_BYTES, ApiAccess
 from mirrorlab.controller.service import ControllerService
 from mirrorlab.controller.store import Store
-from mirrorlab.controller.vncmodel import object_uuid
+from mirrorlab.controller.vncmodel import Catalog, lab_objects, object_uuid, render
 from mirrorlab.controller.vncserver import ConfigApi, create_config_app
+from mirrorlab.topofile import load
 
 PROJECT = ["default-domain", "default"]
 
@@ -419,3 +420,20 @@ def test_bad_policies_and_refs_are_refused_and_change_nothing(vnc, server):
     assert twice.status_code == 400 and "Unknown field 'colour' for network-policy" in twice.text
     assert vnc.network_policys_list()["network-policys"] == []
     assert vnc.virtual_network_read(fq_name=PROJECT + ["blue"]).get_network_policy_refs() is None
+
+
+def test_every_shipped_topology_gives_objects_whose_refs_and_parents_resolve(topologies_dir):
+    for path in sorted(topologies_dir.glob("*.yaml")):
+        topology = load(path)
+        objects = lab_objects(topology, {})
+        catalog = Catalog(objects)
+        assert len(catalog.by_uuid) == len(objects), f"{path.name}: two objects share a uuid"
+        for obj in objects:
+            for ref in obj.refs:
+                assert (ref.type, ref.to) in catalog.by_name, f"{path.name}: {obj.fq_name} -> {ref.to}"
+            if obj.parent_type:
+                assert (obj.parent_type, obj.parent_fq_name) in catalog.by_name, f"{path.name}: {obj.fq_name}"
+            render(obj, catalog, "http://lab")  # every object renders
+        assert {o.fq_name[-1] for o in catalog.of_type("virtual-network")} == {n.name for n in topology.networks}
+        assert len(catalog.of_type("virtual-machine-interface")) == len(list(topology.interfaces()))
+        assert Catalog(lab_objects(load(path), {})).by_uuid.keys() == catalog.by_uuid.keys()  # stable
