@@ -190,7 +190,8 @@ class BenchLab(Lab):
     default), with what the benchmarks measure: bring-up phase times, interface counters."""
 
     def __init__(self, topology: Path, state_dir: Path = STATE_DIR, api_port: int = API_PORT):
-        super().__init__(topology, state_dir=state_dir, api_port=api_port)
+        # No configuration API: the benchmarks do not use it, and 8082 may be another lab's.
+        super().__init__(topology, state_dir=state_dir, api_port=api_port, config_api_port=0)
         self.up_report: dict = {}
 
     def up(self) -> "BenchLab":

@@ -26,6 +26,7 @@ from mirrorlab.controller.app import VRouterApp
 from mirrorlab.controller.rest import ApiAccess, create_app, is_loopback, is_wildcard
 from mirrorlab.controller.service import ControllerService
 from mirrorlab.controller.store import Store
+from mirrorlab.controller.vncserver import DEFAULT_CONFIG_API_PORT, ConfigApi, create_config_app
 from mirrorlab import topofile
 from mirrorlab.control import LabControl
 from mirrorlab.health import lab_problems
@@ -50,6 +51,16 @@ def _housekeeping(service: ControllerService) -> None:
                 log.info("capture %d %s: %s", capture.id, capture.state, capture.stop_reason)
         except Exception:
             log.exception("housekeeping failed")
+
+
+def _serve(server: uvicorn.Server, sock: socket.socket, name: str, stopped: threading.Event) -> None:
+    """Serve one API on its bound socket; when it stops, however (uvicorn ends a failed
+    server with SystemExit), say so and set `stopped`, which ends the controller."""
+    try:
+        server.run(sockets=[sock])
+    finally:
+        logging.getLogger("mirrorlab.controller").error("%s stopped; controller exits", name)
+        stopped.set()
 
 
 class _UnixConnection:
@@ -82,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-host", default="127.0.0.1",
                         help="address the API listens on; other than loopback needs --api-token")
     parser.add_argument("--api-port", type=int, default=8080)
+    parser.add_argument("--config-api-port", type=int, default=DEFAULT_CONFIG_API_PORT,
+                        help="port of Contrail's configuration API (vnc_api), on --api-host; "
+                             "0: do not serve it")
     parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                         help="a host name or address the API answers to, besides 127.0.0.1, "
                              "localhost, ::1 and --api-host (repeatable)")
@@ -108,6 +122,26 @@ def main(argv: list[str] | None = None) -> int:
                                 args.capture_limit_bytes, args.min_free_bytes,
                                 lab_health=lambda: lab_problems(state))
 
+    bound = [] if is_wildcard(args.api_host) else [args.api_host]  # 0.0.0.0 names no host
+    access = ApiAccess.of(args.allowed_host + bound, args.api_token)
+    apps = [("REST API", args.api_port, create_app(service, args.lease_seconds, access))]
+    if args.config_api_port:
+        apps.append(("configuration API", args.config_api_port,
+                     create_config_app(ConfigApi(service), access)))
+    # Both ports are taken before anything else starts, so a port in use ends the controller
+    # at once, with the reason in its log, rather than leaving it up without that API.
+    servers = []
+    for name, port, app in apps:
+        config = uvicorn.Config(app, host=args.api_host, port=port, log_level="warning")
+        try:
+            servers.append((name, uvicorn.Server(config), config.bind_socket()))
+        except SystemExit:  # uvicorn logged why the port cannot be bound
+            logging.getLogger("mirrorlab.controller").error(
+                "%s cannot listen on %s:%d; controller exits", name, args.api_host, port)
+            for _, _, sock in servers:
+                sock.close()
+            return 1
+
     os.umask(0o077)  # the OpenFlow socket: root only
     Path(args.openflow_socket).unlink(missing_ok=True)  # left by a killed controller
     cfg.CONF(args=[], project="os_ken")
@@ -124,16 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     # os-ken's OpenFlow listener is started by its `ofp_handler` app on native threads.
 
     threading.Thread(target=_housekeeping, args=(service,), name="housekeeping", daemon=True).start()
-    bound = [] if is_wildcard(args.api_host) else [args.api_host]  # 0.0.0.0 names no host
-    access = ApiAccess.of(args.allowed_host + bound, args.api_token)
-    server = uvicorn.Server(uvicorn.Config(create_app(service, args.lease_seconds, access), host=args.api_host,
-                                           port=args.api_port, log_level="warning"))
-    api_thread = threading.Thread(target=server.run, name="rest-api", daemon=True)
-    api_thread.start()
-    api_thread.join()
-    # The API stopped (it failed to start, or was shut down): end the whole process, whose
-    # os-ken threads would otherwise keep it, and the OpenFlow port, alive.
-    logging.getLogger("mirrorlab.controller").error("REST API stopped; controller exits")
+    stopped = threading.Event()
+    for name, server, sock in servers:
+        threading.Thread(target=_serve, args=(server, sock, name, stopped), name=name,
+                         daemon=True).start()
+    stopped.wait()
+    # An API stopped (it was shut down, or failed): end the whole process, whose os-ken
+    # threads would otherwise keep it, and the OpenFlow port, alive.
     logging.shutdown()
     os._exit(1)
 

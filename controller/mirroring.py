@@ -50,6 +50,9 @@ class Direction(str, enum.Enum):
 
 # Who may say they start a capture: the capture screen, the CLI, any other API client.
 REQUEST_ORIGINS = ("screen", "cli", "api")
+# A capture configured on the port: a virtual-machine-interface's interface_mirror, set through
+# the configuration API (controller.vncserver); it has no lease and lasts until unset.
+PORT_ORIGIN = "port"
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,8 @@ class Capture:
     # What a browser presents to stop the capture by beacon or renew its lease: known only to
     # whoever started it (kept out of repr, so it stays out of logs).
     secret: str | None = field(default=None, repr=False)
-    # Who started it: the capture screen, the CLI, another API client (or, later, a port's
-    # mirroring configuration).
+    # Who started it: the capture screen, the CLI, another API client, or a port's
+    # interface_mirror (PORT_ORIGIN).
     origin: str = "api"
 
     @property
@@ -138,6 +141,15 @@ def find_interface(topology: Topology, vrouter: str, interface: str) -> Interfac
                    "interface")
 
 
+def parse_origin(value: str) -> str:
+    """`value` if it is an origin a capture request may claim (one of REQUEST_ORIGINS: the
+    port origin belongs to the configuration API alone)."""
+    if value not in REQUEST_ORIGINS:
+        raise InvalidRequest(f"bad origin '{value}' (use {', '.join(REQUEST_ORIGINS[:-1])} "
+                             f"or {REQUEST_ORIGINS[-1]})", "origin")
+    return value
+
+
 def parse_direction(value: str | None) -> Direction:
     """The `Direction` named by `value` (default both)."""
     if value is None:
@@ -159,10 +171,9 @@ def plan_capture(topology: Topology, captures: list[Capture], capture_id: int, v
                  origin: str = "api") -> Capture:
     """A new capture, checked against the topology, its analyzers and the active captures;
     `secret` is what its beacon stop and lease renewals must present; `origin` says who
-    starts it (one of REQUEST_ORIGINS)."""
-    if origin not in REQUEST_ORIGINS:
-        raise InvalidRequest(f"bad origin '{origin}' (use {', '.join(REQUEST_ORIGINS[:-1])} "
-                             f"or {REQUEST_ORIGINS[-1]})", "origin")
+    starts it (one of REQUEST_ORIGINS, or PORT_ORIGIN)."""
+    if origin != PORT_ORIGIN:
+        parse_origin(origin)
     if limit_bytes < MIN_LIMIT_BYTES:
         raise InvalidRequest(f"bad limit_bytes {limit_bytes} (at least {MIN_LIMIT_BYTES})",
                              "limit_bytes")

@@ -46,7 +46,9 @@ from mirrorlab.controller.dissect import summarize
 from mirrorlab.controller.errors import (
     Forbidden, InvalidRequest, MirrorlabError, NotFound, PayloadTooLarge, Unauthorized,
 )
-from mirrorlab.controller.mirroring import MAX_LEASE_SECONDS, MIN_LIMIT_BYTES, REQUEST_ORIGINS, analyzers
+from mirrorlab.controller.mirroring import (
+    MAX_LEASE_SECONDS, MIN_LIMIT_BYTES, REQUEST_ORIGINS, analyzers, parse_origin,
+)
 from mirrorlab.controller.packettree import dissect_frame
 from mirrorlab.controller.pcapfile import pcapng_prefix, read_prefix
 from mirrorlab.controller.service import ControllerService
@@ -512,7 +514,7 @@ def create_app(service: ControllerService, lease_seconds: float,
             raise InvalidRequest("missing 'interface' (or 'vm')", "interface")
         return capture_json(service.start_capture(vrouter, interface, request.direction,
                                                   request.analyzer, request.lease_seconds,
-                                                  request.limit_bytes, request.origin),
+                                                  request.limit_bytes, parse_origin(request.origin)),
                             with_secret=True)
 
     @api.post("/api/captures/{capture_id}/lease", responses=_errors(404, 409))

@@ -1,5 +1,6 @@
-"""The controller's embedded store (SQLite): analyzer VMs and captures survive a controller
-restart, so it can reconcile the vRouters to what was active."""
+"""The controller's embedded store (SQLite): analyzer VMs, captures and the configuration
+objects written through Contrail's configuration API survive a controller restart, so it can
+reconcile the vRouters to what was active."""
 from __future__ import annotations
 
 import json
@@ -32,6 +33,20 @@ CREATE TABLE IF NOT EXISTS captures (
     failed INTEGER NOT NULL DEFAULT 0,
     secret TEXT,
     origin TEXT NOT NULL DEFAULT 'api'
+);
+-- Contrail configuration objects written through the configuration API (network policies),
+-- and refs it set on the lab's own objects (a virtual network's network_policy_refs).
+CREATE TABLE IF NOT EXISTS config_objects (
+    uuid TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    fq_name TEXT NOT NULL,
+    props TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS config_refs (
+    owner TEXT NOT NULL,
+    field TEXT NOT NULL,
+    refs TEXT NOT NULL,
+    PRIMARY KEY (owner, field)
 );
 """ % DEFAULT_LIMIT_BYTES
 # Columns added since the first schema, added to an older store when it is opened.
@@ -97,3 +112,35 @@ class Store:
                  capture.analyzer, capture.slot, capture.started_at, capture.stopped_at,
                  capture.lease_seconds, capture.lease_expires_at, capture.limit_bytes,
                  capture.stop_reason, int(capture.failed), capture.secret, capture.origin))
+
+    def config_objects(self) -> list[tuple[str, list[str], dict]]:
+        """(type, fq_name, properties) of every object created through the configuration API."""
+        with self.lock:
+            rows = self.db.execute("SELECT type, fq_name, props FROM config_objects ORDER BY rowid").fetchall()
+        return [(row[0], json.loads(row[1]), json.loads(row[2])) for row in rows]
+
+    def save_config_object(self, uuid: str, obj_type: str, fq_name: list[str], props: dict) -> None:
+        """Insert or update an object created through the configuration API."""
+        with self.lock:
+            self.db.execute("INSERT OR REPLACE INTO config_objects (uuid, type, fq_name, props) "
+                            "VALUES (?, ?, ?, ?)", (uuid, obj_type, json.dumps(fq_name), json.dumps(props)))
+
+    def remove_config_object(self, uuid: str) -> None:
+        """Forget an object created through the configuration API."""
+        with self.lock:
+            self.db.execute("DELETE FROM config_objects WHERE uuid = ?", (uuid,))
+
+    def config_refs(self) -> dict[tuple[str, str], list]:
+        """The refs the configuration API set, by (owner uuid, field)."""
+        with self.lock:
+            rows = self.db.execute("SELECT owner, field, refs FROM config_refs").fetchall()
+        return {(row[0], row[1]): json.loads(row[2]) for row in rows}
+
+    def save_config_refs(self, owner: str, field: str, refs: list) -> None:
+        """Set the refs of `owner`'s `field` (an empty list forgets them)."""
+        with self.lock:
+            if refs:
+                self.db.execute("INSERT OR REPLACE INTO config_refs (owner, field, refs) VALUES (?, ?, ?)",
+                                (owner, field, json.dumps(refs)))
+            else:
+                self.db.execute("DELETE FROM config_refs WHERE owner = ? AND field = ?", (owner, field))

@@ -11,7 +11,7 @@ from pathlib import Path
 from mirrorlab import runner, scenario, topofile
 from mirrorlab.client import query
 from mirrorlab.controller.rest import is_loopback
-from mirrorlab.driver import TOKEN_ENV, Lab
+from mirrorlab.driver import TOKEN_ENV, Lab, api_url_of
 from mirrorlab.errors import ApiError, LabError, UsageError
 from mirrorlab.recorder import DEFAULT_LIMIT_BYTES, DEFAULT_MIN_FREE_BYTES
 from mirrorlab.state import LabState
@@ -52,6 +52,7 @@ def cmd_up(args) -> int:
         raise CliError(f"--api-host {args.api_host} is not loopback: give the API a token "
                        f"(--api-token or {TOKEN_ENV})", 2)
     lab = Lab(args.topology, api_host=args.api_host, api_port=args.api_port,
+              config_api_port=args.config_api_port,
               api_token=args.api_token, allowed_hosts=args.allowed_host,
               lease_seconds=args.lease_seconds, capture_limit=args.capture_limit,
               min_free_disk=args.min_free_disk, on_progress=lambda line: print(line, flush=True))
@@ -64,6 +65,9 @@ def cmd_up(args) -> int:
           f"{len(topology.computes)} compute nodes, {len(topology.networks)} networks, "
           f"{len(topology.vms)} VMs, {interfaces} interfaces")
     print(f"      REST API: {lab.api_url}/api/vrouters (OpenAPI: /openapi.json)")
+    if args.config_api_port:
+        print(f"      Contrail configuration API (vnc_api): "
+              f"{api_url_of(args.api_host, args.config_api_port)}/")
     print(f"      web UI: {lab.api_url}/" + (" (open /?token=TOKEN once to log in)" if args.api_token else ""))
     print("      try: mirrorlab status | mirrorlab exec vm1 -- ping -c 3 <peer ip> | mirrorlab down")
     return 0
@@ -292,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="address the API listens on (default loopback); other than loopback "
                          "needs --api-token")
     up.add_argument("--api-port", type=int, default=8080)
+    up.add_argument("--config-api-port", type=int, default=8082,
+                    help="port of Contrail's configuration API (vnc_api); 0: none")
     up.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                     help="a host name or address the API answers to, besides 127.0.0.1, localhost, "
                          "::1 and --api-host (repeatable)")

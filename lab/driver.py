@@ -125,13 +125,14 @@ class Lab:
     /run/mirrorlab); two labs on one machine need different state directories and API ports.
     `api_token`: a bearer token the REST API demands (needed for an `api_host` that is not
     loopback). `lease_seconds`: how long a capture the web UI opened outlives its page.
+    `config_api_port`: where the controller serves Contrail's configuration API (0: not at all).
     `capture_limit` and `min_free_disk` (bytes): the most a capture records, and the free space
     below which captures stop. `allowed_hosts`: host names the API answers to besides loopback
     and `api_host`. `on_progress(line)` receives each bring-up progress line."""
 
     def __init__(self, topology: str | Path | Topology = "default", *,
                  state_dir: str | Path | None = None, api_port: int = 8080,
-                 api_host: str = "127.0.0.1", api_token: str | None = None,
+                 config_api_port: int = 8082, api_host: str = "127.0.0.1", api_token: str | None = None,
                  lease_seconds: float = 5.0, capture_limit: int = DEFAULT_LIMIT_BYTES,
                  min_free_disk: int = DEFAULT_MIN_FREE_BYTES, allowed_hosts=(),
                  on_progress: Callable[[str], None] | None = None):
@@ -141,6 +142,7 @@ class Lab:
         self._topology, self.topology_file = topofile.resolve(topology)
         self.state = LabState(Path(state_dir) if state_dir else default_state_dir())
         self.settings = {"api_host": api_host, "api_port": int(api_port),
+                         "config_api_port": int(config_api_port),
                          "allowed_hosts": list(allowed_hosts), "lease_seconds": lease_seconds,
                          "capture_limit_bytes": capture_limit, "min_free_bytes": min_free_disk}
         self.api_token = api_token
@@ -162,6 +164,7 @@ class Lab:
         lab.state = state
         lab.settings = {"api_host": record.get("api_host", "127.0.0.1"),
                         "api_port": record.get("api_port", 8080),
+                        "config_api_port": record.get("config_api_port", 8082),
                         "allowed_hosts": record.get("allowed_hosts", []),
                         "lease_seconds": record.get("lease_seconds", 5.0),
                         "capture_limit_bytes": record.get("capture_limit_bytes", DEFAULT_LIMIT_BYTES),
@@ -550,6 +553,7 @@ class Controller:
                                    "--openflow-socket", str(Sandbox(state).openflow_socket),
                                    "--api-host", settings["api_host"],
                                    "--api-port", str(settings["api_port"]), *allowed,
+                                   "--config-api-port", str(settings["config_api_port"]),
                                    "--lease-seconds", str(settings["lease_seconds"]),
                                    "--capture-limit-bytes", str(settings["capture_limit_bytes"]),
                                    "--min-free-bytes", str(settings["min_free_bytes"])],

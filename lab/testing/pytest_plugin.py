@@ -49,8 +49,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 class LabKeeper:
     """One running lab at a time for a test session: the lab of the topology last asked for."""
 
-    def __init__(self, state_dir: Path, api_port: int, lab_class: type | None = None):
+    def __init__(self, state_dir: Path, api_port: int, config_api_port: int,
+                 lab_class: type | None = None):
         self.state_dir, self.api_port, self.lab_class = state_dir, api_port, lab_class
+        self.config_api_port = config_api_port
         self.lab = None
         self.topology: str | None = None
 
@@ -63,7 +65,8 @@ class LabKeeper:
         # Imported here: pytest loads this plugin in every session of the environment, and
         # most never ask for a lab.
         from mirrorlab.driver import Lab
-        lab = (self.lab_class or Lab)(topology, state_dir=self.state_dir, api_port=self.api_port)
+        lab = (self.lab_class or Lab)(topology, state_dir=self.state_dir, api_port=self.api_port,
+                                      config_api_port=self.config_api_port)
         lab.down()  # what an interrupted session left in this state directory
         self.lab, self.topology = lab.up(), topology
         return lab
@@ -84,6 +87,8 @@ def pytest_addoption(parser):
                     help="state directory of mirrorlab_lab (default: /run/mlpt-PID)")
     group.addoption("--mirrorlab-api-port", type=int, default=0,
                     help="API port of mirrorlab_lab (default: a free port)")
+    group.addoption("--mirrorlab-config-api-port", type=int, default=0,
+                    help="port of mirrorlab_lab's Contrail configuration API (default: a free port)")
 
 
 def pytest_configure(config):
@@ -96,7 +101,8 @@ def mirrorlab_keeper(request):
     """The session's `LabKeeper`: its lab is taken down when the session ends."""
     options = request.config.option
     keeper = LabKeeper(Path(options.mirrorlab_state_dir or f"/run/mlpt-{os.getpid()}"),
-                       options.mirrorlab_api_port or free_port())
+                       options.mirrorlab_api_port or free_port(),
+                       options.mirrorlab_config_api_port or free_port())
     yield keeper
     keeper.close()
     if not options.mirrorlab_state_dir and keeper.state_dir.exists() and not any(keeper.state_dir.iterdir()):

@@ -3,8 +3,8 @@ driven by `mirrorlab.Lab`.
 
 The lab runs from its own state directory and API port, and like every lab in its own network
 namespace with its own Open vSwitch, so it never touches a lab a user started, even one with the
-same names. Set MIRRORLAB_E2E_TOPOLOGY, MIRRORLAB_E2E_STATE_DIR and MIRRORLAB_E2E_API_PORT to run
-it elsewhere.
+same names. Set MIRRORLAB_E2E_TOPOLOGY, MIRRORLAB_E2E_STATE_DIR, MIRRORLAB_E2E_API_PORT and
+MIRRORLAB_E2E_CONFIG_API_PORT to run it elsewhere.
 """
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ REPO = Path(__file__).resolve().parents[2]
 TOPOLOGY = Path(os.environ.get("MIRRORLAB_E2E_TOPOLOGY", REPO / "topologies" / "default.yaml"))
 STATE_DIR = Path(os.environ.get("MIRRORLAB_E2E_STATE_DIR", "/run/mirrorlab-e2e"))
 API_PORT = int(os.environ.get("MIRRORLAB_E2E_API_PORT", "8090"))
+# Contrail's configuration API of the lab: the port after API_PORT unless set, never 8082, which
+# a user's lab serves.
+CONFIG_API_PORT = int(os.environ.get("MIRRORLAB_E2E_CONFIG_API_PORT", API_PORT + 1))
 ARTIFACTS = REPO / "artifacts"
 
 
@@ -125,7 +128,7 @@ class E2ELab(Lab):
 def lab():
     """The session's lab: brought up once, torn down at the end."""
     ARTIFACTS.mkdir(exist_ok=True)
-    keeper = LabKeeper(STATE_DIR, API_PORT, lab_class=E2ELab)
+    keeper = LabKeeper(STATE_DIR, API_PORT, CONFIG_API_PORT, lab_class=E2ELab)
     running = keeper.lab_for(str(TOPOLOGY))
     yield running
     keep_logs(ARTIFACTS / "lab-logs")

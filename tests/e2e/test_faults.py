@@ -135,7 +135,8 @@ def test_status_and_api_say_what_died(tmp_path):
                         "vms:\n  - {name: v1, compute: c1, network: blue}\n"
                         "  - {name: v2, compute: c1, network: blue}\n")
     try:
-        up = subprocess.run(cli + ["up", str(topology), "--api-port", "8098"], env=env,
+        up = subprocess.run(cli + ["up", str(topology), "--api-port", "8098",
+                                   "--config-api-port", "0"], env=env,
                             capture_output=True, text=True, timeout=300)
         assert up.returncode == 0, up.stdout + up.stderr
         record = json.loads((state_dir / "lab.json").read_text())

@@ -239,7 +239,8 @@ def test_a_second_lab_with_the_same_names_coexists_and_leaves_nothing(lab, crash
     cli = [sys.executable, "-m", "mirrorlab.cli"]
     before = {c.name: lab.flows(c.name) for c in lab.topology.computes}
     try:
-        up = subprocess.run(cli + ["up", str(TOPOLOGY), "--api-port", "8099", "--lease-seconds", "2.5",
+        up = subprocess.run(cli + ["up", str(TOPOLOGY), "--api-port", "8099", "--config-api-port", "0",
+                                   "--lease-seconds", "2.5",
                                    "--capture-limit", "5M", "--min-free-disk", "64M"],
                             env=env, capture_output=True, text=True, timeout=300)
         assert up.returncode == 0, up.stdout + up.stderr

@@ -34,10 +34,13 @@ function analyzerChip(name, recorder) {
 
 function mirroringCell(item, captures) {
   const mine = captures.filter((capture) => capture.interface === item.name);
-  const chips = mine.map((capture) => h("span", {class: "chip chip-mirror",
+  // A port-configured capture (interface_mirror set through the configuration API) says so.
+  const onPort = (capture) => capture.origin === "port";
+  const chips = mine.map((capture) => h("span", {class: "chip chip-mirror", dataset: {origin: capture.origin},
                                                  title: `capture ${capture.id}, ${capture.direction}, `
+                                                   + (onPort(capture) ? "interface_mirror configured on the port, " : "")
                                                    + `pcap file ${capture.file_bytes} of ${capture.limit_bytes} bytes`},
-    `#${capture.id} \u2192 ${capture.analyzer} (${capture.direction})`));
+    `#${capture.id} \u2192 ${capture.analyzer} (${capture.direction}${onPort(capture) ? ", port" : ""})`));
   if (item.analyzer) {
     chips.unshift(analyzerChip(item.analyzer, item.recorder || {state: "unknown", restarts: 0}));
   }

@@ -1,0 +1,126 @@
+"""Network policies as Contrail's configuration API takes them: validation, no I/O.
+
+A network-policy holds `network_policy_entries.policy_rule`, an ordered list of rules (Contrail's
+PolicyRuleType): `direction` `<>` or `>`, `protocol`, `src_addresses`/`dst_addresses`,
+`src_ports`/`dst_ports`, `action_list` {`simple_action` pass | deny, `mirror_to`}. Virtual
+networks attach policies by `network_policy_refs`, each with `attr.sequence` {major, minor}.
+This lab stores both; their traffic semantics (routing between networks, deny, policy mirroring)
+are not emulated yet.
+"""
+from __future__ import annotations
+
+import ipaddress
+from typing import Iterable
+
+from mirrorlab.controller.errors import InvalidRequest
+from mirrorlab.controller.vncmodel import parse_mirror_to, require_object
+
+RULE_FIELDS = ("rule_sequence", "rule_uuid", "direction", "protocol", "src_addresses", "src_ports",
+               "application", "dst_addresses", "dst_ports", "action_list", "ethertype", "created",
+               "last_modified")
+ADDRESS_FIELDS = ("subnet", "virtual_network", "security_group", "network_policy", "subnet_list")
+ACTION_FIELDS = ("simple_action", "gateway_name", "apply_service", "mirror_to",
+                 "assign_routing_instance", "log", "alert", "qos_action", "host_based_service")
+PROTOCOL_NAMES = ("any", "icmp", "tcp", "udp", "icmp6")
+SIMPLE_ACTIONS = ("pass", "deny")
+ETHERTYPES = ("IPv4", "IPv6")
+
+
+def parse_policy_entries(value, networks: Iterable[str], analyzer_names: Iterable[str],
+                         project: tuple[str, ...]) -> dict:
+    """`value`, a network_policy_entries object, checked: every rule names known fields, a
+    direction and protocol Contrail accepts, addresses that are `any`, `local`, a virtual
+    network of `networks` (fq_name strings) or a valid CIDR, port ranges within -1..65535, and
+    an action pass or deny and/or a mirror to a known analyzer. Returns it with rules as given.
+    Raises `InvalidRequest` naming the field at fault."""
+    where = "network_policy_entries"
+    if value is None:
+        return {"policy_rule": []}
+    require_object(value, where, ("policy_rule",))
+    rules = value.get("policy_rule") or []
+    if not isinstance(rules, list):
+        raise InvalidRequest(f"{where}.policy_rule: expected a list", f"{where}.policy_rule")
+    networks = set(networks)
+    analyzer_names = list(analyzer_names)
+    for index, rule in enumerate(rules):
+        _check_rule(rule, f"{where}.policy_rule[{index}]", networks, analyzer_names, project)
+    return {"policy_rule": rules}
+
+
+def _check_rule(rule, where: str, networks: set[str], analyzer_names: list[str],
+                project: tuple[str, ...]) -> None:
+    require_object(rule, where, RULE_FIELDS)
+    if rule.get("direction") not in ("<>", ">"):
+        raise InvalidRequest(f"{where}.direction: bad value {rule.get('direction')!r} (use '<>' or "
+                             f"'>')", f"{where}.direction")
+    protocol = rule.get("protocol")
+    if not (protocol in PROTOCOL_NAMES or (isinstance(protocol, str) and protocol.isdigit()
+                                           and int(protocol) <= 255)):
+        raise InvalidRequest(f"{where}.protocol: bad value {protocol!r} (use any, icmp, tcp, udp, "
+                             f"icmp6 or a number 0-255)", f"{where}.protocol")
+    if rule.get("ethertype") not in (None, *ETHERTYPES):
+        raise InvalidRequest(f"{where}.ethertype: bad value {rule['ethertype']!r} (use IPv4 or "
+                             f"IPv6)", f"{where}.ethertype")
+    if rule.get("application"):
+        raise InvalidRequest(f"{where}.application is not supported by this lab",
+                             f"{where}.application")
+    for side in ("src", "dst"):
+        addresses = rule.get(f"{side}_addresses") or []
+        if not isinstance(addresses, list):
+            raise InvalidRequest(f"{where}.{side}_addresses: expected a list", f"{where}.{side}_addresses")
+        for index, address in enumerate(addresses):
+            _check_address(address, f"{where}.{side}_addresses[{index}]", networks)
+        ports = rule.get(f"{side}_ports") or []
+        if not isinstance(ports, list):
+            raise InvalidRequest(f"{where}.{side}_ports: expected a list", f"{where}.{side}_ports")
+        for index, port in enumerate(ports):
+            _check_ports(port, f"{where}.{side}_ports[{index}]")
+    _check_actions(rule.get("action_list"), f"{where}.action_list", analyzer_names, project)
+
+
+def _check_address(address, where: str, networks: set[str]) -> None:
+    require_object(address, where, ADDRESS_FIELDS)
+    for name in ("security_group", "network_policy", "subnet_list"):
+        if address.get(name):
+            raise InvalidRequest(f"{where}.{name} is not supported by this lab (use virtual_network "
+                                 f"or subnet)", f"{where}.{name}")
+    network = address.get("virtual_network")
+    if network is not None and network not in ("any", "local") and network not in networks:
+        raise InvalidRequest(f"{where}.virtual_network: unknown virtual network '{network}' (known: "
+                             f"any, local, {', '.join(sorted(networks))})", f"{where}.virtual_network")
+    subnet = address.get("subnet")
+    if subnet is not None:
+        require_object(subnet, f"{where}.subnet", ("ip_prefix", "ip_prefix_len"))
+        cidr = f"{subnet.get('ip_prefix')}/{subnet.get('ip_prefix_len')}"
+        try:
+            ipaddress.ip_network(cidr)
+        except ValueError as err:
+            raise InvalidRequest(f"{where}.subnet: bad CIDR '{cidr}' ({err})", f"{where}.subnet") from None
+
+
+def _check_ports(port, where: str) -> None:
+    require_object(port, where, ("start_port", "end_port"))
+    start, end = port.get("start_port", 0), port.get("end_port", 65535)
+    for name, number in (("start_port", start), ("end_port", end)):
+        if not isinstance(number, int) or isinstance(number, bool) or not -1 <= number <= 65535:
+            raise InvalidRequest(f"{where}.{name}: bad port {number!r} (-1 for any, or 0-65535)",
+                                 f"{where}.{name}")
+    if -1 not in (start, end) and start > end:
+        raise InvalidRequest(f"{where}: start_port {start} is above end_port {end}", where)
+
+
+def _check_actions(actions, where: str, analyzer_names: list[str], project: tuple[str, ...]) -> None:
+    if actions is None:
+        raise InvalidRequest(f"{where} is missing: say pass, deny or mirror_to", where)
+    require_object(actions, where, ACTION_FIELDS)
+    for name in ("gateway_name", "apply_service", "assign_routing_instance", "qos_action"):
+        if actions.get(name):
+            raise InvalidRequest(f"{where}.{name} is not supported by this lab", f"{where}.{name}")
+    simple = actions.get("simple_action")
+    if simple is not None and simple not in SIMPLE_ACTIONS:
+        raise InvalidRequest(f"{where}.simple_action: bad value {simple!r} (use pass or deny)",
+                             f"{where}.simple_action")
+    if actions.get("mirror_to") is not None:
+        parse_mirror_to(actions["mirror_to"], f"{where}.mirror_to", analyzer_names, project)
+    elif simple is None:
+        raise InvalidRequest(f"{where}: give simple_action (pass or deny) or mirror_to", where)
