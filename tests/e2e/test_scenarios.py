@@ -47,7 +47,6 @@ title: An expectation that cannot hold
 topology: minimal
 steps:
   - capture: {as: mon, vm: vm1, direction: ingress}
-  - wait: 0.5
   - ping: {as: pings, from: vm1, to: vm2, count: 2}
   - expect: {traffic: pings, loss: 0}
   - expect: {capture: mon, filter: "icmp.type == 8", packets: 2}
