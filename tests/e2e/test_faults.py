@@ -12,7 +12,7 @@ import time
 from mirrorlab import LabError, faults
 from tests.e2e.conftest import STATE_DIR
 from tests.e2e.test_capture import (  # noqa: F401
-    DEFAULT_ANALYZER, analyzers, capture_flows, settle, start, stop,
+    DEFAULT_ANALYZER, analyzers, settle, start, stop,
 )
 
 
