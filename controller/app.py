@@ -9,7 +9,8 @@ flows deleted or added behind its back are put right. Flows are compared by
 
 What a vRouter holds is known only from what it confirmed: each batch of FlowMods ends with a
 barrier, and the batch counts as installed when the barrier reply comes, less any FlowMod the
-switch refused with an OpenFlow error (which is logged and reported to whoever waits).
+switch refused with an OpenFlow error (which is logged and reported to whoever waits). Whoever
+waits (`confirm`) also waits for the switch's datapath to re-translate its cached flows.
 Only the lab's own Open vSwitch may connect: a connection from any other process is refused.
 """
 from __future__ import annotations
@@ -32,6 +33,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from mirrorlab.controller.errors import VRouterUnavailable
 from mirrorlab.controller.ofproto import add_flow, delete_flow, ofp_match
+from mirrorlab.sandbox import SandboxError
 
 LOG = logging.getLogger("mirrorlab.controller")
 CONFIRM_TIMEOUT = 5.0
@@ -90,10 +92,13 @@ class VRouterApp(app_manager.OSKenApp):
     """Programs every vRouter from the service's desired flows."""
 
     OFP_VERSIONS = [ofp.OFP_VERSION]
-    # controller.main sets these before os-ken instantiates the app: the service, and a
-    # function giving the PID of the lab's ovs-vswitchd (the only process that may connect).
+    # controller.main sets these before os-ken instantiates the app: the service, a function
+    # giving the PID of the lab's ovs-vswitchd (the only process that may connect), and one
+    # returning once that ovs-vswitchd has revalidated its cached datapath flows (see `confirm`;
+    # None: the switches cache no flows).
     service = None
     trusted_switch_pid = None
+    revalidate_datapath = None
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -241,6 +246,25 @@ class VRouterApp(app_manager.OSKenApp):
             batch.errors.append(text)
             batch.adds.pop(key, None)
             batch.deletes.discard(key)
+
+    def confirm(self, batches: list[Batch]) -> None:
+        """Return once every batch is confirmed by its vRouter and the datapath forwards by it.
+        The barrier reply says a vRouter's flow tables hold the changes, but Open vSwitch's
+        datapath goes on applying the actions its cached flows were translated to until its
+        revalidators have run: without waiting for them, a new capture misses the first packets
+        of traffic already flowing, and a stopped one still copies a few. Raises
+        `VRouterUnavailable` naming the vRouter(s) if either cannot be confirmed."""
+        for batch in batches:
+            batch.wait()
+        if not batches or self.revalidate_datapath is None:
+            return
+        try:
+            self.revalidate_datapath()
+        except SandboxError as err:
+            names = ", ".join(f"'{batch.vrouter}'" for batch in batches)
+            raise VRouterUnavailable(f"vrouter {names} confirmed its flow changes, but its "
+                                     f"datapath may still forward by the old ones: {err}",
+                                     "vrouter") from None
 
     # --- reconciliation ------------------------------------------------------------------------
 

@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     _accept_unix_connections()
     VRouterApp.service = service
     VRouterApp.trusted_switch_pid = Sandbox(state).vswitchd_pid
+    VRouterApp.revalidate_datapath = Sandbox(state).wait_for_revalidation
     manager = AppManager.get_instance()
     manager.load_apps(["mirrorlab.controller.app"])
     manager.instantiate_apps(**manager.create_contexts())

@@ -98,11 +98,11 @@ class ControllerService:
         """Like `_push` for every connected vRouter; the others catch up when they reconnect."""
         return self._push(c.name for c in self.topology.computes if self.connected(c))
 
-    @staticmethod
-    def _confirm(batches) -> None:
-        """Wait (without `lock`) until every batch is confirmed; raise for the first that is not."""
-        for batch in batches:
-            batch.wait()
+    def _confirm(self, batches) -> None:
+        """Wait (without `lock`) until every batch is confirmed and the vRouters' datapath
+        forwards by it; raise `VRouterUnavailable` for the first that is not."""
+        if batches:
+            self.app.confirm(batches)
 
     def _set_topology(self, topology: Topology) -> list:
         self.topology = topology

@@ -259,17 +259,19 @@ class _Steps:
 
     def ping(self, step: Ping) -> str:
         """Ping from a VM; keep (sent, received) under the step's name."""
-        target = target_address(self.lab.topology, step.target, step.ipv6)
+        target = (target_address(self.lab.topology, step.target, step.ipv6) if step.target
+                  else self._analyzer(step.target_analyzer)["ip"])
         argv = ["ping", *(["-6"] if step.ipv6 else []), "-c", str(step.count), "-i", str(step.interval),
                 "-s", str(step.size), "-W", "1", "-q", target]
+        vm = step.source.vm if step.source else self._analyzer(step.source_analyzer)["vm"]
         if step.background:
-            process = self.lab.popen(step.source.vm, *argv, stdout=subprocess.PIPE,
+            process = self.lab.popen(vm, *argv, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
             self.pending.append(process)
             self.background[step.name or f"line-{step.line}"] = lambda: _ping_counts(
                 process.communicate(timeout=step.count * step.interval + 30)[0])
-            return f"started in {step.source.vm}"
-        result = self.lab.exec(step.source.vm, *argv, timeout=step.count * step.interval + 30)
+            return f"started in {vm}"
+        result = self.lab.exec(vm, *argv, timeout=step.count * step.interval + 30)
         sent, received = _ping_counts(result.stdout)
         if step.name:
             self.traffic[step.name] = (sent, received)

@@ -23,6 +23,8 @@ from mirrorlab.state import LabState, process_record, process_start_time, stop_p
 
 OVS_SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 START_TIMEOUT = 20.0
+REVALIDATION_INTERVAL_MS = 100
+REVALIDATION_TIMEOUT = 5.0
 
 
 class SandboxError(RuntimeError):
@@ -88,6 +90,26 @@ class Sandbox:
             raise SandboxError(f"{' '.join(argv)} failed: {(result.stderr or result.stdout).strip()}")
         return result
 
+    def wait_for_revalidation(self, timeout: float = REVALIDATION_TIMEOUT) -> None:
+        """Return once the lab's ovs-vswitchd has re-translated every cached datapath flow
+        against its OpenFlow tables as they are now. A barrier reply only says the tables hold
+        a change: the datapath keeps forwarding by the actions its cached flows were translated
+        to until the revalidator threads have run. `revalidator/wait` returns at the end of a
+        revalidation round, which may have begun before the change, so two are waited for: the
+        second round begins after the first ends. Unix sockets are reached by path, so this
+        runs from any namespace. Raises `SandboxError` saying why it could not be confirmed."""
+        command = ["ovs-appctl", f"--timeout={max(1, round(timeout))}", "revalidator/wait"]
+        for _round in range(2):
+            try:
+                result = subprocess.run(command, capture_output=True, text=True, timeout=timeout + 1,
+                                        env={**os.environ, **self.env()})
+            except subprocess.TimeoutExpired:
+                raise SandboxError(f"the lab's Open vSwitch did not revalidate its datapath flows "
+                                   f"within {timeout:g} s") from None
+            if result.returncode != 0:
+                raise SandboxError(f"the lab's Open vSwitch did not revalidate its datapath flows: "
+                                   f"{(result.stderr or result.stdout).strip() or 'ovs-appctl failed'}")
+
     def vswitchd_pid(self) -> int | None:
         """The PID of the lab's ovs-vswitchd now (its monitor restarts it with a new one)."""
         try:
@@ -112,6 +134,10 @@ class Sandbox:
                  "--pidfile", "--monitor", "--detach", "--log-file", "--no-chdir")
         self._record_daemon("ovsdb-server")
         self.run("ovs-vsctl", "--no-wait", "init")
+        # Revalidation rounds at least this often (ms; Open vSwitch's default is 500), so that
+        # `wait_for_revalidation`, which waits for two of them, answers in a fraction of a second.
+        self.run("ovs-vsctl", "--no-wait", "set", "Open_vSwitch", ".",
+                 f"other_config:max-revalidator={REVALIDATION_INTERVAL_MS}")
         self.run("ovs-vswitchd", "--pidfile", "--monitor", "--detach", "--log-file", "--no-chdir",
                  )
         self._record_daemon("ovs-vswitchd")

@@ -125,17 +125,31 @@ class CreateAnalyzer:
 @dataclass(frozen=True)
 class Ping:
     """`count` pings from `source` to `target` (IPv6 with `ipv6`), `size` bytes of payload,
-    `interval` seconds apart; in the background when `background` (later steps run meanwhile)."""
+    `interval` seconds apart; in the background when `background` (later steps run meanwhile).
+    An analyzer's own VM pings or is pinged instead with `source_analyzer`, `target_analyzer`
+    (its address is known once it runs)."""
 
     line: int
     name: str | None
-    source: Endpoint
-    target: str  # an address, or a VM name
+    source: Endpoint | None
+    target: str | None  # an address, or a VM name
     count: int
     size: int
     interval: float
     ipv6: bool
     background: bool
+    source_analyzer: str | None = None
+    target_analyzer: str | None = None
+
+    @property
+    def sender(self) -> str:
+        """Who pings, as reports name it: a VM, or "analyzer NAME"."""
+        return self.source.vm if self.source else f"analyzer {self.source_analyzer}"
+
+    @property
+    def receiver(self) -> str:
+        """Who is pinged, as reports name it: a VM or an address, or "analyzer NAME"."""
+        return self.target if self.target else f"analyzer {self.target_analyzer}"
 
 
 @dataclass(frozen=True)
@@ -601,20 +615,32 @@ class _Validator:
         return CreateAnalyzer(node.line, name, network, compute)
 
     def ping_step(self, node: Node, where: str) -> Ping | None:
-        if not self.keys(node, {"as", "from", "to", "count", "size", "interval", "ipv6", "background"},
-                         where, required={"from", "to"}):
+        if not self.keys(node, {"as", "from", "from_analyzer", "to", "to_analyzer", "count", "size",
+                                "interval", "ipv6", "background"}, where):
             return None
         name = self.step_name(node, where, self.traffic, required=False)
+        for vm_key, vm_text, analyzer_key in (("from", "a VM", "from_analyzer"),
+                                              ("to", "a VM or an address", "to_analyzer")):
+            if (vm_key in node.value) == (analyzer_key in node.value):
+                self.add(node, where, f"give either '{vm_key}' ({vm_text}) or '{analyzer_key}' "
+                                      f"(an analyzer's own VM)")
+                return None
         ipv6 = self.flag(node, "ipv6", where)
-        source = self.endpoint(node, "from", where)
-        target = self.address(node, "to", where, ipv6)
+        if ipv6 and "to_analyzer" in node.value:
+            self.add(node.value["ipv6"], f"{where}.ipv6", "analyzers have no IPv6 address")
+            return None
+        source = self.endpoint(node, "from", where) if "from" in node.value else None
+        source_analyzer = self.analyzer(node, "from_analyzer", where)
+        target = self.address(node, "to", where, ipv6) if "to" in node.value else None
+        target_analyzer = self.analyzer(node, "to_analyzer", where)
         count = self.number(node, "count", where, 3, 1, 1000, integer=True)
         size = self.number(node, "size", where, 56, 0, 65000, integer=True)
         interval = self.number(node, "interval", where, 0.2, 0.01, 10)
         background = self.flag(node, "background", where)
-        if source is None or target is None:
+        if (source is None and source_analyzer is None) or (target is None and target_analyzer is None):
             return None
-        return Ping(node.line, name, source, target, count, size, interval, ipv6, background)
+        return Ping(node.line, name, source, target, count, size, interval, ipv6, background,
+                    source_analyzer, target_analyzer)
 
     def iperf3_step(self, node: Node, where: str) -> Iperf3 | None:
         if not self.keys(node, {"as", "from", "to", "seconds", "udp", "bitrate"}, where,

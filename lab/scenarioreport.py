@@ -62,7 +62,7 @@ def describe(step: Step) -> str:
             return f"create analyzer {step.name}" + (f" on {step.compute}" if step.compute else "")
         case Ping():
             size = f", {step.size} bytes" if step.size != 56 else ""
-            return (f"ping{'6' if step.ipv6 else ''} {step.source.vm} -> {step.target} x{step.count}"
+            return (f"ping{'6' if step.ipv6 else ''} {step.sender} -> {step.receiver} x{step.count}"
                     f"{size}{' (background)' if step.background else ''}")
         case Iperf3():
             return (f"iperf3 {step.source.vm} -> {step.target} {step.seconds:g}s"

@@ -9,13 +9,24 @@ import subprocess
 import sys
 import time
 
-from mirrorlab import LabError
+from mirrorlab import LabError, faults
 from tests.e2e.conftest import STATE_DIR
-from tests.e2e.test_capture import analyzers, capture_flows, settle, start, stop  # noqa: F401
+from tests.e2e.test_capture import (  # noqa: F401
+    DEFAULT_ANALYZER, analyzers, settle, start, stop,
+)
 
 
 def vswitchd_pid() -> int:
     return int((STATE_DIR / "ovs" / "ovs-vswitchd.pid").read_text().strip())
+
+
+def flows_once_up(lab, compute: str):
+    """The vRouter's flows, or None while the restarted ovs-vswitchd does not answer yet (it
+    writes its pid file before it opens the bridges' management sockets)."""
+    try:
+        return lab.flows(compute)
+    except LabError:
+        return None
 
 
 def test_flows_deleted_by_hand_come_back(analyzers, clean_lab):
@@ -36,14 +47,6 @@ def test_flows_deleted_by_hand_come_back(analyzers, clean_lab):
     assert {c.name: lab.flows(c.name) for c in lab.topology.computes} == baseline
 
 
-def flows_if_up(lab, compute: str):
-    """The vRouter's flows, or None while the restarted ovs-vswitchd does not answer yet."""
-    try:
-        return lab.flows(compute)
-    except LabError:
-        return None
-
-
 def test_an_aborted_ovs_vswitchd_is_restarted_and_reprogrammed(analyzers, clean_lab):
     """ovs-vswitchd aborts (SIGABRT, as on a failed assertion): its monitor restarts it, the
     controller sees the vRouters come back within seconds and reinstalls every flow, and a
@@ -55,7 +58,7 @@ def test_an_aborted_ovs_vswitchd_is_restarted_and_reprogrammed(analyzers, clean_
     os.kill(old, signal.SIGABRT)
     lab.wait_for(lambda: (STATE_DIR / "ovs" / "ovs-vswitchd.pid").exists() and vswitchd_pid() != old,
                  timeout=15, what="the monitor to restart ovs-vswitchd")
-    lab.wait_for(lambda: all(flows_if_up(lab, c) == before[c] for c in before), timeout=15,
+    lab.wait_for(lambda: all(flows_once_up(lab, c) == before[c] for c in before), timeout=15,
                  what="the flows to be reinstalled")
     vrouters = lab.api("GET", "/api/vrouters").json()
     assert all(v["connected"] for v in vrouters), vrouters
@@ -155,13 +158,17 @@ def test_status_and_api_say_what_died(tmp_path):
 
 
 def test_a_disconnected_vrouter_shows_everywhere_and_its_captures_are_refused(analyzers, clean_lab, page):
-    """A vRouter cut off from the controller (its controller removed): the API, `status` and
-    the Virtual Routers page say so; a capture on it is refused at once with a 503 naming it,
-    in one CLI line; given its controller back, it is reprogrammed as before."""
+    """A vRouter cut off from the controller as an agent outage does (its controller target
+    pointed at a socket nobody listens on, `faults.vrouter_disconnect`): the API, `status` and
+    the Virtual Routers page say so; a capture on it is refused at once with a 503 naming it, in
+    one CLI line, before any analyzer is launched for it; it keeps its flows and forwards
+    without the controller (secure fail mode); given the controller back, it is reconciled,
+    flows changed behind its back while it was cut off included."""
     lab = clean_lab
+    # No default analyzer: a capture on compute2 would launch one, unless refused first.
+    assert lab.api("DELETE", f"/api/analyzers/{DEFAULT_ANALYZER}").status_code == 200
     before = lab.flows("compute2")
-    target = str(STATE_DIR / "ovs" / "openflow.sock")
-    lab.netns("ovs-vsctl", "del-controller", "vr-compute2")
+    faults.vrouter_disconnect(lab, "compute2")
     try:
         lab.wait_for(lambda: not lab.api("GET", "/api/vrouters/compute2").json()["connected"],
                      timeout=10, what="compute2 to be seen disconnected")
@@ -169,18 +176,27 @@ def test_a_disconnected_vrouter_shows_everywhere_and_its_captures_are_refused(an
         assert problem.startswith("not connected to the controller"), problem
         status = json.loads(lab.cli("status", "--json", check=False).stdout)
         assert {c["name"]: c["connected"] for c in status["computes"]}["compute2"] is False
+        vms = {host["name"] for host in lab.state.read()["hosts"]}
         refused = lab.cli("capture", "start", "--vm", "vm2", check=False)
         assert refused.returncode == 2
         assert refused.stderr.strip().splitlines() == [
             "mirrorlab: error: vrouter 'compute2' is not connected to the controller; nothing on "
             "it can be confirmed"]
         assert lab.api("GET", "/api/captures", params={"state": "active"}).json() == []
+        assert DEFAULT_ANALYZER not in {a["name"] for a in lab.api("GET", "/api/analyzers").json()}
+        assert {host["name"] for host in lab.state.read()["hosts"]} == vms
         page.goto(f"{lab.api_url}/#/vrouters")
         row = page.locator("tr", has_text="compute2")
         row.get_by_text("Not connected", exact=True).wait_for()
         row.locator(".vrouter-problem", has_text="not connected to the controller").wait_for()
+        # Cut off, it keeps every flow and forwards: vm2 (compute2) reaches vm1 (compute1).
+        assert lab.flows("compute2") == before
+        lab.exec("vm2", "ping -c 3 -i 0.2 -W 1 10.1.1.11")
+        lab.netns("ovs-ofctl", "-O", "OpenFlow13", "del-flows", "vr-compute2", "table=2,reg1=2")
+        assert lab.flows("compute2") != before
     finally:
-        lab.netns("ovs-vsctl", "--", "--id=@c", "create", "Controller", f'target="unix:{target}"',
-                  "max_backoff=1000", "--", "set", "Bridge", "vr-compute2", "controller=@c")
+        faults.vrouter_reconnect(lab, "compute2")
     lab.wait_for(lambda: lab.api("GET", "/api/vrouters/compute2").json()["connected"]
-                 and lab.flows("compute2") == before, timeout=15, what="compute2 back and reprogrammed")
+                 and lab.flows("compute2") == before, timeout=15, what="compute2 back and reconciled")
+    lab.exec("vm2", "ping -c 3 -i 0.2 -W 1 10.1.1.11")
+    lab.capture("vm1").stop()  # the default analyzer back where the other tests expect it

@@ -47,7 +47,6 @@ title: An expectation that cannot hold
 topology: minimal
 steps:
   - capture: {as: mon, vm: vm1, direction: ingress}
-  - wait: 0.5
   - ping: {as: pings, from: vm1, to: vm2, count: 2}
   - expect: {traffic: pings, loss: 0}
   - expect: {capture: mon, filter: "icmp.type == 8", packets: 2}
@@ -66,13 +65,13 @@ def test_a_failing_expectation_fails_the_run(tmp_path):
                              str(tmp_path / "out"), "--state-dir", str(SCENARIO_STATE_DIR)],
                             capture_output=True, text=True, timeout=600, env=os.environ.copy())
     assert result.returncode == 1, result
-    assert "line 11: expect capture mon: exactly 2 packets matching 'icmp.type == 0'\n" \
+    assert "line 10: expect capture mon: exactly 2 packets matching 'icmp.type == 0'\n" \
            "         FAILED: 0 packets, expected exactly 2" in result.stdout, result.stdout
     assert "scenario failing: FAILED (2 of 3 expectations held)" in result.stdout
     suite = ElementTree.parse(tmp_path / "out" / "failing" / "junit.xml").getroot().find("testsuite")
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("3", "1", "0")
     failure = [case for case in suite.findall("testcase") if case.find("failure") is not None]
-    assert [case.get("line") for case in failure] == ["11"]
+    assert [case.get("line") for case in failure] == ["10"]
     assert "**FAILED**" in (tmp_path / "out" / "failing" / "report.md").read_text()
     assert (tmp_path / "out" / "failing" / "pcaps" / "mon.pcapng").stat().st_size > 0
     assert not SCENARIO_STATE_DIR.joinpath("lab.json").exists()

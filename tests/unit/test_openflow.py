@@ -23,6 +23,7 @@ from mirrorlab.controller.ofproto import add_flow, delete_flow, ofp_action, ofp_
 from mirrorlab.controller.pipeline import DELIVER, INGRESS_MIRROR, desired_flows
 from mirrorlab.controller.service import ControllerService
 from mirrorlab.controller.store import Store
+from mirrorlab.sandbox import SandboxError
 from tests.fakeswitch import FakeSwitch, WireFlow, decode, wire_action, wire_flow
 from tests.unit.test_service import Clock, FakeLab
 
@@ -231,6 +232,41 @@ def test_a_vrouter_that_never_confirms_gets_a_bounded_answer(controller, monkeyp
         service.start_capture("compute1", "tap-vm1-0")
     assert time.monotonic() - started < 5
     assert service.active_captures() == []
+
+
+def test_a_capture_is_confirmed_only_after_the_datapath_revalidated(controller, monkeypatch):
+    """The barrier reply is not enough: the request waits for the lab's Open vSwitch to
+    revalidate its cached datapath flows, after the vRouter confirmed the flows, on start and
+    on stop."""
+    service, _app, switches = controller
+    connect_all(service, switches)
+    seen = []
+    monkeypatch.setattr(VRouterApp, "revalidate_datapath", staticmethod(
+        lambda: seen.append(len(switches["compute1"].flows()))))
+    before = len(switches["compute1"].flows())
+    capture = service.start_capture("compute1", "tap-vm1-0", "ingress")
+    assert len(seen) == 1 and seen[0] > before  # the flows were in the table when it ran
+    service.stop_capture(capture.id)
+    assert seen == [seen[0], before]
+
+
+def test_a_datapath_that_does_not_revalidate_fails_the_capture_naming_the_vrouter(controller,
+                                                                                   monkeypatch):
+    """When the revalidation cannot be confirmed, the request fails with a 503 naming the
+    vRouter and the reason, and the capture is not active."""
+    service, _app, switches = controller
+    connect_all(service, switches)
+
+    def stuck():
+        raise SandboxError("the lab's Open vSwitch did not revalidate its datapath flows within 5 s")
+
+    monkeypatch.setattr(VRouterApp, "revalidate_datapath", staticmethod(stuck))
+    with pytest.raises(VRouterUnavailable, match="vrouter 'compute1' confirmed its flow changes, "
+                                                 "but its datapath .* within 5 s") as raised:
+        service.start_capture("compute1", "tap-vm1-0", "ingress")
+    assert raised.value.status == 503
+    capture = service.list_captures()[0]
+    assert not capture.active and capture.failed
 
 
 def test_a_connection_from_another_process_is_refused(controller, monkeypatch):

@@ -177,6 +177,42 @@ def test_names_refer_only_to_earlier_steps():
     ]
 
 
+def test_an_analyzer_pings_or_is_pinged_by_name():
+    """`from_analyzer`/`to_analyzer` name an analyzer known at that step instead of a VM; a
+    ping names one sender and one receiver."""
+    loaded = parse("""\
+        name: an
+        topology: minimal
+        steps:
+          - analyzer: {name: watcher}
+          - ping: {as: p, from_analyzer: watcher, to_analyzer: interface-packet-capture, count: 2}
+          - ping: {as: q, from: vm1, to_analyzer: watcher}
+          - expect: {traffic: p, loss: 0}
+        """)
+    first, second = loaded.steps[1], loaded.steps[2]
+    assert (first.source, first.source_analyzer, first.target, first.target_analyzer) == (
+        None, "watcher", None, "interface-packet-capture")
+    assert (first.sender, first.receiver) == ("analyzer watcher", "analyzer interface-packet-capture")
+    assert (second.sender, second.receiver) == ("vm1", "analyzer watcher")
+    assert problems("""\
+        name: an
+        topology: minimal
+        steps:
+          - ping: {as: p, from: vm1, from_analyzer: interface-packet-capture, to: vm2}
+          - ping: {as: q, from: vm1}
+          - ping: {as: r, from_analyzer: nobody, to: vm2}
+          - ping: {as: s, from: vm1, to_analyzer: interface-packet-capture, ipv6: true}
+          - expect: {traffic: p, loss: 0}
+        """) == [
+        "s.yaml:4: steps[0].ping: give either 'from' (a VM) or 'from_analyzer' (an analyzer's own VM)",
+        "s.yaml:5: steps[1].ping: give either 'to' (a VM or an address) or 'to_analyzer' (an "
+        "analyzer's own VM)",
+        "s.yaml:6: steps[2].ping.from_analyzer: no analyzer 'nobody' before this step (known: "
+        "interface-packet-capture; create one with 'analyzer:')",
+        "s.yaml:7: steps[3].ping.ipv6: analyzers have no IPv6 address",
+    ]
+
+
 def test_ipv6_needs_an_ipv6_subnet_and_placeholders_are_filled():
     assert problems("name: v6\ntopology: minimal\nsteps:\n  - ping: {as: p, from: vm1, to: vm2, ipv6: true}\n"
                     "  - expect: {traffic: p, loss: 0}\n") == [
