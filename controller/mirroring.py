@@ -9,6 +9,7 @@ import enum
 from dataclasses import dataclass, field, replace
 
 from mirrorlab.controller.errors import Conflict, InvalidRequest, NotFound
+from mirrorlab.controller.mirrorto import MirrorTo, not_on_the_wire_yet
 from mirrorlab.recorder import DEFAULT_LIMIT_BYTES
 from mirrorlab.topofile import first_free_address
 from mirrorlab.topology import (
@@ -78,6 +79,8 @@ class Capture:
     # Who started it: the capture screen, the CLI, another API client (or, later, a port's
     # mirroring configuration).
     origin: str = "api"
+    # Where its copies go and how they travel (Contrail's mirror_to), the analyzer filled in.
+    mirror_to: MirrorTo = MirrorTo()
 
     @property
     def active(self) -> bool:
@@ -152,14 +155,37 @@ def parse_direction(value: str | None) -> Direction:
 MAX_LEASE_SECONDS = 3600.0
 
 
+def named_analyzer(topology: Topology, analyzer: str | None, mirror_to: MirrorTo) -> str | None:
+    """The analyzer a capture request names: `analyzer`, or mirror_to's `analyzer_name`, or
+    the analyzer whose address is mirror_to's `analyzer_ip_address`; None when it names none
+    (the default analyzer then, launched if need be)."""
+    if analyzer is not None and mirror_to.analyzer_name is not None:
+        raise InvalidRequest("give either 'analyzer' or 'mirror_to.analyzer_name', not both",
+                             "mirror_to.analyzer_name")
+    name = analyzer or mirror_to.analyzer_name
+    if name is None and mirror_to.analyzer_ip_address is not None:
+        by_address = [n for n, vm in analyzers(topology).items()
+                      if str(vm.interfaces[0].ip) == mirror_to.analyzer_ip_address]
+        if not by_address:
+            raise NotFound(f"no analyzer has address {mirror_to.analyzer_ip_address} (known: "
+                           f"{_known_analyzers(topology)})", "mirror_to.analyzer_ip_address")
+        name = by_address[0]
+    return name
+
+
+def _known_analyzers(topology: Topology) -> str:
+    return ", ".join(f"{name} {vm.interfaces[0].ip}" for name, vm in sorted(analyzers(topology).items())) or "none"
+
+
 def plan_capture(topology: Topology, captures: list[Capture], capture_id: int, vrouter: str,
                  interface: str, direction: str | None, analyzer: str, now: float,
                  lease_seconds: float | None = None,
                  limit_bytes: int = DEFAULT_LIMIT_BYTES, secret: str | None = None,
-                 origin: str = "api") -> Capture:
+                 origin: str = "api", mirror_to: MirrorTo = MirrorTo()) -> Capture:
     """A new capture, checked against the topology, its analyzers and the active captures;
     `secret` is what its beacon stop and lease renewals must present; `origin` says who
-    starts it (one of REQUEST_ORIGINS)."""
+    starts it (one of REQUEST_ORIGINS); `mirror_to` is its destination (from
+    `parse_mirror_to`), which gets `analyzer`'s address, MAC and network."""
     if origin not in REQUEST_ORIGINS:
         raise InvalidRequest(f"bad origin '{origin}' (use {', '.join(REQUEST_ORIGINS[:-1])} "
                              f"or {REQUEST_ORIGINS[-1]})", "origin")
@@ -173,7 +199,14 @@ def plan_capture(topology: Topology, captures: list[Capture], capture_id: int, v
     parsed_direction = parse_direction(direction)
     if analyzer not in analyzers(topology):
         known = ", ".join(sorted(analyzers(topology))) or "none"
-        raise NotFound(f"unknown analyzer '{analyzer}' (known: {known})", "analyzer")
+        raise NotFound(f"unknown analyzer '{analyzer}' (known: {known})",
+                       "mirror_to.analyzer_name" if mirror_to.analyzer_name else "analyzer")
+    unsupported = not_on_the_wire_yet(mirror_to)
+    if unsupported is not None:
+        raise unsupported
+    analyzer_interface = analyzers(topology)[analyzer].interfaces[0]
+    destination = mirror_to.for_analyzer(analyzer, str(analyzer_interface.ip), analyzer_interface.mac,
+                                         analyzer_interface.network)
     if capture_id > MAX_CAPTURE_ID:
         raise Conflict("capture ids are exhausted; reset the lab's capture store")
     active = [c for c in captures if c.active]
@@ -190,7 +223,7 @@ def plan_capture(topology: Topology, captures: list[Capture], capture_id: int, v
                    direction=parsed_direction, analyzer=analyzer, slot=free[0], started_at=now,
                    lease_seconds=lease_seconds,
                    lease_expires_at=now + lease_seconds if lease_seconds is not None else None,
-                   limit_bytes=limit_bytes, secret=secret, origin=origin)
+                   limit_bytes=limit_bytes, secret=secret, origin=origin, mirror_to=destination)
 
 
 def plan_analyzer(topology: Topology, name: str, network: str | None, compute: str | None) -> VM:

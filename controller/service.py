@@ -21,8 +21,10 @@ from typing import Callable
 from mirrorlab.controller.errors import Conflict, LabUnavailable, MirrorlabError, NotFound, VRouterUnavailable
 from mirrorlab.controller.flowmodel import Flow
 from mirrorlab.controller.mirroring import (
-    DEFAULT_ANALYZER, Capture, analyzers, find_compute, find_interface, plan_analyzer, plan_capture,
+    DEFAULT_ANALYZER, Capture, analyzers, find_compute, find_interface, named_analyzer,
+    plan_analyzer, plan_capture,
 )
+from mirrorlab.controller.mirrorto import not_on_the_wire_yet, parse_mirror_to
 from mirrorlab.controller.pcapfile import PcapIndex, Record
 from mirrorlab.controller.pipeline import capture_flows, forwarding_flows
 from mirrorlab.controller.store import Store
@@ -261,15 +263,25 @@ class ControllerService:
 
     def start_capture(self, vrouter: str, interface: str, direction: str | None = None,
                       analyzer: str | None = None, lease_seconds: float | None = None,
-                      limit_bytes: int | None = None, origin: str = "api") -> Capture:
+                      limit_bytes: int | None = None, origin: str = "api",
+                      mirror_to: dict | None = None) -> Capture:
         """Start mirroring an interface; the flows are confirmed by the vRouters when this
         returns. Without `analyzer`, the default analyzer is used, launched on the interface's
         compute node if it does not exist yet. With `lease_seconds`, the capture stops unless
         renewed. Its pcap file holds at most `limit_bytes` (default: the controller's capture
         limit). Refused when the disk is below its free-space floor or the analyzer's recorder
         failed. `origin` says who starts it. The capture gets a random secret, which its
-        starter needs for a beacon stop or a renewal. If a vRouter does not confirm, the
-        capture is stopped again and `VRouterUnavailable` names the vRouter."""
+        starter needs for a beacon stop or a renewal. `mirror_to` is its destination as
+        Contrail's MirrorActionType (`controller.mirrorto`; default: the analyzer, dynamic,
+        Juniper header, UDP 8099); its analyzer_name is the same as `analyzer`. If a vRouter
+        does not confirm, the capture is stopped again and `VRouterUnavailable` names the
+        vRouter."""
+        destination = parse_mirror_to(mirror_to)
+        unsupported = not_on_the_wire_yet(destination)  # before any analyzer is launched for it
+        if unsupported is not None:
+            raise unsupported
+        with self.lock:
+            analyzer = named_analyzer(self.topology, analyzer, destination)
         self.require_whole_lab()
         free = self.free_disk_bytes()
         if free < self.min_free_bytes:
@@ -289,7 +301,8 @@ class ControllerService:
                                    self.store.next_capture_id(), vrouter, interface, direction,
                                    analyzer, self.clock(), lease_seconds,
                                    self.capture_limit_bytes if limit_bytes is None else limit_bytes,
-                                   secret=secrets.token_urlsafe(24), origin=origin)
+                                   secret=secrets.token_urlsafe(24), origin=origin,
+                                   mirror_to=destination)
             recorder = self.recorders().get(analyzer, {})
             if recorder.get("state") == "failed":
                 raise Conflict(f"analyzer '{analyzer}' cannot record: its recorder failed "

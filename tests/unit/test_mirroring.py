@@ -9,6 +9,7 @@ import pytest
 
 from mirrorlab.controller.errors import Conflict, InvalidRequest, NotFound
 from mirrorlab.controller.flowmodel import OWNER_MASK, Output, SetField, capture_owner
+from mirrorlab.controller.mirrorto import MirrorTo
 from mirrorlab.controller.mirroring import (
     CAPTURE_LABEL_BASE, MAX_CAPTURE_ID, Capture, Direction, analyzers, find_interface,
     parse_direction, plan_analyzer, plan_capture,
@@ -346,7 +347,10 @@ def test_capture_state_and_label(default_topo):
     topo = with_analyzers(default_topo, ("cap", "compute1", None))
     capture = plan_capture(topo, [], 42, "vr-compute1", "vm1-eth0", None, "cap", 5.0)
     assert capture == Capture(id=42, compute="compute1", interface="tap-vm1-0",
-                              direction=Direction.BOTH, analyzer="cap", slot=0, started_at=5.0)
+                              direction=Direction.BOTH, analyzer="cap", slot=0, started_at=5.0,
+                              mirror_to=MirrorTo(analyzer_name="cap", analyzer_ip_address="10.250.2.3",
+                                                 analyzer_mac_address="02:00:0a:fa:02:03",
+                                                 routing_instance="svc-vn-left"))
     assert (capture.active, capture.state, capture.label) == (True, "active", 0x80000 + 42)
     stopped = capture.stopped(9.5)
     assert (stopped.active, stopped.state, stopped.stopped_at) == (False, "stopped", 9.5)

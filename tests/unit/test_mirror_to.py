@@ -1,0 +1,164 @@
+"""A capture's destination, Contrail's mirror_to: parsed and checked as Contrail does (each error a
+400 naming the field), filled in from the named analyzer, shown whole by GET, kept across a
+controller restart, and built from the CLI's flags."""
+from __future__ import annotations
+
+import pytest
+
+from mirrorlab.cli import build_parser, mirror_to_from_flags
+from mirrorlab.controller.errors import InvalidRequest
+from mirrorlab.controller.mirroring import DEFAULT_ANALYZER
+from mirrorlab.controller.mirrorto import MirrorTo, StaticNhHeader, parse_mirror_to
+from mirrorlab.controller.service import ControllerService
+from mirrorlab.controller.store import Store
+from mirrorlab.control import LabControl
+
+TARGET = {"vrouter": "compute1", "interface": "tap-vm1-0"}
+STATIC = {"vtep_dst_ip_address": "192.168.100.200", "vtep_dst_mac_address": "02:fa:00:00:00:c8",
+          "vni": 5000}
+# The default analyzer of the `service` fixture: an1 on compute1, in svc-vn-left.
+DEFAULT_DESTINATION = {
+    "analyzer_name": DEFAULT_ANALYZER, "analyzer_ip_address": "10.250.2.3",
+    "analyzer_mac_address": "02:00:0a:fa:02:03", "routing_instance": "svc-vn-left",
+    "udp_port": 8099, "juniper_header": True, "nh_mode": "dynamic", "static_nh_header": None,
+    "nic_assisted_mirroring": False, "nic_assisted_mirroring_vlan": None,
+}
+
+
+def test_contrails_valid_combinations_parse():
+    """Dynamic with the header (the default), dynamic without it, static without it (the
+    header's default there), NIC-assisted; udp_port 0 means 8099."""
+    assert parse_mirror_to(None) == MirrorTo()
+    assert parse_mirror_to({"udp_port": 0}) == MirrorTo(udp_port=8099)
+    assert parse_mirror_to({"juniper_header": False, "udp_port": 9000}) == MirrorTo(
+        juniper_header=False, udp_port=9000)
+    assert parse_mirror_to({"nh_mode": "static", "static_nh_header": STATIC}) == MirrorTo(
+        juniper_header=False, nh_mode="static",
+        static_nh_header=StaticNhHeader("192.168.100.200", "02:fa:00:00:00:c8", 5000))
+    assert parse_mirror_to({"nic_assisted_mirroring": True, "nic_assisted_mirroring_vlan": 4094}) \
+        == MirrorTo(nic_assisted_mirroring=True, nic_assisted_mirroring_vlan=4094)
+
+
+@pytest.mark.parametrize("mirror_to, field", [
+    ({"nh_mode": "static", "juniper_header": True, "static_nh_header": STATIC},
+     "mirror_to.juniper_header"),
+    ({"nh_mode": "static"}, "mirror_to.static_nh_header"),
+    ({"static_nh_header": STATIC}, "mirror_to.static_nh_header"),
+    ({"nh_mode": "static", "static_nh_header": STATIC | {"vni": 0}}, "mirror_to.static_nh_header.vni"),
+    ({"nh_mode": "static", "static_nh_header": STATIC | {"vni": 16777216}},
+     "mirror_to.static_nh_header.vni"),
+    ({"nh_mode": "static", "static_nh_header": STATIC | {"vtep_dst_ip_address": "300.1.1.1"}},
+     "mirror_to.static_nh_header.vtep_dst_ip_address"),
+    ({"nh_mode": "static", "static_nh_header": STATIC | {"vtep_dst_mac_address": "02:fa"}},
+     "mirror_to.static_nh_header.vtep_dst_mac_address"),
+    ({"nh_mode": "static", "static_nh_header": STATIC | {"color": "red"}},
+     "mirror_to.static_nh_header.color"),
+    ({"nh_mode": "sideways"}, "mirror_to.nh_mode"),
+    ({"udp_port": 65536}, "mirror_to.udp_port"),
+    ({"udp_port": -1}, "mirror_to.udp_port"),
+    ({"nic_assisted_mirroring": True, "nic_assisted_mirroring_vlan": 0},
+     "mirror_to.nic_assisted_mirroring_vlan"),
+    ({"nic_assisted_mirroring": True, "nic_assisted_mirroring_vlan": 4095},
+     "mirror_to.nic_assisted_mirroring_vlan"),
+    ({"nic_assisted_mirroring": True}, "mirror_to.nic_assisted_mirroring_vlan"),
+    ({"nic_assisted_mirroring_vlan": 10}, "mirror_to.nic_assisted_mirroring_vlan"),
+    ({"analyzer_ip_address": "10.250.2"}, "mirror_to.analyzer_ip_address"),
+    ({"analyzer_mac_address": "not-a-mac"}, "mirror_to.analyzer_mac_address"),
+    ({"analyzer_name": ""}, "mirror_to.analyzer_name"),
+    ({"mirror_index": 3}, "mirror_to.mirror_index"),
+])
+def test_each_invalid_destination_is_a_400_naming_its_field(client, mirror_to, field):
+    """Every rule Contrail has for mirror_to, through the REST app: 400, the field named, and
+    no capture started."""
+    response = client.post("/api/captures", json=TARGET | {"mirror_to": mirror_to})
+    assert (response.status_code, response.json()["field"]) == (400, field), response.text
+    assert client.get("/api/captures").json() == []
+
+
+def test_the_service_checks_a_destination_too(service):
+    """The service (what the REST app and the Lab API call) refuses what the schema would."""
+    with pytest.raises(InvalidRequest) as refused:
+        service.start_capture("compute1", "tap-vm1-0", mirror_to={"udp_port": True})
+    assert refused.value.field == "mirror_to.udp_port"
+    assert service.list_captures() == []
+
+
+def test_get_shows_the_whole_destination_filled_in_from_the_analyzer(client):
+    """Without mirror_to the default analyzer, dynamic, Juniper header, UDP 8099; the analyzer's
+    address, MAC and network are filled in, in POST's answer, GET and the list."""
+    started = client.post("/api/captures", json=TARGET).json()
+    assert started["mirror_to"] == DEFAULT_DESTINATION
+    assert client.get(f"/api/captures/{started['id']}").json()["mirror_to"] == DEFAULT_DESTINATION
+    assert client.get("/api/captures").json()[0]["mirror_to"] == DEFAULT_DESTINATION
+
+
+@pytest.mark.parametrize("mirror_to", [
+    {"analyzer_name": DEFAULT_ANALYZER},
+    {"analyzer_ip_address": "10.250.2.3"},
+    {"analyzer_name": DEFAULT_ANALYZER, "analyzer_mac_address": "02:00:0A:FA:02:03",
+     "routing_instance": "svc-vn-left", "udp_port": 8099, "juniper_header": True,
+     "nh_mode": "dynamic", "nic_assisted_mirroring": False},
+])
+def test_an_analyzer_is_named_by_name_or_address(client, mirror_to):
+    """analyzer_name, or the analyzer's address alone, names the analyzer; fields that agree
+    with it are taken as they are (a MAC in capitals too)."""
+    response = client.post("/api/captures", json=TARGET | {"mirror_to": mirror_to})
+    assert response.status_code == 201, response.text
+    assert response.json()["mirror_to"] == DEFAULT_DESTINATION
+
+
+@pytest.mark.parametrize("body, status, field", [
+    ({"mirror_to": {"analyzer_name": "nope"}}, 404, "mirror_to.analyzer_name"),
+    ({"mirror_to": {"analyzer_ip_address": "10.250.2.99"}}, 404, "mirror_to.analyzer_ip_address"),
+    ({"analyzer": DEFAULT_ANALYZER, "mirror_to": {"analyzer_name": DEFAULT_ANALYZER}}, 400,
+     "mirror_to.analyzer_name"),
+    ({"mirror_to": {"analyzer_name": DEFAULT_ANALYZER, "analyzer_mac_address": "02:00:00:00:00:01"}},
+     409, "mirror_to.analyzer_mac_address"),
+    ({"mirror_to": {"analyzer_name": DEFAULT_ANALYZER, "routing_instance": "blue"}}, 409,
+     "mirror_to.routing_instance"),
+])
+def test_a_destination_that_is_not_the_analyzers_is_refused(client, body, status, field):
+    """An unknown analyzer (by name or address) is a 404; naming it twice a 400; an address or
+    network the named analyzer does not have a 409; nothing starts."""
+    response = client.post("/api/captures", json=TARGET | body)
+    assert (response.status_code, response.json()["field"]) == (status, field), response.text
+    assert client.get("/api/captures").json() == []
+
+
+@pytest.mark.parametrize("mirror_to, field", [
+    ({"juniper_header": False}, "mirror_to.juniper_header"),
+    ({"nh_mode": "static", "static_nh_header": STATIC}, "mirror_to.nh_mode"),
+    ({"nic_assisted_mirroring": True, "nic_assisted_mirroring_vlan": 10},
+     "mirror_to.nic_assisted_mirroring"),
+    ({"udp_port": 9000}, "mirror_to.udp_port"),
+])
+def test_a_valid_destination_the_lab_does_not_send_yet_is_a_409(client, mirror_to, field):
+    """Copies still travel in the lab's own format, which stands for the default destination:
+    any other is refused (409, the field named), never sent the default way."""
+    response = client.post("/api/captures", json=TARGET | {"mirror_to": mirror_to})
+    assert (response.status_code, response.json()["field"]) == (409, field), response.text
+    assert "does not" in response.json()["error"]
+    assert client.get("/api/captures").json() == []
+
+
+def test_the_destination_survives_a_controller_restart(tmp_path, service, default_topo):
+    """The store keeps each capture's whole destination."""
+    capture = service.start_capture("compute1", "tap-vm1-0",
+                                    mirror_to={"analyzer_ip_address": "10.250.2.3"})
+    restarted = ControllerService(default_topo, Store(tmp_path / "controller.db"),
+                                  LabControl(tmp_path / "no.sock"), tmp_path)
+    assert restarted.capture(capture.id).mirror_to == capture.mirror_to
+    assert capture.mirror_to.to_dict() == DEFAULT_DESTINATION
+
+
+@pytest.mark.parametrize("flags, mirror_to", [
+    ([], None),
+    (["--udp-port", "9000", "--no-juniper-header"], {"udp_port": 9000, "juniper_header": False}),
+    (["--nh-mode", "static", "--vtep-ip", "192.168.100.200", "--vtep-mac", "02:fa:00:00:00:c8",
+      "--vni", "5000"], {"nh_mode": "static", "static_nh_header": STATIC}),
+    (["--nic-vlan", "10"], {"nic_assisted_mirroring": True, "nic_assisted_mirroring_vlan": 10}),
+])
+def test_cli_flags_make_the_mirror_to_object(flags, mirror_to):
+    """`capture start`'s destination flags become the API's mirror_to (None: the default)."""
+    args = build_parser().parse_args(["capture", "start", "compute1", "tap-vm1-0"] + flags)
+    assert mirror_to_from_flags(args) == mirror_to
