@@ -13,7 +13,7 @@ from mirrorlab.controller.mirrorto import MirrorTo, not_on_the_wire_yet
 from mirrorlab.recorder import DEFAULT_LIMIT_BYTES
 from mirrorlab.topofile import first_free_address
 from mirrorlab.topology import (
-    FIRST_ANALYZER_PORT, VM, ComputeNode, Interface, Topology, interface_mac, ipv6_for,
+    ENCAP_PORT, FIRST_ANALYZER_PORT, VM, ComputeNode, Interface, Topology, interface_mac, ipv6_for,
 )
 
 DEFAULT_ANALYZER = "interface-packet-capture"
@@ -81,6 +81,9 @@ class Capture:
     origin: str = "api"
     # Where its copies go and how they travel (Contrail's mirror_to), the analyzer filled in.
     mirror_to: MirrorTo = MirrorTo()
+    # Its entry in its vRouter's mirror table (0..254, one per active capture of the vRouter),
+    # carried in the copies' UDP source port (see lab/juniper.py).
+    mirror_index: int = 0
 
     @property
     def active(self) -> bool:
@@ -214,6 +217,12 @@ def plan_capture(topology: Topology, captures: list[Capture], capture_id: int, v
     if len(on_vrouter) >= MAX_CAPTURES_PER_VROUTER:
         raise Conflict(f"vrouter '{target.compute}' has {MAX_CAPTURES_PER_VROUTER} active mirror "
                        f"entries already, the most a vRouter holds; stop one first")
+    # Indexes go round (from the capture id on), so one freed is taken again only when all the
+    # others were: copies still on their way after a stop never land in a newer capture.
+    taken_indexes = {c.mirror_index for c in on_vrouter}
+    mirror_index = next(i % MAX_CAPTURES_PER_VROUTER
+                        for i in range(capture_id, capture_id + MAX_CAPTURES_PER_VROUTER)
+                        if i % MAX_CAPTURES_PER_VROUTER not in taken_indexes)
     taken = {c.slot for c in on_vrouter if c.interface == target.port_name}
     free = [slot for slot in range(MAX_CAPTURES_PER_INTERFACE) if slot not in taken]
     if not free:
@@ -223,7 +232,8 @@ def plan_capture(topology: Topology, captures: list[Capture], capture_id: int, v
                    direction=parsed_direction, analyzer=analyzer, slot=free[0], started_at=now,
                    lease_seconds=lease_seconds,
                    lease_expires_at=now + lease_seconds if lease_seconds is not None else None,
-                   limit_bytes=limit_bytes, secret=secret, origin=origin, mirror_to=destination)
+                   limit_bytes=limit_bytes, secret=secret, origin=origin, mirror_to=destination,
+                   mirror_index=mirror_index)
 
 
 def plan_analyzer(topology: Topology, name: str, network: str | None, compute: str | None) -> VM:
@@ -255,7 +265,7 @@ def plan_analyzer(topology: Topology, name: str, network: str | None, compute: s
     if ip is None:
         raise Conflict(f"network '{network_name}' has no free address left", "network")
     taken_ports = {i.ofport for i in topology.interfaces_on(compute_name)}
-    ofport = next(p for p in range(FIRST_ANALYZER_PORT, 65280) if p not in taken_ports)
+    ofport = next(p for p in range(FIRST_ANALYZER_PORT, ENCAP_PORT) if p not in taken_ports)
     vm_name = next(f"an{n}" for n in range(1, 10**6) if not topology.has("vm", f"an{n}"))
     interface = Interface(vm=vm_name, index=0, network=network_name, ip=ip,
                           prefixlen=net.subnet.prefixlen,

@@ -18,9 +18,17 @@ overloaded, what a queue drops is then the copies, not the monitored traffic.
 
 Overlay: a frame to another compute node keeps its Ethernet header and travels as
 Ethernet-in-MPLS (label = the network's label) inside an outer Ethernet header between the
-fabric MACs of the two compute nodes. Mirrored copies travel the same way, with the capture's
-label instead (and MPLS traffic class 1 for a copy of what was delivered to the VM, 0 for one of
-what it sent), and are never put through the mirror tables again, so a copy is never mirrored.
+fabric MACs of the two compute nodes.
+
+Mirrored copies: a mirror table wraps the copy the same way, with the capture's label instead
+(and MPLS traffic class 1 for a copy of what was delivered to the VM, 0 for one of what it
+sent), and sends it to the lab's mirror encapsulator (lab/encapsulator.py) on the analyzer's
+compute node: through the vRouter's ENCAP_PORT when the analyzer is local, else across the
+fabric to the analyzer's vRouter, which hands it to its ENCAP_PORT. The encapsulator turns it
+into Contrail's wire format (IPv4/UDP, Juniper header, the original frame: lab/juniper.py,
+addressed as `capture_encapsulation` says) and hands it back through ENCAP_PORT, where table 0
+outputs it to the analyzer's port. Copies never pass a mirror table again, so a copy is never
+mirrored.
 """
 from __future__ import annotations
 
@@ -30,8 +38,9 @@ from mirrorlab.controller.flowmodel import (
     Clone, Decap, Encap, Flow, Move, Output, Resubmit, SetField, capture_owner, flow,
 )
 from mirrorlab.controller.mirroring import MAX_CAPTURES_PER_INTERFACE, Capture, analyzers
+from mirrorlab.juniper import Encapsulation
 from mirrorlab.recorder import EGRESS_TC, INGRESS_TC
-from mirrorlab.topology import FABRIC_PORT, ComputeNode, Interface, Network, Topology
+from mirrorlab.topology import ENCAP_PORT, FABRIC_PORT, ComputeNode, Interface, Network, Topology
 
 CLASSIFY = 0
 FORWARD = 1
@@ -79,6 +88,11 @@ def forwarding_flows(topology: Topology, compute: ComputeNode) -> list[Flow]:
     flows.append(flow(FORWARD, 0, goto=INGRESS_MIRROR))
 
     local = topology.interfaces_on(compute.name)
+    # Copies coming back from the mirror encapsulator go to their analyzer's port, nowhere else.
+    for vm in topology.vms:
+        if vm.analyzer and vm.compute == compute.name:
+            flows.append(flow(CLASSIFY, 200, in_port=ENCAP_PORT, eth_dst=vm.interfaces[0].mac,
+                              actions=[Output(vm.interfaces[0].ofport)]))
     by_network: dict[str, list[Interface]] = defaultdict(list)
     for interface in topology.interfaces():
         by_network[interface.network].append(interface)
@@ -186,20 +200,15 @@ def capture_flows(topology: Topology, capture: Capture) -> dict[str, list[Flow]]
     # (`assertion !dp_packet_is_eth(packet) failed in push_eth()`). A copy's flow must not
     # depend on another flow (one for "came in on the exit port") being installed at the same
     # moment either: the controller adds and deletes flows one at a time.
-    if analyzer.compute == source.name:
-        delivery = [SetField("eth_src", VROUTER_MAC), SetField("eth_dst", analyzer.mac),
-                    Output(analyzer.ofport)]
-    else:
-        target = topology.compute(analyzer.compute)
-        delivery = [SetField("eth_src", source.fabric_mac), SetField("eth_dst", target.fabric_mac),
-                    Output(FABRIC_PORT)]
+    target = topology.compute(analyzer.compute)
+    delivery = [SetField("eth_src", source.fabric_mac), SetField("eth_dst", target.fabric_mac),
+                Output(ENCAP_PORT if target.name == source.name else FABRIC_PORT)]
+    if target.name != source.name:
         flows[target.name].append(flow(
             CLASSIFY, 200, in_port=FABRIC_PORT, eth_type=0x8847, mpls_label=capture.label,
-            owner=owner,
-            actions=[Decap(), Encap("ethernet"), SetField("eth_src", VROUTER_MAC),
-                     SetField("eth_dst", analyzer.mac), Output(analyzer.ofport)]))
+            owner=owner, actions=[Output(ENCAP_PORT)]))
 
-    # The copy's MPLS traffic class tells the recorder its direction (lab/recorder.py
+    # The copy's MPLS traffic class tells the encapsulator its direction (lab/recorder.py
     # EGRESS_TC): the label stays one per capture, and the fabric hop keeps the MPLS header.
     # encap(mpls) starts at traffic class 0, INGRESS_TC.
     def copy(traffic_class: int) -> Clone:
@@ -217,3 +226,16 @@ def capture_flows(topology: Topology, capture: Capture) -> dict[str, list[Flow]]
         flows[source.name].append(flow(table, 100, **{REG_OUT_PORT: port}, owner=owner,
                                        actions=[copy(EGRESS_TC)], goto=_next_slot(table)))
     return dict(flows)
+
+
+def capture_encapsulation(topology: Topology, capture: Capture) -> Encapsulation:
+    """How the mirror encapsulator wraps `capture`'s copies: from the vRouter (eth_src) to the
+    analyzer (its MAC and address, the capture's UDP port), with the outer source address of
+    the monitored interface's compute node on the fabric, the capture's mirror index, and the
+    monitored interface's network as the VN."""
+    destination = capture.mirror_to
+    monitored = topology.interface_by_port_name(capture.interface)
+    return Encapsulation(eth_src=VROUTER_MAC, eth_dst=destination.analyzer_mac_address,
+                         ip_src=str(topology.fabric_ip(topology.compute(capture.compute))),
+                         ip_dst=destination.analyzer_ip_address, udp_port=destination.udp_port,
+                         mirror_index=capture.mirror_index, vn=monitored.network)

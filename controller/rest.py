@@ -727,6 +727,21 @@ def create_app(service: ControllerService, lease_seconds: float,
         return StreamingResponse(pcapng_prefix(service.pcap_path(capture), size),
                                  media_type=PCAPNG_MEDIA_TYPE, headers=headers)
 
+    @api.get("/api/analyzers/{name}/pcap", response_class=Response, responses={
+        200: {"description": "The analyzer's raw capture", "content": {PCAP_MEDIA_TYPE: {}}},
+        **_errors(404)})
+    def analyzer_pcap(name: str):
+        """What the analyzer's interface received so far, headers and all (the Juniper header
+        and outer IPv4/UDP of each copy, and anything else it got), as classic pcap: what an
+        engineer compares with a customer's capture. Its complete records as of the request."""
+        path = service.analyzer_raw_path(name)
+        headers = {"Content-Disposition": f'attachment; filename="analyzer-{name}-raw.pcap"'}
+        size = service.pcaps.complete_size(path)
+        if not size:
+            return Response(PCAP_HEADER, media_type=PCAP_MEDIA_TYPE, headers=headers)
+        return StreamingResponse(read_prefix(path, size), media_type=PCAP_MEDIA_TYPE,
+                                 headers={**headers, "Content-Length": str(size)})
+
     @api.get("/", include_in_schema=False)
     def web_ui(token: str | None = None):
         """The monitor web UI; its scripts and styles are under /ui/. `?token=TOKEN` (the API's

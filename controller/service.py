@@ -26,11 +26,12 @@ from mirrorlab.controller.mirroring import (
 )
 from mirrorlab.controller.mirrorto import not_on_the_wire_yet, parse_mirror_to
 from mirrorlab.controller.pcapfile import PcapIndex, Record
-from mirrorlab.controller.pipeline import capture_flows, forwarding_flows
+from mirrorlab.controller.pipeline import capture_encapsulation, capture_flows, forwarding_flows
 from mirrorlab.controller.store import Store
 from mirrorlab.control import LabControl, LabControlError
 from mirrorlab.recorder import (
-    DEFAULT_LIMIT_BYTES, DEFAULT_MIN_FREE_BYTES, capture_file, format_size, set_limits, stop_report,
+    DEFAULT_LIMIT_BYTES, DEFAULT_MIN_FREE_BYTES, capture_file, format_size, raw_capture_file,
+    set_encapsulation, set_limits, stop_report,
 )
 from mirrorlab.topology import VM, ComputeNode, Interface, Topology
 
@@ -220,6 +221,13 @@ class ControllerService:
         """The pcap file the analyzer writes for `capture`."""
         return capture_file(self.captures_dir, capture.label)
 
+    def analyzer_raw_path(self, name: str) -> Path:
+        """The raw capture of analyzer `name`: everything its interface received."""
+        vm = analyzers(self.topology).get(name)
+        if vm is None:
+            raise NotFound(f"unknown analyzer '{name}'", "name")
+        return raw_capture_file(self.captures_dir, vm.interfaces[0].name)
+
     # --- analyzers -----------------------------------------------------------------------
 
     def create_analyzer(self, name: str, network: str | None = None,
@@ -310,6 +318,10 @@ class ControllerService:
             computes = capture_flows(self.topology, capture)
             self.require_connected(computes)
             set_limits(self.captures_dir, capture.label, capture.limit_bytes, self.min_free_bytes)
+            analyzer_interface = analyzers(self.topology)[capture.analyzer].interfaces[0]
+            set_encapsulation(self.captures_dir, capture.label,
+                              {"label": capture.label, "analyzer_interface": analyzer_interface.name,
+                               **capture_encapsulation(self.topology, capture).to_dict()})
             self.store.save_capture(capture)
             self.captures[capture.id] = capture
             self.starting.add(capture.id)

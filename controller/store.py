@@ -33,16 +33,18 @@ CREATE TABLE IF NOT EXISTS captures (
     failed INTEGER NOT NULL DEFAULT 0,
     secret TEXT,
     origin TEXT NOT NULL DEFAULT 'api',
-    mirror_to TEXT
+    mirror_to TEXT,
+    mirror_index INTEGER NOT NULL DEFAULT 0
 );
 """ % DEFAULT_LIMIT_BYTES
 # Columns added since the first schema, added to an older store when it is opened.
 ADDED_COLUMNS = {"limit_bytes": f"INTEGER NOT NULL DEFAULT {DEFAULT_LIMIT_BYTES}",
                  "stop_reason": "TEXT", "failed": "INTEGER NOT NULL DEFAULT 0", "secret": "TEXT",
-                 "origin": "TEXT NOT NULL DEFAULT 'api'", "mirror_to": "TEXT"}
+                 "origin": "TEXT NOT NULL DEFAULT 'api'", "mirror_to": "TEXT",
+                 "mirror_index": "INTEGER NOT NULL DEFAULT 0"}
 CAPTURE_COLUMNS = ("id, compute, interface, direction, analyzer, slot, started_at, stopped_at, "
                    "lease_seconds, lease_expires_at, limit_bytes, stop_reason, failed, secret, origin, "
-                   "mirror_to")
+                   "mirror_to, mirror_index")
 
 
 class Store:
@@ -87,7 +89,7 @@ class Store:
                         # A capture stored before destinations were kept went to its analyzer
                         # the default way.
                         mirror_to=mirror_to_from_dict(json.loads(r[15])) if r[15]
-                        else MirrorTo(analyzer_name=r[4])) for r in rows]
+                        else MirrorTo(analyzer_name=r[4]), mirror_index=r[16]) for r in rows]
 
     def next_capture_id(self) -> int:
         """The id the next capture gets (ids are never reused)."""
@@ -99,9 +101,9 @@ class Store:
         with self.lock:
             self.db.execute(
                 f"INSERT OR REPLACE INTO captures ({CAPTURE_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (capture.id, capture.compute, capture.interface, capture.direction.value,
                  capture.analyzer, capture.slot, capture.started_at, capture.stopped_at,
                  capture.lease_seconds, capture.lease_expires_at, capture.limit_bytes,
                  capture.stop_reason, int(capture.failed), capture.secret, capture.origin,
-                 json.dumps(capture.mirror_to.to_dict())))
+                 json.dumps(capture.mirror_to.to_dict()), capture.mirror_index))

@@ -486,6 +486,10 @@ def cmd_analyzer(args) -> int:
     elif args.action == "delete":
         _print(args, _api(state, "DELETE", f"/api/analyzers/{_segment(args.name)}"),
                lambda r: f"analyzer {r['deleted']} deleted")
+    elif args.action == "pcap":
+        size = _api(state, "GET", f"/api/analyzers/{_segment(args.name)}/pcap",
+                    save_to=Path(args.output))
+        print(f"wrote {args.output} ({size} bytes, pcap: everything analyzer {args.name} received)")
     return 0
 
 
@@ -603,6 +607,10 @@ def build_parser() -> argparse.ArgumentParser:
     delete = analyzer_sub.add_parser("delete")
     delete.add_argument("name")
     delete.add_argument("--json", action="store_true")
+    raw = analyzer_sub.add_parser("pcap", help="download what the analyzer's interface received, "
+                                              "headers and all (classic pcap)")
+    raw.add_argument("name")
+    raw.add_argument("-o", "--output", required=True)
     analyzer.set_defaults(func=cmd_analyzer)
     return parser
 

@@ -27,12 +27,13 @@ from mininet.node import OVSBridge, OVSSwitch
 from mirrorlab import topofile
 from mirrorlab.sandbox import Sandbox
 from mirrorlab.state import LabState, process_record
-from mirrorlab.supervisor import RecorderSupervisor
-from mirrorlab.topology import FABRIC_PORT, VM, Topology, vm_from_dict
+from mirrorlab.supervisor import ENCAPSULATOR, RecorderSupervisor
+from mirrorlab.topology import ENCAP_PORT, FABRIC_PORT, VM, Topology, vm_from_dict
 
 LOG = logging.getLogger("mirrorlab.lab")
-# Overlay frames carry 18 extra bytes and mirrored copies 18 more: the fabric and analyzer
-# links get jumbo MTUs so no full-size guest frame is ever dropped on the way.
+# Overlay frames carry 18 extra bytes and mirrored copies 18 more (and their Juniper header
+# some 50): the fabric, encapsulator and analyzer links get jumbo MTUs so no full-size guest
+# frame is ever dropped on the way.
 JUMBO_MTU = 9000
 READY_TIMEOUT = 90.0
 # How soon a vRouter calls the controller again after losing it (ms; Open vSwitch's least):
@@ -62,10 +63,15 @@ class LabNetwork:
         self.net: Mininet | None = None
         self.lock = threading.Lock()
         self.recorders: dict[str, RecorderSupervisor] = {}  # by analyzer VM name
+        self.encapsulator: RecorderSupervisor | None = None
 
     def recorder_health(self) -> dict[str, dict]:
-        """The health of each analyzer VM's recorder (see `RecorderSupervisor.health`)."""
-        return {vm: supervisor.health() for vm, supervisor in list(self.recorders.items())}
+        """The health of each analyzer VM's recorder (see `RecorderSupervisor.health`), and of
+        the mirror encapsulator under ENCAPSULATOR."""
+        health = {vm: supervisor.health() for vm, supervisor in list(self.recorders.items())}
+        if self.encapsulator is not None:
+            health[ENCAPSULATOR] = self.encapsulator.health()
+        return health
 
     def build(self) -> None:
         """Create the fabric, the vRouters and the VMs, and start them."""
@@ -106,8 +112,31 @@ class LabNetwork:
             for name in (compute.fabric_port_name, compute.fabric_switch_port_name):
                 _quiet_bridge_end(name)
                 _run("ip", "link", "set", "dev", name, "mtu", str(JUMBO_MTU))
+        self._start_encapsulator()
         for vm in topology.vms:
             self._configure_vm(vm)
+
+    def _start_encapsulator(self) -> None:
+        """Link every vRouter's ENCAP_PORT to the lab's mirror encapsulator (lab/encapsulator.py),
+        and start it, supervised like the recorders."""
+        for compute in self.topology.computes:
+            port, peer = compute.encap_port_name, compute.encapsulator_interface
+            _run("ip", "link", "add", port, "mtu", str(JUMBO_MTU), "type", "veth", "peer", "name",
+                 peer, "mtu", str(JUMBO_MTU))
+            for name in (port, peer):
+                _quiet_bridge_end(name)
+                _run("ethtool", "-K", name, "tx", "off", "tso", "off", "gso", "off")
+                _run("ip", "link", "set", "dev", name, "up")
+            _run("ovs-vsctl", "add-port", compute.vrouter, port, "--", "set", "Interface", port,
+                 f"ofport_request={ENCAP_PORT}")
+        self.state.captures_dir.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "mirrorlab.encapsulator", "--directory",
+                   str(self.state.captures_dir)]
+        for compute in self.topology.computes:
+            command += ["--interface", compute.encapsulator_interface]
+        self.encapsulator = RecorderSupervisor(
+            ENCAPSULATOR, lambda log: subprocess.Popen(command, stdout=log, stderr=log),
+            self.state, name=ENCAPSULATOR).start()
 
     def pin_fabric_macs(self) -> None:
         """Static fabric entries for every compute node: one that only receives (an analyzer's)
@@ -243,6 +272,9 @@ class LabNetwork:
             for supervisor in self.recorders.values():
                 supervisor.stop()
             self.recorders.clear()
+            if self.encapsulator is not None:
+                self.encapsulator.stop()
+                self.encapsulator = None
             if self.net is not None:
                 self.net.stop()
                 self.net = None

@@ -18,6 +18,9 @@ FABRIC_PORT = 1
 FIRST_VM_PORT = 2
 # Analyzer VMs launched at run time get ports from here, so guest port numbers never move.
 FIRST_ANALYZER_PORT = 1000
+# OpenFlow port of every vRouter's link to the lab's mirror encapsulator (lab/encapsulator.py),
+# above every VM port.
+ENCAP_PORT = 0xFEFF
 
 DEFAULT_FABRIC_SUBNET = ipaddress.ip_network("192.168.100.0/24")
 ANALYZER_NETWORK_NAME = "svc-vn-left"
@@ -73,6 +76,16 @@ class ComputeNode:
     def fabric_port_name(self) -> str:
         """Name of the vRouter's fabric uplink port."""
         return f"vr-{self.name}-f"
+
+    @property
+    def encap_port_name(self) -> str:
+        """Name of the vRouter's port towards the mirror encapsulator."""
+        return f"vr-{self.name}-m"
+
+    @property
+    def encapsulator_interface(self) -> str:
+        """Name of the mirror encapsulator's end of the link to this vRouter."""
+        return f"mx-{self.name}"
 
     @property
     def fabric_switch_port_name(self) -> str:

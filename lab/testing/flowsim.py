@@ -8,6 +8,10 @@ highest-priority match wins (two equal-priority matches are an error here, since
 one arbitrarily), `resubmit` keeps changes, `clone` does not, output to the input port needs
 "in_port" (or an input port cleared with SetField("in_port", 0)).
 
+The lab's mirror encapsulator is simulated too: an MPLS copy a vRouter outputs to ENCAP_PORT
+comes back in through ENCAP_PORT as the dict `juniper_copy` makes (the bytes themselves are
+lab/juniper.py's, tested on their own).
+
 One Open vSwitch 3.1 bug is an error here too: when a clone encapsulates a packet and OVS then
 skips the clone's output (to the input port), the pending `encap(ethernet)` leaks out of the
 clone and OVS pushes an Ethernet header onto the original packet at its next action, which
@@ -19,8 +23,9 @@ import copy
 from dataclasses import dataclass
 
 from mirrorlab.controller.flowmodel import Clone, Decap, Encap, Flow, Move, Output, Resubmit, SetField
-from mirrorlab.controller.pipeline import desired_flows
-from mirrorlab.topology import FABRIC_PORT, Topology
+from mirrorlab.controller.pipeline import capture_encapsulation, desired_flows
+from mirrorlab.juniper import EGRESS, INGRESS, Encapsulation
+from mirrorlab.topology import ENCAP_PORT, FABRIC_PORT, Topology
 
 MAX_DEPTH = 64
 
@@ -154,14 +159,29 @@ class Delivery:
     packet: dict
 
 
+def juniper_copy(encapsulation: Encapsulation, direction: str, original: dict) -> dict:
+    """The dict of a copy the encapsulator made of `original` (sent by the monitored VM when
+    `direction` is ingress, delivered to it when egress)."""
+    vn_field = "juniper_vn_src" if direction == INGRESS else "juniper_vn_dst"
+    return {"packet_type": "ethernet", "eth_src": encapsulation.eth_src,
+            "eth_dst": encapsulation.eth_dst, "eth_type": 0x0800, "ip_src": encapsulation.ip_src,
+            "ip_dst": encapsulation.ip_dst, "udp_dst": encapsulation.udp_port,
+            "mirror_index": encapsulation.mirror_index, vn_field: encapsulation.vn,
+            "inner": original}
+
+
 class LabSim:
-    """Every vRouter of a topology as a software flow table, joined by a learning fabric."""
+    """Every vRouter of a topology as a software flow table, joined by a learning fabric, with
+    the lab's mirror encapsulator."""
 
     def __init__(self, topology: Topology, captures=(), flows=None):
         self.topology = topology
         flows = flows if flows is not None else desired_flows(topology, list(captures))
         self.switches = {name: FlowTable(flow_set) for name, flow_set in flows.items()}
         self.fabric_frames: list[tuple[str, dict]] = []
+        self.encapsulations = {c.label: capture_encapsulation(topology, c)
+                               for c in captures if c.active}
+        self.encapsulator_frames: list[tuple[str, dict]] = []
 
     def send(self, sender_port_name: str, frame: dict) -> list[Delivery]:
         """Everything that reaches a VM or analyzer port after the interface `sender_port_name`
@@ -179,6 +199,15 @@ class LabSim:
                                if c.fabric_mac == packet.get("eth_dst")), None)
                 assert target is not None, f"fabric frame to unknown MAC {packet.get('eth_dst')}"
                 deliveries += self._inject(target, FABRIC_PORT, packet, hops + 1)
+            elif port == ENCAP_PORT:
+                self.encapsulator_frames.append((compute, packet))
+                assert packet.get("eth_type") == 0x8847, f"non-copy to the encapsulator: {packet}"
+                encapsulation = self.encapsulations.get(packet["mpls_label"])
+                assert encapsulation is not None, f"copy with unknown label {packet['mpls_label']}"
+                direction = EGRESS if packet.get("mpls_tc") == 1 else INGRESS
+                deliveries += self._inject(compute, ENCAP_PORT,
+                                           juniper_copy(encapsulation, direction, packet["inner"]),
+                                           hops + 1)
             else:
                 names = [i.port_name for i in self.topology.interfaces_on(compute) if i.ofport == port]
                 assert names, f"{compute}: output to unknown port {port}"

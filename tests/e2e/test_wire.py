@@ -3,6 +3,11 @@ the real lab."""
 from __future__ import annotations
 
 import json
+import subprocess
+import time
+
+import pytest
+from scapy.all import ICMP, UDP, Ether, rdpcap
 
 DEFAULT_ANALYZER = "interface-packet-capture"
 
@@ -32,3 +37,91 @@ def test_cli_destination_flags_reach_the_api_and_errors_name_the_field(clean_lab
     assert "mirror_to.static_nh_header.vni" in refused.stderr
     assert [c["id"] for c in lab.api("GET", "/api/captures", params={"state": "active"}).json()] \
         == [started["id"]]
+
+
+WIRE_ANALYZER = "wire-remote"
+
+
+@pytest.fixture(scope="module")
+def wire_analyzers(lab, target):
+    """The default analyzer (on the monitored VM's compute node) and one on another compute node."""
+    lab.stop_all_captures()
+    names = {a["name"] for a in lab.api("GET", "/api/analyzers").json()}
+    if WIRE_ANALYZER not in names:
+        created = lab.api("POST", "/api/analyzers", json={"name": WIRE_ANALYZER,
+                                                          "compute": target.other_compute})
+        assert created.status_code == 201, created.text
+    if DEFAULT_ANALYZER not in names:
+        first = lab.api("POST", "/api/captures", json={"vm": target.vm}).json()
+        lab.api("DELETE", f"/api/captures/{first['id']}")
+    lab.exec(target.vm, f"ping -c 1 -W 1 {target.peer.ip}", check=False)  # warm ARP
+    return {a["name"]: a for a in lab.api("GET", "/api/analyzers").json()}
+
+
+def juniper_payload(udp_payload: bytes) -> tuple[int, bytes, bytes]:
+    """(TLV type, value, inner frame) of a Juniper-header payload, read independently of the
+    lab's own code: one TLV, then the end TLV ff 00, then the frame."""
+    kind, length = udp_payload[0], udp_payload[1]
+    assert udp_payload[2 + length:4 + length] == b"\xff\x00", udp_payload[:40].hex()
+    return kind, udp_payload[2:2 + length], udp_payload[4 + length:]
+
+
+@pytest.mark.parametrize("analyzer", [DEFAULT_ANALYZER, WIRE_ANALYZER], ids=["local", "remote"])
+def test_default_destination_is_juniper_header_over_udp_8099(wire_analyzers, clean_lab, target,
+                                                             tmp_path, analyzer):
+    """What the analyzer's own interface receives (tcpdump in the analyzer VM, decoded by tshark
+    with `-d udp.port==8099,juniper`): IPv4/UDP from the monitored vRouter's fabric address to
+    the analyzer's address, port 8099, a source port in 49152..65535; juniper.vn.src = the
+    monitored network on the echo requests the VM sent, juniper.vn.dst on the replies delivered
+    to it; the inner frames byte for byte what the VM saw. The raw capture the API serves holds
+    the same copies, and the capture's own pcap the original frames."""
+    lab = clean_lab
+    info = wire_analyzers[analyzer]
+    vm_view, analyzer_view = f"/tmp/ml-wire-vm-{analyzer}.pcap", f"/tmp/ml-wire-an-{analyzer}.pcap"
+    sniffers = [lab.popen(target.vm, f"timeout 8 tcpdump -n -i {target.interface.name} -w {vm_view} icmp"),
+                lab.popen(info["vm"], f"timeout 8 tcpdump -n -i {info['vm']}-eth0 -w {analyzer_view} "
+                                      f"udp port 8099")]
+    time.sleep(1)
+    capture = lab.api("POST", "/api/captures", json={
+        "vm": target.vm, "mirror_to": {"analyzer_name": analyzer}}).json()
+    lab.exec(target.vm, f"ping -c 3 -i 0.2 {target.peer.ip}")
+    lab.wait_for(lambda: lab.api("GET", f"/api/captures/{capture['id']}").json()["packets"] >= 6,
+                 what="6 recorded copies")
+    for sniffer in sniffers:
+        sniffer.wait(timeout=15)
+
+    fabric_ip = str(lab.topology.fabric_ip(lab.topology.compute(target.compute)))
+    network = target.interface.network
+    decoded = subprocess.run(
+        ["tshark", "-r", analyzer_view, "-d", "udp.port==8099,juniper", "-Y", "icmp", "-T", "fields",
+         "-E", "separator=|", "-e", "ip.src", "-e", "ip.dst", "-e", "udp.srcport", "-e", "udp.dstport",
+         "-e", "juniper.vn.src", "-e", "juniper.vn.dst", "-e", "icmp.type"],
+        capture_output=True, text=True, check=True).stdout.splitlines()
+    rows = [line.split("|") for line in decoded]
+    assert len(rows) == 6, decoded
+    for ip_src, ip_dst, sport, dport, vn_src, vn_dst, icmp_type in rows:
+        outer_src, inner_src = ip_src.split(",")
+        outer_dst, _inner_dst = ip_dst.split(",")
+        assert (outer_src, outer_dst, dport) == (fabric_ip, info["ip"], "8099")
+        assert 49152 <= int(sport) <= 65535
+        assert (vn_src, vn_dst) == ((network, "") if icmp_type == "8" else ("", network))
+        assert inner_src == (str(target.interface.ip) if icmp_type == "8" else str(target.peer.ip))
+
+    seen_by_vm = sorted(bytes(f) for f in rdpcap(vm_view))
+    copies = [juniper_payload(bytes(f[UDP].payload)) for f in rdpcap(analyzer_view)
+              if f.haslayer(UDP) and f[UDP].dport == 8099]
+    echo_copies = [(kind, value, inner) for kind, value, inner in copies
+                   if Ether(inner).haslayer(ICMP)]
+    assert sorted(inner for _, _, inner in echo_copies) == seen_by_vm
+    assert {(kind, value) for kind, value, inner in echo_copies} == {(3, network.encode()),
+                                                                     (4, network.encode())}
+
+    raw = lab.api("GET", f"/api/analyzers/{analyzer}/pcap")
+    assert raw.status_code == 200
+    (tmp_path / "raw.pcap").write_bytes(raw.content)
+    raw_copies = {bytes(f) for f in rdpcap(str(tmp_path / "raw.pcap"))}
+    assert {bytes(f) for f in rdpcap(analyzer_view)} <= raw_copies
+    recorded = lab.api("GET", f"/api/captures/{capture['id']}/pcap", params={"format": "pcap"})
+    (tmp_path / "capture.pcap").write_bytes(recorded.content)
+    assert sorted(bytes(f) for f in rdpcap(str(tmp_path / "capture.pcap"))
+                  if f.haslayer(ICMP)) == seen_by_vm
