@@ -188,21 +188,13 @@ def _not_yet(field_name: str, message: str) -> Conflict:
 
 def not_on_the_wire_yet(mirror_to: MirrorTo) -> Conflict | None:
     """Why the lab cannot send copies to `mirror_to` yet (a limit of this lab, not an invalid
-    destination), naming the field, or None. Copies
-    still travel in the lab's own format (Ethernet-in-MPLS with a per-capture label, decoded by
-    the analyzer's recorder), which stands for the default destination: dynamic, Juniper
-    header, UDP 8099. Every other valid destination is refused rather than silently sent
-    the default way."""
+    destination), naming the field, or None. The lab sends dynamic destinations, with the
+    Juniper header to any UDP port or without it; static and NIC-assisted ones are refused
+    rather than silently sent another way."""
     if mirror_to.nh_mode != "dynamic":
         return _not_yet("nh_mode", "static (VXLAN to a VTEP) is valid in Contrail, but this lab "
-                                  "does not send it yet")
-    if not mirror_to.juniper_header:
-        return _not_yet("juniper_header", "false (header-less copies) is valid in Contrail, but "
-                                         "this lab does not send it yet")
+                                   "does not send it yet")
     if mirror_to.nic_assisted_mirroring:
         return _not_yet("nic_assisted_mirroring", "NIC-assisted mirroring is valid in Contrail, "
-                                                 "but this lab does not emulate it yet")
-    if mirror_to.udp_port != DEFAULT_UDP_PORT:
-        return _not_yet("udp_port", f"{mirror_to.udp_port} is valid in Contrail, but this lab "
-                                   f"does not send to any port but {DEFAULT_UDP_PORT} yet")
+                                                  "but this lab does not emulate it yet")
     return None

@@ -27,8 +27,9 @@ compute node: through the vRouter's ENCAP_PORT when the analyzer is local, else 
 fabric to the analyzer's vRouter, which hands it to its ENCAP_PORT. The encapsulator turns it
 into Contrail's wire format (IPv4/UDP, Juniper header, the original frame: lab/juniper.py,
 addressed as `capture_encapsulation` says) and hands it back through ENCAP_PORT, where table 0
-outputs it to the analyzer's port. Copies never pass a mirror table again, so a copy is never
-mirrored.
+outputs it to the analyzer's port. A capture without the Juniper header gets its copies back
+unchanged, under its label: table 0 unwraps them and outputs the original frame to the
+analyzer's port. Copies never pass a mirror table again, so a copy is never mirrored.
 """
 from __future__ import annotations
 
@@ -207,6 +208,12 @@ def capture_flows(topology: Topology, capture: Capture) -> dict[str, list[Flow]]
         flows[target.name].append(flow(
             CLASSIFY, 200, in_port=FABRIC_PORT, eth_type=0x8847, mpls_label=capture.label,
             owner=owner, actions=[Output(ENCAP_PORT)]))
+    if not capture.mirror_to.juniper_header:
+        # Without the header the encapsulator hands the copy back as it came (it records it):
+        # unwrapped here, the analyzer gets the original frame itself.
+        flows[target.name].append(flow(
+            CLASSIFY, 210, in_port=ENCAP_PORT, eth_type=0x8847, mpls_label=capture.label,
+            owner=owner, actions=[Decap(), Decap(inner_ethernet=True), Output(analyzer.ofport)]))
 
     # The copy's MPLS traffic class tells the encapsulator its direction (lab/recorder.py
     # EGRESS_TC): the label stays one per capture, and the fabric hop keeps the MPLS header.
@@ -238,4 +245,5 @@ def capture_encapsulation(topology: Topology, capture: Capture) -> Encapsulation
     return Encapsulation(eth_src=VROUTER_MAC, eth_dst=destination.analyzer_mac_address,
                          ip_src=str(topology.fabric_ip(topology.compute(capture.compute))),
                          ip_dst=destination.analyzer_ip_address, udp_port=destination.udp_port,
-                         mirror_index=capture.mirror_index, vn=monitored.network)
+                         mirror_index=capture.mirror_index, vn=monitored.network,
+                         juniper_header=destination.juniper_header)

@@ -390,9 +390,10 @@ def _destination_text(mirror_to: dict) -> str:
     if mirror_to["nh_mode"] == "static":
         static = mirror_to["static_nh_header"]
         text = f"[static VXLAN {static['vni']} to {static['vtep_dst_ip_address']}"
+    elif mirror_to["juniper_header"]:
+        text = f"[{mirror_to['analyzer_ip_address']} udp {mirror_to['udp_port']}, Juniper header"
     else:
-        header = "Juniper header" if mirror_to["juniper_header"] else "no header"
-        text = f"[{mirror_to['analyzer_ip_address']} udp {mirror_to['udp_port']}, {header}"
+        text = f"[{mirror_to['analyzer_ip_address']}, original frames, no header"
     if mirror_to["nic_assisted_mirroring"]:
         text += f", NIC-assisted VLAN {mirror_to['nic_assisted_mirroring_vlan']}"
     return text + "]"

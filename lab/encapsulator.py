@@ -9,6 +9,12 @@ flow; labels are never reused, so what it read stays true), builds the IPv4/UDP 
 Juniper header around the original frame (lab/juniper.py) and sends it back on the same link,
 where the vRouter outputs it to the analyzer's port.
 
+A capture without the Juniper header (Contrail's dynamic mode with juniper_header false) gets
+the original frame itself at the analyzer, which then cannot tell captures or directions
+apart: the encapsulator writes that capture's pcap and directions (lab/recorder.py
+CaptureFiles, with the same limits and stop reports) and hands the copy back unchanged, still
+under its label, for the vRouter to unwrap and output to the analyzer's port.
+
 It runs in the lab's namespace, started and restarted by the lab process like the recorders.
 Each link's socket is drained without blocking and the outer headers of each capture are built
 once, so the per-copy work is a few slices and one send. Every second it writes its counters
@@ -26,7 +32,7 @@ import time
 from pathlib import Path
 
 from mirrorlab.juniper import EGRESS, INGRESS, Encapsulation, Encapsulator
-from mirrorlab.recorder import EGRESS_TC, encapsulation_file
+from mirrorlab.recorder import EGRESS_TC, FLUSH_INTERVAL, CaptureFiles, encapsulation_file
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -95,8 +101,10 @@ def _open(interface: str) -> socket.socket:
     return sock
 
 
-def drain(sock: socket.socket, encapsulators: Encapsulators, counters: Counters) -> None:
-    """Encapsulate and send back up to BATCH copies waiting on `sock`."""
+def drain(sock: socket.socket, encapsulators: Encapsulators, counters: Counters,
+          headerless: CaptureFiles) -> None:
+    """Encapsulate and send back up to BATCH copies waiting on `sock`; record the copies of
+    header-less captures in `headerless` and send them back as they came."""
     values = counters.values
     clock = time.perf_counter
     now = time.monotonic()
@@ -120,7 +128,11 @@ def drain(sock: socket.socket, encapsulators: Encapsulators, counters: Counters)
             continue
         values["copies"] += 1
         direction = EGRESS if (shim >> 9 & 0x7) == EGRESS_TC else INGRESS
-        packet = encapsulator.build(frame[COPY_HEADERS:], direction)
+        if encapsulator.encapsulation.juniper_header:
+            packet = encapsulator.build(frame[COPY_HEADERS:], direction)
+        else:
+            headerless.record(shim >> 12, direction, frame[COPY_HEADERS:], time.time())
+            packet = frame
         built = clock()
         values["seconds_building"] += built - received
         try:
@@ -142,15 +154,19 @@ def main(argv: list[str] | None = None) -> int:
     args.directory.mkdir(parents=True, exist_ok=True)
     sockets = [_open(name) for name in args.interface]
     encapsulators, counters = Encapsulators(args.directory), Counters()
+    headerless = CaptureFiles(args.directory)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"encapsulator: copies on {', '.join(args.interface)}; encapsulations from "
           f"{args.directory}", file=sys.stderr, flush=True)
-    last_stats = time.monotonic()
+    last_stats = last_flush = time.monotonic()
     while True:
-        ready, _, _ = select.select(sockets, [], [], STATS_INTERVAL)
+        ready, _, _ = select.select(sockets, [], [], FLUSH_INTERVAL)
         for sock in ready:
-            drain(sock, encapsulators, counters)
+            drain(sock, encapsulators, counters, headerless)
         now = time.monotonic()
+        if now - last_flush >= FLUSH_INTERVAL:
+            headerless.flush()
+            last_flush = now
         if now - last_stats >= STATS_INTERVAL:
             counters.write(args.directory)
             last_stats = now

@@ -100,7 +100,8 @@ def _sum16(data: bytes) -> int:
 class Encapsulation:
     """Where one capture's copies go: the Ethernet addresses towards the analyzer, the outer
     IPv4 source (the mirroring vRouter) and destination (the analyzer), the UDP port, the
-    capture's mirror index on its vRouter, and the monitored network's name."""
+    capture's mirror index on its vRouter, the monitored network's name, and whether the copies
+    carry the Juniper header at all."""
 
     eth_src: str
     eth_dst: str
@@ -109,6 +110,9 @@ class Encapsulation:
     udp_port: int
     mirror_index: int
     vn: str
+    # False: Contrail's dynamic mode without the header; the analyzer gets the original frame
+    # itself (the encapsulator records it and hands it back unchanged).
+    juniper_header: bool = True
 
     def to_dict(self) -> dict:
         """JSON-ready fields (what the controller writes for the encapsulator and recorder)."""
@@ -118,7 +122,8 @@ class Encapsulation:
     def from_dict(cls, data: dict) -> "Encapsulation":
         """The `Encapsulation` whose fields `data` holds (other keys are ignored); KeyError or
         TypeError for a malformed one."""
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__
+                      if name in data or name != "juniper_header"})
 
 
 class Encapsulator:

@@ -194,30 +194,20 @@ def _open_for_append(path: Path, directions_path: Path) -> tuple[BinaryIO, Binar
     return out, open(directions_path, "ab"), end
 
 
-class Recorder:
-    """Writes what analyzer interface `interface` receives: copies to per-label pcap files
-    within their limits, every frame to the raw capture; flushes them (and checks the free
-    disk space) at most every FLUSH_INTERVAL."""
+class CaptureFiles:
+    """Writes the original frames of captures to their per-label pcap files (and directions)
+    within their limits; `flush` pushes them to disk and checks the free disk space. The
+    analyzer's recorder uses it, and the mirror encapsulator for header-less copies, which no
+    analyzer could tell apart."""
 
-    def __init__(self, directory: Path, interface: str):
+    def __init__(self, directory: Path):
         self.directory = directory
-        self.index = CopyIndex(directory, interface)
         self.outputs: dict[int, _Output] = {}
         self.stopped: set[int] = set()
         self.dirty = set()
-        self.raw, self.raw_size, _ = _open_pcap_for_append(raw_capture_file(directory, interface))
-        self.raw_full = False
 
-    def write(self, frame: bytes, when: float) -> None:
-        """Record one frame received at time `when`."""
-        self._write_raw(frame, when)
-        copy = parse_copy(frame)
-        if copy is None:
-            return
-        label = self.index.label_of(copy)
-        if label is None:
-            return
-        direction, original = copy.direction, copy.original
+    def record(self, label: int, direction: str, original: bytes, when: float) -> None:
+        """Record `original` (its `direction` ingress or egress) in the capture carrying `label`."""
         if label in self.stopped:
             return
         out = self.outputs.get(label) or self._open(label)
@@ -231,18 +221,6 @@ class Recorder:
         out.directions.write(DIRECTION_BYTES[direction])
         out.size += len(record)
         self.dirty.add(label)
-
-    def _write_raw(self, frame: bytes, when: float) -> None:
-        if self.raw_full:
-            return
-        record = record_bytes(when, frame)
-        if self.raw_size + len(record) > RAW_LIMIT_BYTES:
-            self.raw_full = True
-            print(f"recorder: raw capture full ({RAW_LIMIT_BYTES} bytes); no more frames kept "
-                  f"in it", file=sys.stderr, flush=True)
-            return
-        self.raw.write(record)
-        self.raw_size += len(record)
 
     def _open(self, label: int) -> _Output | None:
         if stop_report(self.directory, label) is not None:  # stopped before a restart
@@ -284,10 +262,49 @@ class Recorder:
             self.outputs[label].file.flush()
             self.outputs[label].directions.flush()
         self.dirty.clear()
-        self.raw.flush()
-        self.index.refresh()
         if self.outputs:
             self._check_disk_floor(list(self.outputs))
+
+
+class Recorder(CaptureFiles):
+    """Writes what analyzer interface `interface` receives: each copy's original frame to its
+    capture's file, every frame to the raw capture; flushes them (and checks the free disk
+    space) at most every FLUSH_INTERVAL."""
+
+    def __init__(self, directory: Path, interface: str):
+        super().__init__(directory)
+        self.index = CopyIndex(directory, interface)
+        self.raw, self.raw_size, _ = _open_pcap_for_append(raw_capture_file(directory, interface))
+        self.raw_full = False
+
+    def write(self, frame: bytes, when: float) -> None:
+        """Record one frame received at time `when`."""
+        self._write_raw(frame, when)
+        copy = parse_copy(frame)
+        if copy is None:
+            return
+        label = self.index.label_of(copy)
+        if label is not None:
+            self.record(label, copy.direction, copy.original, when)
+
+    def _write_raw(self, frame: bytes, when: float) -> None:
+        if self.raw_full:
+            return
+        record = record_bytes(when, frame)
+        if self.raw_size + len(record) > RAW_LIMIT_BYTES:
+            self.raw_full = True
+            print(f"recorder: raw capture full ({RAW_LIMIT_BYTES} bytes); no more frames kept "
+                  f"in it", file=sys.stderr, flush=True)
+            return
+        self.raw.write(record)
+        self.raw_size += len(record)
+
+    def flush(self) -> None:
+        """Push buffered records to disk, stop every capture whose disk went below its
+        free-space floor, and look for new captures."""
+        super().flush()
+        self.raw.flush()
+        self.index.refresh()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ one arbitrarily), `resubmit` keeps changes, `clone` does not, output to the inpu
 
 The lab's mirror encapsulator is simulated too: an MPLS copy a vRouter outputs to ENCAP_PORT
 comes back in through ENCAP_PORT as the dict `juniper_copy` makes (the bytes themselves are
-lab/juniper.py's, tested on their own).
+lab/juniper.py's, tested on their own), or as it went for a capture without the header.
 
 One Open vSwitch 3.1 bug is an error here too: when a clone encapsulates a packet and OVS then
 skips the clone's output (to the input port), the pending `encap(ethernet)` leaks out of the
@@ -182,6 +182,8 @@ class LabSim:
         self.encapsulations = {c.label: capture_encapsulation(topology, c)
                                for c in captures if c.active}
         self.encapsulator_frames: list[tuple[str, dict]] = []
+        # (label, direction, original) of what the encapsulator recorded (header-less captures).
+        self.recorded_headerless: list[tuple[int, str, dict]] = []
 
     def send(self, sender_port_name: str, frame: dict) -> list[Delivery]:
         """Everything that reaches a VM or analyzer port after the interface `sender_port_name`
@@ -205,9 +207,11 @@ class LabSim:
                 encapsulation = self.encapsulations.get(packet["mpls_label"])
                 assert encapsulation is not None, f"copy with unknown label {packet['mpls_label']}"
                 direction = EGRESS if packet.get("mpls_tc") == 1 else INGRESS
-                deliveries += self._inject(compute, ENCAP_PORT,
-                                           juniper_copy(encapsulation, direction, packet["inner"]),
-                                           hops + 1)
+                self.recorded_headerless += [] if encapsulation.juniper_header else [
+                    (packet["mpls_label"], direction, packet["inner"])]
+                returned = (juniper_copy(encapsulation, direction, packet["inner"])
+                            if encapsulation.juniper_header else packet)
+                deliveries += self._inject(compute, ENCAP_PORT, returned, hops + 1)
             else:
                 names = [i.port_name for i in self.topology.interfaces_on(compute) if i.ofport == port]
                 assert names, f"{compute}: output to unknown port {port}"

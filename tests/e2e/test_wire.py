@@ -125,3 +125,58 @@ def test_default_destination_is_juniper_header_over_udp_8099(wire_analyzers, cle
     (tmp_path / "capture.pcap").write_bytes(recorded.content)
     assert sorted(bytes(f) for f in rdpcap(str(tmp_path / "capture.pcap"))
                   if f.haslayer(ICMP)) == seen_by_vm
+
+
+@pytest.mark.parametrize("analyzer", [DEFAULT_ANALYZER, WIRE_ANALYZER], ids=["local", "remote"])
+def test_without_the_header_the_analyzer_sees_the_conversation_itself(
+        wire_analyzers, clean_lab, target, tmp_path, analyzer):
+    """juniper_header false: the analyzer's interface receives the monitored VM's frames
+    themselves, byte for byte, as on a SPAN port (no UDP 8099 at all); the capture's pcap holds
+    them too, each with its direction."""
+    lab = clean_lab
+    info = wire_analyzers[analyzer]
+    vm_view, analyzer_view = f"/tmp/ml-span-vm-{analyzer}.pcap", f"/tmp/ml-span-an-{analyzer}.pcap"
+    sniffers = [lab.popen(target.vm, f"timeout 8 tcpdump -n -i {target.interface.name} -w {vm_view} icmp"),
+                lab.popen(info["vm"], f"timeout 8 tcpdump -n -i {info['vm']}-eth0 -w {analyzer_view} "
+                                      f"icmp or udp port 8099")]
+    time.sleep(1)
+    capture = lab.api("POST", "/api/captures", json={
+        "vm": target.vm, "mirror_to": {"analyzer_name": analyzer, "juniper_header": False}}).json()
+    assert capture["mirror_to"]["juniper_header"] is False
+    lab.exec(target.vm, f"ping -c 3 -i 0.2 {target.peer.ip}")
+    lab.wait_for(lambda: lab.api("GET", f"/api/captures/{capture['id']}").json()["packets"] >= 6,
+                 what="6 recorded copies")
+    for sniffer in sniffers:
+        sniffer.wait(timeout=15)
+    seen_by_vm = sorted(bytes(f) for f in rdpcap(vm_view))
+    assert len(seen_by_vm) == 6
+    assert sorted(bytes(f) for f in rdpcap(analyzer_view)) == seen_by_vm
+    recorded = lab.api("GET", f"/api/captures/{capture['id']}/pcap", params={"format": "pcap"})
+    (tmp_path / "capture.pcap").write_bytes(recorded.content)
+    assert sorted(bytes(f) for f in rdpcap(str(tmp_path / "capture.pcap"))
+                  if f.haslayer(ICMP)) == seen_by_vm
+    listed = lab.api("GET", f"/api/captures/{capture['id']}/packets").json()["packets"]
+    assert {(p["summary"].split(" id=")[0], p["direction"]) for p in listed
+            if p["summary"].startswith("Echo")} == {("Echo (ping) request", "ingress"),
+                                                    ("Echo (ping) reply", "egress")}
+
+
+def test_a_custom_udp_port_carries_the_juniper_header(wire_analyzers, clean_lab, target):
+    """udp_port 9000: the copies go to UDP 9000, and `-d udp.port==9000,juniper` decodes them."""
+    lab = clean_lab
+    info = wire_analyzers[DEFAULT_ANALYZER]
+    analyzer_view = "/tmp/ml-wire-port.pcap"
+    sniffer = lab.popen(info["vm"], f"timeout 6 tcpdump -n -i {info['vm']}-eth0 -w {analyzer_view} "
+                                    f"udp port 9000")
+    time.sleep(1)
+    capture = lab.api("POST", "/api/captures", json={
+        "vm": target.vm, "direction": "ingress", "mirror_to": {"udp_port": 9000}}).json()
+    lab.exec(target.vm, f"ping -c 2 -i 0.2 {target.peer.ip}")
+    lab.wait_for(lambda: lab.api("GET", f"/api/captures/{capture['id']}").json()["packets"] >= 2,
+                 what="2 recorded copies")
+    sniffer.wait(timeout=15)
+    decoded = subprocess.run(
+        ["tshark", "-r", analyzer_view, "-d", "udp.port==9000,juniper", "-Y", "icmp", "-T", "fields",
+         "-e", "udp.dstport", "-e", "juniper.vn.src", "-e", "icmp.type"],
+        capture_output=True, text=True, check=True).stdout.splitlines()
+    assert decoded == [f"9000\t{target.interface.network}\t8"] * 2

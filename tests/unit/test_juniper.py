@@ -14,7 +14,8 @@ from scapy.layers.l2 import Ether
 from mirrorlab.encapsulator import Counters, Encapsulators, drain
 from mirrorlab.juniper import Encapsulation, Encapsulator, parse_copy, source_port
 from mirrorlab.pcap import PCAP_HEADER, record_bytes
-from mirrorlab.recorder import set_encapsulation
+from mirrorlab.controller.pcapfile import PcapIndex
+from mirrorlab.recorder import CaptureFiles, capture_file, set_encapsulation
 
 INNER = bytes(Ether(src="02:00:0a:01:01:0b", dst="02:00:0a:01:01:0c")
               / IP(src="10.1.1.11", dst="10.1.1.12") / ICMP() / (b"x" * 100))
@@ -72,23 +73,33 @@ def test_the_source_port_keeps_one_flow_and_carries_the_mirror_index():
 
 def test_the_encapsulator_loop_wraps_copies_from_the_vrouter(tmp_path):
     """On a socket pair standing for a vRouter's link: an MPLS copy of a known capture comes
-    back as its Juniper-header copy (traffic class 1: destination VN); an unknown label and a
-    frame that is no copy are counted and dropped."""
-    label = 0x80001
-    set_encapsulation(tmp_path, label, {"label": label, "analyzer_interface": "an1-eth0",
-                                        **TO_ANALYZER.to_dict()})
+    back as its Juniper-header copy (traffic class 1: destination VN); one of a header-less
+    capture comes back as it went and is recorded in that capture's pcap, with its direction;
+    an unknown label and a frame that is no copy are counted and dropped."""
+    label, headerless_label = 0x80001, 0x80002
+    for each, header in ((label, True), (headerless_label, False)):
+        set_encapsulation(tmp_path, each, {"label": each, "analyzer_interface": "an1-eth0",
+                                           **TO_ANALYZER.to_dict(), "juniper_header": header})
     vrouter, encapsulator_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     encapsulator_end.setblocking(False)
     outer = bytes.fromhex("02fa0000000102fa00000001") + b"\x88\x47"
-    for copy_label, traffic_class in ((label, 1), (label + 1, 0)):
-        vrouter.send(outer + (copy_label << 12 | traffic_class << 9 | 0x100 | 64).to_bytes(4, "big")
-                     + INNER)
+
+    def mpls_copy(copy_label: int, traffic_class: int) -> bytes:
+        return outer + (copy_label << 12 | traffic_class << 9 | 0x100 | 64).to_bytes(4, "big") + INNER
+
+    for copy_label, traffic_class in ((label, 1), (label + 9, 0), (headerless_label, 0)):
+        vrouter.send(mpls_copy(copy_label, traffic_class))
     vrouter.send(INNER)
-    counters = Counters()
-    drain(encapsulator_end, Encapsulators(tmp_path), counters)
+    counters, headerless = Counters(), CaptureFiles(tmp_path)
+    drain(encapsulator_end, Encapsulators(tmp_path), counters, headerless)
+    headerless.flush()
     assert vrouter.recv(65535) == Encapsulator(TO_ANALYZER).build(INNER, "egress")
+    assert vrouter.recv(65535) == mpls_copy(headerless_label, 0)
     vrouter.setblocking(False)
     with pytest.raises(BlockingIOError):
         vrouter.recv(65535)
     assert {k: counters.values[k] for k in ("copies", "sent", "unknown_label", "not_a_copy")} == {
-        "copies": 1, "sent": 1, "unknown_label": 1, "not_a_copy": 1}
+        "copies": 2, "sent": 2, "unknown_label": 1, "not_a_copy": 1}
+    records, total = PcapIndex().records(capture_file(tmp_path, headerless_label), 0, 10)
+    assert (total, records[0].data, records[0].direction) == (1, INNER, "ingress")
+    assert not capture_file(tmp_path, label).exists()

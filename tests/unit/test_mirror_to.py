@@ -126,19 +126,25 @@ def test_a_destination_that_is_not_the_analyzers_is_refused(client, body, status
 
 
 @pytest.mark.parametrize("mirror_to, field", [
-    ({"juniper_header": False}, "mirror_to.juniper_header"),
     ({"nh_mode": "static", "static_nh_header": STATIC}, "mirror_to.nh_mode"),
     ({"nic_assisted_mirroring": True, "nic_assisted_mirroring_vlan": 10},
      "mirror_to.nic_assisted_mirroring"),
-    ({"udp_port": 9000}, "mirror_to.udp_port"),
 ])
 def test_a_valid_destination_the_lab_does_not_send_yet_is_a_409(client, mirror_to, field):
-    """Copies still travel in the lab's own format, which stands for the default destination:
-    any other is refused (409, the field named), never sent the default way."""
+    """Static and NIC-assisted destinations are not sent yet: refused (409, the field named),
+    never sent another way."""
     response = client.post("/api/captures", json=TARGET | {"mirror_to": mirror_to})
     assert (response.status_code, response.json()["field"]) == (409, field), response.text
     assert "does not" in response.json()["error"]
     assert client.get("/api/captures").json() == []
+
+
+@pytest.mark.parametrize("mirror_to", [{"juniper_header": False}, {"udp_port": 9000}])
+def test_dynamic_destinations_without_the_header_or_to_another_port_start(client, mirror_to):
+    """The lab sends both: they start and show as asked."""
+    response = client.post("/api/captures", json=TARGET | {"mirror_to": mirror_to})
+    assert response.status_code == 201, response.text
+    assert response.json()["mirror_to"] == DEFAULT_DESTINATION | mirror_to
 
 
 def test_the_destination_survives_a_controller_restart(tmp_path, service, default_topo):

@@ -10,6 +10,7 @@ import pytest
 from mirrorlab.controller.errors import Conflict, InvalidRequest, NotFound
 from mirrorlab.controller.flowmodel import OWNER_MASK, Output, SetField, capture_owner
 from mirrorlab.controller.mirrorto import MirrorTo
+from mirrorlab.juniper import EGRESS, INGRESS
 from mirrorlab.controller.mirroring import (
     CAPTURE_LABEL_BASE, MAX_CAPTURE_ID, Capture, Direction, analyzers, find_interface,
     parse_direction, plan_analyzer, plan_capture,
@@ -111,6 +112,28 @@ def test_capture_copies_exactly_the_monitored_traffic(default_topo, analyzer_com
             expected += [mirrored(topo, d.packet, capture, analyzer, delivered=True) for d in plain
                          if d.port_name == "tap-vm1-0"]
         assert copies == expected, (sender, frame)
+        assert others == [(d.port_name, d.packet) for d in plain], (sender, frame)
+
+
+@pytest.mark.parametrize("analyzer_compute", ["compute1", "compute2"], ids=["local", "remote"])
+def test_without_the_header_the_analyzer_gets_the_original_frames(default_topo, analyzer_compute):
+    """juniper_header false: the analyzer's port receives exactly the frames vm1 sent and
+    received, unwrapped, and the encapsulator records each with its direction; nothing else
+    changes and no other port sees a copy."""
+    topo = with_analyzers(default_topo, ("cap", analyzer_compute, None))
+    capture = plan_capture(topo, [], 1, "compute1", "tap-vm1-0", "both", "cap", 10.0,
+                           mirror_to=MirrorTo(juniper_header=False))
+    analyzer = analyzer_iface(topo)
+    baseline, sim = LabSim(topo), LabSim(topo, [capture])
+    for sender, frame in vm1_traffic(topo):
+        plain = baseline.send(sender, frame)
+        recorded_before = len(sim.recorded_headerless)
+        copies, others = split(sim.send(sender, frame), analyzer.port_name)
+        expected = ([(INGRESS, frame)] if sender == "tap-vm1-0" else []) + [
+            (EGRESS, d.packet) for d in plain if d.port_name == "tap-vm1-0"]
+        assert copies == [packet for _, packet in expected], (sender, frame)
+        assert sim.recorded_headerless[recorded_before:] == [
+            (capture.label, direction, packet) for direction, packet in expected]
         assert others == [(d.port_name, d.packet) for d in plain], (sender, frame)
 
 
