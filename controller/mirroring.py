@@ -13,7 +13,7 @@ from mirrorlab.controller.mirrorto import MirrorTo, not_on_the_wire_yet
 from mirrorlab.recorder import DEFAULT_LIMIT_BYTES
 from mirrorlab.topofile import first_free_address
 from mirrorlab.topology import (
-    ENCAP_PORT, FIRST_ANALYZER_PORT, VM, ComputeNode, Interface, Topology, interface_mac, ipv6_for,
+    ENCAP_PORT, FIRST_ANALYZER_PORT, VM, FabricAnalyzer, ComputeNode, Interface, Topology, interface_mac, ipv6_for,
 )
 
 DEFAULT_ANALYZER = "interface-packet-capture"
@@ -176,19 +176,37 @@ def named_analyzer(topology: Topology, analyzer: str | None, mirror_to: MirrorTo
     return name
 
 
+def find_vtep(topology: Topology, mirror_to: MirrorTo) -> FabricAnalyzer:
+    """The fabric analyzer a static destination's VTEP address names (its MAC must agree):
+    every address of the lab lives in a namespace the lab made, so a VTEP is one of them."""
+    vtep = mirror_to.static_nh_header
+    where = "mirror_to.static_nh_header."
+    for probe in topology.fabric_analyzers:
+        if str(probe.ip) == vtep.vtep_dst_ip_address:
+            if probe.mac != vtep.vtep_dst_mac_address:
+                raise Conflict(f"{where}vtep_dst_mac_address '{vtep.vtep_dst_mac_address}' is not "
+                               f"VTEP {probe.name}'s ({probe.mac})", where + "vtep_dst_mac_address")
+            return probe
+    known = ", ".join(f"{p.name} {p.ip} {p.mac}" for p in topology.fabric_analyzers) or \
+        "none; declare one under fabric_analyzers in the topology file"
+    raise NotFound(f"no VTEP of this lab has address {vtep.vtep_dst_ip_address} (fabric "
+                   f"analyzers: {known})", where + "vtep_dst_ip_address")
+
+
 def _known_analyzers(topology: Topology) -> str:
     return ", ".join(f"{name} {vm.interfaces[0].ip}" for name, vm in sorted(analyzers(topology).items())) or "none"
 
 
 def plan_capture(topology: Topology, captures: list[Capture], capture_id: int, vrouter: str,
-                 interface: str, direction: str | None, analyzer: str, now: float,
+                 interface: str, direction: str | None, analyzer: str | None, now: float,
                  lease_seconds: float | None = None,
                  limit_bytes: int = DEFAULT_LIMIT_BYTES, secret: str | None = None,
                  origin: str = "api", mirror_to: MirrorTo = MirrorTo()) -> Capture:
     """A new capture, checked against the topology, its analyzers and the active captures;
     `secret` is what its beacon stop and lease renewals must present; `origin` says who
     starts it (one of REQUEST_ORIGINS); `mirror_to` is its destination (from
-    `parse_mirror_to`), which gets `analyzer`'s address, MAC and network."""
+    `parse_mirror_to`), which gets `analyzer`'s address, MAC and network; a static one names
+    no analyzer (`analyzer` None) but its VTEP, a fabric analyzer."""
     if origin not in REQUEST_ORIGINS:
         raise InvalidRequest(f"bad origin '{origin}' (use {', '.join(REQUEST_ORIGINS[:-1])} "
                              f"or {REQUEST_ORIGINS[-1]})", "origin")
@@ -200,16 +218,22 @@ def plan_capture(topology: Topology, captures: list[Capture], capture_id: int, v
                              f"{MAX_LEASE_SECONDS:.0f})", "lease_seconds")
     target = find_interface(topology, vrouter, interface)
     parsed_direction = parse_direction(direction)
-    if analyzer not in analyzers(topology):
-        known = ", ".join(sorted(analyzers(topology))) or "none"
-        raise NotFound(f"unknown analyzer '{analyzer}' (known: {known})",
-                       "mirror_to.analyzer_name" if mirror_to.analyzer_name else "analyzer")
     unsupported = not_on_the_wire_yet(mirror_to)
     if unsupported is not None:
         raise unsupported
-    analyzer_interface = analyzers(topology)[analyzer].interfaces[0]
-    destination = mirror_to.for_analyzer(analyzer, str(analyzer_interface.ip), analyzer_interface.mac,
-                                         analyzer_interface.network)
+    if mirror_to.nh_mode == "static":
+        if analyzer is not None or mirror_to.analyzer_name is not None:
+            raise InvalidRequest("a static destination goes to its VTEP (static_nh_header), not "
+                                 "to an analyzer instance", "analyzer")
+        analyzer, destination = find_vtep(topology, mirror_to).name, mirror_to
+    elif analyzer not in analyzers(topology):
+        known = ", ".join(sorted(analyzers(topology))) or "none"
+        raise NotFound(f"unknown analyzer '{analyzer}' (known: {known})",
+                       "mirror_to.analyzer_name" if mirror_to.analyzer_name else "analyzer")
+    else:
+        analyzer_interface = analyzers(topology)[analyzer].interfaces[0]
+        destination = mirror_to.for_analyzer(analyzer, str(analyzer_interface.ip),
+                                             analyzer_interface.mac, analyzer_interface.network)
     if capture_id > MAX_CAPTURE_ID:
         raise Conflict("capture ids are exhausted; reset the lab's capture store")
     active = [c for c in captures if c.active]

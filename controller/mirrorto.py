@@ -188,12 +188,9 @@ def _not_yet(field_name: str, message: str) -> Conflict:
 
 def not_on_the_wire_yet(mirror_to: MirrorTo) -> Conflict | None:
     """Why the lab cannot send copies to `mirror_to` yet (a limit of this lab, not an invalid
-    destination), naming the field, or None. The lab sends dynamic destinations, with the
-    Juniper header to any UDP port or without it; static and NIC-assisted ones are refused
-    rather than silently sent another way."""
-    if mirror_to.nh_mode != "dynamic":
-        return _not_yet("nh_mode", "static (VXLAN to a VTEP) is valid in Contrail, but this lab "
-                                   "does not send it yet")
+    destination), naming the field, or None. The lab sends dynamic destinations (with the
+    Juniper header to any UDP port, or without it) and static ones; NIC-assisted ones are
+    refused rather than silently sent another way."""
     if mirror_to.nic_assisted_mirroring:
         return _not_yet("nic_assisted_mirroring", "NIC-assisted mirroring is valid in Contrail, "
                                                   "but this lab does not emulate it yet")

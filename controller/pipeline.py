@@ -39,7 +39,7 @@ from mirrorlab.controller.flowmodel import (
     Clone, Decap, Encap, Flow, Move, Output, Resubmit, SetField, capture_owner, flow,
 )
 from mirrorlab.controller.mirroring import MAX_CAPTURES_PER_INTERFACE, Capture, analyzers
-from mirrorlab.juniper import Encapsulation
+from mirrorlab.juniper import VXLAN_PORT, Encapsulation
 from mirrorlab.recorder import EGRESS_TC, INGRESS_TC
 from mirrorlab.topology import ENCAP_PORT, FABRIC_PORT, ComputeNode, Interface, Network, Topology
 
@@ -89,11 +89,15 @@ def forwarding_flows(topology: Topology, compute: ComputeNode) -> list[Flow]:
     flows.append(flow(FORWARD, 0, goto=INGRESS_MIRROR))
 
     local = topology.interfaces_on(compute.name)
-    # Copies coming back from the mirror encapsulator go to their analyzer's port, nowhere else.
+    # Copies coming back from the mirror encapsulator go to their analyzer's port, nowhere else,
+    # or, in VXLAN to a fabric analyzer (a static destination), out to the fabric.
     for vm in topology.vms:
         if vm.analyzer and vm.compute == compute.name:
             flows.append(flow(CLASSIFY, 200, in_port=ENCAP_PORT, eth_dst=vm.interfaces[0].mac,
                               actions=[Output(vm.interfaces[0].ofport)]))
+    for probe in topology.fabric_analyzers:
+        flows.append(flow(CLASSIFY, 200, in_port=ENCAP_PORT, eth_dst=probe.mac,
+                          actions=[Output(FABRIC_PORT)]))
     by_network: dict[str, list[Interface]] = defaultdict(list)
     for interface in topology.interfaces():
         by_network[interface.network].append(interface)
@@ -191,7 +195,6 @@ def capture_flows(topology: Topology, capture: Capture) -> dict[str, list[Flow]]
     owner = capture_owner(capture.id)
     source = topology.compute(capture.compute)
     port = topology.interface_by_port_name(capture.interface).ofport
-    analyzer = analyzers(topology)[capture.analyzer].interfaces[0]
     flows: dict[str, list[Flow]] = defaultdict(list)
 
     # The copy first clears its input port (only the clone's: the original keeps it), so its
@@ -201,14 +204,19 @@ def capture_flows(topology: Topology, capture: Capture) -> dict[str, list[Flow]]
     # (`assertion !dp_packet_is_eth(packet) failed in push_eth()`). A copy's flow must not
     # depend on another flow (one for "came in on the exit port") being installed at the same
     # moment either: the controller adds and deletes flows one at a time.
-    target = topology.compute(analyzer.compute)
+    if capture.mirror_to.nh_mode == "static":
+        # VXLAN to a VTEP on the fabric: encapsulated here, sent out over the fabric.
+        analyzer, target = None, source
+    else:
+        analyzer = analyzers(topology)[capture.analyzer].interfaces[0]
+        target = topology.compute(analyzer.compute)
     delivery = [SetField("eth_src", source.fabric_mac), SetField("eth_dst", target.fabric_mac),
                 Output(ENCAP_PORT if target.name == source.name else FABRIC_PORT)]
     if target.name != source.name:
         flows[target.name].append(flow(
             CLASSIFY, 200, in_port=FABRIC_PORT, eth_type=0x8847, mpls_label=capture.label,
             owner=owner, actions=[Output(ENCAP_PORT)]))
-    if not capture.mirror_to.juniper_header:
+    if analyzer is not None and not capture.mirror_to.juniper_header:
         # Without the header the encapsulator hands the copy back as it came (it records it):
         # unwrapped here, the analyzer gets the original frame itself.
         flows[target.name].append(flow(
@@ -239,9 +247,17 @@ def capture_encapsulation(topology: Topology, capture: Capture) -> Encapsulation
     """How the mirror encapsulator wraps `capture`'s copies: from the vRouter (eth_src) to the
     analyzer (its MAC and address, the capture's UDP port), with the outer source address of
     the monitored interface's compute node on the fabric, the capture's mirror index, and the
-    monitored interface's network as the VN."""
+    monitored interface's network as the VN; for a static destination, VXLAN with its VNI from
+    the compute node's fabric address and MAC to the VTEP's."""
     destination = capture.mirror_to
     monitored = topology.interface_by_port_name(capture.interface)
+    source = topology.compute(capture.compute)
+    if destination.nh_mode == "static":
+        vtep = destination.static_nh_header
+        return Encapsulation(eth_src=source.fabric_mac, eth_dst=vtep.vtep_dst_mac_address,
+                             ip_src=str(topology.fabric_ip(source)), ip_dst=vtep.vtep_dst_ip_address,
+                             udp_port=VXLAN_PORT, mirror_index=capture.mirror_index,
+                             vn=monitored.network, juniper_header=False, vni=vtep.vni)
     return Encapsulation(eth_src=VROUTER_MAC, eth_dst=destination.analyzer_mac_address,
                          ip_src=str(topology.fabric_ip(topology.compute(capture.compute))),
                          ip_dst=destination.analyzer_ip_address, udp_port=destination.udp_port,

@@ -221,12 +221,20 @@ class ControllerService:
         """The pcap file the analyzer writes for `capture`."""
         return capture_file(self.captures_dir, capture.label)
 
-    def analyzer_raw_path(self, name: str) -> Path:
-        """The raw capture of analyzer `name`: everything its interface received."""
+    def analyzer_interface(self, name: str) -> str:
+        """The interface of analyzer instance or fabric analyzer `name` (its recorder's)."""
         vm = analyzers(self.topology).get(name)
-        if vm is None:
-            raise NotFound(f"unknown analyzer '{name}'", "name")
-        return raw_capture_file(self.captures_dir, vm.interfaces[0].name)
+        if vm is not None:
+            return vm.interfaces[0].name
+        if self.topology.has("fabric_analyzer", name):
+            return self.topology.fabric_analyzer(name).interface
+        known = sorted(analyzers(self.topology)) + [p.name for p in self.topology.fabric_analyzers]
+        raise NotFound(f"unknown analyzer '{name}' (known: {', '.join(known) or 'none'})", "name")
+
+    def analyzer_raw_path(self, name: str) -> Path:
+        """The raw capture of analyzer instance or fabric analyzer `name`: everything its
+        interface received."""
+        return raw_capture_file(self.captures_dir, self.analyzer_interface(name))
 
     # --- analyzers -----------------------------------------------------------------------
 
@@ -288,14 +296,15 @@ class ControllerService:
         unsupported = not_on_the_wire_yet(destination)  # before any analyzer is launched for it
         if unsupported is not None:
             raise unsupported
-        with self.lock:
-            analyzer = named_analyzer(self.topology, analyzer, destination)
+        if destination.nh_mode != "static":  # a static one goes to a VTEP, no analyzer instance
+            with self.lock:
+                analyzer = named_analyzer(self.topology, analyzer, destination)
         self.require_whole_lab()
         free = self.free_disk_bytes()
         if free < self.min_free_bytes:
             raise Conflict(f"only {format_size(free)} free in {self.captures_dir}, less than the "
                            f"floor of {format_size(self.min_free_bytes)}; free some space first")
-        if analyzer is None:
+        if analyzer is None and destination.nh_mode != "static":
             analyzer = DEFAULT_ANALYZER
             target = find_interface(self.topology, vrouter, interface)
             self.require_connected([target.compute])  # before launching anything for it
@@ -318,9 +327,9 @@ class ControllerService:
             computes = capture_flows(self.topology, capture)
             self.require_connected(computes)
             set_limits(self.captures_dir, capture.label, capture.limit_bytes, self.min_free_bytes)
-            analyzer_interface = analyzers(self.topology)[capture.analyzer].interfaces[0]
             set_encapsulation(self.captures_dir, capture.label,
-                              {"label": capture.label, "analyzer_interface": analyzer_interface.name,
+                              {"label": capture.label,
+                               "analyzer_interface": self.analyzer_interface(capture.analyzer),
                                **capture_encapsulation(self.topology, capture).to_dict()})
             self.store.save_capture(capture)
             self.captures[capture.id] = capture

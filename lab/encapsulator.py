@@ -13,7 +13,10 @@ A capture without the Juniper header (Contrail's dynamic mode with juniper_heade
 the original frame itself at the analyzer, which then cannot tell captures or directions
 apart: the encapsulator writes that capture's pcap and directions (lab/recorder.py
 CaptureFiles, with the same limits and stop reports) and hands the copy back unchanged, still
-under its label, for the vRouter to unwrap and output to the analyzer's port.
+under its label, for the vRouter to unwrap and output to the analyzer's port. A static
+destination (VXLAN to a VTEP on the fabric, which cannot tell directions apart either) is
+recorded the same way, and its copy leaves as VXLAN with the capture's VNI, from the mirroring
+compute node's fabric address and MAC to the VTEP's, for the vRouter to send over the fabric.
 
 It runs in the lab's namespace, started and restarted by the lab process like the recorders.
 Each link's socket is drained without blocking and the outer headers of each capture are built
@@ -128,10 +131,12 @@ def drain(sock: socket.socket, encapsulators: Encapsulators, counters: Counters,
             continue
         values["copies"] += 1
         direction = EGRESS if (shim >> 9 & 0x7) == EGRESS_TC else INGRESS
-        if encapsulator.encapsulation.juniper_header:
+        encapsulation = encapsulator.encapsulation
+        if not encapsulation.juniper_header:
+            headerless.record(shim >> 12, direction, frame[COPY_HEADERS:], time.time())
+        if encapsulation.juniper_header or encapsulation.vni is not None:
             packet = encapsulator.build(frame[COPY_HEADERS:], direction)
         else:
-            headerless.record(shim >> 12, direction, frame[COPY_HEADERS:], time.time())
             packet = frame
         built = clock()
         values["seconds_building"] += built - received

@@ -22,6 +22,7 @@ import zlib
 from dataclasses import dataclass
 
 DEFAULT_UDP_PORT = 8099
+VXLAN_PORT = 4789
 TLV_SOURCE_VN = 3
 TLV_DESTINATION_VN = 4
 TLV_END = b"\xff\x00"
@@ -113,6 +114,8 @@ class Encapsulation:
     # False: Contrail's dynamic mode without the header; the analyzer gets the original frame
     # itself (the encapsulator records it and hands it back unchanged).
     juniper_header: bool = True
+    # Set: Contrail's static mode, the original frame in VXLAN with this VNI (to udp_port 4789).
+    vni: int | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready fields (what the controller writes for the encapsulator and recorder)."""
@@ -123,12 +126,18 @@ class Encapsulation:
         """The `Encapsulation` whose fields `data` holds (other keys are ignored); KeyError or
         TypeError for a malformed one."""
         return cls(**{name: data[name] for name in cls.__dataclass_fields__
-                      if name in data or name != "juniper_header"})
+                      if name in data or name not in ("juniper_header", "vni")})
+
+
+def vxlan_header(vni: int) -> bytes:
+    """The VXLAN header of network identifier `vni` (RFC 7348: flag I, the VNI)."""
+    return struct.pack("!II", 0x08000000, vni << 8)
 
 
 class Encapsulator:
-    """Builds one capture's copies: the outer headers and TLVs are made once per direction;
-    each copy only gets its lengths, the IPv4 checksum and the UDP source port."""
+    """Builds one capture's copies: the outer headers and the TLVs (or the VXLAN header, for a
+    static destination) are made once per direction; each copy only gets its lengths, the
+    IPv4 checksum and the UDP source port."""
 
     def __init__(self, encapsulation: Encapsulation):
         self.encapsulation = encapsulation
@@ -137,7 +146,8 @@ class Encapsulator:
         addresses = _ip_bytes(encapsulation.ip_src) + _ip_bytes(encapsulation.ip_dst)
         self._headers = {}
         for direction in (INGRESS, EGRESS):
-            tlvs = mirror_header(encapsulation.vn, direction)
+            tlvs = (mirror_header(encapsulation.vn, direction) if encapsulation.vni is None
+                    else vxlan_header(encapsulation.vni))
             # The IPv4 header without its total length and checksum; their sum is added per copy.
             constant = struct.pack("!BBHHHBBH", 0x45, 0, 0, 0, _IP_FLAGS_FRAGMENT, _TTL,
                                    IPPROTO_UDP, 0) + addresses

@@ -95,6 +95,10 @@ class LabNetwork:
             self._add_host(vm)
             if count % 25 == 0 or count == len(topology.vms):
                 state.progress(f"      VMs {count}/{len(topology.vms)}")
+        for probe in topology.fabric_analyzers:
+            host = net.addHost(probe.name, ip=None)
+            net.addLink(host, fabric, intfName1=probe.interface,
+                        intfName2=probe.fabric_switch_port_name, addr1=probe.mac)
 
         state.progress(f"[3/{steps}] starting vRouters (userspace datapath, OpenFlow 1.3, "
                        f"controller {self.controller_target})")
@@ -115,6 +119,23 @@ class LabNetwork:
         self._start_encapsulator()
         for vm in topology.vms:
             self._configure_vm(vm)
+        for probe in topology.fabric_analyzers:
+            self._configure_fabric_analyzer(probe)
+
+    def _configure_fabric_analyzer(self, probe) -> None:
+        """Give a fabric analyzer its address and jumbo MTU, and start its recorder (for its raw
+        capture: what its fabric interface receives)."""
+        host = self.net.get(probe.name)
+        _quiet_bridge_end(probe.fabric_switch_port_name)
+        _run("ip", "link", "set", "dev", probe.fabric_switch_port_name, "mtu", str(JUMBO_MTU))
+        host.cmd(f"sysctl -qw net.ipv6.conf.all.disable_ipv6=1 ; "
+                 f"ip link set dev {probe.interface} mtu {JUMBO_MTU} up ; "
+                 f"ip addr add {probe.ip}/{self.topology.fabric_subnet.prefixlen} dev {probe.interface} ; "
+                 f"ethtool -K {probe.interface} tx off tso off gso off >/dev/null 2>&1")
+        command = [sys.executable, "-m", "mirrorlab.recorder", "--interface", probe.interface,
+                   "--directory", str(self.state.captures_dir)]
+        self.recorders[probe.name] = RecorderSupervisor(
+            probe.name, lambda log: host.popen(command, stdout=log, stderr=log), self.state).start()
 
     def _start_encapsulator(self) -> None:
         """Link every vRouter's ENCAP_PORT to the lab's mirror encapsulator (lab/encapsulator.py),
@@ -139,12 +160,16 @@ class LabNetwork:
             self.state, name=ENCAPSULATOR).start()
 
     def pin_fabric_macs(self) -> None:
-        """Static fabric entries for every compute node: one that only receives (an analyzer's)
-        would never be learned, and every frame to it would be flooded to all compute nodes.
+        """Static fabric entries for every compute node and fabric analyzer: one that only
+        receives (an analyzer's, a VTEP's) would never be learned, and every frame to it would
+        be flooded to all compute nodes.
         They live in ovs-vswitchd's memory only, so they are pinned again after a restart."""
         for compute in self.topology.computes:
             _run("ovs-appctl", "fdb/add", self.topology.fabric_bridge,
                  compute.fabric_switch_port_name, "0", compute.fabric_mac)
+        for probe in self.topology.fabric_analyzers:
+            _run("ovs-appctl", "fdb/add", self.topology.fabric_bridge,
+                 probe.fabric_switch_port_name, "0", probe.mac)
 
     def keep_fabric_pinned(self, sandbox: Sandbox, stopping: threading.Event) -> None:
         """Pin the fabric's entries again whenever the lab's ovs-vswitchd was restarted."""

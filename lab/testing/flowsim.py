@@ -161,7 +161,14 @@ class Delivery:
 
 def juniper_copy(encapsulation: Encapsulation, direction: str, original: dict) -> dict:
     """The dict of a copy the encapsulator made of `original` (sent by the monitored VM when
-    `direction` is ingress, delivered to it when egress)."""
+    `direction` is ingress, delivered to it when egress): Juniper header, or VXLAN for a static
+    destination."""
+    if encapsulation.vni is not None:
+        return {"packet_type": "ethernet", "eth_src": encapsulation.eth_src,
+                "eth_dst": encapsulation.eth_dst, "eth_type": 0x0800, "ip_src": encapsulation.ip_src,
+                "ip_dst": encapsulation.ip_dst, "udp_dst": encapsulation.udp_port,
+                "mirror_index": encapsulation.mirror_index, "vxlan_vni": encapsulation.vni,
+                "inner": original}
     vn_field = "juniper_vn_src" if direction == INGRESS else "juniper_vn_dst"
     return {"packet_type": "ethernet", "eth_src": encapsulation.eth_src,
             "eth_dst": encapsulation.eth_dst, "eth_type": 0x0800, "ip_src": encapsulation.ip_src,
@@ -197,6 +204,11 @@ class LabSim:
         for port, packet in self.switches[compute].process(in_port, frame):
             if port == FABRIC_PORT:
                 self.fabric_frames.append((compute, packet))
+                probe = next((p for p in self.topology.fabric_analyzers
+                              if p.mac == packet.get("eth_dst")), None)
+                if probe is not None:
+                    deliveries.append(Delivery(compute, port, probe.name, packet))
+                    continue
                 target = next((c.name for c in self.topology.computes
                                if c.fabric_mac == packet.get("eth_dst")), None)
                 assert target is not None, f"fabric frame to unknown MAC {packet.get('eth_dst')}"
@@ -210,7 +222,8 @@ class LabSim:
                 self.recorded_headerless += [] if encapsulation.juniper_header else [
                     (packet["mpls_label"], direction, packet["inner"])]
                 returned = (juniper_copy(encapsulation, direction, packet["inner"])
-                            if encapsulation.juniper_header else packet)
+                            if encapsulation.juniper_header or encapsulation.vni is not None
+                            else packet)
                 deliveries += self._inject(compute, ENCAP_PORT, returned, hops + 1)
             else:
                 names = [i.port_name for i in self.topology.interfaces_on(compute) if i.ofport == port]

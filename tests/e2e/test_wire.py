@@ -180,3 +180,60 @@ def test_a_custom_udp_port_carries_the_juniper_header(wire_analyzers, clean_lab,
          "-e", "udp.dstport", "-e", "juniper.vn.src", "-e", "icmp.type"],
         capture_output=True, text=True, check=True).stdout.splitlines()
     assert decoded == [f"9000\t{target.interface.network}\t8"] * 2
+
+
+def test_static_destination_is_vxlan_to_the_vtep_on_the_fabric(wire_analyzers, clean_lab, target,
+                                                                tmp_path):
+    """nh_mode static to the lab's fabric analyzer probe1 (a probe appliance in its own
+    namespace on the fabric): its fabric interface gets VXLAN with the VNI, from the monitored
+    vRouter's fabric address (`tshark -d udp.port==4789,vxlan` shows the VNI), a Linux VXLAN
+    device there with that VNI shows the monitored VM's frames byte for byte, and the capture's
+    pcap holds them with their directions. The guests see no copy."""
+    lab = clean_lab
+    probe = lab.topology.fabric_analyzer("probe1")
+    vni = 5000
+    lab.exec("probe1", f"ip link del vx{vni} 2>/dev/null; ip link add vx{vni} type vxlan id {vni} "
+                       f"dstport 4789 local {probe.ip} nolearning && ip link set vx{vni} up")
+    vm_view, wire_view, device_view = ("/tmp/ml-static-vm.pcap", "/tmp/ml-static-wire.pcap",
+                                       "/tmp/ml-static-vx.pcap")
+    sniffers = [lab.popen(target.vm, f"timeout 8 tcpdump -n -i {target.interface.name} -w {vm_view} icmp"),
+                lab.popen("probe1", f"timeout 8 tcpdump -n -i {probe.interface} -w {wire_view} udp port 4789"),
+                lab.popen("probe1", f"timeout 8 tcpdump -n -i vx{vni} -w {device_view} icmp"),
+                lab.popen(target.peer.vm, f"timeout 8 tcpdump -n -i {target.peer.name} udp port 4789 "
+                                          f"2>/dev/null")]
+    time.sleep(1)
+    response = lab.api("POST", "/api/captures", json={"vm": target.vm, "mirror_to": {
+        "nh_mode": "static", "static_nh_header": {"vtep_dst_ip_address": str(probe.ip),
+                                                  "vtep_dst_mac_address": probe.mac, "vni": vni}}})
+    assert response.status_code == 201, response.text
+    capture = response.json()
+    lab.exec(target.vm, f"ping -c 3 -i 0.2 {target.peer.ip}")
+    lab.wait_for(lambda: lab.api("GET", f"/api/captures/{capture['id']}").json()["packets"] >= 6,
+                 what="6 recorded copies")
+    outputs = [sniffer.communicate(timeout=15)[0] for sniffer in sniffers]
+    assert outputs[3].count("VXLAN") == 0 and "4789" not in outputs[3]
+
+    seen_by_vm = sorted(bytes(f) for f in rdpcap(vm_view))
+    assert len(seen_by_vm) == 6
+    assert sorted(bytes(f) for f in rdpcap(device_view)) == seen_by_vm
+    fabric_ip = str(lab.topology.fabric_ip(lab.topology.compute(target.compute)))
+    decoded = subprocess.run(
+        ["tshark", "-r", wire_view, "-d", "udp.port==4789,vxlan", "-Y", "icmp", "-T", "fields",
+         "-E", "separator=|", "-e", "ip.src", "-e", "ip.dst", "-e", "udp.dstport", "-e", "vxlan.vni"],
+        capture_output=True, text=True, check=True).stdout.splitlines()
+    assert len(decoded) == 6, decoded
+    for line in decoded:
+        ip_src, ip_dst, dport, found_vni = line.split("|")
+        assert (ip_src.split(",")[0], ip_dst.split(",")[0], dport, found_vni) == (
+            fabric_ip, str(probe.ip), "4789", str(vni))
+    recorded = lab.api("GET", f"/api/captures/{capture['id']}/pcap", params={"format": "pcap"})
+    (tmp_path / "capture.pcap").write_bytes(recorded.content)
+    assert sorted(bytes(f) for f in rdpcap(str(tmp_path / "capture.pcap"))
+                  if f.haslayer(ICMP)) == seen_by_vm
+    listed = lab.api("GET", f"/api/captures/{capture['id']}/packets").json()["packets"]
+    assert {(p["summary"].split(" id=")[0], p["direction"]) for p in listed
+            if p["summary"].startswith("Echo")} == {("Echo (ping) request", "ingress"),
+                                                    ("Echo (ping) reply", "egress")}
+    raw = lab.api("GET", "/api/analyzers/probe1/pcap")
+    (tmp_path / "raw.pcap").write_bytes(raw.content)
+    assert {bytes(f) for f in rdpcap(wire_view)} <= {bytes(f) for f in rdpcap(str(tmp_path / "raw.pcap"))}

@@ -59,6 +59,19 @@ def test_a_custom_udp_port_decodes_the_same_way(tmp_path):
         ["9000", "default-domain:admin:blue"]]
 
 
+def test_a_static_copy_is_vxlan_with_its_vni(tmp_path):
+    """A static destination's copy: UDP 4789 with the VXLAN header of its VNI, the inner frame
+    decoded by `-d udp.port==4789,vxlan`."""
+    to_vtep = Encapsulation(eth_src="02:fa:00:00:00:01", eth_dst="02:fb:00:00:00:01",
+                            ip_src="192.168.100.1", ip_dst="192.168.100.254", udp_port=4789,
+                            mirror_index=3, vn="blue", juniper_header=False, vni=5000)
+    copy = Encapsulator(to_vtep).build(INNER, "egress")
+    assert tshark_fields(tmp_path, [copy], 8099, "ip.src", "ip.dst", "ip.checksum.status",
+                         "udp.dstport", "vxlan.vni", "icmp.type") == [
+        ["192.168.100.1,10.1.1.11", "192.168.100.254,10.1.1.12", "1,1", "4789", "5000", "8"]]
+    assert copy[-len(INNER):] == INNER
+
+
 def test_the_source_port_keeps_one_flow_and_carries_the_mirror_index():
     """49152..65535; one flow always gets one port; the top bits are the mirror index, so two
     captures of one vRouter never share a port; different flows spread over the low bits."""

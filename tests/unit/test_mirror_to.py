@@ -126,13 +126,12 @@ def test_a_destination_that_is_not_the_analyzers_is_refused(client, body, status
 
 
 @pytest.mark.parametrize("mirror_to, field", [
-    ({"nh_mode": "static", "static_nh_header": STATIC}, "mirror_to.nh_mode"),
     ({"nic_assisted_mirroring": True, "nic_assisted_mirroring_vlan": 10},
      "mirror_to.nic_assisted_mirroring"),
 ])
 def test_a_valid_destination_the_lab_does_not_send_yet_is_a_409(client, mirror_to, field):
-    """Static and NIC-assisted destinations are not sent yet: refused (409, the field named),
-    never sent another way."""
+    """NIC-assisted destinations are not sent yet: refused (409, the field named), never sent
+    another way."""
     response = client.post("/api/captures", json=TARGET | {"mirror_to": mirror_to})
     assert (response.status_code, response.json()["field"]) == (409, field), response.text
     assert "does not" in response.json()["error"]
@@ -145,6 +144,42 @@ def test_dynamic_destinations_without_the_header_or_to_another_port_start(client
     response = client.post("/api/captures", json=TARGET | {"mirror_to": mirror_to})
     assert response.status_code == 201, response.text
     assert response.json()["mirror_to"] == DEFAULT_DESTINATION | mirror_to
+
+
+PROBE = {"vtep_dst_ip_address": "192.168.100.254", "vtep_dst_mac_address": "02:fb:00:00:00:01",
+         "vni": 5000}
+
+
+def test_a_static_destination_goes_to_a_vtep_of_the_lab(client):
+    """nh_mode static to the default topology's fabric analyzer starts; GET shows it whole."""
+    response = client.post("/api/captures", json=TARGET | {"mirror_to": {
+        "nh_mode": "static", "static_nh_header": PROBE}})
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["analyzer"] == "probe1"
+    assert body["mirror_to"] | {} == {
+        "analyzer_name": None, "analyzer_ip_address": None, "analyzer_mac_address": None,
+        "routing_instance": None, "udp_port": 8099, "juniper_header": False, "nh_mode": "static",
+        "static_nh_header": PROBE, "nic_assisted_mirroring": False,
+        "nic_assisted_mirroring_vlan": None}
+
+
+@pytest.mark.parametrize("body, status, field", [
+    ({"mirror_to": {"nh_mode": "static", "static_nh_header": PROBE | {
+        "vtep_dst_ip_address": "192.168.100.200"}}}, 404,
+     "mirror_to.static_nh_header.vtep_dst_ip_address"),
+    ({"mirror_to": {"nh_mode": "static", "static_nh_header": PROBE | {
+        "vtep_dst_mac_address": "02:fb:00:00:00:09"}}}, 409,
+     "mirror_to.static_nh_header.vtep_dst_mac_address"),
+    ({"analyzer": DEFAULT_ANALYZER, "mirror_to": {"nh_mode": "static", "static_nh_header": PROBE}},
+     400, "analyzer"),
+])
+def test_a_static_destination_outside_the_lab_is_refused(client, body, status, field):
+    """A VTEP address no fabric analyzer of the lab has (nothing leaves the machine), a MAC that
+    is not the VTEP's, an analyzer instance named with a static destination: refused."""
+    response = client.post("/api/captures", json=TARGET | body)
+    assert (response.status_code, response.json()["field"]) == (status, field), response.text
+    assert client.get("/api/captures").json() == []
 
 
 def test_the_destination_survives_a_controller_restart(tmp_path, service, default_topo):

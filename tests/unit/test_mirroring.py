@@ -9,7 +9,7 @@ import pytest
 
 from mirrorlab.controller.errors import Conflict, InvalidRequest, NotFound
 from mirrorlab.controller.flowmodel import OWNER_MASK, Output, SetField, capture_owner
-from mirrorlab.controller.mirrorto import MirrorTo
+from mirrorlab.controller.mirrorto import MirrorTo, StaticNhHeader
 from mirrorlab.juniper import EGRESS, INGRESS
 from mirrorlab.controller.mirroring import (
     CAPTURE_LABEL_BASE, MAX_CAPTURE_ID, Capture, Direction, analyzers, find_interface,
@@ -132,6 +132,35 @@ def test_without_the_header_the_analyzer_gets_the_original_frames(default_topo, 
         expected = ([(INGRESS, frame)] if sender == "tap-vm1-0" else []) + [
             (EGRESS, d.packet) for d in plain if d.port_name == "tap-vm1-0"]
         assert copies == [packet for _, packet in expected], (sender, frame)
+        assert sim.recorded_headerless[recorded_before:] == [
+            (capture.label, direction, packet) for direction, packet in expected]
+        assert others == [(d.port_name, d.packet) for d in plain], (sender, frame)
+
+
+def test_static_copies_travel_in_vxlan_over_the_fabric_to_the_vtep(default_topo):
+    """nh_mode static: each copy of what vm1 sent or received leaves vm1's vRouter over the
+    fabric as VXLAN with the VNI, from compute1's fabric address and MAC to the VTEP's; the
+    encapsulator records each with its direction; no port of the lab gets a copy."""
+    topo = default_topo
+    probe = topo.fabric_analyzer("probe1")
+    vtep = StaticNhHeader(str(probe.ip), probe.mac, 5000)
+    capture = plan_capture(topo, [], 1, "compute1", "tap-vm1-0", "both", None, 10.0,
+                           mirror_to=MirrorTo(juniper_header=False, nh_mode="static",
+                                              static_nh_header=vtep))
+    assert capture.analyzer == "probe1"
+    compute1 = topo.compute("compute1")
+    baseline, sim = LabSim(topo), LabSim(topo, [capture])
+    for sender, frame in vm1_traffic(topo):
+        plain = baseline.send(sender, frame)
+        recorded_before = len(sim.recorded_headerless)
+        copies, others = split(sim.send(sender, frame), "probe1")
+        expected = ([(INGRESS, frame)] if sender == "tap-vm1-0" else []) + [
+            (EGRESS, d.packet) for d in plain if d.port_name == "tap-vm1-0"]
+        assert copies == [{"packet_type": "ethernet", "eth_src": compute1.fabric_mac,
+                           "eth_dst": probe.mac, "eth_type": IPV4, "ip_src": "192.168.100.1",
+                           "ip_dst": "192.168.100.254", "udp_dst": 4789,
+                           "mirror_index": capture.mirror_index, "vxlan_vni": 5000,
+                           "inner": packet} for _, packet in expected], (sender, frame)
         assert sim.recorded_headerless[recorded_before:] == [
             (capture.label, direction, packet) for direction, packet in expected]
         assert others == [(d.port_name, d.packet) for d in plain], (sender, frame)
