@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from bench.common import log, pcap_count, ratio, wait_stable
-from bench.mirror_lab import ANALYZERS, MONITORED, OTHER_NODE_PEER, MirrorLab
+from bench.mirror_lab import DESTINATIONS, MONITORED, OTHER_NODE_PEER, MirrorLab
 from bench.traffic import iperf, udp_payload
 from mirrorlab.encapsulator import STATS_INTERVAL, stats_file
 
@@ -44,15 +44,16 @@ def max_forwarded_rate(mirror: MirrorLab, frame: int, seconds: float) -> dict:
 
 
 def measure(mirror: MirrorLab, seconds: float, rates: tuple[int, ...] = FIXED_RATES) -> dict:
-    """Completeness for every analyzer placement, frame size and rate."""
+    """Completeness for every destination (bench/mirror_lab.py DESTINATIONS), frame size and
+    rate."""
     limits = {}
     for frame in FRAME_SIZES:
         limits[frame] = max_forwarded_rate(mirror, frame, seconds)
         log(f"highest forwarded rate, {frame}-byte frames: {limits[frame]['forwarded_pps']} pps "
             f"(sender managed {limits[frame]['sent_pps']} pps)")
     runs = []
-    for where in ANALYZERS:
-        analyzer_vm = mirror.analyzers[where]["vm"]
+    for where in DESTINATIONS:
+        analyzer_vm = mirror.receiver(where)
         for frame in FRAME_SIZES:
             targets = [(rate, str(rate)) for rate in rates]
             targets.append((max(limits[frame]["forwarded_pps"], 1), "max"))
