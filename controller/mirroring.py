@@ -193,6 +193,19 @@ def find_vtep(topology: Topology, mirror_to: MirrorTo) -> FabricAnalyzer:
                    f"analyzers: {known})", where + "vtep_dst_ip_address")
 
 
+def find_nic_analyzer(topology: Topology, mirror_to: MirrorTo) -> FabricAnalyzer:
+    """The fabric analyzer a NIC-assisted capture's mirror goes to: the one mirror_to names
+    (analyzer_name or analyzer_ip_address), else the lab's first."""
+    for probe in topology.fabric_analyzers:
+        if mirror_to.analyzer_name in (None, probe.name) and \
+                mirror_to.analyzer_ip_address in (None, str(probe.ip)):
+            return probe
+    known = ", ".join(f"{p.name} {p.ip}" for p in topology.fabric_analyzers) or \
+        "none; declare one under fabric_analyzers in the topology file"
+    raise NotFound(f"NIC-assisted mirroring goes to a fabric analyzer; none matches (fabric "
+                   f"analyzers: {known})", "mirror_to.analyzer_name")
+
+
 def _known_analyzers(topology: Topology) -> str:
     return ", ".join(f"{name} {vm.interfaces[0].ip}" for name, vm in sorted(analyzers(topology).items())) or "none"
 
@@ -226,6 +239,14 @@ def plan_capture(topology: Topology, captures: list[Capture], capture_id: int, v
             raise InvalidRequest("a static destination goes to its VTEP (static_nh_header), not "
                                  "to an analyzer instance", "analyzer")
         analyzer, destination = find_vtep(topology, mirror_to).name, mirror_to
+    elif mirror_to.nic_assisted_mirroring:
+        if analyzer is not None:
+            raise InvalidRequest("NIC-assisted mirroring goes to a fabric analyzer "
+                                 "(mirror_to.analyzer_name), not to an analyzer instance", "analyzer")
+        probe = find_nic_analyzer(topology, mirror_to)
+        analyzer = probe.name
+        destination = replace(mirror_to, analyzer_name=probe.name,
+                              analyzer_ip_address=str(probe.ip), analyzer_mac_address=probe.mac)
     elif analyzer not in analyzers(topology):
         known = ", ".join(sorted(analyzers(topology))) or "none"
         raise NotFound(f"unknown analyzer '{analyzer}' (known: {known})",
@@ -247,6 +268,16 @@ def plan_capture(topology: Topology, captures: list[Capture], capture_id: int, v
     mirror_index = next(i % MAX_CAPTURES_PER_VROUTER
                         for i in range(capture_id, capture_id + MAX_CAPTURES_PER_VROUTER)
                         if i % MAX_CAPTURES_PER_VROUTER not in taken_indexes)
+    if mirror_to.nic_assisted_mirroring:
+        vlan = mirror_to.nic_assisted_mirroring_vlan
+        clash = next((c for c in active if c.mirror_to.nic_assisted_mirroring
+                      and (c.mirror_to.nic_assisted_mirroring_vlan == vlan
+                           or c.interface == target.port_name)), None)
+        if clash is not None:
+            raise Conflict(f"active NIC-assisted capture {clash.id} uses VLAN "
+                           f"{clash.mirror_to.nic_assisted_mirroring_vlan} on {clash.interface}; "
+                           f"one VLAN, and one NIC-assisted capture, per interface at a time",
+                           "mirror_to.nic_assisted_mirroring_vlan")
     taken = {c.slot for c in on_vrouter if c.interface == target.port_name}
     free = [slot for slot in range(MAX_CAPTURES_PER_INTERFACE) if slot not in taken]
     if not free:

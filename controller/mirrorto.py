@@ -189,9 +189,11 @@ def _not_yet(field_name: str, message: str) -> Conflict:
 def not_on_the_wire_yet(mirror_to: MirrorTo) -> Conflict | None:
     """Why the lab cannot send copies to `mirror_to` yet (a limit of this lab, not an invalid
     destination), naming the field, or None. The lab sends dynamic destinations (with the
-    Juniper header to any UDP port, or without it) and static ones; NIC-assisted ones are
-    refused rather than silently sent another way."""
-    if mirror_to.nic_assisted_mirroring:
-        return _not_yet("nic_assisted_mirroring", "NIC-assisted mirroring is valid in Contrail, "
-                                                  "but this lab does not emulate it yet")
+    Juniper header to any UDP port, or without it), static ones, and emulates NIC-assisted
+    mirroring to a fabric analyzer; NIC-assisted with static is refused rather than silently
+    sent another way."""
+    if mirror_to.nic_assisted_mirroring and mirror_to.nh_mode == "static":
+        return _not_yet("nic_assisted_mirroring", "NIC-assisted mirroring with nh_mode static "
+                                                  "is not emulated (the NIC mirrors to a fabric "
+                                                  "analyzer; leave nh_mode dynamic)")
     return None

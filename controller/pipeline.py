@@ -34,9 +34,11 @@ analyzer's port. Copies never pass a mirror table again, so a copy is never mirr
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 from mirrorlab.controller.flowmodel import (
-    Clone, Decap, Encap, Flow, Move, Output, Resubmit, SetField, capture_owner, flow,
+    Clone, Decap, Encap, Flow, Move, Output, PopVlan, PushVlan, Resubmit, SetField, capture_owner,
+    flow,
 )
 from mirrorlab.controller.mirroring import MAX_CAPTURES_PER_INTERFACE, Capture, analyzers
 from mirrorlab.juniper import VXLAN_PORT, Encapsulation
@@ -49,6 +51,7 @@ DELIVER = 2
 EGRESS_MIRROR = 3
 INGRESS_MIRROR = EGRESS_MIRROR + MAX_CAPTURES_PER_INTERFACE
 
+VLAN_PRESENT = 0x1000  # OpenFlow's vlan_vid bit for "a tag is there"
 REG_NETWORK = "reg0"
 REG_OUT_PORT = "reg1"
 # The source MAC of frames the vRouter itself makes (ARP replies, copies to analyzers).
@@ -72,15 +75,21 @@ def desired_flows(topology: Topology, captures: list[Capture]) -> dict[str, froz
     return {name: frozenset(flow_set) for name, flow_set in flows.items()}
 
 
-def overlay_encap(label: int, source: ComputeNode) -> list:
-    """Actions wrapping a frame into the overlay; the caller sets eth_dst and outputs."""
+def overlay_encap(label: int, source: ComputeNode, vlan: int | None = None) -> list:
+    """Actions wrapping a frame into the overlay (tagged with `vlan`, for a NIC-assisted
+    capture); the caller sets eth_dst and outputs."""
+    tag = [PushVlan(), SetField("vlan_vid", VLAN_PRESENT | vlan)] if vlan is not None else []
     return [Encap("mpls"), SetField("mpls_label", label), Encap("ethernet"),
-            SetField("eth_src", source.fabric_mac)]
+            SetField("eth_src", source.fabric_mac)] + tag
 
 
 def forwarding_flows(topology: Topology, compute: ComputeNode) -> list[Flow]:
     """The base pipeline of `compute`'s vRouter: classification, forwarding, delivery."""
     flows = [flow(CLASSIFY, 0), flow(DELIVER, 0)]  # anything unknown is dropped
+    # The VLAN of a NIC-assisted capture (what the compute node's NIC mirrors) ends at the
+    # fabric: a tagged overlay frame loses its tag, then is classified as any other.
+    flows.append(flow(CLASSIFY, 250, in_port=FABRIC_PORT, vlan_vid=(VLAN_PRESENT, VLAN_PRESENT),
+                      actions=[PopVlan(), Resubmit(CLASSIFY)]))
     for first in (EGRESS_MIRROR, INGRESS_MIRROR):
         for table in range(first, first + MAX_CAPTURES_PER_INTERFACE):
             flows.append(flow(table, 0, goto=_next_slot(table)))
@@ -147,27 +156,44 @@ def _network_forwarding(topology: Topology, compute: ComputeNode, network: Netwo
                       actions=_deliver_each(local_members)))
     flows.append(flow(FORWARD, 140, in_port=FABRIC_PORT, **in_network))
 
+    flows += _to_the_fabric(topology, compute, network, members, local_members)
+    return flows
+
+
+def _to_the_fabric(topology: Topology, compute: ComputeNode, network: Network,
+                   members: list[Interface], senders: list[Interface], vlan: int | None = None,
+                   owner: int | None = None) -> list[Flow]:
+    """Unicast to each remote member of `network` (from any port), and multicast from each of
+    `senders` (delivered to the other local members, sent to every remote compute node). With
+    `vlan` (a NIC-assisted capture, `owner`): only what `senders` send, tagged, one priority up."""
+    in_network = {REG_NETWORK: network.index}
+    tagged = {} if vlan is None else {"owner": owner}
+    step = 0 if vlan is None else 5
     remote_computes = sorted({m.compute for m in members if m.compute != compute.name},
                              key=lambda name: topology.compute(name).index)
+    flows = []
     for member in members:
         if member.compute == compute.name:
             continue
         remote = topology.compute(member.compute)
-        flows.append(flow(FORWARD, 100, eth_dst=member.mac, **in_network, goto=INGRESS_MIRROR,
-                          actions=[Clone(tuple(overlay_encap(network.label, compute)
+        from_port = {} if vlan is None else {"in_port": senders[0].ofport}
+        flows.append(flow(FORWARD, 100 + step, eth_dst=member.mac, **in_network, **from_port,
+                          goto=INGRESS_MIRROR, **tagged,
+                          actions=[Clone(tuple(overlay_encap(network.label, compute, vlan)
                                                + [SetField("eth_dst", remote.fabric_mac),
                                                   Output(FABRIC_PORT)]))]))
-    for source in local_members:
+    local_members = [m for m in members if m.compute == compute.name]
+    for source in senders:
         others = [m for m in local_members if m is not source]
         actions = _deliver_each(others)
         if remote_computes:
-            overlay = overlay_encap(network.label, compute)
+            overlay = overlay_encap(network.label, compute, vlan)
             for name in remote_computes:
                 overlay += [SetField("eth_dst", topology.compute(name).fabric_mac),
                             Output(FABRIC_PORT)]
             actions.append(Clone(tuple(overlay)))
-        flows.append(flow(FORWARD, 90, in_port=source.ofport, eth_dst=MULTICAST, **in_network,
-                          actions=actions, goto=INGRESS_MIRROR))
+        flows.append(flow(FORWARD, 90 + step, in_port=source.ofport, eth_dst=MULTICAST,
+                          **in_network, actions=actions, goto=INGRESS_MIRROR, **tagged))
     return flows
 
 
@@ -191,11 +217,20 @@ def arp_reply(owner: Interface) -> list:
 
 def capture_flows(topology: Topology, capture: Capture) -> dict[str, list[Flow]]:
     """The flows of one active capture, by compute node: the copies on the monitored
-    interface's vRouter and, for an analyzer elsewhere, its delivery on the analyzer's."""
+    interface's vRouter and, for an analyzer elsewhere, its delivery on the analyzer's. A
+    NIC-assisted capture makes no copy: its vRouter tags what the VM sends to the fabric with
+    the capture's VLAN (the fabric switch's mirror does the rest, see `nic_mirrors`)."""
     owner = capture_owner(capture.id)
     source = topology.compute(capture.compute)
-    port = topology.interface_by_port_name(capture.interface).ofport
+    monitored = topology.interface_by_port_name(capture.interface)
+    port = monitored.ofport
     flows: dict[str, list[Flow]] = defaultdict(list)
+    if capture.mirror_to.nic_assisted_mirroring:
+        network = topology.network(monitored.network)
+        members = [i for i in topology.interfaces() if i.network == network.name]
+        flows[source.name] = _to_the_fabric(topology, source, network, members, [monitored],
+                                            capture.mirror_to.nic_assisted_mirroring_vlan, owner)
+        return dict(flows)
 
     # The copy first clears its input port (only the clone's: the original keeps it), so its
     # output is never to "the input port", which OpenFlow would skip. Open vSwitch 3.1 cannot
@@ -263,3 +298,19 @@ def capture_encapsulation(topology: Topology, capture: Capture) -> Encapsulation
                          ip_dst=destination.analyzer_ip_address, udp_port=destination.udp_port,
                          mirror_index=capture.mirror_index, vn=monitored.network,
                          juniper_header=destination.juniper_header)
+
+
+@dataclass(frozen=True)
+class NicMirror:
+    """The fabric switch's mirror of one NIC-assisted capture: frames tagged `vlan` go to
+    `fabric_analyzer` too (an OVS Mirror with select_vlan, named `name`)."""
+
+    name: str
+    vlan: int
+    fabric_analyzer: str
+
+
+def nic_mirrors(topology: Topology, captures: list[Capture]) -> list[NicMirror]:
+    """The fabric mirrors the active NIC-assisted captures need."""
+    return [NicMirror(f"nic-{c.id}", c.mirror_to.nic_assisted_mirroring_vlan, c.analyzer)
+            for c in captures if c.active and c.mirror_to.nic_assisted_mirroring]

@@ -26,7 +26,9 @@ from mirrorlab.controller.mirroring import (
 )
 from mirrorlab.controller.mirrorto import not_on_the_wire_yet, parse_mirror_to
 from mirrorlab.controller.pcapfile import PcapIndex, Record
-from mirrorlab.controller.pipeline import capture_encapsulation, capture_flows, forwarding_flows
+from mirrorlab.controller.pipeline import (
+    capture_encapsulation, capture_flows, forwarding_flows, nic_mirrors,
+)
 from mirrorlab.controller.store import Store
 from mirrorlab.control import LabControl, LabControlError
 from mirrorlab.recorder import (
@@ -63,6 +65,9 @@ class ControllerService:
         self.captures = {c.id: c for c in store.captures()}
         self.starting: set[int] = set()  # captures whose flows no vRouter has confirmed yet
         self.pcaps = PcapIndex()
+        # Whether the fabric's NIC mirrors may differ from the active captures' (until the
+        # first reconciliation, and after one that failed).
+        self.nic_mirrors_pending = True
         self.app = None
         self._forwarding: dict[str, frozenset[Flow]] = {}
 
@@ -296,7 +301,9 @@ class ControllerService:
         unsupported = not_on_the_wire_yet(destination)  # before any analyzer is launched for it
         if unsupported is not None:
             raise unsupported
-        if destination.nh_mode != "static":  # a static one goes to a VTEP, no analyzer instance
+        # A static or NIC-assisted one goes to a fabric analyzer, not to an analyzer instance.
+        to_fabric = destination.nh_mode == "static" or destination.nic_assisted_mirroring
+        if not to_fabric:
             with self.lock:
                 analyzer = named_analyzer(self.topology, analyzer, destination)
         self.require_whole_lab()
@@ -304,7 +311,7 @@ class ControllerService:
         if free < self.min_free_bytes:
             raise Conflict(f"only {format_size(free)} free in {self.captures_dir}, less than the "
                            f"floor of {format_size(self.min_free_bytes)}; free some space first")
-        if analyzer is None and destination.nh_mode != "static":
+        if analyzer is None and not to_fabric:
             analyzer = DEFAULT_ANALYZER
             target = find_interface(self.topology, vrouter, interface)
             self.require_connected([target.compute])  # before launching anything for it
@@ -327,10 +334,13 @@ class ControllerService:
             computes = capture_flows(self.topology, capture)
             self.require_connected(computes)
             set_limits(self.captures_dir, capture.label, capture.limit_bytes, self.min_free_bytes)
+            wire = ({"nic_vlan": capture.mirror_to.nic_assisted_mirroring_vlan}
+                    if capture.mirror_to.nic_assisted_mirroring
+                    else capture_encapsulation(self.topology, capture).to_dict())
             set_encapsulation(self.captures_dir, capture.label,
                               {"label": capture.label,
                                "analyzer_interface": self.analyzer_interface(capture.analyzer),
-                               **capture_encapsulation(self.topology, capture).to_dict()})
+                               **wire})
             self.store.save_capture(capture)
             self.captures[capture.id] = capture
             self.starting.add(capture.id)
@@ -346,9 +356,32 @@ class ControllerService:
                 self._abandon(capture)
             LOG.error("capture %d not started: %s", capture.id, err.message)
             raise
+        if capture.mirror_to.nic_assisted_mirroring:
+            try:
+                self.reconcile_nic_mirrors()
+            except LabUnavailable:
+                self.stop_capture(capture.id, "the fabric's mirror could not be set", failed=True)
+                raise
         with self.lock:
             self.starting.discard(capture.id)
         return capture
+
+    def reconcile_nic_mirrors(self) -> None:
+        """Make the fabric switch's mirrors those of the active NIC-assisted captures (through
+        the lab process, which owns the lab's Open vSwitch); `LabUnavailable` if it cannot."""
+        with self.lock:
+            desired = {m.name: m for m in nic_mirrors(self.topology, list(self.captures.values()))}
+        try:
+            present = set(self.lab.nic_mirrors())
+            for name in present - set(desired):
+                self.lab.remove_nic_mirror(name)
+            for name in set(desired) - present:
+                mirror = desired[name]
+                self.lab.add_nic_mirror(name, mirror.vlan, mirror.fabric_analyzer)
+        except LabControlError as err:
+            self.nic_mirrors_pending = True
+            raise LabUnavailable(f"the fabric's NIC mirrors were not set: {err}") from None
+        self.nic_mirrors_pending = False
 
     def _abandon(self, capture: Capture) -> None:
         """Stop a capture whose flows were not confirmed (under `lock`); the vRouters that did
@@ -377,6 +410,11 @@ class ControllerService:
             self.starting.discard(capture.id)
             batches = self._push(c for c in computes if self.connected(self.topology.compute(c)))
         self._confirm(batches)
+        if capture.mirror_to.nic_assisted_mirroring:
+            try:
+                self.reconcile_nic_mirrors()
+            except LabUnavailable as err:  # the capture is stopped; the housekeeping retries
+                LOG.warning("capture %d: %s", capture.id, err.message)
         return capture
 
     def renew_lease(self, capture_id: int) -> Capture:

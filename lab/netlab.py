@@ -263,6 +263,33 @@ class LabNetwork:
             self.state.forget("hosts", name)
             self.topology = self.topology.without_vm(name)
 
+    def nic_mirrors(self) -> list[str]:
+        """The names of the fabric switch's mirrors (NIC-assisted captures')."""
+        result = subprocess.run(["ovs-vsctl", "--bare", "--columns=name", "list", "Mirror"],
+                                capture_output=True, text=True, check=True)
+        return [name for name in result.stdout.split() if name.startswith("nic-")]
+
+    def add_nic_mirror(self, name: str, vlan: int, fabric_analyzer: str) -> None:
+        """Emulate a compute node's NIC mirroring a VLAN: an OVS Mirror on the fabric switch
+        selecting `vlan`, output to the port of `fabric_analyzer`. The compute nodes' fabric
+        MACs are pinned in that VLAN too, so its frames are never flooded."""
+        with self.lock:
+            probe = self.topology.fabric_analyzer(fabric_analyzer)
+            bridge = self.topology.fabric_bridge
+            for compute in self.topology.computes:
+                _run("ovs-appctl", "fdb/add", bridge, compute.fabric_switch_port_name, str(vlan),
+                     compute.fabric_mac)
+            _run("ovs-vsctl", "--", f"--id=@p", "get", "Port", probe.fabric_switch_port_name,
+                 "--", "--id=@m", "create", "Mirror", f"name={name}", "select_all=true",
+                 f"select_vlan={vlan}", "output_port=@p", "--", "add", "Bridge", bridge,
+                 "mirrors", "@m")
+
+    def remove_nic_mirror(self, name: str) -> None:
+        """Remove the fabric switch's mirror `name`."""
+        with self.lock:
+            _run("ovs-vsctl", "--", "--id=@m", "get", "Mirror", name, "--", "remove", "Bridge",
+                 self.topology.fabric_bridge, "mirrors", "@m")
+
     def wait_reachable(self) -> bool:
         """Ping around a ring of each network's VMs until every VM reaches its next peer."""
         pairs = []
@@ -318,6 +345,13 @@ class _ControlHandler(socketserver.StreamRequestHandler):
                     self.server.lab.remove_vm(request["name"])
                 elif operation == "recorders":
                     reply["recorders"] = self.server.lab.recorder_health()
+                elif operation == "nic_mirrors":
+                    reply["mirrors"] = self.server.lab.nic_mirrors()
+                elif operation == "add_nic_mirror":
+                    self.server.lab.add_nic_mirror(request["name"], int(request["vlan"]),
+                                                   request["fabric_analyzer"])
+                elif operation == "remove_nic_mirror":
+                    self.server.lab.remove_nic_mirror(request["name"])
                 elif operation != "ping":
                     raise ValueError(f"unknown operation '{operation}'")
             except Exception as err:  # reported to the caller, the lab keeps running

@@ -26,6 +26,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import sys
 import time
 from dataclasses import dataclass
@@ -47,6 +48,12 @@ DEFAULT_MIN_FREE_BYTES = 256 * MIB
 INGRESS_TC = 0
 EGRESS_TC = 1
 RAW_LIMIT_BYTES = DEFAULT_LIMIT_BYTES
+VLAN_TAGGED = b"\x81\x00"
+SOL_PACKET, PACKET_AUXDATA = 263, 8
+AUXDATA_SPACE = socket.CMSG_SPACE(32)
+TP_STATUS_VLAN_VALID, TP_STATUS_VLAN_TPID_VALID = 0x10, 0x40
+MPLS_OVERLAY = b"\x88\x47"
+NIC_HEADERS = 14 + 4 + 4  # Ethernet, 802.1Q tag, one MPLS label
 
 
 def capture_file(directory: Path, label: int) -> Path:
@@ -98,6 +105,19 @@ def format_size(size: int) -> str:
 WIRE_SUFFIX = ".wire.json"
 
 
+def with_vlan_tag(frame: bytes, ancillary: list) -> bytes:
+    """`frame` with the 802.1Q tag the kernel took off into the socket's auxiliary data put
+    back where it was, as tcpdump shows it (a NIC-assisted copy's tag is what says which
+    capture it belongs to)."""
+    for level, kind, value in ancillary:
+        if level == SOL_PACKET and kind == PACKET_AUXDATA and len(value) >= 20:
+            status, tci, tpid = struct.unpack_from("I", value)[0], *struct.unpack_from("HH", value, 16)
+            if status & TP_STATUS_VLAN_VALID:
+                tpid = tpid if status & TP_STATUS_VLAN_TPID_VALID else 0x8100
+                return frame[:12] + struct.pack("!HH", tpid, tci) + frame[12:]
+    return frame
+
+
 def encapsulation_file(directory: Path, label: int) -> Path:
     """Where the controller says how the copies carrying `label` are wrapped and for which
     analyzer interface (read by the mirror encapsulator and the recorder)."""
@@ -125,6 +145,7 @@ class CopyIndex:
         self.directory = directory
         self.interface = interface
         self.labels: dict[tuple[str, int], tuple[int, int]] = {}  # -> (label, UDP port)
+        self.vlans: dict[int, int] = {}  # a NIC-assisted capture's VLAN -> its label
         self.read_files: set[str] = set()
 
     def label_of(self, copy: Copy) -> int | None:
@@ -136,6 +157,13 @@ class CopyIndex:
             return None
         return found[0]
 
+    def label_of_vlan(self, vlan: int) -> int | None:
+        """The label of the NIC-assisted capture whose VLAN is `vlan`, or None."""
+        found = self.vlans.get(vlan)
+        if found is None and self.refresh():
+            found = self.vlans.get(vlan)
+        return found
+
     def refresh(self) -> bool:
         """Read the encapsulation files not read yet; whether there were any."""
         new = sorted((entry.name for entry in os.scandir(self.directory)
@@ -145,10 +173,13 @@ class CopyIndex:
         for name in new:
             try:
                 entry = json.loads((self.directory / name).read_text())
-                key = (entry["ip_src"], entry["mirror_index"])
-                if entry["analyzer_interface"] == self.interface and \
-                        entry["label"] > self.labels.get(key, (-1, 0))[0]:
-                    self.labels[key] = (entry["label"], entry["udp_port"])
+                mine = entry["analyzer_interface"] == self.interface
+                if mine and "nic_vlan" in entry:
+                    self.vlans[entry["nic_vlan"]] = max(entry["label"], self.vlans.get(entry["nic_vlan"], -1))
+                elif mine:
+                    key = (entry["ip_src"], entry["mirror_index"])
+                    if entry["label"] > self.labels.get(key, (-1, 0))[0]:
+                        self.labels[key] = (entry["label"], entry["udp_port"])
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # unreadable: tried again next time
             self.read_files.add(name)
@@ -280,6 +311,13 @@ class Recorder(CaptureFiles):
     def write(self, frame: bytes, when: float) -> None:
         """Record one frame received at time `when`."""
         self._write_raw(frame, when)
+        if frame[12:14] == VLAN_TAGGED and frame[16:18] == MPLS_OVERLAY and len(frame) > NIC_HEADERS:
+            # A NIC-assisted copy: the overlay frame the VM's packet crossed the fabric in,
+            # tagged with the capture's VLAN; the original is inside, after one MPLS label.
+            label = self.index.label_of_vlan(int.from_bytes(frame[14:16], "big") & 0xFFF)
+            if label is not None:
+                self.record(label, INGRESS, frame[NIC_HEADERS:], when)
+            return
         copy = parse_copy(frame)
         if copy is None:
             return
@@ -316,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     args.directory.mkdir(parents=True, exist_ok=True)
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 20)
+    sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
     sock.bind((args.interface, 0))
     sock.settimeout(FLUSH_INTERVAL)
     recorder = Recorder(args.directory, args.interface)
@@ -326,9 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         while True:
             try:
-                frame, address = sock.recvfrom(65535)
+                frame, ancillary, _flags, address = sock.recvmsg(65535, AUXDATA_SPACE)
                 if address[2] != socket.PACKET_OUTGOING:
-                    recorder.write(frame, time.time())
+                    recorder.write(with_vlan_tag(frame, ancillary), time.time())
             except socket.timeout:
                 pass
             now = time.monotonic()

@@ -12,6 +12,9 @@ The lab's mirror encapsulator is simulated too: an MPLS copy a vRouter outputs t
 comes back in through ENCAP_PORT as the dict `juniper_copy` makes (the bytes themselves are
 lab/juniper.py's, tested on their own), or as it went for a capture without the header.
 
+The fabric switch mirrors a NIC-assisted capture's VLAN to its fabric analyzer, as the lab's
+OVS Mirror (select_vlan) does.
+
 One Open vSwitch 3.1 bug is an error here too: when a clone encapsulates a packet and OVS then
 skips the clone's output (to the input port), the pending `encap(ethernet)` leaks out of the
 clone and OVS pushes an Ethernet header onto the original packet at its next action, which
@@ -22,8 +25,10 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-from mirrorlab.controller.flowmodel import Clone, Decap, Encap, Flow, Move, Output, Resubmit, SetField
-from mirrorlab.controller.pipeline import capture_encapsulation, desired_flows
+from mirrorlab.controller.flowmodel import (
+    Clone, Decap, Encap, Flow, Move, Output, PopVlan, PushVlan, Resubmit, SetField,
+)
+from mirrorlab.controller.pipeline import capture_encapsulation, desired_flows, nic_mirrors
 from mirrorlab.juniper import EGRESS, INGRESS, Encapsulation
 from mirrorlab.topology import ENCAP_PORT, FABRIC_PORT, Topology
 
@@ -117,6 +122,11 @@ class FlowTable:
                 encapsulated = in_clone
             elif isinstance(action, Decap):
                 packet = _decap(packet, action.inner_ethernet)
+            elif isinstance(action, PushVlan):
+                assert "vlan_vid" not in packet, "one VLAN tag is all the lab pushes"
+                packet["vlan_vid"] = 0x1000
+            elif isinstance(action, PopVlan):
+                del packet["vlan_vid"]
             elif isinstance(action, Clone):
                 self._run_actions(action.actions, copy.deepcopy(packet), dict(meta), outputs, depth,
                                   in_clone=True)
@@ -187,7 +197,10 @@ class LabSim:
         self.switches = {name: FlowTable(flow_set) for name, flow_set in flows.items()}
         self.fabric_frames: list[tuple[str, dict]] = []
         self.encapsulations = {c.label: capture_encapsulation(topology, c)
-                               for c in captures if c.active}
+                               for c in captures if c.active
+                               and not c.mirror_to.nic_assisted_mirroring}
+        # The fabric switch's mirrors of NIC-assisted captures: VLAN -> fabric analyzer name.
+        self.nic_mirrors = {m.vlan: m.fabric_analyzer for m in nic_mirrors(topology, captures)}
         self.encapsulator_frames: list[tuple[str, dict]] = []
         # (label, direction, original) of what the encapsulator recorded (header-less captures).
         self.recorded_headerless: list[tuple[int, str, dict]] = []
@@ -204,6 +217,9 @@ class LabSim:
         for port, packet in self.switches[compute].process(in_port, frame):
             if port == FABRIC_PORT:
                 self.fabric_frames.append((compute, packet))
+                mirror_to = self.nic_mirrors.get(packet.get("vlan_vid", 0) & 0xFFF)
+                if "vlan_vid" in packet and mirror_to is not None:
+                    deliveries.append(Delivery(compute, port, mirror_to, copy.deepcopy(packet)))
                 probe = next((p for p in self.topology.fabric_analyzers
                               if p.mac == packet.get("eth_dst")), None)
                 if probe is not None:

@@ -237,3 +237,43 @@ def test_static_destination_is_vxlan_to_the_vtep_on_the_fabric(wire_analyzers, c
     raw = lab.api("GET", "/api/analyzers/probe1/pcap")
     (tmp_path / "raw.pcap").write_bytes(raw.content)
     assert {bytes(f) for f in rdpcap(wire_view)} <= {bytes(f) for f in rdpcap(str(tmp_path / "raw.pcap"))}
+
+
+def test_nic_assisted_the_fabric_mirrors_the_tagged_frames_and_same_node_traffic_is_not(
+        wire_analyzers, clean_lab, target, tmp_path):
+    """NIC-assisted with VLAN 100: the vRouter makes no copy; what the VM sends over the fabric
+    is tagged with VLAN 100 (its peer still gets it, untagged) and the fabric switch's mirror
+    (an OVS Mirror with select_vlan, set through the lab process) hands it to the fabric
+    analyzer probe1, where tshark shows vlan.id 100 around the overlay. As in Contrail, a ping
+    to a VM on the same compute node is not mirrored. Stopping removes the mirror."""
+    lab = clean_lab
+    local_peer = next(i for i in lab.topology.interfaces()
+                      if i.network == target.interface.network and i.compute == target.compute
+                      and i.vm != target.vm)
+    probe = lab.topology.fabric_analyzer("probe1")
+    wire_view = "/tmp/ml-nic-wire.pcap"
+    sniffer = lab.popen("probe1", f"timeout 9 tcpdump -n -i {probe.interface} -w {wire_view} vlan 100")
+    time.sleep(1)
+    response = lab.api("POST", "/api/captures", json={"vm": target.vm, "direction": "ingress", "mirror_to": {
+        "nic_assisted_mirroring": True, "nic_assisted_mirroring_vlan": 100}})
+    assert response.status_code == 201, response.text
+    capture = response.json()
+    assert lab.netns("ovs-vsctl", "--bare", "--columns=select_vlan", "find", "Mirror",
+                     f"name=nic-{capture['id']}").stdout.strip() == "100"
+    lab.exec(target.vm, f"ping -c 3 -i 0.2 {target.peer.ip}")       # over the fabric
+    lab.exec(target.vm, f"ping -c 3 -i 0.2 {local_peer.ip}")        # same compute node
+    lab.wait_for(lambda: lab.api("GET", f"/api/captures/{capture['id']}").json()["packets"] >= 3,
+                 what="3 recorded copies")
+    sniffer.wait(timeout=15)
+    decoded = subprocess.run(
+        ["tshark", "-r", wire_view, "-d", f"mpls.label=={lab.topology.network(target.interface.network).label},pwethnocw",
+         "-Y", "icmp", "-T", "fields", "-e", "vlan.id", "-e", "ip.src", "-e", "ip.dst", "-e", "icmp.type"],
+        capture_output=True, text=True, check=True).stdout.splitlines()
+    assert decoded == [f"100\t{target.interface.ip}\t{target.peer.ip}\t8"] * 3, decoded
+    recorded = lab.api("GET", f"/api/captures/{capture['id']}/pcap", params={"format": "pcap"})
+    (tmp_path / "capture.pcap").write_bytes(recorded.content)
+    echoes = [f for f in rdpcap(str(tmp_path / "capture.pcap")) if f.haslayer(ICMP)]
+    assert [(f["IP"].dst, f[ICMP].type) for f in echoes] == [(str(target.peer.ip), 8)] * 3
+    stopped = lab.api("DELETE", f"/api/captures/{capture['id']}")
+    assert stopped.status_code == 200
+    assert lab.netns("ovs-vsctl", "--bare", "--columns=name", "list", "Mirror").stdout.strip() == ""

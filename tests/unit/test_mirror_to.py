@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import pytest
 
+from fastapi.testclient import TestClient
+
 from mirrorlab.cli import build_parser, mirror_to_from_flags
+from mirrorlab.controller import rest
 from mirrorlab.controller.errors import InvalidRequest
-from mirrorlab.controller.mirroring import DEFAULT_ANALYZER
+from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, plan_analyzer
 from mirrorlab.controller.mirrorto import MirrorTo, StaticNhHeader, parse_mirror_to
 from mirrorlab.controller.service import ControllerService
 from mirrorlab.controller.store import Store
 from mirrorlab.control import LabControl
+from tests.unit.test_service import FakeLab
 
 TARGET = {"vrouter": "compute1", "interface": "tap-vm1-0"}
 STATIC = {"vtep_dst_ip_address": "192.168.100.200", "vtep_dst_mac_address": "02:fa:00:00:00:c8",
@@ -126,15 +130,15 @@ def test_a_destination_that_is_not_the_analyzers_is_refused(client, body, status
 
 
 @pytest.mark.parametrize("mirror_to, field", [
-    ({"nic_assisted_mirroring": True, "nic_assisted_mirroring_vlan": 10},
-     "mirror_to.nic_assisted_mirroring"),
+    ({"nic_assisted_mirroring": True, "nic_assisted_mirroring_vlan": 10, "nh_mode": "static",
+      "static_nh_header": STATIC}, "mirror_to.nic_assisted_mirroring"),
 ])
 def test_a_valid_destination_the_lab_does_not_send_yet_is_a_409(client, mirror_to, field):
-    """NIC-assisted destinations are not sent yet: refused (409, the field named), never sent
-    another way."""
+    """NIC-assisted mirroring with a static destination is not emulated: refused (409, the
+    field named), never sent another way."""
     response = client.post("/api/captures", json=TARGET | {"mirror_to": mirror_to})
     assert (response.status_code, response.json()["field"]) == (409, field), response.text
-    assert "does not" in response.json()["error"]
+    assert "not emulated" in response.json()["error"]
     assert client.get("/api/captures").json() == []
 
 
@@ -180,6 +184,54 @@ def test_a_static_destination_outside_the_lab_is_refused(client, body, status, f
     response = client.post("/api/captures", json=TARGET | body)
     assert (response.status_code, response.json()["field"]) == (status, field), response.text
     assert client.get("/api/captures").json() == []
+
+
+@pytest.fixture
+def lab_and_client(tmp_path, default_topo):
+    """A lab process that says yes to all (its fabric mirrors kept), and the API of a
+    controller using it."""
+    lab = FakeLab()
+    store = Store(tmp_path / "controller.db")
+    store.add_analyzer(plan_analyzer(default_topo, DEFAULT_ANALYZER, None, "compute1"))
+    service = ControllerService(default_topo, store, lab, tmp_path)
+    return lab, TestClient(rest.create_app(service, lease_seconds=5), base_url="http://127.0.0.1")
+
+
+def test_nic_assisted_mirroring_goes_to_a_fabric_analyzer_one_vlan_at_a_time(lab_and_client):
+    """NIC-assisted: the lab's fabric analyzer (probe1) is filled in and the lab process gets
+    the fabric's mirror of the VLAN (removed at stop); a second NIC-assisted capture on the
+    same VLAN or the same interface is a conflict naming the VLAN field; an analyzer instance
+    is not a NIC's destination."""
+    lab, client = lab_and_client
+    nic = {"nic_assisted_mirroring": True, "nic_assisted_mirroring_vlan": 100}
+    response = client.post("/api/captures", json=TARGET | {"mirror_to": nic})
+    assert response.status_code == 201, response.text
+    assert response.json()["analyzer"] == "probe1"
+    assert {k: response.json()["mirror_to"][k] for k in ("analyzer_name", "analyzer_ip_address")} \
+        == {"analyzer_name": "probe1", "analyzer_ip_address": "192.168.100.254"}
+    for body in ({"vrouter": "compute1", "interface": "tap-vm3-0", "mirror_to": nic},
+                 TARGET | {"mirror_to": nic | {"nic_assisted_mirroring_vlan": 101}}):
+        refused = client.post("/api/captures", json=body)
+        assert (refused.status_code, refused.json()["field"]) == (
+            409, "mirror_to.nic_assisted_mirroring_vlan"), refused.text
+    wrong = client.post("/api/captures", json={"vrouter": "compute1", "interface": "tap-vm3-0",
+                                               "analyzer": DEFAULT_ANALYZER, "mirror_to": nic | {
+                                                   "nic_assisted_mirroring_vlan": 102}})
+    assert (wrong.status_code, wrong.json()["field"]) == (400, "analyzer")
+    capture_id = response.json()["id"]
+    assert lab.mirrors == {f"nic-{capture_id}": (100, "probe1")}
+    client.delete(f"/api/captures/{capture_id}")
+    assert lab.mirrors == {}
+
+
+def test_a_nic_mirror_the_lab_cannot_set_fails_the_capture(client):
+    """Without a lab process to set the fabric's mirror: 503 naming why, and the capture is
+    stopped as failed."""
+    response = client.post("/api/captures", json=TARGET | {"mirror_to": {
+        "nic_assisted_mirroring": True, "nic_assisted_mirroring_vlan": 100}})
+    assert response.status_code == 503 and "NIC mirrors were not set" in response.json()["error"]
+    [capture] = client.get("/api/captures").json()
+    assert capture["state"] == "failed"
 
 
 def test_the_destination_survives_a_controller_restart(tmp_path, service, default_topo):

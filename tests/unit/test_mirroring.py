@@ -166,6 +166,33 @@ def test_static_copies_travel_in_vxlan_over_the_fabric_to_the_vtep(default_topo)
         assert others == [(d.port_name, d.packet) for d in plain], (sender, frame)
 
 
+def test_nic_assisted_tags_what_the_vm_sends_to_the_fabric_and_the_fabric_mirrors_it(default_topo):
+    """NIC-assisted, VLAN 100: the vRouter makes no copy; what vm1 sends over the fabric is
+    tagged, reaches its peer untagged and unchanged, and the fabric's mirror hands the tagged
+    overlay frame to probe1. Same-node traffic (vm1 -> vm3) and what vm1 receives are not
+    mirrored; other VMs' traffic is not tagged."""
+    topo = default_topo
+    capture = plan_capture(topo, [], 1, "compute1", "tap-vm1-0", "both", None, 10.0,
+                           mirror_to=MirrorTo(nic_assisted_mirroring=True,
+                                              nic_assisted_mirroring_vlan=100))
+    assert capture.analyzer == "probe1"
+    assert all(f.table < EGRESS_MIRROR for flows in capture_flows(topo, capture).values()
+               for f in flows)
+    baseline, sim = LabSim(topo), LabSim(topo, [capture])
+    vm1, vm2, vm3 = (iface(topo, f"vm{n}") for n in range(1, 4))
+    c1, c2, c3 = (topo.compute(f"compute{n}") for n in range(1, 4))
+    for sender, frame, mirrored_over in [
+            ("tap-vm1-0", ip_frame(vm1, vm2), [c2]),
+            ("tap-vm1-0", broadcast_frame(vm1), [c2]),   # flooded to blue's remote node
+            ("tap-vm1-0", ip_frame(vm1, vm3), []),
+            ("tap-vm2-0", ip_frame(vm2, vm1), []),
+            ("tap-vm3-0", ip_frame(vm3, vm2), [])]:
+        copies, others = split(sim.send(sender, frame), "probe1")
+        assert others == [(d.port_name, d.packet) for d in baseline.send(sender, frame)], frame
+        assert copies == [overlay(frame, 100, c1, target) | {"vlan_vid": 0x1000 | 100}
+                          for target in mirrored_over], frame
+
+
 @pytest.mark.parametrize("peer", ["vm2", "vm3"], ids=["remote-peer", "local-peer"])
 @pytest.mark.parametrize("direction, copies", [("ingress", 1), ("egress", 0), ("both", 1)])
 def test_ingress_copy_of_unicast_comes_after_the_original(default_topo, direction, copies, peer):

@@ -13,7 +13,9 @@ from mirrorlab.pcap import GLOBAL_HEADER, PCAP_HEADER, RECORD_HEADER, record_byt
 from mirrorlab.juniper import Copy, parse_copy
 from mirrorlab.recorder import (
     Recorder, capture_file, directions_file, raw_capture_file, set_limits, stop_report,
+    with_vlan_tag,
 )
+from mirrorlab.recorder import set_encapsulation
 from tests.unit.helpers import ANALYZER_INTERFACE, copy_of
 
 ORIGINAL = bytes.fromhex("02000a01010c02000a01010b0800") + b"\x45" + bytes(40)
@@ -261,6 +263,21 @@ def test_pcap_files_are_little_endian_microsecond_pcap(tmp_path):
     assert [r.time for r in records] == [1000.25, 1700000000.123456]
 
 
+def test_a_nic_assisted_copy_is_recorded_by_its_vlan(tmp_path):
+    """On a fabric analyzer: an overlay frame tagged with a NIC-assisted capture's VLAN is
+    that capture's (its original frame, what the VM sent); another VLAN is not."""
+    set_encapsulation(tmp_path, 0x80005, {"label": 0x80005, "analyzer_interface": "probe1-eth0",
+                                          "nic_vlan": 100})
+    recorder = Recorder(tmp_path, "probe1-eth0")
+    outer = bytes.fromhex("02fa0000000202fa00000001")
+    for vlan in (100, 200):
+        recorder.write(outer + b"\x81\x00" + vlan.to_bytes(2, "big") + b"\x88\x47"
+                       + (100 << 12 | 0x100 | 64).to_bytes(4, "big") + ORIGINAL, 1.0)
+    recorder.flush()
+    records, total = PcapIndex().records(capture_file(tmp_path, 0x80005), 0, 10)
+    assert (total, records[0].data, records[0].direction) == (1, ORIGINAL, "ingress")
+
+
 def test_the_api_serves_an_analyzers_raw_capture(client, service):
     """GET /api/analyzers/{name}/pcap: the raw capture's complete records (a pcap header alone
     before the first); 404 naming an unknown analyzer."""
@@ -272,3 +289,14 @@ def test_the_api_serves_an_analyzers_raw_capture(client, service):
     assert response.content == PCAP_HEADER + record_bytes(5.0, ORIGINAL)
     missing = client.get("/api/analyzers/nope/pcap")
     assert (missing.status_code, missing.json()["field"]) == (404, "name")
+
+
+def test_the_vlan_tag_the_kernel_took_off_is_put_back():
+    """The kernel hands an AF_PACKET socket a tagged frame without its tag, the tag in the
+    auxiliary data: the recorder puts it back after the MAC addresses, as tcpdump does."""
+    aux = struct.pack("IIIHHHH", 0x51, 60, 60, 0, 0, 100, 0x8100)
+    tagged = with_vlan_tag(ORIGINAL, [(263, 8, aux)])
+    assert tagged == ORIGINAL[:12] + bytes.fromhex("81000064") + ORIGINAL[12:]
+    untagged_aux = struct.pack("IIIHHHH", 0x1, 60, 60, 0, 0, 0, 0)
+    assert with_vlan_tag(ORIGINAL, [(263, 8, untagged_aux)]) == ORIGINAL
+    assert with_vlan_tag(ORIGINAL, []) == ORIGINAL
