@@ -17,7 +17,7 @@ import subprocess
 import time
 
 from bench.common import log, pcap_times, summary
-from bench.mirror_lab import ANALYZERS, IPS, MONITORED, OTHER_NODE_PEER, MirrorLab
+from bench.mirror_lab import ANALYZERS, DESTINATIONS, IPS, MONITORED, OTHER_NODE_PEER, MirrorLab
 
 PACKET_INTERVAL = 0.001
 HOLD_SECONDS = 0.3     # how long each capture stays active once its first copy arrived
@@ -25,10 +25,11 @@ SETTLE_SECONDS = 0.5   # after a stop, for the last copies and the recorder's 50
 
 
 def measure(mirror: MirrorLab, repetitions: int) -> dict:
-    """Start/stop latency over `repetitions` captures, to the local and the remote analyzer."""
+    """Start/stop latency over `repetitions` captures, to each destination (Juniper header and
+    header-less to the local and the remote analyzer, static VXLAN to the fabric probe)."""
     results = {"repetitions": repetitions, "traffic": f"ping -i {PACKET_INTERVAL} {MONITORED} -> "
                                                       f"{OTHER_NODE_PEER} (other compute node)"}
-    for where in ANALYZERS:
+    for where in DESTINATIONS:
         results[where] = _measure_one(mirror, where, repetitions)
         s = results[where]
         log(f"capture latency ({where}): start median {s['start']['median']}s p95 {s['start']['p95']}s, "
@@ -68,7 +69,9 @@ def _measure_one(mirror: MirrorLab, where: str, repetitions: int) -> dict:
     finally:
         ping.terminate()
         ping.wait()
-    return {"analyzer": ANALYZERS[where][0], "analyzer_compute": ANALYZERS[where][1],
+    placement = DESTINATIONS[where][0]
+    return {"analyzer": ANALYZERS[placement][0] if placement in ANALYZERS else placement,
+            "analyzer_compute": ANALYZERS[placement][1] if placement in ANALYZERS else "fabric",
             "start": summary(start), "stop": summary(stop),
             "api_start_response": summary(api_start), "api_stop_response": summary(api_stop),
             "captures_without_copies": missed}

@@ -13,14 +13,22 @@ stopped, so the counted window lies inside the mirrored one; the pcap is counted
 growing. Where copies are lost is told by two more counts: copies that reached the analyzer
 VM's interface (its rx_packets delta); and whether the stream itself got through is told by
 bv2's interface counter (rx_packets delta) and by what its iperf3 server read.
+
+The copies pass the lab's mirror encapsulator (lab/encapsulator.py), which builds Contrail's
+Juniper header: each run also gives its counters over the run (copies encapsulated, copies with
+no known capture, failed sends) and where its time went, in microseconds per copy (receiving
+from the vRouters, building the packet, sending it back).
 """
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 from bench.common import log, pcap_count, ratio, wait_stable
-from bench.mirror_lab import ANALYZERS, MONITORED, OTHER_NODE_PEER, MirrorLab
+from bench.mirror_lab import DESTINATIONS, MONITORED, OTHER_NODE_PEER, MirrorLab
 from bench.traffic import iperf, udp_payload
+from mirrorlab.encapsulator import STATS_INTERVAL, stats_file
 
 FRAME_SIZES = (64, 1400)
 FIXED_RATES = (1_000, 10_000, 50_000)
@@ -36,15 +44,16 @@ def max_forwarded_rate(mirror: MirrorLab, frame: int, seconds: float) -> dict:
 
 
 def measure(mirror: MirrorLab, seconds: float, rates: tuple[int, ...] = FIXED_RATES) -> dict:
-    """Completeness for every analyzer placement, frame size and rate."""
+    """Completeness for every destination (bench/mirror_lab.py DESTINATIONS), frame size and
+    rate."""
     limits = {}
     for frame in FRAME_SIZES:
         limits[frame] = max_forwarded_rate(mirror, frame, seconds)
         log(f"highest forwarded rate, {frame}-byte frames: {limits[frame]['forwarded_pps']} pps "
             f"(sender managed {limits[frame]['sent_pps']} pps)")
     runs = []
-    for where in ANALYZERS:
-        analyzer_vm = mirror.analyzers[where]["vm"]
+    for where in DESTINATIONS:
+        analyzer_vm = mirror.receiver(where)
         for frame in FRAME_SIZES:
             targets = [(rate, str(rate)) for rate in rates]
             targets.append((max(limits[frame]["forwarded_pps"], 1), "max"))
@@ -66,6 +75,8 @@ def _one_run(mirror: MirrorLab, where: str, analyzer_vm: str, frame: int, rate: 
     payload = udp_payload(frame)
     analyzer_before = lab.counters(analyzer_vm)
     capture = mirror.start_capture(where)
+    captures_dir = lab.pcap_path(capture).parent
+    encapsulator_before = _encapsulator_stats(captures_dir)
     try:
         before = lab.counters(MONITORED)
         peer_before = lab.counters(OTHER_NODE_PEER)
@@ -79,6 +90,8 @@ def _one_run(mirror: MirrorLab, where: str, analyzer_vm: str, frame: int, rate: 
     path = lab.pcap_path(capture)
     mirrored = wait_stable(lambda: pcap_count(path), settle=1.0, timeout=120)
     analyzer_after = lab.counters(analyzer_vm)
+    time.sleep(STATS_INTERVAL + 0.2)  # the encapsulator's next stats cover the whole run
+    encapsulator = _encapsulator_delta(encapsulator_before, _encapsulator_stats(captures_dir))
     sent = after["tx_packets"] - before["tx_packets"]
     received = after["rx_packets"] - before["rx_packets"]
     analyzer_rx = analyzer_after["rx_packets"] - analyzer_before["rx_packets"]
@@ -92,4 +105,25 @@ def _one_run(mirror: MirrorLab, where: str, analyzer_vm: str, frame: int, rate: 
         "analyzer_rx_dropped": analyzer_after["rx_dropped"] - analyzer_before["rx_dropped"],
         "completeness": ratio(mirrored, sent + received, 4),
         "delivered_to_analyzer": ratio(analyzer_rx, sent + received, 4),
+        "encapsulator": encapsulator,
     }
+
+
+def _encapsulator_stats(captures_dir: Path) -> dict:
+    """The mirror encapsulator's counters as last written (zeros before its first write)."""
+    try:
+        return json.loads(stats_file(captures_dir).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _encapsulator_delta(before: dict, after: dict) -> dict:
+    """What the encapsulator did between two of its stats: counts, and microseconds per copy in
+    each part of its loop."""
+    delta = {key: after.get(key, 0) - before.get(key, 0)
+             for key in ("copies", "sent", "unknown_label", "send_errors", "batches")}
+    copies = max(delta["copies"], 1)
+    for part in ("receiving", "building", "sending"):
+        seconds = after.get(f"seconds_{part}", 0.0) - before.get(f"seconds_{part}", 0.0)
+        delta[f"us_per_copy_{part}"] = round(seconds / copies * 1e6, 2)
+    return delta

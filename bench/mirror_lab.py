@@ -5,7 +5,9 @@
     bn3: bv4, the remote analyzer
 
 bv1 -> bv3 stays on one compute node; bv1 -> bv2 crosses the fabric. Captures watch bv1 and go
-either to the analyzer on bn1 (local) or to the one on bn3 (remote: the copies cross the fabric).
+to one of DESTINATIONS: Contrail's default (Juniper header over UDP 8099) or header-less, to the
+analyzer on bn1 (local) or the one on bn3 (remote: the copies cross the fabric), or static
+(VXLAN over the fabric to the fabric analyzer bprobe).
 """
 from __future__ import annotations
 
@@ -22,6 +24,16 @@ IPS = {"bv1": "10.150.0.11", "bv2": "10.150.0.12", "bv3": "10.150.0.13", "bv4": 
 SAME_NODE_PEER = "bv3"
 OTHER_NODE_PEER = "bv2"
 ANALYZERS = {"local": ("bench-local", "bn1"), "remote": ("bench-remote", "bn3")}
+PROBE, PROBE_IP, PROBE_MAC = "bprobe", "192.168.100.254", "02:fb:00:00:00:01"
+# Where a capture's copies go: (an ANALYZERS placement or the fabric PROBE, mirror_to).
+DESTINATIONS = {
+    "local": ("local", {}),
+    "remote": ("remote", {}),
+    "local-noheader": ("local", {"juniper_header": False}),
+    "remote-noheader": ("remote", {"juniper_header": False}),
+    "static": (PROBE, {"nh_mode": "static", "static_nh_header": {
+        "vtep_dst_ip_address": PROBE_IP, "vtep_dst_mac_address": PROBE_MAC, "vni": 5000}}),
+}
 
 TOPOLOGY = f"""\
 # The benchmarks' mirroring lab (bench/mirror_lab.py).
@@ -35,6 +47,8 @@ vms:
   - {{name: bv2, compute: bn2, network: bnet1, ip: {IPS['bv2']}}}
   - {{name: bv3, compute: bn1, network: bnet1, ip: {IPS['bv3']}}}
   - {{name: bv4, compute: bn3, network: bnet1, ip: {IPS['bv4']}}}
+fabric_analyzers:
+  - {{name: {PROBE}, ip: {PROBE_IP}}}
 """
 
 
@@ -58,8 +72,16 @@ class MirrorLab:
         return vm_endpoint(self.lab, vm, IPS[vm])
 
     def start_capture(self, where: str, direction: str = "both") -> dict:
-        """Start a capture of bv1 to the local or remote analyzer; its JSON."""
-        return self.lab.capture(MONITORED, direction=direction, analyzer=ANALYZERS[where][0]).info
+        """Start a capture of bv1 to destination `where` (a key of DESTINATIONS); its JSON."""
+        placement, mirror_to = DESTINATIONS[where]
+        if placement in ANALYZERS:
+            mirror_to = {"analyzer_name": ANALYZERS[placement][0], **mirror_to}
+        return self.lab.capture(MONITORED, direction=direction, mirror_to=mirror_to).info
+
+    def receiver(self, where: str) -> str:
+        """The host whose interface receives the copies of destination `where`."""
+        placement = DESTINATIONS[where][0]
+        return self.analyzers[placement]["vm"] if placement in ANALYZERS else PROBE
 
     def stop_capture(self, capture: dict) -> dict:
         """Stop a capture; its JSON."""

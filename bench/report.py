@@ -92,7 +92,7 @@ def capture_table(results: dict) -> str:
     if not c:
         return ""
     rows = []
-    for where in ("local", "remote"):
+    for where in [key for key in c if isinstance(c[key], dict) and "start" in c[key]]:
         s = c[where]
         rows.append([f"{where} ({s['analyzer_compute']})", _ms(s["start"]["median"]), _ms(s["start"]["p95"]),
                      _ms(s["stop"]["median"]), _ms(s["stop"]["p95"]),
@@ -114,7 +114,8 @@ def completeness_table(results: dict) -> str:
              _num(r["sender_pps"]), _num(r["receiver_pps"]), _num(r.get("peer_rx")),
              _num(r["monitored_packets"]),
              _num(r["analyzer_rx"]), _num(r["mirrored"]), _pct(r["delivered_to_analyzer"]),
-             f"**{_pct(r['completeness'])}**"] for r in c["runs"]]
+             f"**{_pct(r['completeness'])}**", _encapsulator_text(r.get("encapsulator"))]
+            for r in c["runs"]]
     limits = ", ".join(f"{m['frame_bytes']}-byte frames {_num(m['forwarded_pps'])} pps "
                        f"(sender {_num(m['sent_pps'])} pps)" for m in c["max_forwarded"])
     return ("### Mirror completeness\n\n"
@@ -124,8 +125,20 @@ def completeness_table(results: dict) -> str:
             "copies that reached the analyzer VM's interface; recorded = records in the pcap; "
             "peer got = what bv2's iperf3 read; peer rx = packets bv2's interface received "
             "(– : not measured by this run's version).\n\n"
-            + _table(["analyzer", "frame", "target pps", "sent pps", "peer got pps", "peer rx", "monitored",
-                      "at analyzer", "recorded", "reached analyzer", "completeness"], rows))
+            + "Encapsulator: copies it handled, and microseconds per copy receiving / building / "
+            "sending (its own clock; the rest of a copy's cost is in Open vSwitch).\n\n"
+            + _table(["destination", "frame", "target pps", "sent pps", "peer got pps", "peer rx", "monitored",
+                      "at analyzer", "recorded", "reached analyzer", "completeness", "encapsulator"], rows))
+
+
+def _encapsulator_text(e: dict | None) -> str:
+    """A completeness run's encapsulator figures, in a table cell."""
+    if not e:
+        return "–"
+    return (f"{_num(e['copies'])} copies, {e['us_per_copy_receiving']} / "
+            f"{e['us_per_copy_building']} / {e['us_per_copy_sending']} µs"
+            + (f", {e['unknown_label']} unknown" if e["unknown_label"] else "")
+            + (f", {e['send_errors']} send errors" if e["send_errors"] else ""))
 
 
 def forwarding_table(results: dict) -> str:
@@ -275,7 +288,7 @@ def summary(results: dict) -> str:
                                           f"{_ms(c[w][key]['p95'])} p95" for w in ("local", "remote"))])
     comp = results.get("completeness")
     if comp:
-        for where in ("local", "remote"):
+        for where in dict.fromkeys(r["analyzer"] for r in comp["runs"]):
             for frame in (64, 1400):
                 runs = [r for r in comp["runs"] if r["analyzer"] == where and r["frame_bytes"] == frame]
                 rows.append([f"Mirror completeness, {frame}-byte frames, {where} analyzer",

@@ -96,6 +96,22 @@ class Decap:
 
 
 @dataclass(frozen=True)
+class PushVlan:
+    """Push an 802.1Q header; its VLAN id is set next, SetField("vlan_vid", 0x1000 | id)."""
+
+    def ofctl(self) -> str:
+        return "push_vlan:0x8100"
+
+
+@dataclass(frozen=True)
+class PopVlan:
+    """Pop the outermost 802.1Q header."""
+
+    def ofctl(self) -> str:
+        return "pop_vlan"
+
+
+@dataclass(frozen=True)
 class Clone:
     """Run `actions` on a copy of the packet; the original continues unchanged."""
 
@@ -115,7 +131,7 @@ class Resubmit:
         return f"resubmit(,{self.table})"
 
 
-Action = Union[Output, SetField, Move, Encap, Decap, Clone, Resubmit]
+Action = Union[Output, SetField, Move, Encap, Decap, PushVlan, PopVlan, Clone, Resubmit]
 MatchValue = Union[int, str, tuple]
 
 

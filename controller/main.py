@@ -22,6 +22,7 @@ from os_ken.base.app_manager import AppManager  # before os_ken.cfg: os-ken's im
 from os_ken import cfg
 from os_ken.controller import controller as os_ken_controller
 
+from mirrorlab.controller.errors import LabUnavailable
 from mirrorlab.controller.app import VRouterApp
 from mirrorlab.controller.rest import ApiAccess, create_app, is_loopback, is_wildcard
 from mirrorlab.controller.service import ControllerService
@@ -42,10 +43,17 @@ MAX_UNREPLIED_ECHOS = 2
 
 
 def _housekeeping(service: ControllerService) -> None:
-    """Stop captures whose lease ran out, that reached a limit, or whose recorder failed."""
+    """Stop captures whose lease ran out, that reached a limit, or whose recorder failed; make
+    the fabric's NIC mirrors those of the active captures when that is not known to be so (a
+    restarted controller, a lab process that did not answer)."""
     log = logging.getLogger("mirrorlab.housekeeping")
     while True:
         time.sleep(HOUSEKEEPING_INTERVAL)
+        if service.nic_mirrors_pending:
+            try:
+                service.reconcile_nic_mirrors()
+            except LabUnavailable as err:
+                log.warning("%s", err.message)
         try:
             for capture in service.expire_leases() + service.apply_recorder_reports():
                 log.info("capture %d %s: %s", capture.id, capture.state, capture.stop_reason)

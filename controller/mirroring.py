@@ -9,10 +9,11 @@ import enum
 from dataclasses import dataclass, field, replace
 
 from mirrorlab.controller.errors import Conflict, InvalidRequest, NotFound
+from mirrorlab.controller.mirrorto import MirrorTo, not_on_the_wire_yet
 from mirrorlab.recorder import DEFAULT_LIMIT_BYTES
 from mirrorlab.topofile import first_free_address
 from mirrorlab.topology import (
-    FIRST_ANALYZER_PORT, VM, ComputeNode, Interface, Topology, interface_mac, ipv6_for,
+    ENCAP_PORT, FIRST_ANALYZER_PORT, VM, FabricAnalyzer, ComputeNode, Interface, Topology, interface_mac, ipv6_for,
 )
 
 DEFAULT_ANALYZER = "interface-packet-capture"
@@ -81,6 +82,11 @@ class Capture:
     # Who started it: the capture screen, the CLI, another API client, or a port's
     # interface_mirror (PORT_ORIGIN).
     origin: str = "api"
+    # Where its copies go and how they travel (Contrail's mirror_to), the analyzer filled in.
+    mirror_to: MirrorTo = MirrorTo()
+    # Its entry in its vRouter's mirror table (0..254, one per active capture of the vRouter),
+    # carried in the copies' UDP source port (see lab/juniper.py).
+    mirror_index: int = 0
 
     @property
     def active(self) -> bool:
@@ -164,14 +170,68 @@ def parse_direction(value: str | None) -> Direction:
 MAX_LEASE_SECONDS = 3600.0
 
 
+def named_analyzer(topology: Topology, analyzer: str | None, mirror_to: MirrorTo) -> str | None:
+    """The analyzer a capture request names: `analyzer`, or mirror_to's `analyzer_name`, or
+    the analyzer whose address is mirror_to's `analyzer_ip_address`; None when it names none
+    (the default analyzer then, launched if need be)."""
+    if analyzer is not None and mirror_to.analyzer_name is not None:
+        raise InvalidRequest("give either 'analyzer' or 'mirror_to.analyzer_name', not both",
+                             "mirror_to.analyzer_name")
+    name = analyzer or mirror_to.analyzer_name
+    if name is None and mirror_to.analyzer_ip_address is not None:
+        by_address = [n for n, vm in analyzers(topology).items()
+                      if str(vm.interfaces[0].ip) == mirror_to.analyzer_ip_address]
+        if not by_address:
+            raise NotFound(f"no analyzer has address {mirror_to.analyzer_ip_address} (known: "
+                           f"{_known_analyzers(topology)})", "mirror_to.analyzer_ip_address")
+        name = by_address[0]
+    return name
+
+
+def find_vtep(topology: Topology, mirror_to: MirrorTo) -> FabricAnalyzer:
+    """The fabric analyzer a static destination's VTEP address names (its MAC must agree):
+    every address of the lab lives in a namespace the lab made, so a VTEP is one of them."""
+    vtep = mirror_to.static_nh_header
+    where = "mirror_to.static_nh_header."
+    for probe in topology.fabric_analyzers:
+        if str(probe.ip) == vtep.vtep_dst_ip_address:
+            if probe.mac != vtep.vtep_dst_mac_address:
+                raise Conflict(f"{where}vtep_dst_mac_address '{vtep.vtep_dst_mac_address}' is not "
+                               f"VTEP {probe.name}'s ({probe.mac})", where + "vtep_dst_mac_address")
+            return probe
+    known = ", ".join(f"{p.name} {p.ip} {p.mac}" for p in topology.fabric_analyzers) or \
+        "none; declare one under fabric_analyzers in the topology file"
+    raise NotFound(f"no VTEP of this lab has address {vtep.vtep_dst_ip_address} (fabric "
+                   f"analyzers: {known})", where + "vtep_dst_ip_address")
+
+
+def find_nic_analyzer(topology: Topology, mirror_to: MirrorTo) -> FabricAnalyzer:
+    """The fabric analyzer a NIC-assisted capture's mirror goes to: the one mirror_to names
+    (analyzer_name or analyzer_ip_address), else the lab's first."""
+    for probe in topology.fabric_analyzers:
+        if mirror_to.analyzer_name in (None, probe.name) and \
+                mirror_to.analyzer_ip_address in (None, str(probe.ip)):
+            return probe
+    known = ", ".join(f"{p.name} {p.ip}" for p in topology.fabric_analyzers) or \
+        "none; declare one under fabric_analyzers in the topology file"
+    raise NotFound(f"NIC-assisted mirroring goes to a fabric analyzer; none matches (fabric "
+                   f"analyzers: {known})", "mirror_to.analyzer_name")
+
+
+def _known_analyzers(topology: Topology) -> str:
+    return ", ".join(f"{name} {vm.interfaces[0].ip}" for name, vm in sorted(analyzers(topology).items())) or "none"
+
+
 def plan_capture(topology: Topology, captures: list[Capture], capture_id: int, vrouter: str,
-                 interface: str, direction: str | None, analyzer: str, now: float,
+                 interface: str, direction: str | None, analyzer: str | None, now: float,
                  lease_seconds: float | None = None,
                  limit_bytes: int = DEFAULT_LIMIT_BYTES, secret: str | None = None,
-                 origin: str = "api") -> Capture:
+                 origin: str = "api", mirror_to: MirrorTo = MirrorTo()) -> Capture:
     """A new capture, checked against the topology, its analyzers and the active captures;
     `secret` is what its beacon stop and lease renewals must present; `origin` says who
-    starts it (one of REQUEST_ORIGINS, or PORT_ORIGIN)."""
+    starts it (one of REQUEST_ORIGINS, or PORT_ORIGIN); `mirror_to` is its destination (from
+    `parse_mirror_to`), which gets `analyzer`'s address, MAC and network; a static one names
+    no analyzer (`analyzer` None) but its VTEP, a fabric analyzer."""
     if origin != PORT_ORIGIN:
         parse_origin(origin)
     if limit_bytes < MIN_LIMIT_BYTES:
@@ -182,9 +242,30 @@ def plan_capture(topology: Topology, captures: list[Capture], capture_id: int, v
                              f"{MAX_LEASE_SECONDS:.0f})", "lease_seconds")
     target = find_interface(topology, vrouter, interface)
     parsed_direction = parse_direction(direction)
-    if analyzer not in analyzers(topology):
+    unsupported = not_on_the_wire_yet(mirror_to)
+    if unsupported is not None:
+        raise unsupported
+    if mirror_to.nh_mode == "static":
+        if analyzer is not None or mirror_to.analyzer_name is not None:
+            raise InvalidRequest("a static destination goes to its VTEP (static_nh_header), not "
+                                 "to an analyzer instance", "analyzer")
+        analyzer, destination = find_vtep(topology, mirror_to).name, mirror_to
+    elif mirror_to.nic_assisted_mirroring:
+        if analyzer is not None:
+            raise InvalidRequest("NIC-assisted mirroring goes to a fabric analyzer "
+                                 "(mirror_to.analyzer_name), not to an analyzer instance", "analyzer")
+        probe = find_nic_analyzer(topology, mirror_to)
+        analyzer = probe.name
+        destination = replace(mirror_to, analyzer_name=probe.name,
+                              analyzer_ip_address=str(probe.ip), analyzer_mac_address=probe.mac)
+    elif analyzer not in analyzers(topology):
         known = ", ".join(sorted(analyzers(topology))) or "none"
-        raise NotFound(f"unknown analyzer '{analyzer}' (known: {known})", "analyzer")
+        raise NotFound(f"unknown analyzer '{analyzer}' (known: {known})",
+                       "mirror_to.analyzer_name" if mirror_to.analyzer_name else "analyzer")
+    else:
+        analyzer_interface = analyzers(topology)[analyzer].interfaces[0]
+        destination = mirror_to.for_analyzer(analyzer, str(analyzer_interface.ip),
+                                             analyzer_interface.mac, analyzer_interface.network)
     if capture_id > MAX_CAPTURE_ID:
         raise Conflict("capture ids are exhausted; reset the lab's capture store")
     active = [c for c in captures if c.active]
@@ -192,6 +273,22 @@ def plan_capture(topology: Topology, captures: list[Capture], capture_id: int, v
     if len(on_vrouter) >= MAX_CAPTURES_PER_VROUTER:
         raise Conflict(f"vrouter '{target.compute}' has {MAX_CAPTURES_PER_VROUTER} active mirror "
                        f"entries already, the most a vRouter holds; stop one first")
+    # Indexes go round (from the capture id on), so one freed is taken again only when all the
+    # others were: copies still on their way after a stop never land in a newer capture.
+    taken_indexes = {c.mirror_index for c in on_vrouter}
+    mirror_index = next(i % MAX_CAPTURES_PER_VROUTER
+                        for i in range(capture_id, capture_id + MAX_CAPTURES_PER_VROUTER)
+                        if i % MAX_CAPTURES_PER_VROUTER not in taken_indexes)
+    if mirror_to.nic_assisted_mirroring:
+        vlan = mirror_to.nic_assisted_mirroring_vlan
+        clash = next((c for c in active if c.mirror_to.nic_assisted_mirroring
+                      and (c.mirror_to.nic_assisted_mirroring_vlan == vlan
+                           or c.interface == target.port_name)), None)
+        if clash is not None:
+            raise Conflict(f"active NIC-assisted capture {clash.id} uses VLAN "
+                           f"{clash.mirror_to.nic_assisted_mirroring_vlan} on {clash.interface}; "
+                           f"one VLAN, and one NIC-assisted capture, per interface at a time",
+                           "mirror_to.nic_assisted_mirroring_vlan")
     taken = {c.slot for c in on_vrouter if c.interface == target.port_name}
     free = [slot for slot in range(MAX_CAPTURES_PER_INTERFACE) if slot not in taken]
     if not free:
@@ -201,7 +298,8 @@ def plan_capture(topology: Topology, captures: list[Capture], capture_id: int, v
                    direction=parsed_direction, analyzer=analyzer, slot=free[0], started_at=now,
                    lease_seconds=lease_seconds,
                    lease_expires_at=now + lease_seconds if lease_seconds is not None else None,
-                   limit_bytes=limit_bytes, secret=secret, origin=origin)
+                   limit_bytes=limit_bytes, secret=secret, origin=origin, mirror_to=destination,
+                   mirror_index=mirror_index)
 
 
 def plan_analyzer(topology: Topology, name: str, network: str | None, compute: str | None) -> VM:
@@ -233,7 +331,7 @@ def plan_analyzer(topology: Topology, name: str, network: str | None, compute: s
     if ip is None:
         raise Conflict(f"network '{network_name}' has no free address left", "network")
     taken_ports = {i.ofport for i in topology.interfaces_on(compute_name)}
-    ofport = next(p for p in range(FIRST_ANALYZER_PORT, 65280) if p not in taken_ports)
+    ofport = next(p for p in range(FIRST_ANALYZER_PORT, ENCAP_PORT) if p not in taken_ports)
     vm_name = next(f"an{n}" for n in range(1, 10**6) if not topology.has("vm", f"an{n}"))
     interface = Interface(vm=vm_name, index=0, network=network_name, ip=ip,
                           prefixlen=net.subnet.prefixlen,

@@ -11,7 +11,9 @@ from os_ken.ofproto import nicira_ext
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from mirrorlab.controller.flowmodel import Clone, Decap, Encap, Flow, Move, Output, Resubmit, SetField
+from mirrorlab.controller.flowmodel import (
+    Clone, Decap, Encap, Flow, Move, Output, PopVlan, PushVlan, Resubmit, SetField,
+)
 
 NXAST_CLONE = 42
 NXAST_RAW_ENCAP = 46
@@ -93,6 +95,8 @@ for _action_class in (NXActionEncap, NXActionDecap, NXActionClone):
     parser.NXAction.register(_action_class)
 
 
+ETH_P_8021Q = 0x8100
+
 def ofp_action(action):
     """The os-ken action for one flowmodel action."""
     if isinstance(action, Output):
@@ -113,6 +117,10 @@ def ofp_action(action):
     if isinstance(action, Decap):
         return NXActionDecap(PACKET_TYPE_ETHERNET if action.inner_ethernet
                              else PACKET_TYPE_USE_NEXT_PROTO)
+    if isinstance(action, PushVlan):
+        return parser.OFPActionPushVlan(ETH_P_8021Q)
+    if isinstance(action, PopVlan):
+        return parser.OFPActionPopVlan()
     if isinstance(action, Clone):
         return NXActionClone([ofp_action(a) for a in action.actions])
     if isinstance(action, Resubmit):

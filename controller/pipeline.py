@@ -18,20 +18,32 @@ overloaded, what a queue drops is then the copies, not the monitored traffic.
 
 Overlay: a frame to another compute node keeps its Ethernet header and travels as
 Ethernet-in-MPLS (label = the network's label) inside an outer Ethernet header between the
-fabric MACs of the two compute nodes. Mirrored copies travel the same way, with the capture's
-label instead (and MPLS traffic class 1 for a copy of what was delivered to the VM, 0 for one of
-what it sent), and are never put through the mirror tables again, so a copy is never mirrored.
+fabric MACs of the two compute nodes.
+
+Mirrored copies: a mirror table wraps the copy the same way, with the capture's label instead
+(and MPLS traffic class 1 for a copy of what was delivered to the VM, 0 for one of what it
+sent), and sends it to the lab's mirror encapsulator (lab/encapsulator.py) on the analyzer's
+compute node: through the vRouter's ENCAP_PORT when the analyzer is local, else across the
+fabric to the analyzer's vRouter, which hands it to its ENCAP_PORT. The encapsulator turns it
+into Contrail's wire format (IPv4/UDP, Juniper header, the original frame: lab/juniper.py,
+addressed as `capture_encapsulation` says) and hands it back through ENCAP_PORT, where table 0
+outputs it to the analyzer's port. A capture without the Juniper header gets its copies back
+unchanged, under its label: table 0 unwraps them and outputs the original frame to the
+analyzer's port. Copies never pass a mirror table again, so a copy is never mirrored.
 """
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 from mirrorlab.controller.flowmodel import (
-    Clone, Decap, Encap, Flow, Move, Output, Resubmit, SetField, capture_owner, flow,
+    Clone, Decap, Encap, Flow, Move, Output, PopVlan, PushVlan, Resubmit, SetField, capture_owner,
+    flow,
 )
 from mirrorlab.controller.mirroring import MAX_CAPTURES_PER_INTERFACE, Capture, analyzers
+from mirrorlab.juniper import VXLAN_PORT, Encapsulation
 from mirrorlab.recorder import EGRESS_TC, INGRESS_TC
-from mirrorlab.topology import FABRIC_PORT, ComputeNode, Interface, Network, Topology
+from mirrorlab.topology import ENCAP_PORT, FABRIC_PORT, ComputeNode, Interface, Network, Topology
 
 CLASSIFY = 0
 FORWARD = 1
@@ -39,6 +51,7 @@ DELIVER = 2
 EGRESS_MIRROR = 3
 INGRESS_MIRROR = EGRESS_MIRROR + MAX_CAPTURES_PER_INTERFACE
 
+VLAN_PRESENT = 0x1000  # OpenFlow's vlan_vid bit for "a tag is there"
 REG_NETWORK = "reg0"
 REG_OUT_PORT = "reg1"
 # The source MAC of frames the vRouter itself makes (ARP replies, copies to analyzers).
@@ -62,15 +75,21 @@ def desired_flows(topology: Topology, captures: list[Capture]) -> dict[str, froz
     return {name: frozenset(flow_set) for name, flow_set in flows.items()}
 
 
-def overlay_encap(label: int, source: ComputeNode) -> list:
-    """Actions wrapping a frame into the overlay; the caller sets eth_dst and outputs."""
+def overlay_encap(label: int, source: ComputeNode, vlan: int | None = None) -> list:
+    """Actions wrapping a frame into the overlay (tagged with `vlan`, for a NIC-assisted
+    capture); the caller sets eth_dst and outputs."""
+    tag = [PushVlan(), SetField("vlan_vid", VLAN_PRESENT | vlan)] if vlan is not None else []
     return [Encap("mpls"), SetField("mpls_label", label), Encap("ethernet"),
-            SetField("eth_src", source.fabric_mac)]
+            SetField("eth_src", source.fabric_mac)] + tag
 
 
 def forwarding_flows(topology: Topology, compute: ComputeNode) -> list[Flow]:
     """The base pipeline of `compute`'s vRouter: classification, forwarding, delivery."""
     flows = [flow(CLASSIFY, 0), flow(DELIVER, 0)]  # anything unknown is dropped
+    # The VLAN of a NIC-assisted capture (what the compute node's NIC mirrors) ends at the
+    # fabric: a tagged overlay frame loses its tag, then is classified as any other.
+    flows.append(flow(CLASSIFY, 250, in_port=FABRIC_PORT, vlan_vid=(VLAN_PRESENT, VLAN_PRESENT),
+                      actions=[PopVlan(), Resubmit(CLASSIFY)]))
     for first in (EGRESS_MIRROR, INGRESS_MIRROR):
         for table in range(first, first + MAX_CAPTURES_PER_INTERFACE):
             flows.append(flow(table, 0, goto=_next_slot(table)))
@@ -79,6 +98,15 @@ def forwarding_flows(topology: Topology, compute: ComputeNode) -> list[Flow]:
     flows.append(flow(FORWARD, 0, goto=INGRESS_MIRROR))
 
     local = topology.interfaces_on(compute.name)
+    # Copies coming back from the mirror encapsulator go to their analyzer's port, nowhere else,
+    # or, in VXLAN to a fabric analyzer (a static destination), out to the fabric.
+    for vm in topology.vms:
+        if vm.analyzer and vm.compute == compute.name:
+            flows.append(flow(CLASSIFY, 200, in_port=ENCAP_PORT, eth_dst=vm.interfaces[0].mac,
+                              actions=[Output(vm.interfaces[0].ofport)]))
+    for probe in topology.fabric_analyzers:
+        flows.append(flow(CLASSIFY, 200, in_port=ENCAP_PORT, eth_dst=probe.mac,
+                          actions=[Output(FABRIC_PORT)]))
     by_network: dict[str, list[Interface]] = defaultdict(list)
     for interface in topology.interfaces():
         by_network[interface.network].append(interface)
@@ -128,27 +156,44 @@ def _network_forwarding(topology: Topology, compute: ComputeNode, network: Netwo
                       actions=_deliver_each(local_members)))
     flows.append(flow(FORWARD, 140, in_port=FABRIC_PORT, **in_network))
 
+    flows += _to_the_fabric(topology, compute, network, members, local_members)
+    return flows
+
+
+def _to_the_fabric(topology: Topology, compute: ComputeNode, network: Network,
+                   members: list[Interface], senders: list[Interface], vlan: int | None = None,
+                   owner: int | None = None) -> list[Flow]:
+    """Unicast to each remote member of `network` (from any port), and multicast from each of
+    `senders` (delivered to the other local members, sent to every remote compute node). With
+    `vlan` (a NIC-assisted capture, `owner`): only what `senders` send, tagged, one priority up."""
+    in_network = {REG_NETWORK: network.index}
+    tagged = {} if vlan is None else {"owner": owner}
+    step = 0 if vlan is None else 5
     remote_computes = sorted({m.compute for m in members if m.compute != compute.name},
                              key=lambda name: topology.compute(name).index)
+    flows = []
     for member in members:
         if member.compute == compute.name:
             continue
         remote = topology.compute(member.compute)
-        flows.append(flow(FORWARD, 100, eth_dst=member.mac, **in_network, goto=INGRESS_MIRROR,
-                          actions=[Clone(tuple(overlay_encap(network.label, compute)
+        from_port = {} if vlan is None else {"in_port": senders[0].ofport}
+        flows.append(flow(FORWARD, 100 + step, eth_dst=member.mac, **in_network, **from_port,
+                          goto=INGRESS_MIRROR, **tagged,
+                          actions=[Clone(tuple(overlay_encap(network.label, compute, vlan)
                                                + [SetField("eth_dst", remote.fabric_mac),
                                                   Output(FABRIC_PORT)]))]))
-    for source in local_members:
+    local_members = [m for m in members if m.compute == compute.name]
+    for source in senders:
         others = [m for m in local_members if m is not source]
         actions = _deliver_each(others)
         if remote_computes:
-            overlay = overlay_encap(network.label, compute)
+            overlay = overlay_encap(network.label, compute, vlan)
             for name in remote_computes:
                 overlay += [SetField("eth_dst", topology.compute(name).fabric_mac),
                             Output(FABRIC_PORT)]
             actions.append(Clone(tuple(overlay)))
-        flows.append(flow(FORWARD, 90, in_port=source.ofport, eth_dst=MULTICAST, **in_network,
-                          actions=actions, goto=INGRESS_MIRROR))
+        flows.append(flow(FORWARD, 90 + step, in_port=source.ofport, eth_dst=MULTICAST,
+                          **in_network, actions=actions, goto=INGRESS_MIRROR, **tagged))
     return flows
 
 
@@ -172,12 +217,20 @@ def arp_reply(owner: Interface) -> list:
 
 def capture_flows(topology: Topology, capture: Capture) -> dict[str, list[Flow]]:
     """The flows of one active capture, by compute node: the copies on the monitored
-    interface's vRouter and, for an analyzer elsewhere, its delivery on the analyzer's."""
+    interface's vRouter and, for an analyzer elsewhere, its delivery on the analyzer's. A
+    NIC-assisted capture makes no copy: its vRouter tags what the VM sends to the fabric with
+    the capture's VLAN (the fabric switch's mirror does the rest, see `nic_mirrors`)."""
     owner = capture_owner(capture.id)
     source = topology.compute(capture.compute)
-    port = topology.interface_by_port_name(capture.interface).ofport
-    analyzer = analyzers(topology)[capture.analyzer].interfaces[0]
+    monitored = topology.interface_by_port_name(capture.interface)
+    port = monitored.ofport
     flows: dict[str, list[Flow]] = defaultdict(list)
+    if capture.mirror_to.nic_assisted_mirroring:
+        network = topology.network(monitored.network)
+        members = [i for i in topology.interfaces() if i.network == network.name]
+        flows[source.name] = _to_the_fabric(topology, source, network, members, [monitored],
+                                            capture.mirror_to.nic_assisted_mirroring_vlan, owner)
+        return dict(flows)
 
     # The copy first clears its input port (only the clone's: the original keeps it), so its
     # output is never to "the input port", which OpenFlow would skip. Open vSwitch 3.1 cannot
@@ -186,20 +239,26 @@ def capture_flows(topology: Topology, capture: Capture) -> dict[str, list[Flow]]
     # (`assertion !dp_packet_is_eth(packet) failed in push_eth()`). A copy's flow must not
     # depend on another flow (one for "came in on the exit port") being installed at the same
     # moment either: the controller adds and deletes flows one at a time.
-    if analyzer.compute == source.name:
-        delivery = [SetField("eth_src", VROUTER_MAC), SetField("eth_dst", analyzer.mac),
-                    Output(analyzer.ofport)]
+    if capture.mirror_to.nh_mode == "static":
+        # VXLAN to a VTEP on the fabric: encapsulated here, sent out over the fabric.
+        analyzer, target = None, source
     else:
+        analyzer = analyzers(topology)[capture.analyzer].interfaces[0]
         target = topology.compute(analyzer.compute)
-        delivery = [SetField("eth_src", source.fabric_mac), SetField("eth_dst", target.fabric_mac),
-                    Output(FABRIC_PORT)]
+    delivery = [SetField("eth_src", source.fabric_mac), SetField("eth_dst", target.fabric_mac),
+                Output(ENCAP_PORT if target.name == source.name else FABRIC_PORT)]
+    if target.name != source.name:
         flows[target.name].append(flow(
             CLASSIFY, 200, in_port=FABRIC_PORT, eth_type=0x8847, mpls_label=capture.label,
-            owner=owner,
-            actions=[Decap(), Encap("ethernet"), SetField("eth_src", VROUTER_MAC),
-                     SetField("eth_dst", analyzer.mac), Output(analyzer.ofport)]))
+            owner=owner, actions=[Output(ENCAP_PORT)]))
+    if analyzer is not None and not capture.mirror_to.juniper_header:
+        # Without the header the encapsulator hands the copy back as it came (it records it):
+        # unwrapped here, the analyzer gets the original frame itself.
+        flows[target.name].append(flow(
+            CLASSIFY, 210, in_port=ENCAP_PORT, eth_type=0x8847, mpls_label=capture.label,
+            owner=owner, actions=[Decap(), Decap(inner_ethernet=True), Output(analyzer.ofport)]))
 
-    # The copy's MPLS traffic class tells the recorder its direction (lab/recorder.py
+    # The copy's MPLS traffic class tells the encapsulator its direction (lab/recorder.py
     # EGRESS_TC): the label stays one per capture, and the fabric hop keeps the MPLS header.
     # encap(mpls) starts at traffic class 0, INGRESS_TC.
     def copy(traffic_class: int) -> Clone:
@@ -217,3 +276,41 @@ def capture_flows(topology: Topology, capture: Capture) -> dict[str, list[Flow]]
         flows[source.name].append(flow(table, 100, **{REG_OUT_PORT: port}, owner=owner,
                                        actions=[copy(EGRESS_TC)], goto=_next_slot(table)))
     return dict(flows)
+
+
+def capture_encapsulation(topology: Topology, capture: Capture) -> Encapsulation:
+    """How the mirror encapsulator wraps `capture`'s copies: from the vRouter (eth_src) to the
+    analyzer (its MAC and address, the capture's UDP port), with the outer source address of
+    the monitored interface's compute node on the fabric, the capture's mirror index, and the
+    monitored interface's network as the VN; for a static destination, VXLAN with its VNI from
+    the compute node's fabric address and MAC to the VTEP's."""
+    destination = capture.mirror_to
+    monitored = topology.interface_by_port_name(capture.interface)
+    source = topology.compute(capture.compute)
+    if destination.nh_mode == "static":
+        vtep = destination.static_nh_header
+        return Encapsulation(eth_src=source.fabric_mac, eth_dst=vtep.vtep_dst_mac_address,
+                             ip_src=str(topology.fabric_ip(source)), ip_dst=vtep.vtep_dst_ip_address,
+                             udp_port=VXLAN_PORT, mirror_index=capture.mirror_index,
+                             vn=monitored.network, juniper_header=False, vni=vtep.vni)
+    return Encapsulation(eth_src=VROUTER_MAC, eth_dst=destination.analyzer_mac_address,
+                         ip_src=str(topology.fabric_ip(topology.compute(capture.compute))),
+                         ip_dst=destination.analyzer_ip_address, udp_port=destination.udp_port,
+                         mirror_index=capture.mirror_index, vn=monitored.network,
+                         juniper_header=destination.juniper_header)
+
+
+@dataclass(frozen=True)
+class NicMirror:
+    """The fabric switch's mirror of one NIC-assisted capture: frames tagged `vlan` go to
+    `fabric_analyzer` too (an OVS Mirror with select_vlan, named `name`)."""
+
+    name: str
+    vlan: int
+    fabric_analyzer: str
+
+
+def nic_mirrors(topology: Topology, captures: list[Capture]) -> list[NicMirror]:
+    """The fabric mirrors the active NIC-assisted captures need."""
+    return [NicMirror(f"nic-{c.id}", c.mirror_to.nic_assisted_mirroring_vlan, c.analyzer)
+            for c in captures if c.active and c.mirror_to.nic_assisted_mirroring]

@@ -37,7 +37,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from starlette.exceptions import HTTPException
 
 from mirrorlab.controller.analyzerchoice import ANALYZER_RULE, preferred_analyzer
@@ -49,6 +49,7 @@ from mirrorlab.controller.errors import (
 from mirrorlab.controller.mirroring import (
     MAX_LEASE_SECONDS, MIN_LIMIT_BYTES, REQUEST_ORIGINS, analyzers, parse_origin,
 )
+from mirrorlab.controller.mirrorto import DEFAULT_UDP_PORT, MAC_PATTERN, MAX_VLAN, MAX_VNI, NH_MODES
 from mirrorlab.controller.packettree import dissect_frame
 from mirrorlab.controller.pcapfile import pcapng_prefix, read_prefix
 from mirrorlab.controller.service import ControllerService
@@ -144,6 +145,69 @@ def _one_target(schema: dict) -> None:
     _without_null_defaults(schema)
     schema["anyOf"] = [{"required": ["vrouter", "interface"], "not": {"required": ["vm"]}},
                        {"required": ["vm"], "not": {"required": ["interface"]}}]
+    # The analyzer is named once: `analyzer` or mirror_to's analyzer_name.
+    schema["not"] = {"required": ["analyzer", "mirror_to"],
+                     "properties": {"mirror_to": {"required": ["analyzer_name"]}}}
+
+
+class StaticNhHeaderRequest(BaseModel):
+    """Where a static destination sends its VXLAN (every field required)."""
+
+    model_config = ConfigDict(extra="forbid")
+    vtep_dst_ip_address: StrictStr = Field(description="the VTEP's IPv4 address on the fabric",
+                                           json_schema_extra={"format": "ipv4"})
+    vtep_dst_mac_address: StrictStr = Field(description="the VTEP's MAC address",
+                                            json_schema_extra={"pattern": MAC_PATTERN.pattern})
+    vni: int = Field(description="VXLAN network identifier",
+                           json_schema_extra={"minimum": 1, "maximum": MAX_VNI})
+
+
+def _contrail_combinations(schema: dict) -> None:
+    """The destinations Contrail accepts, said in the schema: static only with its header
+    fields and without the Juniper header, static_nh_header only with static; a VLAN exactly
+    when NIC-assisted."""
+    _without_null_defaults(schema)
+    schema["allOf"] = [
+        {"anyOf": [
+            {"properties": {"nh_mode": {"const": "static"}, "juniper_header": {"const": False}},
+             "required": ["nh_mode", "static_nh_header"]},
+            {"properties": {"nh_mode": {"const": "dynamic"}},
+             "not": {"required": ["static_nh_header"]}}]},
+        {"anyOf": [
+            {"properties": {"nic_assisted_mirroring": {"const": True}},
+             "required": ["nic_assisted_mirroring", "nic_assisted_mirroring_vlan"]},
+            {"properties": {"nic_assisted_mirroring": {"const": False}},
+             "not": {"required": ["nic_assisted_mirroring_vlan"]}}]},
+    ]
+
+
+class MirrorToRequest(BaseModel):
+    """A capture's destination, Contrail's MirrorActionType field for field (see
+    controller/mirrorto.py). Fields left out take their defaults; null is not a value."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_contrail_combinations)
+    analyzer_name: StrictStr = Field(None, description="analyzer instance (fills in the address, "
+                                                       "MAC and network)", min_length=1)
+    analyzer_ip_address: StrictStr = Field(None, description="the analyzer's IPv4 address (names "
+                                                             "the analyzer when analyzer_name is absent)",
+                                           json_schema_extra={"format": "ipv4"})
+    analyzer_mac_address: StrictStr = Field(None, description="the analyzer's MAC address",
+                                            json_schema_extra={"pattern": MAC_PATTERN.pattern})
+    routing_instance: StrictStr = Field(None, description="the analyzer's network")
+    udp_port: int = Field(None, description=f"destination UDP port; 0 means "
+                                                  f"{DEFAULT_UDP_PORT}",
+                                json_schema_extra={"minimum": 0, "maximum": 65535})
+    juniper_header: StrictBool = Field(None, description="Juniper TLV header before the frame "
+                                                         "(default true; false with nh_mode static)")
+    nh_mode: StrictStr = Field(None, description="dynamic (default) | static (VXLAN to a VTEP, "
+                                                 "no Juniper header)",
+                               json_schema_extra={"enum": list(NH_MODES)})
+    static_nh_header: StaticNhHeaderRequest = Field(None, description="with nh_mode static only")
+    nic_assisted_mirroring: StrictBool = Field(None, description="the compute node's NIC "
+                                                                 "mirrors, not the vRouter")
+    nic_assisted_mirroring_vlan: int = Field(None, description="with nic_assisted_mirroring",
+                                                   json_schema_extra={"minimum": 1,
+                                                                      "maximum": MAX_VLAN})
 
 
 class CaptureRequest(BaseModel):
@@ -169,6 +233,9 @@ class CaptureRequest(BaseModel):
     origin: str = Field("api", description="who starts it: screen (the web UI's capture screen), "
                                            "cli, or api (default)",
                         json_schema_extra={"enum": list(REQUEST_ORIGINS)})
+    mirror_to: MirrorToRequest = Field(None, description="where and how its copies travel "
+                                                         "(default: the analyzer, dynamic, "
+                                                         "Juniper header, UDP 8099)")
 
 
 class AnalyzerRequest(BaseModel):
@@ -196,7 +263,8 @@ ERROR_MEANINGS = {
          "or a wrong capture secret",
     404: "Unknown vRouter, interface, VM, network, compute node, analyzer or capture",
     409: "Conflict with the lab's state or a limit (captures per interface or vRouter, an analyzer "
-         "in use or existing, a lease that ran out)",
+         "in use or existing, a lease that ran out, a destination that is not the named "
+         "analyzer's or that the lab does not send yet)",
     413: f"Request body larger than {MAX_REQUEST_BYTES} bytes",
     503: "The lab process that launches and removes analyzer VMs does not answer",
 }
@@ -452,6 +520,7 @@ def create_app(service: ControllerService, lease_seconds: float,
             "file_bytes": service.capture_file_size(capture), "limit_bytes": capture.limit_bytes,
             "stop_reason": capture.stop_reason, "origin": capture.origin,
             "analyzer_view": analyzer_view(capture, service.topology),
+            "mirror_to": capture.mirror_to.to_dict(),
         } | ({"secret": capture.secret} if with_secret else {})
 
     @api.get("/api/vrouters", responses=_errors())
@@ -514,7 +583,9 @@ def create_app(service: ControllerService, lease_seconds: float,
             raise InvalidRequest("missing 'interface' (or 'vm')", "interface")
         return capture_json(service.start_capture(vrouter, interface, request.direction,
                                                   request.analyzer, request.lease_seconds,
-                                                  request.limit_bytes, parse_origin(request.origin)),
+                                                  request.limit_bytes, parse_origin(request.origin),
+                                                  request.mirror_to.model_dump(exclude_unset=True)
+                                                  if request.mirror_to else None),
                             with_secret=True)
 
     @api.post("/api/captures/{capture_id}/lease", responses=_errors(404, 409))
@@ -659,6 +730,21 @@ def create_app(service: ControllerService, lease_seconds: float,
             return Response(PCAPNG_HEADER, media_type=PCAPNG_MEDIA_TYPE, headers=headers)
         return StreamingResponse(pcapng_prefix(service.pcap_path(capture), size),
                                  media_type=PCAPNG_MEDIA_TYPE, headers=headers)
+
+    @api.get("/api/analyzers/{name}/pcap", response_class=Response, responses={
+        200: {"description": "The analyzer's raw capture", "content": {PCAP_MEDIA_TYPE: {}}},
+        **_errors(404)})
+    def analyzer_pcap(name: str):
+        """What the analyzer's interface received so far, headers and all (the Juniper header
+        and outer IPv4/UDP of each copy, and anything else it got), as classic pcap: what an
+        engineer compares with a customer's capture. Its complete records as of the request."""
+        path = service.analyzer_raw_path(name)
+        headers = {"Content-Disposition": f'attachment; filename="analyzer-{name}-raw.pcap"'}
+        size = service.pcaps.complete_size(path)
+        if not size:
+            return Response(PCAP_HEADER, media_type=PCAP_MEDIA_TYPE, headers=headers)
+        return StreamingResponse(read_prefix(path, size), media_type=PCAP_MEDIA_TYPE,
+                                 headers={**headers, "Content-Length": str(size)})
 
     @api.get("/", include_in_schema=False)
     def web_ui(token: str | None = None):

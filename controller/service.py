@@ -21,14 +21,19 @@ from typing import Callable
 from mirrorlab.controller.errors import Conflict, LabUnavailable, MirrorlabError, NotFound, VRouterUnavailable
 from mirrorlab.controller.flowmodel import Flow
 from mirrorlab.controller.mirroring import (
-    DEFAULT_ANALYZER, Capture, analyzers, find_compute, find_interface, plan_analyzer, plan_capture,
+    DEFAULT_ANALYZER, Capture, analyzers, find_compute, find_interface, named_analyzer,
+    plan_analyzer, plan_capture,
 )
+from mirrorlab.controller.mirrorto import not_on_the_wire_yet, parse_mirror_to
 from mirrorlab.controller.pcapfile import PcapIndex, Record
-from mirrorlab.controller.pipeline import capture_flows, forwarding_flows
+from mirrorlab.controller.pipeline import (
+    capture_encapsulation, capture_flows, forwarding_flows, nic_mirrors,
+)
 from mirrorlab.controller.store import Store
 from mirrorlab.control import LabControl, LabControlError
 from mirrorlab.recorder import (
-    DEFAULT_LIMIT_BYTES, DEFAULT_MIN_FREE_BYTES, capture_file, format_size, set_limits, stop_report,
+    DEFAULT_LIMIT_BYTES, DEFAULT_MIN_FREE_BYTES, capture_file, format_size, raw_capture_file,
+    set_encapsulation, set_limits, stop_report,
 )
 from mirrorlab.topology import VM, ComputeNode, Interface, Topology
 
@@ -60,6 +65,9 @@ class ControllerService:
         self.captures = {c.id: c for c in store.captures()}
         self.starting: set[int] = set()  # captures whose flows no vRouter has confirmed yet
         self.pcaps = PcapIndex()
+        # Whether the fabric's NIC mirrors may differ from the active captures' (until the
+        # first reconciliation, and after one that failed).
+        self.nic_mirrors_pending = True
         self.app = None
         self._forwarding: dict[str, frozenset[Flow]] = {}
 
@@ -218,6 +226,21 @@ class ControllerService:
         """The pcap file the analyzer writes for `capture`."""
         return capture_file(self.captures_dir, capture.label)
 
+    def analyzer_interface(self, name: str) -> str:
+        """The interface of analyzer instance or fabric analyzer `name` (its recorder's)."""
+        vm = analyzers(self.topology).get(name)
+        if vm is not None:
+            return vm.interfaces[0].name
+        if self.topology.has("fabric_analyzer", name):
+            return self.topology.fabric_analyzer(name).interface
+        known = sorted(analyzers(self.topology)) + [p.name for p in self.topology.fabric_analyzers]
+        raise NotFound(f"unknown analyzer '{name}' (known: {', '.join(known) or 'none'})", "name")
+
+    def analyzer_raw_path(self, name: str) -> Path:
+        """The raw capture of analyzer instance or fabric analyzer `name`: everything its
+        interface received."""
+        return raw_capture_file(self.captures_dir, self.analyzer_interface(name))
+
     # --- analyzers -----------------------------------------------------------------------
 
     def create_analyzer(self, name: str, network: str | None = None,
@@ -261,21 +284,34 @@ class ControllerService:
 
     def start_capture(self, vrouter: str, interface: str, direction: str | None = None,
                       analyzer: str | None = None, lease_seconds: float | None = None,
-                      limit_bytes: int | None = None, origin: str = "api") -> Capture:
+                      limit_bytes: int | None = None, origin: str = "api",
+                      mirror_to: dict | None = None) -> Capture:
         """Start mirroring an interface; the flows are confirmed by the vRouters when this
         returns. Without `analyzer`, the default analyzer is used, launched on the interface's
         compute node if it does not exist yet. With `lease_seconds`, the capture stops unless
         renewed. Its pcap file holds at most `limit_bytes` (default: the controller's capture
         limit). Refused when the disk is below its free-space floor or the analyzer's recorder
         failed. `origin` says who starts it. The capture gets a random secret, which its
-        starter needs for a beacon stop or a renewal. If a vRouter does not confirm, the
-        capture is stopped again and `VRouterUnavailable` names the vRouter."""
+        starter needs for a beacon stop or a renewal. `mirror_to` is its destination as
+        Contrail's MirrorActionType (`controller.mirrorto`; default: the analyzer, dynamic,
+        Juniper header, UDP 8099); its analyzer_name is the same as `analyzer`. If a vRouter
+        does not confirm, the capture is stopped again and `VRouterUnavailable` names the
+        vRouter."""
+        destination = parse_mirror_to(mirror_to)
+        unsupported = not_on_the_wire_yet(destination)  # before any analyzer is launched for it
+        if unsupported is not None:
+            raise unsupported
+        # A static or NIC-assisted one goes to a fabric analyzer, not to an analyzer instance.
+        to_fabric = destination.nh_mode == "static" or destination.nic_assisted_mirroring
+        if not to_fabric:
+            with self.lock:
+                analyzer = named_analyzer(self.topology, analyzer, destination)
         self.require_whole_lab()
         free = self.free_disk_bytes()
         if free < self.min_free_bytes:
             raise Conflict(f"only {format_size(free)} free in {self.captures_dir}, less than the "
                            f"floor of {format_size(self.min_free_bytes)}; free some space first")
-        if analyzer is None:
+        if analyzer is None and not to_fabric:
             analyzer = DEFAULT_ANALYZER
             target = find_interface(self.topology, vrouter, interface)
             self.require_connected([target.compute])  # before launching anything for it
@@ -289,7 +325,8 @@ class ControllerService:
                                    self.store.next_capture_id(), vrouter, interface, direction,
                                    analyzer, self.clock(), lease_seconds,
                                    self.capture_limit_bytes if limit_bytes is None else limit_bytes,
-                                   secret=secrets.token_urlsafe(24), origin=origin)
+                                   secret=secrets.token_urlsafe(24), origin=origin,
+                                   mirror_to=destination)
             recorder = self.recorders().get(analyzer, {})
             if recorder.get("state") == "failed":
                 raise Conflict(f"analyzer '{analyzer}' cannot record: its recorder failed "
@@ -297,6 +334,13 @@ class ControllerService:
             computes = capture_flows(self.topology, capture)
             self.require_connected(computes)
             set_limits(self.captures_dir, capture.label, capture.limit_bytes, self.min_free_bytes)
+            wire = ({"nic_vlan": capture.mirror_to.nic_assisted_mirroring_vlan}
+                    if capture.mirror_to.nic_assisted_mirroring
+                    else capture_encapsulation(self.topology, capture).to_dict())
+            set_encapsulation(self.captures_dir, capture.label,
+                              {"label": capture.label,
+                               "analyzer_interface": self.analyzer_interface(capture.analyzer),
+                               **wire})
             self.store.save_capture(capture)
             self.captures[capture.id] = capture
             self.starting.add(capture.id)
@@ -312,9 +356,32 @@ class ControllerService:
                 self._abandon(capture)
             LOG.error("capture %d not started: %s", capture.id, err.message)
             raise
+        if capture.mirror_to.nic_assisted_mirroring:
+            try:
+                self.reconcile_nic_mirrors()
+            except LabUnavailable:
+                self.stop_capture(capture.id, "the fabric's mirror could not be set", failed=True)
+                raise
         with self.lock:
             self.starting.discard(capture.id)
         return capture
+
+    def reconcile_nic_mirrors(self) -> None:
+        """Make the fabric switch's mirrors those of the active NIC-assisted captures (through
+        the lab process, which owns the lab's Open vSwitch); `LabUnavailable` if it cannot."""
+        with self.lock:
+            desired = {m.name: m for m in nic_mirrors(self.topology, list(self.captures.values()))}
+        try:
+            present = set(self.lab.nic_mirrors())
+            for name in present - set(desired):
+                self.lab.remove_nic_mirror(name)
+            for name in set(desired) - present:
+                mirror = desired[name]
+                self.lab.add_nic_mirror(name, mirror.vlan, mirror.fabric_analyzer)
+        except LabControlError as err:
+            self.nic_mirrors_pending = True
+            raise LabUnavailable(f"the fabric's NIC mirrors were not set: {err}") from None
+        self.nic_mirrors_pending = False
 
     def _abandon(self, capture: Capture) -> None:
         """Stop a capture whose flows were not confirmed (under `lock`); the vRouters that did
@@ -343,6 +410,11 @@ class ControllerService:
             self.starting.discard(capture.id)
             batches = self._push(c for c in computes if self.connected(self.topology.compute(c)))
         self._confirm(batches)
+        if capture.mirror_to.nic_assisted_mirroring:
+            try:
+                self.reconcile_nic_mirrors()
+            except LabUnavailable as err:  # the capture is stopped; the housekeeping retries
+                LOG.warning("capture %d: %s", capture.id, err.message)
         return capture
 
     def renew_lease(self, capture_id: int) -> Capture:

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 from mirrorlab.controller.mirroring import Capture, Direction
+from mirrorlab.controller.mirrorto import MirrorTo, mirror_to_from_dict
 from mirrorlab.recorder import DEFAULT_LIMIT_BYTES
 from mirrorlab.topology import VM, vm_from_dict, vm_to_dict
 
@@ -32,7 +33,9 @@ CREATE TABLE IF NOT EXISTS captures (
     stop_reason TEXT,
     failed INTEGER NOT NULL DEFAULT 0,
     secret TEXT,
-    origin TEXT NOT NULL DEFAULT 'api'
+    origin TEXT NOT NULL DEFAULT 'api',
+    mirror_to TEXT,
+    mirror_index INTEGER NOT NULL DEFAULT 0
 );
 -- Contrail configuration objects written through the configuration API (network policies),
 -- and refs it set on the lab's own objects (a virtual network's network_policy_refs).
@@ -52,9 +55,11 @@ CREATE TABLE IF NOT EXISTS config_refs (
 # Columns added since the first schema, added to an older store when it is opened.
 ADDED_COLUMNS = {"limit_bytes": f"INTEGER NOT NULL DEFAULT {DEFAULT_LIMIT_BYTES}",
                  "stop_reason": "TEXT", "failed": "INTEGER NOT NULL DEFAULT 0", "secret": "TEXT",
-                 "origin": "TEXT NOT NULL DEFAULT 'api'"}
+                 "origin": "TEXT NOT NULL DEFAULT 'api'", "mirror_to": "TEXT",
+                 "mirror_index": "INTEGER NOT NULL DEFAULT 0"}
 CAPTURE_COLUMNS = ("id, compute, interface, direction, analyzer, slot, started_at, stopped_at, "
-                   "lease_seconds, lease_expires_at, limit_bytes, stop_reason, failed, secret, origin")
+                   "lease_seconds, lease_expires_at, limit_bytes, stop_reason, failed, secret, origin, "
+                   "mirror_to, mirror_index")
 
 
 class Store:
@@ -95,7 +100,11 @@ class Store:
                         analyzer=r[4], slot=r[5], started_at=r[6], stopped_at=r[7],
                         lease_seconds=r[8], lease_expires_at=r[9], limit_bytes=r[10],
                         stop_reason=r[11], failed=bool(r[12]),
-                        secret=r[13], origin=r[14]) for r in rows]
+                        secret=r[13], origin=r[14],
+                        # A capture stored before destinations were kept went to its analyzer
+                        # the default way.
+                        mirror_to=mirror_to_from_dict(json.loads(r[15])) if r[15]
+                        else MirrorTo(analyzer_name=r[4]), mirror_index=r[16]) for r in rows]
 
     def next_capture_id(self) -> int:
         """The id the next capture gets (ids are never reused)."""
@@ -107,11 +116,12 @@ class Store:
         with self.lock:
             self.db.execute(
                 f"INSERT OR REPLACE INTO captures ({CAPTURE_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (capture.id, capture.compute, capture.interface, capture.direction.value,
                  capture.analyzer, capture.slot, capture.started_at, capture.stopped_at,
                  capture.lease_seconds, capture.lease_expires_at, capture.limit_bytes,
-                 capture.stop_reason, int(capture.failed), capture.secret, capture.origin))
+                 capture.stop_reason, int(capture.failed), capture.secret, capture.origin,
+                 json.dumps(capture.mirror_to.to_dict()), capture.mirror_index))
 
     def config_objects(self) -> list[tuple[str, list[str], dict]]:
         """(type, fq_name, properties) of every object created through the configuration API."""

@@ -153,7 +153,8 @@ def _print(args, payload, text) -> None:
 
 def _capture_line(c: dict) -> str:
     line = (f"capture {c['id']}: {c['state']:<7} {c['vrouter']}/{c['interface']} ({c['vm']}) "
-            f"{c['direction']:<7} -> {c['analyzer']}  {c['packets']} packets, {c['bytes']} bytes, "
+            f"{c['direction']:<7} -> {c['analyzer']} {_destination_text(c['mirror_to'])}  "
+            f"{c['packets']} packets, {c['bytes']} bytes, "
             f"file {c['file_bytes']} of {c['limit_bytes']} bytes, started by {c['origin']}")
     return line + (f"  ({c['stop_reason']})" if c["stop_reason"] else "")
 
@@ -168,6 +169,35 @@ def _capture_details(c: dict) -> str:
     if view["tshark_analyzer"]:
         lines.append(f"  on the analyzer: {view['tshark_analyzer']}")
     return "\n".join(lines)
+
+
+def _destination_text(mirror_to: dict) -> str:
+    """A capture's destination in a few words: address, mode, header, port or VNI, VLAN."""
+    if mirror_to["nh_mode"] == "static":
+        static = mirror_to["static_nh_header"]
+        text = f"[static VXLAN {static['vni']} to {static['vtep_dst_ip_address']}"
+    elif mirror_to["juniper_header"]:
+        text = f"[{mirror_to['analyzer_ip_address']} udp {mirror_to['udp_port']}, Juniper header"
+    else:
+        text = f"[{mirror_to['analyzer_ip_address']}, original frames, no header"
+    if mirror_to["nic_assisted_mirroring"]:
+        text += f", NIC-assisted VLAN {mirror_to['nic_assisted_mirroring_vlan']}"
+    return text + "]"
+
+
+def mirror_to_from_flags(args) -> dict | None:
+    """The `mirror_to` object (Contrail's MirrorActionType) that `capture start`'s destination
+    flags ask for, None when none is given; the API checks it."""
+    flags = {"udp_port": args.udp_port, "juniper_header": args.juniper_header,
+             "nh_mode": args.nh_mode, "nic_assisted_mirroring_vlan": args.nic_vlan}
+    mirror_to = {name: value for name, value in flags.items() if value is not None}
+    if args.nic_vlan is not None:
+        mirror_to["nic_assisted_mirroring"] = True
+    static = {"vtep_dst_ip_address": args.vtep_ip, "vtep_dst_mac_address": args.vtep_mac,
+              "vni": args.vni}
+    if any(value is not None for value in static.values()):
+        mirror_to["static_nh_header"] = {k: v for k, v in static.items() if v is not None}
+    return mirror_to or None
 
 
 def _packet_lines(answer: dict) -> str:
@@ -202,6 +232,7 @@ def cmd_capture(args) -> int:
         capture = lab.capture(args.vm, vrouter=args.vrouter,
                               interface=None if args.vm else args.interface,
                               direction=args.direction, analyzer=args.analyzer,
+                              mirror_to=mirror_to_from_flags(args),
                               limit_bytes=args.limit, origin="cli")
         _print(args, capture.info, _capture_line)
     elif args.action == "stop":
@@ -235,6 +266,10 @@ def cmd_analyzer(args) -> int:
         _print(args, lab.create_analyzer(args.name, network=args.network, compute=args.compute), line)
     elif args.action == "delete":
         _print(args, lab.delete_analyzer(args.name), lambda r: f"analyzer {r['deleted']} deleted")
+    elif args.action == "pcap":
+        path = lab.analyzer_pcap(args.name, args.output)
+        print(f"wrote {args.output} ({path.stat().st_size} bytes, pcap: everything analyzer "
+              f"{args.name} received)")
     return 0
 
 
@@ -341,6 +376,18 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--analyzer", help="analyzer instance (default: interface-packet-capture)")
     start.add_argument("--limit", type=parse_size, metavar="SIZE",
                        help="stop when the pcap file reaches SIZE (default: the lab's --capture-limit)")
+    destination = start.add_argument_group("destination (Contrail's mirror_to; default: the "
+                                           "analyzer, dynamic, Juniper header, UDP 8099)")
+    destination.add_argument("--udp-port", type=int, metavar="PORT", help="UDP port of the copies")
+    destination.add_argument("--no-juniper-header", dest="juniper_header", action="store_false",
+                             default=None, help="send the original frames without the header")
+    destination.add_argument("--nh-mode", choices=["dynamic", "static"],
+                             help="static: VXLAN to a VTEP (--vtep-ip, --vtep-mac, --vni)")
+    destination.add_argument("--vtep-ip", metavar="IP", help="the VTEP's fabric address")
+    destination.add_argument("--vtep-mac", metavar="MAC", help="the VTEP's MAC address")
+    destination.add_argument("--vni", type=int, help="the VXLAN network identifier")
+    destination.add_argument("--nic-vlan", type=int, metavar="VLAN",
+                             help="NIC-assisted mirroring with this VLAN")
     for name in ("stop", "show"):
         one = capture_sub.add_parser(name)
         one.add_argument("id", type=int)
@@ -371,6 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
     delete = analyzer_sub.add_parser("delete")
     delete.add_argument("name")
     delete.add_argument("--json", action="store_true")
+    raw = analyzer_sub.add_parser("pcap", help="download what the analyzer's interface received, "
+                                              "headers and all (classic pcap)")
+    raw.add_argument("name")
+    raw.add_argument("-o", "--output", required=True)
     analyzer.set_defaults(func=cmd_analyzer)
 
     run_scenarios = sub.add_parser("run", help="run scenario files, each on a lab of its own, "

@@ -1,5 +1,6 @@
 """Client of the lab process's control socket (see `lab.netlab`): how the controller asks
-for analyzer VMs to be created and removed, and how their recorders are doing."""
+for analyzer VMs to be created and removed, how their recorders are doing, and for the fabric
+switch's mirrors of NIC-assisted captures."""
 from __future__ import annotations
 
 import json
@@ -41,6 +42,19 @@ class LabControl:
     def remove_vm(self, name: str) -> None:
         """Stop and remove the VM called `name`."""
         self._call({"op": "remove_vm", "name": name})
+
+    def nic_mirrors(self) -> list[str]:
+        """The names of the fabric switch's NIC-assisted mirrors."""
+        return self._call({"op": "nic_mirrors"})["mirrors"]
+
+    def add_nic_mirror(self, name: str, vlan: int, fabric_analyzer: str) -> None:
+        """Mirror what the fabric carries in `vlan` to `fabric_analyzer` (mirror `name`)."""
+        self._call({"op": "add_nic_mirror", "name": name, "vlan": vlan,
+                    "fabric_analyzer": fabric_analyzer})
+
+    def remove_nic_mirror(self, name: str) -> None:
+        """Remove the fabric's mirror `name`."""
+        self._call({"op": "remove_nic_mirror", "name": name})
 
     def recorders(self) -> dict[str, dict]:
         """The health of each analyzer VM's recorder, by VM name: {"state": running |

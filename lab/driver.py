@@ -427,6 +427,11 @@ class Lab:
         """Remove an analyzer instance that no active capture uses."""
         return self._client().delete(f"/api/analyzers/{segment(name)}")
 
+    def analyzer_pcap(self, name: str, path: str | Path) -> Path:
+        """Save everything analyzer `name`'s interface received, headers and all (what an
+        engineer compares with a customer's capture), as a pcap file at `path`."""
+        return self._client().download(f"/api/analyzers/{segment(name)}/pcap", path)
+
     def __repr__(self) -> str:
         return f"Lab({self.topology_file or '<topology>'}, state_dir={str(self.state.dir)!r}, api={self.api_url})"
 

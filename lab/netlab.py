@@ -27,12 +27,13 @@ from mininet.node import OVSBridge, OVSSwitch
 from mirrorlab import topofile
 from mirrorlab.sandbox import Sandbox
 from mirrorlab.state import LabState, process_record
-from mirrorlab.supervisor import RecorderSupervisor
-from mirrorlab.topology import FABRIC_PORT, VM, Topology, vm_from_dict
+from mirrorlab.supervisor import ENCAPSULATOR, RecorderSupervisor
+from mirrorlab.topology import ENCAP_PORT, FABRIC_PORT, VM, Topology, vm_from_dict
 
 LOG = logging.getLogger("mirrorlab.lab")
-# Overlay frames carry 18 extra bytes and mirrored copies 18 more: the fabric and analyzer
-# links get jumbo MTUs so no full-size guest frame is ever dropped on the way.
+# Overlay frames carry 18 extra bytes and mirrored copies 18 more (and their Juniper header
+# some 50): the fabric, encapsulator and analyzer links get jumbo MTUs so no full-size guest
+# frame is ever dropped on the way.
 JUMBO_MTU = 9000
 READY_TIMEOUT = 90.0
 LINK_UP_TIMEOUT = 10.0  # seconds for Open vSwitch to see a new VM port up
@@ -63,10 +64,15 @@ class LabNetwork:
         self.net: Mininet | None = None
         self.lock = threading.Lock()
         self.recorders: dict[str, RecorderSupervisor] = {}  # by analyzer VM name
+        self.encapsulator: RecorderSupervisor | None = None
 
     def recorder_health(self) -> dict[str, dict]:
-        """The health of each analyzer VM's recorder (see `RecorderSupervisor.health`)."""
-        return {vm: supervisor.health() for vm, supervisor in list(self.recorders.items())}
+        """The health of each analyzer VM's recorder (see `RecorderSupervisor.health`), and of
+        the mirror encapsulator under ENCAPSULATOR."""
+        health = {vm: supervisor.health() for vm, supervisor in list(self.recorders.items())}
+        if self.encapsulator is not None:
+            health[ENCAPSULATOR] = self.encapsulator.health()
+        return health
 
     def build(self) -> None:
         """Create the fabric, the vRouters and the VMs, and start them."""
@@ -90,6 +96,10 @@ class LabNetwork:
             self._add_host(vm)
             if count % 25 == 0 or count == len(topology.vms):
                 state.progress(f"      VMs {count}/{len(topology.vms)}")
+        for probe in topology.fabric_analyzers:
+            host = net.addHost(probe.name, ip=None)
+            net.addLink(host, fabric, intfName1=probe.interface,
+                        intfName2=probe.fabric_switch_port_name, addr1=probe.mac)
 
         state.progress(f"[3/{steps}] starting vRouters (userspace datapath, OpenFlow 1.3, "
                        f"controller {self.controller_target})")
@@ -107,16 +117,60 @@ class LabNetwork:
             for name in (compute.fabric_port_name, compute.fabric_switch_port_name):
                 _quiet_bridge_end(name)
                 _run("ip", "link", "set", "dev", name, "mtu", str(JUMBO_MTU))
+        self._start_encapsulator()
         for vm in topology.vms:
             self._configure_vm(vm)
+        for probe in topology.fabric_analyzers:
+            self._configure_fabric_analyzer(probe)
+
+    def _configure_fabric_analyzer(self, probe) -> None:
+        """Give a fabric analyzer its address and jumbo MTU, and start its recorder (for its raw
+        capture: what its fabric interface receives)."""
+        host = self.net.get(probe.name)
+        _quiet_bridge_end(probe.fabric_switch_port_name)
+        _run("ip", "link", "set", "dev", probe.fabric_switch_port_name, "mtu", str(JUMBO_MTU))
+        host.cmd(f"sysctl -qw net.ipv6.conf.all.disable_ipv6=1 ; "
+                 f"ip link set dev {probe.interface} mtu {JUMBO_MTU} up ; "
+                 f"ip addr add {probe.ip}/{self.topology.fabric_subnet.prefixlen} dev {probe.interface} ; "
+                 f"ethtool -K {probe.interface} tx off tso off gso off >/dev/null 2>&1")
+        command = [sys.executable, "-m", "mirrorlab.recorder", "--interface", probe.interface,
+                   "--directory", str(self.state.captures_dir)]
+        self.recorders[probe.name] = RecorderSupervisor(
+            probe.name, lambda log: host.popen(command, stdout=log, stderr=log), self.state).start()
+
+    def _start_encapsulator(self) -> None:
+        """Link every vRouter's ENCAP_PORT to the lab's mirror encapsulator (lab/encapsulator.py),
+        and start it, supervised like the recorders."""
+        for compute in self.topology.computes:
+            port, peer = compute.encap_port_name, compute.encapsulator_interface
+            _run("ip", "link", "add", port, "mtu", str(JUMBO_MTU), "type", "veth", "peer", "name",
+                 peer, "mtu", str(JUMBO_MTU))
+            for name in (port, peer):
+                _quiet_bridge_end(name)
+                _run("ethtool", "-K", name, "tx", "off", "tso", "off", "gso", "off")
+                _run("ip", "link", "set", "dev", name, "up")
+            _run("ovs-vsctl", "add-port", compute.vrouter, port, "--", "set", "Interface", port,
+                 f"ofport_request={ENCAP_PORT}")
+        self.state.captures_dir.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "mirrorlab.encapsulator", "--directory",
+                   str(self.state.captures_dir)]
+        for compute in self.topology.computes:
+            command += ["--interface", compute.encapsulator_interface]
+        self.encapsulator = RecorderSupervisor(
+            ENCAPSULATOR, lambda log: subprocess.Popen(command, stdout=log, stderr=log),
+            self.state, name=ENCAPSULATOR).start()
 
     def pin_fabric_macs(self) -> None:
-        """Static fabric entries for every compute node: one that only receives (an analyzer's)
-        would never be learned, and every frame to it would be flooded to all compute nodes.
+        """Static fabric entries for every compute node and fabric analyzer: one that only
+        receives (an analyzer's, a VTEP's) would never be learned, and every frame to it would
+        be flooded to all compute nodes.
         They live in ovs-vswitchd's memory only, so they are pinned again after a restart."""
         for compute in self.topology.computes:
             _run("ovs-appctl", "fdb/add", self.topology.fabric_bridge,
                  compute.fabric_switch_port_name, "0", compute.fabric_mac)
+        for probe in self.topology.fabric_analyzers:
+            _run("ovs-appctl", "fdb/add", self.topology.fabric_bridge,
+                 probe.fabric_switch_port_name, "0", probe.mac)
 
     def keep_fabric_pinned(self, sandbox: Sandbox, stopping: threading.Event) -> None:
         """Pin the fabric's entries again whenever the lab's ovs-vswitchd was restarted."""
@@ -218,6 +272,33 @@ class LabNetwork:
             self.state.forget("hosts", name)
             self.topology = self.topology.without_vm(name)
 
+    def nic_mirrors(self) -> list[str]:
+        """The names of the fabric switch's mirrors (NIC-assisted captures')."""
+        result = subprocess.run(["ovs-vsctl", "--bare", "--columns=name", "list", "Mirror"],
+                                capture_output=True, text=True, check=True)
+        return [name for name in result.stdout.split() if name.startswith("nic-")]
+
+    def add_nic_mirror(self, name: str, vlan: int, fabric_analyzer: str) -> None:
+        """Emulate a compute node's NIC mirroring a VLAN: an OVS Mirror on the fabric switch
+        selecting `vlan`, output to the port of `fabric_analyzer`. The compute nodes' fabric
+        MACs are pinned in that VLAN too, so its frames are never flooded."""
+        with self.lock:
+            probe = self.topology.fabric_analyzer(fabric_analyzer)
+            bridge = self.topology.fabric_bridge
+            for compute in self.topology.computes:
+                _run("ovs-appctl", "fdb/add", bridge, compute.fabric_switch_port_name, str(vlan),
+                     compute.fabric_mac)
+            _run("ovs-vsctl", "--", f"--id=@p", "get", "Port", probe.fabric_switch_port_name,
+                 "--", "--id=@m", "create", "Mirror", f"name={name}", "select_all=true",
+                 f"select_vlan={vlan}", "output_port=@p", "--", "add", "Bridge", bridge,
+                 "mirrors", "@m")
+
+    def remove_nic_mirror(self, name: str) -> None:
+        """Remove the fabric switch's mirror `name`."""
+        with self.lock:
+            _run("ovs-vsctl", "--", "--id=@m", "get", "Mirror", name, "--", "remove", "Bridge",
+                 self.topology.fabric_bridge, "mirrors", "@m")
+
     def wait_reachable(self) -> bool:
         """Ping around a ring of each network's VMs until every VM reaches its next peer."""
         pairs = []
@@ -252,6 +333,9 @@ class LabNetwork:
             for supervisor in self.recorders.values():
                 supervisor.stop()
             self.recorders.clear()
+            if self.encapsulator is not None:
+                self.encapsulator.stop()
+                self.encapsulator = None
             if self.net is not None:
                 self.net.stop()
                 self.net = None
@@ -270,6 +354,13 @@ class _ControlHandler(socketserver.StreamRequestHandler):
                     self.server.lab.remove_vm(request["name"])
                 elif operation == "recorders":
                     reply["recorders"] = self.server.lab.recorder_health()
+                elif operation == "nic_mirrors":
+                    reply["mirrors"] = self.server.lab.nic_mirrors()
+                elif operation == "add_nic_mirror":
+                    self.server.lab.add_nic_mirror(request["name"], int(request["vlan"]),
+                                                   request["fabric_analyzer"])
+                elif operation == "remove_nic_mirror":
+                    self.server.lab.remove_nic_mirror(request["name"])
                 elif operation != "ping":
                     raise ValueError(f"unknown operation '{operation}'")
             except Exception as err:  # reported to the caller, the lab keeps running

@@ -24,6 +24,8 @@ RESTART_WINDOW = 60.0
 RESTART_DELAYS = (0.2, 0.5, 1.0, 2.0)  # seconds before the 1st, 2nd, 3rd and later restarts
 STOP_TIMEOUT = 2.0
 LISTEN_TIMEOUT = 10.0
+# The name the lab's mirror encapsulator is supervised and recorded under.
+ENCAPSULATOR = "mirror-encapsulator"
 
 
 def _last_line(path: Path) -> str | None:
@@ -47,12 +49,13 @@ def describe_exit(code: int, log_path: Path) -> str:
 
 class RecorderSupervisor:
     """Keeps the recorder of analyzer VM `vm` running: `spawn(log)` starts it (in the VM) with
-    its output going to the open file `log`; `delays` are the pauses before restarts."""
+    its output going to the open file `log`; `delays` are the pauses before restarts. The lab's
+    mirror encapsulator is supervised the same way, under its own `name`."""
 
     def __init__(self, vm: str, spawn: Callable[[TextIO], subprocess.Popen], state: LabState,
-                 delays: tuple[float, ...] = RESTART_DELAYS):
+                 delays: tuple[float, ...] = RESTART_DELAYS, name: str | None = None):
         self.vm = vm
-        self.name = f"recorder-{vm}"
+        self.name = name or f"recorder-{vm}"
         self.spawn = spawn
         self.delays = delays
         self.state = state

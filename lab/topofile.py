@@ -15,7 +15,7 @@ import yaml
 
 from mirrorlab.topology import (
     ANALYZER_NETWORK_NAME, ANALYZER_NETWORK_SUBNET, DEFAULT_FABRIC_SUBNET, FIRST_AUTO_LABEL,
-    FIRST_VM_PORT, MAX_NETWORK_LABEL, VM, ComputeNode, Interface, Network, Topology,
+    FIRST_VM_PORT, MAX_NETWORK_LABEL, VM, ComputeNode, FabricAnalyzer, Interface, Network, Topology,
     TopologyError, interface_mac, ipv6_for,
 )
 
@@ -28,7 +28,8 @@ MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 # as Contrail does, and hands out addresses from .3 up.
 FIRST_HOST = 3
 
-TOP_KEYS = {"name", "fabric", "computes", "networks", "vms", "analyzer_network"}
+TOP_KEYS = {"name", "fabric", "computes", "networks", "vms", "analyzer_network", "fabric_analyzers"}
+FABRIC_ANALYZER_KEYS = {"name", "ip"}
 FABRIC_KEYS = {"subnet"}
 COMPUTE_KEYS = {"name"}
 NETWORK_KEYS = {"name", "subnet", "subnet6", "label"}
@@ -214,9 +215,61 @@ def _build(root: Node, problems: _Problems, source: str) -> Topology:
                      f"{fabric_subnet} has too few addresses for {len(computes)} compute nodes")
     networks = _networks(root, problems)
     vms = _vms(root, problems, computes, networks)
+    fabric_analyzers = _fabric_analyzers(root, problems, fabric_subnet, len(computes),
+                                         {vm.name for vm in vms} | set(computes))
     return Topology(name=name, source=source, fabric_subnet=fabric_subnet,
                     computes=tuple(computes.values()), networks=tuple(networks.values()),
-                    vms=tuple(vms))
+                    vms=tuple(vms), fabric_analyzers=tuple(fabric_analyzers))
+
+
+def _fabric_analyzers(root: Node, problems: _Problems, fabric_subnet: ipaddress.IPv4Network,
+                      compute_count: int, taken_names: set[str]) -> list[FabricAnalyzer]:
+    """Analyzer hosts on the fabric (VTEPs of static mirror destinations): each a name and an
+    address in the fabric subnet above the compute nodes' (default: the highest free one)."""
+    found: list[FabricAnalyzer] = []
+    seen: dict[str, int] = {}
+    used = {fabric_subnet.network_address + n for n in range(1, compute_count + 1)}
+    entries = []
+    for position, node in enumerate(_list(root, "fabric_analyzers", problems, required=False)):
+        where = f"fabric_analyzers[{position}]"
+        if node is None or not _check_keys(node, FABRIC_ANALYZER_KEYS, where, problems):
+            continue
+        name = _name(node, where, VM_NAME, "a lowercase letter, then up to 7 letters or digits",
+                     problems)
+        if name in taken_names:
+            problems.add(node, f"{where}.name", f"'{name}' is the name of a VM or compute node")
+            continue
+        if not _unique(name, node, seen, "fabric analyzer", where, problems):
+            continue
+        ip = None
+        if "ip" in node.value:
+            ip_node = node.value["ip"]
+            try:
+                ip = ipaddress.IPv4Address(str(ip_node.value))
+            except ValueError:
+                problems.add(ip_node, f"{where}.ip", f"'{ip_node.value}' is not an IPv4 address")
+                continue
+            if ip not in fabric_subnet or ip in (fabric_subnet.network_address,
+                                                 fabric_subnet.broadcast_address):
+                problems.add(ip_node, f"{where}.ip", f"{ip} is not a host address of the fabric "
+                                                     f"subnet {fabric_subnet}")
+                continue
+            if ip in used:
+                problems.add(ip_node, f"{where}.ip", f"{ip} is taken (a compute node or another "
+                                                     f"fabric analyzer)")
+                continue
+            used.add(ip)
+        entries.append((name, ip, node, where))
+    for name, ip, node, where in entries:
+        if ip is None:
+            ip = next((fabric_subnet.broadcast_address - n for n in range(1, fabric_subnet.num_addresses - 1)
+                       if fabric_subnet.broadcast_address - n not in used), None)
+            if ip is None:
+                problems.add(node, where, f"no free address left in the fabric subnet {fabric_subnet}")
+                continue
+            used.add(ip)
+        found.append(FabricAnalyzer(name=name, ip=ip, index=len(found) + 1))
+    return found
 
 
 def _computes(root: Node, problems: _Problems) -> dict[str, ComputeNode]:
@@ -517,4 +570,7 @@ def dump(topology: Topology) -> str:
                  "interfaces": [interface(i) for i in vm.interfaces]}
                 for vm in topology.vms if not vm.analyzer],
     }
+    if topology.fabric_analyzers:
+        document["fabric_analyzers"] = [{"name": probe.name, "ip": str(probe.ip)}
+                                        for probe in topology.fabric_analyzers]
     return yaml.safe_dump(document, sort_keys=False)

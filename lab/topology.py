@@ -18,6 +18,9 @@ FABRIC_PORT = 1
 FIRST_VM_PORT = 2
 # Analyzer VMs launched at run time get ports from here, so guest port numbers never move.
 FIRST_ANALYZER_PORT = 1000
+# OpenFlow port of every vRouter's link to the lab's mirror encapsulator (lab/encapsulator.py),
+# above every VM port.
+ENCAP_PORT = 0xFEFF
 
 DEFAULT_FABRIC_SUBNET = ipaddress.ip_network("192.168.100.0/24")
 ANALYZER_NETWORK_NAME = "svc-vn-left"
@@ -75,6 +78,16 @@ class ComputeNode:
         return f"vr-{self.name}-f"
 
     @property
+    def encap_port_name(self) -> str:
+        """Name of the vRouter's port towards the mirror encapsulator."""
+        return f"vr-{self.name}-m"
+
+    @property
+    def encapsulator_interface(self) -> str:
+        """Name of the mirror encapsulator's end of the link to this vRouter."""
+        return f"mx-{self.name}"
+
+    @property
     def fabric_switch_port_name(self) -> str:
         """Name of the fabric switch's port facing this compute node."""
         return f"fab-{self.name}"
@@ -117,6 +130,31 @@ class VM:
 
 
 @dataclass(frozen=True)
+class FabricAnalyzer:
+    """An analyzer host on the fabric (a probe appliance in its own namespace), the VTEP that
+    static mirror destinations send their VXLAN to."""
+
+    name: str
+    ip: ipaddress.IPv4Address
+    index: int  # 1-based
+
+    @property
+    def mac(self) -> str:
+        """Its MAC address on the fabric."""
+        return f"02:fb:00:00:{self.index >> 8:02x}:{self.index & 0xFF:02x}"
+
+    @property
+    def interface(self) -> str:
+        """Its interface's name inside its namespace."""
+        return f"{self.name}-eth0"
+
+    @property
+    def fabric_switch_port_name(self) -> str:
+        """Name of the fabric switch's port facing it."""
+        return f"fab-{self.name}"
+
+
+@dataclass(frozen=True)
 class Topology:
     """A validated lab: immutable; derive changed copies with `with_vm` / `without_vm`."""
 
@@ -126,12 +164,14 @@ class Topology:
     computes: tuple[ComputeNode, ...]
     networks: tuple[Network, ...]
     vms: tuple[VM, ...]
+    fabric_analyzers: tuple[FabricAnalyzer, ...] = ()
     _by_name: dict = field(default=None, compare=False, repr=False, hash=False)
 
     def __post_init__(self):
         index = {("compute", c.name): c for c in self.computes}
         index.update({("network", n.name): n for n in self.networks})
         index.update({("vm", v.name): v for v in self.vms})
+        index.update({("fabric_analyzer", f.name): f for f in self.fabric_analyzers})
         object.__setattr__(self, "_by_name", index)
 
     def compute(self, name: str) -> ComputeNode:
@@ -146,8 +186,12 @@ class Topology:
         """The VM called `name` (KeyError if none)."""
         return self._by_name[("vm", name)]
 
+    def fabric_analyzer(self, name: str) -> FabricAnalyzer:
+        """The fabric analyzer called `name` (KeyError if none)."""
+        return self._by_name[("fabric_analyzer", name)]
+
     def has(self, kind: str, name: str) -> bool:
-        """Whether a compute node, network or VM (`kind`) of that name exists."""
+        """Whether a compute node, network, VM or fabric analyzer (`kind`) of that name exists."""
         return (kind, name) in self._by_name
 
     @property

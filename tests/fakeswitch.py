@@ -24,7 +24,9 @@ from os_ken.ofproto import ofproto_parser
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from mirrorlab.controller.flowmodel import Clone, Decap, Encap, Flow, Move, Output, Resubmit, SetField
+from mirrorlab.controller.flowmodel import (
+    Clone, Decap, Encap, Flow, Move, Output, PopVlan, PushVlan, Resubmit, SetField,
+)
 from mirrorlab.controller.ofproto import (
     FIELD_BITS, add_flow, NX_IN_PORT, PACKET_TYPE_ETHERNET, PACKET_TYPE_MPLS, PACKET_TYPE_USE_NEXT_PROTO,
     NXActionClone, NXActionDecap, NXActionEncap,
@@ -65,6 +67,11 @@ def wire_action(action):
     if isinstance(action, NXActionDecap):
         return Decap(inner_ethernet={PACKET_TYPE_ETHERNET: True,
                                      PACKET_TYPE_USE_NEXT_PROTO: False}[action.new_packet_type])
+    if isinstance(action, parser.OFPActionPushVlan):
+        assert action.ethertype == 0x8100
+        return PushVlan()
+    if isinstance(action, parser.OFPActionPopVlan):
+        return PopVlan()
     if isinstance(action, NXActionClone):
         return Clone(tuple(wire_action(a) for a in action.actions))
     if isinstance(action, parser.NXActionResubmitTable):

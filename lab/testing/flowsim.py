@@ -14,6 +14,13 @@ highest-priority match wins (two equal-priority matches are an error here, since
 one arbitrarily), `resubmit` keeps changes, `clone` does not, output to the input port needs
 "in_port" (or an input port cleared with SetField("in_port", 0)).
 
+The lab's mirror encapsulator is simulated too: an MPLS copy a vRouter outputs to ENCAP_PORT
+comes back in through ENCAP_PORT as the dict `juniper_copy` makes (the bytes themselves are
+lab/juniper.py's, tested on their own), or as it went for a capture without the header.
+
+The fabric switch mirrors a NIC-assisted capture's VLAN to its fabric analyzer, as the lab's
+OVS Mirror (select_vlan) does.
+
 One Open vSwitch 3.1 bug is an error here too: when a clone encapsulates a packet and OVS then
 skips the clone's output (to the input port), the pending `encap(ethernet)` leaks out of the
 clone and OVS pushes an Ethernet header onto the original packet at its next action, which
@@ -26,12 +33,15 @@ from dataclasses import dataclass
 
 from pathlib import Path
 
-from mirrorlab.controller.flowmodel import Clone, Decap, Encap, Flow, Move, Output, Resubmit, SetField
 from mirrorlab.controller.errors import NotFound
+from mirrorlab.controller.flowmodel import (
+    Clone, Decap, Encap, Flow, Move, Output, PopVlan, PushVlan, Resubmit, SetField,
+)
 from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, plan_analyzer, plan_capture
-from mirrorlab.controller.pipeline import desired_flows
+from mirrorlab.controller.pipeline import capture_encapsulation, desired_flows, nic_mirrors
+from mirrorlab.juniper import EGRESS, INGRESS, Encapsulation
 from mirrorlab.topofile import resolve
-from mirrorlab.topology import FABRIC_PORT, Topology
+from mirrorlab.topology import ENCAP_PORT, FABRIC_PORT, Topology
 
 MAX_DEPTH = 64
 
@@ -123,6 +133,11 @@ class FlowTable:
                 encapsulated = in_clone
             elif isinstance(action, Decap):
                 packet = _decap(packet, action.inner_ethernet)
+            elif isinstance(action, PushVlan):
+                assert "vlan_vid" not in packet, "one VLAN tag is all the lab pushes"
+                packet["vlan_vid"] = 0x1000
+            elif isinstance(action, PopVlan):
+                del packet["vlan_vid"]
             elif isinstance(action, Clone):
                 self._run_actions(action.actions, copy.deepcopy(packet), dict(meta), outputs, depth,
                                   in_clone=True)
@@ -165,14 +180,41 @@ class Delivery:
     packet: dict
 
 
+def juniper_copy(encapsulation: Encapsulation, direction: str, original: dict) -> dict:
+    """The dict of a copy the encapsulator made of `original` (sent by the monitored VM when
+    `direction` is ingress, delivered to it when egress): Juniper header, or VXLAN for a static
+    destination."""
+    if encapsulation.vni is not None:
+        return {"packet_type": "ethernet", "eth_src": encapsulation.eth_src,
+                "eth_dst": encapsulation.eth_dst, "eth_type": 0x0800, "ip_src": encapsulation.ip_src,
+                "ip_dst": encapsulation.ip_dst, "udp_dst": encapsulation.udp_port,
+                "mirror_index": encapsulation.mirror_index, "vxlan_vni": encapsulation.vni,
+                "inner": original}
+    vn_field = "juniper_vn_src" if direction == INGRESS else "juniper_vn_dst"
+    return {"packet_type": "ethernet", "eth_src": encapsulation.eth_src,
+            "eth_dst": encapsulation.eth_dst, "eth_type": 0x0800, "ip_src": encapsulation.ip_src,
+            "ip_dst": encapsulation.ip_dst, "udp_dst": encapsulation.udp_port,
+            "mirror_index": encapsulation.mirror_index, vn_field: encapsulation.vn,
+            "inner": original}
+
+
 class LabSim:
-    """Every vRouter of a topology as a software flow table, joined by a learning fabric."""
+    """Every vRouter of a topology as a software flow table, joined by a learning fabric, with
+    the lab's mirror encapsulator."""
 
     def __init__(self, topology: Topology, captures=(), flows=None):
         self.topology = topology
         flows = flows if flows is not None else desired_flows(topology, list(captures))
         self.switches = {name: FlowTable(flow_set) for name, flow_set in flows.items()}
         self.fabric_frames: list[tuple[str, dict]] = []
+        self.encapsulations = {c.label: capture_encapsulation(topology, c)
+                               for c in captures if c.active
+                               and not c.mirror_to.nic_assisted_mirroring}
+        # The fabric switch's mirrors of NIC-assisted captures: VLAN -> fabric analyzer name.
+        self.nic_mirrors = {m.vlan: m.fabric_analyzer for m in nic_mirrors(topology, captures)}
+        self.encapsulator_frames: list[tuple[str, dict]] = []
+        # (label, direction, original) of what the encapsulator recorded (header-less captures).
+        self.recorded_headerless: list[tuple[int, str, dict]] = []
 
     @classmethod
     def of(cls, topology: str | Path | Topology, captures=()) -> "LabSim":
@@ -205,8 +247,8 @@ class LabSim:
 
     def where(self, source_vm: str, frame: dict) -> dict[str, list[dict]]:
         """What each VM receives when the first interface of `source_vm` sends `frame`, by VM
-        name (an analyzer VM receives capture copies: MPLS packets whose "inner" is the
-        mirrored frame). A VM that receives nothing is absent."""
+        name (an analyzer VM receives capture copies, as `juniper_copy` describes them, whose
+        "inner" is the mirrored frame). A VM that receives nothing is absent."""
         received: dict[str, list[dict]] = {}
         for delivery in self.send(self.topology.vm(source_vm).interfaces[0].port_name, frame):
             vm = self.topology.interface_by_port_name(delivery.port_name).vm
@@ -225,10 +267,30 @@ class LabSim:
         for port, packet in self.switches[compute].process(in_port, frame):
             if port == FABRIC_PORT:
                 self.fabric_frames.append((compute, packet))
+                mirror_to = self.nic_mirrors.get(packet.get("vlan_vid", 0) & 0xFFF)
+                if "vlan_vid" in packet and mirror_to is not None:
+                    deliveries.append(Delivery(compute, port, mirror_to, copy.deepcopy(packet)))
+                probe = next((p for p in self.topology.fabric_analyzers
+                              if p.mac == packet.get("eth_dst")), None)
+                if probe is not None:
+                    deliveries.append(Delivery(compute, port, probe.name, packet))
+                    continue
                 target = next((c.name for c in self.topology.computes
                                if c.fabric_mac == packet.get("eth_dst")), None)
                 assert target is not None, f"fabric frame to unknown MAC {packet.get('eth_dst')}"
                 deliveries += self._inject(target, FABRIC_PORT, packet, hops + 1)
+            elif port == ENCAP_PORT:
+                self.encapsulator_frames.append((compute, packet))
+                assert packet.get("eth_type") == 0x8847, f"non-copy to the encapsulator: {packet}"
+                encapsulation = self.encapsulations.get(packet["mpls_label"])
+                assert encapsulation is not None, f"copy with unknown label {packet['mpls_label']}"
+                direction = EGRESS if packet.get("mpls_tc") == 1 else INGRESS
+                self.recorded_headerless += [] if encapsulation.juniper_header else [
+                    (packet["mpls_label"], direction, packet["inner"])]
+                returned = (juniper_copy(encapsulation, direction, packet["inner"])
+                            if encapsulation.juniper_header or encapsulation.vni is not None
+                            else packet)
+                deliveries += self._inject(compute, ENCAP_PORT, returned, hops + 1)
             else:
                 names = [i.port_name for i in self.topology.interfaces_on(compute) if i.ofport == port]
                 assert names, f"{compute}: output to unknown port {port}"

@@ -1,6 +1,11 @@
 """Small builders shared by the unit tests: frames as mirrorlab.testing.flowsim dicts, topology texts."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+from mirrorlab.juniper import EGRESS, INGRESS, Encapsulation, Encapsulator
+from mirrorlab.recorder import encapsulation_file, set_encapsulation
 from mirrorlab.topology import Interface, Topology
 
 BROADCAST = "ff:ff:ff:ff:ff:ff"
@@ -98,3 +103,24 @@ def may_overlap(first, second) -> bool:
         elif (a ^ b) & amask & bmask:
             return False
     return True
+
+
+# The analyzer interface the recorder tests record on (the default analyzer of the unit tests'
+# service is an1 too).
+ANALYZER_INTERFACE = "an1-eth0"
+
+
+def copy_of(directory: Path, frame: bytes, label: int, traffic_class: int = 0) -> bytes:
+    """A mirrored copy of `frame` as it reaches the analyzer: the encapsulator's bytes for the
+    capture carrying `label` (its direction: traffic class 0 sent by the VM, 1 delivered to it).
+    Uses the controller's encapsulation file in `directory`, writing one (to ANALYZER_INTERFACE,
+    mirror index label % 255) if there is none."""
+    path = encapsulation_file(directory, label)
+    if not path.exists():
+        encapsulation = Encapsulation(eth_src="00:00:5e:00:01:00", eth_dst="02:00:0a:fa:02:03",
+                                      ip_src="192.168.100.1", ip_dst="10.250.2.3", udp_port=8099,
+                                      mirror_index=label % 255, vn="blue")
+        set_encapsulation(directory, label, {"label": label, "analyzer_interface": ANALYZER_INTERFACE,
+                                             **encapsulation.to_dict()})
+    encapsulation = Encapsulation.from_dict(json.loads(path.read_text()))
+    return Encapsulator(encapsulation).build(frame, EGRESS if traffic_class else INGRESS)

@@ -15,7 +15,8 @@ from mirrorlab.controller.store import Store
 from mirrorlab.control import LabControl
 from mirrorlab.recorder import DEFAULT_LIMIT_BYTES, Recorder, limits_file
 from mirrorlab.topofile import load
-from tests.unit.test_recording import ORIGINAL, copy_of
+from tests.unit.helpers import ANALYZER_INTERFACE, copy_of
+from tests.unit.test_recording import ORIGINAL
 
 
 class _LabAnswering(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -90,10 +91,10 @@ def test_a_capture_the_recorder_stopped_at_its_limit_is_stopped_with_the_reason(
     limited = service.start_capture("compute1", "tap-vm1-0", limit_bytes=1024)
     other = service.start_capture("compute1", "tap-vm3-0")
     with_both = service.desired_flows_for(service.topology.compute("compute1").dpid)
-    recorder = Recorder(service.captures_dir)
+    recorder = Recorder(service.captures_dir, ANALYZER_INTERFACE)
     for n in range(40):
-        recorder.write(copy_of(ORIGINAL, limited.label), float(n))
-        recorder.write(copy_of(ORIGINAL, other.label), float(n))
+        recorder.write(copy_of(service.captures_dir, ORIGINAL, limited.label), float(n))
+        recorder.write(copy_of(service.captures_dir, ORIGINAL, other.label), float(n))
     recorder.flush()
     assert [c.id for c in service.apply_recorder_reports()] == [limited.id]
     stopped = service.capture(limited.id)

@@ -17,18 +17,12 @@ from mirrorlab.pcap import GLOBAL_HEADER, PCAP_HEADER, PCAPNG_HEADER, RECORD_HEA
 from mirrorlab.recorder import Recorder, capture_file, directions_file
 from mirrorlab.topofile import load
 from mirrorlab.testing.flowsim import LabSim
-from tests.unit.helpers import iface, ip_frame
+from tests.unit.helpers import ANALYZER_INTERFACE, copy_of, iface, ip_frame
 
 MAC1, MAC2 = "02:00:0a:01:01:0b", "02:00:0a:01:01:0c"
 REQUEST = bytes(Ether(src=MAC1, dst=MAC2) / IP(src="10.1.1.11", dst="10.1.1.12") / ICMP(type=8))
 REPLY = bytes(Ether(src=MAC2, dst=MAC1) / IP(src="10.1.1.12", dst="10.1.1.11") / ICMP(type=0))
 
-
-def copy_of(frame: bytes, label: int, traffic_class: int) -> bytes:
-    """A mirrored copy as it reaches the analyzer: outer Ethernet, one MPLS label whose traffic
-    class says the direction, the frame."""
-    outer = bytes.fromhex("02000afa020300005e000100") + b"\x88\x47"
-    return outer + struct.pack("!I", label << 12 | traffic_class << 9 | 0x100 | 64) + frame
 
 
 def tshark_directions(path) -> list[str]:
@@ -41,29 +35,33 @@ def tshark_directions(path) -> list[str]:
 
 
 @pytest.mark.parametrize("analyzer_compute", ["compute1", "compute2"], ids=["local", "remote"])
-def test_ingress_and_egress_copies_carry_different_traffic_classes(analyzer_compute):
-    """On the software flow tables: a copy of what vm1 sends arrives with MPLS traffic class 0,
-    a copy of what is delivered to vm1 with 1, whether the analyzer is local or across the
-    fabric; both under the capture's one label."""
+def test_ingress_and_egress_copies_carry_source_and_destination_vn(analyzer_compute):
+    """On the software flow tables: a copy of what vm1 sends reaches the encapsulator with MPLS
+    traffic class 0 and the analyzer with its network as source VN, a copy of what is delivered
+    to vm1 with 1 and destination VN, whether the analyzer is local or across the fabric; both
+    under the capture's one label."""
     topo = load("topologies/default.yaml")
     topo = topo.with_vm(plan_analyzer(topo, "cap", None, analyzer_compute))
     capture = plan_capture(topo, [], 1, "compute1", "tap-vm1-0", "both", "cap", 0.0)
     analyzer = analyzers(topo)["cap"].interfaces[0]
     sim = LabSim(topo, [capture])
     vm1, vm2 = iface(topo, "vm1"), iface(topo, "vm2")
-    for sender, frame, traffic_class in [("tap-vm1-0", ip_frame(vm1, vm2), None),
-                                         ("tap-vm2-0", ip_frame(vm2, vm1), 1)]:
+    for sender, frame, traffic_class, vn_field in [
+            ("tap-vm1-0", ip_frame(vm1, vm2), None, "juniper_vn_src"),
+            ("tap-vm2-0", ip_frame(vm2, vm1), 1, "juniper_vn_dst")]:
         [copy] = [d.packet for d in sim.send(sender, frame) if d.port_name == analyzer.port_name]
-        assert (copy["mpls_label"], copy.get("mpls_tc"), copy["inner"]) == (
-            capture.label, traffic_class, frame)
+        assert (copy[vn_field], copy["inner"]) == ("blue", frame)
+        [(compute, handed)] = sim.encapsulator_frames[-1:]
+        assert (compute, handed["mpls_label"], handed.get("mpls_tc")) == (
+            analyzer_compute, capture.label, traffic_class)
 
 
 def test_recorder_records_each_copy_direction(tmp_path):
     """One direction byte per record: 'i' sent by the VM, 'e' delivered to it; the index gives
     each record its direction."""
-    recorder = Recorder(tmp_path)
+    recorder = Recorder(tmp_path, ANALYZER_INTERFACE)
     for traffic_class in (0, 1, 1, 0):
-        recorder.write(copy_of(REQUEST, 0x80001, traffic_class), 1000.0)
+        recorder.write(copy_of(tmp_path, REQUEST, 0x80001, traffic_class), 1000.0)
     recorder.flush()
     assert directions_file(tmp_path, 0x80001).read_bytes() == b"ieei"
     records, total = PcapIndex().records(capture_file(tmp_path, 0x80001), 0, 10)
@@ -74,15 +72,15 @@ def test_recorder_records_each_copy_direction(tmp_path):
 def test_restarted_recorder_keeps_one_direction_per_record(tmp_path):
     """A recorder killed between a record and its direction byte: the next one marks that
     record's direction unknown and goes on; a direction byte without its record is cut off."""
-    first = Recorder(tmp_path)
-    first.write(copy_of(REQUEST, 0x80002, 0), 1.0)
+    first = Recorder(tmp_path, ANALYZER_INTERFACE)
+    first.write(copy_of(tmp_path, REQUEST, 0x80002, 0), 1.0)
     first.flush()
     path = capture_file(tmp_path, 0x80002)
     with open(path, "ab") as pcap:  # a record whose direction byte never made it to disk
         pcap.write(RECORD_HEADER.pack(2, 0, len(REPLY), len(REPLY)) + REPLY)
     assert PcapIndex().count(path) == (1, len(REQUEST))
-    second = Recorder(tmp_path)
-    second.write(copy_of(REPLY, 0x80002, 1), 3.0)
+    second = Recorder(tmp_path, ANALYZER_INTERFACE)
+    second.write(copy_of(tmp_path, REPLY, 0x80002, 1), 3.0)
     second.flush()
     assert directions_file(tmp_path, 0x80002).read_bytes() == b"i?e"
     records, _ = PcapIndex().records(path, 0, 10)
@@ -90,8 +88,8 @@ def test_restarted_recorder_keeps_one_direction_per_record(tmp_path):
 
     with open(directions_file(tmp_path, 0x80002), "ab") as directions:
         directions.write(b"e")  # ahead of a record that was never written
-    third = Recorder(tmp_path)
-    third.write(copy_of(REQUEST, 0x80002, 0), 4.0)
+    third = Recorder(tmp_path, ANALYZER_INTERFACE)
+    third.write(copy_of(tmp_path, REQUEST, 0x80002, 0), 4.0)
     third.flush()
     assert directions_file(tmp_path, 0x80002).read_bytes() == b"i?ei"
 
@@ -113,9 +111,9 @@ def test_pcapng_packets_carry_direction_flags_tshark_reads(tmp_path):
 def recorded(service):
     """A capture of vm1 whose recorder got a request vm1 sent and the reply delivered to it."""
     capture = service.start_capture("compute1", "tap-vm1-0")
-    recorder = Recorder(service.captures_dir)
-    recorder.write(copy_of(REQUEST, capture.label, 0), 1000.0)
-    recorder.write(copy_of(REPLY, capture.label, 1), 1000.5)
+    recorder = Recorder(service.captures_dir, ANALYZER_INTERFACE)
+    recorder.write(copy_of(service.captures_dir, REQUEST, capture.label, 0), 1000.0)
+    recorder.write(copy_of(service.captures_dir, REPLY, capture.label, 1), 1000.5)
     recorder.flush()
     return capture
 

@@ -9,6 +9,8 @@ import pytest
 
 from mirrorlab.controller.errors import Conflict, InvalidRequest, NotFound
 from mirrorlab.controller.flowmodel import OWNER_MASK, Output, SetField, capture_owner
+from mirrorlab.controller.mirrorto import MirrorTo, StaticNhHeader
+from mirrorlab.juniper import EGRESS, INGRESS
 from mirrorlab.controller.mirroring import (
     CAPTURE_LABEL_BASE, MAX_CAPTURE_ID, Capture, Direction, analyzers, find_interface,
     parse_direction, plan_analyzer, plan_capture,
@@ -17,10 +19,10 @@ from mirrorlab.controller.pipeline import (
     CLASSIFY, EGRESS_MIRROR, INGRESS_MIRROR, VROUTER_MAC, capture_flows, desired_flows,
 )
 from mirrorlab.topofile import parse
-from mirrorlab.topology import FABRIC_PORT
+from mirrorlab.topology import ENCAP_PORT, FABRIC_PORT
 from mirrorlab.testing.flowsim import LabSim
 from tests.unit.helpers import (
-    MPLS, arp_request, broadcast_frame, iface, ip_frame, may_overlap, multicast_frame,
+    IPV4, MPLS, arp_request, broadcast_frame, iface, ip_frame, may_overlap, multicast_frame,
     one_compute_text, overlay,
 )
 
@@ -48,12 +50,16 @@ def analyzer_iface(topology, instance="cap"):
     return analyzers(topology)[instance].interfaces[0]
 
 
-def mirrored(packet: dict, capture: Capture, analyzer, delivered: bool = False) -> dict:
-    """The copy of `packet` that `capture` hands to the analyzer's port; a copy of what was
-    `delivered` to the monitored VM (egress) carries MPLS traffic class 1, one of what it sent 0."""
+def mirrored(topo, packet: dict, capture: Capture, analyzer, delivered: bool = False) -> dict:
+    """The copy of `packet` that `capture` hands to the analyzer's port, as the encapsulator made
+    it: from the vRouter to the analyzer's MAC and address, UDP 8099, from the monitored
+    vRouter's fabric address, its VN as source VN (what the VM sent) or as destination VN (what
+    was `delivered` to it)."""
+    vn = topo.interface_by_port_name(capture.interface).network
     return {"packet_type": "ethernet", "eth_src": VROUTER_MAC, "eth_dst": analyzer.mac,
-            "eth_type": MPLS, "mpls_label": capture.label, **({"mpls_tc": 1} if delivered else {}),
-            "inner": packet}
+            "eth_type": IPV4, "ip_src": str(topo.fabric_ip(topo.compute(capture.compute))),
+            "ip_dst": str(analyzer.ip), "udp_dst": 8099, "mirror_index": capture.mirror_index,
+            ("juniper_vn_dst" if delivered else "juniper_vn_src"): vn, "inner": packet}
 
 
 def split(deliveries, port_name):
@@ -101,12 +107,90 @@ def test_capture_copies_exactly_the_monitored_traffic(default_topo, analyzer_com
         copies, others = split(sim.send(sender, frame), analyzer.port_name)
         expected = []
         if capture.direction.copies_ingress and sender == "tap-vm1-0":
-            expected.append(mirrored(frame, capture, analyzer))
+            expected.append(mirrored(topo, frame, capture, analyzer))
         if capture.direction.copies_egress:
-            expected += [mirrored(d.packet, capture, analyzer, delivered=True) for d in plain
+            expected += [mirrored(topo, d.packet, capture, analyzer, delivered=True) for d in plain
                          if d.port_name == "tap-vm1-0"]
         assert copies == expected, (sender, frame)
         assert others == [(d.port_name, d.packet) for d in plain], (sender, frame)
+
+
+@pytest.mark.parametrize("analyzer_compute", ["compute1", "compute2"], ids=["local", "remote"])
+def test_without_the_header_the_analyzer_gets_the_original_frames(default_topo, analyzer_compute):
+    """juniper_header false: the analyzer's port receives exactly the frames vm1 sent and
+    received, unwrapped, and the encapsulator records each with its direction; nothing else
+    changes and no other port sees a copy."""
+    topo = with_analyzers(default_topo, ("cap", analyzer_compute, None))
+    capture = plan_capture(topo, [], 1, "compute1", "tap-vm1-0", "both", "cap", 10.0,
+                           mirror_to=MirrorTo(juniper_header=False))
+    analyzer = analyzer_iface(topo)
+    baseline, sim = LabSim(topo), LabSim(topo, [capture])
+    for sender, frame in vm1_traffic(topo):
+        plain = baseline.send(sender, frame)
+        recorded_before = len(sim.recorded_headerless)
+        copies, others = split(sim.send(sender, frame), analyzer.port_name)
+        expected = ([(INGRESS, frame)] if sender == "tap-vm1-0" else []) + [
+            (EGRESS, d.packet) for d in plain if d.port_name == "tap-vm1-0"]
+        assert copies == [packet for _, packet in expected], (sender, frame)
+        assert sim.recorded_headerless[recorded_before:] == [
+            (capture.label, direction, packet) for direction, packet in expected]
+        assert others == [(d.port_name, d.packet) for d in plain], (sender, frame)
+
+
+def test_static_copies_travel_in_vxlan_over_the_fabric_to_the_vtep(default_topo):
+    """nh_mode static: each copy of what vm1 sent or received leaves vm1's vRouter over the
+    fabric as VXLAN with the VNI, from compute1's fabric address and MAC to the VTEP's; the
+    encapsulator records each with its direction; no port of the lab gets a copy."""
+    topo = default_topo
+    probe = topo.fabric_analyzer("probe1")
+    vtep = StaticNhHeader(str(probe.ip), probe.mac, 5000)
+    capture = plan_capture(topo, [], 1, "compute1", "tap-vm1-0", "both", None, 10.0,
+                           mirror_to=MirrorTo(juniper_header=False, nh_mode="static",
+                                              static_nh_header=vtep))
+    assert capture.analyzer == "probe1"
+    compute1 = topo.compute("compute1")
+    baseline, sim = LabSim(topo), LabSim(topo, [capture])
+    for sender, frame in vm1_traffic(topo):
+        plain = baseline.send(sender, frame)
+        recorded_before = len(sim.recorded_headerless)
+        copies, others = split(sim.send(sender, frame), "probe1")
+        expected = ([(INGRESS, frame)] if sender == "tap-vm1-0" else []) + [
+            (EGRESS, d.packet) for d in plain if d.port_name == "tap-vm1-0"]
+        assert copies == [{"packet_type": "ethernet", "eth_src": compute1.fabric_mac,
+                           "eth_dst": probe.mac, "eth_type": IPV4, "ip_src": "192.168.100.1",
+                           "ip_dst": "192.168.100.254", "udp_dst": 4789,
+                           "mirror_index": capture.mirror_index, "vxlan_vni": 5000,
+                           "inner": packet} for _, packet in expected], (sender, frame)
+        assert sim.recorded_headerless[recorded_before:] == [
+            (capture.label, direction, packet) for direction, packet in expected]
+        assert others == [(d.port_name, d.packet) for d in plain], (sender, frame)
+
+
+def test_nic_assisted_tags_what_the_vm_sends_to_the_fabric_and_the_fabric_mirrors_it(default_topo):
+    """NIC-assisted, VLAN 100: the vRouter makes no copy; what vm1 sends over the fabric is
+    tagged, reaches its peer untagged and unchanged, and the fabric's mirror hands the tagged
+    overlay frame to probe1. Same-node traffic (vm1 -> vm3) and what vm1 receives are not
+    mirrored; other VMs' traffic is not tagged."""
+    topo = default_topo
+    capture = plan_capture(topo, [], 1, "compute1", "tap-vm1-0", "both", None, 10.0,
+                           mirror_to=MirrorTo(nic_assisted_mirroring=True,
+                                              nic_assisted_mirroring_vlan=100))
+    assert capture.analyzer == "probe1"
+    assert all(f.table < EGRESS_MIRROR for flows in capture_flows(topo, capture).values()
+               for f in flows)
+    baseline, sim = LabSim(topo), LabSim(topo, [capture])
+    vm1, vm2, vm3 = (iface(topo, f"vm{n}") for n in range(1, 4))
+    c1, c2, c3 = (topo.compute(f"compute{n}") for n in range(1, 4))
+    for sender, frame, mirrored_over in [
+            ("tap-vm1-0", ip_frame(vm1, vm2), [c2]),
+            ("tap-vm1-0", broadcast_frame(vm1), [c2]),   # flooded to blue's remote node
+            ("tap-vm1-0", ip_frame(vm1, vm3), []),
+            ("tap-vm2-0", ip_frame(vm2, vm1), []),
+            ("tap-vm3-0", ip_frame(vm3, vm2), [])]:
+        copies, others = split(sim.send(sender, frame), "probe1")
+        assert others == [(d.port_name, d.packet) for d in baseline.send(sender, frame)], frame
+        assert copies == [overlay(frame, 100, c1, target) | {"vlan_vid": 0x1000 | 100}
+                          for target in mirrored_over], frame
 
 
 @pytest.mark.parametrize("peer", ["vm2", "vm3"], ids=["remote-peer", "local-peer"])
@@ -119,7 +203,7 @@ def test_ingress_copy_of_unicast_comes_after_the_original(default_topo, directio
     frame = ip_frame(iface(topo, "vm1"), iface(topo, peer))
     deliveries = LabSim(topo, [capture]).send("tap-vm1-0", frame)
     assert [(d.port_name, d.packet) for d in deliveries] == (
-        [(f"tap-{peer}-0", frame)] + [("tap-an1-0", mirrored(frame, capture, analyzer_iface(topo)))] * copies)
+        [(f"tap-{peer}-0", frame)] + [("tap-an1-0", mirrored(topo, frame, capture, analyzer_iface(topo)))] * copies)
 
 
 def test_egress_copy_of_arp_reply(default_topo):
@@ -131,7 +215,7 @@ def test_egress_copy_of_arp_reply(default_topo):
                            "tap-an1-0")
     [(port, reply)] = others
     assert port == "tap-vm1-0" and reply["arp_op"] == 2 and reply["arp_sha"] == vm2.mac
-    assert copies == [mirrored(reply, capture, analyzer_iface(topo), delivered=True)]
+    assert copies == [mirrored(topo, reply, capture, analyzer_iface(topo), delivered=True)]
 
 
 def test_copy_to_remote_analyzer_crosses_fabric_with_capture_label(default_topo):
@@ -154,7 +238,7 @@ def test_egress_copy_of_fabric_traffic_goes_back_out_to_remote_analyzer(default_
     sim = LabSim(topo, [capture])
     copies, others = split(sim.send("tap-vm2-0", frame), "tap-an1-0")
     assert others == [("tap-vm1-0", frame)]
-    assert copies == [mirrored(frame, capture, analyzer_iface(topo), delivered=True)]
+    assert copies == [mirrored(topo, frame, capture, analyzer_iface(topo), delivered=True)]
     c1, c2 = topo.compute("compute1"), topo.compute("compute2")
     assert sim.fabric_frames == [("compute2", overlay(frame, 100, c2, c1)),
                                  ("compute1", overlay(frame, capture.label, c1, c2) | {"mpls_tc": 1})]
@@ -196,13 +280,13 @@ def test_copy_landing_on_a_remote_analyzer_is_not_mirrored_again(default_topo, s
             assert not contains_a_copy(delivery.packet), (sender, frame, delivery)
         if sender == "tap-vm1-0":
             assert [d.packet for d in deliveries if d.port_name == analyzer.port_name][0] == \
-                mirrored(frame, of_vm1, analyzer)
+                mirrored(topo, frame, of_vm1, analyzer)
     other = analyzer_iface(topo, "cap2")
     frame = ip_frame(other, analyzer)
     copy_port = analyzer_iface(topo, second_analyzer).port_name
     assert [(d.port_name, d.packet) for d in sim.send(other.port_name, frame)] == [
         (analyzer.port_name, frame),
-        (copy_port, mirrored(frame, of_analyzer, analyzer_iface(topo, second_analyzer), delivered=True))]
+        (copy_port, mirrored(topo, frame, of_analyzer, analyzer_iface(topo, second_analyzer), delivered=True))]
 
 
 def test_copies_reach_only_the_analyzer(default_topo):
@@ -233,9 +317,9 @@ def test_two_captures_on_one_interface_to_two_analyzers(default_topo):
         deliveries = sim.send(sender, frame)
         delivered = sender != "tap-vm1-0"
         assert [d.packet for d in deliveries if d.port_name == "tap-an1-0"] == [
-            mirrored(frame, first, one, delivered)]
+            mirrored(topo, frame, first, one, delivered)]
         assert [d.packet for d in deliveries if d.port_name == "tap-an2-0"] == [
-            mirrored(frame, second, two, delivered)]
+            mirrored(topo, frame, second, two, delivered)]
 
 
 def test_eight_captures_on_one_interface_give_eight_copies(default_topo):
@@ -247,7 +331,7 @@ def test_eight_captures_on_one_interface_give_eight_copies(default_topo):
     assert [c.slot for c in captures] == list(range(8))
     frame = ip_frame(iface(topo, "vm1"), iface(topo, "vm2"))
     copies, others = split(LabSim(topo, captures).send("tap-vm1-0", frame), "tap-an1-0")
-    assert copies == [mirrored(frame, c, analyzer_iface(topo)) for c in captures]
+    assert copies == [mirrored(topo, frame, c, analyzer_iface(topo)) for c in captures]
     assert others == [("tap-vm2-0", frame)]
 
 
@@ -259,7 +343,7 @@ def test_capture_of_analyzer_own_interface_does_not_loop(default_topo):
     sim = LabSim(topo, [capture])
     for frame in (ip_frame(an2, an1), broadcast_frame(an2)):
         delivered = [d.packet for d in sim.send("tap-an2-0", frame)]
-        assert delivered == [frame, mirrored(frame, capture, an1, delivered=True)]
+        assert delivered == [frame, mirrored(topo, frame, capture, an1, delivered=True)]
 
 
 def test_capture_of_analyzer_own_interface_copies_what_it_sends(default_topo):
@@ -269,7 +353,7 @@ def test_capture_of_analyzer_own_interface_copies_what_it_sends(default_topo):
     an1, an2 = analyzer_iface(topo, "cap"), analyzer_iface(topo, "cap2")
     frame = ip_frame(an1, an2)
     delivered = [(d.port_name, d.packet) for d in LabSim(topo, [capture]).send("tap-an1-0", frame)]
-    assert delivered == [("tap-an2-0", frame), ("tap-an1-0", mirrored(frame, capture, an1))]
+    assert delivered == [("tap-an2-0", frame), ("tap-an1-0", mirrored(topo, frame, capture, an1))]
 
 
 def test_egress_copy_of_traffic_sent_by_the_analyzer(default_topo):
@@ -280,7 +364,7 @@ def test_egress_copy_of_traffic_sent_by_the_analyzer(default_topo):
     frame = ip_frame(analyzer, iface(topo, "vm1"))
     copies, others = split(LabSim(topo, [capture]).send(analyzer.port_name, frame), analyzer.port_name)
     assert others == [("tap-vm1-0", frame)]
-    assert copies == [mirrored(frame, capture, analyzer, delivered=True)]
+    assert copies == [mirrored(topo, frame, capture, analyzer, delivered=True)]
 
 
 def test_egress_copy_of_broadcast_sent_by_the_analyzer(default_topo):
@@ -293,7 +377,7 @@ def test_egress_copy_of_broadcast_sent_by_the_analyzer(default_topo):
     copies, others = split(LabSim(topo, [capture]).send(analyzer.port_name, frame), analyzer.port_name)
     assert sorted(port for port, _ in others) == ["tap-vm1-0", "tap-vm2-0", "tap-vm3-0"]
     assert all(packet == frame for _, packet in others)
-    assert copies == [mirrored(frame, capture, analyzer, delivered=True)]
+    assert copies == [mirrored(topo, frame, capture, analyzer, delivered=True)]
 
 
 @pytest.mark.parametrize("direction", DIRECTIONS)
@@ -321,7 +405,7 @@ def test_no_copy_output_is_skipped_while_a_capture_starts_or_stops(default_topo,
         for size in range(len(own) + 1):
             for subset in itertools.combinations(own, size):
                 flows = {**full, compute: (full[compute] - set(own)) | set(subset)}
-                sim = LabSim(topo, flows=flows)
+                sim = LabSim(topo, [churned, steady], flows=flows)
                 for sender, frame in traffic:
                     sim.send(sender, frame)
 
@@ -346,7 +430,11 @@ def test_capture_state_and_label(default_topo):
     topo = with_analyzers(default_topo, ("cap", "compute1", None))
     capture = plan_capture(topo, [], 42, "vr-compute1", "vm1-eth0", None, "cap", 5.0)
     assert capture == Capture(id=42, compute="compute1", interface="tap-vm1-0",
-                              direction=Direction.BOTH, analyzer="cap", slot=0, started_at=5.0)
+                              direction=Direction.BOTH, analyzer="cap", slot=0, started_at=5.0,
+                              mirror_to=MirrorTo(analyzer_name="cap", analyzer_ip_address="10.250.2.3",
+                                                 analyzer_mac_address="02:00:0a:fa:02:03",
+                                                 routing_instance="svc-vn-left"),
+                              mirror_index=42)
     assert (capture.active, capture.state, capture.label) == (True, "active", 0x80000 + 42)
     stopped = capture.stopped(9.5)
     assert (stopped.active, stopped.state, stopped.stopped_at) == (False, "stopped", 9.5)
@@ -397,7 +485,7 @@ def copy_actions(f):
     return clone.actions
 
 
-@pytest.mark.parametrize("analyzer_compute, exit_port", [("compute1", 1000), ("compute2", FABRIC_PORT)],
+@pytest.mark.parametrize("analyzer_compute, exit_port", [("compute1", ENCAP_PORT), ("compute2", FABRIC_PORT)],
                          ids=["analyzer-local", "analyzer-remote"])
 def test_copy_clears_its_input_port_and_leaves_by_the_exit_port(default_topo, analyzer_compute,
                                                                  exit_port):
@@ -423,14 +511,20 @@ def test_copy_clears_its_input_port_and_leaves_by_the_exit_port(default_topo, an
     assert egress[:marker] + egress[marker + 1:] == ingress
 
 
-def test_ingress_copy_of_local_analyzer_own_port_leaves_by_its_number(default_topo):
-    """Capturing the local analyzer's own port: what it sends came in on the exit port, and
-    leaves by that port's number (the clone's input port is cleared)."""
+def test_ingress_copy_of_local_analyzer_own_port_goes_to_the_encapsulator(default_topo):
+    """Capturing the local analyzer's own port: what it sends is copied to the encapsulator's
+    port by number (the clone's input port is cleared), and the encapsulated copy comes back
+    to the analyzer, without passing a mirror table again."""
     topo = with_analyzers(default_topo, ("cap", "compute1", None))
     capture = start(topo, "tap-an1-0", "ingress")
     [only] = capture_flows(topo, capture)["compute1"]
     assert (only.table, only.priority, only.match) == (INGRESS_MIRROR, 100, (("in_port", 1000),))
-    assert (copy_actions(only)[0], copy_actions(only)[-1]) == (SetField("in_port", 0), Output(1000))
+    assert (copy_actions(only)[0], copy_actions(only)[-1]) == (SetField("in_port", 0),
+                                                              Output(ENCAP_PORT))
+    analyzer = analyzer_iface(topo)
+    frame = broadcast_frame(analyzer)
+    assert [(d.port_name, d.packet) for d in LabSim(topo, [capture]).send("tap-an1-0", frame)] \
+        == [("tap-an1-0", mirrored(topo, frame, capture, analyzer))]
 
 
 def flows_are_consistent(flow_sets):

@@ -54,7 +54,9 @@ def test_every_flow_survives_encoding_and_decoding(default_topo):
     topology, captures = lab_with_captures(default_topo)
     datapath = FakeSwitch(1, app=None)
     flows = [f for flow_set in desired_flows(topology, captures).values() for f in flow_set]
-    kinds = {type(a).__name__ for f in flows for a in f.actions}
+    nested = [a for f in flows for a in f.actions] + [a for f in flows for c in f.actions
+                                                     if isinstance(c, Clone) for a in c.actions]
+    kinds = {type(a).__name__ for a in nested}
     assert kinds >= {"Output", "SetField", "Move", "Encap", "Decap", "Clone", "Resubmit"}
     for f in flows:
         decoded = decode(datapath, add_flow(datapath, f))

@@ -10,43 +10,82 @@ from scapy.utils import rdpcap
 from mirrorlab.controller import pcapfile
 from mirrorlab.controller.pcapfile import CHECKPOINT_EVERY, PcapIndex, read_prefix
 from mirrorlab.pcap import GLOBAL_HEADER, PCAP_HEADER, RECORD_HEADER, record_bytes
+from mirrorlab.juniper import Copy, parse_copy
 from mirrorlab.recorder import (
-    Recorder, capture_file, directions_file, parse_copy, set_limits, stop_report,
+    Recorder, capture_file, directions_file, raw_capture_file, set_limits, stop_report,
+    with_vlan_tag,
 )
+from mirrorlab.recorder import set_encapsulation
+from tests.unit.helpers import ANALYZER_INTERFACE, copy_of
 
 ORIGINAL = bytes.fromhex("02000a01010c02000a01010b0800") + b"\x45" + bytes(40)
 
 
-def copy_of(frame: bytes, label: int, traffic_class: int = 0) -> bytes:
-    """A mirrored copy as it reaches the analyzer: Ethernet, one MPLS label (its traffic class
-    saying the direction: 0 sent by the VM, 1 delivered to it), the frame."""
-    outer = bytes.fromhex("02000afa020300005e000100") + b"\x88\x47"
-    return outer + struct.pack("!I", label << 12 | traffic_class << 9 | 0x100 | 64) + frame
 
-
-def test_parse_copy_returns_label_direction_and_original_frame():
-    """A copy gives its label, its direction and the untouched frame; anything else is not a
+def test_parse_copy_returns_source_index_direction_and_original_frame(tmp_path):
+    """A copy gives the mirroring vRouter's address, the capture's mirror index, its UDP port,
+    its direction (from the TLV type), its VN and the untouched frame; anything else is not a
     copy."""
-    assert parse_copy(copy_of(ORIGINAL, 0x80001)) == (0x80001, "ingress", ORIGINAL)
-    assert parse_copy(copy_of(ORIGINAL, 0x80001, traffic_class=1)) == (0x80001, "egress", ORIGINAL)
-    assert parse_copy(copy_of(ORIGINAL, 0x80001, traffic_class=5)) is None  # not ours
+    copy = copy_of(tmp_path, ORIGINAL, 0x80001)
+    assert parse_copy(copy) == Copy("192.168.100.1", 0x80001 % 255, 8099, "ingress", "blue", ORIGINAL)
+    assert parse_copy(copy_of(tmp_path, ORIGINAL, 0x80001, traffic_class=1)).direction == "egress"
+    assert parse_copy(copy_of(tmp_path, b"x", 0x80001)).original == b"x"
     assert parse_copy(ORIGINAL) is None
-    not_bottom = copy_of(ORIGINAL, 7)[:16] + b"\x00\x40" + ORIGINAL
-    assert parse_copy(not_bottom) is None
-    odd_ttl_not_bottom = copy_of(ORIGINAL, 7)[:16] + b"\x00\x41" + ORIGINAL
-    assert parse_copy(odd_ttl_not_bottom) is None
-    assert parse_copy(copy_of(b"", 0x80001)) is None  # the wrapper alone, no frame
-    assert parse_copy(copy_of(b"x", 0x80001)) == (0x80001, "ingress", b"x")
-    ipv4_with_bit_8_set = ORIGINAL[:14] + b"\x45\x00\x01\x00" + ORIGINAL[18:]
-    assert parse_copy(ipv4_with_bit_8_set) is None  # not MPLS, whatever follows
+    assert parse_copy(copy[:-len(ORIGINAL)]) is None  # the headers alone, no frame
+    low_source_port = copy[:34] + (1234).to_bytes(2, "big") + copy[36:]
+    assert parse_copy(low_source_port) is None
+    no_end = copy[:42] + bytes((3, 200)) + copy[44:]  # a TLV running past the end
+    assert parse_copy(no_end) is None
+    fragment = copy[:20] + b"\x20\x00" + copy[22:]
+    assert parse_copy(fragment) is None
+
+
+def test_recorder_keeps_the_raw_capture_of_everything_received(tmp_path):
+    """The raw capture holds every frame the interface received, copies with their headers
+    and all, and frames that are no copy."""
+    recorder = Recorder(tmp_path, ANALYZER_INTERFACE)
+    copy = copy_of(tmp_path, ORIGINAL, 0x80001)
+    recorder.write(copy, 1.0)
+    recorder.write(ORIGINAL, 2.0)
+    recorder.flush()
+    assert [bytes(f) for f in rdpcap(str(raw_capture_file(tmp_path, ANALYZER_INTERFACE)))] == [
+        copy, ORIGINAL]
+
+
+def test_copies_for_another_analyzer_or_port_are_not_recorded(tmp_path):
+    """A copy whose (source, mirror index) belongs to another analyzer's capture, or that
+    arrives on another UDP port, belongs to no capture of this one."""
+    recorder = Recorder(tmp_path, "an2-eth0")
+    recorder.write(copy_of(tmp_path, ORIGINAL, 0x80001), 1.0)
+    other_port = copy_of(tmp_path, ORIGINAL, 0x80002)
+    mine = Recorder(tmp_path, ANALYZER_INTERFACE)
+    mine.write(other_port[:36] + (9000).to_bytes(2, "big") + other_port[38:], 1.0)
+    recorder.flush()
+    mine.flush()
+    assert not capture_file(tmp_path, 0x80001).exists()
+    assert not capture_file(tmp_path, 0x80002).exists()
+
+
+def test_a_mirror_index_used_again_belongs_to_the_newest_capture(tmp_path):
+    """Two captures of one vRouter with the same mirror index (the first one stopped): copies
+    go to the newer one."""
+    recorder = Recorder(tmp_path, ANALYZER_INTERFACE)
+    recorder.write(copy_of(tmp_path, ORIGINAL, 0x80001), 1.0)
+    newer = 0x80001 + 255  # the same index, label % 255
+    copy = copy_of(tmp_path, ORIGINAL, newer)
+    recorder.flush()  # the recorder looks for new captures at least this often
+    recorder.write(copy, 2.0)
+    recorder.flush()
+    assert PcapIndex().count(capture_file(tmp_path, 0x80001)) == (1, len(ORIGINAL))
+    assert PcapIndex().count(capture_file(tmp_path, newer)) == (1, len(ORIGINAL))
 
 
 def test_recorder_writes_one_pcap_per_label_and_index_reads_it(tmp_path):
     """Each label gets its own file of original frames; the index counts and pages them."""
-    recorder = Recorder(tmp_path)
+    recorder = Recorder(tmp_path, ANALYZER_INTERFACE)
     for n in range(5):
-        recorder.write(copy_of(ORIGINAL + bytes([n]), 0x80001), 1000.0 + n)
-    recorder.write(copy_of(ORIGINAL, 0x80002), 2000.5)
+        recorder.write(copy_of(tmp_path, ORIGINAL + bytes([n]), 0x80001), 1000.0 + n)
+    recorder.write(copy_of(tmp_path, ORIGINAL, 0x80002), 2000.5)
     recorder.write(ORIGINAL, 3000.0)  # not a copy: ignored
     recorder.flush()
     first, second = capture_file(tmp_path, 0x80001), capture_file(tmp_path, 0x80002)
@@ -63,8 +102,8 @@ def test_recorder_writes_one_pcap_per_label_and_index_reads_it(tmp_path):
 
 def test_index_leaves_a_half_written_record_for_later(tmp_path):
     """A record whose bytes are not all on disk yet is not counted until they are."""
-    recorder = Recorder(tmp_path)
-    recorder.write(copy_of(ORIGINAL, 0x80003), 1.0)
+    recorder = Recorder(tmp_path, ANALYZER_INTERFACE)
+    recorder.write(copy_of(tmp_path, ORIGINAL, 0x80003), 1.0)
     recorder.flush()
     path = capture_file(tmp_path, 0x80003)
     index = PcapIndex()
@@ -86,10 +125,10 @@ def test_recorder_stops_a_capture_at_its_limit_and_says_why(tmp_path):
     """The file never grows past the capture's limit; the recorder reports why it stopped,
     and other captures go on."""
     set_limits(tmp_path, 0x80004, limit_bytes=1024, min_free_bytes=0)
-    recorder = Recorder(tmp_path)
+    recorder = Recorder(tmp_path, ANALYZER_INTERFACE)
     for n in range(40):
-        recorder.write(copy_of(ORIGINAL, 0x80004), float(n))
-        recorder.write(copy_of(ORIGINAL, 0x80005), float(n))
+        recorder.write(copy_of(tmp_path, ORIGINAL, 0x80004), float(n))
+        recorder.write(copy_of(tmp_path, ORIGINAL, 0x80005), float(n))
     recorder.flush()
     limited = capture_file(tmp_path, 0x80004)
     record = RECORD_HEADER.size + len(ORIGINAL)
@@ -103,9 +142,9 @@ def test_recorder_stops_a_capture_at_its_limit_and_says_why(tmp_path):
 def test_recorder_stops_below_the_disk_floor(tmp_path):
     """A capture whose disk has less free space than its floor records nothing more."""
     set_limits(tmp_path, 0x80006, limit_bytes=1 << 30, min_free_bytes=1 << 62)
-    recorder = Recorder(tmp_path)
-    recorder.write(copy_of(ORIGINAL, 0x80006), 1.0)
-    recorder.write(copy_of(ORIGINAL, 0x80006), 2.0)
+    recorder = Recorder(tmp_path, ANALYZER_INTERFACE)
+    recorder.write(copy_of(tmp_path, ORIGINAL, 0x80006), 1.0)
+    recorder.write(copy_of(tmp_path, ORIGINAL, 0x80006), 2.0)
     recorder.flush()
     assert stop_report(tmp_path, 0x80006)["reason"].startswith("disk floor: ")
     assert "less than the floor of" in stop_report(tmp_path, 0x80006)["reason"]
@@ -115,16 +154,16 @@ def test_recorder_stops_below_the_disk_floor(tmp_path):
 def test_restarted_recorder_appends_after_cutting_a_half_written_record(tmp_path):
     """A recorder killed mid-record leaves a partial record; the next one cuts it off and
     appends, so the file stays a valid pcap holding every complete frame once."""
-    first = Recorder(tmp_path)
+    first = Recorder(tmp_path, ANALYZER_INTERFACE)
     for n in range(3):
-        first.write(copy_of(ORIGINAL + bytes([n]), 0x80007), 10.0 + n)
+        first.write(copy_of(tmp_path, ORIGINAL + bytes([n]), 0x80007), 10.0 + n)
     first.flush()
     path = capture_file(tmp_path, 0x80007)
     with open(path, "ab") as pcap:  # what a kill -9 in the middle of a write leaves
         pcap.write(record_bytes(13.0, ORIGINAL + b"\xff")[:25])
-    second = Recorder(tmp_path)
+    second = Recorder(tmp_path, ANALYZER_INTERFACE)
     for n in range(3, 5):
-        second.write(copy_of(ORIGINAL + bytes([n]), 0x80007), 10.0 + n)
+        second.write(copy_of(tmp_path, ORIGINAL + bytes([n]), 0x80007), 10.0 + n)
     second.flush()
     records, total = PcapIndex().records(path, 0, 10)
     assert total == 5 and [r.data[-1] for r in records] == [0, 1, 2, 3, 4]
@@ -134,8 +173,8 @@ def test_restarted_recorder_appends_after_cutting_a_half_written_record(tmp_path
 def test_restarted_recorder_writes_the_header_of_a_file_it_was_killed_before_filling(tmp_path):
     """A file left empty (killed before its first flush) gets its header on the restart."""
     capture_file(tmp_path, 0x80008).touch()
-    recorder = Recorder(tmp_path)
-    recorder.write(copy_of(ORIGINAL, 0x80008), 1.0)
+    recorder = Recorder(tmp_path, ANALYZER_INTERFACE)
+    recorder.write(copy_of(tmp_path, ORIGINAL, 0x80008), 1.0)
     recorder.flush()
     assert capture_file(tmp_path, 0x80008).read_bytes().startswith(PCAP_HEADER)
     assert PcapIndex().count(capture_file(tmp_path, 0x80008)) == (1, len(ORIGINAL))
@@ -144,13 +183,13 @@ def test_restarted_recorder_writes_the_header_of_a_file_it_was_killed_before_fil
 def test_a_stopped_capture_stays_stopped_after_a_restart(tmp_path):
     """A restarted recorder does not resume a capture it stopped at its limit."""
     set_limits(tmp_path, 0x80009, limit_bytes=1024, min_free_bytes=0)
-    first = Recorder(tmp_path)
+    first = Recorder(tmp_path, ANALYZER_INTERFACE)
     for n in range(40):
-        first.write(copy_of(ORIGINAL, 0x80009), float(n))
+        first.write(copy_of(tmp_path, ORIGINAL, 0x80009), float(n))
     first.flush()
     size = capture_file(tmp_path, 0x80009).stat().st_size
-    second = Recorder(tmp_path)
-    second.write(copy_of(ORIGINAL, 0x80009), 99.0)
+    second = Recorder(tmp_path, ANALYZER_INTERFACE)
+    second.write(copy_of(tmp_path, ORIGINAL, 0x80009), 99.0)
     second.flush()
     assert capture_file(tmp_path, 0x80009).stat().st_size == size
 
@@ -210,9 +249,9 @@ def test_pcap_files_are_little_endian_microsecond_pcap(tmp_path):
     """The file starts with the classic little-endian pcap header (magic a1b2c3d4 with
     microsecond timestamps, version 2.4, snaplen 65535, Ethernet), and scapy reads back each
     frame with its arrival time to the microsecond."""
-    recorder = Recorder(tmp_path)
-    recorder.write(copy_of(ORIGINAL, 0x80001), 1000.25)
-    recorder.write(copy_of(ORIGINAL + b"\x01", 0x80001), 1700000000.123456)
+    recorder = Recorder(tmp_path, ANALYZER_INTERFACE)
+    recorder.write(copy_of(tmp_path, ORIGINAL, 0x80001), 1000.25)
+    recorder.write(copy_of(tmp_path, ORIGINAL + b"\x01", 0x80001), 1700000000.123456)
     recorder.flush()
     path = capture_file(tmp_path, 0x80001)
     assert path.read_bytes()[:24] == bytes.fromhex(
@@ -222,3 +261,42 @@ def test_pcap_files_are_little_endian_microsecond_pcap(tmp_path):
     assert (round(float(second.time), 6), bytes(second)) == (1700000000.123456, ORIGINAL + b"\x01")
     records, _ = PcapIndex().records(path, 0, 2)
     assert [r.time for r in records] == [1000.25, 1700000000.123456]
+
+
+def test_a_nic_assisted_copy_is_recorded_by_its_vlan(tmp_path):
+    """On a fabric analyzer: an overlay frame tagged with a NIC-assisted capture's VLAN is
+    that capture's (its original frame, what the VM sent); another VLAN is not."""
+    set_encapsulation(tmp_path, 0x80005, {"label": 0x80005, "analyzer_interface": "probe1-eth0",
+                                          "nic_vlan": 100})
+    recorder = Recorder(tmp_path, "probe1-eth0")
+    outer = bytes.fromhex("02fa0000000202fa00000001")
+    for vlan in (100, 200):
+        recorder.write(outer + b"\x81\x00" + vlan.to_bytes(2, "big") + b"\x88\x47"
+                       + (100 << 12 | 0x100 | 64).to_bytes(4, "big") + ORIGINAL, 1.0)
+    recorder.flush()
+    records, total = PcapIndex().records(capture_file(tmp_path, 0x80005), 0, 10)
+    assert (total, records[0].data, records[0].direction) == (1, ORIGINAL, "ingress")
+
+
+def test_the_api_serves_an_analyzers_raw_capture(client, service):
+    """GET /api/analyzers/{name}/pcap: the raw capture's complete records (a pcap header alone
+    before the first); 404 naming an unknown analyzer."""
+    assert client.get("/api/analyzers/interface-packet-capture/pcap").content == PCAP_HEADER
+    recorder = Recorder(service.captures_dir, ANALYZER_INTERFACE)
+    recorder.write(ORIGINAL, 5.0)
+    recorder.flush()
+    response = client.get("/api/analyzers/interface-packet-capture/pcap")
+    assert response.content == PCAP_HEADER + record_bytes(5.0, ORIGINAL)
+    missing = client.get("/api/analyzers/nope/pcap")
+    assert (missing.status_code, missing.json()["field"]) == (404, "name")
+
+
+def test_the_vlan_tag_the_kernel_took_off_is_put_back():
+    """The kernel hands an AF_PACKET socket a tagged frame without its tag, the tag in the
+    auxiliary data: the recorder puts it back after the MAC addresses, as tcpdump does."""
+    aux = struct.pack("IIIHHHH", 0x51, 60, 60, 0, 0, 100, 0x8100)
+    tagged = with_vlan_tag(ORIGINAL, [(263, 8, aux)])
+    assert tagged == ORIGINAL[:12] + bytes.fromhex("81000064") + ORIGINAL[12:]
+    untagged_aux = struct.pack("IIIHHHH", 0x1, 60, 60, 0, 0, 0, 0)
+    assert with_vlan_tag(ORIGINAL, [(263, 8, untagged_aux)]) == ORIGINAL
+    assert with_vlan_tag(ORIGINAL, []) == ORIGINAL

@@ -26,6 +26,7 @@ class FakeLab:
 
     def __init__(self):
         self.added, self.removed = [], []
+        self.mirrors: dict[str, tuple[int, str]] = {}  # the fabric's NIC mirrors
 
     def add_vm(self, vm) -> None:
         """Record a VM the controller asked for."""
@@ -38,6 +39,18 @@ class FakeLab:
     def remove_vm(self, name: str) -> None:
         """Record a VM the controller asked to remove."""
         self.removed.append(name)
+
+    def nic_mirrors(self) -> list[str]:
+        """The fabric's NIC mirrors, by name."""
+        return list(self.mirrors)
+
+    def add_nic_mirror(self, name: str, vlan: int, fabric_analyzer: str) -> None:
+        """Record a NIC mirror the controller asked for."""
+        self.mirrors[name] = (vlan, fabric_analyzer)
+
+    def remove_nic_mirror(self, name: str) -> None:
+        """Forget a NIC mirror the controller asked to remove."""
+        del self.mirrors[name]
 
 
 class RecordingApp:

@@ -19,7 +19,12 @@ def test_a_frame_reaches_its_peer_and_each_capture_copies_it_to_the_analyzer():
     back = sim.frame("vm2", "vm1")
     copies = sim.where("vm2", back)[analyzer]
     assert [copy["inner"] for copy in copies] == [back, back]  # once per capture
-    assert len({copy["mpls_label"] for copy in copies}) == 2
+    # Contrail's default destination: UDP 8099 with the Juniper header, one mirror entry per
+    # capture; vm2's ingress names the source VN, vm1's egress the destination VN.
+    assert {copy["udp_dst"] for copy in copies} == {8099}
+    assert len({copy["mirror_index"] for copy in copies}) == 2
+    assert {(copy.get("juniper_vn_src"), copy.get("juniper_vn_dst")) for copy in copies} == \
+        {("blue", None), (None, "blue")}
 
 
 def test_networks_stay_apart_and_a_topology_object_or_file_serves_alike():

@@ -17,7 +17,7 @@ networks:
   - {name: red, subnet: 10.2.2.0/24}
 vms:
 """
-ALLOWED_TOP = "analyzer_network, computes, fabric, name, networks, vms"
+ALLOWED_TOP = "analyzer_network, computes, fabric, fabric_analyzers, name, networks, vms"
 ALLOWED_VM = "compute, interfaces, ip, ip6, mac, name, network"
 
 
@@ -736,3 +736,31 @@ def test_limits_are_inclusive():
     topo = parse("fabric: {subnet: 10.0.0.0/30}\ncomputes: [c1, c2]\n"
                  "networks:\n  - {name: blue, subnet: 10.1.1.0/24, label: 524287}\n", "t.yaml")
     assert (topo.network("blue").label, len(topo.computes)) == (0x7FFFF, 2)
+
+
+# --- fabric analyzers (VTEPs of static mirror destinations) ---------------------------------
+
+
+def test_fabric_analyzers_get_addresses_from_the_top_of_the_fabric_subnet():
+    """An explicit address is kept; the others get the highest free ones; MACs 02:fb:..."""
+    topology = parse(HEADER + "fabric_analyzers:\n  - {name: probe1}\n"
+                     "  - {name: probe2, ip: 192.168.100.254}\n  - {name: probe3}\n")
+    assert [(p.name, str(p.ip), p.mac, p.interface) for p in topology.fabric_analyzers] == [
+        ("probe1", "192.168.100.253", "02:fb:00:00:00:01", "probe1-eth0"),
+        ("probe2", "192.168.100.254", "02:fb:00:00:00:02", "probe2-eth0"),
+        ("probe3", "192.168.100.252", "02:fb:00:00:00:03", "probe3-eth0")]
+    assert topology.fabric_analyzer("probe2").ip == ipaddress.ip_address("192.168.100.254")
+
+
+@pytest.mark.parametrize("entry, problem", [
+    ("{name: probe1, ip: 10.0.0.1}", "fabric_analyzers[0].ip: 10.0.0.1 is not a host address of "
+                                     "the fabric subnet 192.168.100.0/24"),
+    ("{name: probe1, ip: 192.168.100.2}", "fabric_analyzers[0].ip: 192.168.100.2 is taken (a "
+                                          "compute node or another fabric analyzer)"),
+    ("{name: probe1, ip: nowhere}", "fabric_analyzers[0].ip: 'nowhere' is not an IPv4 address"),
+    ("{name: compute1}", "fabric_analyzers[0].name: 'compute1' is the name of a VM or compute node"),
+    ("{name: probe1, vni: 5}", "fabric_analyzers[0].vni: unknown key 'vni' (allowed: ip, name)"),
+])
+def test_bad_fabric_analyzers_are_reported(entry, problem):
+    """Each problem names the entry and its line."""
+    assert problems_of(HEADER + f"fabric_analyzers:\n  - {entry}\n") == [f"t.yaml:7: {problem}"]
