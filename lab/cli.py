@@ -167,7 +167,7 @@ def _capture_details(c: dict) -> str:
              f"  the pcap:   mirrorlab capture pcap {c['id']} -o {view['pcap_file']} && "
              f"{view['tshark_pcap']}"]
     if view["tshark_analyzer"]:
-        lines.append(f"  on the analyzer: {view['tshark_analyzer']}")
+        lines.append(f"  on {view['receiver']}: {view['tshark_analyzer']}")
     return "\n".join(lines)
 
 

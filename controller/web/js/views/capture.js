@@ -69,13 +69,13 @@ function receivesPanel(view) {
   return [
     h("div", {class: "card-title"}, "What the analyzer receives"),
     h("dl", {class: "details receives"},
-      h("dt", null, "Wrapper"), h("dd", {id: "receives-wrapper"}, h("strong", null, view.wrapper_name), ` \u00b7 ${view.tag}`),
+      h("dt", null, "Arrives as"), h("dd", {id: "receives-wrapper"}, h("strong", null, view.wrapper_name), ` \u00b7 ${view.tag}`),
       h("dt", null, "Path"), h("dd", {id: "receives-path"}, view.path_text),
       h("dt", null, "What arrives"), h("dd", null, view.summary),
       h("dt", null, "Ingress and egress"), h("dd", {id: "receives-directions"}, view.directions)),
     h("div", {class: "commands"},
       commandBox("Read the pcap download with each packet's direction", view.tshark_pcap),
-      view.tshark_analyzer ? commandBox("Watch the wrapped copies arrive, inside the analyzer VM", view.tshark_analyzer)
+      view.tshark_analyzer ? commandBox(`Watch the copies arrive, on ${view.receiver}`, view.tshark_analyzer)
         : h("p", {class: "hint"}, "The analyzer of this capture no longer exists.")),
   ];
 }
