@@ -38,6 +38,21 @@ def destination_mode(capture: Capture) -> str:
     return "juniper" if mirror_to.juniper_header else "original"
 
 
+def destination_text(capture: Capture) -> str:
+    """The capture's destination in a few words: address and UDP port, VNI and VTEP, VLAN."""
+    mirror_to = capture.mirror_to
+    mode = destination_mode(capture)
+    if mode == "nic-vlan":
+        return (f"NIC-assisted VLAN {mirror_to.nic_assisted_mirroring_vlan} to {capture.analyzer} "
+                f"{mirror_to.analyzer_ip_address}")
+    if mode == "vxlan":
+        static = mirror_to.static_nh_header
+        return f"static VXLAN {static.vni} to {static.vtep_dst_ip_address}"
+    if mode == "juniper":
+        return f"{mirror_to.analyzer_ip_address} udp {mirror_to.udp_port}, Juniper header"
+    return f"{mirror_to.analyzer_ip_address}, original frames, no header"
+
+
 def copy_path(capture: Capture, topology: Topology) -> list[dict]:
     """The hops a capture's copies take, each {"kind": vm|vrouter|fabric|analyzer|fabric_analyzer,
     "name": ...}: the monitored VM, its vRouter, then for an analyzer VM the fabric and the
@@ -189,6 +204,7 @@ def analyzer_view(capture: Capture, topology: Topology) -> dict:
     - `wrapper`: the wire format's id (`destination_mode`: juniper, original, vxlan, nic-vlan),
       `wrapper_name` and `tag` (what marks this capture's copies: its mirror index and source
       ports, VNI and VTEP, VLAN...), `tag_short` (the Topology page's label on the copy path);
+    - `destination`: where the copies go, in a few words (`destination_text`);
     - `summary`: one sentence on what a copy looks like and what the pcap download holds;
     - `pcap_file`: the name the pcapng download is saved under, and `tshark_pcap` a tshark
       command reading it, with each packet's direction;
@@ -215,6 +231,7 @@ def analyzer_view(capture: Capture, topology: Topology) -> dict:
         "wrapper_name": wire["wrapper_name"],
         "tag": wire["tag"],
         "tag_short": wire["tag_short"],
+        "destination": destination_text(capture),
         "summary": wire["summary"],
         "pcap_file": pcap_download_name(capture),
         "tshark_pcap": (f"tshark -r {pcap_download_name(capture)} -T fields -e frame.number "

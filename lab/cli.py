@@ -153,7 +153,7 @@ def _print(args, payload, text) -> None:
 
 def _capture_line(c: dict) -> str:
     line = (f"capture {c['id']}: {c['state']:<7} {c['vrouter']}/{c['interface']} ({c['vm']}) "
-            f"{c['direction']:<7} -> {c['analyzer']} {_destination_text(c['mirror_to'])}  "
+            f"{c['direction']:<7} -> {c['analyzer']} [{c['analyzer_view']['destination']}]  "
             f"{c['packets']} packets, {c['bytes']} bytes, "
             f"file {c['file_bytes']} of {c['limit_bytes']} bytes, started by {c['origin']}")
     return line + (f"  ({c['stop_reason']})" if c["stop_reason"] else "")
@@ -169,20 +169,6 @@ def _capture_details(c: dict) -> str:
     if view["tshark_analyzer"]:
         lines.append(f"  on {view['receiver']}: {view['tshark_analyzer']}")
     return "\n".join(lines)
-
-
-def _destination_text(mirror_to: dict) -> str:
-    """A capture's destination in a few words: address, mode, header, port or VNI, VLAN."""
-    if mirror_to["nh_mode"] == "static":
-        static = mirror_to["static_nh_header"]
-        text = f"[static VXLAN {static['vni']} to {static['vtep_dst_ip_address']}"
-    elif mirror_to["juniper_header"]:
-        text = f"[{mirror_to['analyzer_ip_address']} udp {mirror_to['udp_port']}, Juniper header"
-    else:
-        text = f"[{mirror_to['analyzer_ip_address']}, original frames, no header"
-    if mirror_to["nic_assisted_mirroring"]:
-        text += f", NIC-assisted VLAN {mirror_to['nic_assisted_mirroring_vlan']}"
-    return text + "]"
 
 
 def mirror_to_from_flags(args) -> dict | None:

@@ -239,16 +239,21 @@ class Topology:
         return {i.ip for i in self.interfaces() if i.network == network}
 
     def graph(self) -> nx.Graph:
-        """The lab as a graph. Nodes are "fabric", "compute:NAME", "network:NAME" and "vm:NAME"
-        (attributes `kind` and `name`); edges join VMs to their compute node (`hosted-on`) and
-        networks (`attached`, with interface name and IP), and compute nodes to the fabric
-        (`fabric`, with the fabric IP)."""
+        """The lab as a graph. Nodes are "fabric", "compute:NAME", "fabric_analyzer:NAME" (with
+        its `ip` and `mac`), "network:NAME" and "vm:NAME" (attributes `kind` and `name`); edges
+        join VMs to their compute node (`hosted-on`) and networks (`attached`, with interface
+        name and IP), and compute nodes and fabric analyzers to the fabric (`fabric`, with the
+        fabric IP)."""
         graph = nx.Graph(name=self.name)
         graph.add_node("fabric", kind="fabric", name=self.fabric_bridge)
         for compute in self.computes:
             node = f"compute:{compute.name}"
             graph.add_node(node, kind="compute", name=compute.name, vrouter=compute.vrouter)
             graph.add_edge(node, "fabric", kind="fabric", ip=str(self.fabric_ip(compute)))
+        for probe in self.fabric_analyzers:
+            node = f"fabric_analyzer:{probe.name}"
+            graph.add_node(node, kind="fabric_analyzer", name=probe.name, ip=str(probe.ip), mac=probe.mac)
+            graph.add_edge(node, "fabric", kind="fabric", ip=str(probe.ip))
         for network in self.networks:
             graph.add_node(f"network:{network.name}", kind="network", name=network.name,
                            subnet=str(network.subnet), label=network.label)

@@ -63,6 +63,7 @@ def test_the_default_copies_carry_the_juniper_header_and_the_command_decodes_it(
     # Mirror index 7: source ports 49152 + 64 * 7 onwards, from compute2's fabric address.
     assert view["tag"] == "mirror index 7 (UDP source ports 49600-49663 from 192.168.100.2, vRouter compute2)"
     assert view["tag_short"] == "Juniper UDP 8099"
+    assert view["destination"] == f"{analyzer_vm.interfaces[0].ip} udp 8099, Juniper header"
     words = analyzer_words(view)
     assert words[:6] == ["mirrorlab", "exec", analyzer_vm.name, "--", "tshark", "-l"]
     assert option(words, "-i") == analyzer_vm.interfaces[0].name
@@ -86,6 +87,7 @@ def test_another_udp_port_is_in_the_wrapper_the_filter_and_the_decode_option(def
     capture = capture_of(topology, "tap-vm1-0", "near", mirror_to={"udp_port": 9000})
     view = analyzer_view(capture, topology)
     assert view["wrapper_name"] == "Juniper header over UDP 9000" and view["tag_short"] == "Juniper UDP 9000"
+    assert view["destination"].endswith(" udp 9000, Juniper header")
     words = analyzer_words(view)
     assert option(words, "-f").startswith("udp dst port 9000 and src host 192.168.100.1 ")
     assert option(words, "-d") == "udp.port==9000,juniper"
@@ -97,6 +99,7 @@ def test_header_less_copies_are_the_original_frames_told_apart_by_the_vm_mac(def
     analyzer_vm = analyzers(topology)["near"]
     view = analyzer_view(capture, topology)
     assert (view["wrapper"], view["wrapper_name"], view["tag_short"]) == ("original", "original frames (no header)", "no header")
+    assert view["destination"] == f"{analyzer_vm.interfaces[0].ip}, original frames, no header"
     words = analyzer_words(view)
     assert option(words, "-i") == analyzer_vm.interfaces[0].name
     assert option(words, "-f") == f"not ether host {analyzer_vm.interfaces[0].mac}"
@@ -114,6 +117,7 @@ def test_static_copies_are_vxlan_to_the_fabric_analyzer_and_the_command_runs_the
     capture = capture_of(default_topo, "tap-vm1-0", None, mirror_to=STATIC, capture_id=2)
     view = analyzer_view(capture, default_topo)
     assert (view["wrapper"], view["wrapper_name"], view["tag_short"]) == ("vxlan", "VXLAN VNI 5000", "VXLAN 5000")
+    assert view["destination"] == "static VXLAN 5000 to 192.168.100.254"
     assert view["tag"] == "to probe1 192.168.100.254 (UDP 4789 from 192.168.100.1, vRouter compute1)"
     assert copy_path(capture, default_topo) == [
         {"kind": "vm", "name": "vm1", "compute": "compute1"}, {"kind": "vrouter", "name": "compute1"},
@@ -134,6 +138,7 @@ def test_nic_assisted_copies_are_the_tagged_overlay_frames_sent_only(default_top
     view = analyzer_view(capture, default_topo)
     assert (view["wrapper"], view["wrapper_name"], view["tag_short"]) == ("nic-vlan", "VLAN 100 tag, NIC-assisted", "NIC VLAN 100")
     assert view["tag"] == "mirrored by the fabric to probe1 192.168.100.254"
+    assert view["destination"] == "NIC-assisted VLAN 100 to probe1 192.168.100.254"
     assert [hop["kind"] for hop in view["path"]] == ["vm", "vrouter", "fabric", "fabric_analyzer"]
     words = analyzer_words(view)
     assert words[2] == "probe1" and option(words, "-f") == "vlan 100"

@@ -69,6 +69,7 @@ function receivesPanel(view) {
   return [
     h("div", {class: "card-title"}, "What the analyzer receives"),
     h("dl", {class: "details receives"},
+      h("dt", null, "Destination"), h("dd", {id: "receives-destination"}, view.destination),
       h("dt", null, "Arrives as"), h("dd", {id: "receives-wrapper"}, h("strong", null, view.wrapper_name), ` \u00b7 ${view.tag}`),
       h("dt", null, "Path"), h("dd", {id: "receives-path"}, view.path_text),
       h("dt", null, "What arrives"), h("dd", null, view.summary),

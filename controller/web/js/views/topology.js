@@ -1,9 +1,11 @@
 // Monitor > Infrastructure > Topology: a picture of the lab. Virtual networks run across the
 // top; each compute node holds its VMs and its vRouter; the vRouters meet on the fabric below.
+// Fabric analyzers (probe appliances on the fabric: VTEPs of static destinations, the
+// receivers of NIC-assisted mirrors) sit on the fabric line, right of the compute nodes.
 // Each active capture's copies are drawn along their real path (the capture's analyzer_view from
 // the API): down from the monitored VM into its vRouter, for an analyzer elsewhere along the
-// fabric to the analyzer's vRouter, and up into the analyzer VM, labelled with the wrapper and
-// the live packet count. The picture is drawn at its natural size (text at 12 px or more) and
+// fabric to the analyzer's vRouter, and up into the analyzer VM, or along the fabric into the
+// fabric analyzer, labelled with the wrapper and the live packet count. The picture is drawn at its natural size (text at 12 px or more) and
 // scrolls sideways where the window is narrower.
 
 import {get} from "../api.js";
@@ -21,6 +23,8 @@ const VM_GAP = 12;
 const PADDING = 12;        // inside a compute node's box
 const BOX_GAP = 24;        // between compute nodes' boxes
 const MIN_BOX_WIDTH = 160; // room for a compute node's name and fabric address
+const PROBE_WIDTH = 132;   // a fabric analyzer's box on the fabric line
+const PROBE_HEIGHT = 40;
 const VROUTER_HEIGHT = 36;     // its name on top, the copy paths running through below it
 const LANE = 30;           // below the fabric, per copy path crossing it (its line and its label)
 const TAP_SHIFT = 10;      // a copy path runs beside the VM's own tap line, not on it
@@ -57,7 +61,7 @@ function vmsOf(interfaces) {
   return [...vms.values()];
 }
 
-function layout(vrouters, interfacesByVrouter, networkCount, fabricLanes) {
+function layout(vrouters, interfacesByVrouter, networkCount, fabricLanes, probeNodes) {
   const boxTop = TOP + (networkCount - 1) * NETWORK_GAP + 50;
   const rows = {boxTop, vmTop: boxTop + 46, vrouterTop: boxTop + 46 + VM_HEIGHT + 62};
   rows.boxBottom = rows.vrouterTop + VROUTER_HEIGHT + PADDING;
@@ -71,7 +75,12 @@ function layout(vrouters, interfacesByVrouter, networkCount, fabricLanes) {
     x += width + BOX_GAP;
     return box;
   });
-  return {rows, boxes, width: x - BOX_GAP + 12, height: rows.fabric + 24 + fabricLanes * LANE};
+  const probes = probeNodes.map((probe) => {
+    const placed = {...probe, x};
+    x += PROBE_WIDTH + BOX_GAP;
+    return placed;
+  });
+  return {rows, boxes, probes, width: x - BOX_GAP + 12, height: rows.fabric + 24 + fabricLanes * LANE};
 }
 
 function drawNetworks(svg, networks, colors, width) {
@@ -162,25 +171,49 @@ function drawFabric(svg, topology, width, rows) {
     s("text", {x: 12, y: rows.fabric + 13, class: "topo-muted"}, fabric ? fabric.name : ""));
 }
 
-/** Whether a capture's copies cross the fabric (its analyzer is on another compute node). */
+/** A fabric analyzer on the fabric line: its box above the line, joined to it. */
+function drawProbe(svg, probe, rows) {
+  const top = rows.fabric - PROBE_HEIGHT - 14;
+  svg.append(s("g", {class: "topo-probe", dataset: {fabricAnalyzer: probe.name}},
+    s("title", null, `fabric analyzer ${probe.name}: ${probe.ip} ${probe.mac} (mirrorlab exec ${probe.name} -- ...)`),
+    s("line", {x1: probe.x + PROBE_WIDTH / 2, y1: top + PROBE_HEIGHT, x2: probe.x + PROBE_WIDTH / 2, y2: rows.fabric,
+               class: "topo-fabric-link"}),
+    s("rect", {x: probe.x, y: top, width: PROBE_WIDTH, height: PROBE_HEIGHT, rx: 7, class: "topo-vm topo-analyzer"}),
+    s("text", {x: probe.x + 10, y: top + 17, class: "topo-vm-name"}, probe.name),
+    s("text", {x: probe.x + 10, y: top + 33, class: "topo-vm-detail"}, probe.ip)));
+}
+
+/** Whether a capture's copies cross the fabric (to another compute node or a fabric analyzer). */
 function crossesFabric(capture) {
   return capture.analyzer_view.path.some((hop) => hop.kind === "fabric");
 }
 
 /** The copy path of `capture` as SVG path data and where its label goes, from the hops of its
- * analyzer_view: monitored VM, its vRouter, [fabric, the analyzer's vRouter,] analyzer VM. */
-function copyRoute(capture, lane, localIndex, offsets, boxes, rows) {
+ * analyzer_view: monitored VM, its vRouter, [fabric, the analyzer's vRouter,] analyzer VM; or
+ * monitored VM, its vRouter, fabric, fabric analyzer. */
+function copyRoute(capture, lane, localIndex, offsets, boxes, probes, rows) {
   const vmAt = new Map();
   const boxOf = new Map(boxes.map((box) => [box.vrouter.name, box]));
   for (const box of boxes) for (const vm of box.vms) vmAt.set(vm.name, vm);
   const hops = capture.analyzer_view.path;
   const source = vmAt.get(hops[0].name);
   const last = hops[hops.length - 1];
-  const target = last.kind === "analyzer" ? vmAt.get(last.name) : null;
-  if (hops[0].kind !== "vm" || !source || !target) return null;
   const bottom = rows.vmTop + VM_HEIGHT;
   const inVrouter = rows.vrouterTop + VROUTER_HEIGHT - 9;  // under the vRouter's name
+  if (hops[0].kind !== "vm" || !source) return null;
   const from = source.x + VM_WIDTH / 2 - TAP_SHIFT - offsets.from * PATH_GAP;
+  if (last.kind === "fabric_analyzer") {
+    const probe = probes.find((item) => item.name === last.name);
+    const out = boxOf.get(hops[1].name);
+    if (!probe || !out) return null;
+    const y = rows.fabric + 14 + lane * LANE;
+    const outX = out.x + out.width / 2 - TAP_SHIFT - offsets.from * PATH_GAP;
+    const intoX = probe.x + PROBE_WIDTH / 2 + TAP_SHIFT + offsets.to * PATH_GAP;
+    return {d: `M ${from} ${bottom} V ${inVrouter} H ${outX} V ${y} H ${intoX} V ${rows.fabric - 12}`,
+            label: {x: (outX + intoX) / 2, y: y + 17}};
+  }
+  const target = last.kind === "analyzer" ? vmAt.get(last.name) : null;
+  if (!target) return null;
   const to = target.x + VM_WIDTH / 2 + TAP_SHIFT + offsets.to * PATH_GAP;
   if (!crossesFabric(capture)) {
     return {d: `M ${from} ${bottom} V ${inVrouter} H ${to} V ${bottom + 2}`,
@@ -195,7 +228,7 @@ function copyRoute(capture, lane, localIndex, offsets, boxes, rows) {
           label: {x: (outX + intoX) / 2, y: y + 17}};
 }
 
-function drawCopyPaths(svg, boxes, rows, captures) {
+function drawCopyPaths(svg, boxes, probes, rows, captures) {
   let lane = 0;
   const localIndex = new Map();
   const leaving = new Map();   // copy paths drawn so far per monitored VM, and per analyzer VM
@@ -206,7 +239,7 @@ function drawCopyPaths(svg, boxes, rows, captures) {
     const {path} = capture.analyzer_view;
     const [first, last] = [path[0].name, path[path.length - 1].name];
     const offsets = {from: leaving.get(first) || 0, to: reaching.get(last) || 0};
-    const route = copyRoute(capture, lane, local, offsets, boxes, rows);
+    const route = copyRoute(capture, lane, local, offsets, boxes, probes, rows);
     if (!route) continue;
     leaving.set(first, offsets.from + 1);
     reaching.set(last, offsets.to + 1);
@@ -229,7 +262,9 @@ function picture(topology, vrouters, interfacesByVrouter, captures) {
   const colors = networkColors(networks, analyzerNetworks);
   const networkIndex = new Map(networks.map((network, index) => [network.name, index]));
   const fabricLanes = captures.filter(crossesFabric).length;
-  const {rows, boxes, width, height} = layout(vrouters, interfacesByVrouter, networks.length, fabricLanes);
+  const probeNodes = topology.nodes.filter((node) => node.kind === "fabric_analyzer");
+  const {rows, boxes, probes, width, height} = layout(vrouters, interfacesByVrouter, networks.length, fabricLanes,
+    probeNodes);
   const svg = s("svg", {class: "topology", viewBox: `0 0 ${width} ${height}`, width, height, role: "img",
                         "aria-label": `Lab ${topology.name}: ${vrouters.length} compute nodes, `
                           + `${networks.length} networks, ${captures.length} active captures`},
@@ -239,8 +274,9 @@ function picture(topology, vrouters, interfacesByVrouter, captures) {
   drawNetworks(svg, networks, colors, width);
   drawFabric(svg, topology, width, rows);
   for (const box of boxes) drawBox(svg, box, rows);
+  for (const probe of probes) drawProbe(svg, probe, rows);
   drawAttachments(svg, boxes, rows, networkIndex, colors);
-  drawCopyPaths(svg, boxes, rows, captures);
+  drawCopyPaths(svg, boxes, probes, rows, captures);
   for (const box of boxes) for (const vm of box.vms) drawVm(svg, vm, box.vrouter, rows, captures);
   return svg;
 }
@@ -253,15 +289,15 @@ function legend() {
     item(h("span", {class: "legend-box vm"}), "guest VM"),
     item(h("span", {class: "legend-box analyzer"}), "analyzer VM"),
     item(h("span", {class: "legend-box mirrored"}), "mirrored interface"),
-    item(line("topo-mirror"), "a capture's copies: VM \u2192 vRouter \u2192 fabric \u2192 vRouter \u2192 analyzer, "
-      + "with their wrapper and packets"),
+    item(line("topo-mirror"), "a capture's copies: VM \u2192 vRouter \u2192 [fabric \u2192 vRouter \u2192] analyzer VM, "
+      + "or VM \u2192 vRouter \u2192 fabric \u2192 fabric analyzer, with their wrapper and packets"),
     item(h("span", {class: "legend-box vrouter"}), "vRouter"),
-    item(line("topo-fabric"), "fabric (MPLS over Ethernet)"));
+    item(line("topo-fabric"), "fabric (the overlay: MPLS over Ethernet; fabric analyzers on it)"));
 }
 
 const CAPTURE_COLUMNS = [
   {label: "Capture", className: "num"}, {label: "vRouter"}, {label: "Interface"}, {label: "VM"},
-  {label: "Direction"}, {label: "Analyzer"}, {label: "Copies as"}, {label: "Packets", className: "num"},
+  {label: "Direction"}, {label: "Analyzer"}, {label: "Destination"}, {label: "Copies as"}, {label: "Packets", className: "num"},
   {label: "Bytes", className: "num"}, {label: "Started"},
 ];
 
@@ -269,7 +305,7 @@ function captureRow(capture) {
   return {cells: [
     `#${capture.id}`,
     h("a", {href: `#/vrouters/${encodeURIComponent(capture.vrouter)}/interfaces`}, capture.vrouter),
-    capture.interface, capture.vm || "", capture.direction, capture.analyzer,
+    capture.interface, capture.vm || "", capture.direction, capture.analyzer, capture.analyzer_view.destination,
     h("span", {title: `${capture.analyzer_view.wrapper_name}, ${capture.analyzer_view.tag}`}, capture.analyzer_view.tag_short),
     String(capture.packets),
     formatBytes(capture.bytes), formatClock(Date.parse(capture.started_at) / 1000),
