@@ -7,10 +7,14 @@ its screenshots in artifacts/.
 from __future__ import annotations
 
 import ipaddress
+import queue
 import re
 import shlex
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -175,36 +179,70 @@ def test_topology_draws_each_copy_path_through_vrouters_and_fabric_with_wrapper_
 
 # --- 4. what the analyzer receives, and each packet's direction --------------------------------
 
-def run_analyzer_command(lab, command: str, target: Target, seconds: int = 6) -> str:
-    """Run the panel's tshark command inside the analyzer VM as pasted (the CLI for `mirrorlab`)
-    for `seconds` while the target pings its peer 3 times; its output."""
+ECHO = re.compile(r"Echo \(ping\) (request|reply)\s+id=0x[0-9a-f]+, seq=(\d+)/")
+WATCH_TIMEOUT_S = 30
+
+
+def watch_copies(lab, command: str, target: Target, pairs: int = 4) -> dict[tuple[int, str], list[list[str]]]:
+    """Run the panel's analyzer-side tshark command as pasted (the CLI for `mirrorlab`) while
+    the target VM pings its peer every 0.2 s; once it has printed a first echo copy (tshark is
+    surely capturing then), the lines it prints for the next `pairs` echo requests and replies,
+    each split into its fields: {(sequence number, "request"|"reply"): [fields, ...]}. Copies
+    made before tshark was ready never count; every later one must show up."""
     words = shlex.split(command)
     assert words[0] == "mirrorlab"
-    process = subprocess.Popen([sys.executable, "-m", "mirrorlab.cli", *words[1:], "-a", f"duration:{seconds}"],
-                               env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        for line in process.stderr:
-            if line.startswith("Capturing on"):
-                break
-        ping_peer(lab, target)
-        output, _ = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    return output
+    lines: queue.Queue[str | None] = queue.Queue()
+    with tempfile.TemporaryFile("w+") as errors:
+        tshark = subprocess.Popen([sys.executable, "-m", "mirrorlab.cli", *words[1:], "-a", "duration:60"],
+                                  env=lab.env, stdout=subprocess.PIPE, stderr=errors, text=True)
+        threading.Thread(target=lambda: [*map(lines.put, tshark.stdout), lines.put(None)], daemon=True).start()
+        pinging = lab.popen(target.vm, f"ping -i 0.2 -c {WATCH_TIMEOUT_S * 5} {target.peer.ip}")
+        seen: dict[tuple[int, str], list[list[str]]] = {}
+        wanted: set[tuple[int, str]] | None = None
+        printed = []
+        deadline = time.monotonic() + WATCH_TIMEOUT_S
+        try:
+            while wanted is None or not wanted <= seen.keys():
+                try:
+                    line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+                except queue.Empty:
+                    line = None
+                if line is None or time.monotonic() > deadline:
+                    errors.seek(0)
+                    raise AssertionError(f"{command}\nprinted {printed!r} in {WATCH_TIMEOUT_S} s; wanted "
+                                         f"{sorted(wanted or ())}; stderr: {errors.read()}")
+                printed.append(line)
+                echo = ECHO.search(line)
+                if echo is None:
+                    continue
+                kind, sequence = echo.group(1), int(echo.group(2))
+                if wanted is None:
+                    wanted = {(n, k) for n in range(sequence + 1, sequence + 1 + pairs) for k in ("request", "reply")}
+                seen.setdefault((sequence, kind), []).append(line.rstrip("\n").split("\t"))
+        finally:
+            pinging.kill()
+            tshark.terminate()
+            tshark.wait(timeout=10)
+    return {key: seen[key] for key in sorted(wanted)}
 
 
 def test_capture_screen_says_what_the_analyzer_receives_and_its_commands_decode_it(lab, page, target):
-    """The panel shows the capture's wrapper (its MPLS label), path and direction line from the
-    API; its Copy button copies the command; the analyzer-side command, run in the analyzer VM,
-    decodes the wrapped copies (traffic class 0 for requests the VM sent, 1 for replies it got);
-    the pcap command, run on the pcapng the screen downloads, shows Outbound and Inbound. The
-    packet details say each packet's direction."""
+    """The panel shows the capture's destination and wrapper (the Juniper header over UDP 8099,
+    its mirror index), path and direction line from the API; its Copy button copies the
+    command; the analyzer-side command, run in the analyzer VM as pasted while the VM pings,
+    decodes every copy once tshark runs: juniper.vn.src names the network on the requests the
+    VM sent, juniper.vn.dst on the replies delivered to it, each exactly once; the pcap command,
+    run on the pcapng the screen downloads, shows Outbound and Inbound. The packet details say
+    each packet's direction."""
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=lab.api_url)
     capture = open_capture_screen(page, lab, target)
     view = capture["analyzer_view"]
     panel = page.get_by_role("region", name="What the analyzer receives")
-    expect(panel.locator("#receives-wrapper")).to_have_text(f"Ethernet-in-MPLS \u00b7 {view['tag']}")
-    assert f"{capture['label']} (0x{capture['label']:x}" in view["tag"]
+    expect(panel.locator("#receives-destination")).to_have_text(
+        f"{capture['mirror_to']['analyzer_ip_address']} udp 8099, Juniper header")
+    expect(panel.locator("#receives-wrapper")).to_have_text(f"Juniper header over UDP 8099 \u00b7 {view['tag']}")
+    assert re.fullmatch(r"mirror index \d+ \(UDP source ports \d+-\d+ from 192\.168\.100\.\d+, vRouter "
+                        + target.compute + r"\)", view["tag"]), view["tag"]
     expect(panel.locator("#receives-path")).to_have_text(view["path_text"])
     assert view["path_text"].startswith(f"{target.vm} \u2192 vRouter {target.compute}")
     expect(panel.locator("#receives-directions")).to_have_text(view["directions"])
@@ -214,12 +252,19 @@ def test_capture_screen_says_what_the_analyzer_receives_and_its_commands_decode_
     expect(panel.locator(".copy-result").nth(1)).to_have_text("Copied")
     assert page.evaluate("navigator.clipboard.readText()") == view["tshark_analyzer"]
 
-    seen = run_analyzer_command(lab, panel.locator("pre").nth(1).inner_text(), target)
-    lines = [line.split("\t") for line in seen.splitlines() if "Echo (ping)" in line]
-    assert [(tc, info.split()[2]) for tc, _, _, info in lines] == [("0", "request"), ("1", "reply")] * 3, seen
-    assert all(src == str(target.interface.ip) for tc, src, _, _ in lines if tc == "0")
+    copies = watch_copies(lab, panel.locator("pre").nth(1).inner_text(), target)
+    network = target.interface.network
+    for (sequence, kind), lines in copies.items():
+        assert len(lines) == 1, f"seq {sequence} {kind}: {lines}"
+        vn_src, vn_dst, source, destination, _ = lines[0]
+        if kind == "request":  # what the VM sent: an ingress copy
+            assert (vn_src, vn_dst, source, destination) == (network, "", str(target.interface.ip),
+                                                             str(target.peer.ip)), lines
+        else:  # what was delivered to it: an egress copy
+            assert (vn_src, vn_dst, source, destination) == ("", network, str(target.peer.ip),
+                                                             str(target.interface.ip)), lines
 
-    expect(page.locator(".packet-table tbody tr").filter(has_text="Echo (ping) reply")).to_have_count(3)
+    expect(page.locator(".packet-table tbody tr").filter(has_text="Echo (ping) reply").first).to_be_visible()
     with page.expect_download() as download:
         page.get_by_role("link", name="Download pcapng").click()
     assert download.value.suggested_filename == view["pcap_file"] == shlex.split(view["tshark_pcap"])[2]
@@ -233,10 +278,11 @@ def test_capture_screen_says_what_the_analyzer_receives_and_its_commands_decode_
         {("0x00000002", "request"), ("0x00000001", "reply")}, read
 
     shown = lab.cli("capture", "show", str(capture["id"])).stdout.splitlines()
-    assert shown[1:] == [f"  copies:     Ethernet-in-MPLS, {view['tag']}", f"  path:       {view['path_text']}",
+    assert f"[{view['destination']}]" in shown[0]
+    assert shown[1:] == [f"  copies:     Juniper header over UDP 8099, {view['tag']}", f"  path:       {view['path_text']}",
                          f"  directions: {view['directions']}",
                          f"  the pcap:   mirrorlab capture pcap {capture['id']} -o {view['pcap_file']} && "
-                         f"{view['tshark_pcap']}", f"  on the analyzer: {view['tshark_analyzer']}"]
+                         f"{view['tshark_pcap']}", f"  on {view['receiver']}: {view['tshark_analyzer']}"]
 
     page.locator(".packet-table tbody tr").filter(has_text="Echo (ping) request").first.click()
     direction = page.locator(".packet-direction")
