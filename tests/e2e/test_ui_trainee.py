@@ -293,6 +293,71 @@ def test_capture_screen_says_what_the_analyzer_receives_and_its_commands_decode_
                                    "(pcapng: Inbound)")
 
 
+def test_advanced_destination_sends_mirror_to_and_the_probe_receives_that_vxlan(lab, page, target):
+    """The capture screen's Advanced destination sends Contrail's mirror_to: a VNI out of range
+    is refused, the controller's words next to the VNI field and no capture started; static
+    VXLAN with VNI 5000 to the fabric analyzer then runs with that mirror_to in the API; the
+    panel says so, and its command, run on the fabric analyzer as pasted while the VM pings,
+    shows VNI 5000 on every copy of the next echo pairs (requests from the VM, replies to it).
+    The Topology page draws the copies along the fabric into the fabric analyzer and lists the
+    destination."""
+    probe = lab.topology.fabric_analyzers[0]
+    open_capture_screen(page, lab, target)
+    page.locator("#capture-destination summary").click()
+    page.get_by_label("Next hop").select_option("static")
+    expect(page.get_by_label("Juniper header")).not_to_be_checked()
+    expect(page.get_by_label("VTEP address")).to_have_value(str(probe.ip))
+    expect(page.get_by_label("VTEP MAC")).to_have_value(probe.mac)
+    page.get_by_label("VNI").fill("0")
+    page.get_by_role("button", name="Capture to this destination").click()
+    expect(page.locator("#destination-static_nh_header-vni-error")).to_have_text("0 is out of range (1..16777215)")
+    expect(page.get_by_label("VNI")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#capture-status")).to_have_text("Not capturing")
+    assert not [c for c in lab.api("GET", "/api/captures", params={"state": "active"}).json()
+                if c["interface"] == target.port]
+    page.screenshot(path=ARTIFACTS / "ui-destination-refused.png", full_page=True)
+
+    page.get_by_label("VNI").fill("5000")
+    page.get_by_role("button", name="Capture to this destination").click()
+    expect(page.locator("#capture-status")).to_have_text("Capturing", timeout=START_TIMEOUT_MS)
+    expect(page.locator("#destination-static_nh_header-vni-error")).to_be_empty()
+    [capture] = [c for c in lab.api("GET", "/api/captures", params={"state": "active"}).json()
+                 if c["interface"] == target.port]
+    assert capture["analyzer"] == probe.name
+    assert {k: capture["mirror_to"][k] for k in ("nh_mode", "juniper_header", "static_nh_header")} == {
+        "nh_mode": "static", "juniper_header": False,
+        "static_nh_header": {"vtep_dst_ip_address": str(probe.ip), "vtep_dst_mac_address": probe.mac, "vni": 5000}}
+    view = capture["analyzer_view"]
+    panel = page.get_by_role("region", name="What the analyzer receives")
+    expect(panel.locator("#receives-destination")).to_have_text(f"static VXLAN 5000 to {probe.ip}")
+    expect(panel.locator("#receives-wrapper")).to_have_text(f"VXLAN VNI 5000 \u00b7 {view['tag']}")
+    expect(panel.locator("#receives-path")).to_have_text(
+        f"{target.vm} \u2192 vRouter {target.compute} \u2192 fabric {lab.topology.fabric_bridge} \u2192 "
+        f"{probe.name} {probe.ip} (fabric analyzer)")
+    expect(panel.get_by_role("button", name=f"Copy: Watch the copies arrive, on the fabric analyzer {probe.name}")).to_be_visible()
+    command = panel.locator("pre").nth(1).inner_text()
+    assert shlex.split(command)[:3] == ["mirrorlab", "exec", probe.name]
+    page.screenshot(path=ARTIFACTS / "ui-capture-static-vxlan.png", full_page=True)
+
+    copies = watch_copies(lab, command, target)
+    for (sequence, kind), lines in copies.items():
+        assert len(lines) == 1, f"seq {sequence} {kind}: {lines}"
+        vni, source, destination, _ = lines[0]
+        addresses = (target.interface.ip, target.peer.ip) if kind == "request" else (target.peer.ip, target.interface.ip)
+        assert (vni, source, destination) == ("5000", *map(str, addresses)), lines
+
+    topology = page.context.new_page()  # leaving the capture screen would stop its capture
+    topology.goto(f"{lab.api_url}/#/topology")
+    route = topology.locator(f"g.topo-copy[data-capture='{capture['id']}'] path")
+    expect(route).to_have_count(1)
+    end = path_points(route.get_attribute("d"))[-1]
+    probe_box = svg_box(topology, f"g.topo-probe[data-fabric-analyzer='{probe.name}'] rect")
+    assert inside(end, probe_box, slack=14), (end, probe_box)
+    assert end[1] > svg_box(topology, "line.topo-fabric")["y"] - 20 > probe_box["y"], "the probe sits on the fabric line"
+    expect(topology.get_by_role("table", name="Active mirroring")).to_contain_text(f"static VXLAN 5000 to {probe.ip}")
+    topology.screenshot(path=ARTIFACTS / "ui-topology-static-vxlan.png", full_page=True)
+
+
 # --- 5. narrow windows ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("width", [*NARROW_WIDTHS, VIEWPORT["width"]])

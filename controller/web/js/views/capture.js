@@ -16,6 +16,7 @@ import {
   MONITOR_INFRASTRUCTURE, errorPanel, formatBytes, formatClock, formatDuration, notify, pageHeader,
   pill, setBreadcrumb, showError,
 } from "../ui.js";
+import {destinationForm} from "./destination.js";
 import {packetDetails, packetDetailsError} from "./packet-details.js";
 import {rateView} from "./rate-chart.js";
 
@@ -126,6 +127,7 @@ export function captureView(container, vrouterName, interfaceName) {
   let iface = null;
   let analyzers = [];
   let preferred = null;           // GET /api/analyzer-choice
+  let probes = [];                // the lab's fabric analyzers (GET /api/topology)
   let view = null;                // elements of the screen
   const rates = rateView();
 
@@ -219,6 +221,7 @@ export function captureView(container, vrouterName, interfaceName) {
       filterError: h("div", {class: "filter-error", id: "filter-error"}),
       filterState: h("span", {class: "card-count", id: "filter-state"}),
       details: h("div", {id: "packet-details"}),
+      destination: destinationForm(probes, restart),
       receives: h("section", {class: "card", id: "analyzer-receives", "aria-label": "What the analyzer receives"}),
       stopButton: h("button", {type: "button", class: "button danger", onclick: stop}, icon("stop"), "Stop"),
       startButton: h("button", {type: "button", class: "button primary", onclick: () => start()}, icon("play"), "Start capture"),
@@ -241,6 +244,7 @@ export function captureView(container, vrouterName, interfaceName) {
             h("div", {class: "segmented"}, DIRECTIONS.map((direction, index) =>
               h("label", {title: direction.text(iface.vm)}, directions[index], h("span", null, direction.label))))),
           view.rule),
+        view.destination.element,
         h("div", {class: "tiles"}, view.packets, view.bytes, view.duration, view.lease),
         rates.element),
       view.receives,
@@ -297,7 +301,9 @@ export function captureView(container, vrouterName, interfaceName) {
     if (startError) startError.remove();
     startError = null;
     capture = null;
-    const launch = settings.analyzer === DEFAULT_ANALYZER && !analyzerRunning(DEFAULT_ANALYZER);
+    view.destination.clearErrors();
+    const toFabric = view.destination.goesToFabric();
+    const launch = !toFabric && settings.analyzer === DEFAULT_ANALYZER && !analyzerRunning(DEFAULT_ANALYZER);
     setPhase(launch ? "launching" : "starting");
     describeCapture(settings);
     resetList();
@@ -305,13 +311,22 @@ export function captureView(container, vrouterName, interfaceName) {
     showCounts({packets: 0, bytes: 0});
     const request = {vrouter: vrouterName, interface: iface.name, direction: settings.direction,
                      lease_seconds: leaseSeconds, origin: "screen"};
-    if (!launch) request.analyzer = settings.analyzer;  // without one, the controller launches the default
+    // Without an analyzer the controller launches the default; a fabric destination names none.
+    if (!launch && !toFabric) request.analyzer = settings.analyzer;
+    const mirrorTo = view.destination.mirrorTo();
+    if (mirrorTo) request.mirror_to = mirrorTo;
     let started;
     try {
       started = await post("/api/captures", request);
     } catch (error) {
       if (disposed || mine !== run) return;
       setPhase("failed");
+      if (view.destination.showFieldError(error)) {
+        replaceChildren(view.meta, h("div", {class: "capture-title"}, "No capture running"),
+          h("div", {class: "muted", id: "destination-refused"},
+            "The controller refused the destination: see the field marked under Advanced destination."));
+        return;
+      }
       replaceChildren(view.meta, h("div", {class: "capture-title"}, "No capture running"),
         h("div", {class: "muted"}, "Change the analyzer or the direction, or press Start capture to try again."));
       startError = showError("Could not start the capture.", error);
@@ -596,16 +611,18 @@ export function captureView(container, vrouterName, interfaceName) {
   (async () => {
     let vrouter;
     let config;
+    let topology;
     try {
-      [vrouter, analyzers, config, preferred] = await Promise.all([
+      [vrouter, analyzers, config, preferred, topology] = await Promise.all([
         get(`/api/vrouters/${encodeURIComponent(vrouterName)}`), get("/api/analyzers"), get("/api/config"),
-        get("/api/analyzer-choice")]);
+        get("/api/analyzer-choice"), get("/api/topology")]);
     } catch (error) {
       if (!disposed) replaceChildren(body, errorPanel("Could not open the capture screen.", error));
       return;
     }
     if (disposed) return;
     leaseSeconds = config.lease_seconds;
+    probes = topology.nodes.filter((node) => node.kind === "fabric_analyzer");
     iface = vrouter.interface_list.find((item) => item.name === interfaceName || item.vm_interface === interfaceName);
     if (!iface) {
       const known = vrouter.interface_list.map((item) => item.name).join(", ") || "none";
