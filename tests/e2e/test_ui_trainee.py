@@ -183,12 +183,14 @@ ECHO = re.compile(r"Echo \(ping\) (request|reply)\s+id=0x[0-9a-f]+, seq=(\d+)/")
 WATCH_TIMEOUT_S = 30
 
 
-def watch_copies(lab, command: str, target: Target, pairs: int = 4) -> dict[tuple[int, str], list[list[str]]]:
+def watch_copies(lab, command: str, target: Target, pairs: int = 4,
+                 kinds: tuple[str, ...] = ("request", "reply")) -> dict[tuple[int, str], list[list[str]]]:
     """Run the panel's analyzer-side tshark command as pasted (the CLI for `mirrorlab`) while
     the target VM pings its peer every 0.2 s; once it has printed a first echo copy (tshark is
-    surely capturing then), the lines it prints for the next `pairs` echo requests and replies,
-    each split into its fields: {(sequence number, "request"|"reply"): [fields, ...]}. Copies
-    made before tshark was ready never count; every later one must show up."""
+    surely capturing then), the lines it prints for the next `pairs` echoes until each of them
+    has shown its copies of `kinds`, each line split into its fields:
+    {(sequence number, "request"|"reply"): [fields, ...]}, whatever kinds they are. Copies made
+    before tshark was ready never count; every later one must show up."""
     words = shlex.split(command)
     assert words[0] == "mirrorlab"
     lines: queue.Queue[str | None] = queue.Queue()
@@ -217,13 +219,14 @@ def watch_copies(lab, command: str, target: Target, pairs: int = 4) -> dict[tupl
                     continue
                 kind, sequence = echo.group(1), int(echo.group(2))
                 if wanted is None:
-                    wanted = {(n, k) for n in range(sequence + 1, sequence + 1 + pairs) for k in ("request", "reply")}
+                    wanted = {(n, k) for n in range(sequence + 1, sequence + 1 + pairs) for k in kinds}
                 seen.setdefault((sequence, kind), []).append(line.rstrip("\n").split("\t"))
         finally:
             pinging.kill()
             tshark.terminate()
             tshark.wait(timeout=10)
-    return {key: seen[key] for key in sorted(wanted)}
+    window = {sequence for sequence, _ in wanted}
+    return {key: seen[key] for key in sorted(seen) if key[0] in window}
 
 
 def test_capture_screen_says_what_the_analyzer_receives_and_its_commands_decode_it(lab, page, target):
@@ -253,6 +256,7 @@ def test_capture_screen_says_what_the_analyzer_receives_and_its_commands_decode_
     assert page.evaluate("navigator.clipboard.readText()") == view["tshark_analyzer"]
 
     copies = watch_copies(lab, panel.locator("pre").nth(1).inner_text(), target)
+    assert {kind for _, kind in copies} == {"request", "reply"}
     network = target.interface.network
     for (sequence, kind), lines in copies.items():
         assert len(lines) == 1, f"seq {sequence} {kind}: {lines}"
@@ -340,6 +344,7 @@ def test_advanced_destination_sends_mirror_to_and_the_probe_receives_that_vxlan(
     page.screenshot(path=ARTIFACTS / "ui-capture-static-vxlan.png", full_page=True)
 
     copies = watch_copies(lab, command, target)
+    assert {kind for _, kind in copies} == {"request", "reply"}
     for (sequence, kind), lines in copies.items():
         assert len(lines) == 1, f"seq {sequence} {kind}: {lines}"
         vni, source, destination, _ = lines[0]
@@ -356,6 +361,36 @@ def test_advanced_destination_sends_mirror_to_and_the_probe_receives_that_vxlan(
     assert end[1] > svg_box(topology, "line.topo-fabric")["y"] - 20 > probe_box["y"], "the probe sits on the fabric line"
     expect(topology.get_by_role("table", name="Active mirroring")).to_contain_text(f"static VXLAN 5000 to {probe.ip}")
     topology.screenshot(path=ARTIFACTS / "ui-topology-static-vxlan.png", full_page=True)
+
+
+def test_advanced_destination_nic_assisted_mirrors_what_the_vm_sends_to_the_fabric_analyzer(lab, page, target):
+    """NIC-assisted with VLAN 100 from the Advanced destination: the API shows that mirror_to;
+    the panel's command, run on the fabric analyzer as pasted while the VM pings a peer on
+    another compute node, shows each request the VM sent tagged VLAN 100 with its network's
+    label, and no reply (what is delivered to the VM never reaches the NIC)."""
+    if target.peer.compute == target.compute:
+        pytest.skip("NIC-assisted mirroring needs the peer on another compute node")
+    open_capture_screen(page, lab, target)
+    page.locator("#capture-destination summary").click()
+    page.get_by_label("NIC-assisted").check()
+    expect(page.get_by_label("VLAN", exact=True)).to_have_value("100")
+    page.get_by_role("button", name="Capture to this destination").click()
+    expect(page.locator("#capture-status")).to_have_text("Capturing", timeout=START_TIMEOUT_MS)
+    [capture] = [c for c in lab.api("GET", "/api/captures", params={"state": "active"}).json()
+                 if c["interface"] == target.port]
+    probe = lab.topology.fabric_analyzers[0]
+    assert (capture["analyzer"], capture["mirror_to"]["nic_assisted_mirroring"],
+            capture["mirror_to"]["nic_assisted_mirroring_vlan"]) == (probe.name, True, 100)
+    panel = page.get_by_role("region", name="What the analyzer receives")
+    expect(panel.locator("#receives-destination")).to_have_text(f"NIC-assisted VLAN 100 to {probe.name} {probe.ip}")
+    expect(panel.locator("#receives-wrapper")).to_have_text(
+        f"VLAN 100 tag, NIC-assisted \u00b7 mirrored by the fabric to {probe.name} {probe.ip}")
+    label = str(lab.topology.network(target.interface.network).label)
+    copies = watch_copies(lab, panel.locator("pre").nth(1).inner_text(), target, kinds=("request",))
+    assert {kind for _, kind in copies} == {"request"}, copies
+    for (sequence, _), lines in copies.items():
+        assert [line[:4] for line in lines] == [["100", label, str(target.interface.ip), str(target.peer.ip)]], lines
+    page.screenshot(path=ARTIFACTS / "ui-capture-nic-assisted.png", full_page=True)
 
 
 # --- 5. narrow windows ---------------------------------------------------------------------------
