@@ -698,8 +698,9 @@ def create_app(service: ControllerService, lease_seconds: float,
 
     @api.get("/api/topology", responses=_errors())
     def lab_topology():
-        """The lab as a graph: nodes (the fabric, compute nodes, networks with their subnets and
-        labels, VMs and analyzer VMs) and the edges that join them."""
+        """The lab as a graph: nodes (the fabric, compute nodes, fabric analyzers with their
+        addresses, networks with their subnets and labels, VMs and analyzer VMs) and the edges
+        that join them."""
         graph = service.topology.graph()
         return {"name": graph.graph["name"],
                 "nodes": [{"id": node, **attributes} for node, attributes in graph.nodes(data=True)],

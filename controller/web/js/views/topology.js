@@ -1,7 +1,7 @@
 // Monitor > Infrastructure > Topology: a picture of the lab. Virtual networks run across the
 // top; each compute node holds its VMs and its vRouter; the vRouters meet on the fabric below.
 // Fabric analyzers (probe appliances on the fabric: VTEPs of static destinations, the
-// receivers of NIC-assisted mirrors) sit on the fabric line, right of the compute nodes.
+// receivers of NIC-assisted mirrors) hang below the fabric line, under the last compute node.
 // Each active capture's copies are drawn along their real path (the capture's analyzer_view from
 // the API): down from the monitored VM into its vRouter, for an analyzer elsewhere along the
 // fabric to the analyzer's vRouter, and up into the analyzer VM, or along the fabric into the
@@ -75,12 +75,11 @@ function layout(vrouters, interfacesByVrouter, networkCount, fabricLanes, probeN
     x += width + BOX_GAP;
     return box;
   });
-  const probes = probeNodes.map((probe) => {
-    const placed = {...probe, x};
-    x += PROBE_WIDTH + BOX_GAP;
-    return placed;
-  });
-  return {rows, boxes, probes, width: x - BOX_GAP + 12, height: rows.fabric + 24 + fabricLanes * LANE};
+  const width = x - BOX_GAP + 12;
+  rows.probeTop = rows.fabric + 32 + fabricLanes * LANE;  // below the copy paths' lanes
+  const probes = probeNodes.map((probe, index) => ({...probe, x: width - 12 - (index + 1) * (PROBE_WIDTH + BOX_GAP) + BOX_GAP}));
+  const height = probes.length ? rows.probeTop + PROBE_HEIGHT + 12 : rows.fabric + 24 + fabricLanes * LANE;
+  return {rows, boxes, probes, width, height};
 }
 
 function drawNetworks(svg, networks, colors, width) {
@@ -171,12 +170,12 @@ function drawFabric(svg, topology, width, rows) {
     s("text", {x: 12, y: rows.fabric + 13, class: "topo-muted"}, fabric ? fabric.name : ""));
 }
 
-/** A fabric analyzer on the fabric line: its box above the line, joined to it. */
+/** A fabric analyzer on the fabric: its box below the line, joined to it. */
 function drawProbe(svg, probe, rows) {
-  const top = rows.fabric - PROBE_HEIGHT - 14;
+  const top = rows.probeTop;
   svg.append(s("g", {class: "topo-probe", dataset: {fabricAnalyzer: probe.name}},
     s("title", null, `fabric analyzer ${probe.name}: ${probe.ip} ${probe.mac} (mirrorlab exec ${probe.name} -- ...)`),
-    s("line", {x1: probe.x + PROBE_WIDTH / 2, y1: top + PROBE_HEIGHT, x2: probe.x + PROBE_WIDTH / 2, y2: rows.fabric,
+    s("line", {x1: probe.x + PROBE_WIDTH / 2, y1: rows.fabric, x2: probe.x + PROBE_WIDTH / 2, y2: top,
                class: "topo-fabric-link"}),
     s("rect", {x: probe.x, y: top, width: PROBE_WIDTH, height: PROBE_HEIGHT, rx: 7, class: "topo-vm topo-analyzer"}),
     s("text", {x: probe.x + 10, y: top + 17, class: "topo-vm-name"}, probe.name),
@@ -209,7 +208,7 @@ function copyRoute(capture, lane, localIndex, offsets, boxes, probes, rows) {
     const y = rows.fabric + 14 + lane * LANE;
     const outX = out.x + out.width / 2 - TAP_SHIFT - offsets.from * PATH_GAP;
     const intoX = probe.x + PROBE_WIDTH / 2 + TAP_SHIFT + offsets.to * PATH_GAP;
-    return {d: `M ${from} ${bottom} V ${inVrouter} H ${outX} V ${y} H ${intoX} V ${rows.fabric - 12}`,
+    return {d: `M ${from} ${bottom} V ${inVrouter} H ${outX} V ${y} H ${intoX} V ${rows.probeTop - 2}`,
             label: {x: (outX + intoX) / 2, y: y + 17}};
   }
   const target = last.kind === "analyzer" ? vmAt.get(last.name) : null;
