@@ -198,7 +198,12 @@ def watch_copies(lab, command: str, target: Target, pairs: int = 4,
     with tempfile.TemporaryFile("w+") as errors:
         tshark = subprocess.Popen([sys.executable, "-m", "mirrorlab.cli", *words[1:], "-a", "duration:60"],
                                   env=lab.env, stdout=subprocess.PIPE, stderr=errors, text=True)
-        threading.Thread(target=lambda: [*map(lines.put, tshark.stdout), lines.put(None)], daemon=True).start()
+        def forward_lines() -> None:  # tshark's lines, then None when it ends
+            for line in tshark.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=forward_lines, daemon=True).start()
         pinging = lab.popen(target.vm, f"ping -i 0.2 -c {WATCH_TIMEOUT_S * 5} {target.peer.ip}")
         seen: dict[tuple[int, str], list[list[str]]] = {}
         wanted: set[tuple[int, str]] | None = None
