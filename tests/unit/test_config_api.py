@@ -196,6 +196,20 @@ def test_interface_mirror_starts_a_port_capture_that_unset_stops(vnc, service):
         .get_virtual_machine_interface_properties() is None
 
 
+def test_naming_the_default_analyzer_launches_it_when_it_is_not_running(tmp_path, default_topo):
+    """As in Contrail, the default analyzer (named by its fq-name string) is launched on the
+    interface's compute node if it does not exist yet; the port capture then goes to it."""
+    lab = FakeLab()
+    service = ControllerService(default_topo, Store(tmp_path / "controller.db"), lab, tmp_path)
+    config = ConfigApi(service)
+    vmi = config.catalog().by_name[("virtual-machine-interface", tuple(vmi_fq_name("vm4-eth0")))]
+    config.update("virtual-machine-interface", vmi.uuid, {
+        "virtual_machine_interface_properties": mirror_props().exportDict(name_=None)})
+    assert lab.added == ["an1"]
+    assert port_captures(service) == [("tap-vm4-0", "both", DEFAULT_ANALYZER, True)]
+    assert service.topology.vm("an1").compute == "compute2"
+
+
 def test_mirror_to_fields_at_their_defaults_are_taken(vnc, service):
     vmi = vnc.virtual_machine_interface_read(fq_name=vmi_fq_name("vm5-eth0"))
     vmi.set_virtual_machine_interface_properties(mirror_props(
