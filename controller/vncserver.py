@@ -314,16 +314,19 @@ class ConfigApi:
 
     def _replace_nic_assisted(self, interface: Interface, running: Capture,
                               mirror: PortMirror) -> None:
+        """Stop NIC-assisted port capture `running`, then start `mirror` (checked first); if
+        it cannot start, start `running`'s setting again, and say so if that fails too."""
         self.service.destination(dict(mirror.mirror_to))  # bad input: refused before any stop
         self.service.stop_capture(running.id, CHANGED)
         try:
             self._start(interface, mirror)
-        except MirrorlabError:
+        except MirrorlabError as refused:
             try:
                 self._start(interface, PortMirror(running.direction, running.mirror_to.to_dict()))
             except MirrorlabError as err:
-                LOG.error("interface_mirror of %s: the previous setting was not restored: %s",
-                          interface.name, err.message)
+                raise type(refused)(f"{refused.message}; the previous setting was not started "
+                                    f"again either ({err.message}): {interface.name} is not "
+                                    f"mirrored now", refused.field) from None
             raise
 
 

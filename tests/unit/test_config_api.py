@@ -20,6 +20,7 @@ from vnc_api.gen.resource_xsd import (
 )
 from vnc_api.vnc_api import NetworkPolicy, VirtualNetwork, VncApi
 
+from mirrorlab.control import LabControlError
 from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, PORT_ORIGIN, plan_analyzer
 from mirrorlab.controller.mirrorto import MirrorTo, StaticNhHeader
 from mirrorlab.controller.rest import MAX_REQUEST_BYTES, ApiAccess
@@ -325,6 +326,24 @@ def test_a_nic_assisted_change_the_lab_refuses_keeps_the_old_setting(vnc, servic
     assert sorted((c.interface, c.mirror_to.nic_assisted_mirroring_vlan)
                   for c in service.active_captures()) == [("tap-vm1-0", 200), ("tap-vm3-0", 100)]
     assert sorted(service.lab.mirrors.values()) == [(100, "probe1"), (200, "probe1")]
+
+
+def test_a_nic_assisted_change_that_cannot_restore_the_old_setting_says_so(vnc, service):
+    """When the fabric's mirror can be set neither for the new NIC-assisted setting nor for
+    the old one again, the refusal says the interface is not mirrored now, and the VMI reads
+    back without interface_mirror."""
+    set_mirror(vnc, "vm1-eth0", mirror_props(None, **NIC_ASSISTED))
+
+    def refuse(name, vlan, fabric_analyzer):
+        raise LabControlError("the lab process does not answer")
+
+    service.lab.add_nic_mirror = refuse
+    with pytest.raises(HttpError, match="NIC mirrors were not set.*previous setting was not "
+                                        "started again either.*vm1-eth0 is not mirrored now"):
+        set_mirror(vnc, "vm1-eth0", mirror_props(None, **NIC_ASSISTED | {"nic_assisted_mirroring_vlan": 101}))
+    assert service.active_captures() == []
+    assert vnc.virtual_machine_interface_read(fq_name=vmi_fq_name("vm1-eth0")) \
+        .get_virtual_machine_interface_properties() is None
 
 
 @pytest.mark.parametrize("properties, field, message", [
