@@ -12,7 +12,8 @@ from scapy.all import ICMP, UDP, Ether, rdpcap
 DEFAULT_ANALYZER = "interface-packet-capture"
 
 
-def test_cli_destination_flags_reach_the_api_and_errors_name_the_field(clean_lab, target):
+def test_cli_destination_flags_reach_the_api_and_errors_name_the_field(wire_analyzers, clean_lab,
+                                                                        target):
     """`capture start` without destination flags goes to the default analyzer the default way
     (dynamic, Juniper header, UDP 8099), shown whole by `capture show --json` and in words by
     `capture show`; a bad flag value is refused with the field named and starts nothing."""
@@ -44,7 +45,10 @@ WIRE_ANALYZER = "wire-remote"
 
 @pytest.fixture(scope="module")
 def wire_analyzers(lab, target):
-    """The default analyzer (on the monitored VM's compute node) and one on another compute node."""
+    """The default analyzer (on the monitored VM's compute node) and one on another compute node,
+    once every vRouter is connected (a test before may have restarted the controller)."""
+    lab.wait_for(lambda: all(c["connected"] for c in lab.api("GET", "/api/vrouters").json()),
+                 what="every vRouter connected")
     lab.stop_all_captures()
     names = {a["name"] for a in lab.api("GET", "/api/analyzers").json()}
     if WIRE_ANALYZER not in names:
