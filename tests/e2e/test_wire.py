@@ -249,7 +249,8 @@ def test_nic_assisted_the_fabric_mirrors_the_tagged_frames_and_same_node_traffic
     is tagged with VLAN 100 (its peer still gets it, untagged) and the fabric switch's mirror
     (an OVS Mirror with select_vlan, set through the lab process) hands it to the fabric
     analyzer probe1, where tshark shows vlan.id 100 around the overlay. As in Contrail, a ping
-    to a VM on the same compute node is not mirrored. Stopping removes the mirror."""
+    to a VM on the same compute node is not mirrored. Stopping removes the mirror; the next
+    NIC-assisted capture on that VLAN gets its copies at once."""
     lab = clean_lab
     local_peer = next(i for i in lab.topology.interfaces()
                       if i.network == target.interface.network and i.compute == target.compute
@@ -281,3 +282,9 @@ def test_nic_assisted_the_fabric_mirrors_the_tagged_frames_and_same_node_traffic
     stopped = lab.api("DELETE", f"/api/captures/{capture['id']}")
     assert stopped.status_code == 200
     assert lab.netns("ovs-vsctl", "--bare", "--columns=name", "list", "Mirror").stdout.strip() == ""
+    # The next NIC-assisted capture on the same VLAN, right away, gets its copies too.
+    again = lab.api("POST", "/api/captures", json={"vm": target.vm, "mirror_to": {
+        "nic_assisted_mirroring": True, "nic_assisted_mirroring_vlan": 100}}).json()
+    lab.exec(target.vm, f"ping -c 3 -i 0.2 {target.peer.ip}")
+    lab.wait_for(lambda: lab.api("GET", f"/api/captures/{again['id']}").json()["packets"] >= 3,
+                 what="3 copies for the second NIC-assisted capture")
