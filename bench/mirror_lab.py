@@ -6,8 +6,9 @@
 
 bv1 -> bv3 stays on one compute node; bv1 -> bv2 crosses the fabric. Captures watch bv1 and go
 to one of DESTINATIONS: Contrail's default (Juniper header over UDP 8099) or header-less, to the
-analyzer on bn1 (local) or the one on bn3 (remote: the copies cross the fabric), or static
-(VXLAN over the fabric to the fabric analyzer bprobe).
+analyzer on bn1 (local) or the one on bn3 (remote: the copies cross the fabric), static
+(VXLAN over the fabric to the fabric analyzer bprobe), or NIC-assisted (the fabric switch
+mirrors VLAN 100 to bprobe).
 """
 from __future__ import annotations
 
@@ -33,7 +34,10 @@ DESTINATIONS = {
     "remote-noheader": ("remote", {"juniper_header": False}),
     "static": (PROBE, {"nh_mode": "static", "static_nh_header": {
         "vtep_dst_ip_address": PROBE_IP, "vtep_dst_mac_address": PROBE_MAC, "vni": 5000}}),
+    "nic": (PROBE, {"nic_assisted_mirroring": True, "nic_assisted_mirroring_vlan": 100}),
 }
+# NIC-assisted mirroring copies only what the monitored VM sends over the fabric.
+SENT_ONLY = {"nic"}
 
 TOPOLOGY = f"""\
 # The benchmarks' mirroring lab (bench/mirror_lab.py).

@@ -222,6 +222,40 @@ def _known_analyzers(topology: Topology) -> str:
     return ", ".join(f"{name} {vm.interfaces[0].ip}" for name, vm in sorted(analyzers(topology).items())) or "none"
 
 
+def resolve_destination(topology: Topology, analyzer: str | None,
+                        mirror_to: MirrorTo) -> tuple[str, MirrorTo]:
+    """Where a capture asking for `analyzer` (an analyzer instance, already named; None for a
+    static or NIC-assisted destination) and `mirror_to` sends its copies: the analyzer instance
+    or fabric analyzer, and `mirror_to` with that analyzer's address, MAC and network filled
+    in. Raises naming the field at fault."""
+    unsupported = not_on_the_wire_yet(mirror_to)
+    if unsupported is not None:
+        raise unsupported
+    if mirror_to.nh_mode == "static":
+        if analyzer is not None or mirror_to.analyzer_name is not None:
+            raise InvalidRequest("a static destination goes to its VTEP (static_nh_header), not "
+                                 "to an analyzer instance",
+                                 "mirror_to.analyzer_name" if analyzer is None else "analyzer")
+        analyzer, destination = find_vtep(topology, mirror_to).name, mirror_to
+    elif mirror_to.nic_assisted_mirroring:
+        if analyzer is not None:
+            raise InvalidRequest("NIC-assisted mirroring goes to a fabric analyzer "
+                                 "(mirror_to.analyzer_name), not to an analyzer instance", "analyzer")
+        probe = find_nic_analyzer(topology, mirror_to)
+        analyzer = probe.name
+        destination = replace(mirror_to, analyzer_name=probe.name,
+                              analyzer_ip_address=str(probe.ip), analyzer_mac_address=probe.mac)
+    elif analyzer not in analyzers(topology):
+        known = ", ".join(sorted(analyzers(topology))) or "none"
+        raise NotFound(f"unknown analyzer '{analyzer}' (known: {known})",
+                       "mirror_to.analyzer_name" if mirror_to.analyzer_name else "analyzer")
+    else:
+        analyzer_interface = analyzers(topology)[analyzer].interfaces[0]
+        destination = mirror_to.for_analyzer(analyzer, str(analyzer_interface.ip),
+                                             analyzer_interface.mac, analyzer_interface.network)
+    return analyzer, destination
+
+
 def plan_capture(topology: Topology, captures: list[Capture], capture_id: int, vrouter: str,
                  interface: str, direction: str | None, analyzer: str | None, now: float,
                  lease_seconds: float | None = None,
@@ -242,30 +276,7 @@ def plan_capture(topology: Topology, captures: list[Capture], capture_id: int, v
                              f"{MAX_LEASE_SECONDS:.0f})", "lease_seconds")
     target = find_interface(topology, vrouter, interface)
     parsed_direction = parse_direction(direction)
-    unsupported = not_on_the_wire_yet(mirror_to)
-    if unsupported is not None:
-        raise unsupported
-    if mirror_to.nh_mode == "static":
-        if analyzer is not None or mirror_to.analyzer_name is not None:
-            raise InvalidRequest("a static destination goes to its VTEP (static_nh_header), not "
-                                 "to an analyzer instance", "analyzer")
-        analyzer, destination = find_vtep(topology, mirror_to).name, mirror_to
-    elif mirror_to.nic_assisted_mirroring:
-        if analyzer is not None:
-            raise InvalidRequest("NIC-assisted mirroring goes to a fabric analyzer "
-                                 "(mirror_to.analyzer_name), not to an analyzer instance", "analyzer")
-        probe = find_nic_analyzer(topology, mirror_to)
-        analyzer = probe.name
-        destination = replace(mirror_to, analyzer_name=probe.name,
-                              analyzer_ip_address=str(probe.ip), analyzer_mac_address=probe.mac)
-    elif analyzer not in analyzers(topology):
-        known = ", ".join(sorted(analyzers(topology))) or "none"
-        raise NotFound(f"unknown analyzer '{analyzer}' (known: {known})",
-                       "mirror_to.analyzer_name" if mirror_to.analyzer_name else "analyzer")
-    else:
-        analyzer_interface = analyzers(topology)[analyzer].interfaces[0]
-        destination = mirror_to.for_analyzer(analyzer, str(analyzer_interface.ip),
-                                             analyzer_interface.mac, analyzer_interface.network)
+    analyzer, destination = resolve_destination(topology, analyzer, mirror_to)
     if capture_id > MAX_CAPTURE_ID:
         raise Conflict("capture ids are exhausted; reset the lab's capture store")
     active = [c for c in captures if c.active]

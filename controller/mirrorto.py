@@ -53,6 +53,12 @@ class MirrorTo:
     nic_assisted_mirroring: bool = False
     nic_assisted_mirroring_vlan: int | None = None
 
+    @property
+    def to_fabric(self) -> bool:
+        """Whether the copies go to a fabric analyzer (static: its VTEP; NIC-assisted: the
+        fabric switch's mirror) rather than to an analyzer instance."""
+        return self.nh_mode == "static" or self.nic_assisted_mirroring
+
     def for_analyzer(self, name: str, ip: str, mac: str, network: str) -> "MirrorTo":
         """This destination with the analyzer `name` (address `ip`, MAC `mac`, in `network`)
         filled in; a field the user gave that disagrees with the analyzer is a conflict."""

@@ -22,9 +22,9 @@ from mirrorlab.controller.errors import Conflict, LabUnavailable, MirrorlabError
 from mirrorlab.controller.flowmodel import Flow
 from mirrorlab.controller.mirroring import (
     DEFAULT_ANALYZER, Capture, analyzers, find_compute, find_interface, named_analyzer,
-    plan_analyzer, plan_capture,
+    plan_analyzer, plan_capture, resolve_destination,
 )
-from mirrorlab.controller.mirrorto import not_on_the_wire_yet, parse_mirror_to
+from mirrorlab.controller.mirrorto import MirrorTo, not_on_the_wire_yet, parse_mirror_to
 from mirrorlab.controller.pcapfile import PcapIndex, Record
 from mirrorlab.controller.pipeline import (
     capture_encapsulation, capture_flows, forwarding_flows, nic_mirrors,
@@ -287,8 +287,8 @@ class ControllerService:
                       limit_bytes: int | None = None, origin: str = "api",
                       mirror_to: dict | None = None) -> Capture:
         """Start mirroring an interface; the flows are confirmed by the vRouters when this
-        returns. Without `analyzer`, the default analyzer is used, launched on the interface's
-        compute node if it does not exist yet. With `lease_seconds`, the capture stops unless
+        returns. Without `analyzer`, the default analyzer is used; the default analyzer
+        (named or not) is launched on the interface's compute node if it does not exist yet. With `lease_seconds`, the capture stops unless
         renewed. Its pcap file holds at most `limit_bytes` (default: the controller's capture
         limit). Refused when the disk is below its free-space floor or the analyzer's recorder
         failed. `origin` says who starts it. The capture gets a random secret, which its
@@ -302,17 +302,15 @@ class ControllerService:
         if unsupported is not None:
             raise unsupported
         # A static or NIC-assisted one goes to a fabric analyzer, not to an analyzer instance.
-        to_fabric = destination.nh_mode == "static" or destination.nic_assisted_mirroring
-        if not to_fabric:
+        if not destination.to_fabric:
             with self.lock:
-                analyzer = named_analyzer(self.topology, analyzer, destination)
+                analyzer = named_analyzer(self.topology, analyzer, destination) or DEFAULT_ANALYZER
         self.require_whole_lab()
         free = self.free_disk_bytes()
         if free < self.min_free_bytes:
             raise Conflict(f"only {format_size(free)} free in {self.captures_dir}, less than the "
                            f"floor of {format_size(self.min_free_bytes)}; free some space first")
-        if analyzer is None and not to_fabric:
-            analyzer = DEFAULT_ANALYZER
+        if not destination.to_fabric and analyzer == DEFAULT_ANALYZER:
             target = find_interface(self.topology, vrouter, interface)
             self.require_connected([target.compute])  # before launching anything for it
             if analyzer not in analyzers(self.topology):
@@ -365,6 +363,17 @@ class ControllerService:
         with self.lock:
             self.starting.discard(capture.id)
         return capture
+
+    def destination(self, mirror_to: dict | None) -> tuple[str, MirrorTo]:
+        """Where a capture started with `mirror_to` (and no separate analyzer) would send its
+        copies: the analyzer instance or fabric analyzer, and the destination filled in, as
+        `start_capture` makes them. Raises as `start_capture` would (`NotFound` for the
+        default analyzer while it is not launched yet)."""
+        wanted = parse_mirror_to(mirror_to)
+        with self.lock:
+            analyzer = None if wanted.to_fabric else (
+                named_analyzer(self.topology, None, wanted) or DEFAULT_ANALYZER)
+            return resolve_destination(self.topology, analyzer, wanted)
 
     def reconcile_nic_mirrors(self) -> None:
         """Make the fabric switch's mirrors those of the active NIC-assisted captures (through

@@ -7,7 +7,10 @@ uuid derived from its type and fq_name, so a client that read a uuid once can us
 controller restart. `controller.vncserver` serves them over HTTP.
 
 What a client may write is checked here too: `parse_interface_mirror` turns a
-virtual-machine-interface's `interface_mirror` into a `PortMirror`, naming the field at fault.
+virtual-machine-interface's `interface_mirror` into a `PortMirror` (its `mirror_to` translated
+for the capture service, which checks it field by field: `controller.mirrorto`), naming the
+field at fault; `shown_mirror_to` turns a running capture's destination back into the
+MirrorActionType a client reads.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from typing import Iterable, Mapping
 
 from mirrorlab.controller.errors import InvalidRequest
 from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, PORT_ORIGIN, Capture, Direction, analyzers
+from mirrorlab.controller.mirrorto import MirrorTo
 from mirrorlab.topology import Topology
 
 DOMAIN = "default-domain"
@@ -98,7 +102,10 @@ CREATABLE = frozenset({"network-policy"})
 VMI_PROPERTIES_FIELDS = ("service_interface_type", "interface_mirror", "local_preference",
                          "sub_interface_vlan_tag", "max_flows")
 INTERFACE_MIRROR_FIELDS = ("traffic_direction", "mirror_to")
-# MirrorActionType fields this lab maps onto its capture service; the others are refused for now.
+# MirrorActionType's field that Contrail documents as "not used currently": taken and ignored.
+UNUSED_MIRROR_TO_FIELDS = ("encapsulation",)
+# A policy rule's MirrorActionType fields this lab takes (policy mirroring is stored, not
+# applied); the others are refused for now.
 MIRROR_TO_SUPPORTED = ("analyzer_name",)
 # What the other fields mean when left out; this lab takes them only with these values (vnc_api
 # sends juniper_header true and nic_assisted_mirroring false unless told otherwise).
@@ -126,25 +133,26 @@ def field_name(obj_type: str) -> str:
 
 @dataclass(frozen=True)
 class PortMirror:
-    """A virtual-machine-interface's interface_mirror, as the capture service runs it."""
+    """A virtual-machine-interface's interface_mirror, as the capture service takes it."""
 
     direction: Direction
-    analyzer: str  # the analyzer instance (service instance) name
+    # The capture service's mirror_to (`controller.mirrorto.parse_mirror_to` checks it).
+    mirror_to: Mapping
 
 
-def port_mirrors(captures: Iterable[Capture]) -> dict[str, tuple[Capture, PortMirror]]:
-    """The active port-configured captures by vRouter port name, with what they mirror (the
-    newest, while a changed setting's new capture and its old one overlap)."""
-    return {c.interface: (c, PortMirror(c.direction, c.analyzer))
-            for c in sorted(captures, key=lambda c: c.id) if c.active and c.origin == PORT_ORIGIN}
+def port_mirrors(captures: Iterable[Capture]) -> dict[str, Capture]:
+    """The active port-configured captures by vRouter port name (the newest, while a changed
+    setting's new capture and its old one overlap)."""
+    return {c.interface: c for c in sorted(captures, key=lambda c: c.id)
+            if c.active and c.origin == PORT_ORIGIN}
 
 
-def lab_objects(topology: Topology, mirrors: Mapping[str, PortMirror],
+def lab_objects(topology: Topology, mirrors: Mapping[str, Capture],
                 written: Iterable[ConfigObject] = (),
                 written_refs: Mapping[str, tuple[Ref, ...]] = MappingProxyType({})) -> list[ConfigObject]:
     """Every configuration object of the running lab: its topology (networks, VMs and their
     interfaces), its analyzers as service instances, each interface's `mirrors` entry (by
-    vRouter port name) as its interface_mirror, the objects clients `written` (network
+    vRouter port name: the port capture) as its interface_mirror, the objects clients `written` (network
     policies), and the refs clients set on the lab's objects (`written_refs`, by owner uuid)."""
     project = (DOMAIN, topology.name)
     ipam = project + (IPAM,)
@@ -183,11 +191,11 @@ def lab_objects(topology: Topology, mirrors: Mapping[str, PortMirror],
         for interface in vm.interfaces:
             vmi = project + (interface.name,)
             properties = {"service_interface_type": "left"} if instance else {}
-            mirror = mirrors.get(interface.port_name)
-            if mirror is not None:
+            capture = mirrors.get(interface.port_name)
+            if capture is not None:
                 properties["interface_mirror"] = {
-                    "traffic_direction": mirror.direction.value,
-                    "mirror_to": {"analyzer_name": ":".join(project + (mirror.analyzer,))}}
+                    "traffic_direction": capture.direction.value,
+                    "mirror_to": shown_mirror_to(capture.mirror_to, instances.values(), project)}
             objects.append(ConfigObject(
                 "virtual-machine-interface", vmi, "project",
                 {"virtual_machine_interface_mac_addresses": {"mac_address": [interface.mac]},
@@ -274,9 +282,10 @@ def render(obj: ConfigObject, catalog: Catalog, base_url: str, fields: set[str] 
     return body
 
 
-def parse_interface_mirror(value, analyzer_names: Iterable[str], project: tuple[str, ...]) -> PortMirror | None:
-    """The `PortMirror` a virtual-machine-interface's `interface_mirror` asks for (None: stop).
-    Raises `InvalidRequest` naming the field at fault."""
+def parse_interface_mirror(value, project: tuple[str, ...]) -> PortMirror | None:
+    """The `PortMirror` a virtual-machine-interface's `interface_mirror` asks for (None: stop),
+    its mirror_to translated by `service_mirror_to`. Raises `InvalidRequest` naming the field
+    at fault; the capture service checks the mirror_to's values."""
     where = "virtual_machine_interface_properties.interface_mirror"
     if value is None:
         return None
@@ -286,17 +295,67 @@ def parse_interface_mirror(value, analyzer_names: Iterable[str], project: tuple[
         raise InvalidRequest(f"{where}.traffic_direction: bad value {direction!r} "
                              f"(use ingress, egress or both)", f"{where}.traffic_direction")
     if value.get("mirror_to") is None:
-        raise InvalidRequest(f"{where}.mirror_to is missing: it names the analyzer", f"{where}.mirror_to")
-    analyzer = parse_mirror_to(value["mirror_to"], f"{where}.mirror_to", analyzer_names, project)
-    return PortMirror(Direction(direction), analyzer)
+        raise InvalidRequest(f"{where}.mirror_to is missing: it says where the copies go",
+                             f"{where}.mirror_to")
+    return PortMirror(Direction(direction),
+                      service_mirror_to(value["mirror_to"], f"{where}.mirror_to", project))
+
+
+def service_mirror_to(value, where: str, project: tuple[str, ...]) -> dict:
+    """A MirrorActionType as vnc_api sends it (`value`, found at `where`), as the capture
+    service takes it: the fields left null dropped (vnc_api sends every field), `encapsulation`
+    dropped (Contrail does not use it), `analyzer_name` (a service instance's fq_name string)
+    and `routing_instance` (a routing instance's or virtual network's fq_name string) made
+    the lab's bare names; everything else as it is, for the service to check."""
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"{where}: expected an object, got {type(value).__name__}", where)
+    taken = {name: given for name, given in value.items()
+             if given is not None and name not in UNUSED_MIRROR_TO_FIELDS}
+    if isinstance(taken.get("analyzer_name"), str):
+        parts = taken["analyzer_name"].split(":")
+        if len(parts) > 1 and tuple(parts[:-1]) != project:
+            raise InvalidRequest(f"{where}.analyzer_name: '{taken['analyzer_name']}' is not a "
+                                 f"service instance of project {':'.join(project)}",
+                                 f"{where}.analyzer_name")
+        taken["analyzer_name"] = parts[-1]
+    if isinstance(taken.get("routing_instance"), str):
+        parts = tuple(taken["routing_instance"].split(":"))
+        if parts[:len(project)] == project:
+            names = parts[len(project):]
+        else:
+            names = parts if len(parts) == 1 else ()  # a bare network name, or another project's
+        # A network's default routing instance is named after it: project:network:network.
+        if len(names) not in (1, 2) or len(set(names)) != 1:
+            raise InvalidRequest(f"{where}.routing_instance: '{taken['routing_instance']}' is not "
+                                 f"a network's routing instance in project {':'.join(project)} "
+                                 f"(like {':'.join(project + ('svc-vn-left', 'svc-vn-left'))})",
+                                 f"{where}.routing_instance")
+        taken["routing_instance"] = names[0]
+    if isinstance(taken.get("static_nh_header"), dict):
+        taken["static_nh_header"] = {name: given for name, given in taken["static_nh_header"].items()
+                                     if given is not None}
+    return taken
+
+
+def shown_mirror_to(mirror_to: MirrorTo, instances: Iterable[str], project: tuple[str, ...]) -> dict:
+    """A running capture's destination as a client reads it back in interface_mirror: every
+    MirrorActionType field, filled in as the capture service resolved it, with the analyzer
+    named by its service instance's fq_name string (when it is one of `instances`) and the
+    network by its routing instance's."""
+    shown = mirror_to.to_dict()
+    if shown["analyzer_name"] in set(instances):
+        shown["analyzer_name"] = ":".join(project + (shown["analyzer_name"],))
+    if shown["routing_instance"] is not None:
+        shown["routing_instance"] = ":".join(project + (shown["routing_instance"],) * 2)
+    return shown
 
 
 def parse_mirror_to(value, where: str, analyzer_names: Iterable[str], project: tuple[str, ...]) -> str:
-    """The analyzer a MirrorActionType (`value`, found at `where`) names. `analyzer_name` is a
-    service instance's fq_name string or its bare name; the default analyzer
-    (interface-packet-capture) may not exist yet: it is launched when used. The other fields
-    are refused unless they hold their defaults (this lab copies with the Juniper header to
-    UDP port 8099). Raises `InvalidRequest` naming the field at fault."""
+    """The analyzer a policy rule's MirrorActionType (`value`, found at `where`) names.
+    `analyzer_name` is a service instance's fq_name string or its bare name; the default
+    analyzer (interface-packet-capture) may not exist yet. Policy mirroring is stored, not
+    applied, so the other fields are refused unless they hold their defaults. Raises
+    `InvalidRequest` naming the field at fault."""
     require_object(value, where, MIRROR_TO_FIELDS)
     for name, given in value.items():
         if name not in MIRROR_TO_SUPPORTED and given is not None \

@@ -11,7 +11,8 @@ unknown, 409 conflict) and a plain-text body saying what is wrong.
 Objects of the topology cannot be created or deleted here (403): the topology file is their
 source. A virtual-machine-interface's `virtual_machine_interface_properties.interface_mirror`
 can be set and unset: `ConfigApi.set_port_mirror` starts and stops a capture of origin "port"
-through the controller's capture service, which stores it and reconciles it after a restart.
+through the controller's capture service, which takes its whole `mirror_to` (every mode of
+`controller.mirrorto`), stores it and reconciles it after a restart.
 Network policies (`controller.vncpolicy`) and the virtual networks' `network_policy_refs` are
 kept in the controller's store; their traffic semantics are not emulated yet.
 """
@@ -32,7 +33,7 @@ from starlette.routing import Route
 from mirrorlab.controller.errors import (
     Conflict, Forbidden, InvalidRequest, MirrorlabError, NotFound, Unauthorized,
 )
-from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, PORT_ORIGIN, analyzers
+from mirrorlab.controller.mirroring import PORT_ORIGIN, Capture, analyzers
 from mirrorlab.controller.rest import ApiAccess, RequestGuard
 from mirrorlab.controller.service import ControllerService
 from mirrorlab.controller.vncmodel import (
@@ -41,6 +42,7 @@ from mirrorlab.controller.vncmodel import (
     require_object,
 )
 from mirrorlab.controller.vncpolicy import parse_policy_entries
+from mirrorlab.topology import Interface
 
 LOG = logging.getLogger("mirrorlab.vncserver")
 DEFAULT_CONFIG_API_PORT = 8082
@@ -48,6 +50,8 @@ DEFAULT_CONFIG_API_PORT = 8082
 ACTIONS = {"name-to-id": "/fqname-to-id", "id-to-name": "/id-to-fqname", "ref-update": "/ref-update"}
 COLLECTIONS = {collection_name(t): t for t in TYPES}
 TRUE_VALUES = ("true", "1", "yes")
+INTERFACE_MIRROR = "virtual_machine_interface_properties.interface_mirror"
+CHANGED = "interface_mirror changed through the configuration API"
 
 
 class ConfigApi:
@@ -78,8 +82,7 @@ class ConfigApi:
     def catalog(self) -> Catalog:
         """Every object of the lab as it runs now."""
         with self.lock, self.service.lock:
-            mirrors = {port: mirror for port, (_, mirror)
-                       in port_mirrors(self.service.captures.values()).items()}
+            mirrors = port_mirrors(self.service.captures.values())
             return Catalog(lab_objects(self.service.topology, mirrors, self.written.values(),
                                        self.written_refs))
 
@@ -261,26 +264,85 @@ class ConfigApi:
             if name != "interface_mirror" and given not in (None, 0, "") and given != current.get(name):
                 raise Forbidden(f"{where}.{name} mirrors the lab's topology and cannot be changed "
                                 f"through this API (writable: interface_mirror)", f"{where}.{name}")
-        return parse_interface_mirror(value.get("interface_mirror"), self.analyzer_names(), self.project)
+        return parse_interface_mirror(value.get("interface_mirror"), self.project)
 
     def set_port_mirror(self, obj: ConfigObject, mirror: PortMirror | None) -> None:
-        """Make the interface of virtual-machine-interface `obj` mirror as `mirror` says. A new
-        setting starts its capture before the old one stops, so a start the lab refuses leaves
-        the old setting running."""
+        """Make the interface of virtual-machine-interface `obj` mirror as `mirror` says (its
+        whole mirror_to going to the capture service, whose refusals name the field within
+        interface_mirror). A changed setting starts its capture before the old one stops, so
+        a start the lab refuses leaves the old setting running; the one exception is a
+        NIC-assisted setting replacing a NIC-assisted one (an interface has one NIC-assisted
+        capture at a time): the old one stops first and is started again if the new one
+        cannot start."""
         with self.mirror_lock:
             with self.service.lock:
                 interface = next(i for i in self.service.topology.interfaces() if i.name == obj.name)
                 running = port_mirrors(self.service.captures.values()).get(interface.port_name)
-            if running is not None and running[1] == mirror:
-                return
-            if mirror is not None:
-                self.service.start_capture(
-                    interface.compute, interface.port_name, mirror.direction.value,
-                    analyzer=None if mirror.analyzer == DEFAULT_ANALYZER else mirror.analyzer,
-                    origin=PORT_ORIGIN)
-            if running is not None:
-                self.service.stop_capture(running[0].id, "interface_mirror unset through the "
+            if mirror is None:
+                if running is not None:
+                    self.service.stop_capture(running.id, "interface_mirror unset through the "
                                                           "configuration API")
+                return
+            if running is not None and self._runs(running, mirror):
+                return
+            try:
+                if running is not None and running.mirror_to.nic_assisted_mirroring \
+                        and mirror.mirror_to.get("nic_assisted_mirroring") is True:
+                    self._replace_nic_assisted(interface, running, mirror)
+                else:
+                    self._start(interface, mirror)
+                    if running is not None:
+                        self.service.stop_capture(running.id, CHANGED)
+            except MirrorlabError as err:
+                raise _within_interface_mirror(err) from None
+
+    def _runs(self, capture: Capture, mirror: PortMirror) -> bool:
+        """Whether port capture `capture` already mirrors as `mirror` asks (its destination
+        resolved as the capture service resolves it)."""
+        if capture.direction != mirror.direction:
+            return False
+        try:
+            return self.service.destination(dict(mirror.mirror_to)) == (capture.analyzer,
+                                                                        capture.mirror_to)
+        except MirrorlabError:
+            return False  # starting it says why
+
+    def _start(self, interface: Interface, mirror: PortMirror) -> Capture:
+        return self.service.start_capture(interface.compute, interface.port_name,
+                                          mirror.direction.value, origin=PORT_ORIGIN,
+                                          mirror_to=dict(mirror.mirror_to))
+
+    def _replace_nic_assisted(self, interface: Interface, running: Capture,
+                              mirror: PortMirror) -> None:
+        """Stop NIC-assisted port capture `running`, then start `mirror` (checked first); if
+        it cannot start, start `running`'s setting again, and say so if that fails too."""
+        self.service.destination(dict(mirror.mirror_to))  # bad input: refused before any stop
+        self.service.stop_capture(running.id, CHANGED)
+        try:
+            self._start(interface, mirror)
+        except MirrorlabError as refused:
+            try:
+                self._start(interface, PortMirror(running.direction, running.mirror_to.to_dict()))
+            except MirrorlabError as err:
+                raise type(refused)(f"{refused.message}; the previous setting was not started "
+                                    f"again either ({err.message}): {interface.name} is not "
+                                    f"mirrored now", refused.field) from None
+            raise
+
+
+def _within_interface_mirror(err: MirrorlabError) -> MirrorlabError:
+    """The capture service's refusal of a mirror_to field (`mirror_to.udp_port: ...`), said of
+    the VMI's field (`virtual_machine_interface_properties.interface_mirror.mirror_to.udp_port:
+    ...`). Something the field names that does not exist (a VTEP, an analyzer) is bad input
+    in this API: 400, as a 404 would tell vnc_api the VMI itself is missing."""
+    if not (err.field or "").startswith("mirror_to"):
+        return err
+    where = f"{INTERFACE_MIRROR}.{err.field}"
+    if err.message.startswith(err.field):
+        message = where + err.message[len(err.field):]
+    else:
+        message = f"{where}: {err.message}"
+    return (InvalidRequest if isinstance(err, NotFound) else type(err))(message, where)
 
 
 def _ref_type(field: str) -> str:

@@ -48,6 +48,14 @@ def _run(*args: str) -> None:
         raise RuntimeError(f"{args[0]} failed: {(result.stderr or result.stdout).strip()}")
 
 
+def _purge_datapath_flows() -> None:
+    """Drop the datapath's cached flows, so the next packets take the bridges' current
+    configuration: after a mirror was removed, a new one's VLAN traffic otherwise keeps the
+    cached mirror-less actions while it flows (seen with Open vSwitch 3.1's userspace datapath:
+    a second NIC-assisted capture got no copies)."""
+    _run("ovs-appctl", "revalidator/purge")
+
+
 def _quiet_bridge_end(link: str) -> None:
     """Keep the lab namespace's own IPv6 off a link whose end there belongs to a bridge: its
     router solicitations would otherwise reach the VM or the fabric behind the bridge."""
@@ -292,12 +300,14 @@ class LabNetwork:
                  "--", "--id=@m", "create", "Mirror", f"name={name}", "select_all=true",
                  f"select_vlan={vlan}", "output_port=@p", "--", "add", "Bridge", bridge,
                  "mirrors", "@m")
+            _purge_datapath_flows()
 
     def remove_nic_mirror(self, name: str) -> None:
         """Remove the fabric switch's mirror `name`."""
         with self.lock:
             _run("ovs-vsctl", "--", "--id=@m", "get", "Mirror", name, "--", "remove", "Bridge",
                  self.topology.fabric_bridge, "mirrors", "@m")
+            _purge_datapath_flows()
 
     def wait_reachable(self) -> bool:
         """Ping around a ring of each network's VMs until every VM reaches its next peer."""

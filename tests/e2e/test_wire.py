@@ -12,7 +12,8 @@ from scapy.all import ICMP, UDP, Ether, rdpcap
 DEFAULT_ANALYZER = "interface-packet-capture"
 
 
-def test_cli_destination_flags_reach_the_api_and_errors_name_the_field(clean_lab, target):
+def test_cli_destination_flags_reach_the_api_and_errors_name_the_field(wire_analyzers, clean_lab,
+                                                                        target):
     """`capture start` without destination flags goes to the default analyzer the default way
     (dynamic, Juniper header, UDP 8099), shown whole by `capture show --json` and in words by
     `capture show`; a bad flag value is refused with the field named and starts nothing."""
@@ -44,7 +45,10 @@ WIRE_ANALYZER = "wire-remote"
 
 @pytest.fixture(scope="module")
 def wire_analyzers(lab, target):
-    """The default analyzer (on the monitored VM's compute node) and one on another compute node."""
+    """The default analyzer (on the monitored VM's compute node) and one on another compute node,
+    once every vRouter is connected (a test before may have restarted the controller)."""
+    lab.wait_for(lambda: all(c["connected"] for c in lab.api("GET", "/api/vrouters").json()),
+                 what="every vRouter connected")
     lab.stop_all_captures()
     names = {a["name"] for a in lab.api("GET", "/api/analyzers").json()}
     if WIRE_ANALYZER not in names:
@@ -245,7 +249,8 @@ def test_nic_assisted_the_fabric_mirrors_the_tagged_frames_and_same_node_traffic
     is tagged with VLAN 100 (its peer still gets it, untagged) and the fabric switch's mirror
     (an OVS Mirror with select_vlan, set through the lab process) hands it to the fabric
     analyzer probe1, where tshark shows vlan.id 100 around the overlay. As in Contrail, a ping
-    to a VM on the same compute node is not mirrored. Stopping removes the mirror."""
+    to a VM on the same compute node is not mirrored. Stopping removes the mirror; the next
+    NIC-assisted capture on that VLAN gets its copies at once."""
     lab = clean_lab
     local_peer = next(i for i in lab.topology.interfaces()
                       if i.network == target.interface.network and i.compute == target.compute
@@ -277,3 +282,9 @@ def test_nic_assisted_the_fabric_mirrors_the_tagged_frames_and_same_node_traffic
     stopped = lab.api("DELETE", f"/api/captures/{capture['id']}")
     assert stopped.status_code == 200
     assert lab.netns("ovs-vsctl", "--bare", "--columns=name", "list", "Mirror").stdout.strip() == ""
+    # The next NIC-assisted capture on the same VLAN, right away, gets its copies too.
+    again = lab.api("POST", "/api/captures", json={"vm": target.vm, "mirror_to": {
+        "nic_assisted_mirroring": True, "nic_assisted_mirroring_vlan": 100}}).json()
+    lab.exec(target.vm, f"ping -c 3 -i 0.2 {target.peer.ip}")
+    lab.wait_for(lambda: lab.api("GET", f"/api/captures/{again['id']}").json()["packets"] >= 3,
+                 what="3 copies for the second NIC-assisted capture")

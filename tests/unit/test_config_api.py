@@ -6,6 +6,7 @@ import json
 import socket
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 import requests
@@ -14,20 +15,39 @@ from starlette.testclient import TestClient
 from vnc_api.exceptions import BadRequest, HttpError, NoIdError, PermissionDenied, RefsExistError
 from vnc_api.gen.resource_xsd import (
     ActionListType, AddressType, InterfaceMirrorType, MirrorActionType, PolicyEntriesType,
-    PolicyRuleType, PortType, SequenceType, SubnetType, VirtualMachineInterfacePropertiesType,
-    VirtualNetworkPolicyType,
+    PolicyRuleType, PortType, SequenceType, StaticMirrorNhType, SubnetType,
+    VirtualMachineInterfacePropertiesType, VirtualNetworkPolicyType,
 )
 from vnc_api.vnc_api import NetworkPolicy, VirtualNetwork, VncApi
 
-from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, PORT_ORIGIN
+from mirrorlab.control import LabControlError
+from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, PORT_ORIGIN, plan_analyzer
+from mirrorlab.controller.mirrorto import MirrorTo, StaticNhHeader
 from mirrorlab.controller.rest import MAX_REQUEST_BYTES, ApiAccess
 from mirrorlab.controller.service import ControllerService
 from mirrorlab.controller.store import Store
 from mirrorlab.controller.vncmodel import Catalog, lab_objects, object_uuid, render
 from mirrorlab.controller.vncserver import ConfigApi, create_config_app
 from mirrorlab.topofile import load
+from tests.unit.test_service import FakeLab
 
 PROJECT = ["default-domain", "default"]
+INTERFACE_MIRROR = "virtual_machine_interface_properties.interface_mirror"
+# The default analyzer of the `service` fixture: an1 on compute1, in svc-vn-left.
+DEFAULT_DESTINATION = MirrorTo(analyzer_name=DEFAULT_ANALYZER, analyzer_ip_address="10.250.2.3",
+                               analyzer_mac_address="02:00:0a:fa:02:03",
+                               routing_instance="svc-vn-left")
+# The default topology's fabric analyzer probe1, a VTEP.
+PROBE = StaticNhHeader("192.168.100.254", "02:fb:00:00:00:01", 5000)
+
+
+@pytest.fixture
+def service(tmp_path, default_topo):
+    """A controller service on default.yaml whose default analyzer exists, with a lab process
+    that says yes to all (so the fabric's NIC mirrors of NIC-assisted captures can be set)."""
+    store = Store(tmp_path / "controller.db")
+    store.add_analyzer(plan_analyzer(default_topo, DEFAULT_ANALYZER, None, "compute1"))
+    return ControllerService(default_topo, store, FakeLab(), tmp_path)
 
 
 def free_port() -> int:
@@ -62,9 +82,10 @@ def vnc(server):
     return VncApi(api_server_host=host, api_server_port=int(port))
 
 
-def mirror_props(analyzer: str = DEFAULT_ANALYZER, direction: str = "both", **mirror_to):
-    """VirtualMachineInterfacePropertiesType with an interface_mirror to `analyzer`."""
-    action = MirrorActionType(analyzer_name=":".join(PROJECT + [analyzer]), **mirror_to)
+def mirror_props(analyzer: str | None = DEFAULT_ANALYZER, direction: str = "both", **mirror_to):
+    """VirtualMachineInterfacePropertiesType with an interface_mirror to `analyzer` (None:
+    no analyzer_name) and the other MirrorActionType fields `mirror_to`."""
+    action = MirrorActionType(analyzer_name=analyzer and ":".join(PROJECT + [analyzer]), **mirror_to)
     return VirtualMachineInterfacePropertiesType(
         interface_mirror=InterfaceMirrorType(traffic_direction=direction, mirror_to=action))
 
@@ -72,6 +93,19 @@ def mirror_props(analyzer: str = DEFAULT_ANALYZER, direction: str = "both", **mi
 def vmi_fq_name(interface: str) -> list[str]:
     """The fq_name of the virtual-machine-interface of VM-side interface `interface`."""
     return PROJECT + [interface]
+
+
+def set_mirror(vnc, interface: str, properties) -> None:
+    """PUT `properties` as the virtual_machine_interface_properties of `interface`'s VMI."""
+    vmi = vnc.virtual_machine_interface_read(fq_name=vmi_fq_name(interface))
+    vmi.set_virtual_machine_interface_properties(properties)
+    vnc.virtual_machine_interface_update(vmi)
+
+
+def read_mirror(vnc, interface: str):
+    """The interface_mirror of `interface`'s VMI as vnc_api reads it back."""
+    return vnc.virtual_machine_interface_read(fq_name=vmi_fq_name(interface)) \
+        .get_virtual_machine_interface_properties().get_interface_mirror()
 
 
 def port_captures(service) -> list:
@@ -146,8 +180,7 @@ def test_interface_mirror_starts_a_port_capture_that_unset_stops(vnc, service):
     assert capture.lease_seconds is None
     assert service.store.captures()[-1].origin == PORT_ORIGIN
 
-    mirror = vnc.virtual_machine_interface_read(fq_name=vmi_fq_name("vm1-eth0")) \
-        .get_virtual_machine_interface_properties().get_interface_mirror()
+    mirror = read_mirror(vnc, "vm1-eth0")
     assert (mirror.traffic_direction, mirror.mirror_to.analyzer_name) == (
         "ingress", ":".join(PROJECT + [DEFAULT_ANALYZER]))
 
@@ -162,6 +195,20 @@ def test_interface_mirror_starts_a_port_capture_that_unset_stops(vnc, service):
     assert port_captures(service) == [("tap-vm1-0", "ingress", DEFAULT_ANALYZER, False)]
     assert vnc.virtual_machine_interface_read(fq_name=vmi_fq_name("vm1-eth0")) \
         .get_virtual_machine_interface_properties() is None
+
+
+def test_naming_the_default_analyzer_launches_it_when_it_is_not_running(tmp_path, default_topo):
+    """As in Contrail, the default analyzer (named by its fq-name string) is launched on the
+    interface's compute node if it does not exist yet; the port capture then goes to it."""
+    lab = FakeLab()
+    service = ControllerService(default_topo, Store(tmp_path / "controller.db"), lab, tmp_path)
+    config = ConfigApi(service)
+    vmi = config.catalog().by_name[("virtual-machine-interface", tuple(vmi_fq_name("vm4-eth0")))]
+    config.update("virtual-machine-interface", vmi.uuid, {
+        "virtual_machine_interface_properties": mirror_props().exportDict(name_=None)})
+    assert lab.added == ["an1"]
+    assert port_captures(service) == [("tap-vm4-0", "both", DEFAULT_ANALYZER, True)]
+    assert service.topology.vm("an1").compute == "compute2"
 
 
 def test_mirror_to_fields_at_their_defaults_are_taken(vnc, service):
@@ -198,21 +245,165 @@ def test_a_port_mirror_survives_a_controller_restart(vnc, service, tmp_path, def
         restarted._forwarding.get("compute2", ()))
 
 
-def test_mirror_to_fields_not_supported_yet_are_refused_naming_the_field(vnc, service):
-    vmi = vnc.virtual_machine_interface_read(fq_name=vmi_fq_name("vm1-eth0"))
-    vmi.set_virtual_machine_interface_properties(mirror_props(udp_port=9000))
-    with pytest.raises(BadRequest, match=r"interface_mirror\.mirror_to\.udp_port"):
-        vnc.virtual_machine_interface_update(vmi)
-    vmi.set_virtual_machine_interface_properties(mirror_props(juniper_header=False))
-    with pytest.raises(BadRequest, match=r"interface_mirror\.mirror_to\.juniper_header is not supported"):
-        vnc.virtual_machine_interface_update(vmi)
-    vmi.set_virtual_machine_interface_properties(mirror_props(analyzer="no-such-analyzer"))
-    with pytest.raises(BadRequest, match="unknown service instance .*no-such-analyzer"):
-        vnc.virtual_machine_interface_update(vmi)
-    vmi.set_virtual_machine_interface_properties(mirror_props(direction="sideways"))
-    with pytest.raises(BadRequest, match="traffic_direction: bad value 'sideways'"):
-        vnc.virtual_machine_interface_update(vmi)
+NIC_ASSISTED = {"nic_assisted_mirroring": True, "nic_assisted_mirroring_vlan": 100}
+STATIC = {"nh_mode": "static", "juniper_header": False, "static_nh_header": StaticMirrorNhType(
+    PROBE.vtep_dst_ip_address, PROBE.vtep_dst_mac_address, PROBE.vni)}
+
+
+@pytest.mark.parametrize("analyzer, mirror_to, destination", [
+    (DEFAULT_ANALYZER, {"udp_port": 9000}, replace(DEFAULT_DESTINATION, udp_port=9000)),
+    (DEFAULT_ANALYZER, {"juniper_header": False},
+     replace(DEFAULT_DESTINATION, juniper_header=False)),
+    (None, STATIC, MirrorTo(juniper_header=False, nh_mode="static", static_nh_header=PROBE)),
+    (None, NIC_ASSISTED, MirrorTo(analyzer_name="probe1", analyzer_ip_address="192.168.100.254",
+                                  analyzer_mac_address="02:fb:00:00:00:01", **NIC_ASSISTED)),
+], ids=["udp_port", "no-juniper-header", "static", "nic-assisted"])
+def test_every_mirror_to_mode_reaches_the_capture_service_and_reads_back(
+        vnc, service, analyzer, mirror_to, destination):
+    """vnc_api's MirrorActionType (every field sent, nulls and all) reaches the capture
+    service whole: the port capture's destination is the mode asked for, and the VMI reads
+    back that destination, filled in as the service resolved it."""
+    set_mirror(vnc, "vm1-eth0", mirror_props(analyzer, direction="ingress", **mirror_to))
+    (capture,) = service.active_captures()
+    assert (capture.interface, capture.direction.value, capture.origin) == (
+        "tap-vm1-0", "ingress", PORT_ORIGIN)
+    assert capture.mirror_to == destination
+    mirror = read_mirror(vnc, "vm1-eth0")
+    shown = mirror.mirror_to
+    assert (mirror.traffic_direction, shown.udp_port, shown.juniper_header, shown.nh_mode) == (
+        "ingress", destination.udp_port, destination.juniper_header, destination.nh_mode)
+    assert (shown.nic_assisted_mirroring, shown.nic_assisted_mirroring_vlan) == (
+        destination.nic_assisted_mirroring, destination.nic_assisted_mirroring_vlan)
+    vtep = shown.static_nh_header
+    assert (vtep and (vtep.vtep_dst_ip_address, vtep.vtep_dst_mac_address, vtep.vni)) == (
+        destination.static_nh_header and (PROBE.vtep_dst_ip_address, PROBE.vtep_dst_mac_address,
+                                          PROBE.vni))
+    if destination.analyzer_name == DEFAULT_ANALYZER:
+        assert (shown.analyzer_name, shown.analyzer_ip_address, shown.routing_instance) == (
+            ":".join(PROJECT + [DEFAULT_ANALYZER]), "10.250.2.3",
+            ":".join(PROJECT + ["svc-vn-left", "svc-vn-left"]))
+    if destination.nic_assisted_mirroring:
+        assert service.lab.mirrors == {f"nic-{capture.id}": (100, "probe1")}
+
+
+def test_what_was_read_back_written_again_changes_nothing(vnc, service):
+    """A client that reads the VMI (its mirror_to filled in: analyzer address, MAC, routing
+    instance) and writes it back unchanged keeps the running capture."""
+    set_mirror(vnc, "vm2-eth0", mirror_props(udp_port=9000))
+    vmi = vnc.virtual_machine_interface_read(fq_name=vmi_fq_name("vm2-eth0"))
+    vnc.virtual_machine_interface_update(vmi)
+    set_mirror(vnc, "vm2-eth0", vmi.get_virtual_machine_interface_properties())
+    set_mirror(vnc, "vm2-eth0", mirror_props(udp_port=9000, encapsulation="ignored"))
+    assert [c.mirror_to.udp_port for c in service.list_captures()] == [9000]
+
+
+def test_a_changed_mirror_to_restarts_the_port_capture_with_the_new_destination(vnc, service):
+    """Each change starts the new destination's capture and stops the old one (the reason
+    says it changed); NIC-assisted to NIC-assisted on another VLAN too."""
+    set_mirror(vnc, "vm1-eth0", mirror_props())
+    set_mirror(vnc, "vm1-eth0", mirror_props(None, **STATIC))
+    set_mirror(vnc, "vm1-eth0", mirror_props(None, **NIC_ASSISTED))
+    set_mirror(vnc, "vm1-eth0", mirror_props(None, **NIC_ASSISTED | {"nic_assisted_mirroring_vlan": 101}))
+    captures = service.list_captures()
+    assert [(c.active, c.analyzer, c.mirror_to.nh_mode, c.mirror_to.nic_assisted_mirroring_vlan)
+            for c in sorted(captures, key=lambda c: c.id)] == [
+        (False, DEFAULT_ANALYZER, "dynamic", None), (False, "probe1", "static", None),
+        (False, "probe1", "dynamic", 100), (True, "probe1", "dynamic", 101)]
+    assert {c.stop_reason for c in captures if not c.active} == {
+        "interface_mirror changed through the configuration API"}
+    assert list(service.lab.mirrors.values()) == [(101, "probe1")]
+    assert read_mirror(vnc, "vm1-eth0").mirror_to.nic_assisted_mirroring_vlan == 101
+
+
+def test_a_nic_assisted_change_the_lab_refuses_keeps_the_old_setting(vnc, service):
+    """NIC-assisted to a VLAN another interface's NIC-assisted capture holds: 409 naming the
+    VLAN field, and the interface mirrors on its old VLAN."""
+    set_mirror(vnc, "vm3-eth0", mirror_props(None, **NIC_ASSISTED))
+    set_mirror(vnc, "vm1-eth0", mirror_props(None, **NIC_ASSISTED | {"nic_assisted_mirroring_vlan": 200}))
+    with pytest.raises(RefsExistError, match=rf"{INTERFACE_MIRROR}\.mirror_to\."
+                                             rf"nic_assisted_mirroring_vlan: .*VLAN 100"):
+        set_mirror(vnc, "vm1-eth0", mirror_props(None, **NIC_ASSISTED))
+    assert sorted((c.interface, c.mirror_to.nic_assisted_mirroring_vlan)
+                  for c in service.active_captures()) == [("tap-vm1-0", 200), ("tap-vm3-0", 100)]
+    assert sorted(service.lab.mirrors.values()) == [(100, "probe1"), (200, "probe1")]
+
+
+def test_a_nic_assisted_change_that_cannot_restore_the_old_setting_says_so(vnc, service):
+    """When the fabric's mirror can be set neither for the new NIC-assisted setting nor for
+    the old one again, the refusal says the interface is not mirrored now, and the VMI reads
+    back without interface_mirror."""
+    set_mirror(vnc, "vm1-eth0", mirror_props(None, **NIC_ASSISTED))
+
+    def refuse(name, vlan, fabric_analyzer):
+        raise LabControlError("the lab process does not answer")
+
+    service.lab.add_nic_mirror = refuse
+    with pytest.raises(HttpError, match="NIC mirrors were not set.*previous setting was not "
+                                        "started again either.*vm1-eth0 is not mirrored now"):
+        set_mirror(vnc, "vm1-eth0", mirror_props(None, **NIC_ASSISTED | {"nic_assisted_mirroring_vlan": 101}))
+    assert service.active_captures() == []
+    assert vnc.virtual_machine_interface_read(fq_name=vmi_fq_name("vm1-eth0")) \
+        .get_virtual_machine_interface_properties() is None
+
+
+@pytest.mark.parametrize("properties, field, message", [
+    (mirror_props(None, nh_mode="static", static_nh_header=STATIC["static_nh_header"]),
+     "mirror_to.juniper_header", "a static destination takes no Juniper header"),
+    (mirror_props(None, **STATIC | {"static_nh_header": StaticMirrorNhType(
+        PROBE.vtep_dst_ip_address, PROBE.vtep_dst_mac_address, 0)}),
+     "mirror_to.static_nh_header.vni", "0 is out of range"),
+    (mirror_props(None, nic_assisted_mirroring=True, nic_assisted_mirroring_vlan=5000),
+     "mirror_to.nic_assisted_mirroring_vlan", "5000 is out of range"),
+    (mirror_props(None, **STATIC | {"static_nh_header": StaticMirrorNhType(
+        "192.168.100.200", "02:fb:00:00:00:c8", 5000)}),
+     "mirror_to.static_nh_header.vtep_dst_ip_address", "no VTEP of this lab has address 192.168.100.200"),
+    (mirror_props(udp_port=70000), "mirror_to.udp_port", "70000 is out of range"),
+    (mirror_props(nh_mode="sideways"), "mirror_to.nh_mode", "'sideways' is not a next-hop mode"),
+    (mirror_props("no-such-analyzer"), "mirror_to.analyzer_name", "unknown analyzer 'no-such-analyzer'"),
+    (mirror_props(**STATIC), "mirror_to.analyzer_name", "goes to its VTEP"),
+    (mirror_props(routing_instance="default-domain:other:svc-vn-left:svc-vn-left"),
+     "mirror_to.routing_instance", "is not a network's routing instance in project default-domain:default"),
+    (mirror_props(direction="sideways"), "traffic_direction", "bad value 'sideways'"),
+], ids=["static-with-header", "vni-0", "vlan-5000", "unknown-vtep", "udp-port", "nh-mode",
+        "unknown-analyzer", "static-with-analyzer", "foreign-routing-instance", "direction"])
+def test_an_invalid_mirror_to_is_refused_naming_the_field_and_changes_nothing(
+        vnc, service, properties, field, message):
+    """Contrail's checks, each a 400 (vnc_api's BadRequest) whose plain-text body names the
+    VMI's field; the running setting stays as it was."""
+    set_mirror(vnc, "vm1-eth0", mirror_props(direction="egress"))
+    with pytest.raises(BadRequest) as refused:
+        set_mirror(vnc, "vm1-eth0", properties)
+    assert str(refused.value).startswith(f"{INTERFACE_MIRROR}.{field}: "), str(refused.value)
+    assert message in str(refused.value)
+    assert port_captures(service) == [("tap-vm1-0", "egress", DEFAULT_ANALYZER, True)]
+    assert read_mirror(vnc, "vm1-eth0").traffic_direction == "egress"
+
+
+def test_a_destination_that_is_not_the_analyzers_is_a_conflict(vnc, service):
+    """A routing instance (or address, MAC) that is not the named analyzer's: 409 naming the
+    field, as the capture service says; nothing starts."""
+    with pytest.raises(RefsExistError, match=rf"^{INTERFACE_MIRROR}\.mirror_to\.routing_instance "
+                                             rf"'blue' is not analyzer '{DEFAULT_ANALYZER}''s"):
+        set_mirror(vnc, "vm1-eth0", mirror_props(routing_instance="default-domain:default:blue:blue"))
     assert service.list_captures() == []
+
+
+def test_a_port_mirror_keeps_its_mirror_to_across_a_controller_restart(vnc, service, tmp_path,
+                                                                       default_topo):
+    """The store keeps the port capture's whole destination: a restarted controller reads the
+    VMI back with it and wants the same flows."""
+    set_mirror(vnc, "vm4-eth0", mirror_props(None, **STATIC))
+    restarted = ControllerService(default_topo, Store(tmp_path / "controller.db"),
+                                  service.lab, tmp_path)
+    (capture,) = restarted.active_captures()
+    assert capture.mirror_to == MirrorTo(juniper_header=False, nh_mode="static", static_nh_header=PROBE)
+    vmi = ConfigApi(restarted).catalog().by_name[("virtual-machine-interface",
+                                                  tuple(vmi_fq_name("vm4-eth0")))]
+    assert vmi.props["virtual_machine_interface_properties"]["interface_mirror"]["mirror_to"][
+        "static_nh_header"] == {"vtep_dst_ip_address": "192.168.100.254",
+                                "vtep_dst_mac_address": "02:fb:00:00:00:01", "vni": 5000}
+    compute = restarted.topology.compute("compute2")
+    assert restarted.desired_flows_for(compute.dpid) == service.desired_flows_for(compute.dpid)
 
 
 def test_a_setting_the_lab_cannot_apply_now_is_refused_with_the_reason_and_keeps_the_old(vnc, service):
@@ -252,7 +443,7 @@ def test_bad_input_gets_a_clear_4xx_and_changes_nothing(server, service):
          "Unknown field 'colour' for virtual-machine-interface"),
         (put(server, vmi, {"virtual-machine-interface": {"virtual_machine_interface_properties": {
             "interface_mirror": {"mirror_to": {"analyzer_name": DEFAULT_ANALYZER, "colour": 1}}}}}),
-         400, "interface_mirror.mirror_to: unknown field 'colour'"),
+         400, "interface_mirror.mirror_to.colour: unknown field"),
         (put(server, vmi, {"virtual-machine-interface": {"virtual_network_refs": [
             {"to": PROJECT + ["red"]}]}}), 403, "its virtual_network_refs cannot be changed"),
         (put(server, vn, {"virtual-network": {"network_ipam_refs": [{"to": PROJECT + [
