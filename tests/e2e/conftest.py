@@ -74,13 +74,13 @@ def pytest_runtest_setup(item):
 
 class E2ELab(Lab):
     """The session's `mirrorlab.Lab`, with what tests of the CLI and of raw HTTP need: `cli`
-    runs `mirrorlab` against it, `api` returns httpx responses (any status, any body). VM
-    commands in these tests are shell lines: `exec(vm, "ping -c 1 x")`, `popen(vm, "...")`."""
+    runs `mirrorlab` against it, `http` returns httpx responses (any status, any body), and
+    `shell`/`shell_popen` run shell lines in a VM (`shell(vm, "ping -c 1 x")`)."""
 
     def __init__(self, topology=TOPOLOGY, **settings):
         super().__init__(topology, **settings)
         self.env = {**os.environ, "MIRRORLAB_STATE_DIR": str(self.state_dir)}
-        self.http = httpx.Client(base_url=self.api_url, timeout=120)
+        self.http_client = httpx.Client(base_url=self.api_url, timeout=120)
 
     def cli(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
         """Run `mirrorlab ARGS` against this lab."""
@@ -91,18 +91,18 @@ class E2ELab(Lab):
                                  f"{result.stdout}\n{result.stderr}")
         return result
 
-    def exec(self, vm: str, command: str, check: bool = True, timeout: float = 120) -> ExecResult:
+    def shell(self, vm: str, command: str, check: bool = True, timeout: float = 120) -> ExecResult:
         """Run the shell line `command` inside a VM (`Lab.exec` with sh -c)."""
-        return super().exec(vm, "sh", "-c", command, check=check, timeout=timeout)
+        return self.exec(vm, "sh", "-c", command, check=check, timeout=timeout)
 
-    def popen(self, vm: str, command: str) -> subprocess.Popen:
+    def shell_popen(self, vm: str, command: str) -> subprocess.Popen:
         """Start the shell line `command` inside a VM without waiting; text pipes for its output."""
-        return super().popen(vm, "sh", "-c", command, stdout=subprocess.PIPE,
+        return self.popen(vm, "sh", "-c", command, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
 
-    def api(self, method: str, path: str, **kwargs) -> httpx.Response:
+    def http(self, method: str, path: str, **kwargs) -> httpx.Response:
         """A request to the controller's REST API, its response whatever the status."""
-        return self.http.request(method, path, **kwargs)
+        return self.http_client.request(method, path, **kwargs)
 
     def interface(self, vm: str):
         """The first interface of `vm`."""

@@ -92,7 +92,7 @@ def test_a_foreign_page_cannot_stop_start_or_delete_captures(lab, clean_lab, chr
     """The page's beacons, no-cors POSTs, form POST and DELETE all fail: the captures stay
     active and mirror, no capture is started."""
     page_html, url = foreign_site
-    started = [lab.api("POST", "/api/captures", json={"vrouter": target.compute,
+    started = [lab.http("POST", "/api/captures", json={"vrouter": target.compute,
                                                       "interface": target.port}).json()
                for _ in range(3)]
     ids = [c["id"] for c in started]
@@ -102,19 +102,19 @@ def test_a_foreign_page_cannot_stop_start_or_delete_captures(lab, clean_lab, chr
     tab.wait_for_function("document.title === 'done'", timeout=30_000)
     time.sleep(1)  # beacons are sent in the background
     assert [capture_state(lab, i) for i in ids] == ["active"] * 3
-    assert sorted(c["id"] for c in lab.api("GET", "/api/captures", params={"state": "active"}).json()) == ids
-    before = lab.api("GET", f"/api/captures/{ids[0]}").json()["packets"]
+    assert sorted(c["id"] for c in lab.http("GET", "/api/captures", params={"state": "active"}).json()) == ids
+    before = lab.http("GET", f"/api/captures/{ids[0]}").json()["packets"]
     ping_peer(lab, target)
-    lab.wait_for(lambda: lab.api("GET", f"/api/captures/{ids[0]}").json()["packets"] > before,
+    lab.wait_for(lambda: lab.http("GET", f"/api/captures/{ids[0]}").json()["packets"] > before,
                  what="the capture to go on mirroring")
-    own = lab.api("POST", f"/api/captures/{ids[0]}/stop", params={"secret": started[0]["secret"]})
+    own = lab.http("POST", f"/api/captures/{ids[0]}/stop", params={"secret": started[0]["secret"]})
     assert own.json()["state"] == "stopped"
 
 
 def test_a_page_reached_by_dns_rebinding_gets_nothing(lab, clean_lab, chromium, target: Target):
     """Under a foreign name resolving to 127.0.0.1, the page and every request of it (same-
     origin to the browser) are refused: nothing listed, started or stopped."""
-    capture = lab.api("POST", "/api/captures", json={"vrouter": target.compute,
+    capture = lab.http("POST", "/api/captures", json={"vrouter": target.compute,
                                                      "interface": target.port}).json()
     tab = chromium.new_page()
     response = tab.goto(f"http://{REBOUND_NAME}:{API_PORT}/")
@@ -125,18 +125,18 @@ def test_a_page_reached_by_dns_rebinding_gets_nothing(lab, clean_lab, chromium, 
                                        body: JSON.stringify({vm: 'vm3'})})).status,
         (await fetch(`/api/captures/${id}`, {method: 'DELETE'})).status]""", capture["id"])
     assert statuses == [403, 403, 403]
-    refused = lab.api("GET", "/api/captures", headers={"Host": f"{REBOUND_NAME}:{API_PORT}"})
+    refused = lab.http("GET", "/api/captures", headers={"Host": f"{REBOUND_NAME}:{API_PORT}"})
     assert refused.status_code == 403 and refused.json()["field"] == "Host"
-    assert [c["id"] for c in lab.api("GET", "/api/captures", params={"state": "active"}).json()] == [capture["id"]]
+    assert [c["id"] for c in lab.http("GET", "/api/captures", params={"state": "active"}).json()] == [capture["id"]]
 
 
 def test_the_lab_state_is_its_owner_alone(lab, clean_lab, target: Target):
     """The state directory is 0700 and every file in it (record, store, logs, pcaps) is closed
     to other users; user nobody can read none of it."""
-    capture = lab.api("POST", "/api/captures", json={"vrouter": target.compute,
+    capture = lab.http("POST", "/api/captures", json={"vrouter": target.compute,
                                                      "interface": target.port}).json()
     ping_peer(lab, target)
-    lab.wait_for(lambda: lab.api("GET", f"/api/captures/{capture['id']}").json()["packets"] > 0,
+    lab.wait_for(lambda: lab.http("GET", f"/api/captures/{capture['id']}").json()["packets"] > 0,
                  what="packets in the pcap")
     assert stat.S_IMODE(os.stat(STATE_DIR).st_mode) == 0o700
     paths = [p for p in STATE_DIR.rglob("*")]

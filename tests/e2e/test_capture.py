@@ -23,20 +23,20 @@ REMOTE_ANALYZER = "remote-analyzer"
 
 def start(lab, **body) -> dict:
     """Start a capture through the API; return it."""
-    response = lab.api("POST", "/api/captures", json=body)
+    response = lab.http("POST", "/api/captures", json=body)
     assert response.status_code == 201, response.text
     return response.json()
 
 
 def stop(lab, capture_id: int) -> dict:
     """Stop a capture through the API; return it."""
-    response = lab.api("DELETE", f"/api/captures/{capture_id}")
+    response = lab.http("DELETE", f"/api/captures/{capture_id}")
     assert response.status_code == 200, response.text
     return response.json()
 
 
 def packets(lab, capture_id: int) -> int:
-    return lab.api("GET", f"/api/captures/{capture_id}").json()["packets"]
+    return lab.http("GET", f"/api/captures/{capture_id}").json()["packets"]
 
 
 def settle(lab, capture_id: int, at_least: int) -> int:
@@ -57,7 +57,7 @@ def settle(lab, capture_id: int, at_least: int) -> int:
 
 def frames(lab, capture_id: int, tmp_path) -> list:
     """The frames of the capture's pcap, as downloaded from the API."""
-    response = lab.api("GET", f"/api/captures/{capture_id}/pcap")
+    response = lab.http("GET", f"/api/captures/{capture_id}/pcap")
     assert response.status_code == 200
     path = tmp_path / f"capture-{capture_id}.pcap"
     path.write_bytes(response.content)
@@ -71,7 +71,7 @@ def pings(frame_list) -> list[tuple[str, str, int, int]]:
 
 
 def analyzer_vm(lab, name: str) -> dict:
-    return next(a for a in lab.api("GET", "/api/analyzers").json() if a["name"] == name)
+    return next(a for a in lab.http("GET", "/api/analyzers").json() if a["name"] == name)
 
 
 def capture_flows(lab, compute: str, capture_id: int | None = None) -> list[InstalledFlow]:
@@ -84,13 +84,13 @@ def capture_flows(lab, compute: str, capture_id: int | None = None) -> list[Inst
 def analyzers(lab):
     """The default analyzer (made by a first capture) and a user-launched one on compute3."""
     lab.stop_all_captures()
-    if not any(a["name"] == REMOTE_ANALYZER for a in lab.api("GET", "/api/analyzers").json()):
-        created = lab.api("POST", "/api/analyzers", json={"name": REMOTE_ANALYZER, "compute": "compute3"})
+    if not any(a["name"] == REMOTE_ANALYZER for a in lab.http("GET", "/api/analyzers").json()):
+        created = lab.http("POST", "/api/analyzers", json={"name": REMOTE_ANALYZER, "compute": "compute3"})
         assert created.status_code == 201, created.text
         assert created.json()["compute"] == "compute3"
-    if not any(a["name"] == DEFAULT_ANALYZER for a in lab.api("GET", "/api/analyzers").json()):
+    if not any(a["name"] == DEFAULT_ANALYZER for a in lab.http("GET", "/api/analyzers").json()):
         stop(lab, start(lab, vm="vm1")["id"])
-    lab.exec("vm1", "ping -c 1 -W 1 10.1.1.12; ping -c 1 -W 1 10.1.1.13", check=False)  # warm ARP
+    lab.shell("vm1", "ping -c 1 -W 1 10.1.1.12; ping -c 1 -W 1 10.1.1.13", check=False)  # warm ARP
     return lab
 
 
@@ -98,15 +98,15 @@ def test_default_analyzer_is_created_by_the_first_capture(analyzers, clean_lab, 
     """Without an analyzer, the first capture launches interface-packet-capture on the monitored
     interface's compute node and mirrors at once."""
     lab = clean_lab
-    if any(a["name"] == DEFAULT_ANALYZER for a in lab.api("GET", "/api/analyzers").json()):
-        assert lab.api("DELETE", f"/api/analyzers/{DEFAULT_ANALYZER}").status_code == 200
+    if any(a["name"] == DEFAULT_ANALYZER for a in lab.http("GET", "/api/analyzers").json()):
+        assert lab.http("DELETE", f"/api/analyzers/{DEFAULT_ANALYZER}").status_code == 200
     capture = start(lab, vrouter="compute1", interface="tap-vm1-0")
     assert capture["analyzer"] == DEFAULT_ANALYZER and capture["direction"] == "both"
     assert capture["state"] == "active" and capture["started_at"]
     default = analyzer_vm(lab, DEFAULT_ANALYZER)
     assert default["compute"] == "compute1" and default["network"] == "svc-vn-left"
     assert default["ip"].startswith("10.250.2.")
-    lab.exec("vm1", "ping -c 2 -i 0.2 10.1.1.12")
+    lab.shell("vm1", "ping -c 2 -i 0.2 10.1.1.12")
     settle(lab, capture["id"], 4)
     assert len(pings(frames(lab, capture["id"], tmp_path))) == 4
 
@@ -119,12 +119,12 @@ def test_direction_gives_exactly_the_requests_replies_or_both(analyzers, clean_l
     10, byte for byte as vm1 sent and received them, no duplicates, nothing of other VMs."""
     lab = clean_lab
     own_view = f"/tmp/mirrorlab-e2e-vm1-{direction}-{analyzer}.pcap"
-    sniffer = lab.popen("vm1", f"timeout 8 tcpdump -n -i vm1-eth0 -w {own_view} icmp")
+    sniffer = lab.shell_popen("vm1", f"timeout 8 tcpdump -n -i vm1-eth0 -w {own_view} icmp")
     time.sleep(1)
     capture = start(lab, vrouter="compute1", interface="vm1-eth0", direction=direction,
                     analyzer=analyzer)
     assert capture["interface"] == "tap-vm1-0" and capture["analyzer"] == analyzer
-    lab.exec("vm1", "ping -c 5 -s 1200 -i 0.2 10.1.1.12")
+    lab.shell("vm1", "ping -c 5 -s 1200 -i 0.2 10.1.1.12")
     expected = {"ingress": 5, "egress": 5, "both": 10}[direction]
     assert settle(lab, capture["id"], expected) >= expected
     stop(lab, capture["id"])
@@ -149,13 +149,13 @@ def test_direction_gives_exactly_the_requests_replies_or_both(analyzers, clean_l
     flags = {"8": "0x00000002", "0": "0x00000001"}
     lines = [line.split("\t") for line in tshark.stdout.splitlines()]
     assert len(lines) == expected and all(flags[kind] == flag for kind, flag in lines), lines
-    listed = lab.api("GET", f"/api/captures/{capture['id']}/packets").json()["packets"]
+    listed = lab.http("GET", f"/api/captures/{capture['id']}/packets").json()["packets"]
     echoes = [(p["summary"].split(" id=")[0], p["direction"], p["direction_text"]) for p in listed
               if p["summary"].startswith("Echo (ping)")]
     assert sorted(set(echoes)) == sorted(
         {8: ("Echo (ping) request", "ingress", "from vm1"),
          0: ("Echo (ping) reply", "egress", "to vm1")}[kind] for kind in types)
-    classic = lab.api("GET", f"/api/captures/{capture['id']}/pcap", params={"format": "pcap"})
+    classic = lab.http("GET", f"/api/captures/{capture['id']}/pcap", params={"format": "pcap"})
     assert classic.content[:4] == bytes.fromhex("d4c3b2a1")
     (tmp_path / "classic.pcap").write_bytes(classic.content)
     assert [bytes(f) for f in rdpcap(str(tmp_path / "classic.pcap"))] == [bytes(f) for f in mirrored]
@@ -166,12 +166,12 @@ def test_copies_reach_only_the_analyzer(analyzers, clean_lab):
     """While vm1 is mirrored, every other VM sees exactly its normal traffic and no copy (no
     overlay frame, no Juniper-header UDP)."""
     lab = clean_lab
-    sniffers = {vm: lab.popen(vm, f"timeout 7 tcpdump -n -e -i {vm}-eth0 2>/dev/null")
+    sniffers = {vm: lab.shell_popen(vm, f"timeout 7 tcpdump -n -e -i {vm}-eth0 2>/dev/null")
                 for vm in ("vm2", "vm3", "vm4", "vm5")}
     time.sleep(1)
     capture = start(lab, vm="vm1", analyzer=REMOTE_ANALYZER)
     start(lab, vm="vm1")
-    lab.exec("vm1", "ping -c 5 -i 0.2 10.1.1.12")
+    lab.shell("vm1", "ping -c 5 -i 0.2 10.1.1.12")
     settle(lab, capture["id"], 10)
     seen = {vm: process.communicate(timeout=15)[0] for vm, process in sniffers.items()}
     assert seen["vm2"].count("ICMP echo request") == 5
@@ -189,7 +189,7 @@ def test_monitoring_the_analyzer_itself_does_not_loop(analyzers, clean_lab, tmp_
     local, remote = analyzer_vm(lab, DEFAULT_ANALYZER), analyzer_vm(lab, REMOTE_ANALYZER)
     capture = start(lab, vrouter=local["compute"], interface=local["interface"],
                     analyzer=DEFAULT_ANALYZER)
-    lab.exec(local["vm"], f"ping -c 5 -i 0.2 {remote['ip']}")
+    lab.shell(local["vm"], f"ping -c 5 -i 0.2 {remote['ip']}")
     settle(lab, capture["id"], 10)
     time.sleep(1)
     icmp = pings(frames(lab, capture["id"], tmp_path))
@@ -204,15 +204,15 @@ def test_several_captures_at_once(analyzers, clean_lab, tmp_path):
     to_remote = start(lab, vm="vm1", direction="ingress", analyzer=REMOTE_ANALYZER)
     on_compute2 = start(lab, vm="vm4", direction="egress", analyzer=DEFAULT_ANALYZER)
     on_compute3 = start(lab, vm="vm5", analyzer=REMOTE_ANALYZER)
-    lab.exec("vm1", "ping -c 3 -i 0.2 10.1.1.12")
-    lab.exec("vm4", "ping -c 4 -i 0.2 10.2.2.15")
+    lab.shell("vm1", "ping -c 3 -i 0.2 10.1.1.12")
+    lab.shell("vm4", "ping -c 4 -i 0.2 10.2.2.15")
     for capture, count in ((to_default, 3), (to_remote, 3), (on_compute2, 4), (on_compute3, 8)):
         settle(lab, capture["id"], count)
         icmp = pings(frames(lab, capture["id"], tmp_path))
         assert len(icmp) == count == len(set(icmp)), capture
-    listed = {c["id"] for c in lab.api("GET", "/api/captures", params={"state": "active"}).json()}
+    listed = {c["id"] for c in lab.http("GET", "/api/captures", params={"state": "active"}).json()}
     assert listed == {to_default["id"], to_remote["id"], on_compute2["id"], on_compute3["id"]}
-    interfaces = {i["name"]: i for i in lab.api("GET", "/api/vrouters/compute1/interfaces").json()}
+    interfaces = {i["name"]: i for i in lab.http("GET", "/api/vrouters/compute1/interfaces").json()}
     assert sorted(interfaces["tap-vm1-0"]["captures"]) == sorted([to_default["id"], to_remote["id"]])
 
 
@@ -221,7 +221,7 @@ def test_interface_and_vrouter_limits(analyzers, clean_lab):
     lab = clean_lab
     for _ in range(8):
         start(lab, vm="vm3", direction="egress")
-    refused = lab.api("POST", "/api/captures", json={"vm": "vm3"})
+    refused = lab.http("POST", "/api/captures", json={"vm": "vm3"})
     assert refused.status_code == 409
     assert refused.json()["error"] == ("interface 'tap-vm3-0' has 8 active captures already, the most "
                                        "one interface holds; stop one first")
@@ -235,12 +235,12 @@ def test_stop_restores_the_flow_tables_and_silences_the_analyzer(analyzers, clea
     capture = start(lab, vm="vm1", analyzer=REMOTE_ANALYZER)
     assert len(capture_flows(lab, "compute1", capture["id"])) == 2  # ingress + egress
     assert len(capture_flows(lab, "compute3", capture["id"])) == 1  # delivery to the analyzer
-    lab.exec("vm1", "ping -c 2 -i 0.2 10.1.1.12")
+    lab.shell("vm1", "ping -c 2 -i 0.2 10.1.1.12")
     recorded = settle(lab, capture["id"], 4)
     stopped = stop(lab, capture["id"])
     assert stopped["state"] == "stopped" and stopped["stopped_at"]
     assert {c: lab.flows(c) for c in computes} == before
-    lab.exec("vm1", "ping -c 3 -i 0.2 10.1.1.12")
+    lab.shell("vm1", "ping -c 3 -i 0.2 10.1.1.12")
     time.sleep(1)
     assert packets(lab, capture["id"]) == recorded
     assert stop(lab, capture["id"])["state"] == "stopped"  # stopping twice is harmless
@@ -249,7 +249,7 @@ def test_stop_restores_the_flow_tables_and_silences_the_analyzer(analyzers, clea
 def test_forwarding_is_unaffected_while_captures_start_and_stop(analyzers, clean_lab):
     """A fast ping loses nothing and stays in order while captures come and go on its path."""
     lab = clean_lab
-    pinger = lab.popen("vm1", "ping -c 300 -i 0.02 -W 1 10.1.1.12")
+    pinger = lab.shell_popen("vm1", "ping -c 300 -i 0.02 -W 1 10.1.1.12")
     for round_number in range(6):
         ids = [start(lab, vm="vm1")["id"], start(lab, vm="vm2", analyzer=REMOTE_ANALYZER)["id"]]
         time.sleep(0.2)
@@ -275,10 +275,10 @@ def test_captures_survive_a_controller_kill(analyzers, clean_lab, tmp_path):
     orphan = (f"cookie=0x2{stopped['id']:06x}00000001,table={INGRESS_MIRROR},priority=100,in_port=3,"
               f"actions=goto_table:{INGRESS_MIRROR + 1}")
     lab.netns("ovs-ofctl", "-O", "OpenFlow13", "add-flow", "vr-compute1", orphan)
-    lab.exec("vm1", "ping -c 3 -i 0.2 10.1.1.12")  # mirrored while the controller is down
+    lab.shell("vm1", "ping -c 3 -i 0.2 10.1.1.12")  # mirrored while the controller is down
     lab.cli("controller", "start")
     lab.wait_for(lambda: {c: lab.flows(c) for c in baseline} == with_capture, what="reconciliation")
-    assert lab.api("GET", f"/api/captures/{active['id']}").json()["state"] == "active"
+    assert lab.http("GET", f"/api/captures/{active['id']}").json()["state"] == "active"
     assert capture_flows(lab, "compute1", stopped["id"]) == []
     settle(lab, active["id"], 6)
     stop(lab, active["id"])
@@ -324,11 +324,11 @@ def test_captures_started_while_vrouters_reconnect_are_all_answered(analyzers, c
     done.set()
     worker.join(timeout=90)
     assert not worker.is_alive() and failures == [] and len(answered) > 10, (failures, len(answered))
-    lab.wait_for(lambda: all(c["connected"] for c in lab.api("GET", "/api/vrouters").json()),
+    lab.wait_for(lambda: all(c["connected"] for c in lab.http("GET", "/api/vrouters").json()),
                  what="vRouters to reconnect")
     assert {c: lab.flows(c) for c in computes} == baseline
     # A capture whose flows are in place is reported active; stopped ones left nothing behind.
-    assert lab.api("GET", "/api/captures", params={"state": "active"}).json() == []
+    assert lab.http("GET", "/api/captures", params={"state": "active"}).json() == []
 
 
 @pytest.mark.parametrize("body, status, error", [
@@ -345,36 +345,36 @@ def test_captures_started_while_vrouters_reconnect_are_all_answered(analyzers, c
 def test_bad_capture_requests_get_clear_json_errors(analyzers, clean_lab, body, status, error):
     """Each bad request gets its status and a JSON error naming the problem; nothing starts."""
     lab = clean_lab
-    response = lab.api("POST", "/api/captures", json=body)
+    response = lab.http("POST", "/api/captures", json=body)
     assert response.status_code == status
     assert response.json()["error"].startswith(error)
-    assert lab.api("GET", "/api/captures", params={"state": "active"}).json() == []
+    assert lab.http("GET", "/api/captures", params={"state": "active"}).json() == []
 
 
 def test_malformed_requests_never_crash_the_server(analyzers, clean_lab):
     """Broken JSON, unknown ids and bad paths are 4xx with JSON bodies; the API keeps serving."""
     lab = clean_lab
-    broken = lab.api("POST", "/api/captures", content=b"{not json", headers={"Content-Type": "application/json"})
+    broken = lab.http("POST", "/api/captures", content=b"{not json", headers={"Content-Type": "application/json"})
     assert broken.status_code == 400 and "error" in broken.json()
-    assert lab.api("GET", "/api/captures/99999").status_code == 404
-    assert lab.api("GET", "/api/captures/abc").status_code == 400
-    assert lab.api("DELETE", "/api/analyzers/ghost").json() == {"error": "unknown analyzer 'ghost'",
+    assert lab.http("GET", "/api/captures/99999").status_code == 404
+    assert lab.http("GET", "/api/captures/abc").status_code == 400
+    assert lab.http("DELETE", "/api/analyzers/ghost").json() == {"error": "unknown analyzer 'ghost'",
                                                                "field": "name"}
-    assert lab.api("GET", "/api/vrouters/nope").status_code == 404
-    spec = lab.api("GET", "/openapi.json").json()
+    assert lab.http("GET", "/api/vrouters/nope").status_code == 404
+    spec = lab.http("GET", "/openapi.json").json()
     assert {"/api/captures", "/api/captures/{capture_id}/pcap", "/api/analyzers"} <= set(spec["paths"])
-    assert lab.api("GET", "/api/vrouters").status_code == 200
+    assert lab.http("GET", "/api/vrouters").status_code == 200
 
 
 def test_analyzer_in_use_cannot_be_deleted(analyzers, clean_lab):
     """Deleting an analyzer an active capture uses is refused; once stopped it can go."""
     lab = clean_lab
-    created = lab.api("POST", "/api/analyzers", json={"name": "short-lived", "compute": "compute2",
+    created = lab.http("POST", "/api/analyzers", json={"name": "short-lived", "compute": "compute2",
                                                       "network": "blue"})
     assert created.status_code == 201, created.text
     assert created.json()["network"] == "blue"
     capture = start(lab, vm="vm2", analyzer="short-lived")
-    refused = lab.api("DELETE", "/api/analyzers/short-lived")
+    refused = lab.http("DELETE", "/api/analyzers/short-lived")
     assert refused.status_code == 409 and "stop them first" in refused.json()["error"]
     stop(lab, capture["id"])
     vm = created.json()["vm"]
@@ -382,12 +382,12 @@ def test_analyzer_in_use_cannot_be_deleted(analyzers, clean_lab):
         return lab.netns("test", "-e", f"/sys/class/net/tap-{vm}-0", check=False).returncode == 0
 
     assert port_exists()
-    assert lab.api("DELETE", "/api/analyzers/short-lived").status_code == 200
-    assert all(a["name"] != "short-lived" for a in lab.api("GET", "/api/analyzers").json())
+    assert lab.http("DELETE", "/api/analyzers/short-lived").status_code == 200
+    assert all(a["name"] != "short-lived" for a in lab.http("GET", "/api/analyzers").json())
     assert not port_exists()
     with pytest.raises(UsageError, match=f"unknown vm '{vm}'"):  # the VM is gone
-        lab.exec(vm, "true", check=False)
-    assert lab.api("POST", "/api/analyzers", json={"name": REMOTE_ANALYZER}).status_code == 409
+        lab.shell(vm, "true", check=False)
+    assert lab.http("POST", "/api/analyzers", json={"name": REMOTE_ANALYZER}).status_code == 409
 
 
 def test_cli_capture_session(analyzers, clean_lab, tmp_path):
@@ -395,8 +395,8 @@ def test_cli_capture_session(analyzers, clean_lab, tmp_path):
     lab = clean_lab
     started = json.loads(lab.cli("capture", "start", "--vm", "vm1", "--direction", "ingress",
                                  "--json").stdout)
-    lab.exec("vm1", "ip neigh flush dev vm1-eth0")  # so vm1 ARPs, as it does when its entry goes stale
-    lab.exec("vm1", "ping -c 3 -i 0.2 10.1.1.12")
+    lab.shell("vm1", "ip neigh flush dev vm1-eth0")  # so vm1 ARPs, as it does when its entry goes stale
+    lab.shell("vm1", "ping -c 3 -i 0.2 10.1.1.12")
     recorded = settle(lab, started["id"], 4)
     shown = lab.cli("capture", "show", str(started["id"])).stdout
     assert f"capture {started['id']}: active" in shown

@@ -36,14 +36,14 @@ def set_interface_mirror(vnc: VncApi, interface: str, direction: str | None) -> 
 
 def port_capture(lab) -> dict | None:
     """The active capture configured on vm1's port, if any."""
-    return next((c for c in lab.api("GET", "/api/captures", params={"state": "active"}).json()
+    return next((c for c in lab.http("GET", "/api/captures", params={"state": "active"}).json()
                  if c["origin"] == "port" and c["interface"] == "tap-vm1-0"), None)
 
 
 def echo_frames(lab, capture_id: int, tmp_path) -> list[str]:
     """The ICMP echo request/reply types (8, 0) tshark reads in the capture's pcap."""
     pcap = tmp_path / f"capture-{capture_id}.pcap"
-    pcap.write_bytes(lab.api("GET", f"/api/captures/{capture_id}/pcap").content)
+    pcap.write_bytes(lab.http("GET", f"/api/captures/{capture_id}/pcap").content)
     decoded = subprocess.run(["tshark", "-r", str(pcap), "-Y", "icmp.type == 8 || icmp.type == 0",
                               "-T", "fields", "-e", "icmp.type"],
                              capture_output=True, text=True, timeout=60)
@@ -71,19 +71,19 @@ def test_vnc_api_sets_and_unsets_interface_mirror_on_vm1(clean_lab, tmp_path):
     assert f"capture {capture['id']}: active" in lab.cli("capture", "list").stdout
     assert "started by port" in lab.cli("capture", "list").stdout
     assert capture_flows(lab, "compute1", capture["id"])
-    lab.exec("vm1", "ping -c 3 -i 0.2 10.1.1.12")
+    lab.shell("vm1", "ping -c 3 -i 0.2 10.1.1.12")
     settle(lab, capture["id"], 6)
     assert sorted(echo_frames(lab, capture["id"], tmp_path)) == ["0", "0", "0", "8", "8", "8"]
 
     lab.cli("controller", "restart")  # the setting is stored: the new controller mirrors again
-    lab.wait_for(lambda: all(v["connected"] for v in lab.api("GET", "/api/vrouters").json()),
+    lab.wait_for(lambda: all(v["connected"] for v in lab.http("GET", "/api/vrouters").json()),
                  what="the vRouters reconnected (and reconciled)")
     assert capture_flows(lab, "compute1", capture["id"])
     vnc = VncApi(api_server_host="127.0.0.1", api_server_port=CONFIG_API_PORT)
     read_back = vnc.virtual_machine_interface_read(fq_name=PROJECT + ["vm1-eth0"])
     assert read_back.get_virtual_machine_interface_properties().get_interface_mirror() \
         .get_mirror_to().get_analyzer_name() == ":".join(PROJECT + [DEFAULT_ANALYZER])
-    lab.exec("vm1", "ping -c 1 10.1.1.12")
+    lab.shell("vm1", "ping -c 1 10.1.1.12")
     settle(lab, capture["id"], 8)
     assert len(echo_frames(lab, capture["id"], tmp_path)) == 8
 
@@ -92,10 +92,10 @@ def test_vnc_api_sets_and_unsets_interface_mirror_on_vm1(clean_lab, tmp_path):
     read_back.set_virtual_machine_interface_properties(properties)
     vnc.virtual_machine_interface_update(read_back)
     assert port_capture(lab) is None
-    stopped = lab.api("GET", f"/api/captures/{capture['id']}").json()
+    stopped = lab.http("GET", f"/api/captures/{capture['id']}").json()
     assert stopped["state"] == "stopped" and "interface_mirror unset" in stopped["stop_reason"]
     assert capture_flows(lab, "compute1", capture["id"]) == []
-    lab.exec("vm1", "ping -c 2 -i 0.2 10.1.1.12")
+    lab.shell("vm1", "ping -c 2 -i 0.2 10.1.1.12")
     time.sleep(1)
     assert len(echo_frames(lab, capture["id"], tmp_path)) == 8
 
@@ -123,7 +123,7 @@ class Tshark:
 
     def __init__(self, lab, vm: str, interface: str, decode: str, fields: list[str]):
         self.lab, self.vm = lab, vm
-        self.process = lab.popen(vm, f"echo $$; exec timeout 90 tshark -l -n -i {interface} "
+        self.process = lab.shell_popen(vm, f"echo $$; exec timeout 90 tshark -l -n -i {interface} "
                                      f"-d {decode} -Y 'icmp.type == 8 || icmp.type == 0' -T fields "
                                      f"-E separator='|' " + " ".join(f"-e {f}" for f in fields))
         self.pid = int(self.process.stdout.readline())
@@ -137,7 +137,7 @@ class Tshark:
 
     def stop(self) -> None:
         """Stop tshark and wait for it."""
-        self.lab.exec(self.vm, f"kill {self.pid}", check=False)
+        self.lab.shell(self.vm, f"kill {self.pid}", check=False)
         self.process.wait(timeout=30)
         self.reader.join(10)
 
@@ -146,7 +146,7 @@ def later_echo_copies(lab, tshark: Tshark, pairs: int = 5) -> dict[int, tuple[tu
     """Keep vm1 pinging vm2 until `tshark` shows a copy (so it was listening: no start race),
     then the copies it shows of the next `pairs` echo requests and replies, by sequence number
     (tshark's last field is icmp.seq), each copy as its other fields."""
-    ping = lab.popen("vm1", "echo $$; exec ping -n -i 0.2 -c 300 10.1.1.12")
+    ping = lab.shell_popen("vm1", "echo $$; exec ping -n -i 0.2 -c 300 10.1.1.12")
     ping_pid = int(ping.stdout.readline())
     try:
         lab.wait_for(lambda: tshark.rows, timeout=60, what="tshark's first copy")
@@ -155,7 +155,7 @@ def later_echo_copies(lab, tshark: Tshark, pairs: int = 5) -> dict[int, tuple[tu
         lab.wait_for(lambda: any(int(row[-1]) > wanted[-1] + 1 for row in list(tshark.rows)),
                      timeout=30, what=f"the copies of echo {wanted[0]}..{wanted[-1]}")
     finally:
-        lab.exec("vm1", f"kill {ping_pid}", check=False)
+        lab.shell("vm1", f"kill {ping_pid}", check=False)
         ping.wait(timeout=30)
         tshark.stop()
     return {seq: tuple(sorted(tuple(row[:-1]) for row in tshark.rows if int(row[-1]) == seq))
@@ -173,7 +173,7 @@ def test_vnc_api_mirror_to_modes_reach_the_wire_and_a_change_moves_them(clean_la
     set_interface_mirror(vnc, "vm1-eth0", "both")
     dynamic = port_capture(lab)
     assert dynamic["mirror_to"]["juniper_header"] is True and dynamic["mirror_to"]["udp_port"] == 8099
-    analyzer = next(a for a in lab.api("GET", "/api/analyzers").json()
+    analyzer = next(a for a in lab.http("GET", "/api/analyzers").json()
                     if a["name"] == DEFAULT_ANALYZER)
     tshark = Tshark(lab, analyzer["vm"], f"{analyzer['vm']}-eth0", "udp.port==8099,juniper",
                     ["juniper.vn.src", "juniper.vn.dst", "icmp.type", "icmp.seq"])
@@ -191,7 +191,7 @@ def test_vnc_api_mirror_to_modes_reach_the_wire_and_a_change_moves_them(clean_la
     assert (static["analyzer"], static["mirror_to"]["nh_mode"], static["mirror_to"]["static_nh_header"]) \
         == ("probe1", "static", {"vtep_dst_ip_address": str(probe.ip),
                                  "vtep_dst_mac_address": probe.mac, "vni": 5000})
-    replaced = lab.api("GET", f"/api/captures/{dynamic['id']}").json()
+    replaced = lab.http("GET", f"/api/captures/{dynamic['id']}").json()
     assert replaced["state"] == "stopped" and "interface_mirror changed" in replaced["stop_reason"]
     assert capture_flows(lab, "compute1", dynamic["id"]) == []
     read_back = vnc.virtual_machine_interface_read(fq_name=PROJECT + ["vm1-eth0"]) \
@@ -204,6 +204,6 @@ def test_vnc_api_mirror_to_modes_reach_the_wire_and_a_change_moves_them(clean_la
 
     set_interface_mirror(vnc, "vm1-eth0", None)
     assert port_capture(lab) is None
-    stopped = lab.api("GET", f"/api/captures/{static['id']}").json()
+    stopped = lab.http("GET", f"/api/captures/{static['id']}").json()
     assert stopped["state"] == "stopped" and "interface_mirror unset" in stopped["stop_reason"]
     assert capture_flows(lab, "compute1") == []

@@ -37,7 +37,7 @@ while time.time() < end:
 
 def start_sender(lab, target, seconds: float):
     """Start the datagram stream from the target VM to its peer."""
-    return lab.popen(target.vm, f"{sys.executable} -c '{SENDER}' {target.peer.ip} {seconds}")
+    return lab.shell_popen(target.vm, f"{sys.executable} -c '{SENDER}' {target.peer.ip} {seconds}")
 
 
 def sent_times(sender) -> dict[int, float]:
@@ -49,7 +49,7 @@ def sent_times(sender) -> dict[int, float]:
 
 def copied(lab, capture_id: int, tmp_path) -> set[int]:
     """The sequence numbers of the datagrams the capture recorded."""
-    response = lab.api("GET", f"/api/captures/{capture_id}/pcap", params={"format": "pcap"})
+    response = lab.http("GET", f"/api/captures/{capture_id}/pcap", params={"format": "pcap"})
     assert response.status_code == 200, response.text
     path = tmp_path / f"capture-{capture_id}.pcap"
     path.write_bytes(response.content)
@@ -72,7 +72,7 @@ def with_slow_revalidators(lab, request):
 
 def ensure_analyzer(lab) -> None:
     """The default analyzer runs (a first capture launches it)."""
-    if not any(a["name"] == DEFAULT_ANALYZER for a in lab.api("GET", "/api/analyzers").json()):
+    if not any(a["name"] == DEFAULT_ANALYZER for a in lab.http("GET", "/api/analyzers").json()):
         lab.capture("vm1").stop()
 
 
@@ -83,13 +83,13 @@ def test_active_means_the_next_packet_is_copied(clean_lab, target, tmp_path):
     ensure_analyzer(lab)
     sender = start_sender(lab, target, 3.0)
     time.sleep(0.5)  # the stream's datapath flow is in the cache
-    response, active_at = with_slow_revalidators(lab, lambda: lab.api(
+    response, active_at = with_slow_revalidators(lab, lambda: lab.http(
         "POST", "/api/captures", json={"vrouter": target.compute, "interface": target.port,
                                        "direction": "ingress"}))
     assert response.status_code == 201, response.text
     assert response.json()["state"] == "active"
     sent = sent_times(sender)
-    lab.api("DELETE", f"/api/captures/{response.json()['id']}")
+    lab.http("DELETE", f"/api/captures/{response.json()['id']}")
     after = sorted(sequence for sequence, at in sent.items() if at > active_at)
     assert len(after) > 100, "the stream ended before the capture was active"
     missed = sorted(set(after) - copied(lab, response.json()["id"], tmp_path))
@@ -107,7 +107,7 @@ def test_stopped_means_nothing_more_is_copied(clean_lab, target, tmp_path):
     sender = start_sender(lab, target, 3.0)
     time.sleep(0.5)
     response, stopped_at = with_slow_revalidators(
-        lab, lambda: lab.api("DELETE", f"/api/captures/{capture.id}"))
+        lab, lambda: lab.http("DELETE", f"/api/captures/{capture.id}"))
     assert response.status_code == 200, response.text
     sent = sent_times(sender)
     time.sleep(0.5)  # copies on their way are recorded
@@ -125,7 +125,7 @@ def test_a_datapath_that_never_revalidates_fails_the_capture_naming_the_vrouter(
     ensure_analyzer(lab)
     lab.netns("ovs-appctl", "revalidator/pause")
     try:
-        response = lab.api("POST", "/api/captures", json={"vrouter": target.compute,
+        response = lab.http("POST", "/api/captures", json={"vrouter": target.compute,
                                                           "interface": target.port})
     finally:
         lab.netns("ovs-appctl", "revalidator/resume")

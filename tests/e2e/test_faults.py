@@ -41,7 +41,7 @@ def test_flows_deleted_by_hand_come_back(analyzers, clean_lab):
     lab.netns("ovs-ofctl", "-O", "OpenFlow13", "del-flows", "vr-compute2", "table=2,reg1=2")
     lab.wait_for(lambda: lab.flows("compute1") == with_capture
                  and lab.flows("compute2") == baseline["compute2"], timeout=10, what="the audit")
-    lab.exec("vm1", "ping -c 3 -i 0.2 -W 1 10.1.1.12")
+    lab.shell("vm1", "ping -c 3 -i 0.2 -W 1 10.1.1.12")
     settle(lab, capture["id"], 6)
     stop(lab, capture["id"])
     assert {c.name: lab.flows(c.name) for c in lab.topology.computes} == baseline
@@ -60,10 +60,10 @@ def test_an_aborted_ovs_vswitchd_is_restarted_and_reprogrammed(analyzers, clean_
                  timeout=15, what="the monitor to restart ovs-vswitchd")
     lab.wait_for(lambda: all(flows_once_up(lab, c) == before[c] for c in before), timeout=15,
                  what="the flows to be reinstalled")
-    vrouters = lab.api("GET", "/api/vrouters").json()
+    vrouters = lab.http("GET", "/api/vrouters").json()
     assert all(v["connected"] for v in vrouters), vrouters
-    assert lab.api("GET", f"/api/captures/{capture['id']}").json()["state"] == "active"
-    lab.exec("vm1", "ping -c 3 -i 0.2 -W 1 10.1.1.12")
+    assert lab.http("GET", f"/api/captures/{capture['id']}").json()["state"] == "active"
+    lab.shell("vm1", "ping -c 3 -i 0.2 -W 1 10.1.1.12")
     settle(lab, capture["id"], 6)
     stop(lab, capture["id"])
     # The fabric's static entries (runtime state of ovs-vswitchd) are pinned again.
@@ -119,10 +119,10 @@ def test_only_the_labs_ovs_vswitchd_may_connect(analyzers, clean_lab):
     log = (STATE_DIR / "controller.log").read_text()
     assert "refused a connection from pid" in log and "claiming dpid 1" in log
     time.sleep(2.5)  # an audit later, the real vRouter is still connected and untouched
-    assert lab.api("GET", "/api/vrouters/compute1").json()["connected"]
+    assert lab.http("GET", "/api/vrouters/compute1").json()["connected"]
     assert lab.flows("compute1") == before
     capture = start(lab, vm="vm1")
-    lab.exec("vm1", "ping -c 2 -i 0.2 -W 1 10.1.1.12")
+    lab.shell("vm1", "ping -c 2 -i 0.2 -W 1 10.1.1.12")
     settle(lab, capture["id"], 4)
     stop(lab, capture["id"])
 
@@ -166,13 +166,13 @@ def test_a_disconnected_vrouter_shows_everywhere_and_its_captures_are_refused(an
     flows changed behind its back while it was cut off included."""
     lab = clean_lab
     # No default analyzer: a capture on compute2 would launch one, unless refused first.
-    assert lab.api("DELETE", f"/api/analyzers/{DEFAULT_ANALYZER}").status_code == 200
+    assert lab.http("DELETE", f"/api/analyzers/{DEFAULT_ANALYZER}").status_code == 200
     before = lab.flows("compute2")
     faults.vrouter_disconnect(lab, "compute2")
     try:
-        lab.wait_for(lambda: not lab.api("GET", "/api/vrouters/compute2").json()["connected"],
+        lab.wait_for(lambda: not lab.http("GET", "/api/vrouters/compute2").json()["connected"],
                      timeout=10, what="compute2 to be seen disconnected")
-        problem = lab.api("GET", "/api/vrouters/compute2").json()["problem"]
+        problem = lab.http("GET", "/api/vrouters/compute2").json()["problem"]
         assert problem.startswith("not connected to the controller"), problem
         status = json.loads(lab.cli("status", "--json", check=False).stdout)
         assert {c["name"]: c["connected"] for c in status["computes"]}["compute2"] is False
@@ -182,8 +182,8 @@ def test_a_disconnected_vrouter_shows_everywhere_and_its_captures_are_refused(an
         assert refused.stderr.strip().splitlines() == [
             "mirrorlab: error: vrouter 'compute2' is not connected to the controller; nothing on "
             "it can be confirmed"]
-        assert lab.api("GET", "/api/captures", params={"state": "active"}).json() == []
-        assert DEFAULT_ANALYZER not in {a["name"] for a in lab.api("GET", "/api/analyzers").json()}
+        assert lab.http("GET", "/api/captures", params={"state": "active"}).json() == []
+        assert DEFAULT_ANALYZER not in {a["name"] for a in lab.http("GET", "/api/analyzers").json()}
         assert {host["name"] for host in lab.state.read()["hosts"]} == vms
         page.goto(f"{lab.api_url}/#/vrouters")
         row = page.locator("tr", has_text="compute2")
@@ -191,12 +191,12 @@ def test_a_disconnected_vrouter_shows_everywhere_and_its_captures_are_refused(an
         row.locator(".vrouter-problem", has_text="not connected to the controller").wait_for()
         # Cut off, it keeps every flow and forwards: vm2 (compute2) reaches vm1 (compute1).
         assert lab.flows("compute2") == before
-        lab.exec("vm2", "ping -c 3 -i 0.2 -W 1 10.1.1.11")
+        lab.shell("vm2", "ping -c 3 -i 0.2 -W 1 10.1.1.11")
         lab.netns("ovs-ofctl", "-O", "OpenFlow13", "del-flows", "vr-compute2", "table=2,reg1=2")
         assert lab.flows("compute2") != before
     finally:
         faults.vrouter_reconnect(lab, "compute2")
-    lab.wait_for(lambda: lab.api("GET", "/api/vrouters/compute2").json()["connected"]
+    lab.wait_for(lambda: lab.http("GET", "/api/vrouters/compute2").json()["connected"]
                  and lab.flows("compute2") == before, timeout=15, what="compute2 back and reconciled")
-    lab.exec("vm2", "ping -c 3 -i 0.2 -W 1 10.1.1.11")
+    lab.shell("vm2", "ping -c 3 -i 0.2 -W 1 10.1.1.11")
     lab.capture("vm1").stop()  # the default analyzer back where the other tests expect it

@@ -22,7 +22,7 @@ from tests.e2e.conftest import ARTIFACTS, STATE_DIR, TOPOLOGY
 
 def ping_ok(lab, vm: str, target: str, count: int = 3, six: bool = False) -> bool:
     """Whether `vm` gets every reply of `count` pings to `target`."""
-    result = lab.exec(vm, f"ping {'-6 ' if six else ''}-c {count} -i 0.2 -W 1 {target}", check=False)
+    result = lab.shell(vm, f"ping {'-6 ' if six else ''}-c {count} -i 0.2 -W 1 {target}", check=False)
     return result.returncode == 0 and f"{count} received" in result.stdout
 
 
@@ -45,7 +45,7 @@ def test_status_json_lists_compute_nodes_vms_interfaces_and_controller(lab):
 
 def test_exec_passes_output_and_exit_code(lab):
     """`mirrorlab exec` runs inside the VM: its own address, its exit code."""
-    result = lab.exec("vm2", "ip -4 -o addr show dev vm2-eth0; exit 7", check=False)
+    result = lab.shell("vm2", "ip -4 -o addr show dev vm2-eth0; exit 7", check=False)
     assert result.returncode == 7
     assert "10.1.1.12/24" in result.stdout
     unknown = lab.cli("exec", "vm99", "--", "true", check=False)
@@ -65,15 +65,15 @@ def test_same_network_reaches_on_same_and_other_compute(lab):
 
 def test_tcp_and_udp_across_compute_nodes(lab):
     """A TCP transfer and UDP datagrams cross the fabric intact."""
-    server = lab.popen("vm2", "iperf3 -s -1 -p 5201")
+    server = lab.shell_popen("vm2", "iperf3 -s -1 -p 5201")
     time.sleep(0.5)
-    result = lab.exec("vm1", "iperf3 -c 10.1.1.12 -p 5201 -t 2 -J", timeout=60)
+    result = lab.shell("vm1", "iperf3 -c 10.1.1.12 -p 5201 -t 2 -J", timeout=60)
     server.wait(timeout=30)
     report = json.loads(result.stdout)
     assert report["end"]["sum_received"]["bytes"] > 1_000_000
-    receiver = lab.popen("vm2", "timeout 5 nc -u -l -p 7000")
+    receiver = lab.shell_popen("vm2", "timeout 5 nc -u -l -p 7000")
     time.sleep(0.5)
-    lab.exec("vm1", "echo hello-udp | nc -u -w1 10.1.1.12 7000")
+    lab.shell("vm1", "echo hello-udp | nc -u -w1 10.1.1.12 7000")
     out, _ = receiver.communicate(timeout=10)
     assert "hello-udp" in out
 
@@ -83,19 +83,19 @@ def route_to_red(lab):
     """Give vm1 a direct route and a neighbour entry towards vm4 (red), so that it really sends
     packets there: isolation must then come from the vRouters, not from vm1's routing table."""
     vm4 = lab.interface("vm4")
-    lab.exec("vm1", f"ip route add {vm4.ip}/32 dev vm1-eth0 && "
+    lab.shell("vm1", f"ip route add {vm4.ip}/32 dev vm1-eth0 && "
                     f"ip neigh replace {vm4.ip} lladdr {vm4.mac} dev vm1-eth0 nud permanent")
     yield vm4
-    lab.exec("vm1", f"ip route del {vm4.ip}/32 dev vm1-eth0; ip neigh del {vm4.ip} dev vm1-eth0",
+    lab.shell("vm1", f"ip route del {vm4.ip}/32 dev vm1-eth0; ip neigh del {vm4.ip} dev vm1-eth0",
              check=False)
 
 
 def test_networks_are_isolated(lab, route_to_red):
     """vm1 (blue) cannot reach vm4 (red) by ping or TCP, and vm4 never sees its packets."""
-    sniffer = lab.popen("vm4", "timeout 6 tcpdump -n -i vm4-eth0 -c 1 'src host 10.1.1.11' 2>/dev/null")
+    sniffer = lab.shell_popen("vm4", "timeout 6 tcpdump -n -i vm4-eth0 -c 1 'src host 10.1.1.11' 2>/dev/null")
     time.sleep(1)
     assert not ping_ok(lab, "vm1", str(route_to_red.ip), count=2)
-    tcp = lab.exec("vm1", f"nc -z -w 2 {route_to_red.ip} 22", check=False)
+    tcp = lab.shell("vm1", f"nc -z -w 2 {route_to_red.ip} 22", check=False)
     assert tcp.returncode != 0
     out, _ = sniffer.communicate(timeout=15)
     assert "10.1.1.11" not in out
@@ -114,7 +114,7 @@ def test_fabric_carries_mpls_with_the_network_label(lab):
     time.sleep(1)
     assert ping_ok(lab, "vm1", "10.1.1.12", count=2)
     # Guests' multicast crosses the fabric too (vm3 is blue, on compute1): flooded, same label.
-    lab.exec("vm3", "ping -6 -c 1 -w 1 ff02::2%vm3-eth0", check=False)
+    lab.shell("vm3", "ping -6 -c 1 -w 1 ff02::2%vm3-eth0", check=False)
     sniffer.wait(timeout=10)
     vm1, vm2, vm3 = lab.interface("vm1"), lab.interface("vm2"), lab.interface("vm3")
     label_of_mac = {i.mac: lab.topology.network(i.network).label for i in lab.topology.interfaces()}
@@ -148,7 +148,7 @@ def test_controller_kill_and_restart_reconciles_without_loss(lab):
     deleted one is restored, and every table equals what it was."""
     computes = [c.name for c in lab.topology.computes]
     before = {c: lab.flows(c) for c in computes}
-    pinger = lab.popen("vm1", "ping -c 150 -i 0.05 -W 1 10.1.1.12")
+    pinger = lab.shell_popen("vm1", "ping -c 150 -i 0.05 -W 1 10.1.1.12")
     time.sleep(0.5)
     os.kill(controller_pid(lab), signal.SIGKILL)
     lab.netns("ovs-ofctl", "-O", "OpenFlow13", "add-flow", "vr-compute2",

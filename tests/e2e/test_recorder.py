@@ -26,7 +26,7 @@ FRAGILE_ANALYZER = "fragile-analyzer"
 
 def analyzer(lab, name: str) -> dict:
     """The analyzer `name` as the API shows it."""
-    return next(a for a in lab.api("GET", "/api/analyzers").json() if a["name"] == name)
+    return next(a for a in lab.http("GET", "/api/analyzers").json() if a["name"] == name)
 
 
 def recorder_starts(lab, name: str) -> int:
@@ -56,9 +56,9 @@ def capture_flows_of(lab, compute: str, capture_id: int) -> list[InstalledFlow]:
 def default_analyzer(lab):
     """The default analyzer exists (a first capture launched it) and vm1 knows its peers."""
     lab.stop_all_captures()
-    if not any(a["name"] == DEFAULT_ANALYZER for a in lab.api("GET", "/api/analyzers").json()):
-        lab.api("DELETE", f"/api/captures/{start(lab, vm='vm1')['id']}")
-    lab.exec("vm1", "ping -c 1 -W 1 10.1.1.12; ping -c 1 -W 1 10.1.1.13", check=False)
+    if not any(a["name"] == DEFAULT_ANALYZER for a in lab.http("GET", "/api/analyzers").json()):
+        lab.http("DELETE", f"/api/captures/{start(lab, vm='vm1')['id']}")
+    lab.shell("vm1", "ping -c 1 -W 1 10.1.1.12; ping -c 1 -W 1 10.1.1.13", check=False)
     return lab
 
 
@@ -69,7 +69,7 @@ def test_a_killed_recorder_is_restarted_and_its_capture_keeps_recording(default_
     pings from before and after the kill; a new capture to that analyzer records too."""
     lab = clean_lab
     capture = start(lab, vm="vm1", direction="ingress")
-    lab.exec("vm1", "ping -c 3 -i 0.2 10.1.1.12")
+    lab.shell("vm1", "ping -c 3 -i 0.2 10.1.1.12")
     before = settle(lab, capture["id"], 3)
     old = analyzer(lab, DEFAULT_ANALYZER)["recorder"]
     assert old["state"] == "running"
@@ -77,9 +77,9 @@ def test_a_killed_recorder_is_restarted_and_its_capture_keeps_recording(default_
     os.kill(old["pid"], signal.SIGKILL)
     health = restarted_recorder(lab, DEFAULT_ANALYZER, old["pid"], starts)
     assert health["restarts"] == old["restarts"] + 1 and health["last_error"] == "killed by SIGKILL"
-    lab.exec("vm1", "ping -c 3 -i 0.2 10.1.1.12")
+    lab.shell("vm1", "ping -c 3 -i 0.2 10.1.1.12")
     settle(lab, capture["id"], before + 3)
-    assert lab.api("GET", f"/api/captures/{capture['id']}").json()["state"] == "active"
+    assert lab.http("GET", f"/api/captures/{capture['id']}").json()["state"] == "active"
     requests = [seq for _src, _dst, kind, seq in pings(frames(lab, capture["id"], tmp_path)) if kind == 8]
     assert requests == [1, 2, 3, 1, 2, 3]
     listed = lab.cli("analyzer", "list").stdout
@@ -87,7 +87,7 @@ def test_a_killed_recorder_is_restarted_and_its_capture_keeps_recording(default_
                      rf"last failure: killed by SIGKILL", listed), listed
     assert re.search(rf"analyzer {DEFAULT_ANALYZER}: .*recorder running", lab.cli("status").stdout)
     second = start(lab, vm="vm3", direction="ingress")
-    lab.exec("vm3", "ping -c 2 -i 0.2 10.1.1.11")
+    lab.shell("vm3", "ping -c 2 -i 0.2 10.1.1.11")
     settle(lab, second["id"], 2)
     assert len(pings(frames(lab, second["id"], tmp_path))) == 2
 
@@ -97,7 +97,7 @@ def test_a_recorder_that_keeps_dying_fails_its_captures(default_analyzer, clean_
     is failed with the reason and its flows removed, in the API, the CLI and the web UI's
     interfaces table, and the analyzer takes no new capture until it is re-created."""
     lab = clean_lab
-    created = lab.api("POST", "/api/analyzers", json={"name": FRAGILE_ANALYZER, "compute": "compute2"})
+    created = lab.http("POST", "/api/analyzers", json={"name": FRAGILE_ANALYZER, "compute": "compute2"})
     assert created.status_code == 201, created.text
     try:
         capture = start(lab, vm="vm2", analyzer=FRAGILE_ANALYZER)
@@ -108,7 +108,7 @@ def test_a_recorder_that_keeps_dying_fails_its_captures(default_analyzer, clean_
                                   == "running" and h["pid"] != pid and h, what="a running recorder")
             pid = health["pid"]
             os.kill(pid, signal.SIGKILL)
-        failed = lab.wait_for(lambda: (c := lab.api("GET", f"/api/captures/{capture['id']}").json())
+        failed = lab.wait_for(lambda: (c := lab.http("GET", f"/api/captures/{capture['id']}").json())
                               ["state"] == "failed" and c, what="the capture to fail")
         reason = (f"the recorder of analyzer '{FRAGILE_ANALYZER}' failed: died {MAX_RESTARTS + 1} "
                   f"times within 60 s; last: killed by SIGKILL")
@@ -119,16 +119,16 @@ def test_a_recorder_that_keeps_dying_fails_its_captures(default_analyzer, clean_
         assert f"capture {capture['id']}: failed" in shown and reason in shown
         assert re.search(rf"analyzer {FRAGILE_ANALYZER}: .*recorder failed \({MAX_RESTARTS} restarts\): "
                          rf"died", lab.cli("analyzer", "list").stdout)
-        refused = lab.api("POST", "/api/captures", json={"vm": "vm2", "analyzer": FRAGILE_ANALYZER})
+        refused = lab.http("POST", "/api/captures", json={"vm": "vm2", "analyzer": FRAGILE_ANALYZER})
         assert refused.status_code == 409 and "its recorder failed" in refused.json()["error"]
-        assert lab.api("GET", "/api/captures", params={"state": "failed"}).json()[0]["id"] == capture["id"]
+        assert lab.http("GET", "/api/captures", params={"state": "failed"}).json()[0]["id"] == capture["id"]
         page.goto(f"{lab.api_url}/#/vrouters/compute2/interfaces")
         chip = page.locator(".chip-analyzer", has_text=FRAGILE_ANALYZER)
         expect(chip).to_have_text(f"analyzer {FRAGILE_ANALYZER} \u00b7 recorder failed")
         expect(chip).to_have_attribute("title", re.compile(rf"last failure: died {MAX_RESTARTS + 1} times within 60 s"))
     finally:
         lab.stop_all_captures()
-        assert lab.api("DELETE", f"/api/analyzers/{FRAGILE_ANALYZER}").status_code == 200
+        assert lab.http("DELETE", f"/api/analyzers/{FRAGILE_ANALYZER}").status_code == 200
 
 
 def test_a_capture_stops_at_its_limit_with_the_reason(default_analyzer, clean_lab, tmp_path):
@@ -138,8 +138,8 @@ def test_a_capture_stops_at_its_limit_with_the_reason(default_analyzer, clean_la
     lab = clean_lab
     capture = start(lab, vm="vm1", limit_bytes=20000)
     assert capture["limit_bytes"] == 20000 and capture["stop_reason"] is None
-    lab.exec("vm1", "ping -c 40 -i 0.05 -s 1200 -q 10.1.1.12")
-    stopped = lab.wait_for(lambda: (c := lab.api("GET", f"/api/captures/{capture['id']}").json())
+    lab.shell("vm1", "ping -c 40 -i 0.05 -s 1200 -q 10.1.1.12")
+    stopped = lab.wait_for(lambda: (c := lab.http("GET", f"/api/captures/{capture['id']}").json())
                            ["state"] == "stopped" and c, what="the capture to stop at its limit")
     assert stopped["stop_reason"] == "limit reached (20000 bytes)"
     assert 20000 - 1300 < stopped["file_bytes"] <= 20000
@@ -153,5 +153,5 @@ def test_a_capture_stops_at_its_limit_with_the_reason(default_analyzer, clean_la
     pcapng = tmp_path / "limited.pcapng"  # the same packets, with their directions
     lab.cli("capture", "pcap", str(capture["id"]), "-o", str(pcapng))
     assert [bytes(f) for f in rdpcap(str(pcapng))] == [bytes(f) for f in rdpcap(str(pcap))]
-    refused = lab.api("POST", "/api/captures", json={"vm": "vm1", "limit_bytes": 100})
+    refused = lab.http("POST", "/api/captures", json={"vm": "vm1", "limit_bytes": 100})
     assert refused.status_code == 400 and refused.json()["field"] == "limit_bytes"

@@ -34,20 +34,20 @@ UI_ANALYZER = "ui-analyzer"
 def only_the_default_analyzer(lab):
     """The screen picks its analyzer by a rule: analyzer instances other modules made go first."""
     lab.stop_all_captures()
-    for analyzer in lab.api("GET", "/api/analyzers").json():
+    for analyzer in lab.http("GET", "/api/analyzers").json():
         if analyzer["name"] != DEFAULT_ANALYZER:
-            response = lab.api("DELETE", f"/api/analyzers/{analyzer['name']}")
+            response = lab.http("DELETE", f"/api/analyzers/{analyzer['name']}")
             assert response.status_code == 200, response.text
 
 
 @pytest.fixture
 def ui_analyzer(clean_lab, target):
     """An analyzer instance made for the UI to pick, on another compute node; removed after."""
-    response = clean_lab.api("POST", "/api/analyzers", json={"name": UI_ANALYZER, "compute": target.other_compute})
+    response = clean_lab.http("POST", "/api/analyzers", json={"name": UI_ANALYZER, "compute": target.other_compute})
     assert response.status_code == 201, response.text
     yield response.json()
     clean_lab.stop_all_captures()
-    clean_lab.api("DELETE", f"/api/analyzers/{UI_ANALYZER}")
+    clean_lab.http("DELETE", f"/api/analyzers/{UI_ANALYZER}")
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -60,7 +60,7 @@ def capture_flows(lab, capture_id: int) -> list[InstalledFlow]:
 
 def active_capture(lab, target: Target) -> dict:
     """The one active capture of the target interface."""
-    captures = [c for c in lab.api("GET", "/api/captures", params={"state": "active"}).json()
+    captures = [c for c in lab.http("GET", "/api/captures", params={"state": "active"}).json()
                 if c["interface"] == target.port]
     assert len(captures) == 1, captures
     return captures[0]
@@ -68,7 +68,7 @@ def active_capture(lab, target: Target) -> dict:
 
 def capture_state(lab, capture_id: int) -> str:
     """A capture's state as the API reports it: active or stopped."""
-    return lab.api("GET", f"/api/captures/{capture_id}").json()["state"]
+    return lab.http("GET", f"/api/captures/{capture_id}").json()["state"]
 
 
 def open_capture_screen(page: Page, lab, target: Target, screenshots: bool = False) -> None:
@@ -113,12 +113,12 @@ def mirror_tables(lab, capture_id: int) -> set[str]:
 
 def launched_analyzers(lab) -> set[str]:
     """The analyzer instances running besides the default one."""
-    return {a["name"] for a in lab.api("GET", "/api/analyzers").json()} - {DEFAULT_ANALYZER}
+    return {a["name"] for a in lab.http("GET", "/api/analyzers").json()} - {DEFAULT_ANALYZER}
 
 
 def ping_peer(lab, target: Target, count: int = 3) -> None:
     """`count` pings from the target VM to its peer, all answered."""
-    result = lab.exec(target.vm, f"ping -c {count} -i 0.2 {target.peer.ip}")
+    result = lab.shell(target.vm, f"ping -c {count} -i 0.2 {target.peer.ip}")
     assert f"{count} received" in result.stdout, result.stdout
 
 
@@ -142,7 +142,7 @@ def test_one_click_captures_to_the_default_analyzer_live_and_close_stops_it(lab,
     requests and replies appear with their columns, counts and rate; Close: the capture stops
     and its flows are gone from every vRouter."""
     assert not launched_analyzers(lab), "no analyzer instance besides the default one runs"
-    default_running = DEFAULT_ANALYZER in {a["name"] for a in lab.api("GET", "/api/analyzers").json()}
+    default_running = DEFAULT_ANALYZER in {a["name"] for a in lab.http("GET", "/api/analyzers").json()}
     open_capture_screen(page, lab, target, screenshots=True)
     if not default_running:
         expect(page.locator("#capture-status")).to_have_text("Launching the default analyzer\u2026")
@@ -150,7 +150,7 @@ def test_one_click_captures_to_the_default_analyzer_live_and_close_stops_it(lab,
     capture = capturing(page, lab, target)
     assert capture["analyzer"] == DEFAULT_ANALYZER
     assert mirror_tables(lab, capture["id"]) == {"ingress", "egress"}
-    assert capture["lease_seconds"] == lab.api("GET", "/api/config").json()["lease_seconds"]
+    assert capture["lease_seconds"] == lab.http("GET", "/api/config").json()["lease_seconds"]
     expect(page.get_by_label("Analyzer", exact=True)).to_have_value(DEFAULT_ANALYZER)
     expect(page.get_by_role("radio", name="Both")).to_be_checked()
     expect(page.locator("#analyzer-rule")).to_contain_text("Chosen on opening: the default analyzer")
@@ -190,7 +190,7 @@ def test_the_analyzer_instance_already_running_is_used(lab, page, target, ui_ana
     and the screen says which rule picked it; choosing the default analyzer in the running
     screen restarts the capture there."""
     assert launched_analyzers(lab) == {UI_ANALYZER}
-    preferred = lab.api("GET", "/api/analyzer-choice").json()
+    preferred = lab.http("GET", "/api/analyzer-choice").json()
     assert preferred["analyzer"] == UI_ANALYZER
     open_capture_screen(page, lab, target)
     capture = capturing(page, lab, target)
@@ -276,7 +276,7 @@ def test_details_of_an_icmp_packet_show_its_fields_and_bytes(lab, page, target):
         expect(field(label)).to_be_visible()
 
     pcap = ARTIFACTS / "ui-details.pcapng"
-    pcap.write_bytes(lab.api("GET", f"/api/captures/{capture['id']}/pcap").content)
+    pcap.write_bytes(lab.http("GET", f"/api/captures/{capture['id']}/pcap").content)
     frame = bytes(rdpcap(str(pcap))[number - 1])
     assert frame[34] == 8 and IP(frame[14:]).src == source
     dump = details.get_by_role("group", name="Packet bytes")
@@ -454,8 +454,8 @@ def test_api_errors_are_shown_in_plain_words(lab, page, target):
 
     body = {"vrouter": target.compute, "interface": target.port}
     for _ in range(MAX_CAPTURES_PER_INTERFACE):
-        assert lab.api("POST", "/api/captures", json=body).status_code == 201
-    refused = lab.api("POST", "/api/captures", json=body)
+        assert lab.http("POST", "/api/captures", json=body).status_code == 201
+    refused = lab.http("POST", "/api/captures", json=body)
     assert refused.status_code == 409
     message = refused.json()["error"]
 
@@ -465,7 +465,7 @@ def test_api_errors_are_shown_in_plain_words(lab, page, target):
     expect(alert).to_contain_text(message[0].upper() + message[1:])
     expect(page.get_by_role("button", name="Start capture")).to_be_enabled()
     expect(page.locator("#capture-status")).to_have_text("Not capturing")
-    active = [c for c in lab.api("GET", "/api/captures", params={"state": "active"}).json()
+    active = [c for c in lab.http("GET", "/api/captures", params={"state": "active"}).json()
               if c["interface"] == target.port]
     assert len(active) == MAX_CAPTURES_PER_INTERFACE
 
@@ -474,50 +474,50 @@ def test_ui_endpoints_serve_the_page_live_packets_topology_and_stop_by_post(lab,
     """The API the UI stands on: the page and its modules; packets numbered from 1 and paged with
     after/limit, with Wireshark's columns; bad paging refused in words; the lab graph; POST /stop
     stops like DELETE (and again is a no-op), given the capture's secret."""
-    page = lab.api("GET", "/")
+    page = lab.http("GET", "/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert '<script type="module" src="/ui/js/app.js">' in page.text
-    script = lab.api("GET", "/ui/js/app.js")
+    script = lab.http("GET", "/ui/js/app.js")
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]
 
-    capture = lab.api("POST", "/api/captures", json={"vrouter": target.compute, "interface": target.port,
+    capture = lab.http("POST", "/api/captures", json={"vrouter": target.compute, "interface": target.port,
                                                      "direction": "ingress"}).json()
     ping_peer(lab, target)
     packets_url = f"/api/captures/{capture['id']}/packets"
     echo_requests = lambda packets: [p for p in packets if p["summary"].startswith("Echo (ping) request")]
-    lab.wait_for(lambda: len(echo_requests(lab.api("GET", packets_url).json()["packets"])) == 3,
+    lab.wait_for(lambda: len(echo_requests(lab.http("GET", packets_url).json()["packets"])) == 3,
                  what="3 recorded echo requests")
-    first = lab.api("GET", packets_url, params={"after": 0, "limit": 2}).json()
+    first = lab.http("GET", packets_url, params={"after": 0, "limit": 2}).json()
     assert [p["index"] for p in first["packets"]] == [1, 2] and first["total"] >= 3
-    rest = lab.api("GET", packets_url, params={"after": 2}).json()["packets"]
+    rest = lab.http("GET", packets_url, params={"after": 2}).json()["packets"]
     assert rest[0]["index"] == 3
     requests = echo_requests(first["packets"] + rest)
     assert [(p["source"], p["destination"], p["protocol"], p["length"]) for p in requests] == \
         [(str(target.interface.ip), str(target.peer.ip), "ICMP", 98)] * 3
     assert [p["summary"].rsplit("seq=", 1)[1] for p in requests] == ["1", "2", "3"]
     assert all(isinstance(p["time"], float) for p in requests)
-    beyond = lab.api("GET", packets_url, params={"after": 10**6}).json()
+    beyond = lab.http("GET", packets_url, params={"after": 10**6}).json()
     assert beyond["packets"] == [] and beyond["total"] >= 2 + len(rest)
-    bad = lab.api("GET", packets_url, params={"after": -1})
+    bad = lab.http("GET", packets_url, params={"after": -1})
     assert bad.status_code == 400 and bad.json()["field"] == "query.after"
-    assert lab.api("GET", packets_url, params={"limit": 0}).status_code == 400
-    unknown = lab.api("GET", "/api/captures/999999/packets")
+    assert lab.http("GET", packets_url, params={"limit": 0}).status_code == 400
+    unknown = lab.http("GET", "/api/captures/999999/packets")
     assert unknown.status_code == 404 and unknown.json() == {"error": "unknown capture 999999", "field": "id"}
 
-    graph = lab.api("GET", "/api/topology").json()
+    graph = lab.http("GET", "/api/topology").json()
     assert graph["name"] == lab.topology.name
     networks = {n["name"]: n["subnet"] for n in graph["nodes"] if n["kind"] == "network"}
     assert networks[target.interface.network] == str(lab.topology.network(target.interface.network).subnet)
     hosted = {frozenset((e["source"], e["target"])) for e in graph["edges"] if e["kind"] == "hosted-on"}
     assert frozenset((f"vm:{target.vm}", f"compute:{target.compute}")) in hosted
 
-    unowned = lab.api("POST", f"/api/captures/{capture['id']}/stop", params={"secret": "guess"})
+    unowned = lab.http("POST", f"/api/captures/{capture['id']}/stop", params={"secret": "guess"})
     assert unowned.status_code == 403 and capture_state(lab, capture["id"]) == "active"
     owner = {"secret": capture["secret"]}
-    stopped = lab.api("POST", f"/api/captures/{capture['id']}/stop", params=owner)
+    stopped = lab.http("POST", f"/api/captures/{capture['id']}/stop", params=owner)
     assert stopped.status_code == 200 and stopped.json()["state"] == "stopped"
     assert capture_flows(lab, capture["id"]) == []
-    again = lab.api("POST", f"/api/captures/{capture['id']}/stop", params=owner)
+    again = lab.http("POST", f"/api/captures/{capture['id']}/stop", params=owner)
     assert again.status_code == 200 and again.json()["stopped_at"] == stopped.json()["stopped_at"]
 
 
@@ -540,12 +540,12 @@ def test_analyzers_page_creates_lists_and_refuses_to_delete_one_in_use(lab, page
     page.get_by_role("button", name="Create").click()
     row = page.locator(f"tr[data-analyzer='{PAGE_ANALYZER}']")
     expect(row).to_be_visible(timeout=START_TIMEOUT_MS)
-    created = next(a for a in lab.api("GET", "/api/analyzers").json() if a["name"] == PAGE_ANALYZER)
+    created = next(a for a in lab.http("GET", "/api/analyzers").json() if a["name"] == PAGE_ANALYZER)
     assert created["compute"] == target.other_compute
     for text in (created["vm"], created["compute"], created["network"], created["ip"], "running"):
         expect(row).to_contain_text(text)
     try:
-        capture = lab.api("POST", "/api/captures", json={"vrouter": target.compute, "interface": target.port,
+        capture = lab.http("POST", "/api/captures", json={"vrouter": target.compute, "interface": target.port,
                                                          "analyzer": PAGE_ANALYZER}).json()
         expect(row).to_contain_text(f"1 active: #{capture['id']}", timeout=10_000)
         page.get_by_role("button", name=f"Delete analyzer {PAGE_ANALYZER}").click()
@@ -554,13 +554,13 @@ def test_analyzers_page_creates_lists_and_refuses_to_delete_one_in_use(lab, page
         expect(alert).to_contain_text(f"is used by active capture(s) {capture['id']}; stop them first")
         expect(row).to_be_visible()
         page.screenshot(path=ARTIFACTS / "ui-analyzers.png", full_page=True)
-        lab.api("DELETE", f"/api/captures/{capture['id']}")
+        lab.http("DELETE", f"/api/captures/{capture['id']}")
         page.get_by_role("button", name=f"Delete analyzer {PAGE_ANALYZER}").click()
         expect(row).to_have_count(0, timeout=60_000)
         assert PAGE_ANALYZER not in launched_analyzers(lab)
     finally:
         lab.stop_all_captures()
-        lab.api("DELETE", f"/api/analyzers/{PAGE_ANALYZER}")
+        lab.http("DELETE", f"/api/analyzers/{PAGE_ANALYZER}")
 
 
 def test_captures_page_lists_who_started_each_with_counts_duration_and_pcap(lab, page, target):
@@ -576,13 +576,13 @@ def test_captures_page_lists_who_started_each_with_counts_duration_and_pcap(lab,
     from_cli = json.loads(started.stdout)
     assert from_cli["origin"] == "cli"
     ping_peer(lab, target)
-    lab.wait_for(lambda: lab.api("GET", f"/api/captures/{from_cli['id']}").json()["packets"] >= 6,
+    lab.wait_for(lambda: lab.http("GET", f"/api/captures/{from_cli['id']}").json()["packets"] >= 6,
                  what="the CLI capture's 6 pings")
     assert "already stopped" not in lab.cli("capture", "stop", str(from_cli["id"])).stdout
     again = lab.cli("capture", "stop", str(from_cli["id"])).stdout
     assert again.startswith(f"capture {from_cli['id']} was already stopped\n"), again
-    from_api = lab.api("POST", "/api/captures", json={"vrouter": target.compute, "interface": target.port}).json()
-    packets = lab.api("GET", f"/api/captures/{from_cli['id']}").json()["packets"]
+    from_api = lab.http("POST", "/api/captures", json={"vrouter": target.compute, "interface": target.port}).json()
+    packets = lab.http("GET", f"/api/captures/{from_cli['id']}").json()["packets"]
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Captures").click()
     expect(page.locator("#breadcrumb li")).to_have_text(["Monitor", "Infrastructure", "Captures"])
@@ -608,12 +608,12 @@ def test_capture_screen_warns_of_a_second_capture_and_times_from_the_first_packe
     """A capture already running on the interface: the screen says so and starts another
     (allowed); times count from the first packet, as tshark's; the Lease card explains itself;
     a capture stopped elsewhere is said in one sentence; Stopped is grey, not an error's red."""
-    other = lab.api("POST", "/api/captures", json={"vrouter": target.compute, "interface": target.port}).json()
+    other = lab.http("POST", "/api/captures", json={"vrouter": target.compute, "interface": target.port}).json()
     open_capture_screen(page, lab, target)
     warning = page.locator("#notices .alert-warning")
     expect(warning).to_contain_text(f"{target.port} is already being captured (capture #{other['id']})")
     expect(page.locator("#capture-status")).to_have_text("Capturing", timeout=START_TIMEOUT_MS)
-    mine = [c for c in lab.api("GET", "/api/captures", params={"state": "active"}).json()
+    mine = [c for c in lab.http("GET", "/api/captures", params={"state": "active"}).json()
             if c["interface"] == target.port and c["id"] != other["id"]]
     assert len(mine) == 1 and mine[0]["origin"] == "screen"
     expect(page.locator(".capture-meta")).to_contain_text("started ")
@@ -625,7 +625,7 @@ def test_capture_screen_warns_of_a_second_capture_and_times_from_the_first_packe
     expect(page.locator(".packet-table tbody tr").first.locator("td").nth(1)).to_have_text("0.000000")
     page.screenshot(path=ARTIFACTS / "ui-capture-second.png", full_page=True)
 
-    lab.api("DELETE", f"/api/captures/{mine[0]['id']}")
+    lab.http("DELETE", f"/api/captures/{mine[0]['id']}")
     notice = page.locator("#notices .alert", has_text="no longer running")
     expect(notice).to_have_text(f"Capture #{mine[0]['id']} is no longer running. It was stopped outside this "
                                 "screen, or its lease ran out before this screen renewed it.")
@@ -643,7 +643,7 @@ def test_capture_screen_notes_the_last_rows_of_many(lab, page, target):
     """More packets than the table keeps: it says it shows the last 2000 of how many."""
     open_capture_screen(page, lab, target)
     capturing(page, lab, target)
-    lab.exec(target.vm, f"ping -q -f -c 1200 {target.peer.ip}", timeout=120)
+    lab.shell(target.vm, f"ping -q -f -c 1200 {target.peer.ip}", timeout=120)
     note = page.locator("#filter-state")
     expect(note).to_have_text(re.compile(r"^showing the last 2000 of (\d+) packets \(the pcap has them all\)$"),
                               timeout=30_000)

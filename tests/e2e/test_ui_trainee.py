@@ -34,27 +34,27 @@ SIDEBAR_PX = 220
 def only_the_default_analyzer(lab):
     """The capture screen picks its analyzer by a rule: other modules' analyzer instances go."""
     lab.stop_all_captures()
-    for analyzer in lab.api("GET", "/api/analyzers").json():
+    for analyzer in lab.http("GET", "/api/analyzers").json():
         if analyzer["name"] != DEFAULT_ANALYZER:
-            response = lab.api("DELETE", f"/api/analyzers/{analyzer['name']}")
+            response = lab.http("DELETE", f"/api/analyzers/{analyzer['name']}")
             assert response.status_code == 200, response.text
 
 
 @pytest.fixture
 def far_analyzer(clean_lab, target):
     """An analyzer instance on another compute node than the target's; removed after."""
-    response = clean_lab.api("POST", "/api/analyzers", json={"name": FAR_ANALYZER, "compute": target.other_compute})
+    response = clean_lab.http("POST", "/api/analyzers", json={"name": FAR_ANALYZER, "compute": target.other_compute})
     assert response.status_code == 201, response.text
     yield response.json()
     clean_lab.stop_all_captures()
-    clean_lab.api("DELETE", f"/api/analyzers/{FAR_ANALYZER}")
+    clean_lab.http("DELETE", f"/api/analyzers/{FAR_ANALYZER}")
 
 
 # --- helpers -----------------------------------------------------------------------------------
 
 def ping_peer(lab, target: Target, count: int = 3) -> None:
     """`count` pings from the target VM to its peer, all answered."""
-    result = lab.exec(target.vm, f"ping -c {count} -i 0.2 {target.peer.ip}")
+    result = lab.shell(target.vm, f"ping -c {count} -i 0.2 {target.peer.ip}")
     assert f"{count} received" in result.stdout, result.stdout
 
 
@@ -68,7 +68,7 @@ def open_capture_screen(page: Page, lab, target: Target) -> dict:
     """Open the target interface's capture screen by its address; the capture it runs."""
     page.goto(f"{lab.api_url}/#/vrouters/{target.compute}/interfaces/{target.port}/capture")
     expect(page.locator("#capture-status")).to_have_text("Capturing", timeout=START_TIMEOUT_MS)
-    captures = [c for c in lab.api("GET", "/api/captures", params={"state": "active"}).json()
+    captures = [c for c in lab.http("GET", "/api/captures", params={"state": "active"}).json()
                 if c["interface"] == target.port]
     assert len(captures) == 1, captures
     return captures[0]
@@ -125,24 +125,24 @@ def test_topology_draws_each_copy_path_through_vrouters_and_fabric_with_wrapper_
     to an analyzer on another (down into the vRouter, along the fabric, up through the
     analyzer's vRouter): each drawn along that path, labelled with its wrapper (the Juniper
     header over UDP 8099) and its live packet count; every text of the picture at 12 px or more, every compute node in the window."""
-    local = lab.api("POST", "/api/captures", json={"vrouter": target.compute, "interface": target.port})
+    local = lab.http("POST", "/api/captures", json={"vrouter": target.compute, "interface": target.port})
     assert local.status_code == 201 and local.json()["analyzer"] == DEFAULT_ANALYZER, local.text
-    remote = lab.api("POST", "/api/captures", json={"vrouter": target.compute, "interface": target.port,
+    remote = lab.http("POST", "/api/captures", json={"vrouter": target.compute, "interface": target.port,
                                                     "analyzer": FAR_ANALYZER}).json()
     local = local.json()
     ping_peer(lab, target)
     page.goto(f"{lab.api_url}/#/topology")
     for capture in (local, remote):
-        count = lab.wait_for(lambda: lab.api("GET", f"/api/captures/{capture['id']}").json()["packets"] or None,
+        count = lab.wait_for(lambda: lab.http("GET", f"/api/captures/{capture['id']}").json()["packets"] or None,
                              what="copies recorded")
         label = page.locator(f"g.topo-copy[data-capture='{capture['id']}'] text")
         expect(label).to_have_text(re.compile(rf"^#{capture['id']} Juniper UDP 8099 \u00b7 \d+ pkts$"))
         shown = lambda: int(re.search(r"(\d+) pkts$", label.text_content()).group(1))
         ping_peer(lab, target, count=1)  # live: the count follows the analyzer's (the guests add their own)
-        total = lab.wait_for(lambda: (now if (now := lab.api("GET", f"/api/captures/{capture['id']}")
+        total = lab.wait_for(lambda: (now if (now := lab.http("GET", f"/api/captures/{capture['id']}")
                                               .json()["packets"]) > count else None), what="more copies")
         lab.wait_for(lambda: shown() >= total, timeout=10, what=f"the label to show {total} packets or more")
-        assert shown() <= lab.api("GET", f"/api/captures/{capture['id']}").json()["packets"]
+        assert shown() <= lab.http("GET", f"/api/captures/{capture['id']}").json()["packets"]
 
     fabric_y = svg_box(page, "line.topo-fabric")["y"]
     vrouter = {c.name: svg_box(page, f"rect.topo-vrouter[data-vrouter='{c.name}']") for c in lab.topology.computes}
@@ -204,7 +204,7 @@ def watch_copies(lab, command: str, target: Target, pairs: int = 4,
             lines.put(None)
 
         threading.Thread(target=forward_lines, daemon=True).start()
-        pinging = lab.popen(target.vm, f"ping -i 0.2 -c {WATCH_TIMEOUT_S * 5} {target.peer.ip}")
+        pinging = lab.shell_popen(target.vm, f"ping -i 0.2 -c {WATCH_TIMEOUT_S * 5} {target.peer.ip}")
         seen: dict[tuple[int, str], list[list[str]]] = {}
         wanted: set[tuple[int, str]] | None = None
         printed = []
@@ -323,7 +323,7 @@ def test_advanced_destination_sends_mirror_to_and_the_probe_receives_that_vxlan(
     expect(page.locator("#destination-static_nh_header-vni-error")).to_have_text("0 is out of range (1..16777215)")
     expect(page.get_by_label("VNI")).to_have_attribute("aria-invalid", "true")
     expect(page.locator("#capture-status")).to_have_text("Not capturing")
-    assert not [c for c in lab.api("GET", "/api/captures", params={"state": "active"}).json()
+    assert not [c for c in lab.http("GET", "/api/captures", params={"state": "active"}).json()
                 if c["interface"] == target.port]
     page.screenshot(path=ARTIFACTS / "ui-destination-refused.png", full_page=True)
 
@@ -331,7 +331,7 @@ def test_advanced_destination_sends_mirror_to_and_the_probe_receives_that_vxlan(
     page.get_by_role("button", name="Capture to this destination").click()
     expect(page.locator("#capture-status")).to_have_text("Capturing", timeout=START_TIMEOUT_MS)
     expect(page.locator("#destination-static_nh_header-vni-error")).to_be_empty()
-    [capture] = [c for c in lab.api("GET", "/api/captures", params={"state": "active"}).json()
+    [capture] = [c for c in lab.http("GET", "/api/captures", params={"state": "active"}).json()
                  if c["interface"] == target.port]
     assert capture["analyzer"] == probe.name
     assert {k: capture["mirror_to"][k] for k in ("nh_mode", "juniper_header", "static_nh_header")} == {
@@ -382,7 +382,7 @@ def test_advanced_destination_nic_assisted_mirrors_what_the_vm_sends_to_the_fabr
     expect(page.get_by_label("VLAN", exact=True)).to_have_value("100")
     page.get_by_role("button", name="Capture to this destination").click()
     expect(page.locator("#capture-status")).to_have_text("Capturing", timeout=START_TIMEOUT_MS)
-    [capture] = [c for c in lab.api("GET", "/api/captures", params={"state": "active"}).json()
+    [capture] = [c for c in lab.http("GET", "/api/captures", params={"state": "active"}).json()
                  if c["interface"] == target.port]
     probe = lab.topology.fabric_analyzers[0]
     assert (capture["analyzer"], capture["mirror_to"]["nic_assisted_mirroring"],
@@ -412,7 +412,7 @@ def test_windows_800_1024_and_1400_wide_keep_everything_in_view(lab, browser, cl
     script_errors = []
     page.on("pageerror", lambda error: script_errors.append(str(error)))
     narrow = width in NARROW_WIDTHS
-    running = lab.api("POST", "/api/captures", json={"vrouter": target.compute, "interface": target.port})
+    running = lab.http("POST", "/api/captures", json={"vrouter": target.compute, "interface": target.port})
     assert running.status_code == 201, running.text  # its chip widens the Mirroring column
     try:
         page.goto(f"{lab.api_url}/#/vrouters/{target.compute}/interfaces")
@@ -458,12 +458,12 @@ def test_windows_800_1024_and_1400_wide_keep_everything_in_view(lab, browser, cl
         no_page_overflow(page)
         page.screenshot(path=ARTIFACTS / f"ui-{width}-topology.png", full_page=True)
 
-        lab.api("DELETE", f"/api/captures/{running.json()['id']}")
+        lab.http("DELETE", f"/api/captures/{running.json()['id']}")
         page.goto(f"{lab.api_url}/#/vrouters/{target.compute}/interfaces/{target.port}/capture")
         expect(page.locator("#capture-status")).to_have_text("Capturing", timeout=START_TIMEOUT_MS)
         # Link-local IPv6 addresses are the longest the table shows.
         peer = link_local(target.peer.mac)
-        result = lab.exec(target.vm, f"ping -6 -c 1 -I {target.interface.name} {peer}")
+        result = lab.shell(target.vm, f"ping -6 -c 1 -I {target.interface.name} {peer}")
         assert "1 received" in result.stdout, result.stdout
         request = page.locator(".packet-table tbody tr").filter(has_text="Echo (ping) request").filter(has_text=str(peer))
         expect(request).to_have_count(1)

@@ -19,7 +19,7 @@ def test_cli_destination_flags_reach_the_api_and_errors_name_the_field(wire_anal
     `capture show`; a bad flag value is refused with the field named and starts nothing."""
     lab = clean_lab
     started = json.loads(lab.cli("capture", "start", "--vm", target.vm, "--json").stdout)
-    analyzer = next(a for a in lab.api("GET", "/api/analyzers").json()
+    analyzer = next(a for a in lab.http("GET", "/api/analyzers").json()
                     if a["name"] == DEFAULT_ANALYZER)
     assert started["mirror_to"] == {
         "analyzer_name": DEFAULT_ANALYZER, "analyzer_ip_address": analyzer["ip"],
@@ -36,7 +36,7 @@ def test_cli_destination_flags_reach_the_api_and_errors_name_the_field(wire_anal
                       "--vni", "16777216", check=False)
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "mirror_to.static_nh_header.vni" in refused.stderr
-    assert [c["id"] for c in lab.api("GET", "/api/captures", params={"state": "active"}).json()] \
+    assert [c["id"] for c in lab.http("GET", "/api/captures", params={"state": "active"}).json()] \
         == [started["id"]]
 
 
@@ -47,19 +47,19 @@ WIRE_ANALYZER = "wire-remote"
 def wire_analyzers(lab, target):
     """The default analyzer (on the monitored VM's compute node) and one on another compute node,
     once every vRouter is connected (a test before may have restarted the controller)."""
-    lab.wait_for(lambda: all(c["connected"] for c in lab.api("GET", "/api/vrouters").json()),
+    lab.wait_for(lambda: all(c["connected"] for c in lab.http("GET", "/api/vrouters").json()),
                  what="every vRouter connected")
     lab.stop_all_captures()
-    names = {a["name"] for a in lab.api("GET", "/api/analyzers").json()}
+    names = {a["name"] for a in lab.http("GET", "/api/analyzers").json()}
     if WIRE_ANALYZER not in names:
-        created = lab.api("POST", "/api/analyzers", json={"name": WIRE_ANALYZER,
+        created = lab.http("POST", "/api/analyzers", json={"name": WIRE_ANALYZER,
                                                           "compute": target.other_compute})
         assert created.status_code == 201, created.text
     if DEFAULT_ANALYZER not in names:
-        first = lab.api("POST", "/api/captures", json={"vm": target.vm}).json()
-        lab.api("DELETE", f"/api/captures/{first['id']}")
-    lab.exec(target.vm, f"ping -c 1 -W 1 {target.peer.ip}", check=False)  # warm ARP
-    return {a["name"]: a for a in lab.api("GET", "/api/analyzers").json()}
+        first = lab.http("POST", "/api/captures", json={"vm": target.vm}).json()
+        lab.http("DELETE", f"/api/captures/{first['id']}")
+    lab.shell(target.vm, f"ping -c 1 -W 1 {target.peer.ip}", check=False)  # warm ARP
+    return {a["name"]: a for a in lab.http("GET", "/api/analyzers").json()}
 
 
 def juniper_payload(udp_payload: bytes) -> tuple[int, bytes, bytes]:
@@ -82,14 +82,14 @@ def test_default_destination_is_juniper_header_over_udp_8099(wire_analyzers, cle
     lab = clean_lab
     info = wire_analyzers[analyzer]
     vm_view, analyzer_view = f"/tmp/ml-wire-vm-{analyzer}.pcap", f"/tmp/ml-wire-an-{analyzer}.pcap"
-    sniffers = [lab.popen(target.vm, f"timeout 8 tcpdump -n -i {target.interface.name} -w {vm_view} icmp"),
-                lab.popen(info["vm"], f"timeout 8 tcpdump -n -i {info['vm']}-eth0 -w {analyzer_view} "
+    sniffers = [lab.shell_popen(target.vm, f"timeout 8 tcpdump -n -i {target.interface.name} -w {vm_view} icmp"),
+                lab.shell_popen(info["vm"], f"timeout 8 tcpdump -n -i {info['vm']}-eth0 -w {analyzer_view} "
                                       f"udp port 8099")]
     time.sleep(1)
-    capture = lab.api("POST", "/api/captures", json={
+    capture = lab.http("POST", "/api/captures", json={
         "vm": target.vm, "mirror_to": {"analyzer_name": analyzer}}).json()
-    lab.exec(target.vm, f"ping -c 3 -i 0.2 {target.peer.ip}")
-    lab.wait_for(lambda: lab.api("GET", f"/api/captures/{capture['id']}").json()["packets"] >= 6,
+    lab.shell(target.vm, f"ping -c 3 -i 0.2 {target.peer.ip}")
+    lab.wait_for(lambda: lab.http("GET", f"/api/captures/{capture['id']}").json()["packets"] >= 6,
                  what="6 recorded copies")
     for sniffer in sniffers:
         sniffer.wait(timeout=15)
@@ -120,12 +120,12 @@ def test_default_destination_is_juniper_header_over_udp_8099(wire_analyzers, cle
     assert {(kind, value) for kind, value, inner in echo_copies} == {(3, network.encode()),
                                                                      (4, network.encode())}
 
-    raw = lab.api("GET", f"/api/analyzers/{analyzer}/pcap")
+    raw = lab.http("GET", f"/api/analyzers/{analyzer}/pcap")
     assert raw.status_code == 200
     (tmp_path / "raw.pcap").write_bytes(raw.content)
     raw_copies = {bytes(f) for f in rdpcap(str(tmp_path / "raw.pcap"))}
     assert {bytes(f) for f in rdpcap(analyzer_view)} <= raw_copies
-    recorded = lab.api("GET", f"/api/captures/{capture['id']}/pcap", params={"format": "pcap"})
+    recorded = lab.http("GET", f"/api/captures/{capture['id']}/pcap", params={"format": "pcap"})
     (tmp_path / "capture.pcap").write_bytes(recorded.content)
     assert sorted(bytes(f) for f in rdpcap(str(tmp_path / "capture.pcap"))
                   if f.haslayer(ICMP)) == seen_by_vm
@@ -140,26 +140,26 @@ def test_without_the_header_the_analyzer_sees_the_conversation_itself(
     lab = clean_lab
     info = wire_analyzers[analyzer]
     vm_view, analyzer_view = f"/tmp/ml-span-vm-{analyzer}.pcap", f"/tmp/ml-span-an-{analyzer}.pcap"
-    sniffers = [lab.popen(target.vm, f"timeout 8 tcpdump -n -i {target.interface.name} -w {vm_view} icmp"),
-                lab.popen(info["vm"], f"timeout 8 tcpdump -n -i {info['vm']}-eth0 -w {analyzer_view} "
+    sniffers = [lab.shell_popen(target.vm, f"timeout 8 tcpdump -n -i {target.interface.name} -w {vm_view} icmp"),
+                lab.shell_popen(info["vm"], f"timeout 8 tcpdump -n -i {info['vm']}-eth0 -w {analyzer_view} "
                                       f"icmp or udp port 8099")]
     time.sleep(1)
-    capture = lab.api("POST", "/api/captures", json={
+    capture = lab.http("POST", "/api/captures", json={
         "vm": target.vm, "mirror_to": {"analyzer_name": analyzer, "juniper_header": False}}).json()
     assert capture["mirror_to"]["juniper_header"] is False
-    lab.exec(target.vm, f"ping -c 3 -i 0.2 {target.peer.ip}")
-    lab.wait_for(lambda: lab.api("GET", f"/api/captures/{capture['id']}").json()["packets"] >= 6,
+    lab.shell(target.vm, f"ping -c 3 -i 0.2 {target.peer.ip}")
+    lab.wait_for(lambda: lab.http("GET", f"/api/captures/{capture['id']}").json()["packets"] >= 6,
                  what="6 recorded copies")
     for sniffer in sniffers:
         sniffer.wait(timeout=15)
     seen_by_vm = sorted(bytes(f) for f in rdpcap(vm_view))
     assert len(seen_by_vm) == 6
     assert sorted(bytes(f) for f in rdpcap(analyzer_view)) == seen_by_vm
-    recorded = lab.api("GET", f"/api/captures/{capture['id']}/pcap", params={"format": "pcap"})
+    recorded = lab.http("GET", f"/api/captures/{capture['id']}/pcap", params={"format": "pcap"})
     (tmp_path / "capture.pcap").write_bytes(recorded.content)
     assert sorted(bytes(f) for f in rdpcap(str(tmp_path / "capture.pcap"))
                   if f.haslayer(ICMP)) == seen_by_vm
-    listed = lab.api("GET", f"/api/captures/{capture['id']}/packets").json()["packets"]
+    listed = lab.http("GET", f"/api/captures/{capture['id']}/packets").json()["packets"]
     assert {(p["summary"].split(" id=")[0], p["direction"]) for p in listed
             if p["summary"].startswith("Echo")} == {("Echo (ping) request", "ingress"),
                                                     ("Echo (ping) reply", "egress")}
@@ -170,13 +170,13 @@ def test_a_custom_udp_port_carries_the_juniper_header(wire_analyzers, clean_lab,
     lab = clean_lab
     info = wire_analyzers[DEFAULT_ANALYZER]
     analyzer_view = "/tmp/ml-wire-port.pcap"
-    sniffer = lab.popen(info["vm"], f"timeout 6 tcpdump -n -i {info['vm']}-eth0 -w {analyzer_view} "
+    sniffer = lab.shell_popen(info["vm"], f"timeout 6 tcpdump -n -i {info['vm']}-eth0 -w {analyzer_view} "
                                     f"udp port 9000")
     time.sleep(1)
-    capture = lab.api("POST", "/api/captures", json={
+    capture = lab.http("POST", "/api/captures", json={
         "vm": target.vm, "direction": "ingress", "mirror_to": {"udp_port": 9000}}).json()
-    lab.exec(target.vm, f"ping -c 2 -i 0.2 {target.peer.ip}")
-    lab.wait_for(lambda: lab.api("GET", f"/api/captures/{capture['id']}").json()["packets"] >= 2,
+    lab.shell(target.vm, f"ping -c 2 -i 0.2 {target.peer.ip}")
+    lab.wait_for(lambda: lab.http("GET", f"/api/captures/{capture['id']}").json()["packets"] >= 2,
                  what="2 recorded copies")
     sniffer.wait(timeout=15)
     decoded = subprocess.run(
@@ -196,23 +196,23 @@ def test_static_destination_is_vxlan_to_the_vtep_on_the_fabric(wire_analyzers, c
     lab = clean_lab
     probe = lab.topology.fabric_analyzer("probe1")
     vni = 5000
-    lab.exec("probe1", f"ip link del vx{vni} 2>/dev/null; ip link add vx{vni} type vxlan id {vni} "
+    lab.shell("probe1", f"ip link del vx{vni} 2>/dev/null; ip link add vx{vni} type vxlan id {vni} "
                        f"dstport 4789 local {probe.ip} nolearning && ip link set vx{vni} up")
     vm_view, wire_view, device_view = ("/tmp/ml-static-vm.pcap", "/tmp/ml-static-wire.pcap",
                                        "/tmp/ml-static-vx.pcap")
-    sniffers = [lab.popen(target.vm, f"timeout 8 tcpdump -n -i {target.interface.name} -w {vm_view} icmp"),
-                lab.popen("probe1", f"timeout 8 tcpdump -n -i {probe.interface} -w {wire_view} udp port 4789"),
-                lab.popen("probe1", f"timeout 8 tcpdump -n -i vx{vni} -w {device_view} icmp"),
-                lab.popen(target.peer.vm, f"timeout 8 tcpdump -n -i {target.peer.name} udp port 4789 "
+    sniffers = [lab.shell_popen(target.vm, f"timeout 8 tcpdump -n -i {target.interface.name} -w {vm_view} icmp"),
+                lab.shell_popen("probe1", f"timeout 8 tcpdump -n -i {probe.interface} -w {wire_view} udp port 4789"),
+                lab.shell_popen("probe1", f"timeout 8 tcpdump -n -i vx{vni} -w {device_view} icmp"),
+                lab.shell_popen(target.peer.vm, f"timeout 8 tcpdump -n -i {target.peer.name} udp port 4789 "
                                           f"2>/dev/null")]
     time.sleep(1)
-    response = lab.api("POST", "/api/captures", json={"vm": target.vm, "mirror_to": {
+    response = lab.http("POST", "/api/captures", json={"vm": target.vm, "mirror_to": {
         "nh_mode": "static", "static_nh_header": {"vtep_dst_ip_address": str(probe.ip),
                                                   "vtep_dst_mac_address": probe.mac, "vni": vni}}})
     assert response.status_code == 201, response.text
     capture = response.json()
-    lab.exec(target.vm, f"ping -c 3 -i 0.2 {target.peer.ip}")
-    lab.wait_for(lambda: lab.api("GET", f"/api/captures/{capture['id']}").json()["packets"] >= 6,
+    lab.shell(target.vm, f"ping -c 3 -i 0.2 {target.peer.ip}")
+    lab.wait_for(lambda: lab.http("GET", f"/api/captures/{capture['id']}").json()["packets"] >= 6,
                  what="6 recorded copies")
     outputs = [sniffer.communicate(timeout=15)[0] for sniffer in sniffers]
     assert outputs[3].count("VXLAN") == 0 and "4789" not in outputs[3]
@@ -230,15 +230,15 @@ def test_static_destination_is_vxlan_to_the_vtep_on_the_fabric(wire_analyzers, c
         ip_src, ip_dst, dport, found_vni = line.split("|")
         assert (ip_src.split(",")[0], ip_dst.split(",")[0], dport, found_vni) == (
             fabric_ip, str(probe.ip), "4789", str(vni))
-    recorded = lab.api("GET", f"/api/captures/{capture['id']}/pcap", params={"format": "pcap"})
+    recorded = lab.http("GET", f"/api/captures/{capture['id']}/pcap", params={"format": "pcap"})
     (tmp_path / "capture.pcap").write_bytes(recorded.content)
     assert sorted(bytes(f) for f in rdpcap(str(tmp_path / "capture.pcap"))
                   if f.haslayer(ICMP)) == seen_by_vm
-    listed = lab.api("GET", f"/api/captures/{capture['id']}/packets").json()["packets"]
+    listed = lab.http("GET", f"/api/captures/{capture['id']}/packets").json()["packets"]
     assert {(p["summary"].split(" id=")[0], p["direction"]) for p in listed
             if p["summary"].startswith("Echo")} == {("Echo (ping) request", "ingress"),
                                                     ("Echo (ping) reply", "egress")}
-    raw = lab.api("GET", "/api/analyzers/probe1/pcap")
+    raw = lab.http("GET", "/api/analyzers/probe1/pcap")
     (tmp_path / "raw.pcap").write_bytes(raw.content)
     assert {bytes(f) for f in rdpcap(wire_view)} <= {bytes(f) for f in rdpcap(str(tmp_path / "raw.pcap"))}
 
@@ -257,17 +257,17 @@ def test_nic_assisted_the_fabric_mirrors_the_tagged_frames_and_same_node_traffic
                       and i.vm != target.vm)
     probe = lab.topology.fabric_analyzer("probe1")
     wire_view = "/tmp/ml-nic-wire.pcap"
-    sniffer = lab.popen("probe1", f"timeout 9 tcpdump -n -i {probe.interface} -w {wire_view} vlan 100")
+    sniffer = lab.shell_popen("probe1", f"timeout 9 tcpdump -n -i {probe.interface} -w {wire_view} vlan 100")
     time.sleep(1)
-    response = lab.api("POST", "/api/captures", json={"vm": target.vm, "direction": "ingress", "mirror_to": {
+    response = lab.http("POST", "/api/captures", json={"vm": target.vm, "direction": "ingress", "mirror_to": {
         "nic_assisted_mirroring": True, "nic_assisted_mirroring_vlan": 100}})
     assert response.status_code == 201, response.text
     capture = response.json()
     assert lab.netns("ovs-vsctl", "--bare", "--columns=select_vlan", "find", "Mirror",
                      f"name=nic-{capture['id']}").stdout.strip() == "100"
-    lab.exec(target.vm, f"ping -c 3 -i 0.2 {target.peer.ip}")       # over the fabric
-    lab.exec(target.vm, f"ping -c 3 -i 0.2 {local_peer.ip}")        # same compute node
-    lab.wait_for(lambda: lab.api("GET", f"/api/captures/{capture['id']}").json()["packets"] >= 3,
+    lab.shell(target.vm, f"ping -c 3 -i 0.2 {target.peer.ip}")       # over the fabric
+    lab.shell(target.vm, f"ping -c 3 -i 0.2 {local_peer.ip}")        # same compute node
+    lab.wait_for(lambda: lab.http("GET", f"/api/captures/{capture['id']}").json()["packets"] >= 3,
                  what="3 recorded copies")
     sniffer.wait(timeout=15)
     decoded = subprocess.run(
@@ -275,16 +275,16 @@ def test_nic_assisted_the_fabric_mirrors_the_tagged_frames_and_same_node_traffic
          "-Y", "icmp", "-T", "fields", "-e", "vlan.id", "-e", "ip.src", "-e", "ip.dst", "-e", "icmp.type"],
         capture_output=True, text=True, check=True).stdout.splitlines()
     assert decoded == [f"100\t{target.interface.ip}\t{target.peer.ip}\t8"] * 3, decoded
-    recorded = lab.api("GET", f"/api/captures/{capture['id']}/pcap", params={"format": "pcap"})
+    recorded = lab.http("GET", f"/api/captures/{capture['id']}/pcap", params={"format": "pcap"})
     (tmp_path / "capture.pcap").write_bytes(recorded.content)
     echoes = [f for f in rdpcap(str(tmp_path / "capture.pcap")) if f.haslayer(ICMP)]
     assert [(f["IP"].dst, f[ICMP].type) for f in echoes] == [(str(target.peer.ip), 8)] * 3
-    stopped = lab.api("DELETE", f"/api/captures/{capture['id']}")
+    stopped = lab.http("DELETE", f"/api/captures/{capture['id']}")
     assert stopped.status_code == 200
     assert lab.netns("ovs-vsctl", "--bare", "--columns=name", "list", "Mirror").stdout.strip() == ""
     # The next NIC-assisted capture on the same VLAN, right away, gets its copies too.
-    again = lab.api("POST", "/api/captures", json={"vm": target.vm, "mirror_to": {
+    again = lab.http("POST", "/api/captures", json={"vm": target.vm, "mirror_to": {
         "nic_assisted_mirroring": True, "nic_assisted_mirroring_vlan": 100}}).json()
-    lab.exec(target.vm, f"ping -c 3 -i 0.2 {target.peer.ip}")
-    lab.wait_for(lambda: lab.api("GET", f"/api/captures/{again['id']}").json()["packets"] >= 3,
+    lab.shell(target.vm, f"ping -c 3 -i 0.2 {target.peer.ip}")
+    lab.wait_for(lambda: lab.http("GET", f"/api/captures/{again['id']}").json()["packets"] >= 3,
                  what="3 copies for the second NIC-assisted capture")
