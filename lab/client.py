@@ -7,6 +7,7 @@ controller that does not answer raises `ApiUnreachable`.
 from __future__ import annotations
 
 import json
+import socket
 import shutil
 import urllib.error
 import urllib.parse
@@ -16,6 +17,13 @@ from pathlib import Path
 from mirrorlab.errors import ApiError, ApiUnreachable
 
 TIMEOUT = 120.0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on now, for a lab's APIs (two labs never share a port)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
 
 
 def segment(value) -> str:

@@ -12,7 +12,6 @@ import json
 import re
 import select
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from mirrorlab import Lab, LabError, faults
+from mirrorlab.client import free_port
 from mirrorlab.scenario import (
     DEFAULT_ANALYZER, Craft, CreateAnalyzer, ExpectFlows, ExpectLoss, ExpectPackets, ExpectState,
     Fault, Iperf3, Ping, Probe, Scenario, ScenarioError, Show, StartCapture, StopCapture, Wait,
@@ -96,13 +96,6 @@ class StepError(RuntimeError):
     """A step that could not be carried out; the run stops there."""
 
 
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on now, for a scenario's API."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def check_filters(scenario: Scenario) -> None:
     """Compile every display filter of `scenario` with tshark before any lab starts; raise
     `ScenarioError` naming each bad one at file:line."""
@@ -138,6 +131,7 @@ def run(scenario: Scenario, output: Path, state_dir: Path = DEFAULT_STATE_DIR,
     if scenario.question:
         progress(f"question: {scenario.question.strip()}")
     lab = Lab(scenario.topology, state_dir=state_dir, api_port=api_port or free_port(),
+              config_api_port=free_port(),
               on_progress=lambda line: progress(f"  lab: {line.strip()}"))
     try:
         progress(f"bringing up a lab of '{scenario.topology.name}' in {state_dir}")

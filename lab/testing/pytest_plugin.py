@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
+
+from mirrorlab.client import free_port
 
 REQUIRED_TOOLS = ("ovs-vsctl", "ovs-vswitchd", "ovsdb-server", "ovs-ofctl", "nsenter", "ip")
 
@@ -37,13 +38,6 @@ def missing_requirements() -> list[str]:
 def in_ci() -> bool:
     """Whether $CI says this is a CI run, where a test that cannot run must fail, not skip."""
     return os.environ.get("CI", "").lower() not in ("", "0", "false")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on now, for a lab's API."""
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 class LabKeeper:
