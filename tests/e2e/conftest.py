@@ -21,6 +21,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from mirrorlab import ExecResult, Lab
+from mirrorlab.controller.mirroring import DEFAULT_ANALYZER
 from mirrorlab.testing.pytest_plugin import LabKeeper, in_ci
 from mirrorlab.testing.pytest_plugin import missing_requirements as lab_requirements_missing
 from mirrorlab.topology import Interface
@@ -149,6 +150,31 @@ def clean_lab(lab):
     lab.stop_all_captures()
     yield lab
     lab.stop_all_captures()
+
+
+FAR_ANALYZER = "far-analyzer"
+
+
+@pytest.fixture(scope="module")
+def only_the_default_analyzer(lab):
+    """No analyzer instance but the default one when a module starts: the capture screen picks
+    its analyzer by a rule, and other modules' instances would change its pick."""
+    lab.stop_all_captures()
+    for analyzer in lab.http("GET", "/api/analyzers").json():
+        if analyzer["name"] != DEFAULT_ANALYZER:
+            response = lab.http("DELETE", f"/api/analyzers/{analyzer['name']}")
+            assert response.status_code == 200, response.text
+
+
+@pytest.fixture
+def far_analyzer(clean_lab, target):
+    """An analyzer instance (FAR_ANALYZER) on another compute node than the target's; removed
+    after the test."""
+    response = clean_lab.http("POST", "/api/analyzers", json={"name": FAR_ANALYZER, "compute": target.other_compute})
+    assert response.status_code == 201, response.text
+    yield response.json()
+    clean_lab.stop_all_captures()
+    clean_lab.http("DELETE", f"/api/analyzers/{FAR_ANALYZER}")
 
 
 # --- the browser (one Playwright per session, shared by every module) -----------------------

@@ -24,30 +24,11 @@ from scapy.all import ICMP, IP, rdpcap
 from mirrorlab import InstalledFlow
 from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, MAX_CAPTURES_PER_INTERFACE
 from mirrorlab.controller.pipeline import EGRESS_MIRROR, INGRESS_MIRROR
-from tests.e2e.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, VIEWPORT, Target
+from tests.e2e.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, FAR_ANALYZER, VIEWPORT, Target
+
+pytestmark = pytest.mark.usefixtures("only_the_default_analyzer")
 
 START_TIMEOUT_MS = 120_000  # the first capture also launches the default analyzer
-UI_ANALYZER = "ui-analyzer"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def only_the_default_analyzer(lab):
-    """The screen picks its analyzer by a rule: analyzer instances other modules made go first."""
-    lab.stop_all_captures()
-    for analyzer in lab.http("GET", "/api/analyzers").json():
-        if analyzer["name"] != DEFAULT_ANALYZER:
-            response = lab.http("DELETE", f"/api/analyzers/{analyzer['name']}")
-            assert response.status_code == 200, response.text
-
-
-@pytest.fixture
-def ui_analyzer(clean_lab, target):
-    """An analyzer instance made for the UI to pick, on another compute node; removed after."""
-    response = clean_lab.http("POST", "/api/analyzers", json={"name": UI_ANALYZER, "compute": target.other_compute})
-    assert response.status_code == 201, response.text
-    yield response.json()
-    clean_lab.stop_all_captures()
-    clean_lab.http("DELETE", f"/api/analyzers/{UI_ANALYZER}")
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -185,17 +166,17 @@ def test_one_click_captures_to_the_default_analyzer_live_and_close_stops_it(lab,
     expect(page.locator("tr", has_text=target.port)).to_contain_text("Off")
 
 
-def test_the_analyzer_instance_already_running_is_used(lab, page, target, ui_analyzer):
+def test_the_analyzer_instance_already_running_is_used(lab, page, target, far_analyzer):
     """With an analyzer instance launched (on another compute node), one click captures to it,
     and the screen says which rule picked it; choosing the default analyzer in the running
     screen restarts the capture there."""
-    assert launched_analyzers(lab) == {UI_ANALYZER}
+    assert launched_analyzers(lab) == {FAR_ANALYZER}
     preferred = lab.http("GET", "/api/analyzer-choice").json()
-    assert preferred["analyzer"] == UI_ANALYZER
+    assert preferred["analyzer"] == FAR_ANALYZER
     open_capture_screen(page, lab, target)
     capture = capturing(page, lab, target)
-    assert capture["analyzer"] == UI_ANALYZER
-    expect(page.locator(".capture-route")).to_contain_text(f"{UI_ANALYZER} ({ui_analyzer['vm']} on "
+    assert capture["analyzer"] == FAR_ANALYZER
+    expect(page.locator(".capture-route")).to_contain_text(f"{FAR_ANALYZER} ({far_analyzer['vm']} on "
                                                            f"{target.other_compute}")
     expect(page.locator("#analyzer-rule")).to_contain_text(f"Chosen on opening: {preferred['reason']}.")
     expect(page.locator("#analyzer-rule")).to_contain_text(
@@ -405,7 +386,7 @@ def test_killed_browser_lets_the_lease_run_out_and_the_capture_stops(lab, clean_
     assert time.monotonic() - killed_at <= lease + 3
 
 
-def test_chosen_analyzer_in_one_direction_topology_pcap_and_stop(lab, page, target, ui_analyzer):
+def test_chosen_analyzer_in_one_direction_topology_pcap_and_stop(lab, page, target, far_analyzer):
     """The analyzer on another compute node, ingress: the topology picture shows the mirroring,
     the pcap download holds exactly the echo requests, and Stop stops; Start capture then runs
     a new capture with the same settings."""
@@ -413,7 +394,7 @@ def test_chosen_analyzer_in_one_direction_topology_pcap_and_stop(lab, page, targ
     capturing(page, lab, target)
     page.get_by_role("radio", name="Ingress").check()
     capture = capturing(page, lab, target, direction="ingress")
-    assert capture["analyzer"] == UI_ANALYZER
+    assert capture["analyzer"] == FAR_ANALYZER
 
     ping_peer(lab, target)
     source = str(target.interface.ip)
@@ -424,7 +405,7 @@ def test_chosen_analyzer_in_one_direction_topology_pcap_and_stop(lab, page, targ
     expect(topology.locator("svg.topology .topo-mirror")).to_have_count(1)
     mirroring = topology.get_by_role("table", name="Active mirroring")
     expect(mirroring).to_contain_text(target.port)
-    expect(mirroring).to_contain_text(UI_ANALYZER)
+    expect(mirroring).to_contain_text(FAR_ANALYZER)
     topology.screenshot(path=ARTIFACTS / "ui-topology.png", full_page=True)
     topology.close()
 
@@ -440,7 +421,7 @@ def test_chosen_analyzer_in_one_direction_topology_pcap_and_stop(lab, page, targ
     assert_stopped_and_flows_gone(lab, capture["id"], within=2)
     page.get_by_role("button", name="Start capture").click()
     again = capturing(page, lab, target, direction="ingress")
-    assert again["id"] != capture["id"] and again["analyzer"] == UI_ANALYZER
+    assert again["id"] != capture["id"] and again["analyzer"] == FAR_ANALYZER
 
 
 def test_api_errors_are_shown_in_plain_words(lab, page, target):

@@ -21,33 +21,14 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from mirrorlab.controller.mirroring import DEFAULT_ANALYZER
-from tests.e2e.conftest import ARTIFACTS, CHROMIUM, VIEWPORT, Target  # noqa: F401 (CHROMIUM: needs Chromium)
+from tests.e2e.conftest import ARTIFACTS, CHROMIUM, FAR_ANALYZER, VIEWPORT, Target  # noqa: F401 (CHROMIUM: needs Chromium)
+
+pytestmark = pytest.mark.usefixtures("only_the_default_analyzer")
 
 START_TIMEOUT_MS = 120_000  # the first capture may also launch the default analyzer
-FAR_ANALYZER = "far-analyzer"
 MIN_TEXT_PX = 12
 NARROW_WIDTHS = (800, 1024)
 SIDEBAR_PX = 220
-
-
-@pytest.fixture(scope="module", autouse=True)
-def only_the_default_analyzer(lab):
-    """The capture screen picks its analyzer by a rule: other modules' analyzer instances go."""
-    lab.stop_all_captures()
-    for analyzer in lab.http("GET", "/api/analyzers").json():
-        if analyzer["name"] != DEFAULT_ANALYZER:
-            response = lab.http("DELETE", f"/api/analyzers/{analyzer['name']}")
-            assert response.status_code == 200, response.text
-
-
-@pytest.fixture
-def far_analyzer(clean_lab, target):
-    """An analyzer instance on another compute node than the target's; removed after."""
-    response = clean_lab.http("POST", "/api/analyzers", json={"name": FAR_ANALYZER, "compute": target.other_compute})
-    assert response.status_code == 201, response.text
-    yield response.json()
-    clean_lab.stop_all_captures()
-    clean_lab.http("DELETE", f"/api/analyzers/{FAR_ANALYZER}")
 
 
 # --- helpers -----------------------------------------------------------------------------------
