@@ -21,6 +21,7 @@ from pathlib import Path
 from mirrorlab import Lab
 from mirrorlab.sandbox import Sandbox
 from mirrorlab.state import LabState
+from mirrorlab.supervisor import ENCAPSULATOR
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -225,8 +226,15 @@ class BenchLab(Lab):
 
     def recorder_pid(self, analyzer_vm: str) -> int | None:
         """The PID of the recorder running in an analyzer VM, from the lab's state."""
+        return self._supervised_pid(f"recorder-{analyzer_vm}")
+
+    def encapsulator_pid(self) -> int | None:
+        """The PID of the lab's mirror encapsulator, from the lab's state."""
+        return self._supervised_pid(ENCAPSULATOR)
+
+    def _supervised_pid(self, name: str) -> int | None:
         return next((r["pid"] for r in self.state.read().get("recorders", [])
-                     if r.get("name") == f"recorder-{analyzer_vm}"), None)
+                     if r.get("name") == name), None)
 
     def pcap_path(self, capture: dict) -> Path:
         """The pcap file the analyzer writes for `capture` (a capture JSON)."""

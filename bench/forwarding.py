@@ -1,12 +1,18 @@
-"""Forwarding cost: iperf3 TCP and UDP throughput between two VMs, without and with an active
-capture (direction both, local analyzer) on the sending VM, on one compute node and across two;
-and, in the same run, the bare limits (see `bench.bare`).
+"""Forwarding cost: iperf3 TCP and UDP throughput between two VMs, with no capture and with a
+capture (direction both) on the sending VM to each destination of bench/mirror_lab.py (Juniper
+header and header-less to the local and the remote analyzer, static VXLAN and NIC-assisted to
+the fabric probe), on one compute node and across two; and, in the same run, the bare limits
+(see `bench.bare`).
 
 UDP is iperf3 -u -b 0 -l 1400 (the client sends as fast as it can); its figure is what the
-receiver got. Every configuration runs `repetitions` times, interleaved, and reports the median.
-Ratios: with capture / without, and each figure / each bare limit. During the lab's runs the
-CPU used by ovs-vswitchd (every userspace datapath of the machine) and by the local analyzer's
-recorder is read from /proc, in cores (CPU seconds per second), to show where a capture's cost goes.
+receiver got. Each repetition measures every configuration in turn (no capture first, then one
+destination after the other), each run with a capture of its own (started just before, its pcap
+large enough for the whole run, checked still active at the end), and each figure is the median
+over the repetitions. Ratios: with a
+capture / without (both from the same run), and each figure / each bare limit. During the lab's
+runs the CPU used by ovs-vswitchd (every userspace datapath of the machine), by the mirror
+encapsulator (lab/encapsulator.py) and by the receiving analyzer's recorder is read from /proc,
+in cores (CPU seconds per second), to show where a capture's cost goes.
 """
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ import statistics
 import time
 
 from bench.common import cpu_seconds, log, ovs_vswitchd_pid, ratio
-from bench.mirror_lab import MONITORED, OTHER_NODE_PEER, SAME_NODE_PEER, MirrorLab
+from bench.mirror_lab import ANALYZERS, DESTINATIONS, MONITORED, OTHER_NODE_PEER, SAME_NODE_PEER, MirrorLab
 from bench.traffic import iperf
 
 UDP_PAYLOAD = 1400
@@ -47,54 +53,85 @@ def measure_bare(setups: dict, seconds: float, repetitions: int) -> dict:
     return result
 
 
+NO_CAPTURE = "none"
+# Each run has a capture of its own, whose pcap holds the whole run (the lab's default limit,
+# 100 MiB, stops a capture within a second at these rates, and the rest would be measured
+# without one).
+RUN_LIMIT_BYTES = 8 << 30
+
+
+def _processes(mirror: MirrorLab, where: str) -> dict:
+    """The PIDs whose CPU a run to destination `where` reads (None: not running)."""
+    placement = DESTINATIONS[where][0] if where != NO_CAPTURE else None
+    recorder = (mirror.lab.recorder_pid(mirror.analyzers[placement]["vm"])
+                if placement in ANALYZERS else None)
+    return {"ovs_vswitchd": ovs_vswitchd_pid(), "encapsulator": mirror.lab.encapsulator_pid(),
+            "recorder": recorder}
+
+
+def _measured_run(mirror: MirrorLab, where: str, client: str, server: str, protocol: str,
+                  seconds: float, cpu: dict) -> float:
+    """One iperf3 run from `client` to `server` with a fresh capture to `where` (or none): its
+    bits/s; each process's CPU in cores is appended to `cpu`. A capture that ended during the
+    run is an error, never a figure."""
+    capture = (mirror.start_capture(where, limit_bytes=RUN_LIMIT_BYTES)
+               if where != NO_CAPTURE else None)
+    try:
+        processes = _processes(mirror, where)
+        before = {name: cpu_seconds(pid) for name, pid in processes.items() if pid}
+        started = time.monotonic()
+        bits_per_second = _throughput(mirror.endpoint(client), mirror.endpoint(server),
+                                      protocol, seconds)
+        elapsed = time.monotonic() - started
+        for name, used in before.items():
+            after = cpu_seconds(processes[name])
+            if after is not None and used is not None:
+                cpu.setdefault(name, []).append((after - used) / elapsed)
+        if capture is not None:
+            now = mirror.capture_now(capture)
+            if now["state"] != "active":
+                raise RuntimeError(f"the capture to {where} ended during the {client} -> {server} "
+                                   f"{protocol} run: {now['state']}, {now['stop_reason']}")
+        return bits_per_second
+    finally:
+        if capture is not None:
+            mirror.stop_capture(capture)
+
+
 def measure(mirror: MirrorLab, seconds: float, repetitions: int, bare: dict | None) -> dict:
-    """Throughput with and without capture, same node and across nodes, with ratios."""
+    """Throughput with no capture and with a capture to each destination, same node and
+    across nodes, with ratios to no capture and to the bare limits, and CPU by process."""
     pairs = {"same_node": (MONITORED, SAME_NODE_PEER), "cross_node": (MONITORED, OTHER_NODE_PEER)}
-    processes = {"ovs_vswitchd": ovs_vswitchd_pid(),
-                 "recorder": mirror.lab.recorder_pid(mirror.analyzers["local"]["vm"])}
-    samples = {(pair, p, c): [] for pair in pairs for p in PROTOCOLS for c in (False, True)}
-    cpu = {(pair, p, c): {name: [] for name in processes}
-           for pair in pairs for p in PROTOCOLS for c in (False, True)}
+    configurations = (NO_CAPTURE, *DESTINATIONS)
+    samples = {(pair, p, w): [] for pair in pairs for p in PROTOCOLS for w in configurations}
+    cpu = {key: {} for key in samples}
     for _ in range(repetitions):
-        for with_capture in (False, True):
-            capture = mirror.start_capture("local") if with_capture else None
-            try:
-                for pair, (client, server) in pairs.items():
-                    for protocol in PROTOCOLS:
-                        key = (pair, protocol, with_capture)
-                        before = {n: cpu_seconds(pid) for n, pid in processes.items()}
-                        started = time.monotonic()
-                        samples[key].append(_throughput(mirror.endpoint(client), mirror.endpoint(server),
-                                                        protocol, seconds))
-                        elapsed = time.monotonic() - started
-                        for name, pid in processes.items():
-                            after = cpu_seconds(pid)
-                            if after is not None and before[name] is not None:
-                                cpu[key][name].append((after - before[name]) / elapsed)
-            finally:
-                if capture:
-                    mirror.stop_capture(capture)
+        for where in configurations:
+            for pair, (client, server) in pairs.items():
+                for protocol in PROTOCOLS:
+                    key = (pair, protocol, where)
+                    samples[key].append(_measured_run(mirror, where, client, server, protocol,
+                                                      seconds, cpu[key]))
     result = {"seconds_per_run": seconds, "repetitions": repetitions, "udp_payload": UDP_PAYLOAD,
-              "capture": "direction both on the sender, to the analyzer on its compute node",
+              "capture": "direction both on the sender",
+              "destinations": {where: DESTINATIONS[where][1] | {"to": DESTINATIONS[where][0]}
+                               for where in DESTINATIONS},
               "pairs": {name: f"{a} -> {b}" for name, (a, b) in pairs.items()}, "results": {}}
     for pair in pairs:
         for protocol in PROTOCOLS:
-            without = _median_mbps(samples[(pair, protocol, False)])
-            with_ = _median_mbps(samples[(pair, protocol, True)])
-            entry = {"without_capture_mbps": without, "with_capture_mbps": with_,
-                     "with_over_without": ratio(with_, without),
-                     "samples_without_mbps": [round(s / 1e6, 1) for s in samples[(pair, protocol, False)]],
-                     "samples_with_mbps": [round(s / 1e6, 1) for s in samples[(pair, protocol, True)]]}
-            for name, limits in (bare or {}).items():
-                limit = limits[protocol]["mbps"]
-                entry[f"without_over_{name}"] = ratio(without, limit)
-                entry[f"with_over_{name}"] = ratio(with_, limit)
-            for state, with_capture in (("without", False), ("with", True)):
-                for name, values in cpu[(pair, protocol, with_capture)].items():
-                    entry[f"cpu_cores_{name}_{state}"] = (round(statistics.median(values), 2)
-                                                          if values else None)
+            without = _median_mbps(samples[(pair, protocol, NO_CAPTURE)])
+            entry = {}
+            for where in configurations:
+                key = (pair, protocol, where)
+                mbps = _median_mbps(samples[key])
+                figures = {"mbps": mbps, "over_no_capture": ratio(mbps, without),
+                           "samples_mbps": [round(s / 1e6, 1) for s in samples[key]]}
+                for name, limits in (bare or {}).items():
+                    figures[f"over_{name}"] = ratio(mbps, limits[protocol]["mbps"])
+                figures["cpu_cores"] = {name: round(statistics.median(values), 2)
+                                        for name, values in cpu[key].items() if values}
+                entry[where] = figures
             result["results"][f"{pair}/{protocol}"] = entry
-            log(f"forwarding {pair} {protocol}: {without} -> {with_} Mbit/s with capture "
-                f"(x{entry['with_over_without']}); ovs-vswitchd {entry['cpu_cores_ovs_vswitchd_without']} -> "
-                f"{entry['cpu_cores_ovs_vswitchd_with']} cores, recorder {entry['cpu_cores_recorder_with']} cores")
+            log(f"forwarding {pair} {protocol}: {without} Mbit/s without capture; "
+                + ", ".join(f"{where} x{entry[where]['over_no_capture']}" for where in DESTINATIONS))
     return result

@@ -75,12 +75,18 @@ class MirrorLab:
         """A VM of the lab as a traffic endpoint."""
         return vm_endpoint(self.lab, vm, IPS[vm])
 
-    def start_capture(self, where: str, direction: str = "both") -> dict:
-        """Start a capture of bv1 to destination `where` (a key of DESTINATIONS); its JSON."""
+    def start_capture(self, where: str, direction: str = "both", limit_bytes: int | None = None) -> dict:
+        """Start a capture of bv1 to destination `where` (a key of DESTINATIONS), its pcap
+        holding at most `limit_bytes` (default: the lab's limit); its JSON."""
         placement, mirror_to = DESTINATIONS[where]
         if placement in ANALYZERS:
             mirror_to = {"analyzer_name": ANALYZERS[placement][0], **mirror_to}
-        return self.lab.capture(MONITORED, direction=direction, mirror_to=mirror_to).info
+        return self.lab.capture(MONITORED, direction=direction, mirror_to=mirror_to,
+                                limit_bytes=limit_bytes).info
+
+    def capture_now(self, capture: dict) -> dict:
+        """A capture's JSON as the API shows it now."""
+        return self.lab.api.get(f"/api/captures/{capture['id']}")
 
     def receiver(self, where: str) -> str:
         """The host whose interface receives the copies of destination `where`."""

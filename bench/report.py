@@ -1,6 +1,8 @@
 """Markdown from a run's results: `full` has every table, `summary` the short one for the README."""
 from __future__ import annotations
 
+from bench.forwarding import NO_CAPTURE
+
 NOISE = ("Measured on a shared 2-core machine while other engineers ran labs and tests on it. "
          "Each lab has its own ovs-vswitchd (the bare-limit bridge runs in the machine's), but "
          "every ovs-vswitchd, iperf3 and the recorder share the two cores with whatever else runs, so these figures are noisy (tens of percent between runs): throughput (lab and bare "
@@ -141,8 +143,15 @@ def _encapsulator_text(e: dict | None) -> str:
             + (f", {e['send_errors']} send errors" if e["send_errors"] else ""))
 
 
+def _forwarding(results: dict) -> dict | None:
+    """The forwarding section of a run, if it has the figures by destination (runs before
+    2026-11-25 09:00 measured one destination; their own Markdown shows them)."""
+    f = results.get("forwarding")
+    return f if f and "destinations" in f else None
+
+
 def forwarding_table(results: dict) -> str:
-    f, b = results.get("forwarding"), results.get("bare")
+    f, b = _forwarding(results), results.get("bare")
     out = ""
     if b:
         rows = [[name, _num(b[name]["tcp"]["mbps"]), _num(b[name]["udp"]["mbps"])] for name in b]
@@ -150,21 +159,29 @@ def forwarding_table(results: dict) -> str:
                 "namespaces on an OVS userspace bridge (datapath_type=netdev) with one NORMAL flow. "
                 "Mbit/s, median.\n\n" + _table(["setup", "TCP Mbit/s", "UDP Mbit/s (1400 B)"], rows) + "\n")
     if f:
-        rows = []
+        destinations = list(f["destinations"])
+        rows, cpu_rows = [], []
         for key, e in f["results"].items():
-            rows.append([key.replace("_", " "), _num(e["without_capture_mbps"]), _num(e["with_capture_mbps"]),
-                         _num(e["with_over_without"]), _num(e.get("without_over_veth")),
-                         _num(e.get("without_over_ovs")), _num(e.get("with_over_veth")),
-                         _num(e.get("with_over_ovs")),
-                         f"{_num(e.get('cpu_cores_ovs_vswitchd_without'))} → {_num(e.get('cpu_cores_ovs_vswitchd_with'))}",
-                         _num(e.get("cpu_cores_recorder_with"))])
-        out += ("### Forwarding cost of a capture\n\n"
+            none = e[NO_CAPTURE]
+            rows.append([key.replace("_", " "), _num(none["mbps"]),
+                         _num(none.get("over_veth")), _num(none.get("over_ovs"))]
+                        + [f"{_num(e[w]['mbps'])} (×{_num(e[w]['over_no_capture'])})" for w in destinations])
+            cpu_rows.append([key.replace("_", " ")]
+                            + [" / ".join(_num(e[w]["cpu_cores"].get(name))
+                                          for name in ("ovs_vswitchd", "encapsulator", "recorder"))
+                               for w in (NO_CAPTURE, *destinations)])
+        out += ("### Forwarding cost of a capture, by destination\n\n"
                 f"iperf3, {f['seconds_per_run']} s × {f['repetitions']} (median); UDP -b 0 -l "
-                f"{f['udp_payload']} (receiver's rate); capture: {f['capture']}. Same node = "
-                f"{f['pairs']['same_node']}, cross node = {f['pairs']['cross_node']}.\n\n"
-                + _table(["pair/protocol", "without Mbit/s", "with capture Mbit/s", "with/without",
-                          "without/veth", "without/ovs", "with/veth", "with/ovs",
-                          "ovs-vswitchd cores without → with", "recorder cores"], rows))
+                f"{f['udp_payload']} (receiver's rate); capture: {f['capture']}, to each destination "
+                f"of the completeness table. Same node = {f['pairs']['same_node']}, cross node = "
+                f"{f['pairs']['cross_node']}. Each destination: Mbit/s (× the figure without a "
+                "capture in the same run). NIC-assisted copies only what crosses the fabric: on "
+                "one node it makes no copy.\n\n"
+                + _table(["pair/protocol", "no capture Mbit/s", "no capture/veth", "no capture/ovs"]
+                         + destinations, rows)
+                + "\nCPU in cores (CPU seconds per second of the run, median): ovs-vswitchd / "
+                  "mirror encapsulator / the receiving analyzer's recorder (– where none).\n\n"
+                + _table(["pair/protocol", "no capture", *destinations], cpu_rows))
     return out
 
 
@@ -293,7 +310,7 @@ def summary(results: dict) -> str:
                 runs = [r for r in comp["runs"] if r["analyzer"] == where and r["frame_bytes"] == frame]
                 rows.append([f"Mirror completeness, {frame}-byte frames, {where} analyzer",
                              ", ".join(f"{_pct(r['completeness'])} at {_rate(r)}" for r in runs)])
-    f, b = results.get("forwarding"), results.get("bare")
+    f, b = _forwarding(results), results.get("bare")
     if b:
         rows.append(["Bare limits: veth pair / OVS netdev bridge",
                      f"TCP {_num(b['veth']['tcp']['mbps'])} / {_num(b['ovs']['tcp']['mbps'])} Mbit/s, "
@@ -301,11 +318,10 @@ def summary(results: dict) -> str:
     if f:
         for key, e in f["results"].items():
             pair, protocol = key.split("/")
-            rows.append([f"{protocol.upper()} {pair.replace('_', ' ')}: without → with a capture",
-                         f"{_num(e['without_capture_mbps'])} → {_num(e['with_capture_mbps'])} Mbit/s "
-                         f"(×{_num(e['with_over_without'])}); as a share of the bare veth pair "
-                         f"×{_num(e.get('without_over_veth'))} → ×{_num(e.get('with_over_veth'))}, "
-                         f"of bare OVS ×{_num(e.get('without_over_ovs'))} → ×{_num(e.get('with_over_ovs'))}"])
+            rows.append([f"{protocol.upper()} {pair.replace('_', ' ')}: a capture's cost (with / without)",
+                         f"{_num(e[NO_CAPTURE]['mbps'])} Mbit/s without (×{_num(e[NO_CAPTURE].get('over_veth'))} "
+                         f"of the bare veth pair); with a capture to "
+                         + ", ".join(f"{w} ×{_num(e[w]['over_no_capture'])}" for w in f["destinations"])])
     s = results.get("scale")
     if s:
         rows.append(["Lab up / down (VMs on compute nodes)",

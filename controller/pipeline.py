@@ -282,21 +282,23 @@ def capture_encapsulation(topology: Topology, capture: Capture) -> Encapsulation
     """How the mirror encapsulator wraps `capture`'s copies: from the vRouter (eth_src) to the
     analyzer (its MAC and address, the capture's UDP port), with the outer source address of
     the monitored interface's compute node on the fabric, the capture's mirror index, and the
-    monitored interface's network as the VN; for a static destination, VXLAN with its VNI from
-    the compute node's fabric address and MAC to the VTEP's."""
+    fq-name of the monitored interface's network as the VN (as Contrail writes it, and as the
+    config API shows it); for a static destination, VXLAN with its VNI from the compute node's
+    fabric address and MAC to the VTEP's."""
     destination = capture.mirror_to
     monitored = topology.interface_by_port_name(capture.interface)
     source = topology.compute(capture.compute)
+    vn = ":".join(topology.network_fq_name(monitored.network))
     if destination.nh_mode == "static":
         vtep = destination.static_nh_header
         return Encapsulation(eth_src=source.fabric_mac, eth_dst=vtep.vtep_dst_mac_address,
                              ip_src=str(topology.fabric_ip(source)), ip_dst=vtep.vtep_dst_ip_address,
                              udp_port=VXLAN_PORT, mirror_index=capture.mirror_index,
-                             vn=monitored.network, juniper_header=False, vni=vtep.vni)
+                             vn=vn, juniper_header=False, vni=vtep.vni)
     return Encapsulation(eth_src=VROUTER_MAC, eth_dst=destination.analyzer_mac_address,
                          ip_src=str(topology.fabric_ip(topology.compute(capture.compute))),
                          ip_dst=destination.analyzer_ip_address, udp_port=destination.udp_port,
-                         mirror_index=capture.mirror_index, vn=monitored.network,
+                         mirror_index=capture.mirror_index, vn=vn,
                          juniper_header=destination.juniper_header)
 
 

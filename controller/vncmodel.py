@@ -22,9 +22,8 @@ from typing import Iterable, Mapping
 from mirrorlab.controller.errors import InvalidRequest
 from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, PORT_ORIGIN, Capture, Direction, analyzers
 from mirrorlab.controller.mirrorto import MirrorTo
-from mirrorlab.topology import Topology
+from mirrorlab.topology import CONTRAIL_DOMAIN, Topology
 
-DOMAIN = "default-domain"
 IPAM = "default-network-ipam"
 ANALYZER_TEMPLATE = "analyzer-template"
 # The uuid namespace of every object of this lab: uuid5(NAMESPACE, "type:fq:name").
@@ -154,11 +153,11 @@ def lab_objects(topology: Topology, mirrors: Mapping[str, Capture],
     interfaces), its analyzers as service instances, each interface's `mirrors` entry (by
     vRouter port name: the port capture) as its interface_mirror, the objects clients `written` (network
     policies), and the refs clients set on the lab's objects (`written_refs`, by owner uuid)."""
-    project = (DOMAIN, topology.name)
+    project = topology.project_fq_name
     ipam = project + (IPAM,)
-    template = (DOMAIN, ANALYZER_TEMPLATE)
+    template = (CONTRAIL_DOMAIN, ANALYZER_TEMPLATE)
     objects = [
-        ConfigObject("domain", (DOMAIN,), None),
+        ConfigObject("domain", (CONTRAIL_DOMAIN,), None),
         ConfigObject("project", project, "domain"),
         ConfigObject("network-ipam", ipam, "project", {"ipam_subnet_method": "user-defined-subnet"}),
         ConfigObject("service-template", template, "domain", {"service_template_properties": {
@@ -170,7 +169,7 @@ def lab_objects(topology: Topology, mirrors: Mapping[str, Capture],
                     "default_gateway": str(net.network_address + 1),
                     "subnet_name": f"{network.name}-v{net.version}"}
                    for net in (network.subnet, network.subnet6) if net is not None]
-        fq_name = project + (network.name,)
+        fq_name = topology.network_fq_name(network.name)
         objects.append(ConfigObject(
             "virtual-network", fq_name, "project", {"virtual_network_network_id": network.index},
             (Ref("network-ipam", ipam, {"ipam_subnets": subnets}),)
@@ -180,8 +179,8 @@ def lab_objects(topology: Topology, mirrors: Mapping[str, Capture],
         objects.append(ConfigObject(
             "service-instance", project + (name,), "project",
             {"service_instance_properties": {
-                "interface_list": [{"virtual_network": ":".join(project + (vm.interfaces[0].network,))}],
-                "left_virtual_network": ":".join(project + (vm.interfaces[0].network,))}},
+                "interface_list": [{"virtual_network": ":".join(topology.network_fq_name(vm.interfaces[0].network))}],
+                "left_virtual_network": ":".join(topology.network_fq_name(vm.interfaces[0].network))}},
             (Ref("service-template", template),)))
     for vm in topology.vms:
         instance = instances.get(vm.name)
@@ -200,14 +199,14 @@ def lab_objects(topology: Topology, mirrors: Mapping[str, Capture],
                 "virtual-machine-interface", vmi, "project",
                 {"virtual_machine_interface_mac_addresses": {"mac_address": [interface.mac]},
                  "virtual_machine_interface_properties": properties or None},
-                (Ref("virtual-network", project + (interface.network,)),
+                (Ref("virtual-network", topology.network_fq_name(interface.network)),
                  Ref("virtual-machine", (vm.name,)))))
             addresses = [("v4", interface.ip)] + ([("v6", interface.ip6)] if interface.ip6 else [])
             for family, address in addresses:
                 objects.append(ConfigObject(
                     "instance-ip", (f"{interface.name}-{family}",), None,
                     {"instance_ip_address": str(address), "instance_ip_family": family},
-                    (Ref("virtual-network", project + (interface.network,)),
+                    (Ref("virtual-network", topology.network_fq_name(interface.network)),
                      Ref("virtual-machine-interface", vmi))))
     return objects + list(written)
 

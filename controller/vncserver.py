@@ -77,7 +77,7 @@ class ConfigApi:
     @property
     def project(self) -> tuple[str, ...]:
         """The fq_name of the lab's project: default-domain and the lab's name."""
-        return ("default-domain", self.service.topology.name)
+        return self.service.topology.project_fq_name
 
     def catalog(self) -> Catalog:
         """Every object of the lab as it runs now."""

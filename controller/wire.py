@@ -131,6 +131,7 @@ def _wire(capture: Capture, topology: Topology, vm: str, network: str, mac: str,
     mode = destination_mode(capture)
     if mode == "juniper":
         port = mirror_to.udp_port
+        vn = ":".join(topology.network_fq_name(network))
         return {
             "wrapper_name": f"Juniper header over UDP {port}",
             "tag": (f"mirror index {capture.mirror_index} (UDP source ports "
@@ -139,14 +140,14 @@ def _wire(capture: Capture, topology: Topology, vm: str, network: str, mac: str,
             "summary": (f"Each copy is an IPv4/UDP packet from {source} (the fabric address of "
                         f"{capture.compute}, whose vRouter mirrored) to "
                         f"{mirror_to.analyzer_ip_address} port {port}: Contrail's Juniper header "
-                        f"(the monitored network's name), then {vm}'s frame byte for byte. The "
+                        f"(the monitored network's fq-name), then {vm}'s frame byte for byte. The "
                         f"pcap download holds the original frames, each with its direction."),
             "filter": (f"udp dst port {port} and src host {source} and "
                        f"udp src portrange {_source_ports(capture)}"),
             "decode": f"-d udp.port=={port},juniper -T fields -e juniper.vn.src -e juniper.vn.dst",
-            "directions": (f"Ingress = what {vm} sends (juniper.vn.src = {network}; pcapng "
+            "directions": (f"Ingress = what {vm} sends (juniper.vn.src = {vn}; pcapng "
                            f"Outbound); egress = what is delivered to {vm} (juniper.vn.dst = "
-                           f"{network}; pcapng Inbound). {_copied(capture)}"),
+                           f"{vn}; pcapng Inbound). {_copied(capture)}"),
         }
     if mode == "original":
         return {

@@ -26,6 +26,8 @@ DEFAULT_FABRIC_SUBNET = ipaddress.ip_network("192.168.100.0/24")
 ANALYZER_NETWORK_NAME = "svc-vn-left"
 ANALYZER_NETWORK_SUBNET = ipaddress.ip_network("10.250.2.0/24")
 # Labels of networks that declare none: 100 + position in the file.
+# Contrail's domain, the first part of every fq-name; the lab is one project in it.
+CONTRAIL_DOMAIN = "default-domain"
 FIRST_AUTO_LABEL = 100
 MAX_NETWORK_LABEL = 0x7FFFF  # labels above this are kept for mirrored copies
 
@@ -193,6 +195,16 @@ class Topology:
     def has(self, kind: str, name: str) -> bool:
         """Whether a compute node, network, VM or fabric analyzer (`kind`) of that name exists."""
         return (kind, name) in self._by_name
+
+    @property
+    def project_fq_name(self) -> tuple[str, str]:
+        """The lab's Contrail project: `default-domain` and the lab's name."""
+        return (CONTRAIL_DOMAIN, self.name)
+
+    def network_fq_name(self, network: str) -> tuple[str, ...]:
+        """The fq-name of `network` as Contrail has it (`default-domain:<lab>:<network>` joined
+        with colons): what the config API shows and what the Juniper header's VN TLVs carry."""
+        return self.project_fq_name + (network,)
 
     @property
     def analyzer_network(self) -> Network:

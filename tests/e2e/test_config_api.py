@@ -164,8 +164,9 @@ def later_echo_copies(lab, tshark: Tshark, pairs: int = 5) -> dict[int, tuple[tu
 
 def test_vnc_api_mirror_to_modes_reach_the_wire_and_a_change_moves_them(clean_lab):
     """vm1's VMI set through vnc_api with the default mirror_to: tshark in the analyzer VM
-    (`-d udp.port==8099,juniper`) shows one copy of each echo request with juniper.vn.src blue
-    and one of each reply with juniper.vn.dst blue. Changed through vnc_api to a static VXLAN
+    (`-d udp.port==8099,juniper`) shows one copy of each echo request with juniper.vn.src the
+    fq-name vnc_api reads for blue (default-domain:<lab>:blue), and one of each reply with
+    juniper.vn.dst that fq-name. Changed through vnc_api to a static VXLAN
     destination (probe1, VNI 5000): the port capture is replaced, and probe1's fabric interface
     shows each request and reply once in VXLAN with that VNI. Unset: stopped, its flows gone."""
     lab = clean_lab
@@ -178,7 +179,9 @@ def test_vnc_api_mirror_to_modes_reach_the_wire_and_a_change_moves_them(clean_la
     tshark = Tshark(lab, analyzer["vm"], f"{analyzer['vm']}-eth0", "udp.port==8099,juniper",
                     ["juniper.vn.src", "juniper.vn.dst", "icmp.type", "icmp.seq"])
     copies = later_echo_copies(lab, tshark)
-    assert set(copies.values()) == {(("", "blue", "0"), ("blue", "", "8"))}, copies
+    blue = ":".join(vnc.virtual_network_read(fq_name=PROJECT + ["blue"]).get_fq_name())
+    assert blue == "default-domain:default:blue"
+    assert set(copies.values()) == {(("", blue, "0"), (blue, "", "8"))}, copies
 
     probe = lab.topology.fabric_analyzer("probe1")
     vmi = vnc.virtual_machine_interface_read(fq_name=PROJECT + ["vm1-eth0"])

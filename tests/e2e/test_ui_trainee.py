@@ -220,7 +220,7 @@ def test_capture_screen_says_what_the_analyzer_receives_and_its_commands_decode_
     """The panel shows the capture's destination and wrapper (the Juniper header over UDP 8099,
     its mirror index), path and direction line from the API; its Copy button copies the
     command; the analyzer-side command, run in the analyzer VM as pasted while the VM pings,
-    decodes every copy once tshark runs: juniper.vn.src names the network on the requests the
+    decodes every copy once tshark runs: juniper.vn.src names the network (its fq-name) on the requests the
     VM sent, juniper.vn.dst on the replies delivered to it, each exactly once; the pcap command,
     run on the pcapng the screen downloads, shows Outbound and Inbound. The packet details say
     each packet's direction."""
@@ -244,7 +244,7 @@ def test_capture_screen_says_what_the_analyzer_receives_and_its_commands_decode_
 
     copies = watch_copies(lab, panel.locator("pre").nth(1).inner_text(), target)
     assert {kind for _, kind in copies} == {"request", "reply"}
-    network = target.interface.network
+    network = f"default-domain:{lab.topology.name}:{target.interface.network}"
     for (sequence, kind), lines in copies.items():
         assert len(lines) == 1, f"seq {sequence} {kind}: {lines}"
         vn_src, vn_dst, source, destination, _ = lines[0]

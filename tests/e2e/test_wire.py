@@ -76,8 +76,9 @@ def test_default_destination_is_juniper_header_over_udp_8099(wire_analyzers, cle
     """What the analyzer's own interface receives (tcpdump in the analyzer VM, decoded by tshark
     with `-d udp.port==8099,juniper`): IPv4/UDP from the monitored vRouter's fabric address to
     the analyzer's address, port 8099, a source port in 49152..65535; juniper.vn.src = the
-    monitored network on the echo requests the VM sent, juniper.vn.dst on the replies delivered
-    to it; the inner frames byte for byte what the VM saw. The raw capture the API serves holds
+    monitored network's fq-name (default-domain:<lab>:<network>) on the echo requests the VM
+    sent, juniper.vn.dst on the replies delivered to it; the inner frames byte for byte what
+    the VM saw. The raw capture the API serves holds
     the same copies, and the capture's own pcap the original frames."""
     lab = clean_lab
     info = wire_analyzers[analyzer]
@@ -95,7 +96,8 @@ def test_default_destination_is_juniper_header_over_udp_8099(wire_analyzers, cle
         sniffer.wait(timeout=15)
 
     fabric_ip = str(lab.topology.fabric_ip(lab.topology.compute(target.compute)))
-    network = target.interface.network
+    # Contrail writes the network's fq-name: default-domain, the project (the lab), the network.
+    network = f"default-domain:{lab.topology.name}:{target.interface.network}"
     decoded = subprocess.run(
         ["tshark", "-r", analyzer_view, "-d", "udp.port==8099,juniper", "-Y", "icmp", "-T", "fields",
          "-E", "separator=|", "-e", "ip.src", "-e", "ip.dst", "-e", "udp.srcport", "-e", "udp.dstport",
@@ -183,7 +185,7 @@ def test_a_custom_udp_port_carries_the_juniper_header(wire_analyzers, clean_lab,
         ["tshark", "-r", analyzer_view, "-d", "udp.port==9000,juniper", "-Y", "icmp", "-T", "fields",
          "-e", "udp.dstport", "-e", "juniper.vn.src", "-e", "icmp.type"],
         capture_output=True, text=True, check=True).stdout.splitlines()
-    assert decoded == [f"9000\t{target.interface.network}\t8"] * 2
+    assert decoded == [f"9000\tdefault-domain:{lab.topology.name}:{target.interface.network}\t8"] * 2
 
 
 def test_static_destination_is_vxlan_to_the_vtep_on_the_fabric(wire_analyzers, clean_lab, target,

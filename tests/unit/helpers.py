@@ -119,7 +119,7 @@ def copy_of(directory: Path, frame: bytes, label: int, traffic_class: int = 0) -
     if not path.exists():
         encapsulation = Encapsulation(eth_src="00:00:5e:00:01:00", eth_dst="02:00:0a:fa:02:03",
                                       ip_src="192.168.100.1", ip_dst="10.250.2.3", udp_port=8099,
-                                      mirror_index=label % 255, vn="blue")
+                                      mirror_index=label % 255, vn="default-domain:default:blue")
         set_encapsulation(directory, label, {"label": label, "analyzer_interface": ANALYZER_INTERFACE,
                                              **encapsulation.to_dict()})
     encapsulation = Encapsulation.from_dict(json.loads(path.read_text()))

@@ -28,6 +28,7 @@ from mirrorlab.controller.service import ControllerService
 from mirrorlab.controller.store import Store
 from mirrorlab.controller.vncmodel import Catalog, lab_objects, object_uuid, render
 from mirrorlab.controller.vncserver import ConfigApi, create_config_app
+from mirrorlab.recorder import encapsulation_file
 from mirrorlab.topofile import load
 from tests.unit.test_service import FakeLab
 
@@ -195,6 +196,16 @@ def test_interface_mirror_starts_a_port_capture_that_unset_stops(vnc, service):
     assert port_captures(service) == [("tap-vm1-0", "ingress", DEFAULT_ANALYZER, False)]
     assert vnc.virtual_machine_interface_read(fq_name=vmi_fq_name("vm1-eth0")) \
         .get_virtual_machine_interface_properties() is None
+
+
+def test_the_juniper_header_names_the_network_by_the_fq_name_the_config_api_shows(vnc, service):
+    """The VN the encapsulator is told to write in a port capture's Juniper header is the
+    fq-name of the interface's virtual network as vnc_api reads it, as in Contrail."""
+    set_mirror(vnc, "vm4-eth0", mirror_props())
+    (capture,) = service.active_captures()
+    written = json.loads(encapsulation_file(service.captures_dir, capture.label).read_text())
+    [network] = vnc.virtual_machine_interface_read(fq_name=vmi_fq_name("vm4-eth0")).get_virtual_network_refs()
+    assert written["vn"] == ":".join(network["to"]) == "default-domain:default:red"
 
 
 def test_naming_the_default_analyzer_launches_it_when_it_is_not_running(tmp_path, default_topo):

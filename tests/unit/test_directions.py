@@ -50,7 +50,7 @@ def test_ingress_and_egress_copies_carry_source_and_destination_vn(analyzer_comp
             ("tap-vm1-0", ip_frame(vm1, vm2), None, "juniper_vn_src"),
             ("tap-vm2-0", ip_frame(vm2, vm1), 1, "juniper_vn_dst")]:
         [copy] = [d.packet for d in sim.send(sender, frame) if d.port_name == analyzer.port_name]
-        assert (copy[vn_field], copy["inner"]) == ("blue", frame)
+        assert (copy[vn_field], copy["inner"]) == ("default-domain:default:blue", frame)
         [(compute, handed)] = sim.encapsulator_frames[-1:]
         assert (compute, handed["mpls_label"], handed.get("mpls_tc")) == (
             analyzer_compute, capture.label, traffic_class)

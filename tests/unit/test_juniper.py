@@ -64,7 +64,7 @@ def test_a_static_copy_is_vxlan_with_its_vni(tmp_path):
     decoded by `-d udp.port==4789,vxlan`."""
     to_vtep = Encapsulation(eth_src="02:fa:00:00:00:01", eth_dst="02:fb:00:00:00:01",
                             ip_src="192.168.100.1", ip_dst="192.168.100.254", udp_port=4789,
-                            mirror_index=3, vn="blue", juniper_header=False, vni=5000)
+                            mirror_index=3, vn="default-domain:admin:blue", juniper_header=False, vni=5000)
     copy = Encapsulator(to_vtep).build(INNER, "egress")
     assert tshark_fields(tmp_path, [copy], 8099, "ip.src", "ip.dst", "ip.checksum.status",
                          "udp.dstport", "vxlan.vni", "icmp.type") == [

@@ -53,9 +53,9 @@ def analyzer_iface(topology, instance="cap"):
 def mirrored(topo, packet: dict, capture: Capture, analyzer, delivered: bool = False) -> dict:
     """The copy of `packet` that `capture` hands to the analyzer's port, as the encapsulator made
     it: from the vRouter to the analyzer's MAC and address, UDP 8099, from the monitored
-    vRouter's fabric address, its VN as source VN (what the VM sent) or as destination VN (what
+    vRouter's fabric address, its VN's fq-name as source VN (what the VM sent) or as destination VN (what
     was `delivered` to it)."""
-    vn = topo.interface_by_port_name(capture.interface).network
+    vn = f"default-domain:{topo.name}:{topo.interface_by_port_name(capture.interface).network}"
     return {"packet_type": "ethernet", "eth_src": VROUTER_MAC, "eth_dst": analyzer.mac,
             "eth_type": IPV4, "ip_src": str(topo.fabric_ip(topo.compute(capture.compute))),
             "ip_dst": str(analyzer.ip), "udp_dst": 8099, "mirror_index": capture.mirror_index,

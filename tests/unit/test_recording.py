@@ -27,7 +27,7 @@ def test_parse_copy_returns_source_index_direction_and_original_frame(tmp_path):
     its direction (from the TLV type), its VN and the untouched frame; anything else is not a
     copy."""
     copy = copy_of(tmp_path, ORIGINAL, 0x80001)
-    assert parse_copy(copy) == Copy("192.168.100.1", 0x80001 % 255, 8099, "ingress", "blue", ORIGINAL)
+    assert parse_copy(copy) == Copy("192.168.100.1", 0x80001 % 255, 8099, "ingress", "default-domain:default:blue", ORIGINAL)
     assert parse_copy(copy_of(tmp_path, ORIGINAL, 0x80001, traffic_class=1)).direction == "egress"
     assert parse_copy(copy_of(tmp_path, b"x", 0x80001)).original == b"x"
     assert parse_copy(ORIGINAL) is None

@@ -24,7 +24,7 @@ def test_a_frame_reaches_its_peer_and_each_capture_copies_it_to_the_analyzer():
     assert {copy["udp_dst"] for copy in copies} == {8099}
     assert len({copy["mirror_index"] for copy in copies}) == 2
     assert {(copy.get("juniper_vn_src"), copy.get("juniper_vn_dst")) for copy in copies} == \
-        {("blue", None), (None, "blue")}
+        {("default-domain:default:blue", None), (None, "default-domain:default:blue")}
 
 
 def test_networks_stay_apart_and_a_topology_object_or_file_serves_alike():

@@ -153,8 +153,9 @@ def test_nic_assisted_copies_are_the_tagged_overlay_frames_sent_only(default_top
 def test_one_line_says_how_ingress_and_egress_differ_and_which_are_copied(default_topo, direction, copied):
     topology = with_analyzer(default_topo, "near", "compute1")
     line = analyzer_view(capture_of(topology, "tap-vm1-0", "near", direction), topology)["directions"]
-    assert line == ("Ingress = what vm1 sends (juniper.vn.src = blue; pcapng Outbound); egress = what is "
-                    f"delivered to vm1 (juniper.vn.dst = blue; pcapng Inbound). This capture copies {copied}.")
+    assert line == ("Ingress = what vm1 sends (juniper.vn.src = default-domain:default:blue; pcapng "
+                    "Outbound); egress = what is delivered to vm1 (juniper.vn.dst = "
+                    f"default-domain:default:blue; pcapng Inbound). This capture copies {copied}.")
     assert "\n" not in line
 
 
