@@ -70,6 +70,26 @@ def juniper_payload(udp_payload: bytes) -> tuple[int, bytes, bytes]:
     return kind, udp_payload[2:2 + length], udp_payload[4 + length:]
 
 
+def ping_under_capture(lab, target, analyzer_vm: str, mirror_to: dict, analyzer_filter: str,
+                       name: str) -> tuple[dict, str, str]:
+    """tcpdump on the monitored VM (its ICMP) and on `analyzer_vm`'s interface
+    (`analyzer_filter`), a capture of the target to `mirror_to`, 3 pings to the peer, until the
+    capture has recorded 6 copies and the sniffers have ended: the capture, and the pcap files
+    of what the VM and the analyzer saw."""
+    vm_view, analyzer_view = f"/tmp/ml-{name}-vm.pcap", f"/tmp/ml-{name}-an.pcap"
+    sniffers = [lab.shell_popen(target.vm, f"timeout 8 tcpdump -n -i {target.interface.name} -w {vm_view} icmp"),
+                lab.shell_popen(analyzer_vm, f"timeout 8 tcpdump -n -i {analyzer_vm}-eth0 -w {analyzer_view} "
+                                             f"{analyzer_filter}")]
+    time.sleep(1)
+    capture = lab.http("POST", "/api/captures", json={"vm": target.vm, "mirror_to": mirror_to}).json()
+    lab.shell(target.vm, f"ping -c 3 -i 0.2 {target.peer.ip}")
+    lab.wait_for(lambda: lab.http("GET", f"/api/captures/{capture['id']}").json()["packets"] >= 6,
+                 what="6 recorded copies")
+    for sniffer in sniffers:
+        sniffer.wait(timeout=15)
+    return capture, vm_view, analyzer_view
+
+
 @pytest.mark.parametrize("analyzer", [DEFAULT_ANALYZER, WIRE_ANALYZER], ids=["local", "remote"])
 def test_default_destination_is_juniper_header_over_udp_8099(wire_analyzers, clean_lab, target,
                                                              tmp_path, analyzer):
@@ -82,18 +102,8 @@ def test_default_destination_is_juniper_header_over_udp_8099(wire_analyzers, cle
     the same copies, and the capture's own pcap the original frames."""
     lab = clean_lab
     info = wire_analyzers[analyzer]
-    vm_view, analyzer_view = f"/tmp/ml-wire-vm-{analyzer}.pcap", f"/tmp/ml-wire-an-{analyzer}.pcap"
-    sniffers = [lab.shell_popen(target.vm, f"timeout 8 tcpdump -n -i {target.interface.name} -w {vm_view} icmp"),
-                lab.shell_popen(info["vm"], f"timeout 8 tcpdump -n -i {info['vm']}-eth0 -w {analyzer_view} "
-                                      f"udp port 8099")]
-    time.sleep(1)
-    capture = lab.http("POST", "/api/captures", json={
-        "vm": target.vm, "mirror_to": {"analyzer_name": analyzer}}).json()
-    lab.shell(target.vm, f"ping -c 3 -i 0.2 {target.peer.ip}")
-    lab.wait_for(lambda: lab.http("GET", f"/api/captures/{capture['id']}").json()["packets"] >= 6,
-                 what="6 recorded copies")
-    for sniffer in sniffers:
-        sniffer.wait(timeout=15)
+    capture, vm_view, analyzer_view = ping_under_capture(
+        lab, target, info["vm"], {"analyzer_name": analyzer}, "udp port 8099", f"wire-{analyzer}")
 
     fabric_ip = str(lab.topology.fabric_ip(lab.topology.compute(target.compute)))
     # Contrail writes the network's fq-name: default-domain, the project (the lab), the network.
@@ -141,19 +151,10 @@ def test_without_the_header_the_analyzer_sees_the_conversation_itself(
     them too, each with its direction."""
     lab = clean_lab
     info = wire_analyzers[analyzer]
-    vm_view, analyzer_view = f"/tmp/ml-span-vm-{analyzer}.pcap", f"/tmp/ml-span-an-{analyzer}.pcap"
-    sniffers = [lab.shell_popen(target.vm, f"timeout 8 tcpdump -n -i {target.interface.name} -w {vm_view} icmp"),
-                lab.shell_popen(info["vm"], f"timeout 8 tcpdump -n -i {info['vm']}-eth0 -w {analyzer_view} "
-                                      f"icmp or udp port 8099")]
-    time.sleep(1)
-    capture = lab.http("POST", "/api/captures", json={
-        "vm": target.vm, "mirror_to": {"analyzer_name": analyzer, "juniper_header": False}}).json()
+    capture, vm_view, analyzer_view = ping_under_capture(
+        lab, target, info["vm"], {"analyzer_name": analyzer, "juniper_header": False},
+        "icmp or udp port 8099", f"span-{analyzer}")
     assert capture["mirror_to"]["juniper_header"] is False
-    lab.shell(target.vm, f"ping -c 3 -i 0.2 {target.peer.ip}")
-    lab.wait_for(lambda: lab.http("GET", f"/api/captures/{capture['id']}").json()["packets"] >= 6,
-                 what="6 recorded copies")
-    for sniffer in sniffers:
-        sniffer.wait(timeout=15)
     seen_by_vm = sorted(bytes(f) for f in rdpcap(vm_view))
     assert len(seen_by_vm) == 6
     assert sorted(bytes(f) for f in rdpcap(analyzer_view)) == seen_by_vm
