@@ -90,6 +90,20 @@ def ping_under_capture(lab, target, analyzer_vm: str, mirror_to: dict, analyzer_
     return capture, vm_view, analyzer_view
 
 
+def assert_recorded_as_seen(lab, capture: dict, seen_by_vm: list[bytes], tmp_path) -> None:
+    """The capture's own pcap holds exactly the echo frames the VM saw (`seen_by_vm`, sorted
+    bytes), and its packet list says requests are ingress and replies egress: what the recorder
+    keeps of a destination whose wire carries no direction."""
+    recorded = lab.http("GET", f"/api/captures/{capture['id']}/pcap", params={"format": "pcap"})
+    (tmp_path / "capture.pcap").write_bytes(recorded.content)
+    assert sorted(bytes(f) for f in rdpcap(str(tmp_path / "capture.pcap"))
+                  if f.haslayer(ICMP)) == seen_by_vm
+    listed = lab.http("GET", f"/api/captures/{capture['id']}/packets").json()["packets"]
+    assert {(p["summary"].split(" id=")[0], p["direction"]) for p in listed
+            if p["summary"].startswith("Echo")} == {("Echo (ping) request", "ingress"),
+                                                    ("Echo (ping) reply", "egress")}
+
+
 @pytest.mark.parametrize("analyzer", [DEFAULT_ANALYZER, WIRE_ANALYZER], ids=["local", "remote"])
 def test_default_destination_is_juniper_header_over_udp_8099(wire_analyzers, clean_lab, target,
                                                              tmp_path, analyzer):
@@ -158,14 +172,7 @@ def test_without_the_header_the_analyzer_sees_the_conversation_itself(
     seen_by_vm = sorted(bytes(f) for f in rdpcap(vm_view))
     assert len(seen_by_vm) == 6
     assert sorted(bytes(f) for f in rdpcap(analyzer_view)) == seen_by_vm
-    recorded = lab.http("GET", f"/api/captures/{capture['id']}/pcap", params={"format": "pcap"})
-    (tmp_path / "capture.pcap").write_bytes(recorded.content)
-    assert sorted(bytes(f) for f in rdpcap(str(tmp_path / "capture.pcap"))
-                  if f.haslayer(ICMP)) == seen_by_vm
-    listed = lab.http("GET", f"/api/captures/{capture['id']}/packets").json()["packets"]
-    assert {(p["summary"].split(" id=")[0], p["direction"]) for p in listed
-            if p["summary"].startswith("Echo")} == {("Echo (ping) request", "ingress"),
-                                                    ("Echo (ping) reply", "egress")}
+    assert_recorded_as_seen(lab, capture, seen_by_vm, tmp_path)
 
 
 def test_a_custom_udp_port_carries_the_juniper_header(wire_analyzers, clean_lab, target):
@@ -233,14 +240,7 @@ def test_static_destination_is_vxlan_to_the_vtep_on_the_fabric(wire_analyzers, c
         ip_src, ip_dst, dport, found_vni = line.split("|")
         assert (ip_src.split(",")[0], ip_dst.split(",")[0], dport, found_vni) == (
             fabric_ip, str(probe.ip), "4789", str(vni))
-    recorded = lab.http("GET", f"/api/captures/{capture['id']}/pcap", params={"format": "pcap"})
-    (tmp_path / "capture.pcap").write_bytes(recorded.content)
-    assert sorted(bytes(f) for f in rdpcap(str(tmp_path / "capture.pcap"))
-                  if f.haslayer(ICMP)) == seen_by_vm
-    listed = lab.http("GET", f"/api/captures/{capture['id']}/packets").json()["packets"]
-    assert {(p["summary"].split(" id=")[0], p["direction"]) for p in listed
-            if p["summary"].startswith("Echo")} == {("Echo (ping) request", "ingress"),
-                                                    ("Echo (ping) reply", "egress")}
+    assert_recorded_as_seen(lab, capture, seen_by_vm, tmp_path)
     raw = lab.http("GET", "/api/analyzers/probe1/pcap")
     (tmp_path / "raw.pcap").write_bytes(raw.content)
     assert {bytes(f) for f in rdpcap(wire_view)} <= {bytes(f) for f in rdpcap(str(tmp_path / "raw.pcap"))}
