@@ -9,6 +9,7 @@ cannot be carried out (a fault that cannot be injected, traffic that cannot star
 from __future__ import annotations
 
 import json
+import os
 import re
 import select
 import shutil
@@ -275,21 +276,19 @@ class _Steps:
         """iperf3 between two VMs (the server runs for this one test)."""
         target_vm = self._vm_at(step.target)
         address = target_address(self.lab.topology, step.target)
-        server = self.lab.popen(target_vm, "iperf3", "-s", "-1", "-p", "5201",
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = self.lab.popen(target_vm, "iperf3", "-s", "-1", "-p", "5201", "--forceflush",
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.pending.append(server)
         try:
+            _wait_for_line(server, "Server listening", 15,
+                           f"the iperf3 server in {target_vm} did not start")
             argv = ["iperf3", "-c", address, "-p", "5201", "-t", f"{step.seconds:g}", "-J",
                     "--connect-timeout", "3000"]
             if step.udp:
                 argv += ["-u", "-b", step.bitrate or "1M"]
             elif step.bitrate:
                 argv += ["-b", step.bitrate]
-            for _attempt in range(10):  # until the server listens
-                result = self.lab.exec(step.source.vm, *argv, timeout=step.seconds + 30)
-                if result.returncode == 0 or "Connection refused" not in result.stdout:
-                    break
-                time.sleep(0.2)
+            result = self.lab.exec(step.source.vm, *argv, timeout=step.seconds + 30)
             report = json.loads(result.stdout or "{}")
         finally:
             if server.poll() is None:  # a server with -1 ends after its one test
@@ -326,12 +325,7 @@ class _Steps:
                                   str(step.port), str(step.count), address,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.pending.append(listener)
-        ready, _, _ = select.select([listener.stdout], [], [], 15)
-        if not ready or listener.stdout.readline().strip() != "ready":
-            listener.kill()
-            _, errors = listener.communicate()
-            raise StepError(f"the {step.protocol} listener in {target_vm} did not start: "
-                            f"{errors.strip() or 'no answer'}")
+        _wait_for_line(listener, "ready", 15, f"the {step.protocol} listener in {target_vm} did not start")
         sender = self.lab.exec(step.source.vm, sys.executable, "-c", PROBE_SENDER, step.protocol,
                                address, str(step.port), str(step.count), timeout=step.count * 2 + 30)
         if sender.returncode != 0:
@@ -506,6 +500,24 @@ HANDLERS = {StartCapture: "start_capture", StopCapture: "stop_capture",
             ExpectLoss: "expect_loss", ExpectState: "expect_state", ExpectFlows: "expect_flows",
             Show: "show"}
 
+
+
+def _wait_for_line(process: subprocess.Popen, marker: str, seconds: float, failure: str) -> None:
+    """Read `process`'s output until `marker` shows, or kill it and fail after `seconds`.
+
+    Reads the pipe itself, not Python's buffered file, so select never waits on output that
+    has already arrived."""
+    deadline = time.monotonic() + seconds
+    fd = process.stdout.fileno()
+    seen = b""
+    while marker.encode() not in seen:
+        remaining = deadline - time.monotonic()
+        chunk = os.read(fd, 4096) if remaining > 0 and select.select([fd], [], [], remaining)[0] else b""
+        if not chunk:
+            process.kill()
+            _, errors = process.communicate()
+            raise StepError(f"{failure}: {(errors or seen.decode(errors='replace')).strip() or 'no answer'}")
+        seen += chunk
 
 def _ping_counts(output: str) -> tuple[int, int]:
     """(sent, received) from ping's summary line."""
