@@ -17,6 +17,8 @@ from typing import Union
 
 BASE_OWNER = 0x01000000
 CAPTURE_OWNER = 0x02000000
+# Every flow that applies network policies (routing between networks, deny, policy mirrors).
+POLICY_OWNER = 0x03000000
 OWNER_MASK = 0xFFFFFFFF00000000
 
 
@@ -36,10 +38,11 @@ def capture_of_cookie(cookie: int) -> int | None:
 
 def owner_of_cookie(cookie: int) -> str | None:
     """Who installed a flow with this cookie: "base" (the forwarding pipeline), "capture" (a
-    capture's mirroring), or None for a cookie this controller never writes."""
+    capture's mirroring), "policy" (network policies), or None for a cookie this controller
+    never writes."""
     if capture_of_cookie(cookie) is not None:
         return "capture"
-    return "base" if cookie >> 32 == BASE_OWNER else None
+    return {BASE_OWNER: "base", POLICY_OWNER: "policy"}.get(cookie >> 32)
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,14 @@ class PopVlan:
 
 
 @dataclass(frozen=True)
+class DecTtl:
+    """Decrement the IPv4 TTL (a router's hop); a packet whose TTL runs out is dropped."""
+
+    def ofctl(self) -> str:
+        return "dec_ttl"
+
+
+@dataclass(frozen=True)
 class Clone:
     """Run `actions` on a copy of the packet; the original continues unchanged."""
 
@@ -131,7 +142,7 @@ class Resubmit:
         return f"resubmit(,{self.table})"
 
 
-Action = Union[Output, SetField, Move, Encap, Decap, PushVlan, PopVlan, Clone, Resubmit]
+Action = Union[Output, SetField, Move, Encap, Decap, PushVlan, PopVlan, DecTtl, Clone, Resubmit]
 MatchValue = Union[int, str, tuple]
 
 

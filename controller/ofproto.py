@@ -12,7 +12,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from mirrorlab.controller.flowmodel import (
-    Clone, Decap, Encap, Flow, Move, Output, PopVlan, PushVlan, Resubmit, SetField,
+    Clone, Decap, DecTtl, Encap, Flow, Move, Output, PopVlan, PushVlan, Resubmit, SetField,
 )
 
 NXAST_CLONE = 42
@@ -121,6 +121,8 @@ def ofp_action(action):
         return parser.OFPActionPushVlan(ETH_P_8021Q)
     if isinstance(action, PopVlan):
         return parser.OFPActionPopVlan()
+    if isinstance(action, DecTtl):
+        return parser.OFPActionDecNwTtl()
     if isinstance(action, Clone):
         return NXActionClone([ofp_action(a) for a in action.actions])
     if isinstance(action, Resubmit):

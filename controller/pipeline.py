@@ -11,6 +11,7 @@ Every vRouter runs the same pipeline:
   table 2  DELIVER         reg1 -> output port; then on to the egress mirror tables.
   tables 3-10  EGRESS      one table per mirror slot: copy what was delivered to a VM (reg1).
   tables 11-18 INGRESS     one table per mirror slot: copy what a VM sent.
+  tables 19-21 POLICY, ROUTE, POLICY_AT_DESTINATION: network policies (controller.policyflows).
 
 Originals are sent before their copies: the forwarding actions never change the packet outside
 a clone, and the mirror tables come after them. When the single-threaded userspace datapath is
@@ -50,11 +51,17 @@ FORWARD = 1
 DELIVER = 2
 EGRESS_MIRROR = 3
 INGRESS_MIRROR = EGRESS_MIRROR + MAX_CAPTURES_PER_INTERFACE
+# Network policies (controller.policyflows).
+POLICY = INGRESS_MIRROR + MAX_CAPTURES_PER_INTERFACE
+ROUTE = POLICY + 1
+POLICY_AT_DESTINATION = POLICY + 2
 
 VLAN_PRESENT = 0x1000  # OpenFlow's vlan_vid bit for "a tag is there"
 REG_NETWORK = "reg0"
 REG_OUT_PORT = "reg1"
+REG_POLICY = "reg2"  # how far network policies got with a packet (controller.policyflows)
 # The source MAC of frames the vRouter itself makes (ARP replies, copies to analyzers).
+# It is also every network's gateway (.1), as in Contrail.
 VROUTER_MAC = "00:00:5e:00:01:00"
 MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
 
@@ -63,16 +70,6 @@ def _next_slot(table: int) -> int | None:
     """The mirror table after `table`, or None after the last slot of its direction."""
     first = EGRESS_MIRROR if table < INGRESS_MIRROR else INGRESS_MIRROR
     return table + 1 if table + 1 < first + MAX_CAPTURES_PER_INTERFACE else None
-
-
-def desired_flows(topology: Topology, captures: list[Capture]) -> dict[str, frozenset[Flow]]:
-    """Every flow every vRouter should hold, by compute node name."""
-    flows = {c.name: set(forwarding_flows(topology, c)) for c in topology.computes}
-    for capture in captures:
-        if capture.active:
-            for compute, capture_set in capture_flows(topology, capture).items():
-                flows[compute].update(capture_set)
-    return {name: frozenset(flow_set) for name, flow_set in flows.items()}
 
 
 def overlay_encap(label: int, source: ComputeNode, vlan: int | None = None) -> list:
@@ -143,10 +140,12 @@ def _network_forwarding(topology: Topology, compute: ComputeNode, network: Netwo
     # ARP: the vRouter answers for every address of the network, as Contrail's does, so ARP
     # never floods; a request for an unknown address is dropped. The request is copied (ingress
     # mirror tables) before it is turned into the reply, so copies keep the order of events.
-    for member in members:
-        flows.append(flow(FORWARD, 300, eth_type=0x0806, arp_op=1, arp_tpa=str(member.ip),
+    gateway = network.subnet.network_address + 1
+    for mac, address in [(m.mac, m.ip) for m in members] + [(VROUTER_MAC, gateway)]:
+        flows.append(flow(FORWARD, 300, eth_type=0x0806, arp_op=1, arp_tpa=str(address),
                           **in_network,
-                          actions=[Resubmit(INGRESS_MIRROR)] + arp_reply(member) + [Resubmit(DELIVER)]))
+                          actions=[Resubmit(INGRESS_MIRROR)] + arp_reply(mac, address)
+                          + [Resubmit(DELIVER)]))
     flows.append(flow(FORWARD, 250, eth_type=0x0806, **in_network, goto=INGRESS_MIRROR))
     for member in local_members:
         flows.append(flow(FORWARD, 200, eth_dst=member.mac, **in_network,
@@ -205,13 +204,13 @@ def _deliver_each(interfaces: list[Interface]) -> list:
     return actions
 
 
-def arp_reply(owner: Interface) -> list:
-    """Actions turning an ARP request for `owner`'s address into the reply, in place."""
+def arp_reply(mac: str, address) -> list:
+    """Actions turning an ARP request for `address` (owned by `mac`) into the reply, in place."""
     return [
-        Move("eth_src", "eth_dst"), SetField("eth_src", owner.mac),
+        Move("eth_src", "eth_dst"), SetField("eth_src", mac),
         SetField("arp_op", 2),
-        Move("arp_sha", "arp_tha"), SetField("arp_sha", owner.mac),
-        Move("arp_spa", "arp_tpa"), SetField("arp_spa", str(owner.ip)),
+        Move("arp_sha", "arp_tha"), SetField("arp_sha", mac),
+        Move("arp_spa", "arp_tpa"), SetField("arp_spa", str(address)),
     ]
 
 

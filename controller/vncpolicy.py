@@ -4,16 +4,19 @@ A network-policy holds `network_policy_entries.policy_rule`, an ordered list of 
 PolicyRuleType): `direction` `<>` or `>`, `protocol`, `src_addresses`/`dst_addresses`,
 `src_ports`/`dst_ports`, `action_list` {`simple_action` pass | deny, `mirror_to`}. Virtual
 networks attach policies by `network_policy_refs`, each with `attr.sequence` {major, minor}.
-This lab stores both; their traffic semantics (routing between networks, deny, policy mirroring)
-are not emulated yet.
+
+`attached_rules` turns what clients wrote into the frozen rules each network applies, in order
+(`PolicyRule`); `controller.policyflows` turns those into flows.
 """
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable
+from dataclasses import dataclass
+from typing import Iterable, Mapping
 
 from mirrorlab.controller.errors import InvalidRequest
 from mirrorlab.controller.vncmodel import parse_mirror_to, require_object
+from mirrorlab.topology import Topology
 
 RULE_FIELDS = ("rule_sequence", "rule_uuid", "direction", "protocol", "src_addresses", "src_ports",
                "application", "dst_addresses", "dst_ports", "action_list", "ethertype", "created",
@@ -24,6 +27,108 @@ ACTION_FIELDS = ("simple_action", "gateway_name", "apply_service", "mirror_to",
 PROTOCOL_NAMES = ("any", "icmp", "tcp", "udp", "icmp6")
 SIMPLE_ACTIONS = ("pass", "deny")
 ETHERTYPES = ("IPv4", "IPv6")
+PROTOCOL_NUMBERS = {"any": None, "icmp": 1, "tcp": 6, "udp": 17, "icmp6": 58}
+ANY_PORT = (0, 65535)
+
+
+@dataclass(frozen=True)
+class PolicyRule:
+    """One rule as a network applies it: what it matches and what it does. Addresses are IPv4
+    networks (`()` for any), ports inclusive ranges (`()` for any), `protocol` an IP protocol
+    number (None for any); `bidirectional` for Contrail's `<>`; `action` "pass" or "deny";
+    `analyzer` the analyzer instance its matches are mirrored to, if any."""
+
+    policy: str  # the policy's fq-name string
+    number: int  # the rule's position in its policy, from 0
+    bidirectional: bool
+    protocol: int | None
+    sources: tuple[ipaddress.IPv4Network, ...]
+    destinations: tuple[ipaddress.IPv4Network, ...]
+    source_ports: tuple[tuple[int, int], ...]
+    destination_ports: tuple[tuple[int, int], ...]
+    action: str
+    analyzer: str | None = None
+
+    @property
+    def name(self) -> str:
+        """How the rule is named in messages: its policy's name and its number from 1."""
+        return f"{self.policy.rsplit(':', 1)[-1]} rule {self.number + 1}"
+
+
+def attached_rules(topology: Topology, policies: Mapping[str, dict],
+                   attachments: Mapping[str, list[tuple[str, tuple[int, int]]]]
+                   ) -> dict[str, tuple[PolicyRule, ...]]:
+    """The rules each network applies, first to last: its attached policies by sequence
+    (major, then minor; ties by policy name), each policy's rules in order. `policies` maps a
+    policy's fq-name string to its checked network_policy_entries; `attachments` maps a network
+    name to (policy fq-name string, (major, minor)) pairs. Networks without policies are absent.
+    A rule only about IPv6 (ethertype IPv6, or IPv6 CIDRs) matches no IPv4 packet and is left out."""
+    rules_by_network = {}
+    for network, attached in attachments.items():
+        if not attached or not topology.has("network", network):
+            continue
+        rules = []
+        for policy, _sequence in sorted(attached, key=lambda entry: (entry[1], entry[0])):
+            for number, rule in enumerate(policies.get(policy, {}).get("policy_rule", [])):
+                compiled = _compile_rule(topology, network, policy, number, rule)
+                if compiled is not None:
+                    rules.append(compiled)
+        rules_by_network[network] = tuple(rules)
+    return rules_by_network
+
+
+def _compile_rule(topology: Topology, network: str, policy: str, number: int,
+                  rule: dict) -> PolicyRule | None:
+    if rule.get("ethertype") == "IPv6":
+        return None
+    protocol = rule.get("protocol")
+    sides = {}
+    for side in ("src", "dst"):
+        addresses = []
+        for address in rule.get(f"{side}_addresses") or []:
+            found = _address_networks(topology, network, address)
+            if found is None:  # any
+                addresses = None
+                break
+            addresses += found
+        if addresses == []:
+            return None  # only IPv6 addresses: no IPv4 packet matches
+        sides[side] = () if addresses is None else tuple(addresses)
+    actions = rule.get("action_list") or {}
+    mirror_to = actions.get("mirror_to")
+    return PolicyRule(
+        policy=policy, number=number, bidirectional=rule.get("direction") == "<>",
+        protocol=PROTOCOL_NUMBERS[protocol] if protocol in PROTOCOL_NUMBERS else int(protocol),
+        sources=sides["src"], destinations=sides["dst"],
+        source_ports=_port_ranges(rule.get("src_ports")),
+        destination_ports=_port_ranges(rule.get("dst_ports")),
+        action=actions.get("simple_action") or "pass",
+        analyzer=(mirror_to["analyzer_name"].rsplit(":", 1)[-1] if mirror_to else None))
+
+
+def _address_networks(topology: Topology, network: str,
+                      address: dict) -> list[ipaddress.IPv4Network] | None:
+    """The IPv4 networks an AddressType stands for: None for any, `local` for the network the
+    policy is attached to."""
+    named = address.get("virtual_network")
+    subnet = address.get("subnet")
+    if subnet is not None:
+        cidr = ipaddress.ip_network(f"{subnet['ip_prefix']}/{subnet['ip_prefix_len']}", strict=False)
+        return [cidr] if cidr.version == 4 else []
+    if named in (None, "any"):
+        return None
+    name = network if named == "local" else named.rsplit(":", 1)[-1]
+    return [topology.network(name).subnet]
+
+
+def _port_ranges(ports) -> tuple[tuple[int, int], ...]:
+    ranges = []
+    for port in ports or []:
+        start, end = port.get("start_port", 0), port.get("end_port", 65535)
+        if -1 in (start, end) or (start, end) == ANY_PORT:
+            return ()
+        ranges.append((start, end))
+    return tuple(ranges)
 
 
 def parse_policy_entries(value, networks: Iterable[str], analyzer_names: Iterable[str],

@@ -29,16 +29,20 @@ aborts ovs-vswitchd (`assertion !dp_packet_is_eth(packet) failed in push_eth()`)
 from __future__ import annotations
 
 import copy
+import ipaddress
 from dataclasses import dataclass
 
 from pathlib import Path
 
 from mirrorlab.controller.errors import NotFound
 from mirrorlab.controller.flowmodel import (
-    Clone, Decap, Encap, Flow, Move, Output, PopVlan, PushVlan, Resubmit, SetField,
+    Clone, Decap, DecTtl, Encap, Flow, Move, Output, PopVlan, PushVlan, Resubmit, SetField,
 )
 from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, plan_analyzer, plan_capture
-from mirrorlab.controller.pipeline import capture_encapsulation, desired_flows, nic_mirrors
+from mirrorlab.controller.pipeline import capture_encapsulation, nic_mirrors
+from mirrorlab.controller.policyflows import (
+    desired_flows, policy_entries, policy_taps, tap_encapsulation,
+)
 from mirrorlab.juniper import EGRESS, INGRESS, Encapsulation
 from mirrorlab.topofile import resolve
 from mirrorlab.topology import ENCAP_PORT, FABRIC_PORT, Topology
@@ -55,6 +59,11 @@ class SkippedCopyOutput(AssertionError):
 
 
 def _matches(value, wanted) -> bool:
+    if isinstance(wanted, tuple) and isinstance(wanted[0], str) and "." in wanted[0]:
+        if value is None:
+            return False
+        network = ipaddress.ip_network(f"{wanted[0]}/{wanted[1]}")
+        return ipaddress.ip_address(value) in network
     if isinstance(wanted, tuple):
         want, mask = wanted
         if isinstance(want, str):
@@ -66,6 +75,22 @@ def _matches(value, wanted) -> bool:
             return all((v & m) == (w & m) for v, w, m in zip(value_b, want_b, mask_b))
         return value is not None and (value & mask) == (want & mask)
     return value == wanted
+
+
+# OpenFlow's names for the fields frames carry under other names here; transport ports only
+# for their own protocol.
+FRAME_FIELDS = {"ipv4_src": "ip_src", "ipv4_dst": "ip_dst"}
+TRANSPORT_FIELDS = {"tcp_src": (6, "tp_src"), "tcp_dst": (6, "tp_dst"),
+                    "udp_src": (17, "tp_src"), "udp_dst": (17, "tp_dst")}
+
+
+def _field(name: str, packet: dict, meta: dict):
+    if name == "in_port" or name.startswith("reg"):
+        return meta.get(name, 0)
+    if name in TRANSPORT_FIELDS:
+        protocol, key = TRANSPORT_FIELDS[name]
+        return packet.get(key) if packet.get("ip_proto") == protocol else None
+    return packet.get(FRAME_FIELDS.get(name, name))
 
 
 class FlowTable:
@@ -85,8 +110,7 @@ class FlowTable:
         for f in self.tables.get(table, []):
             if found is not None and f.priority < found.priority:
                 break
-            if all(_matches(meta.get(k) if k in ("in_port",) or k.startswith("reg") else packet.get(k), v)
-                   for k, v in f.match):
+            if all(_matches(_field(k, packet, meta), v) for k, v in f.match):
                 if found is not None:
                     raise AmbiguousMatch(f"{found.ofctl()}\n{f.ofctl()}")
                 found = f
@@ -138,6 +162,10 @@ class FlowTable:
                 packet["vlan_vid"] = 0x1000
             elif isinstance(action, PopVlan):
                 del packet["vlan_vid"]
+            elif isinstance(action, DecTtl):
+                packet["ip_ttl"] = packet.get("ip_ttl", 64) - 1
+                if packet["ip_ttl"] <= 0:
+                    return packet  # dropped; later actions of this list never run
             elif isinstance(action, Clone):
                 self._run_actions(action.actions, copy.deepcopy(packet), dict(meta), outputs, depth,
                                   in_clone=True)
@@ -202,14 +230,19 @@ class LabSim:
     """Every vRouter of a topology as a software flow table, joined by a learning fabric, with
     the lab's mirror encapsulator."""
 
-    def __init__(self, topology: Topology, captures=(), flows=None):
+    def __init__(self, topology: Topology, captures=(), flows=None, policies=None):
+        """`policies`: the rules of each policed network, as
+        `mirrorlab.controller.vncpolicy.attached_rules` gives them."""
         self.topology = topology
-        flows = flows if flows is not None else desired_flows(topology, list(captures))
+        flows = flows if flows is not None else desired_flows(topology, list(captures), policies)
         self.switches = {name: FlowTable(flow_set) for name, flow_set in flows.items()}
         self.fabric_frames: list[tuple[str, dict]] = []
         self.encapsulations = {c.label: capture_encapsulation(topology, c)
                                for c in captures if c.active
                                and not c.mirror_to.nic_assisted_mirroring}
+        self.encapsulations.update(
+            {tap.label: tap_encapsulation(topology, tap)
+             for tap in policy_taps(topology, policy_entries(topology, policies or {})).values()})
         # The fabric switch's mirrors of NIC-assisted captures: VLAN -> fabric analyzer name.
         self.nic_mirrors = {m.vlan: m.fabric_analyzer for m in nic_mirrors(topology, captures)}
         self.encapsulator_frames: list[tuple[str, dict]] = []

@@ -16,8 +16,9 @@ from mirrorlab.controller.mirroring import (
     parse_direction, plan_analyzer, plan_capture,
 )
 from mirrorlab.controller.pipeline import (
-    CLASSIFY, EGRESS_MIRROR, INGRESS_MIRROR, VROUTER_MAC, capture_flows, desired_flows,
+    CLASSIFY, EGRESS_MIRROR, INGRESS_MIRROR, VROUTER_MAC, capture_flows,
 )
+from mirrorlab.controller.policyflows import desired_flows
 from mirrorlab.topofile import parse
 from mirrorlab.topology import ENCAP_PORT, FABRIC_PORT
 from mirrorlab.testing.flowsim import LabSim

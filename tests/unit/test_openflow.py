@@ -20,7 +20,8 @@ from mirrorlab.controller.flowmodel import (
 )
 from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, plan_analyzer, plan_capture
 from mirrorlab.controller.ofproto import add_flow, delete_flow, ofp_action, ofp_match
-from mirrorlab.controller.pipeline import DELIVER, INGRESS_MIRROR, desired_flows
+from mirrorlab.controller.pipeline import DELIVER, INGRESS_MIRROR
+from mirrorlab.controller.policyflows import desired_flows
 from mirrorlab.controller.service import ControllerService
 from mirrorlab.controller.store import Store
 from mirrorlab.sandbox import SandboxError

@@ -9,8 +9,9 @@ from mirrorlab.controller.flowmodel import (
     BASE_OWNER, OWNER_MASK, Clone, Decap, Encap, Move, Output, Resubmit, SetField, flow,
 )
 from mirrorlab.controller.pipeline import (
-    CLASSIFY, DELIVER, EGRESS_MIRROR, FORWARD, INGRESS_MIRROR, desired_flows,
+    CLASSIFY, DELIVER, EGRESS_MIRROR, FORWARD, INGRESS_MIRROR, VROUTER_MAC,
 )
+from mirrorlab.controller.policyflows import desired_flows
 from mirrorlab.topofile import load, parse
 from mirrorlab.topology import FABRIC_PORT
 from mirrorlab.testing.flowsim import LabSim
@@ -134,8 +135,16 @@ def test_arp_answered_by_vrouter(default_topo, sim, asker, owner):
     assert sim.fabric_frames == []
 
 
-@pytest.mark.parametrize("target", ["10.1.1.99", "10.2.2.14", "10.1.1.1"],
-                         ids=["unknown", "other-network", "gateway"])
+def test_arp_for_the_gateway_is_answered_with_the_vrouter_mac(default_topo, sim):
+    """The network's .1 is its gateway, the vRouter itself (Contrail's vRouter MAC)."""
+    asking = iface(default_topo, "vm1")
+    deliveries = sim.send(tap("vm1"), arp_request(asking, "10.1.1.1"))
+    assert [(d.port_name, d.packet["arp_op"], d.packet["arp_sha"], d.packet["arp_spa"])
+            for d in deliveries] == [(tap("vm1"), 2, VROUTER_MAC, "10.1.1.1")]
+    assert sim.fabric_frames == []
+
+
+@pytest.mark.parametrize("target", ["10.1.1.99", "10.2.2.14"], ids=["unknown", "other-network"])
 def test_arp_for_address_outside_network_members_is_dropped(default_topo, sim, target):
     """ARP for an address no member of the asker's network has gets no answer and never floods."""
     assert sim.send(tap("vm1"), arp_request(iface(default_topo, "vm1"), target)) == []

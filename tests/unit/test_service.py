@@ -6,7 +6,7 @@ import pytest
 
 from mirrorlab.controller.errors import Conflict, NotFound
 from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, plan_analyzer
-from mirrorlab.controller.pipeline import desired_flows
+from mirrorlab.controller.policyflows import desired_flows
 from mirrorlab.controller.service import ControllerService
 from mirrorlab.controller.store import Store
 

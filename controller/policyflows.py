@@ -1,0 +1,426 @@
+"""Pure flow computation for network policies: routing between networks, deny, policy mirrors.
+
+Contrail's semantics, as `controller.vncpolicy.attached_rules` gives each network its rules:
+- Traffic within a network passes unless its first matching rule denies it.
+- Traffic from network A to network B is routed by the vRouter, the networks' gateway (`.1`,
+  answered with the vRouter's MAC), only when the first matching rule of A and the first
+  matching rule of B both pass it. A packet no rule of a network matches is denied.
+- A passing rule with a mirror copies what it matches (both ways for `<>`) to its analyzer;
+  a packet goes to the analyzers of both first matches, so at most 2.
+- Both vRouters of a conversation mirror: the sender's as the packet leaves the VM, the
+  receiver's as it arrives from the fabric. Across compute nodes the analyzer receives each
+  packet twice, as in Contrail; on one compute node once.
+
+The lab's vRouter is stateless: a `>` rule passes one direction only, so replies need a rule of
+their own (use `<>`). Only IPv4 is routed and policed.
+
+Tables added to the pipeline (controller.pipeline):
+
+  FORWARD (1)   IPv4 unicast a local VM of a policed network sent -> POLICY; IPv4 from the
+                overlay into a network with policy mirrors -> delivered, then
+                POLICY_AT_DESTINATION for the receiver's copies.
+  POLICY        every (rule of A, rule of B) pair as one flow, highest priority first: deny
+                (the VM still sent it: the ingress mirror tables see it), pass within the
+                network, or route (a clone rewrites it for B and forwards it by ROUTE);
+                then the sender's policy copies.
+  ROUTE         a routed packet's destination address -> its VM's MAC, delivered to it or
+                sent over the overlay of B.
+  POLICY_AT_DESTINATION  the same pairs, matched on the receiver's side: its policy copies.
+
+REG_POLICY says how far a packet got: a VM sent it (UNCHECKED), the policies passed it
+(CHECKED), or it came over the overlay into a policed network (FROM_OVERLAY), so a packet is
+policed once, at its sender's vRouter.
+"""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass
+from itertools import product
+
+from mirrorlab.controller.errors import InvalidRequest
+from mirrorlab.controller.flowmodel import (
+    POLICY_OWNER, Clone, Decap, DecTtl, Encap, Flow, Output, Resubmit, SetField, flow,
+)
+from mirrorlab.controller.mirroring import Capture, analyzers
+from mirrorlab.controller.pipeline import (
+    CLASSIFY, DELIVER, FORWARD, INGRESS_MIRROR, REG_OUT_PORT, capture_flows, forwarding_flows,
+    overlay_encap, POLICY, POLICY_AT_DESTINATION, REG_NETWORK, REG_POLICY, ROUTE,
+    VROUTER_MAC,
+)
+from mirrorlab.controller.vncpolicy import PolicyRule
+from mirrorlab.juniper import Encapsulation
+from mirrorlab.recorder import EGRESS_TC
+from mirrorlab.topology import ENCAP_PORT, FABRIC_PORT, ComputeNode, Interface, Topology
+
+UNCHECKED, CHECKED, FROM_OVERLAY = 0, 1, 2  # values of REG_POLICY
+UNICAST = ("00:00:00:00:00:00", "01:00:00:00:00:00")
+IPV4 = 0x0800
+# Copies of policy mirrors carry labels from here up (captures' labels stay below), one per
+# analyzer, mirroring vRouter and network, derived from what the label stands for, so that a
+# label the mirror encapsulator has read never comes to mean anything else.
+POLICY_LABEL_BASE = 0xC0000
+POLICY_LABEL_BITS = 18
+# Policy copies carry the mirror index no capture takes (captures use 0..254), in their UDP
+# source port (lab/juniper.py), so an analyzer's recorder never files them under a capture.
+POLICY_MIRROR_INDEX = 255
+FIRST_PRIORITY = 10
+MAX_PRIORITY = 0xFFFF
+
+
+@dataclass(frozen=True)
+class Match:
+    """The packets one side of a rule matches: IP protocol, source and destination IPv4
+    networks, source and destination port ranges; None anywhere means any."""
+
+    protocol: int | None = None
+    source: ipaddress.IPv4Network | None = None
+    destination: ipaddress.IPv4Network | None = None
+    source_ports: tuple[int, int] | None = None
+    destination_ports: tuple[int, int] | None = None
+
+    def __and__(self, other: "Match") -> "Match | None":
+        """The packets both match, or None if none."""
+        if None not in (self.protocol, other.protocol) and self.protocol != other.protocol:
+            return None
+        fields = {"protocol": self.protocol if self.protocol is not None else other.protocol}
+        for name in ("source", "destination"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine is None or theirs is None:
+                fields[name] = mine or theirs
+            elif mine.subnet_of(theirs):
+                fields[name] = mine
+            elif theirs.subnet_of(mine):
+                fields[name] = theirs
+            else:
+                return None
+        for name in ("source_ports", "destination_ports"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine is None or theirs is None:
+                fields[name] = mine or theirs
+            else:
+                low, high = max(mine[0], theirs[0]), min(mine[1], theirs[1])
+                if low > high:
+                    return None
+                fields[name] = (low, high)
+        return Match(**fields)
+
+    def covers(self, other: "Match") -> bool:
+        """Whether every packet `other` matches, this matches too."""
+        return self & other == other
+
+
+def rule_matches(rule: PolicyRule) -> list[Match]:
+    """What `rule` matches, as a list of `Match` (both ways for `<>`), none inside another."""
+    matches = []
+    for sources, destinations, source_ports, destination_ports in (
+            [(rule.sources, rule.destinations, rule.source_ports, rule.destination_ports)]
+            + ([(rule.destinations, rule.sources, rule.destination_ports, rule.source_ports)]
+               if rule.bidirectional else [])):
+        for source, destination, sports, dports in product(
+                sources or (None,), destinations or (None,), source_ports or (None,),
+                destination_ports or (None,)):
+            protocols = [rule.protocol]
+            if rule.protocol is None and (sports or dports):
+                protocols = [6, 17]  # ports mean TCP or UDP
+            for protocol in protocols:
+                matches.append(Match(protocol, source, destination, sports, dports))
+    kept = []
+    for index, match in enumerate(matches):
+        if not any(other.covers(match) and (other != match or later < index)
+                   for later, other in enumerate(matches) if later != index):
+            kept.append(match)
+    return kept
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What happens to the packets of one pair of first matches: passed or denied, and the
+    analyzers they are mirrored to."""
+
+    passes: bool
+    analyzers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PolicyEntry:
+    """Packets from network `source` to network `destination` that `match` selects get
+    `verdict`; entries of one source network are tried highest `priority` first."""
+
+    source: str
+    destination: str
+    priority: int
+    match: Match
+    verdict: Verdict
+
+
+def _rule_verdict(rule: PolicyRule | None, default: bool) -> Verdict:
+    if rule is None:
+        return Verdict(default)
+    passes = rule.action == "pass"
+    return Verdict(passes, (rule.analyzer,) if passes and rule.analyzer else ())
+
+
+def policy_entries(topology: Topology, rules: dict[str, tuple[PolicyRule, ...]]) -> list[PolicyEntry]:
+    """Every policy decision of the lab, as entries: within each policed network, and from each
+    policed network to each other. Raises `InvalidRequest` when a network's rules need more
+    priorities than OpenFlow has."""
+    entries = []
+    for source, source_rules in rules.items():
+        subnet = topology.network(source).subnet
+        for number, rule in enumerate([*source_rules, None]):
+            priority = FIRST_PRIORITY + len(source_rules) - number
+            for match in rule_matches(rule) if rule else [Match()]:
+                within = match & Match(destination=subnet)
+                if within is not None:
+                    entries.append(PolicyEntry(source, source, priority, within,
+                                               _rule_verdict(rule, default=True)))
+        for destination, destination_rules in rules.items():
+            if destination == source:
+                continue
+            toward = Match(destination=topology.network(destination).subnet)
+            width = len(destination_rules) + 1
+            for (i, rule), (j, other) in product(enumerate([*source_rules, None]),
+                                                 enumerate([*destination_rules, None])):
+                priority = (FIRST_PRIORITY + (len(source_rules) - i) * width
+                            + len(destination_rules) - j)
+                if priority > MAX_PRIORITY:
+                    raise InvalidRequest(
+                        f"network '{source}' and '{destination}' have too many policy rules "
+                        f"between them for one vRouter table ({len(source_rules)} and "
+                        f"{len(destination_rules)})", "network_policy_refs")
+                mine, theirs = _rule_verdict(rule, False), _rule_verdict(other, False)
+                verdict = Verdict(mine.passes and theirs.passes,
+                                  tuple(dict.fromkeys(mine.analyzers + theirs.analyzers))
+                                  if mine.passes and theirs.passes else ())
+                for left, right in product(rule_matches(rule) if rule else [Match()],
+                                           rule_matches(other) if other else [Match()]):
+                    both = left & right
+                    both = both & toward if both is not None else None
+                    if both is not None:
+                        entries.append(PolicyEntry(source, destination, priority, both, verdict))
+    return _without_shadowed_duplicates(entries)
+
+
+def _without_shadowed_duplicates(entries: list[PolicyEntry]) -> list[PolicyEntry]:
+    """The entries, less those an entry of the same priority and pair already covers (two
+    rule sides can intersect to one match)."""
+    kept: list[PolicyEntry] = []
+    for entry in entries:
+        if not any(k.source == entry.source and k.destination == entry.destination
+                   and k.priority == entry.priority and k.match.covers(entry.match) for k in kept):
+            kept.append(entry)
+    return kept
+
+
+@dataclass(frozen=True)
+class PolicyTap:
+    """Where one vRouter sends the policy copies of one network's packets to one analyzer:
+    what the label of those copies stands for."""
+
+    analyzer: str
+    compute: str
+    network: str
+    label: int
+
+
+def policy_taps(topology: Topology, entries: list[PolicyEntry]) -> dict[tuple[str, str, str], PolicyTap]:
+    """Every tap the entries need, by (analyzer, compute, network): each vRouter with a member
+    of an entry's source network copies that network's packets it sends, and each vRouter with a
+    member of its destination network those it receives. Raises `InvalidRequest` when an
+    analyzer is unknown, or in the rare case two taps' labels collide."""
+    known = analyzers(topology)
+    taps: dict[tuple[str, str, str], PolicyTap] = {}
+    for entry in entries:
+        for analyzer in entry.verdict.analyzers:
+            if analyzer not in known:
+                raise InvalidRequest(f"policy mirror to unknown analyzer '{analyzer}' (known: "
+                                     f"{', '.join(sorted(known)) or 'none'})", "analyzer_name")
+            for network in (entry.source, entry.destination):
+                for compute in sorted({i.compute for i in topology.interfaces()
+                                       if i.network == network}):
+                    key = (analyzer, compute, network)
+                    if key not in taps:
+                        taps[key] = PolicyTap(analyzer, compute, network,
+                                              _tap_label(topology, analyzer, compute, network))
+    labels: dict[int, PolicyTap] = {}
+    for tap in taps.values():
+        if tap.label in labels:
+            raise InvalidRequest(f"policy mirror labels collide ({labels[tap.label]} and {tap}); "
+                                 f"rename the analyzer", "analyzer_name")
+        labels[tap.label] = tap
+    return taps
+
+
+def _tap_label(topology: Topology, analyzer: str, compute: str, network: str) -> int:
+    interface = analyzers(topology)[analyzer].interfaces[0]
+    identity = f"{analyzer}|{interface.ip}|{interface.mac}|{compute}|{network}"
+    digest = int.from_bytes(hashlib.blake2b(identity.encode(), digest_size=4).digest(), "big")
+    return POLICY_LABEL_BASE | (digest & ((1 << POLICY_LABEL_BITS) - 1))
+
+
+def tap_encapsulation(topology: Topology, tap: PolicyTap) -> Encapsulation:
+    """How the mirror encapsulator wraps a tap's copies: Juniper header over UDP 8099 from the
+    mirroring vRouter's fabric address to the analyzer, the tap's network as the VN (source VN
+    on copies of what a VM sent, destination VN on those of what it received)."""
+    analyzer = analyzers(topology)[tap.analyzer].interfaces[0]
+    return Encapsulation(eth_src=VROUTER_MAC, eth_dst=analyzer.mac,
+                         ip_src=str(topology.fabric_ip(topology.compute(tap.compute))),
+                         ip_dst=str(analyzer.ip), udp_port=8099, mirror_index=POLICY_MIRROR_INDEX,
+                         vn=":".join(topology.network_fq_name(tap.network)))
+
+
+def policy_flows(topology: Topology, rules: dict[str, tuple[PolicyRule, ...]]) -> dict[str, list[Flow]]:
+    """Every policy flow of the lab, by compute node (see the module's description)."""
+    entries = policy_entries(topology, rules)
+    taps = policy_taps(topology, entries)
+    flows: dict[str, list[Flow]] = {c.name: [] for c in topology.computes}
+    members: dict[str, list[Interface]] = {}
+    for interface in topology.interfaces():
+        members.setdefault(interface.network, []).append(interface)
+    mirrored_pairs = {(e.source, e.destination) for e in entries if e.verdict.analyzers}
+    mirrored_into = {destination for _source, destination in mirrored_pairs}
+    routed_into = {e.destination for e in entries if e.source != e.destination and e.verdict.passes}
+    for compute in topology.computes:
+        local = {i.network for i in topology.interfaces_on(compute.name)}
+        out = flows[compute.name]
+        for name in rules:
+            network = topology.network(name)
+            if name not in local:
+                continue
+            out.append(_policy_flow(CLASSIFY, 101, in_port=FABRIC_PORT, eth_type=0x8847,
+                                    mpls_label=network.label,
+                                    actions=[Decap(), Decap(inner_ethernet=True),
+                                             SetField(REG_NETWORK, network.index),
+                                             SetField(REG_POLICY, FROM_OVERLAY)], goto=FORWARD))
+            out.append(_policy_flow(FORWARD, 260, eth_type=IPV4, eth_dst=UNICAST,
+                                    **{REG_NETWORK: network.index, REG_POLICY: UNCHECKED},
+                                    goto=POLICY))
+            if name in mirrored_into:
+                out.append(_policy_flow(FORWARD, 260, eth_type=IPV4, eth_dst=UNICAST,
+                                        **{REG_NETWORK: network.index, REG_POLICY: FROM_OVERLAY},
+                                        actions=[SetField(REG_POLICY, CHECKED), Resubmit(FORWARD),
+                                                 Resubmit(POLICY_AT_DESTINATION)]))
+        for name in routed_into:
+            network = topology.network(name)
+            for member in members.get(name, []):
+                if member.compute == compute.name:
+                    onward = [SetField(REG_OUT_PORT, member.ofport), Resubmit(DELIVER)]
+                else:
+                    onward = overlay_encap(network.label, compute) + [
+                        SetField("eth_dst", topology.compute(member.compute).fabric_mac),
+                        Output(FABRIC_PORT)]
+                out.append(_policy_flow(ROUTE, 100, eth_type=IPV4, ipv4_dst=str(member.ip),
+                                        **{REG_NETWORK: network.index},
+                                        actions=[SetField("eth_dst", member.mac)] + onward))
+        for entry in entries:
+            source, destination = topology.network(entry.source), topology.network(entry.destination)
+            if entry.source in local:
+                out += _at_sender(topology, compute, entry, source, destination, taps)
+            if entry.destination in local and (entry.source, entry.destination) in mirrored_pairs:
+                # Every entry of a mirrored pair, copies or none: each shadows those below it.
+                copies = [_copy(topology, compute, taps[(a, compute.name, entry.destination)], True)
+                          for a in entry.verdict.analyzers]
+                out += [_policy_flow(POLICY_AT_DESTINATION, entry.priority, actions=copies,
+                                     eth_type=IPV4, **{REG_NETWORK: destination.index}, **fields)
+                        for fields in _of_matches(entry.match & Match(source=source.subnet))]
+        # Copies from other vRouters to an analyzer here go to the mirror encapsulator.
+        for tap in taps.values():
+            analyzer = analyzers(topology)[tap.analyzer].interfaces[0]
+            if analyzer.compute == compute.name and tap.compute != compute.name:
+                out.append(_policy_flow(CLASSIFY, 200, in_port=FABRIC_PORT, eth_type=0x8847,
+                                        mpls_label=tap.label, actions=[Output(ENCAP_PORT)]))
+        flows[compute.name] = list(dict.fromkeys(out))
+    return flows
+
+
+def _at_sender(topology: Topology, compute: ComputeNode, entry: PolicyEntry, source, destination,
+               taps) -> list[Flow]:
+    copies = [_copy(topology, compute, taps[(a, compute.name, entry.source)], False)
+              for a in entry.verdict.analyzers]
+    routed = entry.source != entry.destination
+    if not entry.verdict.passes:
+        actions = [Resubmit(INGRESS_MIRROR)]
+    elif routed:
+        actions = [Clone((SetField("in_port", 0), SetField(REG_NETWORK, destination.index),
+                          SetField(REG_POLICY, CHECKED), SetField("eth_src", VROUTER_MAC), DecTtl(),
+                          Resubmit(ROUTE))),
+                   Resubmit(INGRESS_MIRROR)] + copies
+    else:
+        actions = [SetField(REG_POLICY, CHECKED), Resubmit(FORWARD)] + copies
+    extra = {"eth_dst": VROUTER_MAC} if routed else {}
+    return [_policy_flow(POLICY, entry.priority, actions=actions, eth_type=IPV4,
+                         **{REG_NETWORK: source.index}, **extra, **fields)
+            for fields in _of_matches(entry.match)]
+
+
+def _copy(topology: Topology, compute: ComputeNode, tap: PolicyTap, received: bool) -> Clone:
+    """A policy copy, as a capture's copy travels: Ethernet-in-MPLS under the tap's label (the
+    traffic class says the receiver's side) to the mirror encapsulator of the analyzer's node."""
+    target = topology.compute(analyzers(topology)[tap.analyzer].interfaces[0].compute)
+    marked = [SetField("mpls_tc", EGRESS_TC)] if received else []
+    return Clone(tuple([SetField("in_port", 0), Encap("mpls"), SetField("mpls_label", tap.label)]
+                       + marked + [Encap("ethernet"), SetField("eth_src", compute.fabric_mac),
+                                   SetField("eth_dst", target.fabric_mac),
+                                   Output(ENCAP_PORT if target.name == compute.name else FABRIC_PORT)]))
+
+
+def _of_matches(match: Match | None) -> list[dict]:
+    """OpenFlow match fields for `match` (several when a port range needs several masks)."""
+    if match is None:
+        return []
+    fields: dict = {}
+    if match.protocol is not None:
+        fields["ip_proto"] = match.protocol
+    for name, network in (("ipv4_src", match.source), ("ipv4_dst", match.destination)):
+        if network is not None and network.prefixlen:
+            fields[name] = (str(network.network_address), str(network.netmask)) \
+                if network.prefixlen < 32 else str(network.network_address)
+    if match.protocol not in (6, 17):
+        return [fields]
+    transport = "tcp" if match.protocol == 6 else "udp"
+    sources = _port_masks(match.source_ports)
+    destinations = _port_masks(match.destination_ports)
+    result = []
+    for sport, dport in product(sources, destinations):
+        extra = {}
+        if sport is not None:
+            extra[f"{transport}_src"] = sport
+        if dport is not None:
+            extra[f"{transport}_dst"] = dport
+        result.append({**fields, **extra})
+    return result
+
+
+def _port_masks(ports: tuple[int, int] | None) -> list:
+    """A port range as OpenFlow (value, mask) pairs (a single port as itself); [None] for any."""
+    if ports is None or ports == (0, 65535):
+        return [None]
+    low, high = ports
+    masks = []
+    while low <= high:
+        size = 1
+        while low % (size * 2) == 0 and low + size * 2 - 1 <= high and size < 65536:
+            size *= 2
+        masks.append(low if size == 1 else (low, 0xFFFF & ~(size - 1)))
+        low += size
+    return masks
+
+
+def _policy_flow(table: int, priority: int, actions=(), goto: int | None = None, **match) -> Flow:
+    return flow(table, priority, actions=actions, goto=goto, owner=POLICY_OWNER, **match)
+
+
+def desired_flows(topology: Topology, captures: list[Capture],
+                  policies: dict[str, tuple[PolicyRule, ...]] | None = None) -> dict[str, frozenset[Flow]]:
+    """Every flow every vRouter should hold, by compute node name: the base pipeline, the
+    active captures' flows, and those of the network `policies` (each network's rules, as
+    `controller.vncpolicy.attached_rules` gives them)."""
+    flows = {c.name: set(forwarding_flows(topology, c)) for c in topology.computes}
+    for capture in captures:
+        if capture.active:
+            for compute, capture_set in capture_flows(topology, capture).items():
+                flows[compute].update(capture_set)
+    for compute, policy_set in policy_flows(topology, policies or {}).items():
+        flows[compute].update(policy_set)
+    return {name: frozenset(flow_set) for name, flow_set in flows.items()}

@@ -1,0 +1,269 @@
+"""Network policies on the software flow table: routing between networks, deny, first match,
+policy mirrors (doubled across compute nodes), as controller.policyflows computes them."""
+from __future__ import annotations
+
+import pytest
+
+from mirrorlab.controller.errors import InvalidRequest
+from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, plan_analyzer
+from mirrorlab.controller.pipeline import VROUTER_MAC
+from mirrorlab.controller.policyflows import (
+    POLICY_MIRROR_INDEX, Match, policy_flows, policy_taps, policy_entries, rule_matches,
+    _port_masks,
+)
+from mirrorlab.controller.vncpolicy import attached_rules
+from mirrorlab.topofile import load
+from mirrorlab.testing.flowsim import LabSim
+from mirrorlab.topology import Topology
+from tests.unit.helpers import iface, ip_frame
+
+BLUE, RED = "default-domain:default:blue", "default-domain:default:red"
+ICMP, TCP, UDP = 1, 6, 17
+GUESTS = {"vm1", "vm2", "vm3", "vm4", "vm5"}
+
+
+@pytest.fixture(scope="module")
+def topo() -> Topology:
+    topology = load("topologies/default.yaml")
+    return topology.with_vm(plan_analyzer(topology, DEFAULT_ANALYZER, None, None))
+
+
+def rule(action="pass", direction="<>", protocol="any", src=("any",), dst=("any",),
+         dst_ports=None, mirror=None) -> dict:
+    """A policy_rule as a vnc_api client writes it; addresses are network fq-names, "any",
+    "local" or CIDRs."""
+    def addresses(names):
+        return [{"subnet": {"ip_prefix": n.split("/")[0], "ip_prefix_len": int(n.split("/")[1])}}
+                if "/" in n else {"virtual_network": n} for n in names]
+    actions = {"simple_action": action} if action else {}
+    if mirror:
+        actions["mirror_to"] = {"analyzer_name": mirror}
+    return {"direction": direction, "protocol": protocol, "src_addresses": addresses(src),
+            "dst_addresses": addresses(dst), "src_ports": [{"start_port": -1, "end_port": -1}],
+            "dst_ports": [{"start_port": dst_ports[0], "end_port": dst_ports[1]}] if dst_ports
+            else [{"start_port": -1, "end_port": -1}], "action_list": actions}
+
+
+def sim_with(topo, policies: dict[str, list[dict]], attach: dict[str, list[str]]) -> LabSim:
+    """The lab with policies (name -> rules) attached to networks (name -> policy names, in
+    sequence)."""
+    entries = {f"default-domain:default:{name}": {"policy_rule": rules}
+               for name, rules in policies.items()}
+    attachments = {network: [(f"default-domain:default:{name}", (index, 0))
+                             for index, name in enumerate(names)]
+                   for network, names in attach.items()}
+    return LabSim(topo, policies=attached_rules(topo, entries, attachments))
+
+
+def routed(topo, source: str, destination: str, protocol=ICMP, port=None) -> dict:
+    """What `source` sends to `destination` in another network: to the gateway's MAC."""
+    frame = ip_frame(iface(topo, source), iface(topo, destination), eth_dst=VROUTER_MAC)
+    frame.update({"ip_proto": protocol, "ip_ttl": 64}, **({"tp_dst": port, "tp_src": 40000}
+                                                         if port else {}))
+    return frame
+
+
+def direct(topo, source: str, destination: str, protocol=ICMP, port=None) -> dict:
+    """What `source` sends to `destination` in its own network."""
+    frame = ip_frame(iface(topo, source), iface(topo, destination))
+    frame.update({"ip_proto": protocol, "ip_ttl": 64}, **({"tp_dst": port, "tp_src": 40000}
+                                                         if port else {}))
+    return frame
+
+
+BOTH_WAYS = {"blue-red": [rule(src=(BLUE,), dst=(RED,))]}
+ATTACHED_TO_BOTH = {"blue": ["blue-red"], "red": ["blue-red"]}
+
+
+def test_networks_without_policies_cannot_talk(topo):
+    sim = sim_with(topo, {}, {})
+    assert sim.where("vm1", routed(topo, "vm1", "vm4")) == {}
+
+
+def test_a_pass_policy_on_both_networks_routes_between_them_through_the_gateway(topo):
+    sim = sim_with(topo, BOTH_WAYS, ATTACHED_TO_BOTH)
+    there = sim.where("vm1", routed(topo, "vm1", "vm4"))
+    assert list(there) == ["vm4"]
+    [packet] = there["vm4"]
+    assert (packet["eth_src"], packet["eth_dst"], packet["ip_ttl"]) == (
+        VROUTER_MAC, iface(topo, "vm4").mac, 63)
+    back = sim.where("vm4", routed(topo, "vm4", "vm1"))
+    assert list(back) == ["vm1"] and back["vm1"][0]["eth_dst"] == iface(topo, "vm1").mac
+
+
+def test_routing_within_one_compute_node(topo):
+    """vm4 and vm5 are on compute2 and compute3; vm1 and vm3 on compute1: route blue->red on
+    the sender's node, whichever node the receiver is on."""
+    sim = sim_with(topo, BOTH_WAYS, ATTACHED_TO_BOTH)
+    assert list(sim.where("vm3", routed(topo, "vm3", "vm5"))) == ["vm5"]
+
+
+def test_a_policy_attached_to_one_network_only_does_not_connect_them(topo):
+    sim = sim_with(topo, BOTH_WAYS, {"blue": ["blue-red"]})
+    assert sim.where("vm1", routed(topo, "vm1", "vm4")) == {}
+    assert sim.where("vm4", routed(topo, "vm4", "vm1")) == {}
+
+
+def test_a_one_way_rule_passes_one_direction_only(topo):
+    sim = sim_with(topo, {"blue-to-red": [rule(direction=">", src=(BLUE,), dst=(RED,))]},
+                   {"blue": ["blue-to-red"], "red": ["blue-to-red"]})
+    assert list(sim.where("vm1", routed(topo, "vm1", "vm4"))) == ["vm4"]
+    assert sim.where("vm4", routed(topo, "vm4", "vm1")) == {}
+
+
+def test_the_first_matching_rule_wins(topo):
+    policies = {"no-icmp": [rule("deny", protocol="icmp"), rule("pass")]}
+    sim = sim_with(topo, policies, {"blue": ["no-icmp"], "red": ["no-icmp"]})
+    assert sim.where("vm1", routed(topo, "vm1", "vm4", ICMP)) == {}
+    assert list(sim.where("vm1", routed(topo, "vm1", "vm4", TCP, 22))) == ["vm4"]
+    policies = {"pass-first": [rule("pass"), rule("deny", protocol="icmp")]}
+    sim = sim_with(topo, policies, {"blue": ["pass-first"], "red": ["pass-first"]})
+    assert list(sim.where("vm1", routed(topo, "vm1", "vm4", ICMP))) == ["vm4"]
+
+
+def test_policies_apply_in_sequence(topo):
+    policies = {"deny-all": [rule("deny")], "pass-all": [rule("pass")]}
+    sim = sim_with(topo, policies, {"blue": ["deny-all", "pass-all"], "red": ["pass-all"]})
+    assert sim.where("vm1", routed(topo, "vm1", "vm4")) == {}
+    sim = sim_with(topo, policies, {"blue": ["pass-all", "deny-all"], "red": ["pass-all"]})
+    assert list(sim.where("vm1", routed(topo, "vm1", "vm4"))) == ["vm4"]
+
+
+def test_traffic_within_a_network_passes_unless_a_rule_denies_it(topo):
+    policies = {"no-web": [rule("deny", protocol="tcp", dst_ports=(80, 80))]}
+    sim = sim_with(topo, policies, {"blue": ["no-web"]})
+    assert sim.where("vm1", direct(topo, "vm1", "vm2", TCP, 80)) == {}
+    assert list(sim.where("vm1", direct(topo, "vm1", "vm2", TCP, 81))) == ["vm2"]
+    assert list(sim.where("vm1", direct(topo, "vm1", "vm3", ICMP))) == ["vm3"]
+
+
+def test_port_ranges(topo):
+    policies = {"range": [rule(protocol="udp", dst_ports=(1000, 1999))]}
+    sim = sim_with(topo, policies, {"blue": ["range"], "red": ["range"]})
+    for port, arrives in [(999, False), (1000, True), (1500, True), (1999, True), (2000, False)]:
+        assert bool(sim.where("vm1", routed(topo, "vm1", "vm4", UDP, port))) is arrives, port
+
+
+def test_a_cidr_address_matches_its_addresses_only(topo):
+    policies = {"one-host": [rule(src=("10.1.1.11/32",), dst=(RED,))]}
+    sim = sim_with(topo, policies, {"blue": ["one-host"], "red": ["one-host"]})
+    assert list(sim.where("vm1", routed(topo, "vm1", "vm4"))) == ["vm4"]
+    assert sim.where("vm3", routed(topo, "vm3", "vm4")) == {}
+
+
+def copies(received: dict) -> list[dict]:
+    """What the analyzer received."""
+    return [packet for name, packets in received.items() if name not in GUESTS for packet in packets]
+
+
+MIRRORED = {"watch": [rule(src=(BLUE,), dst=(RED,), mirror=DEFAULT_ANALYZER)]}
+
+
+def test_a_mirror_rule_copies_at_both_vrouters_across_compute_nodes(topo):
+    """vm1 (compute1) -> vm4 (compute2): both vRouters mirror, so two copies of each packet,
+    one as sent (source VN blue) and one as received (destination VN red), each way."""
+    sim = sim_with(topo, MIRRORED, {"blue": ["watch"], "red": ["watch"]})
+    there = sim.where("vm1", routed(topo, "vm1", "vm4"))
+    assert len(there["vm4"]) == 1
+    sent, received = sorted(copies(there), key=lambda c: "juniper_vn_dst" in c)
+    assert sent["juniper_vn_src"] == BLUE and received["juniper_vn_dst"] == RED
+    assert sent["inner"]["eth_dst"] == VROUTER_MAC  # as vm1 sent it
+    assert received["inner"]["eth_dst"] == iface(topo, "vm4").mac  # as vm4 got it
+    assert {c["mirror_index"] for c in (sent, received)} == {POLICY_MIRROR_INDEX}
+    assert {c["ip_src"] for c in (sent, received)} == {"192.168.100.1", "192.168.100.2"}
+    assert len(copies(sim.where("vm4", routed(topo, "vm4", "vm1")))) == 2
+
+
+def test_a_mirror_rule_copies_once_on_one_compute_node(topo):
+    policies = {"watch-blue": [rule(mirror=DEFAULT_ANALYZER)]}
+    sim = sim_with(topo, policies, {"blue": ["watch-blue"]})
+    assert len(copies(sim.where("vm1", direct(topo, "vm1", "vm3")))) == 1  # both on compute1
+    assert len(copies(sim.where("vm1", direct(topo, "vm1", "vm2")))) == 2  # compute1 -> 2
+
+
+def test_a_pass_rule_before_the_mirror_rule_means_no_copy(topo):
+    policies = {"pass-then-watch": [rule("pass", protocol="icmp"),
+                                    rule(src=(BLUE,), dst=(RED,), mirror=DEFAULT_ANALYZER)]}
+    sim = sim_with(topo, policies, {"blue": ["pass-then-watch"], "red": ["pass-then-watch"]})
+    icmp = sim.where("vm1", routed(topo, "vm1", "vm4", ICMP))
+    assert list(icmp) == ["vm4"] and copies(icmp) == []
+    assert len(copies(sim.where("vm1", routed(topo, "vm1", "vm4", TCP, 80)))) == 2
+
+
+def test_a_one_way_mirror_copies_one_direction(topo):
+    policies = {"watch-out": [rule(direction=">", src=(BLUE,), dst=(RED,), mirror=DEFAULT_ANALYZER),
+                              rule("pass")]}
+    sim = sim_with(topo, policies, {"blue": ["watch-out"], "red": ["watch-out"]})
+    assert len(copies(sim.where("vm1", routed(topo, "vm1", "vm4")))) == 2
+    back = sim.where("vm4", routed(topo, "vm4", "vm1"))
+    assert list(back) == ["vm1"] and copies(back) == []
+
+
+def test_an_interface_capture_sees_a_routed_packet_once_as_sent(topo):
+    from mirrorlab.controller.mirroring import plan_capture
+    interface = iface(topo, "vm1")
+    capture = plan_capture(topo, [], 1, interface.compute, interface.port_name, "both",
+                           DEFAULT_ANALYZER, 0.0)
+    entries = {"default-domain:default:p": {"policy_rule": [rule()]}}
+    rules = attached_rules(topo, entries, {n: [("default-domain:default:p", (0, 0))]
+                                           for n in ("blue", "red")})
+    sim = LabSim(topo, [capture], policies=rules)
+    there = sim.where("vm1", routed(topo, "vm1", "vm4"))
+    [copy] = copies(there)
+    assert copy["inner"]["eth_dst"] == VROUTER_MAC and copy["juniper_vn_src"] == BLUE
+
+
+def test_denied_traffic_is_still_seen_by_an_interface_capture(topo):
+    from mirrorlab.controller.mirroring import plan_capture
+    interface = iface(topo, "vm1")
+    capture = plan_capture(topo, [], 1, interface.compute, interface.port_name, "ingress",
+                           DEFAULT_ANALYZER, 0.0)
+    sim = LabSim(topo, [capture], policies=attached_rules(
+        topo, {"default-domain:default:deny": {"policy_rule": [rule("deny")]}},
+        {"blue": [("default-domain:default:deny", (0, 0))]}))
+    received = sim.where("vm1", direct(topo, "vm1", "vm3"))
+    assert "vm3" not in received and len(copies(received)) == 1
+
+
+def test_policy_flows_have_their_own_owner_and_leave_other_flows_alone(topo):
+    from mirrorlab.controller.flowmodel import owner_of_cookie
+    rules = attached_rules(topo, {"default-domain:default:p": {"policy_rule": [rule()]}},
+                           {"blue": [("default-domain:default:p", (0, 0))]})
+    flows = policy_flows(topo, rules)
+    assert {owner_of_cookie(f.cookie) for fs in flows.values() for f in fs} == {"policy"}
+    assert policy_flows(topo, {}) == {c.name: [] for c in topo.computes}
+
+
+def test_a_mirror_to_an_unknown_analyzer_is_refused(topo):
+    rules = attached_rules(topo, {"default-domain:default:p": {"policy_rule": [
+        rule(mirror="nowhere")]}}, {"blue": [("default-domain:default:p", (0, 0))]})
+    with pytest.raises(InvalidRequest, match="unknown analyzer 'nowhere'"):
+        policy_taps(topo, policy_entries(topo, rules))
+
+
+def test_both_way_rule_matches_both_ways():
+    import ipaddress
+    from mirrorlab.controller.vncpolicy import PolicyRule
+    a, b = ipaddress.ip_network("10.1.1.0/24"), ipaddress.ip_network("10.2.2.0/24")
+    both = PolicyRule("p", 0, True, 6, (a,), (b,), (), ((80, 80),), "pass")
+    assert rule_matches(both) == [Match(6, a, b, None, (80, 80)), Match(6, b, a, (80, 80), None)]
+    anything = PolicyRule("p", 0, True, None, (), (), (), (), "pass")
+    assert rule_matches(anything) == [Match()]
+
+
+@pytest.mark.parametrize("ports, masks", [
+    ((80, 80), [80]), ((0, 65535), [None]), ((1000, 1999), None), ((1, 6), [1, (2, 0xFFFE), (4, 0xFFFE), 6])])
+def test_port_ranges_become_masks_covering_exactly_the_range(ports, masks):
+    found = _port_masks(ports)
+    if masks is not None:
+        assert found == masks
+    covered = set()
+    for entry in found:
+        if entry is None:
+            covered |= set(range(65536))
+        elif isinstance(entry, int):
+            covered.add(entry)
+        else:
+            value, mask = entry
+            covered |= {p for p in range(65536) if p & mask == value}
+    assert covered == set(range(ports[0], ports[1] + 1))
