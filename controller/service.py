@@ -29,7 +29,11 @@ from mirrorlab.controller.pcapfile import PcapIndex, Record
 from mirrorlab.controller.pipeline import (
     capture_encapsulation, capture_flows, forwarding_flows, nic_mirrors,
 )
+from mirrorlab.controller.policyflows import (
+    policy_entries, policy_flows, policy_taps, tap_encapsulation,
+)
 from mirrorlab.controller.store import Store
+from mirrorlab.controller.vncpolicy import PolicyRule
 from mirrorlab.control import LabControl, LabControlError
 from mirrorlab.recorder import (
     DEFAULT_LIMIT_BYTES, DEFAULT_MIN_FREE_BYTES, capture_file, format_size, raw_capture_file,
@@ -70,6 +74,10 @@ class ControllerService:
         self.nic_mirrors_pending = True
         self.app = None
         self._forwarding: dict[str, frozenset[Flow]] = {}
+        # The rules each policed network applies (controller.vncpolicy.attached_rules), set by
+        # the configuration API, and the flows they make, by compute node.
+        self.policies: dict[str, tuple[PolicyRule, ...]] = {}
+        self._policy_flows: dict[str, list[Flow]] = {}
 
     def attach(self, app) -> None:
         """Connect the os-ken app that pushes flows."""
@@ -89,6 +97,7 @@ class ControllerService:
             if compute.name not in self._forwarding:
                 self._forwarding[compute.name] = frozenset(forwarding_flows(self.topology, compute))
             flows = set(self._forwarding[compute.name])
+            flows.update(self._policy_flows.get(compute.name, ()))
             for capture in self.captures.values():
                 if capture.active:
                     flows.update(capture_flows(self.topology, capture).get(compute.name, ()))
@@ -115,7 +124,36 @@ class ControllerService:
     def _set_topology(self, topology: Topology) -> list:
         self.topology = topology
         self._forwarding.clear()
+        self._policy_flows = policy_flows(topology, self.policies)
         return self._push_all_connected()
+
+    def set_policies(self, rules: dict[str, tuple[PolicyRule, ...]]) -> None:
+        """Make the vRouters apply `rules` (each policed network's, in order; see
+        controller.policyflows), confirmed when this returns. The default analyzer is launched
+        if a rule mirrors to it. Raises `InvalidRequest` (nothing changed) for rules the lab
+        cannot apply, such as a mirror to an analyzer that does not exist."""
+        mirrored_to = {rule.analyzer for network_rules in rules.values() for rule in network_rules}
+        if DEFAULT_ANALYZER in mirrored_to and DEFAULT_ANALYZER not in analyzers(self.topology):
+            self.require_whole_lab()
+            try:
+                self.create_analyzer(DEFAULT_ANALYZER, compute=self.topology.computes[0].name)
+            except Conflict:
+                pass  # another request launched it meanwhile
+        with self.lock:
+            flows = policy_flows(self.topology, rules)
+            for tap in policy_taps(self.topology, policy_entries(self.topology, rules)).values():
+                # No analyzer interface: its recorder files no policy copy under a capture.
+                set_encapsulation(self.captures_dir, tap.label,
+                                  {"label": tap.label, "analyzer_interface": None,
+                                   **tap_encapsulation(self.topology, tap).to_dict()})
+            self.policies, self._policy_flows = rules, flows
+            batches = self._push_all_connected()
+        self._confirm(batches)
+
+    def policy_users(self, analyzer: str) -> list[str]:
+        """The policies (fq-name strings) with a rule mirroring to `analyzer`."""
+        return sorted({rule.policy for network_rules in self.policies.values()
+                       for rule in network_rules if rule.analyzer == analyzer})
 
     def require_whole_lab(self) -> None:
         """Raise `LabUnavailable` naming what died, if any part of the lab is not running."""
@@ -271,6 +309,10 @@ class ControllerService:
                 if users:
                     raise Conflict(f"analyzer '{name}' is used by active capture(s) "
                                    f"{', '.join(users)}; stop them first")
+                policies = self.policy_users(name)
+                if policies:
+                    raise Conflict(f"analyzer '{name}' is the mirror destination of network "
+                                   f"policy {', '.join(policies)}; change those rules first")
                 batches = self._set_topology(self.topology.without_vm(vm.name))
                 self.store.remove_analyzer(name)
             try:

@@ -38,10 +38,10 @@ from mirrorlab.controller.rest import ApiAccess, RequestGuard
 from mirrorlab.controller.service import ControllerService
 from mirrorlab.controller.vncmodel import (
     COMMON_FIELDS, CREATABLE, TYPES, VMI_PROPERTIES_FIELDS, Catalog, ConfigObject, PortMirror, Ref,
-    collection_name, field_name, lab_objects, parse_interface_mirror, port_mirrors, render,
+    collection_name, field_name, lab_objects, object_uuid, parse_interface_mirror, port_mirrors, render,
     require_object,
 )
-from mirrorlab.controller.vncpolicy import parse_policy_entries
+from mirrorlab.controller.vncpolicy import attached_rules, parse_policy_entries
 from mirrorlab.topology import Interface
 
 LOG = logging.getLogger("mirrorlab.vncserver")
@@ -73,6 +73,30 @@ class ConfigApi:
         self.written_refs: dict[str, tuple[Ref, ...]] = {
             owner: tuple(Ref(_ref_type(field), tuple(ref["to"]), ref.get("attr")) for ref in refs)
             for (owner, field), refs in service.store.config_refs().items()}
+        try:
+            service.set_policies(self.rules(self.written, self.written_refs))
+        except MirrorlabError as err:  # the stored policies stay, for a client to fix
+            LOG.error("the stored network policies cannot be applied: %s", err)
+
+    def rules(self, written: dict[str, ConfigObject],
+              written_refs: dict[str, tuple[Ref, ...]]) -> dict:
+        """The rules each network applies, from the policies and refs clients wrote."""
+        policies = {":".join(obj.fq_name): obj.props.get("network_policy_entries") or {}
+                    for obj in written.values() if obj.type == "network-policy"}
+        networks = {object_uuid("virtual-network", self.service.topology.network_fq_name(n.name)): n.name
+                    for n in self.service.topology.networks}
+        attachments = {}
+        for owner, refs in written_refs.items():
+            if owner in networks:
+                attachments[networks[owner]] = [
+                    (":".join(ref.to), _sequence(ref.attr)) for ref in refs
+                    if ref.type == "network-policy"]
+        return attached_rules(self.service.topology, policies, attachments)
+
+    def _apply(self, written: dict[str, ConfigObject], written_refs: dict[str, tuple[Ref, ...]]) -> None:
+        """Make the vRouters apply the policies as they would be with `written` and
+        `written_refs`; raises (nothing changed) when they cannot be applied."""
+        self.service.set_policies(self.rules(written, written_refs))
 
     @property
     def project(self) -> tuple[str, ...]:
@@ -181,13 +205,20 @@ class ConfigApi:
                                     f"topology: its {name} cannot be changed through this API"
                                     + (f" (writable: {', '.join(info.writable)})" if info.writable else ""),
                                     name)
+            written, written_refs = dict(self.written), dict(self.written_refs)
             if "network_policy_entries" in body:
-                props = self._checked_props(obj_type, body, catalog)
-                obj = replace(obj, props=props)
-                self.service.store.save_config_object(obj.uuid, obj_type, list(obj.fq_name), props)
+                obj = replace(obj, props=self._checked_props(obj_type, body, catalog))
+                written[obj.uuid] = obj
+            if "network_policy_refs" in body:
+                written_refs[obj_uuid] = self._checked_policy_refs(body["network_policy_refs"], catalog)
+            if "network_policy_entries" in body or "network_policy_refs" in body:
+                self._apply(written, written_refs)  # refused: nothing is stored
+            if "network_policy_entries" in body:
+                self.service.store.save_config_object(obj.uuid, obj_type, list(obj.fq_name),
+                                                      dict(obj.props))
                 self.written[obj.uuid] = obj
             if "network_policy_refs" in body:
-                refs = self._checked_policy_refs(body["network_policy_refs"], catalog)
+                refs = written_refs[obj_uuid]
                 self.service.store.save_config_refs(
                     obj_uuid, "network_policy_refs", [{"to": list(r.to), "attr": r.attr} for r in refs])
                 self.written_refs[obj_uuid] = refs
@@ -343,6 +374,12 @@ def _within_interface_mirror(err: MirrorlabError) -> MirrorlabError:
     else:
         message = f"{where}: {err.message}"
     return (InvalidRequest if isinstance(err, NotFound) else type(err))(message, where)
+
+
+def _sequence(attr: dict | None) -> tuple[int, int]:
+    """A network_policy_refs attr's sequence as (major, minor); (0, 0) when it has none."""
+    sequence = (attr or {}).get("sequence") or {}
+    return (sequence.get("major", 0), sequence.get("minor", 0))
 
 
 def _ref_type(field: str) -> str:

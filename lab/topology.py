@@ -116,6 +116,11 @@ class Interface:
         return f"{self.vm}-eth{self.index}"
 
     @property
+    def gateway(self) -> ipaddress.IPv4Address:
+        """The interface's gateway: the first address of its subnet, answered by the vRouter."""
+        return ipaddress.ip_interface(f"{self.ip}/{self.prefixlen}").network.network_address + 1
+
+    @property
     def port_name(self) -> str:
         """The interface's port name on the vRouter (Contrail calls these tap interfaces)."""
         return f"tap-{self.vm}-{self.index}"

@@ -93,7 +93,7 @@ def make_service(tmp_path, default_topo):
 
 def pipeline_flows(service: ControllerService) -> dict[str, frozenset]:
     """What the pure pipeline says every vRouter should hold for the service's intent."""
-    return desired_flows(service.topology, list(service.captures.values()))
+    return desired_flows(service.topology, list(service.captures.values()), service.policies)
 
 
 def assert_desired_flows_follow_the_pipeline(service: ControllerService) -> None:

@@ -1,0 +1,132 @@
+"""End-to-end: network policies written with Contrail's own client (vnc_api) on the real lab:
+two networks can talk once a policy passing their traffic is attached to both (the vRouter
+routes through the networks' gateway); a mirror rule copies each packet to the analyzer once
+from each vRouter of the conversation (twice across compute nodes, once on one node), decoded
+by tshark with `-d udp.port==8099,juniper`; a pass rule listed first means no copy; detached,
+the networks are apart again and no policy flow is left."""
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+from vnc_api.gen.resource_client import NetworkPolicy
+from vnc_api.gen.resource_xsd import (
+    ActionListType, AddressType, MirrorActionType, PolicyEntriesType, PolicyRuleType, PortType,
+    SequenceType, VirtualNetworkPolicyType,
+)
+from vnc_api.vnc_api import VncApi
+
+from tests.e2e.conftest import CONFIG_API_PORT
+from tests.e2e.test_capture import DEFAULT_ANALYZER
+
+PROJECT = ["default-domain", "default"]
+BLUE, RED = ":".join(PROJECT + ["blue"]), ":".join(PROJECT + ["red"])
+VM1, VM3, VM4 = "10.1.1.11", "10.1.1.13", "10.2.2.14"  # vm1, vm3 on compute1; vm4 on compute2
+
+
+def rule(src: str, dst: str, protocol: str = "any", mirror: bool = False) -> PolicyRuleType:
+    """A `<>` pass rule between two networks, mirrored to the default analyzer if `mirror`."""
+    return PolicyRuleType(
+        direction="<>", protocol=protocol,
+        src_addresses=[AddressType(virtual_network=src)], dst_addresses=[AddressType(virtual_network=dst)],
+        src_ports=[PortType(-1, -1)], dst_ports=[PortType(-1, -1)],
+        action_list=ActionListType(simple_action="pass", mirror_to=MirrorActionType(
+            analyzer_name=":".join(PROJECT + [DEFAULT_ANALYZER])) if mirror else None))
+
+
+@pytest.fixture
+def vnc(clean_lab):
+    """A vnc_api client; the policies it made are detached and deleted afterwards."""
+    client = VncApi(api_server_host="127.0.0.1", api_server_port=CONFIG_API_PORT)
+    yield client
+    for name in ("blue", "red"):
+        network = client.virtual_network_read(fq_name=PROJECT + [name])
+        network.set_network_policy_list([], [])
+        client.virtual_network_update(network)
+    for policy in client.network_policys_list()["network-policys"]:
+        client.network_policy_delete(id=policy["uuid"])
+
+
+def attach(vnc: VncApi, policy: NetworkPolicy, *networks: str) -> None:
+    for name in networks:
+        network = vnc.virtual_network_read(fq_name=PROJECT + [name])
+        network.add_network_policy(policy, VirtualNetworkPolicyType(sequence=SequenceType(0, 0)))
+        vnc.virtual_network_update(network)
+
+
+def reachable(lab, address: str) -> bool:
+    return lab.shell("vm1", f"ping -c 2 -i 0.2 -W 1 {address}", check=False).returncode == 0
+
+
+def copies_of_a_ping(lab, address: str, name: str) -> list[tuple[str, str, str]]:
+    """(icmp type, juniper.vn.src, juniper.vn.dst) of every copy the default analyzer's own
+    interface receives while vm1 pings `address` 3 times (tcpdump in the analyzer VM, tshark
+    decoding the Juniper header)."""
+    analyzer = next(a for a in lab.http("GET", "/api/analyzers").json() if a["name"] == DEFAULT_ANALYZER)
+    pcap = f"/tmp/ml-policy-{name}.pcap"
+    sniffer = lab.shell_popen(analyzer["vm"], f"timeout 6 tcpdump -n -i {analyzer['vm']}-eth0 "
+                                              f"-w {pcap} udp port 8099")
+    time.sleep(1)
+    lab.shell("vm1", f"ping -c 3 -i 0.2 {address}")
+    sniffer.wait(timeout=15)
+    decoded = subprocess.run(["tshark", "-r", pcap, "-d", "udp.port==8099,juniper", "-Y", "icmp",
+                              "-T", "fields", "-e", "icmp.type", "-e", "juniper.vn.src",
+                              "-e", "juniper.vn.dst"], capture_output=True, text=True, timeout=60)
+    assert decoded.returncode == 0, decoded.stderr
+    return sorted(tuple((line.split("\t") + ["", ""])[:3]) for line in decoded.stdout.splitlines())
+
+
+def policy_flows(lab) -> list:
+    return [f for compute in ("compute1", "compute2", "compute3") for f in lab.flows(compute)
+            if f.owner == "policy"]
+
+
+def test_a_mirror_policy_connects_networks_and_copies_each_packet_from_both_vrouters(clean_lab, vnc):
+    lab = clean_lab
+    assert not reachable(lab, VM4)  # networks are apart without policies
+    project = vnc.project_read(fq_name=PROJECT)
+    policy = NetworkPolicy("watch", parent_obj=project, network_policy_entries=PolicyEntriesType(
+        [rule(BLUE, RED, mirror=True), rule(BLUE, BLUE, mirror=True)]))
+    vnc.network_policy_create(policy)
+    assert not reachable(lab, VM4)  # not attached yet
+    attach(vnc, policy, "blue")
+    assert not reachable(lab, VM4)  # red has no policy passing it
+    attach(vnc, policy, "red")
+    assert reachable(lab, VM4)
+
+    # vm1 (compute1) <-> vm4 (compute2): each of the 6 packets copied by both vRouters, with
+    # the source VN on the sender's copy and the destination VN on the receiver's.
+    assert copies_of_a_ping(lab, VM4, "across") == sorted(
+        [("8", BLUE, ""), ("8", "", RED), ("0", RED, ""), ("0", "", BLUE)] * 3)
+    # vm1 and vm3 share compute1: one vRouter, one copy of each packet.
+    assert copies_of_a_ping(lab, VM3, "one-node") == sorted([("8", BLUE, ""), ("0", BLUE, "")] * 3)
+
+    # A pass rule first: the first match wins, so ICMP is passed without a copy.
+    policy = vnc.network_policy_read(fq_name=PROJECT + ["watch"])
+    policy.set_network_policy_entries(PolicyEntriesType(
+        [rule(BLUE, RED, protocol="icmp"), rule(BLUE, RED, mirror=True)]))
+    vnc.network_policy_update(policy)
+    assert reachable(lab, VM4)
+    assert copies_of_a_ping(lab, VM4, "pass-first") == []
+
+    for name in ("blue", "red"):
+        network = vnc.virtual_network_read(fq_name=PROJECT + [name])
+        network.del_network_policy(policy)
+        vnc.virtual_network_update(network)
+    assert not reachable(lab, VM4)
+    assert policy_flows(lab) == []
+
+
+def test_a_deny_rule_drops_traffic_within_a_network(clean_lab, vnc):
+    lab = clean_lab
+    assert reachable(lab, VM3)
+    project = vnc.project_read(fq_name=PROJECT)
+    deny = rule(BLUE, BLUE, protocol="icmp")
+    deny.action_list.simple_action = "deny"
+    policy = NetworkPolicy("no-ping", parent_obj=project,
+                           network_policy_entries=PolicyEntriesType([deny]))
+    vnc.network_policy_create(policy)
+    attach(vnc, policy, "blue")
+    assert not reachable(lab, VM3)
+    assert lab.shell("vm1", f"ping -c 1 -W 1 {VM3}", check=False).returncode != 0
