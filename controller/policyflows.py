@@ -21,8 +21,10 @@ Tables added to the pipeline (controller.pipeline):
                 POLICY_AT_DESTINATION for the receiver's copies.
   POLICY        every (rule of A, rule of B) pair as one flow, highest priority first: deny
                 (the VM still sent it: the ingress mirror tables see it), pass within the
-                network, or route (a clone rewrites it for B and forwards it by ROUTE);
-                then the sender's policy copies.
+                network (then the sender's policy copies), or route: the ingress mirror
+                tables and the sender's policy copies see the packet as the VM sent it, then
+                it is rewritten for B in place and forwarded by ROUTE. (Routing in a clone
+                before the copies lost every copy after it in Open vSwitch 3.1.)
   ROUTE         a routed packet's destination address -> its VM's MAC, delivered to it or
                 sent over the overlay of B.
   POLICY_AT_DESTINATION  the same pairs, matched on the receiver's side: its policy copies.
@@ -342,10 +344,10 @@ def _at_sender(topology: Topology, compute: ComputeNode, entry: PolicyEntry, sou
     if not entry.verdict.passes:
         actions = [Resubmit(INGRESS_MIRROR)]
     elif routed:
-        actions = [Clone((SetField("in_port", 0), SetField(REG_NETWORK, destination.index),
-                          SetField(REG_POLICY, CHECKED), SetField("eth_src", VROUTER_MAC), DecTtl(),
-                          Resubmit(ROUTE))),
-                   Resubmit(INGRESS_MIRROR)] + copies
+        # The copies are made of the packet as the VM sent it, before it is routed in place.
+        actions = [Resubmit(INGRESS_MIRROR)] + copies + [
+            SetField(REG_NETWORK, destination.index), SetField(REG_POLICY, CHECKED),
+            SetField("eth_src", VROUTER_MAC), DecTtl(), Resubmit(ROUTE)]
     else:
         actions = [SetField(REG_POLICY, CHECKED), Resubmit(FORWARD)] + copies
     extra = {"eth_dst": VROUTER_MAC} if routed else {}
