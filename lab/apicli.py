@@ -2,15 +2,17 @@
 the configuration API with, run on this Python: `python -m mirrorlab.apicli --host 127.0.0.1
 --port 8082 ls virtual-network` takes the tool's own arguments and runs its own `main`.
 
-Its code is not copied here; three things it relies on are put back first, as Python 3.6 had
-them (scripts/setup.sh installs it without its pins, `gevent<1.3` and its dependencies cannot
-build on Python 3.11; pyproject.toml lists what it really needs):
-- `collections.Sequence`, `Mapping` and `Iterable`, which Python 3.10 moved to `collections.abc`
+Its code is not copied here. scripts/setup.sh installs it without its pins (`gevent<1.3`
+cannot build on Python 3.11; pyproject.toml's test extra lists what it really needs), and three
+things it relies on are put back first, as Python 3.6 had them:
+- `collections.Sequence`, `Mapping` and `Iterable`, which Python 3.10 left in `collections.abc`
   only (its utils module subclasses `collections.Sequence` at import);
 - a generator ending with `raise StopIteration`, which Python 3.7 turned into a RuntimeError
   (PEP 479): the generators of `STOPPING_GENERATORS` end quietly again, as they did;
-- socket and ssl patched by gevent before anything imports them (it patches them itself after
-  `requests` imported ssl, and gevent warns on every run).
+- pathlib's `_from_parsed_parts(drv, root, parts, init)`, whose `init` Python 3.10 dropped: its
+  `Path` (API paths such as /virtual-network/UUID) passes it on, so every `/` join failed.
+Socket and ssl are patched by gevent before anything imports ssl: the tool patches them itself
+after `requests` did, and gevent warned about it on every run.
 """
 from __future__ import annotations
 
@@ -46,8 +48,7 @@ def stopping_quietly(generator_function):
 
 
 def make_compatible() -> None:
-    """Put back what contrail-api-cli needs from Python 3.6 (see the module's docstring).
-    Idempotent."""
+    """Put back what contrail-api-cli needs from Python 3.6 (see the module's docstring)."""
     from gevent import monkey
     monkey.patch_socket()
     monkey.patch_ssl()
@@ -58,12 +59,9 @@ def make_compatible() -> None:
         for name in names:
             owner_name, _, attribute = name.rpartition(".")
             owner = getattr(module, owner_name) if owner_name else module
-            current = owner.__dict__[attribute] if owner_name else getattr(module, attribute)
-            if isinstance(current, property):
-                if not hasattr(current.fget, "__wrapped__"):
-                    setattr(owner, attribute, property(stopping_quietly(current.fget)))
-            elif not hasattr(current, "__wrapped__"):
-                setattr(owner, attribute, stopping_quietly(current))
+            current = vars(owner)[attribute]
+            setattr(owner, attribute, property(stopping_quietly(current.fget))
+                    if isinstance(current, property) else stopping_quietly(current))
     from contrail_api_cli.utils import Path
     Path._from_parsed_parts = classmethod(_path_from_parsed_parts)
 
@@ -79,6 +77,9 @@ def _path_from_parsed_parts(cls, drv, root, parts):
 
 def main() -> None:
     """Run contrail-api-cli with this process's arguments."""
+    if sys.version_info >= (3, 12):
+        sys.exit("mirrorlab.apicli: contrail-api-cli 0.3.0 runs on Python 3.11 at most: it "
+                 "subclasses pathlib's _PosixFlavour, which Python 3.12 removed")
     make_compatible()
     from contrail_api_cli.main import main as contrail_api_cli_main
     sys.argv[0] = "contrail-api-cli"
