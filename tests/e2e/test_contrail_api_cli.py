@@ -57,10 +57,7 @@ def test_ls_lists_the_labs_networks_interfaces_service_instances_and_policies(la
         "service-instance": {f"{project}:{ANALYZER}"},
         "network-policy": {f"{project}:{POLICY}"},
     }
-    assert api_cli(tmp_path, "ls").split() == [
-        "domain", "project", "network-ipam", "virtual-network", "virtual-machine",
-        "virtual-machine-interface", "instance-ip", "service-template", "service-instance",
-        "network-policy"]
+    assert set(expected_names) <= set(api_cli(tmp_path, "ls").split())  # the home page's collections
     for obj_type, names in expected_names.items():
         lines = set(api_cli(tmp_path, "ls", "-l", obj_type).splitlines())
         assert lines == listed(objects, obj_type)
