@@ -6,7 +6,8 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 venv="$repo/.venv"
 
 debian_packages=(openvswitch-switch mininet tcpdump tshark iperf3 chromium iputils-ping
-                 ethtool iproute2 nftables netcat-openbsd python3-venv python3-pip procps)
+                 ethtool iproute2 nftables netcat-openbsd python3-venv python3-pip procps
+                 gcc python3-dev)  # datrie, for contrail-api-cli, builds from source on 3.11
 missing=()
 for pkg in "${debian_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
@@ -36,6 +37,14 @@ if [ ! -f "$stamp" ]; then
     if ! "$venv/bin/pip" install --disable-pip-version-check -e "$repo[test]" >"$log" 2>&1; then
         tail -20 "$log" >&2
         echo "setup: pip install failed; the whole log is in $log" >&2
+        exit 1
+    fi
+    # contrail-api-cli's own pins (gevent<1.3) cannot build on Python 3.11: installed without
+    # them; the [test] extra brings what it needs and `python -m mirrorlab.apicli` runs it.
+    if ! "$venv/bin/pip" install --disable-pip-version-check --no-deps "contrail-api-cli==0.3.0" \
+            >>"$log" 2>&1; then
+        tail -20 "$log" >&2
+        echo "setup: pip install of contrail-api-cli failed; the whole log is in $log" >&2
         exit 1
     fi
     touch "$stamp"
