@@ -228,10 +228,13 @@ class LabNetwork:
             _run("ethtool", "-K", interface.port_name, "tx", "off", "tso", "off", "gso", "off")
             _quiet_bridge_end(interface.port_name)
             _run("ip", "link", "set", "dev", interface.port_name, "mtu", str(mtu), "up")
-        # As Contrail's DHCP does: the first interface's network gateway (.1, the vRouter) is
-        # the default route, which network policies may let reach other networks.
-        first = vm.interfaces[0]
-        commands.append(f"ip route add default via {first.gateway} dev {first.name}")
+        # As Contrail's DHCP does: a guest's first interface's network gateway (.1, the
+        # vRouter) is its default route, which network policies may let reach other networks.
+        # An analyzer gets none: it only receives, and with a route its kernel would answer
+        # the copies (ICMP port unreachable to the vRouters), which its own captures then show.
+        if not vm.analyzer:
+            first = vm.interfaces[0]
+            commands.append(f"ip route add default via {first.gateway} dev {first.name}")
         host.cmd(" ; ".join(commands))
         if vm.analyzer:
             self.state.captures_dir.mkdir(parents=True, exist_ok=True)
