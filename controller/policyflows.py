@@ -127,12 +127,9 @@ def rule_matches(rule: PolicyRule) -> list[Match]:
                 protocols = [6, 17]  # ports mean TCP or UDP
             for protocol in protocols:
                 matches.append(Match(protocol, source, destination, sports, dports))
-    kept = []
-    for index, match in enumerate(matches):
-        if not any(other.covers(match) and (other != match or later < index)
-                   for later, other in enumerate(matches) if later != index):
-            kept.append(match)
-    return kept
+    unique = list(dict.fromkeys(matches))
+    return [match for match in unique
+            if not any(other != match and other.covers(match) for other in unique)]
 
 
 @dataclass(frozen=True)
@@ -270,6 +267,13 @@ def tap_encapsulation(topology: Topology, tap: PolicyTap) -> Encapsulation:
                          ip_src=str(topology.fabric_ip(topology.compute(tap.compute))),
                          ip_dst=str(analyzer.ip), udp_port=8099, mirror_index=POLICY_MIRROR_INDEX,
                          vn=":".join(topology.network_fq_name(tap.network)))
+
+
+def policy_encapsulations(topology: Topology,
+                          rules: dict[str, tuple[PolicyRule, ...]]) -> dict[int, Encapsulation]:
+    """How the mirror encapsulator wraps the copies of every policy tap, by label."""
+    return {tap.label: tap_encapsulation(topology, tap)
+            for tap in policy_taps(topology, policy_entries(topology, rules)).values()}
 
 
 def policy_flows(topology: Topology, rules: dict[str, tuple[PolicyRule, ...]]) -> dict[str, list[Flow]]:

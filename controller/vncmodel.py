@@ -103,8 +103,8 @@ VMI_PROPERTIES_FIELDS = ("service_interface_type", "interface_mirror", "local_pr
 INTERFACE_MIRROR_FIELDS = ("traffic_direction", "mirror_to")
 # MirrorActionType's field that Contrail documents as "not used currently": taken and ignored.
 UNUSED_MIRROR_TO_FIELDS = ("encapsulation",)
-# A policy rule's MirrorActionType fields this lab takes (policy mirroring is stored, not
-# applied); the others are refused for now.
+# A policy rule's MirrorActionType fields this lab takes (policy copies always carry the Juniper
+# header to UDP 8099, controller.policyflows); the others are refused for now.
 MIRROR_TO_SUPPORTED = ("analyzer_name",)
 # What the other fields mean when left out; this lab takes them only with these values (vnc_api
 # sends juniper_header true and nic_assisted_mirroring false unless told otherwise).
@@ -352,8 +352,9 @@ def shown_mirror_to(mirror_to: MirrorTo, instances: Iterable[str], project: tupl
 def parse_mirror_to(value, where: str, analyzer_names: Iterable[str], project: tuple[str, ...]) -> str:
     """The analyzer a policy rule's MirrorActionType (`value`, found at `where`) names.
     `analyzer_name` is a service instance's fq_name string or its bare name; the default
-    analyzer (interface-packet-capture) may not exist yet. Policy mirroring is stored, not
-    applied, so the other fields are refused unless they hold their defaults. Raises
+    analyzer (interface-packet-capture) may not exist yet. Policy copies always carry the
+    Juniper header to UDP 8099, so the other fields are refused unless they hold their
+    defaults. Raises
     `InvalidRequest` naming the field at fault."""
     require_object(value, where, MIRROR_TO_FIELDS)
     for name, given in value.items():

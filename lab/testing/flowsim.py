@@ -40,9 +40,7 @@ from mirrorlab.controller.flowmodel import (
 )
 from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, plan_analyzer, plan_capture
 from mirrorlab.controller.pipeline import capture_encapsulation, nic_mirrors
-from mirrorlab.controller.policyflows import (
-    desired_flows, policy_entries, policy_taps, tap_encapsulation,
-)
+from mirrorlab.controller.policyflows import desired_flows, policy_encapsulations
 from mirrorlab.juniper import EGRESS, INGRESS, Encapsulation
 from mirrorlab.topofile import resolve
 from mirrorlab.topology import ENCAP_PORT, FABRIC_PORT, Topology
@@ -240,9 +238,7 @@ class LabSim:
         self.encapsulations = {c.label: capture_encapsulation(topology, c)
                                for c in captures if c.active
                                and not c.mirror_to.nic_assisted_mirroring}
-        self.encapsulations.update(
-            {tap.label: tap_encapsulation(topology, tap)
-             for tap in policy_taps(topology, policy_entries(topology, policies or {})).values()})
+        self.encapsulations.update(policy_encapsulations(topology, policies or {}))
         # The fabric switch's mirrors of NIC-assisted captures: VLAN -> fabric analyzer name.
         self.nic_mirrors = {m.vlan: m.fabric_analyzer for m in nic_mirrors(topology, captures)}
         self.encapsulator_frames: list[tuple[str, dict]] = []
