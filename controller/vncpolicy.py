@@ -24,10 +24,10 @@ RULE_FIELDS = ("rule_sequence", "rule_uuid", "direction", "protocol", "src_addre
 ADDRESS_FIELDS = ("subnet", "virtual_network", "security_group", "network_policy", "subnet_list")
 ACTION_FIELDS = ("simple_action", "gateway_name", "apply_service", "mirror_to",
                  "assign_routing_instance", "log", "alert", "qos_action", "host_based_service")
-PROTOCOL_NAMES = ("any", "icmp", "tcp", "udp", "icmp6")
 SIMPLE_ACTIONS = ("pass", "deny")
 ETHERTYPES = ("IPv4", "IPv6")
 PROTOCOL_NUMBERS = {"any": None, "icmp": 1, "tcp": 6, "udp": 17, "icmp6": 58}
+PROTOCOL_NAMES = tuple(PROTOCOL_NUMBERS)
 ANY_PORT = (0, 65535)
 
 
@@ -84,16 +84,15 @@ def _compile_rule(topology: Topology, network: str, policy: str, number: int,
     protocol = rule.get("protocol")
     sides = {}
     for side in ("src", "dst"):
-        addresses = []
-        for address in rule.get(f"{side}_addresses") or []:
-            found = _address_networks(topology, network, address)
-            if found is None:  # any
-                addresses = None
-                break
-            addresses += found
-        if addresses == []:
+        given = rule.get(f"{side}_addresses") or []
+        found = [_address_networks(topology, network, address) for address in given]
+        if not given or None in found:  # none given, or one is any
+            sides[side] = ()
+            continue
+        addresses = tuple(cidr for cidrs in found for cidr in cidrs)
+        if not addresses:
             return None  # only IPv6 addresses: no IPv4 packet matches
-        sides[side] = () if addresses is None else tuple(addresses)
+        sides[side] = addresses
     actions = rule.get("action_list") or {}
     mirror_to = actions.get("mirror_to")
     return PolicyRule(

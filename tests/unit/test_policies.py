@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mirrorlab.controller.errors import InvalidRequest
-from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, plan_analyzer
+from mirrorlab.controller.flowmodel import owner_of_cookie
+from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, plan_analyzer, plan_capture
 from mirrorlab.controller.pipeline import VROUTER_MAC
 from mirrorlab.controller.policyflows import (
     POLICY_MIRROR_INDEX, Match, policy_flows, policy_taps, policy_entries, rule_matches,
@@ -200,7 +201,6 @@ def test_a_one_way_mirror_copies_one_direction(topo):
 
 
 def test_an_interface_capture_sees_a_routed_packet_once_as_sent(topo):
-    from mirrorlab.controller.mirroring import plan_capture
     interface = iface(topo, "vm1")
     capture = plan_capture(topo, [], 1, interface.compute, interface.port_name, "both",
                            DEFAULT_ANALYZER, 0.0)
@@ -214,7 +214,6 @@ def test_an_interface_capture_sees_a_routed_packet_once_as_sent(topo):
 
 
 def test_denied_traffic_is_still_seen_by_an_interface_capture(topo):
-    from mirrorlab.controller.mirroring import plan_capture
     interface = iface(topo, "vm1")
     capture = plan_capture(topo, [], 1, interface.compute, interface.port_name, "ingress",
                            DEFAULT_ANALYZER, 0.0)
@@ -226,7 +225,6 @@ def test_denied_traffic_is_still_seen_by_an_interface_capture(topo):
 
 
 def test_policy_flows_have_their_own_owner_and_leave_other_flows_alone(topo):
-    from mirrorlab.controller.flowmodel import owner_of_cookie
     rules = attached_rules(topo, {"default-domain:default:p": {"policy_rule": [rule()]}},
                            {"blue": [("default-domain:default:p", (0, 0))]})
     flows = policy_flows(topo, rules)
@@ -267,3 +265,11 @@ def test_port_ranges_become_masks_covering_exactly_the_range(ports, masks):
             value, mask = entry
             covered |= {p for p in range(65536) if p & mask == value}
     assert covered == set(range(ports[0], ports[1] + 1))
+
+
+def test_a_rule_without_addresses_matches_any_and_an_ipv6_only_rule_matches_nothing(topo):
+    entries = {"default-domain:default:p": {"policy_rule": [
+        {**rule(), "src_addresses": [], "dst_addresses": []},
+        {**rule("deny"), "src_addresses": [{"subnet": {"ip_prefix": "fd00:1:1::", "ip_prefix_len": 64}}]}]}}
+    [only] = attached_rules(topo, entries, {"blue": [("default-domain:default:p", (0, 0))]})["blue"]
+    assert (only.action, only.sources, only.destinations) == ("pass", (), ())
