@@ -29,9 +29,7 @@ from mirrorlab.controller.pcapfile import PcapIndex, Record
 from mirrorlab.controller.pipeline import (
     capture_encapsulation, capture_flows, forwarding_flows, nic_mirrors,
 )
-from mirrorlab.controller.policyflows import (
-    policy_entries, policy_flows, policy_taps, tap_encapsulation,
-)
+from mirrorlab.controller.policyflows import policy_encapsulations, policy_flows
 from mirrorlab.controller.store import Store
 from mirrorlab.controller.vncpolicy import PolicyRule
 from mirrorlab.control import LabControl, LabControlError
@@ -131,7 +129,8 @@ class ControllerService:
         """Make the vRouters apply `rules` (each policed network's, in order; see
         controller.policyflows), confirmed when this returns. The default analyzer is launched
         if a rule mirrors to it. Raises `InvalidRequest` (nothing changed) for rules the lab
-        cannot apply, such as a mirror to an analyzer that does not exist."""
+        cannot apply, such as a mirror to an analyzer that does not exist, and
+        `VRouterUnavailable` when a vRouter does not confirm (the previous rules are restored)."""
         mirrored_to = {rule.analyzer for network_rules in rules.values() for rule in network_rules}
         if DEFAULT_ANALYZER in mirrored_to and DEFAULT_ANALYZER not in analyzers(self.topology):
             self.require_whole_lab()
@@ -140,15 +139,23 @@ class ControllerService:
             except Conflict:
                 pass  # another request launched it meanwhile
         with self.lock:
+            previous = self.policies
             flows = policy_flows(self.topology, rules)
-            for tap in policy_taps(self.topology, policy_entries(self.topology, rules)).values():
+            for label, encapsulation in policy_encapsulations(self.topology, rules).items():
                 # No analyzer interface: its recorder files no policy copy under a capture.
-                set_encapsulation(self.captures_dir, tap.label,
-                                  {"label": tap.label, "analyzer_interface": None,
-                                   **tap_encapsulation(self.topology, tap).to_dict()})
+                set_encapsulation(self.captures_dir, label, {"label": label, "analyzer_interface": None,
+                                                             **encapsulation.to_dict()})
             self.policies, self._policy_flows = rules, flows
             batches = self._push_all_connected()
-        self._confirm(batches)
+        try:
+            self._confirm(batches)
+        except MirrorlabError:
+            # The writer is told the policies were not applied: the vRouters go back to the
+            # rules they had (one that reconnects later reconciles to those).
+            with self.lock:
+                self.policies, self._policy_flows = previous, policy_flows(self.topology, previous)
+                self._push_all_connected()
+            raise
 
     def policy_users(self, analyzer: str) -> list[str]:
         """The policies (fq-name strings) with a rule mirroring to `analyzer`."""

@@ -2,11 +2,15 @@
 and which vRouters it has the app sync, with which flows."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from mirrorlab.controller.errors import Conflict, NotFound
+from mirrorlab.controller.errors import Conflict, InvalidRequest, NotFound, VRouterUnavailable
 from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, plan_analyzer
-from mirrorlab.controller.policyflows import desired_flows
+from mirrorlab.controller.policyflows import desired_flows, policy_encapsulations
+from mirrorlab.controller.vncpolicy import attached_rules
+from mirrorlab.recorder import encapsulation_file
 from mirrorlab.controller.service import ControllerService
 from mirrorlab.controller.store import Store
 
@@ -223,3 +227,56 @@ def test_desired_flows_follow_the_pipeline_through_start_stop_and_new_analyzers(
     assert service.vrouter_name(0xDEAD) is None  # a stranger: the app leaves its flows alone
     with pytest.raises(KeyError):
         service.desired_flows_for(0xDEAD)
+
+
+def mirror_policy(topology, analyzer: str = DEFAULT_ANALYZER) -> dict:
+    """Rules of a policy on blue and red that passes and mirrors everything to `analyzer`."""
+    entries = {"default-domain:default:watch": {"policy_rule": [{
+        "direction": "<>", "protocol": "any", "src_addresses": [], "dst_addresses": [],
+        "action_list": {"simple_action": "pass", "mirror_to": {"analyzer_name": analyzer}}}]}}
+    return attached_rules(topology, entries, {network: [("default-domain:default:watch", (0, 0))]
+                                              for network in ("blue", "red")})
+
+
+def test_policies_set_reach_every_vrouter_and_their_copies_are_described(make_service, tmp_path):
+    """Set policies are pushed to every vRouter (as the pure flows say), each policy label gets
+    its encapsulation file, and an analyzer they mirror to cannot be deleted."""
+    service = make_service()
+    app = RecordingApp(service)
+    rules = mirror_policy(service.topology)
+    service.set_policies(rules)
+    assert app.take() == pipeline_flows(service)
+    assert service.policies == rules
+    for label in policy_encapsulations(service.topology, rules):
+        assert json.loads(encapsulation_file(tmp_path, label).read_text())["analyzer_interface"] is None
+    with pytest.raises(Conflict, match="network policy default-domain:default:watch"):
+        service.delete_analyzer(DEFAULT_ANALYZER)
+
+
+def test_policies_the_lab_cannot_apply_change_nothing(make_service):
+    service = make_service()
+    app = RecordingApp(service)
+    with pytest.raises(InvalidRequest, match="unknown analyzer 'nowhere'"):
+        service.set_policies(mirror_policy(service.topology, "nowhere"))
+    assert service.policies == {} and app.take() == {}
+
+
+class UnconfirmingApp(RecordingApp):
+    """Like `RecordingApp`, but no vRouter confirms what it was sent."""
+
+    def sync(self, dpid: int):
+        super().sync(dpid)
+        return dpid
+
+    def confirm(self, _batches) -> None:
+        raise VRouterUnavailable("vrouter 'compute1' did not confirm", "vrouter")
+
+
+def test_policies_a_vrouter_does_not_confirm_are_taken_back(make_service):
+    service = make_service()
+    app = UnconfirmingApp(service)
+    with pytest.raises(VRouterUnavailable):
+        service.set_policies(mirror_policy(service.topology))
+    assert service.policies == {}
+    assert app.take() == pipeline_flows(service) == desired_flows(
+        service.topology, list(service.captures.values()))
