@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import socketserver
 import subprocess
@@ -55,6 +56,9 @@ SETUP_WINDOW = 32
 # and is tried again: a thousand VMs retrying at once starved the controller of CPU).
 PING_PAUSE = 0.2
 REACHABILITY_WINDOW = 64
+# Tear-down waits for the kernel to delete the VMs' links, but not once none went for this long:
+# a process someone started in a VM keeps its namespace, and the links, until the lab's goes.
+LINKS_GONE_STALL = 2.0
 # The userspace datapath cannot finish checksums or segment TCP for a veth.
 OFFLOADS_OFF = ("tx", "off", "tso", "off", "gso", "off")
 
@@ -78,6 +82,11 @@ def _quiet_bridge_ends(links: list[str]) -> None:
     router solicitations would otherwise reach the VM or the fabric behind the bridge."""
     if links:
         _run("sysctl", "-qw", *(f"net.ipv6.conf.{link}.disable_ipv6=1" for link in links))
+
+
+def _links_present(names: set[str]) -> set[str]:
+    """Which of the links `names` exist in the lab's namespace (the one this process runs in)."""
+    return names & set(os.listdir("/sys/class/net"))
 
 
 class LabHost(Host):
@@ -491,7 +500,11 @@ class LabNetwork:
         return reached == len(pairs)
 
     def stop(self) -> None:
-        """Tear down everything Mininet made for this lab."""
+        """Tear down what this process made: stop the recorders and the encapsulator, then
+        every host's and switch's shell at once, and wait until the kernel has deleted the
+        VMs' namespaces with their links. The bridges go with the lab's Open vSwitch and
+        namespace (`mirrorlab.sandbox`), which the driver removes next: deleting them port by
+        port (Mininet's stop) takes Open vSwitch a reconfiguration per port."""
         with self.lock:
             for supervisor in self.recorders.values():
                 supervisor.stop()
@@ -500,8 +513,34 @@ class LabNetwork:
                 self.encapsulator.stop()
                 self.encapsulator = None
             if self.net is not None:
-                self.net.stop()
+                self._stop_shells()
                 self.net = None
+
+    def _stop_shells(self) -> None:
+        """Hang up every host's and switch's shell (as Mininet's terminate does) at once, wait
+        for them, then wait for the kernel to delete the links of the hosts' namespaces: their
+        ends in the lab's namespace vanish with them."""
+        nodes = self.net.hosts + self.net.switches
+        host_ends = {intf.link.intf2.name for host in self.net.hosts for intf in host.intfList()
+                     if intf.link is not None}
+        for node in nodes:
+            if node.shell is not None and node.shell.poll() is None:
+                try:
+                    os.killpg(node.pid, signal.SIGHUP)
+                except ProcessLookupError:
+                    pass
+        for node in nodes:
+            node.terminate()
+        remaining, progress_at = _links_present(host_ends), time.monotonic()
+        while remaining and time.monotonic() - progress_at < LINKS_GONE_STALL:
+            time.sleep(0.05)
+            now_remaining = _links_present(remaining)
+            if len(now_remaining) < len(remaining):
+                progress_at = time.monotonic()
+            remaining = now_remaining
+        if remaining:
+            LOG.info("%d VM links still there (a process in a VM keeps its namespace); they go "
+                     "with the lab's namespace", len(remaining))
 
 
 class _ControlHandler(socketserver.StreamRequestHandler):
