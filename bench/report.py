@@ -201,15 +201,36 @@ def scale_table(results: dict) -> str:
             end = next((x for x in starts[i + 1:] if x is not None), None)
             spans.append(None if starts[i] is None or end is None else round(end - starts[i], 1))
         rows.append([e["vms"], e["computes"], _num(up, " s"), _num(e.get("down_seconds"), " s"),
-                     _num(e.get("flows")), _num(e.get("controller_rss_mib"), " MiB"),
-                     _num(e.get("lab_process_rss_mib"), " MiB"),
+                     _reachability(e.get("reachability")), _num(e.get("flows")),
+                     _num(e.get("controller_rss_mib"), " MiB"), _num(e.get("controller_idle_cores")),
+                     _num(e.get("lab_process_rss_mib"), " MiB"), _num(e.get("ovs_vswitchd_rss_mib"), " MiB"),
+                     _num(e.get("memory_used_mib"), " MiB"), _open_files(e.get("open_files")),
                      " / ".join("–" if x is None else f"{x}" for x in spans),
                      e.get("error", "")[:80]])
     return ("### Lab scale\n\n`mirrorlab up` until every VM reaches its peers, `mirrorlab down`; "
-            "flows summed over the vRouters; resident memory of the controller and lab processes. "
+            "reachability: a sample of same-network pairs on different compute nodes answered / pinged, "
+            "and pairs of different networks that did not answer / pinged (one ping each, through "
+            "`Lab.exec`); flows summed over the vRouters; resident memory of the controller, lab "
+            "process and the lab's ovs-vswitchd, the controller's CPU on the idle lab (cores: its "
+            "flow audit), the memory the machine lost while the lab ran (MemAvailable), open file "
+            "descriptors / limit of the controller, lab process and ovs-vswitchd. "
             "Phases (s): controller start / fabric+vRouters / VMs / start+configure / programming+reachability.\n\n"
-            + _table(["VMs", "compute nodes", "up", "down", "flows", "controller RSS", "lab RSS",
+            + _table(["VMs", "compute nodes", "up", "down", "reachability", "flows", "controller RSS",
+                      "controller idle", "lab RSS", "ovs-vswitchd RSS", "memory used", "open files",
                       "phases", "error"], rows))
+
+
+def _reachability(r: dict | None) -> str:
+    if not r:
+        return "–"
+    return (f"{r['reached']}/{r['pairs']}, isolated {r['isolated']}/{r['isolated_pairs']}"
+            + (f" ({'; '.join(r['failures'][:3])})" if r["failures"] else ""))
+
+
+def _open_files(files: dict | None) -> str:
+    if not files:
+        return "–"
+    return ", ".join(f"{name} {f['open']}/{f['limit']}" for name, f in files.items() if f)
 
 
 def controller_table(results: dict) -> str:
@@ -330,6 +351,14 @@ def summary(results: dict) -> str:
         rows.append(["Flows / controller RSS",
                      "; ".join(f"{e['vms']} VMs: {_num(e.get('flows'))} / {_num(e.get('controller_rss_mib'), ' MiB')}"
                                for e in s)])
+        largest = max(s, key=lambda e: e["vms"])
+        if largest.get("reachability"):
+            rows.append([f"{largest['vms']}-VM lab: reachability sample / memory / controller on the idle lab",
+                         f"{_reachability(largest['reachability'])}; the machine's available memory "
+                         f"{_num(largest.get('memory_used_mib'), ' MiB')} lower, ovs-vswitchd "
+                         f"{_num(largest.get('ovs_vswitchd_rss_mib'), ' MiB')}, lab process "
+                         f"{_num(largest.get('lab_process_rss_mib'), ' MiB')}; controller "
+                         f"{_num(largest.get('controller_idle_cores'))} of a core"])
     ctl = results.get("controller")
     if ctl and "error" not in ctl:
         one, every = ctl["one_vrouter"], ctl["all_vrouters"]
