@@ -582,6 +582,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     setLogLevel("warning")
+    # Mininet makes every logger created after its import one of its own, at its level: ours
+    # would drop its INFO lines.
+    LOG.setLevel(logging.INFO)
     state = LabState()
     topology = topofile.load(args.topology)
     sandbox = Sandbox(state)
