@@ -531,16 +531,19 @@ class LabNetwork:
                     pass
         for node in nodes:
             node.terminate()
-        remaining, progress_at = _links_present(host_ends), time.monotonic()
+        started = time.monotonic()
+        remaining, progress_at = _links_present(host_ends), started
         while remaining and time.monotonic() - progress_at < LINKS_GONE_STALL:
             time.sleep(0.05)
             now_remaining = _links_present(remaining)
             if len(now_remaining) < len(remaining):
                 progress_at = time.monotonic()
             remaining = now_remaining
-        if remaining:
-            LOG.info("%d VM links still there (a process in a VM keeps its namespace); they go "
-                     "with the lab's namespace", len(remaining))
+        LOG.log(logging.WARNING if remaining else logging.INFO,
+                "%d host and switch shells stopped; %d of %d VM links gone %.1f s later%s",
+                len(nodes), len(host_ends) - len(remaining), len(host_ends),
+                time.monotonic() - started, " (a process in a VM keeps its namespace: the rest go "
+                "with the lab's namespace)" if remaining else "")
 
 
 class _ControlHandler(socketserver.StreamRequestHandler):
