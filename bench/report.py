@@ -12,15 +12,22 @@ NOISE = ("Measured on a shared 2-core machine while other engineers ran labs and
 
 # Where the time goes, from profiling (py-spy) the code behind the figures; see bench/README.md.
 NOTES: list[str] = [
-    "Bring-up is ~35-40 ms per VM and linear; py-spy on the lab process shows it waiting on Mininet "
-    "(host shells and veth pairs ~40%, per-VM configuration through the host shell plus "
-    "ethtool/ip ~25%, ovs-vsctl ~15%); the lab process's own CPU is small (rewriting lab.json "
-    "per recorded item ~3%). Not worth changing at these sizes.",
+    "Bring-up of 1000 VMs (26-40 s; cProfile of the lab process): 1-2 s namespace, Open vSwitch "
+    "and controller; 4-5 s the Mininet host shells (8 at a time); 4-5 s the veth pairs (one ip "
+    "-batch, one sysctl, ethtool per port); 1.6 s one ovs-vsctl transaction for every bridge and "
+    "port; 5-6 s the VMs' set-up lines (one per VM, in its own shell, 32 at a time); the rest "
+    "until every VM reaches its peer, nearly all the controller programming 25,200 flows at the "
+    "pace Open vSwitch takes them. Tear-down: every shell hung up at once, the kernel deleting "
+    "the VMs' namespaces and links in one batch; now and then ~10 s more in ovs-vswitchd's exit "
+    "(the kernel in synchronize_rcu while it closes ~1,400 packet sockets).",
     "FlowMods: the controller's flow computation costs ~6 µs and the cookie digest ~2 µs per "
     "flow, but building and serializing os-ken's OFPFlowMod ~65 µs (cProfile): os-ken caps the "
     "controller at roughly 15k FlowMods/s of CPU; the rest of the reconcile time is Open "
-    "vSwitch applying them. Reconciling after a restart is dominated by the controller's own "
-    "start (~0.5-1 s of Python imports) and Open vSwitch's reconnect backoff, not by FlowMods.",
+    "vSwitch applying them (~300-400 a second on one connection, ~2,600-3,000 on 50). On small "
+    "labs reconciling after a restart is dominated by the controller's own start (~0.5-1 s of "
+    "Python imports) and Open vSwitch's reconnect backoff; on the 1000-VM lab by the FlowMods. "
+    "Reading tables back (the audit) costs os-ken 80-150 µs a flow: at most 2,000 flows a "
+    "second are read, 0.2-0.3 of a core on the idle 1000-VM lab.",
     "Capture cost: a capture doubles ovs-vswitchd's per-packet work (clone, encap, second "
     "output; its forwarding runs mostly on one thread, so it tops out near one core) and the "
     "analyzer's Python recorder takes 0.2-0.5 of a core at several hundred Mbit/s; on 2 cores "
