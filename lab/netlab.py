@@ -474,7 +474,7 @@ class LabNetwork:
         for source, target in pairs:
             by_vm.setdefault(source.vm, []).append((source, target))
         # Again after a failure (ping gives up at once on an address whose ARP went unanswered,
-        # whatever its deadline), until one deadline for all (bash's clock: no process per try).
+        # whatever its deadline), until one deadline for all ($EPOCHSECONDS: bash's own clock).
         deadline = int(time.time() + READY_TIMEOUT)
         retry = ("until ping -c1 -W1 -q {ip} >/dev/null 2>&1; do "
                  f"[ $EPOCHSECONDS -lt {deadline} ] || exit 1; sleep {PING_PAUSE}; done")
@@ -484,20 +484,19 @@ class LabNetwork:
             pings = " ".join(f"( ( {retry.format(ip=target.ip)} ) ; echo {source.name} {target.name} $? ) &"
                              for source, target in vm_pairs)
             commands.append((self.net.get(vm), f"( {pings} wait )"))
-        reached, failed = 0, []
+        reached = set()
         for done, output in enumerate(run_in_hosts(commands, REACHABILITY_WINDOW), 1):
             for line in output.splitlines():
                 fields = line.split()
-                if len(fields) == 3 and fields[2].isdigit():
-                    if fields[2] == "0":
-                        reached += 1
-                    else:
-                        failed.append((fields[0], fields[1]))
+                if len(fields) == 3 and fields[2] == "0":
+                    reached.add((fields[0], fields[1]))
             if done % 25 == 0 or done == len(commands):
-                self.state.progress(f"      reachable {reached}/{len(pairs)}")
-        for source, target in failed:
+                self.state.progress(f"      reachable {len(reached)}/{len(pairs)}")
+        # A pair is unreachable unless its ping said otherwise (a VM whose shell died says nothing).
+        unreachable = [(s.name, t.name) for s, t in pairs if (s.name, t.name) not in reached]
+        for source, target in unreachable:
             self.state.progress(f"      UNREACHABLE: {source} -> {target}")
-        return reached == len(pairs)
+        return not unreachable
 
     def stop(self) -> None:
         """Tear down what this process made: stop the recorders and the encapsulator, then
