@@ -1,8 +1,9 @@
 """`python -m bench` (or `scripts/bench`): run the benchmarks and write the results.
 
-    scripts/bench                 the full run: every figure, labs of 10, 50, 100 and 250 VMs
+    scripts/bench                 the full run: every figure, labs of 10, 50, 100, 250 and 1000 VMs
     scripts/bench --quick         fewer repetitions, shorter streams, labs of 10 and 50 VMs only
     scripts/bench --only capture,forwarding
+    scripts/bench --only scale --scale-sizes 1000:50    (only the lab of 1000 VMs on 50 nodes)
     scripts/bench --only soak --soak-seconds 120
     scripts/bench --render bench/results/latest.json    (rewrite the Markdown of a run's JSON)
 
@@ -30,7 +31,7 @@ RESULTS = REPO / "bench" / "results"
 
 # Sizes of a full and a quick run.
 FULL = {"capture_repetitions": 25, "completeness_seconds": 3, "forwarding_seconds": 5,
-        "forwarding_repetitions": 3, "sizes": scale.SIZES, "controller_size": 100,
+        "forwarding_repetitions": 3, "sizes": scale.SIZES, "controller_size": 1000,
         "soak_seconds": 180}
 QUICK = {"capture_repetitions": 5, "completeness_seconds": 1, "forwarding_seconds": 2,
          "forwarding_repetitions": 1, "sizes": scale.QUICK_SIZES, "controller_size": 50,
@@ -45,10 +46,12 @@ class Run:
     """One benchmark run: its settings, its results so far, and where they are written."""
 
     def __init__(self, quick: bool, sections: list[str], output: Path,
-                 soak_seconds: float | None = None):
+                 soak_seconds: float | None = None, sizes: tuple | None = None):
         self.settings = {**(QUICK if quick else FULL)}
         if soak_seconds is not None:
             self.settings["soak_seconds"] = soak_seconds
+        if sizes is not None:
+            self.settings["sizes"] = sizes
         self.quick = quick
         self.sections = sections
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -99,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-seconds", type=float, metavar="N",
                         help=f"how long the soak churns (full run {FULL['soak_seconds']}, "
                              f"quick {QUICK['soak_seconds']})")
+    parser.add_argument("--scale-sizes", type=_sizes, metavar="VMS:NODES,...",
+                        help="the labs the scale section brings up (full run "
+                             + ",".join(f"{v}:{c}" for v, c in FULL["sizes"]) + ")")
     parser.add_argument("--render", type=Path, metavar="JSON",
                         help="measure nothing: rewrite the Markdown of a run's JSON file")
     args = parser.parse_args(argv)
@@ -121,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.soak_seconds is not None and args.soak_seconds <= 0:
         parser.error("--soak-seconds must be positive")
-    run = Run(args.quick, sections, args.output, args.soak_seconds)
+    run = Run(args.quick, sections, args.output, args.soak_seconds, args.scale_sizes)
     settings = run.settings
     log(f"{run.results['kind']} run of {', '.join(sections)}; results in {run.base}.json/.md")
     try:
@@ -155,6 +161,19 @@ def main(argv: list[str] | None = None) -> int:
         run.write(final=True)
         log(f"results: {run.base}.json and {run.base}.md")
     return 0
+
+
+def _sizes(text: str) -> tuple[tuple[int, int], ...]:
+    """--scale-sizes: "1000:50,250:25" -> ((1000, 50), (250, 25))."""
+    try:
+        sizes = tuple((int(vms), int(nodes)) for vms, nodes in
+                      (size.split(":") for size in text.split(",")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected VMS:NODES[,VMS:NODES...], "
+                                         f"for example 1000:50") from None
+    if any(vms < 1 or nodes < 1 for vms, nodes in sizes):
+        raise argparse.ArgumentTypeError(f"{text!r}: sizes must be positive")
+    return sizes
 
 
 def render(path: Path) -> int:

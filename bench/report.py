@@ -12,15 +12,22 @@ NOISE = ("Measured on a shared 2-core machine while other engineers ran labs and
 
 # Where the time goes, from profiling (py-spy) the code behind the figures; see bench/README.md.
 NOTES: list[str] = [
-    "Bring-up is ~35-40 ms per VM and linear; py-spy on the lab process shows it waiting on Mininet "
-    "(host shells and veth pairs ~40%, per-VM configuration through the host shell plus "
-    "ethtool/ip ~25%, ovs-vsctl ~15%); the lab process's own CPU is small (rewriting lab.json "
-    "per recorded item ~3%). Not worth changing at these sizes.",
+    "Bring-up of 1000 VMs (26-40 s; cProfile of the lab process): 1-2 s namespace, Open vSwitch "
+    "and controller; 4-5 s the Mininet host shells (8 at a time); 4-5 s the veth pairs (one ip "
+    "-batch, one sysctl, ethtool per port); 1.6 s one ovs-vsctl transaction for every bridge and "
+    "port; 5-6 s the VMs' set-up lines (one per VM, in its own shell, 32 at a time); the rest "
+    "until every VM reaches its peer, nearly all the controller programming 25,200 flows at the "
+    "pace Open vSwitch takes them. Tear-down: every shell hung up at once, the kernel deleting "
+    "the VMs' namespaces and links in one batch; now and then ~10 s more in ovs-vswitchd's exit "
+    "(the kernel in synchronize_rcu while it closes ~1,400 packet sockets).",
     "FlowMods: the controller's flow computation costs ~6 µs and the cookie digest ~2 µs per "
     "flow, but building and serializing os-ken's OFPFlowMod ~65 µs (cProfile): os-ken caps the "
     "controller at roughly 15k FlowMods/s of CPU; the rest of the reconcile time is Open "
-    "vSwitch applying them. Reconciling after a restart is dominated by the controller's own "
-    "start (~0.5-1 s of Python imports) and Open vSwitch's reconnect backoff, not by FlowMods.",
+    "vSwitch applying them (~300-400 a second on one connection, ~2,600-3,000 on 50). On small "
+    "labs reconciling after a restart is dominated by the controller's own start (~0.5-1 s of "
+    "Python imports) and Open vSwitch's reconnect backoff; on the 1000-VM lab by the FlowMods. "
+    "Reading tables back (the audit) costs os-ken 80-150 µs a flow: at most 2,000 flows a "
+    "second are read, 0.2-0.3 of a core on the idle 1000-VM lab.",
     "Capture cost: a capture doubles ovs-vswitchd's per-packet work (clone, encap, second "
     "output; its forwarding runs mostly on one thread, so it tops out near one core) and the "
     "analyzer's Python recorder takes 0.2-0.5 of a core at several hundred Mbit/s; on 2 cores "
@@ -201,15 +208,36 @@ def scale_table(results: dict) -> str:
             end = next((x for x in starts[i + 1:] if x is not None), None)
             spans.append(None if starts[i] is None or end is None else round(end - starts[i], 1))
         rows.append([e["vms"], e["computes"], _num(up, " s"), _num(e.get("down_seconds"), " s"),
-                     _num(e.get("flows")), _num(e.get("controller_rss_mib"), " MiB"),
-                     _num(e.get("lab_process_rss_mib"), " MiB"),
+                     _reachability(e.get("reachability")), _num(e.get("flows")),
+                     _num(e.get("controller_rss_mib"), " MiB"), _num(e.get("controller_idle_cores")),
+                     _num(e.get("lab_process_rss_mib"), " MiB"), _num(e.get("ovs_vswitchd_rss_mib"), " MiB"),
+                     _num(e.get("memory_used_mib"), " MiB"), _open_files(e.get("open_files")),
                      " / ".join("–" if x is None else f"{x}" for x in spans),
                      e.get("error", "")[:80]])
     return ("### Lab scale\n\n`mirrorlab up` until every VM reaches its peers, `mirrorlab down`; "
-            "flows summed over the vRouters; resident memory of the controller and lab processes. "
+            "reachability: a sample of same-network pairs on different compute nodes answered / pinged, "
+            "and pairs of different networks that did not answer / pinged (one ping each, through "
+            "`Lab.exec`); flows summed over the vRouters; resident memory of the controller, lab "
+            "process and the lab's ovs-vswitchd, the controller's CPU on the idle lab (cores: its "
+            "flow audit), the memory the machine lost while the lab ran (MemAvailable), open file "
+            "descriptors / limit of the controller, lab process and ovs-vswitchd. "
             "Phases (s): controller start / fabric+vRouters / VMs / start+configure / programming+reachability.\n\n"
-            + _table(["VMs", "compute nodes", "up", "down", "flows", "controller RSS", "lab RSS",
+            + _table(["VMs", "compute nodes", "up", "down", "reachability", "flows", "controller RSS",
+                      "controller idle", "lab RSS", "ovs-vswitchd RSS", "memory used", "open files",
                       "phases", "error"], rows))
+
+
+def _reachability(r: dict | None) -> str:
+    if not r:
+        return "–"
+    return (f"{r['reached']}/{r['pairs']}, isolated {r['isolated']}/{r['isolated_pairs']}"
+            + (f" ({'; '.join(r['failures'][:3])})" if r["failures"] else ""))
+
+
+def _open_files(files: dict | None) -> str:
+    if not files:
+        return "–"
+    return ", ".join(f"{name} {f['open']}/{f['limit']}" for name, f in files.items() if f)
 
 
 def controller_table(results: dict) -> str:
@@ -330,6 +358,14 @@ def summary(results: dict) -> str:
         rows.append(["Flows / controller RSS",
                      "; ".join(f"{e['vms']} VMs: {_num(e.get('flows'))} / {_num(e.get('controller_rss_mib'), ' MiB')}"
                                for e in s)])
+        largest = max(s, key=lambda e: e["vms"])
+        if largest.get("reachability"):
+            rows.append([f"{largest['vms']}-VM lab: reachability sample / memory / controller on the idle lab",
+                         f"{_reachability(largest['reachability'])}; the machine's available memory "
+                         f"{_num(largest.get('memory_used_mib'), ' MiB')} lower, ovs-vswitchd "
+                         f"{_num(largest.get('ovs_vswitchd_rss_mib'), ' MiB')}, lab process "
+                         f"{_num(largest.get('lab_process_rss_mib'), ' MiB')}; controller "
+                         f"{_num(largest.get('controller_idle_cores'))} of a core"])
     ctl = results.get("controller")
     if ctl and "error" not in ctl:
         one, every = ctl["one_vrouter"], ctl["all_vrouters"]

@@ -13,22 +13,28 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import socketserver
 import subprocess
 import sys
 import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from mininet.link import Intf, Link
 from mininet.log import setLogLevel
 from mininet.net import Mininet
-from mininet.node import OVSBridge, OVSSwitch
+from mininet.node import Host, OVSBridge, OVSSwitch
 
 from mirrorlab import topofile
 from mirrorlab.sandbox import Sandbox
 from mirrorlab.state import LabState, process_record
 from mirrorlab.supervisor import ENCAPSULATOR, RecorderSupervisor
-from mirrorlab.topology import ENCAP_PORT, FABRIC_PORT, VM, Topology, vm_from_dict
+from mirrorlab.topology import ENCAP_PORT, FABRIC_PORT, VM, FabricAnalyzer, Topology, vm_from_dict
 
 LOG = logging.getLogger("mirrorlab.lab")
 # Overlay frames carry 18 extra bytes and mirrored copies 18 more (and their Juniper header
@@ -40,10 +46,25 @@ LINK_UP_TIMEOUT = 10.0  # seconds for Open vSwitch to see a new VM port up
 # How soon a vRouter calls the controller again after losing it (ms; Open vSwitch's least):
 # a restarted controller gets its vRouters back within a second.
 RECONNECT_MS = 1000
+# Host shells started at a time: a start mostly waits (for a new namespace, bash, its prompt),
+# so a few at once overlap the waits; more would only queue for the CPUs.
+HOST_START_WORKERS = 8
+# Hosts running their set-up line at a time (each line runs a few ip/ethtool processes).
+SETUP_WINDOW = 32
+# The reachability check: seconds between a VM's pings of a peer it does not reach yet, and how
+# many VMs ping at a time (until the controller has programmed the vRouters, every ping fails
+# and is tried again: a thousand VMs retrying at once starved the controller of CPU).
+PING_PAUSE = 0.2
+REACHABILITY_WINDOW = 64
+# Tear-down waits for the kernel to delete the VMs' links, but not once none went for this long:
+# a process someone started in a VM keeps its namespace, and the links, until the lab's goes.
+LINKS_GONE_STALL = 2.0
+# The userspace datapath cannot finish checksums or segment TCP for a veth.
+OFFLOADS_OFF = ("tx", "off", "tso", "off", "gso", "off")
 
 
-def _run(*args: str) -> None:
-    result = subprocess.run(args, capture_output=True, text=True)
+def _run(*args: str, input: str | None = None) -> None:
+    result = subprocess.run(args, capture_output=True, text=True, input=input)
     if result.returncode != 0:
         raise RuntimeError(f"{args[0]} failed: {(result.stderr or result.stdout).strip()}")
 
@@ -56,10 +77,109 @@ def _purge_datapath_flows() -> None:
     _run("ovs-appctl", "revalidator/purge")
 
 
-def _quiet_bridge_end(link: str) -> None:
-    """Keep the lab namespace's own IPv6 off a link whose end there belongs to a bridge: its
+def _quiet_bridge_ends(links: list[str]) -> None:
+    """Keep the lab namespace's own IPv6 off links whose end there belongs to a bridge: their
     router solicitations would otherwise reach the VM or the fabric behind the bridge."""
-    _run("sysctl", "-qw", f"net.ipv6.conf.{link}.disable_ipv6=1")
+    if links:
+        _run("sysctl", "-qw", *(f"net.ipv6.conf.{link}.disable_ipv6=1" for link in links))
+
+
+def _links_present(names: set[str]) -> set[str]:
+    """Which of the links `names` exist in the lab's namespace (the one this process runs in)."""
+    return names & set(os.listdir("/sys/class/net"))
+
+
+class LabHost(Host):
+    """A Mininet host (a VM or a fabric analyzer) that the lab configures itself, loopback
+    included, with one shell line per host (`LabNetwork._setup`), all hosts at once: Mininet's
+    own configuration is one `ifconfig lo up` round trip per host, one host after another."""
+
+    def config(self, **_params) -> dict:
+        """Nothing: see the class."""
+        return {}
+
+
+class PreparedIntf(Intf):
+    """A Mininet interface whose device `LinkBatch` made and configured: Mininet only keeps
+    track of it (its own configuration runs several commands per interface, one at a time)."""
+
+    def config(self, **_params) -> dict:
+        """Nothing: see the class."""
+        return {}
+
+
+class PreparedLink(Link):
+    """A Mininet link whose veth pair `LinkBatch` makes, together with every other pair."""
+
+    def __init__(self, node1, node2, **params):
+        params["intf"] = PreparedIntf
+        super().__init__(node1, node2, **params)
+
+    def makeIntfPair(self, *_args, **_kwargs) -> None:
+        """Nothing: `LinkBatch` makes the pair."""
+
+
+class LinkBatch:
+    """veth pairs made and configured together, with a handful of commands whatever their
+    number: one `ip -batch` creates them all (MTU and MAC addresses included, a VM's end
+    straight in the VM's namespace), one `sysctl` quiets every end in the lab's namespace
+    (see `_quiet_bridge_ends`), `ethtool` turns offloads off where asked, one `ip -batch`
+    sets the lab's ends up. The VM's end is set up by the VM's own set-up line."""
+
+    def __init__(self):
+        self.creates: list[str] = []
+        self.lab_ends: list[str] = []
+        self.offloads_off: list[str] = []
+
+    def add(self, name: str, peer: str, mtu: int, *, mac: str | None = None,
+            peer_mac: str | None = None, peer_host: Host | None = None,
+            offloads_off: tuple[str, ...] = ()) -> None:
+        """A veth pair: `name` in the lab's namespace, `peer` in `peer_host`'s (or the lab's
+        too, without one); `offloads_off` names the lab-namespace ends to turn offloads off on."""
+        address = f" address {mac}" if mac else ""
+        peer_address = f" address {peer_mac}" if peer_mac else ""
+        where = f" netns {peer_host.pid}" if peer_host is not None else ""
+        self.creates.append(f"link add name {name}{address} mtu {mtu} type veth "
+                            f"peer name {peer}{peer_address} mtu {mtu}{where}")
+        self.lab_ends += [name] if peer_host is not None else [name, peer]
+        self.offloads_off += offloads_off
+
+    def add_link(self, link: Link, mtu: int, offloads_off: bool = False) -> None:
+        """The veth pair of a `PreparedLink` (its second end is a switch's, in the lab's
+        namespace), with the MAC addresses Mininet recorded for it."""
+        lab_end, far_end = link.intf2, link.intf1
+        host = far_end.node if far_end.node.inNamespace else None
+        self.add(lab_end.name, far_end.name, mtu, mac=lab_end.mac, peer_mac=far_end.mac,
+                 peer_host=host, offloads_off=(lab_end.name,) if offloads_off else ())
+
+    def run(self) -> None:
+        """Make and configure every pair added; raises `RuntimeError` naming what failed."""
+        if not self.creates:
+            return
+        _run("ip", "-batch", "-", input="\n".join(self.creates) + "\n")
+        _quiet_bridge_ends(self.lab_ends)
+        if self.offloads_off:
+            _run("xargs", "-r", "-I{}", "ethtool", "-K", "{}", *OFFLOADS_OFF,
+                 input="\n".join(self.offloads_off) + "\n")
+        _run("ip", "-batch", "-", input="".join(f"link set dev {name} up\n" for name in self.lab_ends))
+
+
+def run_in_hosts(commands: list[tuple[Host, str]], window: int) -> list[str]:
+    """Run one shell line in each host, `window` hosts at a time, through the hosts' own
+    shells (Mininet's sendCmd/waitOutput: no new process per command); return the outputs in
+    order. A host appears at most once."""
+    outputs: list[str] = [""] * len(commands)
+    running: deque[int] = deque()
+    for index, (host, line) in enumerate(commands):
+        if len(running) >= window:
+            done = running.popleft()
+            outputs[done] = commands[done][0].waitOutput()
+        host.sendCmd(line)
+        running.append(index)
+    while running:
+        done = running.popleft()
+        outputs[done] = commands[done][0].waitOutput()
+    return outputs
 
 
 class LabNetwork:
@@ -83,82 +203,147 @@ class LabNetwork:
         return health
 
     def build(self) -> None:
-        """Create the fabric, the vRouters and the VMs, and start them."""
+        """Create the fabric, the vRouters and the VMs, and start them. Everything of a kind
+        is made at once: the host shells several at a time, every veth pair in one batch
+        (`LinkBatch`), every bridge and port in one Open vSwitch transaction (Mininet's batch
+        start), and each host's configuration in one shell line, many hosts at a time."""
         topology, state = self.topology, self.state
         steps = 5
         net = self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False,
                                  waitConnected=False)
+        links = LinkBatch()
 
         state.progress(f"[1/{steps}] creating the fabric and {len(topology.computes)} vRouters")
         fabric = net.addSwitch(topology.fabric_bridge, cls=OVSBridge, datapath="user",
-                               dpid=f"{0xfa:016x}")
+                               dpid=f"{0xfa:016x}", batch=True)
         for compute in topology.computes:
             vrouter = net.addSwitch(compute.vrouter, cls=OVSSwitch, datapath="user",
                                     failMode="secure", protocols="OpenFlow13",
-                                    dpid=f"{compute.dpid:016x}")
-            net.addLink(vrouter, fabric, port1=FABRIC_PORT, intfName1=compute.fabric_port_name,
-                        intfName2=compute.fabric_switch_port_name)
+                                    dpid=f"{compute.dpid:016x}", batch=True)
+            links.add_link(net.addLink(vrouter, fabric, cls=PreparedLink, port1=FABRIC_PORT,
+                                       intfName1=compute.fabric_port_name,
+                                       intfName2=compute.fabric_switch_port_name), JUMBO_MTU)
+            # The link to the mirror encapsulator: its vRouter end is a port Mininet adds with
+            # the others; the other end is the encapsulator's (a process in the lab's namespace).
+            PreparedIntf(compute.encap_port_name, node=vrouter, port=ENCAP_PORT)
+            links.add(compute.encap_port_name, compute.encapsulator_interface, JUMBO_MTU,
+                      offloads_off=(compute.encap_port_name, compute.encapsulator_interface))
+        state.add("switches", *({"name": switch.name, **process_record(switch.pid)}
+                                for switch in net.switches))
 
         state.progress(f"[2/{steps}] creating {len(topology.vms)} VMs")
-        for count, vm in enumerate(topology.vms, 1):
-            self._add_host(vm)
-            if count % 25 == 0 or count == len(topology.vms):
-                state.progress(f"      VMs {count}/{len(topology.vms)}")
+        self._start_hosts([vm.name for vm in topology.vms]
+                          + [probe.name for probe in topology.fabric_analyzers])
+        for vm in topology.vms:
+            self._add_links(vm, links)
         for probe in topology.fabric_analyzers:
-            host = net.addHost(probe.name, ip=None)
-            net.addLink(host, fabric, intfName1=probe.interface,
-                        intfName2=probe.fabric_switch_port_name, addr1=probe.mac)
+            links.add_link(net.addLink(net.get(probe.name), fabric, cls=PreparedLink,
+                                       intfName1=probe.interface,
+                                       intfName2=probe.fabric_switch_port_name,
+                                       addr1=probe.mac), JUMBO_MTU)
+        links.run()
+        state.progress(f"      VMs {len(topology.vms)}/{len(topology.vms)}")
 
         state.progress(f"[3/{steps}] starting vRouters (userspace datapath, OpenFlow 1.3, "
                        f"controller {self.controller_target})")
         net.build()
-        for host in net.hosts:
-            state.add("hosts", {"name": host.name, **process_record(host.pid)})
-        for switch in net.switches:
-            state.add("switches", {"name": switch.name, **process_record(switch.pid)})
         net.start()
-        for switch in net.switches:
-            switch.cmd("ovs-vsctl set bridge", switch.name, "other_config:disable-in-band=true")
+        # The VMs before the controller: what a VM sends as its interfaces come up (IPv6 router
+        # solicitations, neighbour discovery, MLD reports: flooded to every VM of its network
+        # once the vRouters are programmed) is then dropped by the vRouters, and the controller
+        # programs a quiet network.
+        self._setup(topology.vms, topology.fabric_analyzers)
         self._connect_vrouters()
         self.pin_fabric_macs()
-        for compute in topology.computes:
-            for name in (compute.fabric_port_name, compute.fabric_switch_port_name):
-                _quiet_bridge_end(name)
-                _run("ip", "link", "set", "dev", name, "mtu", str(JUMBO_MTU))
         self._start_encapsulator()
-        for vm in topology.vms:
-            self._configure_vm(vm)
-        for probe in topology.fabric_analyzers:
-            self._configure_fabric_analyzer(probe)
 
-    def _configure_fabric_analyzer(self, probe) -> None:
-        """Give a fabric analyzer its address and jumbo MTU, and start its recorder (for its raw
-        capture: what its fabric interface receives)."""
-        host = self.net.get(probe.name)
-        _quiet_bridge_end(probe.fabric_switch_port_name)
-        _run("ip", "link", "set", "dev", probe.fabric_switch_port_name, "mtu", str(JUMBO_MTU))
-        host.cmd(f"sysctl -qw net.ipv6.conf.all.disable_ipv6=1 ; "
-                 f"ip link set dev {probe.interface} mtu {JUMBO_MTU} up ; "
-                 f"ip addr add {probe.ip}/{self.topology.fabric_subnet.prefixlen} dev {probe.interface} ; "
-                 f"ethtool -K {probe.interface} tx off tso off gso off >/dev/null 2>&1")
-        command = [sys.executable, "-m", "mirrorlab.recorder", "--interface", probe.interface,
+    def _start_hosts(self, names: list[str]) -> list[Host]:
+        """Start the shells of new hosts, several at a time, add them to the network in the
+        order given and record them. Raises the first error once every host that did start is
+        added and recorded (so that `stop` and `down` stop it)."""
+        with ThreadPoolExecutor(max_workers=HOST_START_WORKERS) as pool:
+            starts = [pool.submit(LabHost, name, ip=None) for name in names]
+        hosts, errors = [], []
+        for start in starts:
+            try:
+                host = start.result()
+            except Exception as err:  # every other start has finished: raise after adding them
+                errors.append(err)
+                continue
+            # addHost makes its host with `cls`: here, one that hands over the host started.
+            hosts.append(self.net.addHost(host.name, cls=lambda _name, _host=host, **_: _host))
+        self.state.add("hosts", *({"name": host.name, **process_record(host.pid)} for host in hosts))
+        if errors:
+            raise errors[0]
+        return hosts
+
+    def _add_links(self, vm: VM, links: LinkBatch) -> None:
+        """Add the links of `vm` (a started host) to its vRouter, to be made by `links`."""
+        host = self.net.get(vm.name)
+        vrouter = self.net.get(self.topology.compute(vm.compute).vrouter)
+        mtu = JUMBO_MTU if vm.analyzer else 1500
+        for interface in vm.interfaces:
+            links.add_link(self.net.addLink(host, vrouter, cls=PreparedLink, port2=interface.ofport,
+                                            intfName1=interface.name,
+                                            intfName2=interface.port_name, addr1=interface.mac),
+                           mtu, offloads_off=True)
+
+    def _setup(self, vms: Sequence[VM], probes: Sequence[FabricAnalyzer] = ()) -> None:
+        """Configure VMs and fabric analyzers (one shell line each, in their own shells, many at
+        a time), then start the recorders of those that are analyzers."""
+        run_in_hosts([(self.net.get(vm.name), self._vm_setup_line(vm)) for vm in vms]
+                     + [(self.net.get(probe.name), self._fabric_analyzer_setup_line(probe))
+                        for probe in probes], SETUP_WINDOW)
+        for vm in vms:
+            if vm.analyzer:
+                self._start_recorder(vm.name, vm.interfaces[0].name)
+        for probe in probes:
+            # For its raw capture: what its fabric interface receives.
+            self._start_recorder(probe.name, probe.interface)
+
+    def _vm_setup_line(self, vm: VM) -> str:
+        """The shell line that configures `vm` inside it: loopback, addresses, offloads."""
+        commands = ["ip link set dev lo up",
+                    "sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0"]
+        for interface in vm.interfaces:
+            mtu = JUMBO_MTU if vm.analyzer else 1500
+            commands += [
+                f"ip link set dev {interface.name} mtu {mtu} up",
+                f"ip addr add {interface.ip}/{interface.prefixlen} dev {interface.name}",
+                f"ethtool -K {interface.name} {' '.join(OFFLOADS_OFF)} >/dev/null 2>&1",
+            ]
+            if interface.ip6:
+                commands.append(f"ip -6 addr add {interface.ip6}/{interface.prefixlen6} "
+                                f"dev {interface.name} nodad")
+        # As Contrail's DHCP does: a guest's first interface's network gateway (.1, the
+        # vRouter) is its default route, which network policies may let reach other networks.
+        # An analyzer gets none: it only receives, and with a route its kernel would answer
+        # the copies (ICMP port unreachable to the vRouters), which its own captures then show.
+        if not vm.analyzer:
+            first = vm.interfaces[0]
+            commands.append(f"ip route add default via {first.gateway} dev {first.name}")
+        return " ; ".join(commands)
+
+    def _fabric_analyzer_setup_line(self, probe: FabricAnalyzer) -> str:
+        """The shell line that gives a fabric analyzer its address and jumbo MTU."""
+        return (f"ip link set dev lo up ; sysctl -qw net.ipv6.conf.all.disable_ipv6=1 ; "
+                f"ip link set dev {probe.interface} mtu {JUMBO_MTU} up ; "
+                f"ip addr add {probe.ip}/{self.topology.fabric_subnet.prefixlen} dev {probe.interface} ; "
+                f"ethtool -K {probe.interface} {' '.join(OFFLOADS_OFF)} >/dev/null 2>&1")
+
+    def _start_recorder(self, name: str, interface: str) -> None:
+        """Start the recorder of host `name` (an analyzer VM or a fabric analyzer) on its
+        `interface`, supervised."""
+        host = self.net.get(name)
+        self.state.captures_dir.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "mirrorlab.recorder", "--interface", interface,
                    "--directory", str(self.state.captures_dir)]
-        self.recorders[probe.name] = RecorderSupervisor(
-            probe.name, lambda log: host.popen(command, stdout=log, stderr=log), self.state).start()
+        self.recorders[name] = RecorderSupervisor(
+            name, lambda log: host.popen(command, stdout=log, stderr=log), self.state).start()
 
     def _start_encapsulator(self) -> None:
-        """Link every vRouter's ENCAP_PORT to the lab's mirror encapsulator (lab/encapsulator.py),
-        and start it, supervised like the recorders."""
-        for compute in self.topology.computes:
-            port, peer = compute.encap_port_name, compute.encapsulator_interface
-            _run("ip", "link", "add", port, "mtu", str(JUMBO_MTU), "type", "veth", "peer", "name",
-                 peer, "mtu", str(JUMBO_MTU))
-            for name in (port, peer):
-                _quiet_bridge_end(name)
-                _run("ethtool", "-K", name, "tx", "off", "tso", "off", "gso", "off")
-                _run("ip", "link", "set", "dev", name, "up")
-            _run("ovs-vsctl", "add-port", compute.vrouter, port, "--", "set", "Interface", port,
-                 f"ofport_request={ENCAP_PORT}")
+        """Start the lab's mirror encapsulator (lab/encapsulator.py) on its links to every
+        vRouter's ENCAP_PORT, supervised like the recorders."""
         self.state.captures_dir.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "mirrorlab.encapsulator", "--directory",
                    str(self.state.captures_dir)]
@@ -203,62 +388,26 @@ class LabNetwork:
                         "--", "set", "Bridge", compute.vrouter, f"controller=@c{compute.index}"]
         _run(*command)
 
-    def _add_host(self, vm: VM):
-        host = self.net.addHost(vm.name, ip=None)
-        vrouter = self.net.get(self.topology.compute(vm.compute).vrouter)
-        for interface in vm.interfaces:
-            self.net.addLink(host, vrouter, port2=interface.ofport, intfName1=interface.name,
-                             intfName2=interface.port_name, addr1=interface.mac)
-        return host
-
-    def _configure_vm(self, vm: VM) -> None:
-        host = self.net.get(vm.name)
-        commands = ["sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0"]
-        for interface in vm.interfaces:
-            mtu = JUMBO_MTU if vm.analyzer else 1500
-            commands += [
-                f"ip link set dev {interface.name} mtu {mtu} up",
-                f"ip addr add {interface.ip}/{interface.prefixlen} dev {interface.name}",
-                # The userspace datapath cannot finish checksums or segment TCP for a veth.
-                f"ethtool -K {interface.name} tx off tso off gso off >/dev/null 2>&1",
-            ]
-            if interface.ip6:
-                commands.append(f"ip -6 addr add {interface.ip6}/{interface.prefixlen6} "
-                                f"dev {interface.name} nodad")
-            _run("ethtool", "-K", interface.port_name, "tx", "off", "tso", "off", "gso", "off")
-            _quiet_bridge_end(interface.port_name)
-            _run("ip", "link", "set", "dev", interface.port_name, "mtu", str(mtu), "up")
-        # As Contrail's DHCP does: a guest's first interface's network gateway (.1, the
-        # vRouter) is its default route, which network policies may let reach other networks.
-        # An analyzer gets none: it only receives, and with a route its kernel would answer
-        # the copies (ICMP port unreachable to the vRouters), which its own captures then show.
-        if not vm.analyzer:
-            first = vm.interfaces[0]
-            commands.append(f"ip route add default via {first.gateway} dev {first.name}")
-        host.cmd(" ; ".join(commands))
-        if vm.analyzer:
-            self.state.captures_dir.mkdir(parents=True, exist_ok=True)
-            command = [sys.executable, "-m", "mirrorlab.recorder", "--interface", vm.interfaces[0].name,
-                       "--directory", str(self.state.captures_dir)]
-            self.recorders[vm.name] = RecorderSupervisor(
-                vm.name, lambda log: host.popen(command, stdout=log, stderr=log), self.state).start()
-
     def add_vm(self, vm: VM) -> None:
         """Create and start a VM (an analyzer) on a running lab."""
         with self.lock:
             if vm.name in self.net.nameToNode:
                 raise ValueError(f"vm '{vm.name}' exists already")
-            # Mininet deletes an existing interface of the same name before it makes a link.
+            # Refused before anything is made: the batch would stop half-way on an existing port.
             taken = [i.port_name for i in vm.interfaces if Path(f"/sys/class/net/{i.port_name}").exists()]
             if taken:
                 raise ValueError(f"port(s) {', '.join(taken)} exist already; not replacing them")
-            host = self._add_host(vm)
-            self.state.add("hosts", {"name": vm.name, **process_record(host.pid)})
+            self._start_hosts([vm.name])
+            links = LinkBatch()
+            self._add_links(vm, links)
+            links.run()
             vrouter = self.topology.compute(vm.compute).vrouter
+            command = ["ovs-vsctl"]
             for interface in vm.interfaces:
-                _run("ovs-vsctl", "add-port", vrouter, interface.port_name, "--", "set",
-                     "Interface", interface.port_name, f"ofport_request={interface.ofport}")
-            self._configure_vm(vm)
+                command += ["--", "add-port", vrouter, interface.port_name, "--", "set",
+                            "Interface", interface.port_name, f"ofport_request={interface.ofport}"]
+            _run(*command)
+            self._setup([vm])
             self.topology = self.topology.with_vm(vm)
             # A capture starts as soon as this returns: its first copies must find the ports up
             # (Open vSwitch drops what it sends on a port before it sees the link up) and the
@@ -317,7 +466,9 @@ class LabNetwork:
             _purge_datapath_flows()
 
     def wait_reachable(self) -> bool:
-        """Ping around a ring of each network's VMs until every VM reaches its next peer."""
+        """Ping around a ring of each network's VMs until every VM reaches its next peer (or
+        READY_TIMEOUT passes): each pair pings until the first reply, from the source VM's own
+        shell (no process of ours per pair), REACHABILITY_WINDOW VMs at a time."""
         pairs = []
         for network in self.topology.networks:
             members = [i for i in self.topology.interfaces() if i.network == network.name]
@@ -326,26 +477,40 @@ class LabNetwork:
             for source, target in zip(members, members[1:] + members[:1]):
                 pairs.append((source, target))
         self.state.progress(f"[5/5] checking reachability: {len(pairs)} VM pairs")
-        script = ("end=$(($(date +%s)+{timeout})); while [ $(date +%s) -lt $end ]; do "
-                  "ping -c1 -W1 -q {ip} >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1")
-        pending = {}
+        by_vm: dict[str, list] = {}
         for source, target in pairs:
-            host = self.net.get(source.vm)
-            pending[(source.name, target.name)] = host.popen(
-                ["sh", "-c", script.format(timeout=int(READY_TIMEOUT), ip=target.ip)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        failed = []
-        for done, (pair, process) in enumerate(pending.items(), 1):
-            if process.wait() != 0:
-                failed.append(pair)
-            if done % 25 == 0 or done == len(pending):
-                self.state.progress(f"      reachable {done - len(failed)}/{len(pending)}")
-        for source, target in failed:
+            by_vm.setdefault(source.vm, []).append((source, target))
+        # Again after a failure (ping gives up at once on an address whose ARP went unanswered,
+        # whatever its deadline), until one deadline for all ($EPOCHSECONDS: bash's own clock).
+        deadline = int(time.time() + READY_TIMEOUT)
+        retry = ("until ping -c1 -W1 -q {ip} >/dev/null 2>&1; do "
+                 f"[ $EPOCHSECONDS -lt {deadline} ] || exit 1; sleep {PING_PAUSE}; done")
+        commands = []
+        for vm, vm_pairs in by_vm.items():
+            # In a subshell, so that the VM's interactive shell prints no job numbers.
+            pings = " ".join(f"( ( {retry.format(ip=target.ip)} ) ; echo {source.name} {target.name} $? ) &"
+                             for source, target in vm_pairs)
+            commands.append((self.net.get(vm), f"( {pings} wait )"))
+        reached = set()
+        for done, output in enumerate(run_in_hosts(commands, REACHABILITY_WINDOW), 1):
+            for line in output.splitlines():
+                fields = line.split()
+                if len(fields) == 3 and fields[2] == "0":
+                    reached.add((fields[0], fields[1]))
+            if done % 25 == 0 or done == len(commands):
+                self.state.progress(f"      reachable {len(reached)}/{len(pairs)}")
+        # A pair is unreachable unless its ping said otherwise (a VM whose shell died says nothing).
+        unreachable = [(s.name, t.name) for s, t in pairs if (s.name, t.name) not in reached]
+        for source, target in unreachable:
             self.state.progress(f"      UNREACHABLE: {source} -> {target}")
-        return not failed
+        return not unreachable
 
     def stop(self) -> None:
-        """Tear down everything Mininet made for this lab."""
+        """Tear down what this process made: stop the recorders and the encapsulator, then
+        every host's and switch's shell at once, and wait until the kernel has deleted the
+        VMs' namespaces with their links. The bridges go with the lab's Open vSwitch and
+        namespace (`mirrorlab.sandbox`), which the driver removes next: deleting them port by
+        port (Mininet's stop) takes Open vSwitch a reconfiguration per port."""
         with self.lock:
             for supervisor in self.recorders.values():
                 supervisor.stop()
@@ -354,8 +519,37 @@ class LabNetwork:
                 self.encapsulator.stop()
                 self.encapsulator = None
             if self.net is not None:
-                self.net.stop()
+                self._stop_shells()
                 self.net = None
+
+    def _stop_shells(self) -> None:
+        """Hang up every host's and switch's shell (as Mininet's terminate does) at once, wait
+        for them, then wait for the kernel to delete the links of the hosts' namespaces: their
+        ends in the lab's namespace vanish with them."""
+        nodes = self.net.hosts + self.net.switches
+        host_ends = {intf.link.intf2.name for host in self.net.hosts for intf in host.intfList()
+                     if intf.link is not None}
+        for node in nodes:
+            if node.shell is not None and node.shell.poll() is None:
+                try:
+                    os.killpg(node.pid, signal.SIGHUP)
+                except ProcessLookupError:
+                    pass
+        for node in nodes:
+            node.terminate()
+        started = time.monotonic()
+        remaining, progress_at = _links_present(host_ends), started
+        while remaining and time.monotonic() - progress_at < LINKS_GONE_STALL:
+            time.sleep(0.05)
+            now_remaining = _links_present(remaining)
+            if len(now_remaining) < len(remaining):
+                progress_at = time.monotonic()
+            remaining = now_remaining
+        LOG.log(logging.WARNING if remaining else logging.INFO,
+                "%d host and switch shells stopped; %d of %d VM links gone %.1f s later%s",
+                len(nodes), len(host_ends) - len(remaining), len(host_ends),
+                time.monotonic() - started, " (a process in a VM keeps its namespace: the rest go "
+                "with the lab's namespace)" if remaining else "")
 
 
 class _ControlHandler(socketserver.StreamRequestHandler):
@@ -397,6 +591,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     setLogLevel("warning")
+    # Mininet makes every logger created after its import one of its own, at its level: ours
+    # would drop its INFO lines.
+    LOG.setLevel(logging.INFO)
     state = LabState()
     topology = topofile.load(args.topology)
     sandbox = Sandbox(state)

@@ -2,6 +2,7 @@
 restart, status and exec, clean tear-down)."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -52,6 +53,52 @@ def test_exec_passes_output_and_exit_code(lab):
     assert unknown.returncode == 2 and "unknown vm 'vm99'" in unknown.stderr
     switch = lab.cli("exec", "vr-compute1", "--", "true", check=False)
     assert switch.returncode == 2 and "unknown vm 'vr-compute1'" in switch.stderr
+
+
+OFFLOADS = ("tx-checksumming", "tcp-segmentation-offload", "generic-segmentation-offload")
+
+
+def link_state(run, name: str) -> dict:
+    """A link's MTU, MAC, whether it is up, and its offloads, as `run(*argv)` (in the lab's
+    namespace or in a VM) sees them."""
+    link = json.loads(run("ip", "-j", "link", "show", "dev", name).stdout)[0]
+    features = run("ethtool", "-k", name).stdout
+    return {"mtu": link["mtu"], "mac": link["address"], "up": "UP" in link["flags"],
+            **{f: re.search(rf"^{f}: (\w+)", features, re.M).group(1) for f in OFFLOADS}}
+
+
+def test_every_link_is_set_up_as_the_datapath_needs(lab):
+    """Each VM interface and its vRouter port are up with MTU 1500 and every offload off at
+    both ends (the userspace datapath cannot finish checksums or segment TCP for a veth), the
+    VM's end with its MAC and addresses; the fabric and encapsulator links have jumbo MTUs, the
+    encapsulator's offloads are off; no end in the lab's namespace has IPv6 of its own."""
+    off = {f: "off" for f in OFFLOADS}
+    in_lab = lab.netns
+    lab_ends = []
+    for vm in lab.topology.vms:
+        in_vm = functools.partial(lab.exec, vm.name, check=True)
+        for interface in vm.interfaces:
+            assert link_state(in_lab, interface.port_name) | {"mac": None} == \
+                {"mtu": 1500, "mac": None, "up": True, **off}
+            assert link_state(in_vm, interface.name) == \
+                {"mtu": 1500, "mac": interface.mac, "up": True, **off}
+            addresses = in_vm("ip", "-o", "addr", "show", "dev", interface.name).stdout
+            assert f"{interface.ip}/{interface.prefixlen}" in addresses
+            assert f"{interface.ip6}/{interface.prefixlen6}" in addresses
+            lab_ends.append(interface.port_name)
+    for compute in lab.topology.computes:
+        for name in (compute.fabric_port_name, compute.fabric_switch_port_name):
+            state = link_state(in_lab, name)
+            assert (state["mtu"], state["up"]) == (9000, True)
+        for name in (compute.encap_port_name, compute.encapsulator_interface):
+            assert link_state(in_lab, name) | {"mac": None} == {"mtu": 9000, "mac": None, "up": True, **off}
+        lab_ends += [compute.fabric_port_name, compute.fabric_switch_port_name,
+                     compute.encap_port_name, compute.encapsulator_interface]
+    for probe in lab.topology.fabric_analyzers:
+        assert link_state(in_lab, probe.fabric_switch_port_name)["mtu"] == 9000
+        lab_ends.append(probe.fabric_switch_port_name)
+    disabled = lab.netns("sysctl", *(f"net.ipv6.conf.{name}.disable_ipv6" for name in lab_ends)).stdout
+    assert disabled.count("= 1") == len(lab_ends), disabled
 
 
 def test_same_network_reaches_on_same_and_other_compute(lab):
