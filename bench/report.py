@@ -274,6 +274,43 @@ def soak_table(results: dict) -> str:
             + _table(["Figure", "Measured"], [list(row) for row in _soak_figures(s)]))
 
 
+def _load_figures(r: dict) -> str:
+    """One load run in a line: operations/s, latencies, refusals, exactness."""
+    api, flows = r["latency"], r["flows"]
+    refused = ", ".join(f"{k}: {v}" for k, v in r["refused"].items())
+    exact = ("exact flows afterwards" if flows.get("exact") else
+             f"NOT exact afterwards ({flows.get('leftover')} leftover flows, "
+             f"{flows.get('not_stopped_count')} captures not stopped, vRouters changed: "
+             f"{', '.join(flows.get('vrouters_changed', {})) or 'none'})")
+    return (f"{_num(r['operations_per_second'])} ops/s; start p50 / p99 {_ms(api['start']['p50'])} / "
+            f"{_ms(api['start']['p99'])}, stop {_ms(api['stop']['p50'])} / {_ms(api['stop']['p99'])}"
+            f"{f'; refused {refused}' if refused else ''}; {exact}")
+
+
+def load_table(results: dict) -> str:
+    load = results.get("load")
+    if not load:
+        return ""
+    rows = []
+    for r in load["runs"]:
+        api, cpu = r["latency"], r["cpu_cores"]
+        rows.append([r["clients"], f"{r['seconds']} s", f"**{_num(r['operations_per_second'])}**",
+                     f"{_ms(api['start']['p50'])} / {_ms(api['start']['p99'])} / {_ms(api['start']['max'])}",
+                     f"{_ms(api['stop']['p50'])} / {_ms(api['stop']['p99'])} / {_ms(api['stop']['max'])}",
+                     f"**{_ms(api['all']['p99'])}**",
+                     ", ".join(f"{k}: {v}" for k, v in r["refused"].items()) or "0",
+                     " / ".join(_num(cpu.get(name)) for name in ("controller", "ovs_vswitchd", "clients")),
+                     "yes" if r["flows"].get("exact") else f"NO: {r['flows']}"[:200]])
+    return ("### API load: concurrent capture start and stop\n\n"
+            f"Lab {load['topology']}; each client starts a capture of its own interface slot "
+            "(POST /api/captures) and stops it at once (DELETE), again and again; operations = "
+            "successful starts + stops. Exact: afterwards no capture active, every started one "
+            "stopped, every vRouter's flows as before the load. CPU in cores: controller / "
+            "ovs-vswitchd / the clients.\n\n"
+            + _table(["clients", "run", "operations/s", "start p50 / p99 / max", "stop p50 / p99 / max",
+                      "p99 (all)", "refused", "CPU", "exact"], rows))
+
+
 def full(results: dict) -> str:
     """Every table of a run."""
     parts = [f"# mirrorlab benchmarks ({results['kind']} run)\n", machine_line(results) + ".\n",
@@ -283,7 +320,7 @@ def full(results: dict) -> str:
         parts.append("Analyzer launch (POST /api/analyzers): "
                      + ", ".join(f"{k} {v} s" for k, v in lab["analyzer_launch_seconds"].items()) + ".\n")
     for render in (capture_table, completeness_table, forwarding_table, scale_table, controller_table,
-                   soak_table):
+                   soak_table, load_table):
         text = render(results)
         if text:
             parts.append(text)
@@ -345,6 +382,10 @@ def summary(results: dict) -> str:
     if soak:
         rows += [[f"Soak ({soak['churn_seconds']} s): {figure[0].lower()}{figure[1:]}", value]
                  for figure, value in _soak_figures(soak)]
+    load = results.get("load")
+    if load:
+        rows += [[f"API load, {r['clients']} concurrent client{'s' if r['clients'] > 1 else ''} "
+                  f"starting and stopping captures", _load_figures(r)] for r in load["runs"]]
     return ("## Benchmarks\n\n"
             f"`scripts/bench` ({results['kind']} run): {machine_line(results)}; machine activity "
             f"{_busy_line(results)}. {NOISE} "
