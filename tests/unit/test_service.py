@@ -54,8 +54,8 @@ class FakeLab:
 
 
 class RecordingApp:
-    """Stands in for the os-ken app: every vRouter is connected, and each sync records the
-    vRouter and the flows the service wants it to hold at that moment."""
+    """Stands in for the os-ken app: every vRouter is connected, and each push records the
+    vRouters and the flows the service wants them to hold at that moment."""
 
     def __init__(self, service: ControllerService):
         self.service = service
@@ -66,10 +66,10 @@ class RecordingApp:
         """Every vRouter is connected."""
         return True
 
-    def sync(self, dpid: int) -> None:
-        """Record what the vRouter would be made to hold; nothing to wait for."""
-        self.synced.append((dpid, self.service.desired_flows_for(dpid)))
-        return None
+    def push(self, dpids) -> list:
+        """Record what the vRouters would be made to hold; nothing to wait for."""
+        self.synced += [(dpid, self.service.desired_flows_for(dpid)) for dpid in dpids]
+        return []
 
     def take(self) -> dict[str, frozenset]:
         """The flows last synced to each vRouter since the previous call, by compute name."""
