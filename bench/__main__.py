@@ -34,10 +34,11 @@ RESULTS = REPO / "bench" / "results"
 # Sizes of a full and a quick run.
 FULL = {"capture_repetitions": 25, "completeness_seconds": 3, "forwarding_seconds": 5,
         "forwarding_repetitions": 3, "sizes": scale.SIZES, "controller_size": 100,
-        "soak_seconds": 180, "load_seconds": 20, "load_clients": 30}
+        "soak_seconds": 180, "load_seconds": 20, "load_clients": 30,
+        "load_rates": list(load.OFFERED_RATES)}
 QUICK = {"capture_repetitions": 5, "completeness_seconds": 1, "forwarding_seconds": 2,
          "forwarding_repetitions": 1, "sizes": scale.QUICK_SIZES, "controller_size": 50,
-         "soak_seconds": 30, "load_seconds": 6, "load_clients": 30}
+         "soak_seconds": 30, "load_seconds": 6, "load_clients": 30, "load_rates": [300, 600]}
 
 
 def _interrupted(_signum, _frame):
@@ -155,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
             if "soak" in sections:
                 run.section("soak", soak.measure, settings["soak_seconds"])
             if "load" in sections:
-                run.section("load", load.measure, settings["load_seconds"], settings["load_clients"])
+                run.section("load", load.measure, settings["load_seconds"], settings["load_clients"],
+                            settings["load_rates"])
     except KeyboardInterrupt:
         log("interrupted; labs were taken down")
         run.results["errors"]["run"] = "interrupted"

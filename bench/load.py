@@ -10,7 +10,12 @@ more than 6 of its 8 captures and no request is refused for a full interface. A 
 their datapath revalidated (see the README's "a barrier reply says..."), so a request's latency
 is the whole cost of a correct start or stop.
 
-Reported for 1 client and for N (default 30) concurrent clients:
+Runs: 1 client; N (default 30) clients as fast as the API answers (the most it does); then N
+clients paced to each offered rate (default 150, 300, 450 and 600 operations/s: each client
+starts a cycle every 2N/rate seconds, the clients evenly staggered; one that is late starts
+at once and skips the cycles it missed), which shows the latency at a given load: where p99
+passes 50 ms.
+A latency is from the request sent to its answer. Reported for each run:
 
   operations/s   successful starts + stops per second (a start+stop cycle is 2 operations);
   latency        p50, p99 and max of each start and each stop, from request sent to answer;
@@ -34,16 +39,24 @@ from mirrorlab.client import ApiClient
 TOPOLOGY = REPO / "topologies" / "default.yaml"
 ANALYZER = "interface-packet-capture"
 DIRECTIONS = ("ingress", "egress", "both")
+OFFERED_RATES = (150, 300, 450, 600)  # operations/s offered by the paced runs
 
 
 def client_loop(base_url: str, target: tuple[str, str], stop: threading.Event,
-                results: dict, lock: threading.Lock) -> None:
-    """Start and stop captures of `target` (compute, vRouter port) until `stop`; record each
-    request's latency or refusal, and the id of every capture started."""
+                results: dict, lock: threading.Lock, interval: float = 0.0,
+                first_at: float = 0.0) -> None:
+    """Start and stop captures of `target` (compute, vRouter port) until `stop`, a cycle every
+    `interval` seconds from `first_at` (a `time.monotonic()`; 0: as fast as answered); record
+    each request's latency or refusal, and the id of every capture started."""
     api = ApiClient(base_url, timeout=30)
     vrouter, interface = target
-    turn = 0
+    turn, next_at = 0, first_at
     while not stop.is_set():
+        if interval:
+            now = time.monotonic()
+            if next_at > now and stop.wait(next_at - now):
+                return
+            next_at = max(next_at, now) + interval  # late: the cycles missed are skipped
         latencies, refused, started_id = [], None, None
         step = "start"
         try:
@@ -76,16 +89,20 @@ def vrouter_flows(lab) -> dict:
     return {c.name: set(lab.flows(c.name)) for c in lab.topology.computes}
 
 
-def run_clients(lab, clients: int, seconds: float) -> dict:
-    """`clients` concurrent clients starting and stopping captures for `seconds`; the figures
-    of the module's docstring (without the flow check)."""
+def run_clients(lab, clients: int, seconds: float, rate: float | None = None) -> dict:
+    """`clients` concurrent clients starting and stopping captures for `seconds`, paced to
+    `rate` operations/s in all (None: as fast as answered); the figures of the module's
+    docstring (without the flow check)."""
     targets = [(i.compute, i.port_name) for vm in lab.topology.vms for i in vm.interfaces]
     controller_pid = lab.controller.pid
     vswitchd_pid = ovs_vswitchd_pid()
     stop, lock = threading.Event(), threading.Lock()
     results: dict = {"start": [], "stop": [], "started": [], "refused": {}}
+    interval = 2 * clients / rate if rate else 0.0  # a cycle is two operations
+    began = time.monotonic()
     threads = [threading.Thread(target=client_loop, daemon=True,
-                                args=(lab.api_url, targets[n % len(targets)], stop, results, lock))
+                                args=(lab.api_url, targets[n % len(targets)], stop, results, lock,
+                                      interval, began + interval * n / clients))
                for n in range(clients)]
     cpu_before = (cpu_seconds(controller_pid), cpu_seconds(vswitchd_pid), time.process_time())
     started = time.monotonic()
@@ -102,7 +119,7 @@ def run_clients(lab, clients: int, seconds: float) -> dict:
                                             cpu_before, cpu_after)}
     operations = len(results["start"]) + len(results["stop"])
     every = results["start"] + results["stop"]
-    return {"clients": clients, "seconds": round(elapsed, 1),
+    return {"clients": clients, "offered_per_second": rate, "seconds": round(elapsed, 1),
             "operations_per_second": round(operations / elapsed, 1),
             "latency": {"start": latency(results["start"]), "stop": latency(results["stop"]),
                         "all": latency(every)},
@@ -128,16 +145,20 @@ def exact_flows(lab, flows_before: dict, started_ids: list[int]) -> dict:
             and consistency["active_captures"] == 0}
 
 
-def load_lab(lab, seconds: float, clients: int) -> dict:
-    """On a running lab: 1 client for a third of `seconds`, then `clients` clients for
-    `seconds`, each run followed by the exact-flows check."""
+def load_lab(lab, seconds: float, clients: int, rates=OFFERED_RATES) -> dict:
+    """On a running lab: 1 client for a third of `seconds`, `clients` clients for `seconds`,
+    then `clients` clients paced to each of `rates` for half of `seconds`; each run followed
+    by the exact-flows check."""
     if ANALYZER not in {a["name"] for a in lab.analyzers}:
         lab.create_analyzer(ANALYZER, compute="compute1")
     runs = []
-    for count, duration in ((1, max(2.0, seconds / 3)), (clients, seconds)):
+    plan = [(1, max(2.0, seconds / 3), None), (clients, seconds, None)]
+    plan += [(clients, max(2.0, seconds / 2), rate) for rate in rates]
+    for count, duration, rate in plan:
         flows_before = vrouter_flows(lab)
-        log(f"load: {count} client(s) start and stop captures for {duration:g} s")
-        figures = run_clients(lab, count, duration)
+        log(f"load: {count} client(s) start and stop captures for {duration:g} s"
+            + (f", paced to {rate:g} operations/s" if rate else ""))
+        figures = run_clients(lab, count, duration, rate)
         figures["flows"] = exact_flows(lab, flows_before, figures.pop("started_ids"))
         api = figures["latency"]
         log(f"load: {count} client(s): {figures['operations_per_second']} ops/s, start p50/p99 "
@@ -147,8 +168,8 @@ def load_lab(lab, seconds: float, clients: int) -> dict:
     return {"topology": TOPOLOGY.name, "runs": runs}
 
 
-def measure(seconds: float, clients: int = 30) -> dict:
+def measure(seconds: float, clients: int = 30, rates=OFFERED_RATES) -> dict:
     """Bring up the default lab and load it; the figures of `load_lab`."""
     lab_report: dict = {}
     with running_lab(TOPOLOGY, lab_report) as lab:
-        return {"lab": lab_report, **load_lab(lab, seconds, clients)}
+        return {"lab": lab_report, **load_lab(lab, seconds, clients, rates)}
