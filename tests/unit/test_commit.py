@@ -70,7 +70,7 @@ def waiting(rounds: SharedRounds, count: int) -> None:
     """Wait until `count` threads are inside `rounds.wait()` (a white-box look: the only way
     to know a thread has joined, not just that it is about to)."""
     deadline = time.monotonic() + HANG_GUARD
-    while sum(rounds._waiting.values()) != count:
+    while sum(rounds._needs.values()) != count:
         assert time.monotonic() < deadline, f"never {count} waiters"
         time.sleep(0.001)
 
@@ -137,7 +137,8 @@ def test_a_failed_round_fails_only_the_requests_that_needed_it():
 
 
 def test_a_failure_is_not_kept_for_requests_that_come_later():
-    """After a failed round, a new request is served by new rounds."""
+    """After a failed round, a new request is served by new rounds (whether the watcher had
+    gone on to the next round for nobody or not), and released when they end."""
     held = HeldRounds()
     rounds = SharedRounds(held)
     failed = Waiter(rounds)
@@ -147,10 +148,14 @@ def test_a_failure_is_not_kept_for_requests_that_come_later():
     assert isinstance(failed.result(), RuntimeError)
     again = Waiter(rounds)
     again.start()
-    held.wait_started(2)
-    held.end(2)
-    held.wait_started(3)
-    held.end(3)
+    waiting(rounds, 1)
+    deadline, ended = time.monotonic() + HANG_GUARD, 1
+    while again.is_alive():  # end each round the watcher starts, until `again` is released
+        assert time.monotonic() < deadline, "the waiter was never released"
+        if held.started > ended:
+            ended += 1
+            held.end(ended)
+        time.sleep(0.001)
     assert again.result() == "released"
 
 
