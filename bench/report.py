@@ -340,6 +340,8 @@ def full(results: dict) -> str:
     """Every table of a run."""
     parts = [f"# mirrorlab benchmarks ({results['kind']} run)\n", machine_line(results) + ".\n",
              f"Machine activity {_busy_line(results)}.\n", NOISE + "\n"]
+    if results.get("note"):  # what a run measured, when not simply its commit
+        parts.insert(2, results["note"] + "\n")
     lab = results.get("mirror_lab")
     if lab:
         parts.append("Analyzer launch (POST /api/analyzers): "
