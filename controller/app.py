@@ -342,10 +342,13 @@ class VRouterApp(app_manager.OSKenApp):
         of the bridge's flow tables, which is what starts a round (Open vSwitch 3.1,
         `handle_flow_mod__`). Every vRouter is a bridge of that one ovs-vswitchd, so any will
         do; with none connected, the timer starts it."""
-        with self.lock:
+        with self.lock:  # where the transaction ids of this app's messages are given out
             datapath = next((self.datapaths.get(dpid) for dpid in self.installed), None)
-        if datapath is not None:
-            datapath.send_msg(delete_flow(datapath, ROUND_TRIGGER_TABLE, 0, 0, parser.OFPMatch()))
+            if datapath is None:
+                return
+            trigger = delete_flow(datapath, ROUND_TRIGGER_TABLE, 0, 0, parser.OFPMatch())
+            datapath.set_xid(trigger)
+        datapath.send_msg(trigger)
 
     def _committer(self) -> None:
         # Not on os-ken's event thread, for the same reason as the reconciler; it never waits

@@ -100,7 +100,7 @@ class ControllerService:
             return frozenset(flows)
 
     def _flows_of(self, capture: Capture) -> dict[str, list[Flow]]:
-        """`pipeline.capture_flows` of an active capture, computed once (under `lock`)."""
+        """`pipeline.capture_flows` of a kept active capture, computed once (under `lock`)."""
         if capture.id not in self._capture_flows:
             self._capture_flows[capture.id] = capture_flows(self.topology, capture)
         return self._capture_flows[capture.id]
@@ -109,11 +109,11 @@ class ControllerService:
         """Store a new or changed capture and make it the intent (under `lock`)."""
         self.store.save_capture(capture)
         self.captures[capture.id] = capture
+        self._capture_flows.pop(capture.id, None)  # computed again from what it is now
         if capture.active:
             self._active[capture.id] = capture
         else:
             self._active.pop(capture.id, None)
-            self._capture_flows.pop(capture.id, None)
 
     def _push(self, computes) -> list:
         """Have the app bring the vRouters of `computes` to the desired flows, with every
@@ -353,7 +353,7 @@ class ControllerService:
             if recorder.get("state") == "failed":
                 raise Conflict(f"analyzer '{analyzer}' cannot record: its recorder failed "
                                f"({recorder.get('last_error')}); delete and re-create it", "analyzer")
-            computes = self._flows_of(capture)
+            computes = capture_flows(self.topology, capture)
             self.require_connected(computes)
             set_limits(self.captures_dir, capture.label, capture.limit_bytes, self.min_free_bytes)
             wire = ({"nic_vlan": capture.mirror_to.nic_assisted_mirroring_vlan}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mirrorlab.controller.errors import Conflict, NotFound
+from mirrorlab.controller.errors import Conflict, NotFound, VRouterUnavailable
 from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, plan_analyzer
 from mirrorlab.controller.pipeline import desired_flows
 from mirrorlab.controller.service import ControllerService
@@ -223,3 +223,18 @@ def test_desired_flows_follow_the_pipeline_through_start_stop_and_new_analyzers(
     assert service.vrouter_name(0xDEAD) is None  # a stranger: the app leaves its flows alone
     with pytest.raises(KeyError):
         service.desired_flows_for(0xDEAD)
+
+
+def test_a_capture_refused_after_it_was_planned_leaves_nothing_to_the_next(make_service):
+    """A capture refused once its flows were planned (a vRouter it needs is not connected)
+    leaves nothing behind: the next capture gets the same id, and its own flows."""
+    service = make_service()
+    app = RecordingApp(service)
+    service.create_analyzer("far", compute="compute3")
+    far_away = service.vrouter("compute3").dpid
+    app.connected = lambda dpid: dpid != far_away
+    with pytest.raises(VRouterUnavailable, match="compute3"):
+        service.start_capture("compute1", "tap-vm1-0", "both", "far")
+    capture = service.start_capture("compute1", "tap-vm3-0", "ingress")
+    assert capture.id == 1
+    assert_desired_flows_follow_the_pipeline(service)
