@@ -302,16 +302,80 @@ def soak_table(results: dict) -> str:
             + _table(["Figure", "Measured"], [list(row) for row in _soak_figures(s)]))
 
 
+def _load_run(r: dict) -> str:
+    """How a load run was driven: its clients, paced or not."""
+    clients = f"{r['clients']} client{'s' if r['clients'] > 1 else ''}"
+    offered = r.get("offered_per_second")
+    return f"{clients}, {_num(offered)} ops/s offered" if offered else f"{clients}, unpaced"
+
+
+def _exact(flows: dict) -> str:
+    """Whether the flows were exact after a load run, or what was not."""
+    if flows.get("exact"):
+        return "exact flows afterwards"
+    return (f"NOT exact afterwards ({flows.get('leftover')} leftover flows, "
+            f"{flows.get('not_stopped_count')} captures not stopped, vRouters changed: "
+            f"{', '.join(flows.get('vrouters_changed', {})) or 'none'})")
+
+
+def load_table(results: dict) -> str:
+    load = results.get("load")
+    if not load:
+        return ""
+    rows = []
+    for r in load["runs"]:
+        api, cpu = r["latency"], r["cpu_cores"]
+        rows.append([_load_run(r), f"{r['seconds']} s", f"**{_num(r['operations_per_second'])}**",
+                     f"{_ms(api['start']['p50'])} / {_ms(api['start']['p99'])} / {_ms(api['start']['max'])}",
+                     f"{_ms(api['stop']['p50'])} / {_ms(api['stop']['p99'])} / {_ms(api['stop']['max'])}",
+                     f"**{_ms(api['all']['p99'])}**",
+                     ", ".join(f"{k}: {v}" for k, v in r["refused"].items()) or "0",
+                     " / ".join(_num(cpu.get(name)) for name in ("controller", "ovs_vswitchd", "clients")),
+                     "yes" if r["flows"].get("exact") else _exact(r["flows"])])
+    return ("### API load: concurrent capture start and stop\n\n"
+            f"Lab {load['topology']}; each client starts a capture of its own interface slot "
+            "(POST /api/captures) and stops it at once (DELETE), again and again, as fast as "
+            "answered (unpaced) or paced so that all clients together offer the given rate; "
+            "operations = successful starts + stops. Exact: afterwards no capture active, every "
+            "started one stopped, every vRouter's flows as before the run. CPU in cores: "
+            "controller / ovs-vswitchd / the clients.\n\n"
+            + _table(["clients", "run", "operations/s", "start p50 / p99 / max", "stop p50 / p99 / max",
+                      "p99 (all)", "refused", "CPU", "exact"], rows))
+
+
+def _load_summary(load: dict) -> list[list[str]]:
+    """The README's rows of a load run: unpaced runs one by one, paced ones together."""
+    rows = []
+    for r in load["runs"]:
+        if r.get("offered_per_second"):
+            continue
+        api = r["latency"]
+        rows.append([f"API load, {_load_run(r)}: capture start + stop operations/s, p50 / p99",
+                     f"{_num(r['operations_per_second'])} ops/s; start {_ms(api['start']['p50'])} / "
+                     f"{_ms(api['start']['p99'])}, stop {_ms(api['stop']['p50'])} / "
+                     f"{_ms(api['stop']['p99'])}; {_exact(r['flows'])}"])
+    paced = [r for r in load["runs"] if r.get("offered_per_second")]
+    if paced:
+        rows.append([f"API load, {paced[0]['clients']} clients paced: p99 at each offered rate",
+                     "; ".join(f"{_num(r['offered_per_second'])} offered: {_num(r['operations_per_second'])} "
+                               f"ops/s, p99 {_ms(r['latency']['all']['p99'])}" for r in paced)
+                     + ("; exact flows after each" if all(r["flows"].get("exact") for r in paced)
+                        else "; NOT exact after some")])
+    return rows
+
+
 def full(results: dict) -> str:
     """Every table of a run."""
     parts = [f"# mirrorlab benchmarks ({results['kind']} run)\n", machine_line(results) + ".\n",
              f"Machine activity {_busy_line(results)}.\n", NOISE + "\n"]
+    if results.get("note"):  # what a run measured, when not simply its commit
+        parts.insert(2, results["note"] + "\n")
     lab = results.get("mirror_lab")
     if lab:
         parts.append("Analyzer launch (POST /api/analyzers): "
                      + ", ".join(f"{k} {v} s" for k, v in lab["analyzer_launch_seconds"].items()) + ".\n")
     for render in (capture_table, completeness_table, forwarding_table, scale_table, controller_table,
-                   soak_table):
+                   soak_table, load_table):
         text = render(results)
         if text:
             parts.append(text)
@@ -381,6 +445,9 @@ def summary(results: dict) -> str:
     if soak:
         rows += [[f"Soak ({soak['churn_seconds']} s): {figure[0].lower()}{figure[1:]}", value]
                  for figure, value in _soak_figures(soak)]
+    load = results.get("load")
+    if load:
+        rows += _load_summary(load)
     return ("## Benchmarks\n\n"
             f"`scripts/bench` ({results['kind']} run): {machine_line(results)}; machine activity "
             f"{_busy_line(results)}. {NOISE} "

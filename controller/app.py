@@ -12,6 +12,12 @@ barrier, and the batch counts as installed when the barrier reply comes, less an
 switch refused with an OpenFlow error (which is logged and reported to whoever waits). Whoever
 waits (`confirm`) also waits for the switch's datapath to re-translate its cached flows.
 Only the lab's own Open vSwitch may connect: a connection from any other process is refused.
+
+Requests commit in groups (`push`, then `confirm`): a committer thread keeps at most one batch
+of its own in flight per vRouter, and sends the next one, with the changes of every request
+that came meanwhile, when its barrier reply comes; the requests of one batch share its barrier,
+and concurrent requests share the watching of the datapath's revalidation rounds
+(`controller.commit.SharedRounds`). No lock is held while anyone waits for a switch.
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ from os_ken.controller.handler import (
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
+from mirrorlab.controller.commit import SharedRounds
 from mirrorlab.controller.errors import VRouterUnavailable
 from mirrorlab.controller.ofproto import add_flow, delete_flow, ofp_match
 from mirrorlab.sandbox import SandboxError
@@ -43,6 +50,8 @@ AUDIT_INTERVAL = 2.0
 # audited every AUDIT_INTERVAL, while a lab of 1000 VMs (25,000 flows), read all at once every
 # AUDIT_INTERVAL, kept a core busy and delayed echo replies past the liveness check.
 AUDIT_FLOWS_PER_SECOND = 2000
+# A flow table the pipeline never uses, where deleting "the" flow deletes nothing.
+ROUND_TRIGGER_TABLE = 254
 
 
 def _logged(handler):
@@ -79,12 +88,12 @@ class Batch:
     done: threading.Event = field(default_factory=threading.Event)
     lost: str | None = None                      # why it will never be confirmed
 
-    def wait(self, timeout: float = CONFIRM_TIMEOUT) -> None:
+    def wait(self, deadline: float) -> None:
         """Return once the vRouter confirmed the batch; raise `VRouterUnavailable` naming the
-        vRouter if it refused part of it, disconnected, or did not answer in time."""
-        if not self.done.wait(timeout):
-            raise VRouterUnavailable(f"vrouter '{self.vrouter}' did not confirm flow changes within "
-                                     f"{timeout:.0f} s", "vrouter")
+        vRouter if it refused part of it, disconnected, or did not answer by `deadline` (a
+        `time.monotonic()`)."""
+        if not self.done.wait(max(0.0, deadline - time.monotonic())):
+            raise _not_confirmed(self.vrouter)
         if self.lost:
             raise VRouterUnavailable(f"vrouter '{self.vrouter}' {self.lost} before confirming "
                                      f"flow changes", "vrouter")
@@ -93,17 +102,45 @@ class Batch:
                                      f"{'; '.join(self.errors[:3])}", "vrouter")
 
 
+def _not_confirmed(vrouter: str) -> VRouterUnavailable:
+    return VRouterUnavailable(f"vrouter '{vrouter}' did not confirm flow changes within "
+                              f"{CONFIRM_TIMEOUT:.0f} s", "vrouter")
+
+
+@dataclass
+class Ticket:
+    """One request's claim on a vRouter: that it come to hold the flows the intent asked for
+    when the request made it. The committer settles it with the batches whose confirmation
+    says so (none when the vRouter held them already), or with why it cannot."""
+
+    vrouter: str
+    settled: threading.Event = field(default_factory=threading.Event)
+    batches: list = field(default_factory=list)
+    failure: VRouterUnavailable | None = None
+
+    def wait(self, deadline: float) -> None:
+        """Return once the vRouter confirmed the flows; raise `VRouterUnavailable` naming it
+        otherwise (not connected, refused, or no answer by `deadline`)."""
+        if not self.settled.wait(max(0.0, deadline - time.monotonic())):
+            raise _not_confirmed(self.vrouter)
+        if self.failure is not None:
+            raise self.failure
+        for batch in self.batches:
+            batch.wait(deadline)
+
+
 class VRouterApp(app_manager.OSKenApp):
     """Programs every vRouter from the service's desired flows."""
 
     OFP_VERSIONS = [ofp.OFP_VERSION]
     # controller.main sets these before os-ken instantiates the app: the service, a function
     # giving the PID of the lab's ovs-vswitchd (the only process that may connect), and one
-    # returning once that ovs-vswitchd has revalidated its cached datapath flows (see `confirm`;
+    # returning at the end of that ovs-vswitchd's revalidation round under way or its next one,
+    # calling its argument once it waits (`RevalidationWatch.next_round_end`; see `confirm`;
     # None: the switches cache no flows).
     service = None
     trusted_switch_pid = None
-    revalidate_datapath = None
+    revalidation_round = None
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -117,8 +154,16 @@ class VRouterApp(app_manager.OSKenApp):
         self.refused: list[str] = []        # connections refused, newest last
         self.pending_reconcile: set[int] = set()
         self.wakeup = threading.Condition(self.lock)
+        self.tickets: dict[int, list[Ticket]] = {}  # dpid -> tickets the committer has not sent yet
+        self.committing: dict[int, Batch] = {}      # dpid -> the committer's batch in flight
+        self.commit_wakeup = threading.Condition(self.lock)
+        # Held from a batch's registration until its last message is handed to os-ken, so
+        # batches leave in the order `_expected` assumes, without holding the locks meanwhile.
+        self.send_locks: dict[int, threading.Lock] = {}
+        self.revalidation = SharedRounds(self._revalidation_round)
         self.service.attach(self)
         threading.Thread(target=self._reconciler, name="reconciler", daemon=True).start()
+        threading.Thread(target=self._committer, name="flow-commit", daemon=True).start()
         threading.Thread(target=self._auditor, name="flow-audit", daemon=True).start()
 
     # --- queries -----------------------------------------------------------------------------
@@ -208,6 +253,8 @@ class VRouterApp(app_manager.OSKenApp):
             batch = self.batches.pop(key)
             batch.lost = why
             batch.done.set()
+        if self.committing.pop(dpid, None) is not None:
+            self.commit_wakeup.notify()
 
     # --- confirmations and errors ----------------------------------------------------------------
 
@@ -230,6 +277,9 @@ class VRouterApp(app_manager.OSKenApp):
             if batch.errors:
                 self.problems[dpid] = "refused flows: " + "; ".join(batch.errors[:3])
             batch.done.set()
+            if self.committing.get(dpid) is batch:
+                del self.committing[dpid]
+                self.commit_wakeup.notify()
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [HANDSHAKE_DISPATCHER, CONFIG_DISPATCHER, MAIN_DISPATCHER])
     @_logged
@@ -252,24 +302,99 @@ class VRouterApp(app_manager.OSKenApp):
             batch.adds.pop(key, None)
             batch.deletes.discard(key)
 
-    def confirm(self, batches: list[Batch]) -> None:
-        """Return once every batch is confirmed by its vRouter and the datapath forwards by it.
-        The barrier reply says a vRouter's flow tables hold the changes, but Open vSwitch's
-        datapath goes on applying the actions its cached flows were translated to until its
-        revalidators have run: without waiting for them, a new capture misses the first packets
-        of traffic already flowing, and a stopped one still copies a few. Raises
-        `VRouterUnavailable` naming the vRouter(s) if either cannot be confirmed."""
-        for batch in batches:
-            batch.wait()
-        if not batches or self.revalidate_datapath is None:
+    def push(self, dpids) -> list[Ticket]:
+        """Ask for the vRouters `dpids` to be brought to their desired flows, with every change
+        of intent made before this call; return the tickets to `confirm`. Returns at once: the
+        committer sends the changes of every request that came since its last batch to that
+        vRouter in one batch, as soon as that batch is confirmed."""
+        with self.lock:
+            tickets = []
+            for dpid in dpids:
+                ticket = Ticket(self.service.vrouter_name(dpid) or f"dpid {dpid}")
+                self.tickets.setdefault(dpid, []).append(ticket)
+                tickets.append(ticket)
+            self.commit_wakeup.notify()
+        return tickets
+
+    def confirm(self, tickets: list[Ticket]) -> None:
+        """Return once every ticket's vRouter confirmed its flows and the datapath forwards by
+        them. The barrier reply says a vRouter's flow tables hold the changes, but Open
+        vSwitch's datapath goes on applying the actions its cached flows were translated to
+        until its revalidators have run: without waiting for them, a new capture misses the
+        first packets of traffic already flowing, and a stopped one still copies a few. So
+        this also waits for a revalidation round that began after the confirmation to end
+        (shared with every other request waiting). Raises `VRouterUnavailable` naming the
+        vRouter(s) if either cannot be confirmed."""
+        deadline = time.monotonic() + CONFIRM_TIMEOUT
+        for ticket in tickets:
+            ticket.wait(deadline)
+        if not tickets or self.revalidation_round is None:
             return
         try:
-            self.revalidate_datapath()
+            self.revalidation.wait()
         except SandboxError as err:
-            names = ", ".join(f"'{batch.vrouter}'" for batch in batches)
+            names = ", ".join(dict.fromkeys(f"'{ticket.vrouter}'" for ticket in tickets))
             raise VRouterUnavailable(f"vrouter {names} confirmed its flow changes, but its "
                                      f"datapath may still forward by the old ones: {err}",
                                      "vrouter") from None
+
+    def _revalidation_round(self) -> None:
+        self.revalidation_round(self._start_revalidation_round)
+
+    def _start_revalidation_round(self) -> None:
+        """Make the lab's ovs-vswitchd start a revalidation round now rather than at its next
+        timer (100 ms at the soonest): a FlowMod that deletes nothing still bumps the version
+        of the bridge's flow tables, which is what starts a round (Open vSwitch 3.1,
+        `handle_flow_mod__`). Every vRouter is a bridge of that one ovs-vswitchd, so any will
+        do; with none connected, the timer starts it."""
+        with self.lock:  # where the transaction ids of this app's messages are given out
+            datapath = next((self.datapaths.get(dpid) for dpid in self.installed), None)
+            if datapath is None:
+                return
+            trigger = delete_flow(datapath, ROUND_TRIGGER_TABLE, 0, 0, parser.OFPMatch())
+            datapath.set_xid(trigger)
+        datapath.send_msg(trigger)
+
+    def _committer(self) -> None:
+        # Not on os-ken's event thread, for the same reason as the reconciler; it never waits
+        # for a switch: a barrier reply wakes it for that vRouter's next batch.
+        while True:
+            with self.lock:
+                while not (ready := [dpid for dpid, tickets in self.tickets.items()
+                                     if tickets and dpid not in self.committing]):
+                    self.commit_wakeup.wait()
+                groups = {dpid: self.tickets.pop(dpid) for dpid in ready}
+            for dpid, tickets in groups.items():
+                try:
+                    self._commit(dpid, tickets)
+                except Exception as err:
+                    LOG.exception("committing flow changes to dpid=%s failed", dpid)
+                    failure = VRouterUnavailable(f"vrouter '{tickets[0].vrouter}' did not get its "
+                                                 f"flow changes: {err}", "vrouter")
+                    for ticket in tickets:
+                        ticket.failure = failure
+                        ticket.settled.set()
+
+    def _commit(self, dpid: int, tickets: list[Ticket]) -> None:
+        """Send one batch bringing `dpid` to its desired flows, and settle `tickets` with every
+        batch in flight to it then (the others may carry a ticket's change too; each one's
+        barrier reply says all before it were applied)."""
+        try:
+            batch = self.sync(dpid)
+        except VRouterUnavailable as err:
+            for ticket in tickets:
+                ticket.failure = err
+                ticket.settled.set()
+            return
+        with self.lock:
+            if batch is not None and not batch.done.is_set():
+                self.committing[dpid] = batch
+            in_flight = [b for (batch_dpid, _xid), b in sorted(self.batches.items()) if batch_dpid == dpid]
+            if batch is not None and batch not in in_flight:
+                in_flight.append(batch)  # confirmed (or lost) already: its outcome still counts
+            for ticket in tickets:
+                ticket.batches = in_flight
+                ticket.settled.set()
 
     # --- reconciliation ------------------------------------------------------------------------
 
@@ -322,8 +447,8 @@ class VRouterApp(app_manager.OSKenApp):
         deletes (an ADD over an equal match replaces it, so nothing forwards through a gap),
         then a barrier. Returns the batch to `wait()` on, or None when nothing had to change.
         Raises `VRouterUnavailable` if the vRouter is not connected."""
-        # Lock order: the service's, then this app's. The service holds its lock while it
-        # changes the intent and pushes it, so the desired flows cannot change under us.
+        # Lock order: the service's, then this app's. The desired flows and the batch are taken
+        # together, so batches reach a vRouter in the order of the intents they carry.
         with self.service.lock, self.lock:
             name = self.service.vrouter_name(dpid) or f"dpid {dpid}"
             datapath = self.datapaths.get(dpid)
@@ -339,18 +464,25 @@ class VRouterApp(app_manager.OSKenApp):
             batch = Batch(vrouter=name)
             barrier = parser.OFPBarrierRequest(datapath)
             datapath.set_xid(barrier)
+            messages = []
             for flow in sorted(missing, key=lambda f: (f.table, f.priority)):
                 message = add_flow(datapath, flow)
                 datapath.set_xid(message)
+                messages.append(message)
                 self.flowmods[(dpid, message.xid)] = (barrier.xid, flow.key, "add")
                 batch.adds[flow.key] = ofp_match(flow)
-                datapath.send_msg(message)
             for (table, priority, cookie), match in stale:
                 message = delete_flow(datapath, table, priority, cookie, match)
                 datapath.set_xid(message)
+                messages.append(message)
                 self.flowmods[(dpid, message.xid)] = (barrier.xid, (table, priority, cookie), "delete")
                 batch.deletes.add((table, priority, cookie))
-                datapath.send_msg(message)
             self.batches[(dpid, barrier.xid)] = batch
-            datapath.send_msg(barrier)
-            return batch
+            sending = self.send_locks.setdefault(dpid, threading.Lock())
+            sending.acquire()
+        try:
+            for message in messages + [barrier]:
+                datapath.send_msg(message)
+        finally:
+            sending.release()
+        return batch

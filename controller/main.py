@@ -30,9 +30,9 @@ from mirrorlab.controller.store import Store
 from mirrorlab.controller.vncserver import DEFAULT_CONFIG_API_PORT, ConfigApi, create_config_app
 from mirrorlab import topofile
 from mirrorlab.control import LabControl
-from mirrorlab.health import lab_problems
+from mirrorlab.health import RecentProblems
 from mirrorlab.recorder import DEFAULT_LIMIT_BYTES, DEFAULT_MIN_FREE_BYTES
-from mirrorlab.sandbox import Sandbox
+from mirrorlab.sandbox import RevalidationWatch, Sandbox
 from mirrorlab.state import LabState
 
 
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     service = ControllerService(topofile.load(args.topology), Store(state.database_path),
                                 LabControl(state.socket_path), state.captures_dir,
                                 args.capture_limit_bytes, args.min_free_bytes,
-                                lab_health=lambda: lab_problems(state))
+                                lab_health=RecentProblems(state))
 
     bound = [] if is_wildcard(args.api_host) else [args.api_host]  # 0.0.0.0 names no host
     access = ApiAccess.of(args.allowed_host + bound, args.api_token)
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     _accept_unix_connections()
     VRouterApp.service = service
     VRouterApp.trusted_switch_pid = Sandbox(state).vswitchd_pid
-    VRouterApp.revalidate_datapath = Sandbox(state).wait_for_revalidation
+    VRouterApp.revalidation_round = RevalidationWatch(Sandbox(state)).next_round_end
     manager = AppManager.get_instance()
     manager.load_apps(["mirrorlab.controller.app"])
     manager.instantiate_apps(**manager.create_contexts())

@@ -4,9 +4,11 @@ It holds the intent (topology, analyzer VMs, captures), persists it in the store
 process for analyzer VMs, and has the app push the resulting flow changes. All pure decisions
 are made by `controller.mirroring` and `controller.pipeline`.
 
-Locking: `lock` guards the intent and is held only while it changes and while the app sends
-the resulting FlowMods, never while waiting for a vRouter's confirmation or an analyzer VM's
-boot, so reads never stall behind a slow switch or VM.
+Locking: `lock` guards the intent and is held only while it changes, never while the app
+sends FlowMods, waits for a vRouter's confirmation or its datapath's revalidation, nor while the
+lab process answers or an analyzer VM boots, so reads never stall behind a slow switch or VM.
+Each change asks the app to push it (`_push`) and waits for it outside the lock (`_confirm`):
+the app commits concurrent requests' changes in shared batches (see `controller.app`).
 """
 from __future__ import annotations
 
@@ -65,6 +67,10 @@ class ControllerService:
             topology = topology.with_vm(vm)
         self.topology = topology
         self.captures = {c.id: c for c in store.captures()}
+        # The active ones, and their flows by compute node (as of `topology`), kept aside: every
+        # request and every sync reads them, and the stopped ones only ever grow in number.
+        self._active = {c.id: c for c in self.captures.values() if c.active}
+        self._capture_flows: dict[int, dict[str, list[Flow]]] = {}
         self.starting: set[int] = set()  # captures whose flows no vRouter has confirmed yet
         self.pcaps = PcapIndex()
         # Whether the fabric's NIC mirrors may differ from the active captures' (until the
@@ -96,33 +102,50 @@ class ControllerService:
                 self._forwarding[compute.name] = frozenset(forwarding_flows(self.topology, compute))
             flows = set(self._forwarding[compute.name])
             flows.update(self._policy_flows.get(compute.name, ()))
-            for capture in self.captures.values():
-                if capture.active:
-                    flows.update(capture_flows(self.topology, capture).get(compute.name, ()))
+            for capture in self._active.values():
+                flows.update(self._flows_of(capture).get(compute.name, ()))
             return frozenset(flows)
 
+    def _flows_of(self, capture: Capture) -> dict[str, list[Flow]]:
+        """`pipeline.capture_flows` of a kept active capture, computed once (under `lock`)."""
+        if capture.id not in self._capture_flows:
+            self._capture_flows[capture.id] = capture_flows(self.topology, capture)
+        return self._capture_flows[capture.id]
+
+    def _keep(self, capture: Capture) -> None:
+        """Store a new or changed capture and make it the intent (under `lock`)."""
+        self.store.save_capture(capture)
+        self.captures[capture.id] = capture
+        self._capture_flows.pop(capture.id, None)  # computed again from what it is now
+        if capture.active:
+            self._active[capture.id] = capture
+        else:
+            self._active.pop(capture.id, None)
+
     def _push(self, computes) -> list:
-        """Send the vRouters of `computes` their flow changes (under `lock`); return what to
-        wait on. Raises `VRouterUnavailable` for a vRouter that is not connected."""
+        """Have the app bring the vRouters of `computes` to the desired flows, with every
+        change of intent made so far; return what to `_confirm`. Returns at once (under `lock`
+        or not): the app sends the changes of concurrent requests together."""
         if self.app is None:
             return []
-        batches = [self.app.sync(self.topology.compute(name).dpid) for name in computes]
-        return [batch for batch in batches if batch is not None]
+        return self.app.push([self.topology.compute(name).dpid for name in computes])
 
     def _push_all_connected(self) -> list:
         """Like `_push` for every connected vRouter; the others catch up when they reconnect."""
         return self._push(c.name for c in self.topology.computes if self.connected(c))
 
-    def _confirm(self, batches) -> None:
-        """Wait (without `lock`) until every batch is confirmed and the vRouters' datapath
-        forwards by it; raise `VRouterUnavailable` for the first that is not."""
-        if batches:
-            self.app.confirm(batches)
+    def _confirm(self, pushed) -> None:
+        """Wait (without `lock`) until the vRouters `_push` named hold the flows and their
+        datapath forwards by them; raise `VRouterUnavailable` for the first that does not (not
+        connected, refused, no answer)."""
+        if pushed:
+            self.app.confirm(pushed)
 
     def _set_topology(self, topology: Topology) -> list:
         self.topology = topology
         self._forwarding.clear()
         self._policy_flows = policy_flows(topology, self.policies)
+        self._capture_flows.clear()
         return self._push_all_connected()
 
     def set_policies(self, rules: dict[str, tuple[PolicyRule, ...]]) -> None:
@@ -146,9 +169,9 @@ class ControllerService:
                 set_encapsulation(self.captures_dir, label, {"label": label, "analyzer_interface": None,
                                                              **encapsulation.to_dict()})
             self.policies, self._policy_flows = rules, flows
-            batches = self._push_all_connected()
+            pushed = self._push_all_connected()
         try:
-            self._confirm(batches)
+            self._confirm(pushed)
         except MirrorlabError:
             # The writer is told the policies were not applied: the vRouters go back to the
             # rules they had (one that reconnects later reconciles to those).
@@ -213,8 +236,8 @@ class ControllerService:
     def active_captures(self, interface: Interface | None = None) -> list[Capture]:
         """Active captures, all or of one interface."""
         with self.lock:
-            return [c for c in self.captures.values() if c.active
-                    and (interface is None or c.interface == interface.port_name)]
+            return [c for c in self._active.values()
+                    if interface is None or c.interface == interface.port_name]
 
     def list_captures(self) -> list[Capture]:
         """Every capture, newest first."""
@@ -301,8 +324,8 @@ class ControllerService:
                 raise LabUnavailable(f"cannot start analyzer '{name}': {err}") from None
             with self.lock:
                 self.store.add_analyzer(vm)
-                batches = self._set_topology(self.topology.with_vm(vm))
-            self._confirm(batches)
+                pushed = self._set_topology(self.topology.with_vm(vm))
+            self._confirm(pushed)
             return vm
 
     def delete_analyzer(self, name: str) -> None:
@@ -320,14 +343,14 @@ class ControllerService:
                 if policies:
                     raise Conflict(f"analyzer '{name}' is the mirror destination of network "
                                    f"policy {', '.join(policies)}; change those rules first")
-                batches = self._set_topology(self.topology.without_vm(vm.name))
+                pushed = self._set_topology(self.topology.without_vm(vm.name))
                 self.store.remove_analyzer(name)
             try:
                 self.lab.remove_vm(vm.name)
             except LabControlError as err:
                 raise LabUnavailable(f"analyzer '{name}' is forgotten, but its VM was not "
                                      f"removed: {err}") from None
-            self._confirm(batches)
+            self._confirm(pushed)
 
     # --- captures ------------------------------------------------------------------------
 
@@ -367,14 +390,15 @@ class ControllerService:
                     self.create_analyzer(analyzer, compute=target.compute)
                 except Conflict:
                     pass  # another request launched it meanwhile
+        recorders = self.recorders()  # a call to the lab process: not under `lock`
         with self.lock:
-            capture = plan_capture(self.topology, list(self.captures.values()),
+            capture = plan_capture(self.topology, list(self._active.values()),
                                    self.store.next_capture_id(), vrouter, interface, direction,
                                    analyzer, self.clock(), lease_seconds,
                                    self.capture_limit_bytes if limit_bytes is None else limit_bytes,
                                    secret=secrets.token_urlsafe(24), origin=origin,
                                    mirror_to=destination)
-            recorder = self.recorders().get(analyzer, {})
+            recorder = recorders.get(analyzer, {})
             if recorder.get("state") == "failed":
                 raise Conflict(f"analyzer '{analyzer}' cannot record: its recorder failed "
                                f"({recorder.get('last_error')}); delete and re-create it", "analyzer")
@@ -388,16 +412,11 @@ class ControllerService:
                               {"label": capture.label,
                                "analyzer_interface": self.analyzer_interface(capture.analyzer),
                                **wire})
-            self.store.save_capture(capture)
-            self.captures[capture.id] = capture
+            self._keep(capture)
             self.starting.add(capture.id)
-            try:
-                batches = self._push(computes)
-            except MirrorlabError:
-                self._abandon(capture)
-                raise
+            pushed = self._push(computes)
         try:
-            self._confirm(batches)
+            self._confirm(pushed)
         except MirrorlabError as err:
             with self.lock:
                 self._abandon(capture)
@@ -428,7 +447,7 @@ class ControllerService:
         """Make the fabric switch's mirrors those of the active NIC-assisted captures (through
         the lab process, which owns the lab's Open vSwitch); `LabUnavailable` if it cannot."""
         with self.lock:
-            desired = {m.name: m for m in nic_mirrors(self.topology, list(self.captures.values()))}
+            desired = {m.name: m for m in nic_mirrors(self.topology, list(self._active.values()))}
         try:
             present = set(self.lab.nic_mirrors())
             for name in present - set(desired):
@@ -447,8 +466,7 @@ class ControllerService:
         self.starting.discard(capture.id)
         stopped = capture.stopped(self.clock(), "not started: a vRouter did not confirm its flows",
                                   failed=True)
-        self.store.save_capture(stopped)
-        self.captures[capture.id] = stopped
+        self._keep(stopped)
         self._push_all_connected()
 
     def stop_capture(self, capture_id: int, reason: str | None = None,
@@ -461,13 +479,12 @@ class ControllerService:
             capture = self.capture(capture_id)
             if not capture.active:
                 return capture
-            computes = capture_flows(self.topology, capture)
+            computes = self._flows_of(capture)
             capture = capture.stopped(self.clock(), reason, failed)
-            self.store.save_capture(capture)
-            self.captures[capture.id] = capture
+            self._keep(capture)
             self.starting.discard(capture.id)
-            batches = self._push(c for c in computes if self.connected(self.topology.compute(c)))
-        self._confirm(batches)
+            pushed = self._push(c for c in computes if self.connected(self.topology.compute(c)))
+        self._confirm(pushed)
         if capture.mirror_to.nic_assisted_mirroring:
             try:
                 self.reconcile_nic_mirrors()
@@ -486,8 +503,7 @@ class ControllerService:
                 if not capture.active:
                     raise Conflict(f"capture {capture_id} is stopped", "id")
                 capture = capture.renewed(now)
-                self.store.save_capture(capture)
-                self.captures[capture.id] = capture
+                self._keep(capture)
                 return capture
         self.stop_capture(capture_id, "its lease ran out")
         raise Conflict(f"capture {capture_id} stopped: its lease ran out", "id")
@@ -496,7 +512,7 @@ class ControllerService:
         """Stop every capture whose lease ran out; return them."""
         now = self.clock()
         with self.lock:
-            expired = [c.id for c in self.captures.values() if c.lease_expired(now)]
+            expired = [c.id for c in self._active.values() if c.lease_expired(now)]
         return self._stop_all([(capture_id, "its lease ran out", False) for capture_id in expired])
 
     def _stop_all(self, stops: list[tuple[int, str, bool]]) -> list[Capture]:

@@ -2,6 +2,10 @@
 controller's API (which refuses changes to a lab that is not whole)."""
 from __future__ import annotations
 
+import threading
+import time
+from typing import Callable
+
 from mirrorlab.sandbox import Sandbox
 from mirrorlab.supervisor import ENCAPSULATOR
 from mirrorlab.state import LabState, process_alive
@@ -27,3 +31,27 @@ def lab_problems(state: LabState) -> list[str]:
             problems.append(f"the mirror encapsulator failed ({supervised.get('last_error')}): "
                             f"no copy reaches an analyzer; run `mirrorlab down`, then `mirrorlab up`")
     return problems
+
+
+class RecentProblems:
+    """`lab_problems` of the lab in `state`, read again only once the last reading is
+    `max_age` seconds old. The controller asks before every change and every active capture
+    it shows, hundreds of times a second under load, and each reading opens the lab's record
+    and a file per process: a failure still shows within `max_age`."""
+
+    def __init__(self, state: LabState, max_age: float = 0.2,
+                 clock: Callable[[], float] = time.monotonic):
+        self.state = state
+        self.max_age = max_age
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._read_at: float | None = None
+        self._problems: list[str] = []
+
+    def __call__(self) -> list[str]:
+        """The problems as last read, at most `max_age` seconds ago."""
+        with self._lock:
+            now = self.clock()
+            if self._read_at is None or now - self._read_at >= self.max_age:
+                self._problems, self._read_at = lab_problems(self.state), now
+            return list(self._problems)

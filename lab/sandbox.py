@@ -12,12 +12,16 @@ the lab's Open vSwitch run directory that only root can open.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from mirrorlab.state import LabState, process_record, process_start_time, stop_process
 
@@ -90,26 +94,6 @@ class Sandbox:
             raise SandboxError(f"{' '.join(argv)} failed: {(result.stderr or result.stdout).strip()}")
         return result
 
-    def wait_for_revalidation(self, timeout: float = REVALIDATION_TIMEOUT) -> None:
-        """Return once the lab's ovs-vswitchd has re-translated every cached datapath flow
-        against its OpenFlow tables as they are now. A barrier reply only says the tables hold
-        a change: the datapath keeps forwarding by the actions its cached flows were translated
-        to until the revalidator threads have run. `revalidator/wait` returns at the end of a
-        revalidation round, which may have begun before the change, so two are waited for: the
-        second round begins after the first ends. Unix sockets are reached by path, so this
-        runs from any namespace. Raises `SandboxError` saying why it could not be confirmed."""
-        command = ["ovs-appctl", f"--timeout={max(1, round(timeout))}", "revalidator/wait"]
-        for _round in range(2):
-            try:
-                result = subprocess.run(command, capture_output=True, text=True, timeout=timeout + 1,
-                                        env={**os.environ, **self.env()})
-            except subprocess.TimeoutExpired:
-                raise SandboxError(f"the lab's Open vSwitch did not revalidate its datapath flows "
-                                   f"within {timeout:g} s") from None
-            if result.returncode != 0:
-                raise SandboxError(f"the lab's Open vSwitch did not revalidate its datapath flows: "
-                                   f"{(result.stderr or result.stdout).strip() or 'ovs-appctl failed'}")
-
     def vswitchd_pid(self) -> int | None:
         """The PID of the lab's ovs-vswitchd now (its monitor restarts it with a new one)."""
         try:
@@ -134,8 +118,8 @@ class Sandbox:
                  "--pidfile", "--monitor", "--detach", "--log-file", "--no-chdir")
         self._record_daemon("ovsdb-server")
         self.run("ovs-vsctl", "--no-wait", "init")
-        # Revalidation rounds at least this often (ms; Open vSwitch's default is 500), so that
-        # `wait_for_revalidation`, which waits for two of them, answers in a fraction of a second.
+        # Revalidation rounds at least this often (ms; Open vSwitch's default is 500, and it
+        # takes nothing below 100), should a change go by without starting one.
         self.run("ovs-vsctl", "--no-wait", "set", "Open_vSwitch", ".",
                  f"other_config:max-revalidator={REVALIDATION_INTERVAL_MS}")
         self.run("ovs-vswitchd", "--pidfile", "--monitor", "--detach", "--log-file", "--no-chdir",
@@ -191,3 +175,84 @@ class Sandbox:
                     pass
             subprocess.run(["ip", "netns", "del", netns], capture_output=True)
         return removed
+
+
+class RevalidationWatch:
+    """Watches the revalidation rounds of the lab's ovs-vswitchd through its control socket.
+
+    A barrier reply only says the flow tables hold a change: the datapath keeps forwarding by
+    the actions its cached flows were translated to until the revalidator threads have run.
+    `next_round_end` returns at the end of the round under way, or of the next one
+    (`ovs-appctl revalidator/wait`); a round that began after a change has ended by the second
+    such return after it (`controller.commit.SharedRounds` shares them between requests).
+    ovs-vswitchd starts a round when its flow tables change, else only every
+    max-revalidator ms (100 at least); `start_round`, called once the request is sent, may
+    make it start one at once. The JSON-RPC connection stays open between calls: an
+    `ovs-appctl` process per call would cost milliseconds of CPU each, many times a second
+    under load. Unix sockets are reached by path, so this works from any namespace."""
+
+    def __init__(self, sandbox: Sandbox, timeout: float = REVALIDATION_TIMEOUT):
+        self.sandbox = sandbox
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._connection: socket.socket | None = None
+        self._pid: int | None = None
+        self._request_id = 0
+
+    def next_round_end(self, start_round: Callable[[], None] = lambda: None) -> None:
+        """Return at the end of ovs-vswitchd's revalidation round under way or, if none is,
+        of its next one; `start_round()` is called once ovs-vswitchd has the request (see the
+        class). Raises `SandboxError` saying why the end could not be seen."""
+        with self._lock:
+            try:
+                connection = self._connect()
+                self._request_id += 1
+                connection.sendall(json.dumps({"method": "revalidator/wait", "params": [],
+                                               "id": self._request_id}).encode())
+                start_round()
+                reply = self._reply(connection)
+            except socket.timeout:
+                self._close()
+                raise SandboxError(f"the lab's Open vSwitch did not revalidate its datapath flows "
+                                   f"within {self.timeout:g} s") from None
+            except OSError as err:
+                self._close()
+                raise SandboxError(f"the lab's Open vSwitch did not revalidate its datapath flows: "
+                                   f"its control socket failed ({err})") from None
+            if reply.get("error") is not None or reply.get("id") != self._request_id:
+                self._close()
+                raise SandboxError(f"the lab's Open vSwitch did not revalidate its datapath flows: "
+                                   f"{reply.get('error') or f'an answer to another request: {reply}'}")
+
+    def _connect(self) -> socket.socket:
+        """The connection to the control socket of the running ovs-vswitchd (a new one after
+        its monitor restarted it, with a new PID and socket)."""
+        pid = self.sandbox.vswitchd_pid()
+        if pid is None:
+            self._close()
+            raise SandboxError("the lab's Open vSwitch (ovs-vswitchd) is not running")
+        if self._connection is None or pid != self._pid:
+            self._close()
+            connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            connection.settimeout(self.timeout)
+            connection.connect(str(self.sandbox.ovs_dir / f"ovs-vswitchd.{pid}.ctl"))
+            self._connection, self._pid = connection, pid
+        return self._connection
+
+    def _reply(self, connection: socket.socket) -> dict:
+        """One JSON-RPC message (Open vSwitch sends them back to back, with no delimiter)."""
+        received = b""
+        while True:
+            chunk = connection.recv(4096)
+            if not chunk:
+                raise OSError("ovs-vswitchd closed the connection")
+            received += chunk
+            try:
+                return json.loads(received)
+            except ValueError:
+                continue  # not all of it yet
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+        self._connection, self._pid = None, None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import queue
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -140,6 +141,8 @@ class FakeSwitch:
         self.closed = False
         self.refused_tables: set[int] = set()  # FlowMods for these tables get an OpenFlow error
         self.answers_barriers = True
+        self.holds_barriers = False  # keeps barrier replies until `release_barriers`
+        self.held: list = []
         threading.Thread(target=self._event_loop, name=f"fake-switch-{dpid}", daemon=True).start()
         for flow in flows:
             self._apply(decode(self, add_flow(self, flow)))
@@ -178,8 +181,12 @@ class FakeSwitch:
         elif isinstance(decoded, parser.OFPBarrierRequest) and not self.answers_barriers:
             pass
         elif isinstance(decoded, parser.OFPBarrierRequest):
-            self.events.put(ofp_event.EventOFPBarrierReply(SimpleNamespace(datapath=self,
-                                                                           xid=decoded.xid)))
+            reply = ofp_event.EventOFPBarrierReply(SimpleNamespace(datapath=self, xid=decoded.xid))
+            with self.lock:
+                if self.holds_barriers:
+                    self.held.append(reply)
+                    return
+            self.events.put(reply)
         elif not isinstance(decoded, parser.OFPEchoRequest):
             self.unexpected.append(f"message the fake switch does not model: {decoded}")
 
@@ -199,6 +206,29 @@ class FakeSwitch:
         event = ofp_event.EventOFPStateChange(self)
         event.state = DEAD_DISPATCHER
         self.events.put(event)
+
+    def barriers(self) -> int:
+        """How many barrier requests the app sent (not forgotten by `flow_mods`)."""
+        with self.lock:
+            return sum(isinstance(m, parser.OFPBarrierRequest) for m in self.sent)
+
+    def wait_for_barriers(self, count: int, timeout: float = 10.0) -> None:
+        """Wait until `count` barrier replies are held (the switch `holds_barriers`)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                if len(self.held) >= count:
+                    return
+            assert time.monotonic() < deadline, f"{count} barriers never came"
+            time.sleep(0.001)
+
+    def release_barriers(self) -> int:
+        """Answer the barriers held so far, in order; how many."""
+        with self.lock:
+            held, self.held = self.held, []
+        for reply in held:
+            self.events.put(reply)
+        return len(held)
 
     def flows(self) -> set[WireFlow]:
         """The flow table, decoded."""

@@ -8,12 +8,14 @@ import os
 import dataclasses
 import itertools
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from mirrorlab.controller.app import Batch, VRouterApp
+from mirrorlab.controller import app as app_module
+from mirrorlab.controller.app import VRouterApp
 from mirrorlab.controller.errors import VRouterUnavailable
 from mirrorlab.controller.flowmodel import (
     BASE_OWNER, Clone, Decap, Encap, Output, Resubmit, SetField, capture_owner, flow,
@@ -228,7 +230,7 @@ def test_a_vrouter_that_never_confirms_gets_a_bounded_answer(controller, monkeyp
     confirmation timeout with a 503 naming the vRouter instead of hanging."""
     service, _app, switches = controller
     connect_all(service, switches)
-    monkeypatch.setattr(Batch.wait, "__defaults__", (0.3,))
+    monkeypatch.setattr(app_module, "CONFIRM_TIMEOUT", 0.3)
     switches["compute1"].answers_barriers = False
     started = time.monotonic()
     with pytest.raises(VRouterUnavailable, match="vrouter 'compute1' did not confirm"):
@@ -237,20 +239,115 @@ def test_a_vrouter_that_never_confirms_gets_a_bounded_answer(controller, monkeyp
     assert service.active_captures() == []
 
 
+def wait_until_starting(service: ControllerService, count: int) -> None:
+    """Wait until `count` captures are "starting": their change is made and pushed."""
+    deadline = time.monotonic() + WAIT
+    while sum(service.capture_state(c) == "starting" for c in service.list_captures()) < count:
+        assert time.monotonic() < deadline, f"never {count} captures starting"
+        time.sleep(0.001)
+
+
+def capture_owners(mods) -> set[int]:
+    """The capture ids whose flows `mods` add or delete."""
+    return {m.cookie >> 32 for m in mods} - {BASE_OWNER}
+
+
+def test_requests_that_come_while_a_batch_is_in_flight_share_the_next_one(controller):
+    """While compute1 has not confirmed one capture's batch, three more captures of its
+    interfaces are asked for: nothing more is sent until the barrier reply comes, then one
+    batch carries all three (one barrier for three requests), and each request returns once
+    that batch is confirmed, with the vRouter holding exactly the pipeline's flows."""
+    service, _app, switches = controller
+    connect_all(service, switches)
+    switch = switches["compute1"]
+    switch.flow_mods()
+    switch.holds_barriers = True
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(service.start_capture, "compute1", "tap-vm1-0", "ingress")
+        switch.wait_for_barriers(1)
+        later = [pool.submit(service.start_capture, "compute1", port, direction)
+                 for port, direction in (("tap-vm1-0", "egress"), ("tap-vm3-0", "both"),
+                                         ("tap-vm1-0", "both"))]
+        wait_until_starting(service, 4)
+        assert switch.barriers() == 1 and not first.done()
+        first_batch = switch.flow_mods()
+        assert switch.release_barriers() == 1
+        first_id = first.result(WAIT).id
+        switch.wait_for_barriers(1)
+        second_batch = switch.flow_mods()
+        assert all(not future.done() for future in later)
+        switch.holds_barriers = False
+        assert switch.release_barriers() == 1
+        later_ids = {future.result(WAIT).id for future in later}
+    assert capture_owners(first_batch) == {capture_owner(first_id)}
+    assert capture_owners(second_batch) == {capture_owner(i) for i in later_ids}
+    assert [service.capture_state(c) for c in service.list_captures()] == ["active"] * 4
+    assert {name: s.flows() for name, s in switches.items()} == expected_flows(service)
+
+
+def test_no_lock_is_held_while_a_vrouter_confirms(controller):
+    """A capture waiting for compute1's barrier reply holds up nothing else: the captures can
+    be listed, and a capture on compute2 to an analyzer there starts and stops meanwhile."""
+    service, _app, switches = controller
+    connect_all(service, switches)
+    service.create_analyzer("near2", compute="compute2")
+    switches["compute1"].holds_barriers = True
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(service.start_capture, "compute1", "tap-vm1-0")
+        switches["compute1"].wait_for_barriers(1)
+        assert [service.capture_state(c) for c in service.list_captures()] == ["starting"]
+        other = service.start_capture("compute2", "tap-vm2-0", "both", "near2")
+        assert service.capture_state(other) == "active"
+        service.stop_capture(other.id)
+        assert not waiting.done()
+        switches["compute1"].holds_barriers = False
+        switches["compute1"].release_barriers()
+        assert service.capture_state(waiting.result(WAIT)) == "active"
+    assert {name: s.flows() for name, s in switches.items()} == expected_flows(service)
+
+
 def test_a_capture_is_confirmed_only_after_the_datapath_revalidated(controller, monkeypatch):
-    """The barrier reply is not enough: the request waits for the lab's Open vSwitch to
-    revalidate its cached datapath flows, after the vRouter confirmed the flows, on start and
-    on stop."""
+    """The barrier reply is not enough: the request waits for two revalidation rounds of the
+    lab's Open vSwitch to end after the vRouter confirmed the flows (the first may have begun
+    before), on start and on stop."""
     service, _app, switches = controller
     connect_all(service, switches)
     seen = []
-    monkeypatch.setattr(VRouterApp, "revalidate_datapath", staticmethod(
-        lambda: seen.append(len(switches["compute1"].flows()))))
+    monkeypatch.setattr(VRouterApp, "revalidation_round", staticmethod(
+        lambda start_round: seen.append(len(switches["compute1"].flows()))))
     before = len(switches["compute1"].flows())
     capture = service.start_capture("compute1", "tap-vm1-0", "ingress")
-    assert len(seen) == 1 and seen[0] > before  # the flows were in the table when it ran
+    assert len(seen) == 2 and seen[0] > before  # the flows were in the table when they ran
     service.stop_capture(capture.id)
-    assert seen == [seen[0], before]
+    assert seen == [seen[0], seen[0], before, before]
+
+
+def test_each_watched_round_is_started_at_once_by_a_flow_mod_that_changes_nothing(controller,
+                                                                                monkeypatch):
+    """Once it waits for a round to end, the app makes Open vSwitch start one (else the next
+    would come by its timer, 100 ms later): a strict delete in a table the pipeline never uses,
+    matching no flow, so every vRouter keeps exactly its flows."""
+    service, _app, switches = controller
+    connect_all(service, switches)
+    triggers = []
+
+    def watch(start_round):
+        for switch in switches.values():
+            switch.flow_mods()  # the capture's own, confirmed already
+        start_round()
+        triggers.append([m for s in switches.values() for m in s.flow_mods()])
+
+    capture = service.start_capture("compute1", "tap-vm1-0", "ingress")
+    monkeypatch.setattr(VRouterApp, "revalidation_round", staticmethod(watch))
+    service.stop_capture(capture.id)
+    assert len(triggers) == 2
+    for [trigger] in triggers:
+        assert (trigger.command, trigger.table_id, trigger.priority, trigger.cookie,
+                trigger.cookie_mask, dict(trigger.match.items())) == (
+            ofp.OFPFC_DELETE_STRICT, app_module.ROUND_TRIGGER_TABLE, 0, 0, 2**64 - 1, {})
+        assert trigger.table_id not in {f.table for flows in desired_flows(service.topology, []).values()
+                                        for f in flows}
+    assert {name: s.flows() for name, s in switches.items()} == expected_flows(service)
 
 
 def test_a_datapath_that_does_not_revalidate_fails_the_capture_naming_the_vrouter(controller,
@@ -260,10 +357,10 @@ def test_a_datapath_that_does_not_revalidate_fails_the_capture_naming_the_vroute
     service, _app, switches = controller
     connect_all(service, switches)
 
-    def stuck():
+    def stuck(_start_round):
         raise SandboxError("the lab's Open vSwitch did not revalidate its datapath flows within 5 s")
 
-    monkeypatch.setattr(VRouterApp, "revalidate_datapath", staticmethod(stuck))
+    monkeypatch.setattr(VRouterApp, "revalidation_round", staticmethod(stuck))
     with pytest.raises(VRouterUnavailable, match="vrouter 'compute1' confirmed its flow changes, "
                                                  "but its datapath .* within 5 s") as raised:
         service.start_capture("compute1", "tap-vm1-0", "ingress")

@@ -2,7 +2,9 @@
 controller's index of them."""
 from __future__ import annotations
 
+import os
 import struct
+import time
 import tracemalloc
 
 from scapy.utils import rdpcap
@@ -12,7 +14,7 @@ from mirrorlab.controller.pcapfile import CHECKPOINT_EVERY, PcapIndex, read_pref
 from mirrorlab.pcap import GLOBAL_HEADER, PCAP_HEADER, RECORD_HEADER, record_bytes
 from mirrorlab.juniper import Copy, parse_copy
 from mirrorlab.recorder import (
-    Recorder, capture_file, directions_file, raw_capture_file, set_limits, stop_report,
+    RACY_NS, Recorder, capture_file, directions_file, raw_capture_file, set_limits, stop_report,
     with_vlan_tag,
 )
 from mirrorlab.recorder import set_encapsulation
@@ -78,6 +80,35 @@ def test_a_mirror_index_used_again_belongs_to_the_newest_capture(tmp_path):
     recorder.flush()
     assert PcapIndex().count(capture_file(tmp_path, 0x80001)) == (1, len(ORIGINAL))
     assert PcapIndex().count(capture_file(tmp_path, newer)) == (1, len(ORIGINAL))
+
+
+def test_the_captures_directory_is_listed_again_only_once_it_changed(tmp_path, monkeypatch):
+    """Looking for new captures lists the directory only when it changed since the last
+    listing (it keeps every capture's files: tens of thousands after a churn); a capture
+    started since is found, also within the file system's timestamp resolution."""
+    listings = []
+    scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda path: listings.append(path) or scandir(path))
+    recorder = Recorder(tmp_path, ANALYZER_INTERFACE)
+    first = copy_of(tmp_path, ORIGINAL, 0x80001)
+    long_ago = time.time_ns() - 10 * RACY_NS
+    os.utime(tmp_path, ns=(long_ago, long_ago))
+    recorder.flush()
+    recorder.flush()
+    recorder.write(first, 1.0)
+    assert len(listings) == 1
+    second = copy_of(tmp_path, ORIGINAL, 0x80002)  # a new capture: the directory changes
+    recorder.write(second, 2.0)
+    assert len(listings) == 2
+    recorder.flush()  # lists it as it is now, with the recorder's own new files
+    listed = os.stat(tmp_path).st_mtime_ns
+    third = copy_of(tmp_path, ORIGINAL, 0x80003)
+    os.utime(tmp_path, ns=(listed, listed))  # changed within the tick of the last listing
+    recorder.flush()
+    recorder.write(third, 3.0)
+    recorder.flush()
+    assert [PcapIndex().count(capture_file(tmp_path, label))[0]
+            for label in (0x80001, 0x80002, 0x80003)] == [1, 1, 1]
 
 
 def test_recorder_writes_one_pcap_per_label_and_index_reads_it(tmp_path):

@@ -58,8 +58,8 @@ class FakeLab:
 
 
 class RecordingApp:
-    """Stands in for the os-ken app: every vRouter is connected, and each sync records the
-    vRouter and the flows the service wants it to hold at that moment."""
+    """Stands in for the os-ken app: every vRouter is connected, and each push records the
+    vRouters and the flows the service wants them to hold at that moment."""
 
     def __init__(self, service: ControllerService):
         self.service = service
@@ -70,10 +70,10 @@ class RecordingApp:
         """Every vRouter is connected."""
         return True
 
-    def sync(self, dpid: int) -> None:
-        """Record what the vRouter would be made to hold; nothing to wait for."""
-        self.synced.append((dpid, self.service.desired_flows_for(dpid)))
-        return None
+    def push(self, dpids) -> list:
+        """Record what the vRouters would be made to hold; nothing to wait for."""
+        self.synced += [(dpid, self.service.desired_flows_for(dpid)) for dpid in dpids]
+        return []
 
     def take(self) -> dict[str, frozenset]:
         """The flows last synced to each vRouter since the previous call, by compute name."""
@@ -264,9 +264,9 @@ def test_policies_the_lab_cannot_apply_change_nothing(make_service):
 class UnconfirmingApp(RecordingApp):
     """Like `RecordingApp`, but no vRouter confirms what it was sent."""
 
-    def sync(self, dpid: int):
-        super().sync(dpid)
-        return dpid
+    def push(self, dpids) -> list:
+        super().push(dpids)
+        return list(dpids)
 
     def confirm(self, _batches) -> None:
         raise VRouterUnavailable("vrouter 'compute1' did not confirm", "vrouter")
@@ -280,3 +280,18 @@ def test_policies_a_vrouter_does_not_confirm_are_taken_back(make_service):
     assert service.policies == {}
     assert app.take() == pipeline_flows(service) == desired_flows(
         service.topology, list(service.captures.values()))
+
+
+def test_a_capture_refused_after_it_was_planned_leaves_nothing_to_the_next(make_service):
+    """A capture refused once its flows were planned (a vRouter it needs is not connected)
+    leaves nothing behind: the next capture gets the same id, and its own flows."""
+    service = make_service()
+    app = RecordingApp(service)
+    service.create_analyzer("far", compute="compute3")
+    far_away = service.vrouter("compute3").dpid
+    app.connected = lambda dpid: dpid != far_away
+    with pytest.raises(VRouterUnavailable, match="compute3"):
+        service.start_capture("compute1", "tap-vm1-0", "both", "far")
+    capture = service.start_capture("compute1", "tap-vm3-0", "ingress")
+    assert capture.id == 1
+    assert_desired_flows_follow_the_pipeline(service)
