@@ -34,14 +34,9 @@ RESULTS = REPO / "bench" / "results"
 
 # Sizes of a full and a quick run.
 FULL = {"capture_repetitions": 25, "completeness_seconds": 3, "forwarding_seconds": 5,
-<<<<<<< HEAD
         "forwarding_repetitions": 3, "sizes": scale.SIZES, "controller_size": 1000,
-        "soak_seconds": 180}
-=======
-        "forwarding_repetitions": 3, "sizes": scale.SIZES, "controller_size": 100,
         "soak_seconds": 180, "load_seconds": 20, "load_clients": 30,
         "load_rates": list(load.OFFERED_RATES)}
->>>>>>> apiload
 QUICK = {"capture_repetitions": 5, "completeness_seconds": 1, "forwarding_seconds": 2,
          "forwarding_repetitions": 1, "sizes": scale.QUICK_SIZES, "controller_size": 50,
          "soak_seconds": 30, "load_seconds": 6, "load_clients": 30, "load_rates": [300, 600]}
@@ -54,19 +49,9 @@ def _interrupted(_signum, _frame):
 class Run:
     """One benchmark run: its settings, its results so far, and where they are written."""
 
-<<<<<<< HEAD
-    def __init__(self, quick: bool, sections: list[str], output: Path,
-                 soak_seconds: float | None = None, sizes: tuple | None = None):
-        self.settings = {**(QUICK if quick else FULL)}
-        if soak_seconds is not None:
-            self.settings["soak_seconds"] = soak_seconds
-        if sizes is not None:
-            self.settings["sizes"] = sizes
-=======
     def __init__(self, quick: bool, sections: list[str], output: Path, **overrides):
         self.settings = {**(QUICK if quick else FULL)}
         self.settings.update({k: v for k, v in overrides.items() if v is not None})
->>>>>>> apiload
         self.quick = quick
         self.sections = sections
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -117,17 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-seconds", type=float, metavar="N",
                         help=f"how long the soak churns (full run {FULL['soak_seconds']}, "
                              f"quick {QUICK['soak_seconds']})")
-<<<<<<< HEAD
     parser.add_argument("--scale-sizes", type=_sizes, metavar="VMS:NODES,...",
                         help="the labs the scale section brings up (full run "
                              + ",".join(f"{v}:{c}" for v, c in FULL["sizes"]) + ")")
-=======
     parser.add_argument("--load-seconds", type=float, metavar="N",
                         help=f"how long the concurrent clients of the load run (full run "
                              f"{FULL['load_seconds']}, quick {QUICK['load_seconds']})")
     parser.add_argument("--load-clients", type=int, metavar="N",
                         help=f"concurrent clients of the load ({FULL['load_clients']})")
->>>>>>> apiload
     parser.add_argument("--render", type=Path, metavar="JSON",
                         help="measure nothing: rewrite the Markdown of a run's JSON file")
     args = parser.parse_args(argv)
@@ -148,18 +130,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scripts/bench: another benchmark run holds {STATE_DIR}.lock", file=sys.stderr)
         return 1
 
-<<<<<<< HEAD
-    if args.soak_seconds is not None and args.soak_seconds <= 0:
-        parser.error("--soak-seconds must be positive")
-    run = Run(args.quick, sections, args.output, args.soak_seconds, args.scale_sizes)
-=======
     for option, value in (("--soak-seconds", args.soak_seconds),
                           ("--load-seconds", args.load_seconds), ("--load-clients", args.load_clients)):
         if value is not None and value <= 0:
             parser.error(f"{option} must be positive")
     run = Run(args.quick, sections, args.output, soak_seconds=args.soak_seconds,
-              load_seconds=args.load_seconds, load_clients=args.load_clients)
->>>>>>> apiload
+              load_seconds=args.load_seconds, load_clients=args.load_clients,
+              sizes=args.scale_sizes)
     settings = run.settings
     log(f"{run.results['kind']} run of {', '.join(sections)}; results in {run.base}.json/.md")
     try:
