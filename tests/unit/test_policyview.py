@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from mirrorlab.cli import _policies_text
 from mirrorlab.controller import rest
 from mirrorlab.controller.errors import NotFound
 from mirrorlab.controller.mirroring import DEFAULT_ANALYZER
@@ -180,3 +181,21 @@ def test_a_failure_reading_the_policies_is_a_json_error(service):
     assert answer.status_code == 404
     assert answer.json() == {"error": "the policy store is gone", "field": "policies"}
     assert client.get("/api/policies?detail=1").json()["field"] == "query.detail"
+
+
+def test_the_cli_prints_each_policy_its_networks_rules_connections_and_mirrors(policy_client, config):
+    """`mirrorlab policies` prints what the endpoint answers (its --json prints it whole)."""
+    assert _policies_text(policy_client.get("/api/policies").json()) == (
+        "no network policies (write them with vnc_api to the configuration API, port 8082)")
+    config.create("network-policy", {"fq_name": ["default-domain", "default", "watch"],
+                                     "network_policy_entries": {"policy_rule": [
+                                         rule(direction=">", src=[BLUE], dst=[RED], mirror=ANALYZER)]}})
+    set_refs(config, "red", [("watch", 1)])
+    set_refs(config, "blue", [("watch", 0)])
+    assert _policies_text(policy_client.get("/api/policies").json()).splitlines() == [
+        "policy default-domain:default:watch: attached to blue (sequence 0.0), red (sequence 1.0)",
+        f"    1  pass protocol any network {BLUE} ports any > network {RED} ports any mirror to {DEFAULT_ANALYZER}",
+        "connections: blue -> red",
+        f"mirrors:     blue -> red to {DEFAULT_ANALYZER}"]
+    assert _policies_text({"config_api_port": None, "policies": [], "connections": [], "mirrors": []}) \
+        == "no network policies: this lab does not serve the configuration API (--config-api-port)"
