@@ -132,10 +132,14 @@ def main(argv: list[str] | None = None) -> int:
 
     bound = [] if is_wildcard(args.api_host) else [args.api_host]  # 0.0.0.0 names no host
     access = ApiAccess.of(args.allowed_host + bound, args.api_token)
-    apps = [("REST API", args.api_port, create_app(service, args.lease_seconds, access))]
-    if args.config_api_port:
+    config_api = ConfigApi(service) if args.config_api_port else None
+    apps = [("REST API", args.api_port,
+             create_app(service, args.lease_seconds, access,
+                        policies=config_api.policy_view if config_api else None,
+                        config_api_port=args.config_api_port or None))]
+    if config_api is not None:
         apps.append(("configuration API", args.config_api_port,
-                     create_config_app(ConfigApi(service), access)))
+                     create_config_app(config_api, access)))
     # Both ports are taken before anything else starts, so a port in use ends the controller
     # at once, with the reason in its log, rather than leaving it up without that API.
     servers = []

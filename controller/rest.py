@@ -27,7 +27,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 import fastapi_offline
 from fastapi import Depends, FastAPI, Query, Request
@@ -248,6 +248,78 @@ class AnalyzerRequest(BaseModel):
     compute: str = Field(None, description="default: the first compute node")
 
 
+class PolicySequence(BaseModel):
+    """Where a policy comes among a network's policies: by major, then minor, then name."""
+
+    major: int
+    minor: int
+
+
+class PolicyAttachment(BaseModel):
+    """A network a policy is attached to (its network_policy_refs), with the sequence."""
+
+    network: str = Field(description="the network's name in the topology")
+    fq_name: str = Field(description="the virtual network's fq-name, as vnc_api reads it")
+    sequence: PolicySequence
+
+
+class PolicyRuleView(BaseModel):
+    """One rule of a network policy, as written through the configuration API."""
+
+    number: int = Field(description="its place in the policy, from 1 (the first match wins)")
+    direction: str = Field(description="<> (both ways) or > (source to destination only)")
+    protocol: str = Field(description="any, icmp, tcp, udp, icmp6 or a protocol number")
+    ethertype: str = Field(description="IPv4 or IPv6")
+    source_addresses: list[str] = Field(description="network fq-names, any, local or CIDRs")
+    source_ports: list[str] = Field(description="any, N or N-M")
+    destination_addresses: list[str]
+    destination_ports: list[str]
+    action: str = Field(description="pass or deny")
+    analyzer: str | None = Field(description="the analyzer instance its matches are mirrored to")
+    mirror_to: dict | None = Field(description="Contrail's MirrorActionType, as written")
+    text: str = Field(description="the rule in one line, as Contrail's UI shows it")
+
+
+class PolicyView(BaseModel):
+    """A network policy: its rules in order and the networks it is attached to."""
+
+    fq_name: str
+    name: str
+    uuid: str
+    rules: list[PolicyRuleView]
+    networks: list[PolicyAttachment] = Field(description="in sequence order")
+
+
+class NetworkConnection(BaseModel):
+    """Two networks the policies connect: traffic from `source` to `destination` passes
+    (both networks' first matching rules pass it), and back too when `both_ways`."""
+
+    source: str
+    destination: str
+    both_ways: bool
+
+
+class PolicyMirror(BaseModel):
+    """Traffic the policies copy to `analyzer`: from `source` to `destination` (and back when
+    `both_ways`); within one network when both name it."""
+
+    source: str
+    destination: str
+    both_ways: bool
+    analyzer: str
+
+
+class PoliciesResponse(BaseModel):
+    """The network policies written through Contrail's configuration API (vnc_api), and what
+    the policies the vRouters apply connect and mirror."""
+
+    config_api_port: int | None = Field(description="where the configuration API listens "
+                                                    "(null: the controller does not serve it)")
+    policies: list[PolicyView]
+    connections: list[NetworkConnection]
+    mirrors: list[PolicyMirror]
+
+
 class ErrorBody(BaseModel):
     """The body of every refused request."""
 
@@ -399,9 +471,11 @@ SECRET_DESCRIPTION = "the capture's secret, from the response of POST /api/captu
 
 
 def create_app(service: ControllerService, lease_seconds: float,
-               access: ApiAccess = ApiAccess()) -> FastAPI:
+               access: ApiAccess = ApiAccess(), policies: Callable[[], dict] | None = None,
+               config_api_port: int | None = None) -> FastAPI:
     """The API application serving `service` to the clients `access` admits; `lease_seconds`
-    is what the web UI leases."""
+    is what the web UI leases. `policies` describes the network policies (the configuration
+    API's `ConfigApi.policy_view`, served on `config_api_port`); without it there are none."""
     api = FastAPI(title="mirrorlab", version="0.1.0", dependencies=[Depends(_known_query_only)],
                   docs_url=None, redoc_url=None,
                   description="Interface monitoring and mirroring of an emulated Contrail cloud. "
@@ -703,6 +777,15 @@ def create_app(service: ControllerService, lease_seconds: float,
         choice = preferred_analyzer(service.topology, list(service.captures.values()))
         return {"analyzer": choice.analyzer, "running": choice.running, "reason": choice.reason,
                 "rule": ANALYZER_RULE}
+
+    @api.get("/api/policies", response_model=PoliciesResponse, responses=_errors())
+    def list_policies():
+        """The network policies (written through Contrail's configuration API) with their
+        rules in order and the networks they are attached to in sequence; which networks the
+        applied policies connect, and which traffic they mirror to which analyzer."""
+        if policies is None:
+            return {"config_api_port": None, "policies": [], "connections": [], "mirrors": []}
+        return {"config_api_port": config_api_port, **policies()}
 
     @api.get("/api/topology", responses=_errors())
     def lab_topology():

@@ -14,7 +14,8 @@ can be set and unset: `ConfigApi.set_port_mirror` starts and stops a capture of 
 through the controller's capture service, which takes its whole `mirror_to` (every mode of
 `controller.mirrorto`), stores it and reconciles it after a restart.
 Network policies (`controller.vncpolicy`) and the virtual networks' `network_policy_refs` are
-kept in the controller's store; their traffic semantics are not emulated yet.
+kept in the controller's store and applied by the vRouters (`controller.policyflows`);
+`ConfigApi.policy_view` describes them for the REST API's GET /api/policies.
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ from mirrorlab.controller.vncmodel import (
     collection_name, field_name, lab_objects, object_uuid, parse_interface_mirror, port_mirrors, render,
     require_object,
 )
+from mirrorlab.controller.policyview import policies_view
 from mirrorlab.controller.vncpolicy import attached_rules, parse_policy_entries
 from mirrorlab.topology import Interface
 
@@ -78,9 +80,10 @@ class ConfigApi:
         except MirrorlabError as err:  # the stored policies stay, for a client to fix
             LOG.error("the stored network policies cannot be applied: %s", err)
 
-    def rules(self, written: dict[str, ConfigObject],
-              written_refs: dict[str, tuple[Ref, ...]]) -> dict:
-        """The rules each network applies, from the policies and refs clients wrote."""
+    def _policies_and_attachments(self, written: dict[str, ConfigObject],
+                                  written_refs: dict[str, tuple[Ref, ...]]) -> tuple[dict, dict]:
+        """The policies clients wrote (fq-name string -> network_policy_entries) and what each
+        network attaches (network name -> [(policy fq-name string, (major, minor))])."""
         policies = {":".join(obj.fq_name): obj.props.get("network_policy_entries") or {}
                     for obj in written.values() if obj.type == "network-policy"}
         networks = {object_uuid("virtual-network", self.service.topology.network_fq_name(n.name)): n.name
@@ -91,7 +94,24 @@ class ConfigApi:
                 attachments[networks[owner]] = [
                     (":".join(ref.to), _sequence(ref.attr)) for ref in refs
                     if ref.type == "network-policy"]
-        return attached_rules(self.service.topology, policies, attachments)
+        return policies, attachments
+
+    def rules(self, written: dict[str, ConfigObject],
+              written_refs: dict[str, tuple[Ref, ...]]) -> dict:
+        """The rules each network applies, from the policies and refs clients wrote."""
+        return attached_rules(self.service.topology,
+                              *self._policies_and_attachments(written, written_refs))
+
+    def policy_view(self) -> dict:
+        """The network policies as the Policies page shows them (`controller.policyview`):
+        each with its rules and attached networks, and the connections and mirrors of the
+        rules the vRouters apply."""
+        with self.lock, self.service.lock:
+            policies, attachments = self._policies_and_attachments(self.written, self.written_refs)
+            uuids = {":".join(obj.fq_name): obj.uuid for obj in self.written.values()
+                     if obj.type == "network-policy"}
+            return policies_view(self.service.topology, policies, uuids, attachments,
+                                 self.service.policies)
 
     def _apply(self, written: dict[str, ConfigObject], written_refs: dict[str, tuple[Ref, ...]]) -> None:
         """Make the vRouters apply the policies as they would be with `written` and

@@ -259,6 +259,40 @@ def cmd_analyzer(args) -> int:
     return 0
 
 
+def _link_text(link: dict) -> str:
+    """A connection or mirror between networks, in a few words: blue <-> red, blue -> red,
+    within blue."""
+    if link["source"] == link["destination"]:
+        return f"within {link['source']}"
+    return f"{link['source']} {'<->' if link['both_ways'] else '->'} {link['destination']}"
+
+
+def _policies_text(answer: dict) -> str:
+    """Each policy with its attached networks and numbered rules, then what the applied
+    policies connect and mirror."""
+    if not answer["policies"]:
+        if answer["config_api_port"] is None:
+            return "no network policies: this lab does not serve the configuration API (--config-api-port)"
+        return (f"no network policies (write them with vnc_api to the configuration API, port "
+                f"{answer['config_api_port']})")
+    lines = []
+    for policy in answer["policies"]:
+        attached = ", ".join(f"{a['network']} (sequence {a['sequence']['major']}.{a['sequence']['minor']})"
+                             for a in policy["networks"]) or "no network"
+        lines.append(f"policy {policy['fq_name']}: attached to {attached}")
+        lines += [f"  {rule['number']:>3}  {rule['text']}" for rule in policy["rules"]] or ["       no rules"]
+    lines.append("connections: " + (", ".join(_link_text(c) for c in answer["connections"]) or "none"))
+    lines.append("mirrors:     " + (", ".join(f"{_link_text(m)} to {m['analyzer']}"
+                                              for m in answer["mirrors"]) or "none"))
+    return "\n".join(lines)
+
+
+def cmd_policies(args) -> int:
+    """Network policies through the REST API."""
+    _print(args, Lab.attach().policies(), _policies_text)
+    return 0
+
+
 def cmd_run(args) -> int:
     """Run scenario files, each on a lab of its own: 0 when every expectation held, 1 when one
     failed (or a lab could not be brought up), 2 for a bad file (then nothing runs)."""
@@ -409,6 +443,12 @@ def build_parser() -> argparse.ArgumentParser:
     raw.add_argument("name")
     raw.add_argument("-o", "--output", required=True)
     analyzer.set_defaults(func=cmd_analyzer)
+
+    policies = sub.add_parser("policies", help="network policies (written through the "
+                                               "configuration API): rules, attached networks, "
+                                               "what they connect and mirror")
+    policies.add_argument("--json", action="store_true")
+    policies.set_defaults(func=cmd_policies)
 
     run_scenarios = sub.add_parser("run", help="run scenario files, each on a lab of its own, "
                                                "and write their reports")

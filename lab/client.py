@@ -61,6 +61,11 @@ class ApiClient:
         """DELETE `path`; the JSON answer."""
         return self.request("DELETE", path, body)
 
+    def policies(self) -> dict:
+        """GET /api/policies: the network policies (each with its rules and attached networks)
+        and which networks they connect and mirror."""
+        return self.get("/api/policies")
+
     def download(self, path: str, destination: str | Path) -> Path:
         """Stream the body of GET `path` into the file `destination`; return its path."""
         destination = Path(destination)

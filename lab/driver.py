@@ -429,6 +429,13 @@ class Lab:
         """Remove an analyzer instance that no active capture uses."""
         return self._client().delete(f"/api/analyzers/{segment(name)}")
 
+    def policies(self) -> dict:
+        """The network policies written through the configuration API: `policies` (each with
+        its `rules` in order and the `networks` it is attached to, in sequence), `connections`
+        (network pairs the applied policies pass traffic between) and `mirrors` (network pairs
+        whose traffic they copy to an analyzer)."""
+        return self._client().policies()
+
     def analyzer_pcap(self, name: str, path: str | Path) -> Path:
         """Save everything analyzer `name`'s interface received, headers and all (what an
         engineer compares with a customer's capture), as a pcap file at `path`."""

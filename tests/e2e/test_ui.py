@@ -20,11 +20,14 @@ import time
 import pytest
 from playwright.sync_api import Page, expect
 from scapy.all import ICMP, IP, rdpcap
+from vnc_api.gen.resource_client import NetworkPolicy
+from vnc_api.gen.resource_xsd import PolicyEntriesType, SequenceType, VirtualNetworkPolicyType
 
 from mirrorlab import InstalledFlow
 from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, MAX_CAPTURES_PER_INTERFACE
 from mirrorlab.controller.pipeline import EGRESS_MIRROR, INGRESS_MIRROR
-from tests.e2e.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, FAR_ANALYZER, VIEWPORT, Target
+from tests.e2e.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, CONFIG_API_PORT, FAR_ANALYZER, VIEWPORT, Target
+from tests.e2e.test_policies import BLUE, PROJECT, RED, rule, vnc  # noqa: F401 (vnc is a fixture)
 
 pytestmark = pytest.mark.usefixtures("only_the_default_analyzer")
 
@@ -652,3 +655,106 @@ def test_capture_screen_says_controller_unreachable_and_clears_its_notices_when_
     expect(notices).not_to_contain_text("Could not read")
     expect(notices).to_contain_text(f"Capture #{capture['id']} stopped: Its lease ran out.")
     page.screenshot(path=ARTIFACTS / "ui-capture-controller-back.png", full_page=True)
+
+
+# --- network policies (Configure > Networking > Policies, and the Topology) ----------------------
+
+def attach_policy(vnc, policy, network: str, major: int) -> None:
+    """Attach `policy` to `network` with sequence (major, 0), as a Contrail script does."""
+    vn = vnc.virtual_network_read(fq_name=PROJECT + [network])
+    vn.add_network_policy(policy, VirtualNetworkPolicyType(sequence=SequenceType(major, 0)))
+    vnc.virtual_network_update(vn)
+
+
+def detach_policy(vnc, policy, network: str) -> None:
+    """Detach `policy` from `network`."""
+    vn = vnc.virtual_network_read(fq_name=PROJECT + [network])
+    vn.del_network_policy(policy)
+    vnc.virtual_network_update(vn)
+
+
+def test_a_policy_written_with_vnc_api_shows_live_on_the_policies_and_topology_pages(lab, page, vnc):
+    """Through vnc_api alone, with the pages open and never reloaded: a new policy appears on
+    Configure > Networking > Policies with its rules in order; attached to blue and red, the
+    networks it attaches (in sequence) and what it does show (blue and red connected, their
+    traffic mirrored to the default analyzer); its rules reordered, the page follows; the
+    Topology draws the connection and the mirror; detached from red, both go from the
+    Topology; deleted, the Policies page explains the empty state again. The CLI and the Lab
+    API say the same."""
+    page.goto(f"{lab.api_url}/")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Policies").click()
+    expect(page.locator("#breadcrumb li")).to_have_text(["Configure", "Networking", "Policies"])
+    expect(page.locator("#policy-empty")).to_contain_text(
+        f"No network policy yet. Policies are written with Contrail's client, vnc_api, to the "
+        f"configuration API on port {CONFIG_API_PORT}")
+    expect(page.get_by_role("table", name="Connected networks")).to_contain_text("No two networks are connected")
+
+    fq_name = ":".join(PROJECT + ["ui-watch"])
+    policy = NetworkPolicy("ui-watch", parent_obj=vnc.project_read(fq_name=PROJECT),
+                           network_policy_entries=PolicyEntriesType(
+                               [rule(BLUE, RED, protocol="icmp"), rule(BLUE, RED, mirror=True)]))
+    vnc.network_policy_create(policy)
+    card = page.locator(f"section[data-policy='{fq_name}']")
+    expect(card).to_contain_text("not attached to any network", timeout=10_000)
+    rows = card.locator("tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0).locator("td")).to_have_text(["1", "pass", "icmp", BLUE, "any", "<>", RED, "any", "none"])
+    expect(rows.nth(1).locator("td")).to_have_text(["2", "pass", "any", BLUE, "any", "<>", RED, "any",
+                                                     DEFAULT_ANALYZER])
+
+    attach_policy(vnc, policy, "red", 1)
+    attach_policy(vnc, policy, "blue", 0)
+    expect(card.locator(".policy-attached .chip")).to_have_text(["blue \u00b7 sequence 0.0", "red \u00b7 sequence 1.0"],
+                                                                timeout=10_000)
+    expect(page.locator("tr[data-connection='blue|red'] td")).to_have_text(["blue \u21c4 red", "both ways"])
+    expect(page.locator(f"tr[data-mirror='blue|red|{DEFAULT_ANALYZER}']")).to_contain_text(DEFAULT_ANALYZER)
+    page.screenshot(path=ARTIFACTS / "ui-policies.png", full_page=True)
+
+    policy = vnc.network_policy_read(fq_name=PROJECT + ["ui-watch"])
+    policy.set_network_policy_entries(PolicyEntriesType([rule(BLUE, RED, mirror=True), rule(BLUE, RED, protocol="icmp")]))
+    vnc.network_policy_update(policy)
+    expect(rows.nth(0).locator("td").nth(2)).to_have_text("any", timeout=10_000)
+    expect(rows.nth(0).locator("td").nth(8)).to_have_text(DEFAULT_ANALYZER)
+
+    answer = lab.policies()
+    assert [p["fq_name"] for p in answer["policies"]] == [fq_name]
+    assert answer["connections"] == [{"source": "blue", "destination": "red", "both_ways": True}]
+    assert lab.cli("policies").stdout.splitlines()[-2:] == [
+        "connections: blue <-> red", f"mirrors:     blue <-> red to {DEFAULT_ANALYZER}"]
+    assert json.loads(lab.cli("policies", "--json").stdout) == answer
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Topology").click()
+    connection = page.locator("svg.topology g[data-connection='blue|red']")
+    mirror = page.locator(f"svg.topology g[data-mirror='blue|red|{DEFAULT_ANALYZER}']")
+    expect(connection).to_contain_text("blue \u21c4 red: connected by policies")
+    expect(mirror).to_contain_text(f"blue \u21c4 red: mirrored to {DEFAULT_ANALYZER}")
+    assert not page.locator("#topology-scroll-hint").inner_text()  # in view without scrolling at 1400 px
+    expect(page.get_by_role("img", name=re.compile("1 policy connections, 1 policy mirrors"))).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "ui-topology-policies.png", full_page=True)
+
+    detach_policy(vnc, policy, "red")
+    expect(connection).to_have_count(0, timeout=10_000)
+    expect(mirror).to_have_count(0)
+    expect(page.get_by_role("img", name=re.compile("0 policy connections, 0 policy mirrors"))).to_be_visible()
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Policies").click()
+    expect(card.locator(".policy-attached .chip")).to_have_text(["blue \u00b7 sequence 0.0"])
+    detach_policy(vnc, policy, "blue")
+    vnc.network_policy_delete(fq_name=PROJECT + ["ui-watch"])
+    expect(page.locator("#policy-empty")).to_contain_text("No network policy yet", timeout=10_000)
+    expect(card).to_have_count(0)
+
+
+def test_a_failed_policy_refresh_is_shown_until_the_controller_answers_again(lab, page):
+    """A failed refresh is shown (the error and its reason), and goes once the controller is back."""
+    page.goto(f"{lab.api_url}/#/policies")
+    expect(page.locator("#policy-empty")).to_be_visible()
+    lab.cli("controller", "stop")
+    try:
+        alert = page.locator("#notices").get_by_role("alert")
+        expect(alert).to_contain_text("Could not load the network policies. The controller does not answer.",
+                                       timeout=10_000)
+    finally:
+        lab.cli("controller", "start")
+    expect(page.locator("#notices").get_by_role("alert")).to_have_count(0, timeout=30_000)
+    expect(page.locator("#policy-empty")).to_be_visible()

@@ -8,6 +8,7 @@ import {clearNotices, pill} from "./ui.js";
 import {analyzersView} from "./views/analyzers.js";
 import {captureView} from "./views/capture.js";
 import {capturesView} from "./views/captures.js";
+import {policiesView} from "./views/policies.js";
 import {topologyView} from "./views/topology.js";
 import {vrouterView} from "./views/vrouter.js";
 import {vroutersView} from "./views/vrouters.js";
@@ -22,6 +23,7 @@ const ROUTES = [
   {pattern: /^#\/analyzers$/, nav: "analyzers", view: analyzersView},
   {pattern: /^#\/captures$/, nav: "captures", view: capturesView},
   {pattern: /^#\/topology$/, nav: "topology", view: topologyView},
+  {pattern: /^#\/policies$/, nav: "policies", view: policiesView},
 ];
 
 let disposeCurrent = null;

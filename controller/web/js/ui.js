@@ -50,6 +50,9 @@ export function setBreadcrumb(items) {
 /** The breadcrumb's first items: Monitor > Infrastructure. */
 export const MONITOR_INFRASTRUCTURE = [{label: "Monitor"}, {label: "Infrastructure"}];
 
+/** The breadcrumb's first items: Configure > Networking. */
+export const CONFIGURE_NETWORKING = [{label: "Configure"}, {label: "Networking"}];
+
 /** A page title with an optional subtitle, status and buttons on the right. */
 export function pageHeader(title, subtitle, ...extras) {
   return h("div", {class: "page-header"},

@@ -5,11 +5,17 @@
 // Each active capture's copies are drawn along their real path (the capture's analyzer_view from
 // the API): down from the monitored VM into its vRouter, for an analyzer elsewhere along the
 // fabric to the analyzer's vRouter, and up into the analyzer VM, or along the fabric into the
-// fabric analyzer, labelled with the wrapper and the live packet count. The picture is drawn at its natural size (text at 12 px or more) and
-// scrolls sideways where the window is narrower.
+// fabric analyzer, labelled with the wrapper and the live packet count. Right of the compute
+// nodes, where the network lines end, each network policy connection (two networks whose
+// policies both pass traffic between them) joins its two network lines, and each policy mirror
+// (a network pair's traffic copied to an analyzer) too, dashed, named by its analyzer (GET
+// /api/policies, which reads them from the vRouters' own policy decisions). The picture is
+// drawn at its natural size (text at 12 px or more) and scrolls sideways where the window is
+// narrower.
 
 import {get} from "../api.js";
 import {h, replaceChildren, s} from "../dom.js";
+import {linkText} from "./policies.js";
 import {MONITOR_INFRASTRUCTURE, autoRefresh, dataTable, formatBytes, formatClock, pageHeader, setBreadcrumb}
   from "../ui.js";
 
@@ -29,7 +35,10 @@ const VROUTER_HEIGHT = 36;     // its name on top, the copy paths running throug
 const LANE = 30;           // below the fabric, per copy path crossing it (its line and its label)
 const TAP_SHIFT = 10;      // a copy path runs beside the VM's own tap line, not on it
 const PATH_GAP = 6;        // between copy paths leaving one VM or reaching one analyzer
+const POLICY_GAP = 24;     // between policy connections and mirrors, right of the compute nodes
+const POLICY_ROW = 17;     // per policy link label, under the network lines
 const MIRROR_COLOR = "#e8710a";
+const POLICY_COLOR = "#2d3e50";
 const NAMED_COLORS = {
   blue: "#2f78c4", red: "#d2463c", green: "#2e9a57", orange: "#e08a1e", purple: "#8a5cc2",
   yellow: "#c4a000", pink: "#d45a9a", cyan: "#1598a8", brown: "#8c5a3c", gray: "#7a8591", grey: "#7a8591",
@@ -61,8 +70,8 @@ function vmsOf(interfaces) {
   return [...vms.values()];
 }
 
-function layout(vrouters, interfacesByVrouter, networkCount, fabricLanes, probeNodes) {
-  const boxTop = TOP + (networkCount - 1) * NETWORK_GAP + 50;
+function layout(vrouters, interfacesByVrouter, networkCount, fabricLanes, probeNodes, policyRows) {
+  const boxTop = TOP + (networkCount - 1) * NETWORK_GAP + 50 + policyRows;
   const rows = {boxTop, vmTop: boxTop + 46, vrouterTop: boxTop + 46 + VM_HEIGHT + 62};
   rows.boxBottom = rows.vrouterTop + VROUTER_HEIGHT + PADDING;
   rows.fabric = rows.boxBottom + 46;
@@ -254,7 +263,58 @@ function drawCopyPaths(svg, boxes, probes, rows, captures) {
   }
 }
 
-function picture(topology, vrouters, interfacesByVrouter, captures) {
+/** The policy connections, then the policy mirrors, each with its label. */
+function policyLinks(policies) {
+  return [
+    ...policies.connections.map((link) => ({kind: "connection", link,
+      label: `${linkText(link)}: connected by policies${link.both_ways ? "" : " (one way)"}`})),
+    ...policies.mirrors.map((link) => ({kind: "mirror", link,
+      label: `${linkText(link)}: mirrored to ${link.analyzer}`})),
+  ];
+}
+
+/** Each policy connection or mirror, right of the compute nodes from `left`, POLICY_GAP apart: a
+ * line joining its two networks' lines (an arrow for one way), or a ring on one network's line
+ * for a mirror within it. Its label is on a row of its own under the network lines (the first
+ * link's first, `labelTop` down), joined to it by a leader, and ends there: no label crosses
+ * another link's leader. */
+function drawPolicyLinks(svg, links, networkIndex, colors, left, labelTop) {
+  if (!links.length) return;
+  links.forEach((item, index) => {
+    const {link} = item;
+    const x = left + (index + 1) * POLICY_GAP;
+    const from = TOP + networkIndex.get(link.source) * NETWORK_GAP;
+    const to = TOP + networkIndex.get(link.destination) * NETWORK_GAP;
+    const labelY = labelTop + index * POLICY_ROW;
+    const mirror = item.kind === "mirror";
+    const title = mirror
+      ? `policy mirror: traffic ${linkText(link)} is copied to analyzer ${link.analyzer} (by the vRouters of both ends)`
+      : `network policies connect ${link.source} and ${link.destination}: traffic `
+        + `${link.both_ways ? "both ways" : `from ${link.source} to ${link.destination} only`} passes `
+        + "(the first matching rule of each network's policies passes it)";
+    const group = s("g", {class: mirror ? "topo-policy-mirror" : "topo-policy-link",
+                          dataset: mirror ? {mirror: `${link.source}|${link.destination}|${link.analyzer}`}
+                            : {connection: `${link.source}|${link.destination}`}},
+      s("title", null, title),
+      s("line", {x1: x, y1: Math.max(from, to), x2: x, y2: labelY - 4, class: "topo-policy-leader"}));
+    if (from === to) {
+      group.append(s("circle", {cx: x, cy: from, r: 7, class: "topo-policy-copy"}));
+    } else {
+      group.append(
+        s("path", {d: `M ${x} ${from} V ${to}`, class: mirror ? "topo-policy-copy" : "topo-policy",
+                   "marker-end": link.both_ways ? null : `url(#${mirror ? "mirror" : "policy"}-arrow)`}),
+        s("circle", {cx: x, cy: from, r: 4.5, fill: colors.get(link.source)}),
+        link.both_ways ? s("circle", {cx: x, cy: to, r: 4.5, fill: colors.get(link.destination)}) : null);
+    }
+    group.append(s("text", {x: x + 4, y: labelY + 4, "text-anchor": "end",
+                            class: `topo-policy-label${mirror ? " topo-mirror-label" : ""}`}, item.label));
+    svg.append(group);
+  });
+  svg.append(s("text", {x: left + links.length * POLICY_GAP + 4, y: 13, "text-anchor": "end", class: "topo-muted"},
+    "network policies"));
+}
+
+function picture(topology, vrouters, interfacesByVrouter, captures, policies) {
   const networks = topology.nodes.filter((node) => node.kind === "network");
   const analyzerNetworks = new Set([DEFAULT_ANALYZER_NETWORK, ...[...interfacesByVrouter.values()].flat()
     .filter((item) => item.analyzer).map((item) => item.network)]);
@@ -262,15 +322,20 @@ function picture(topology, vrouters, interfacesByVrouter, captures) {
   const networkIndex = new Map(networks.map((network, index) => [network.name, index]));
   const fabricLanes = captures.filter(crossesFabric).length;
   const probeNodes = topology.nodes.filter((node) => node.kind === "fabric_analyzer");
-  const {rows, boxes, probes, width, height} = layout(vrouters, interfacesByVrouter, networks.length, fabricLanes,
-    probeNodes);
+  const links = policyLinks(policies);
+  const {rows, boxes, probes, width: nodesWidth, height} = layout(vrouters, interfacesByVrouter, networks.length,
+    fabricLanes, probeNodes, links.length * POLICY_ROW);
+  const width = nodesWidth + (links.length ? links.length * POLICY_GAP + 12 : 0);
+  const arrow = (id, color) => s("marker", {id, viewBox: "0 0 10 10", refX: 8, refY: 5, markerWidth: 10,
+                                            markerHeight: 10, markerUnits: "userSpaceOnUse", orient: "auto"},
+    s("path", {d: "M0 0L10 5L0 10z", fill: color}));
   const svg = s("svg", {class: "topology", viewBox: `0 0 ${width} ${height}`, width, height, role: "img",
                         "aria-label": `Lab ${topology.name}: ${vrouters.length} compute nodes, `
-                          + `${networks.length} networks, ${captures.length} active captures`},
-    s("defs", null, s("marker", {id: "mirror-arrow", viewBox: "0 0 10 10", refX: 8, refY: 5, markerWidth: 10,
-                                  markerHeight: 10, markerUnits: "userSpaceOnUse", orient: "auto"},
-      s("path", {d: "M0 0L10 5L0 10z", fill: MIRROR_COLOR}))));
+                          + `${networks.length} networks, ${captures.length} active captures, `
+                          + `${policies.connections.length} policy connections, ${policies.mirrors.length} policy mirrors`},
+    s("defs", null, arrow("mirror-arrow", MIRROR_COLOR), arrow("policy-arrow", POLICY_COLOR)));
   drawNetworks(svg, networks, colors, width);
+  drawPolicyLinks(svg, links, networkIndex, colors, nodesWidth - 12, TOP + (networks.length - 1) * NETWORK_GAP + 30);
   drawFabric(svg, topology, width, rows);
   for (const box of boxes) drawBox(svg, box, rows);
   for (const probe of probes) drawProbe(svg, probe, rows);
@@ -290,6 +355,8 @@ function legend() {
     item(h("span", {class: "legend-box mirrored"}), "mirrored interface"),
     item(line("topo-mirror"), "a capture's copies: VM \u2192 vRouter \u2192 [fabric \u2192 vRouter \u2192] analyzer VM, "
       + "or VM \u2192 vRouter \u2192 fabric \u2192 fabric analyzer, with their wrapper and packets"),
+    item(line("topo-policy"), "network policy connection: traffic passes between the two networks"),
+    item(line("topo-policy-copy"), "policy mirror: a network pair's traffic copied to the analyzer named"),
     item(h("span", {class: "legend-box vrouter"}), "vRouter"),
     item(line("topo-fabric"), "fabric (the overlay: MPLS over Ethernet; fabric analyzers on it)"));
 }
@@ -318,19 +385,20 @@ export function topologyView(container) {
     h("p", {class: "loading"}, "Loading…"));
   const table = h("section", {class: "card"});
   container.append(pageHeader("Topology",
-    "Compute nodes, their VMs and networks, and which interfaces are mirrored to which analyzer"),
+    "Compute nodes, their VMs and networks, which networks the policies connect, and what is mirrored "
+    + "to which analyzer"),
   drawing, table);
   let scroller = null;
 
   return autoRefresh(async () => {
-    const [topology, vrouters, captures] = await Promise.all([
-      get("/api/topology"), get("/api/vrouters"), get("/api/captures?state=active")]);
+    const [topology, vrouters, captures, policies] = await Promise.all([
+      get("/api/topology"), get("/api/vrouters"), get("/api/captures?state=active"), get("/api/policies")]);
     const lists = await Promise.all(vrouters.map((vrouter) =>
       get(`/api/vrouters/${encodeURIComponent(vrouter.name)}/interfaces`)));
     const interfacesByVrouter = new Map(vrouters.map((vrouter, index) => [vrouter.name, lists[index]]));
     // Redrawn every refresh: keep where a narrow window was scrolled to.
     const scrolledTo = scroller ? scroller.scrollLeft : 0;
-    scroller = h("div", {class: "topology-scroll"}, picture(topology, vrouters, interfacesByVrouter, captures));
+    scroller = h("div", {class: "topology-scroll"}, picture(topology, vrouters, interfacesByVrouter, captures, policies));
     const hint = h("span", {class: "card-count", id: "topology-scroll-hint"});
     replaceChildren(drawing, h("div", {class: "card-title"}, `Lab ${topology.name}`, hint), scroller, legend());
     scroller.scrollLeft = scrolledTo;
