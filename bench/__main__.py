@@ -190,7 +190,11 @@ def _sizes(text: str) -> tuple[tuple[int, int], ...]:
 
 def render(path: Path) -> int:
     """Rewrite the Markdown beside a run's JSON (latest.json: latest.md, the summary)."""
-    results = json.loads(path.read_text())
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        print(f"scripts/bench: cannot read the run {path}: {err}", file=sys.stderr)
+        return 1
     if path.name == "latest.json":
         path.with_suffix(".md").write_text(report.summary(results))
     else:
