@@ -5,8 +5,11 @@ Contrail's semantics, as `controller.vncpolicy.attached_rules` gives each networ
 - Traffic from network A to network B is routed by the vRouter, the networks' gateway (`.1`,
   answered with the vRouter's MAC), only when the first matching rule of A and the first
   matching rule of B both pass it. A packet no rule of a network matches is denied.
-- A passing rule with a mirror copies what it matches (both ways for `<>`) to its analyzer;
-  a packet goes to the analyzers of both first matches, so at most 2.
+- A passing rule with a mirror copies what it matches (both ways for `<>`) to its destination,
+  any `mirror_to` a capture takes but NIC-assisted (controller.vncpolicy.policy_mirror_to),
+  built as a capture's copies are (`controller.pipeline.copy_path`,
+  `destination_encapsulation`); a packet goes to the destinations of both first matches, so at
+  most 2.
 - Both vRouters of a conversation mirror: the sender's as the packet leaves the VM, the
   receiver's as it arrives from the fabric. Across compute nodes the analyzer receives each
   packet twice, as in Contrail; on one compute node once.
@@ -37,30 +40,33 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 from dataclasses import dataclass
 from itertools import product
 
-from mirrorlab.controller.errors import InvalidRequest
+from mirrorlab.controller.errors import InvalidRequest, MirrorlabError, NotFound
 from mirrorlab.controller.flowmodel import (
     POLICY_OWNER, Clone, Decap, DecTtl, Encap, Flow, Output, Resubmit, SetField, flow,
 )
-from mirrorlab.controller.mirroring import Capture, analyzers
+from mirrorlab.controller.mirroring import Capture, requested_destination
+from mirrorlab.controller.mirrorto import MirrorTo
 from mirrorlab.controller.pipeline import (
-    CLASSIFY, DELIVER, FORWARD, INGRESS_MIRROR, REG_OUT_PORT, capture_flows, forwarding_flows,
-    overlay_encap, POLICY, POLICY_AT_DESTINATION, REG_NETWORK, REG_POLICY, ROUTE,
-    VROUTER_MAC,
+    CLASSIFY, DELIVER, FORWARD, INGRESS_MIRROR, REG_OUT_PORT, capture_flows, copy_path,
+    destination_encapsulation, forwarding_flows, overlay_encap, POLICY, POLICY_AT_DESTINATION,
+    REG_NETWORK, REG_POLICY, ROUTE, VROUTER_MAC,
 )
 from mirrorlab.controller.vncpolicy import PolicyRule
 from mirrorlab.juniper import Encapsulation
 from mirrorlab.recorder import EGRESS_TC
-from mirrorlab.topology import ENCAP_PORT, FABRIC_PORT, ComputeNode, Interface, Topology
+from mirrorlab.topology import FABRIC_PORT, ComputeNode, Interface, Topology
 
 UNCHECKED, CHECKED, FROM_OVERLAY = 0, 1, 2  # values of REG_POLICY
 UNICAST = ("00:00:00:00:00:00", "01:00:00:00:00:00")
 IPV4 = 0x0800
 # Copies of policy mirrors carry labels from here up (captures' labels stay below), one per
-# analyzer, mirroring vRouter and network, derived from what the label stands for, so that a
-# label the mirror encapsulator has read never comes to mean anything else.
+# destination, mirroring vRouter and network, derived from what the label stands for (the
+# destination whole), so that a label the mirror encapsulator has read never comes to mean
+# anything else.
 POLICY_LABEL_BASE = 0xC0000
 POLICY_LABEL_BITS = 18
 # Policy copies carry the mirror index no capture takes (captures use 0..254), in their UDP
@@ -134,11 +140,11 @@ def rule_matches(rule: PolicyRule) -> list[Match]:
 
 @dataclass(frozen=True)
 class Verdict:
-    """What happens to the packets of one pair of first matches: passed or denied, and the
-    analyzers they are mirrored to."""
+    """What happens to the packets of one pair of first matches: passed or denied, and where
+    they are mirrored to (each `mirror_to` as its rule says it)."""
 
     passes: bool
-    analyzers: tuple[str, ...] = ()
+    mirrors: tuple[MirrorTo, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -157,7 +163,7 @@ def _rule_verdict(rule: PolicyRule | None, default: bool) -> Verdict:
     if rule is None:
         return Verdict(default)
     passes = rule.action == "pass"
-    return Verdict(passes, (rule.analyzer,) if passes and rule.analyzer else ())
+    return Verdict(passes, (rule.mirror_to,) if passes and rule.mirror_to else ())
 
 
 def policy_entries(topology: Topology, rules: dict[str, tuple[PolicyRule, ...]]) -> list[PolicyEntry]:
@@ -190,7 +196,7 @@ def policy_entries(topology: Topology, rules: dict[str, tuple[PolicyRule, ...]])
                         f"{len(destination_rules)})", "network_policy_refs")
                 mine, theirs = _rule_verdict(rule, False), _rule_verdict(other, False)
                 verdict = Verdict(mine.passes and theirs.passes,
-                                  tuple(dict.fromkeys(mine.analyzers + theirs.analyzers))
+                                  tuple(dict.fromkeys(mine.mirrors + theirs.mirrors))
                                   if mine.passes and theirs.passes else ())
                 for left, right in product(rule_matches(rule) if rule else [Match()],
                                            rule_matches(other) if other else [Match()]):
@@ -214,34 +220,54 @@ def _without_shadowed_duplicates(entries: list[PolicyEntry]) -> list[PolicyEntry
 
 @dataclass(frozen=True)
 class PolicyTap:
-    """Where one vRouter sends the policy copies of one network's packets to one analyzer:
-    what the label of those copies stands for."""
+    """Where one vRouter sends the policy copies of one network's packets to one destination:
+    what the label of those copies stands for. `analyzer` is the analyzer instance, or for a
+    static destination the fabric analyzer (VTEP); `destination` the `mirror_to` filled in."""
 
     analyzer: str
+    destination: MirrorTo
     compute: str
     network: str
     label: int
 
 
-def policy_taps(topology: Topology, entries: list[PolicyEntry]) -> dict[tuple[str, str, str], PolicyTap]:
-    """Every tap the entries need, by (analyzer, compute, network): each vRouter with a member
+def policy_destinations(topology: Topology, rules: dict[str, tuple[PolicyRule, ...]]
+                        ) -> dict[MirrorTo, tuple[str, MirrorTo]]:
+    """Where each rule's `mirror_to` sends its copies in the running lab: (analyzer or VTEP,
+    the destination filled in), by the mirror_to as rules say it
+    (`controller.mirroring.requested_destination`). Raises `InvalidRequest` (or `Conflict`)
+    naming the rule when one cannot be resolved, such as a mirror to an unknown analyzer."""
+    resolved = {}
+    for network_rules in rules.values():
+        for rule in network_rules:
+            if rule.mirror_to is None or rule.mirror_to in resolved:
+                continue
+            try:
+                resolved[rule.mirror_to] = requested_destination(topology, rule.mirror_to)
+            except MirrorlabError as err:
+                refusal = InvalidRequest if isinstance(err, NotFound) else type(err)
+                raise refusal(f"{rule.name} of {rule.policy}: {err.message}", err.field) from None
+    return resolved
+
+
+def policy_taps(topology: Topology, entries: list[PolicyEntry],
+                destinations: dict[MirrorTo, tuple[str, MirrorTo]]) -> dict[tuple, PolicyTap]:
+    """Every tap the entries need, by (mirror_to, compute, network): each vRouter with a member
     of an entry's source network copies that network's packets it sends, and each vRouter with a
-    member of its destination network those it receives. Raises `InvalidRequest` when an
-    analyzer is unknown, or in the rare case two taps' labels collide."""
-    known = analyzers(topology)
-    taps: dict[tuple[str, str, str], PolicyTap] = {}
+    member of its destination network those it receives; `destinations` as
+    `policy_destinations` resolves them. Raises `InvalidRequest` in the rare case two taps'
+    labels collide."""
+    taps: dict[tuple, PolicyTap] = {}
     for entry in entries:
-        for analyzer in entry.verdict.analyzers:
-            if analyzer not in known:
-                raise InvalidRequest(f"policy mirror to unknown analyzer '{analyzer}' (known: "
-                                     f"{', '.join(sorted(known)) or 'none'})", "analyzer_name")
+        for mirror_to in entry.verdict.mirrors:
+            analyzer, destination = destinations[mirror_to]
             for network in (entry.source, entry.destination):
                 for compute in sorted({i.compute for i in topology.interfaces()
                                        if i.network == network}):
-                    key = (analyzer, compute, network)
+                    key = (mirror_to, compute, network)
                     if key not in taps:
-                        taps[key] = PolicyTap(analyzer, compute, network,
-                                              _tap_label(topology, analyzer, compute, network))
+                        taps[key] = PolicyTap(analyzer, destination, compute, network,
+                                              _tap_label(analyzer, destination, compute, network))
     labels: dict[int, PolicyTap] = {}
     for tap in taps.values():
         if tap.label in labels:
@@ -251,40 +277,38 @@ def policy_taps(topology: Topology, entries: list[PolicyEntry]) -> dict[tuple[st
     return taps
 
 
-def _tap_label(topology: Topology, analyzer: str, compute: str, network: str) -> int:
-    interface = analyzers(topology)[analyzer].interfaces[0]
-    identity = f"{analyzer}|{interface.ip}|{interface.mac}|{compute}|{network}"
+def _tap_label(analyzer: str, destination: MirrorTo, compute: str, network: str) -> int:
+    identity = json.dumps([analyzer, destination.to_dict(), compute, network], sort_keys=True)
     digest = int.from_bytes(hashlib.blake2b(identity.encode(), digest_size=4).digest(), "big")
     return POLICY_LABEL_BASE | (digest & ((1 << POLICY_LABEL_BITS) - 1))
 
 
 def tap_encapsulation(topology: Topology, tap: PolicyTap) -> Encapsulation:
-    """How the mirror encapsulator wraps a tap's copies: Juniper header over UDP 8099 from the
-    mirroring vRouter's fabric address to the analyzer, the tap's network as the VN (source VN
-    on copies of what a VM sent, destination VN on those of what it received)."""
-    analyzer = analyzers(topology)[tap.analyzer].interfaces[0]
-    return Encapsulation(eth_src=VROUTER_MAC, eth_dst=analyzer.mac,
-                         ip_src=str(topology.fabric_ip(topology.compute(tap.compute))),
-                         ip_dst=str(analyzer.ip), udp_port=8099, mirror_index=POLICY_MIRROR_INDEX,
-                         vn=":".join(topology.network_fq_name(tap.network)))
+    """How the mirror encapsulator wraps a tap's copies: as a capture's to the same destination
+    (`controller.pipeline.destination_encapsulation`) from the mirroring vRouter, with the
+    tap's network as the VN (source VN on copies of what a VM sent, destination VN on those of
+    what it received) and mirror index POLICY_MIRROR_INDEX."""
+    return destination_encapsulation(topology, tap.destination, topology.compute(tap.compute),
+                                     tap.network, POLICY_MIRROR_INDEX)
 
 
 def policy_encapsulations(topology: Topology,
                           rules: dict[str, tuple[PolicyRule, ...]]) -> dict[int, Encapsulation]:
     """How the mirror encapsulator wraps the copies of every policy tap, by label."""
-    return {tap.label: tap_encapsulation(topology, tap)
-            for tap in policy_taps(topology, policy_entries(topology, rules)).values()}
+    taps = policy_taps(topology, policy_entries(topology, rules),
+                       policy_destinations(topology, rules))
+    return {tap.label: tap_encapsulation(topology, tap) for tap in taps.values()}
 
 
 def policy_flows(topology: Topology, rules: dict[str, tuple[PolicyRule, ...]]) -> dict[str, list[Flow]]:
     """Every policy flow of the lab, by compute node (see the module's description)."""
     entries = policy_entries(topology, rules)
-    taps = policy_taps(topology, entries)
+    taps = policy_taps(topology, entries, policy_destinations(topology, rules))
     flows: dict[str, list[Flow]] = {c.name: [] for c in topology.computes}
     members: dict[str, list[Interface]] = {}
     for interface in topology.interfaces():
         members.setdefault(interface.network, []).append(interface)
-    mirrored_pairs = {(e.source, e.destination) for e in entries if e.verdict.analyzers}
+    mirrored_pairs = {(e.source, e.destination) for e in entries if e.verdict.mirrors}
     mirrored_into = {destination for _source, destination in mirrored_pairs}
     routed_into = {e.destination for e in entries if e.source != e.destination and e.verdict.passes}
     for compute in topology.computes:
@@ -325,25 +349,25 @@ def policy_flows(topology: Topology, rules: dict[str, tuple[PolicyRule, ...]]) -
                 out += _at_sender(topology, compute, entry, source, destination, taps)
             if entry.destination in local and (entry.source, entry.destination) in mirrored_pairs:
                 # Every entry of a mirrored pair, copies or none: each shadows those below it.
-                copies = [_copy(topology, compute, taps[(a, compute.name, entry.destination)], True)
-                          for a in entry.verdict.analyzers]
+                copies = [_copy(topology, compute, taps[(m, compute.name, entry.destination)], True)
+                          for m in entry.verdict.mirrors]
                 out += [_policy_flow(POLICY_AT_DESTINATION, entry.priority, actions=copies,
                                      eth_type=IPV4, **{REG_NETWORK: destination.index}, **fields)
                         for fields in _of_matches(entry.match & Match(source=source.subnet))]
-        # Copies from other vRouters to an analyzer here go to the mirror encapsulator.
-        for tap in taps.values():
-            analyzer = analyzers(topology)[tap.analyzer].interfaces[0]
-            if analyzer.compute == compute.name and tap.compute != compute.name:
-                out.append(_policy_flow(CLASSIFY, 200, in_port=FABRIC_PORT, eth_type=0x8847,
-                                        mpls_label=tap.label, actions=[Output(ENCAP_PORT)]))
-        flows[compute.name] = list(dict.fromkeys(out))
-    return flows
+    # Where copies arrive: the mirror encapsulator of the analyzer's compute node; header-less
+    # ones, back from it, the analyzer's port.
+    for tap in taps.values():
+        _delivery, path_flows = copy_path(topology, tap.destination, tap.analyzer,
+                                          topology.compute(tap.compute), tap.label, POLICY_OWNER)
+        for name, extra in path_flows.items():
+            flows[name] += extra
+    return {name: list(dict.fromkeys(out)) for name, out in flows.items()}
 
 
 def _at_sender(topology: Topology, compute: ComputeNode, entry: PolicyEntry, source, destination,
                taps) -> list[Flow]:
-    copies = [_copy(topology, compute, taps[(a, compute.name, entry.source)], False)
-              for a in entry.verdict.analyzers]
+    copies = [_copy(topology, compute, taps[(m, compute.name, entry.source)], False)
+              for m in entry.verdict.mirrors]
     routed = entry.source != entry.destination
     if not entry.verdict.passes:
         actions = [Resubmit(INGRESS_MIRROR)]
@@ -361,14 +385,14 @@ def _at_sender(topology: Topology, compute: ComputeNode, entry: PolicyEntry, sou
 
 
 def _copy(topology: Topology, compute: ComputeNode, tap: PolicyTap, received: bool) -> Clone:
-    """A policy copy, as a capture's copy travels: Ethernet-in-MPLS under the tap's label (the
-    traffic class says the receiver's side) to the mirror encapsulator of the analyzer's node."""
-    target = topology.compute(analyzers(topology)[tap.analyzer].interfaces[0].compute)
+    """A policy copy, as a capture's copy travels (`controller.pipeline.copy_path`):
+    Ethernet-in-MPLS under the tap's label (the traffic class says the receiver's side) to the
+    mirror encapsulator that builds it."""
+    delivery, _path_flows = copy_path(topology, tap.destination, tap.analyzer, compute, tap.label,
+                                      POLICY_OWNER)
     marked = [SetField("mpls_tc", EGRESS_TC)] if received else []
     return Clone(tuple([SetField("in_port", 0), Encap("mpls"), SetField("mpls_label", tap.label)]
-                       + marked + [Encap("ethernet"), SetField("eth_src", compute.fabric_mac),
-                                   SetField("eth_dst", target.fabric_mac),
-                                   Output(ENCAP_PORT if target.name == compute.name else FABRIC_PORT)]))
+                       + marked + [Encap("ethernet")] + delivery))
 
 
 def _of_matches(match: Match | None) -> list[dict]:
