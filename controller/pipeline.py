@@ -11,7 +11,8 @@ Every vRouter runs the same pipeline:
   table 2  DELIVER         reg1 -> output port; then on to the egress mirror tables.
   tables 3-10  EGRESS      one table per mirror slot: copy what was delivered to a VM (reg1).
   tables 11-18 INGRESS     one table per mirror slot: copy what a VM sent.
-  tables 19-21 POLICY, ROUTE, POLICY_AT_DESTINATION: network policies (controller.policyflows).
+  tables 19-22 POLICY, ROUTE, POLICY_AT_DESTINATION, POLICY_ARRIVAL: network policies
+                           (controller.policyflows).
 
 Originals are sent before their copies: the forwarding actions never change the packet outside
 a clone, and the mirror tables come after them. When the single-threaded userspace datapath is
@@ -56,6 +57,7 @@ INGRESS_MIRROR = EGRESS_MIRROR + MAX_CAPTURES_PER_INTERFACE
 POLICY = INGRESS_MIRROR + MAX_CAPTURES_PER_INTERFACE
 ROUTE = POLICY + 1
 POLICY_AT_DESTINATION = POLICY + 2
+POLICY_ARRIVAL = POLICY + 3
 
 VLAN_PRESENT = 0x1000  # OpenFlow's vlan_vid bit for "a tag is there"
 REG_NETWORK = "reg0"

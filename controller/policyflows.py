@@ -14,14 +14,20 @@ Contrail's semantics, as `controller.vncpolicy.attached_rules` gives each networ
   receiver's as it arrives from the fabric. Across compute nodes the analyzer receives each
   packet twice, as in Contrail; on one compute node once.
 
-The lab's vRouter is stateless: a `>` rule passes one direction only, so replies need a rule of
-their own (use `<>`). Only IPv4 is routed and policed.
+Routing is stateful, as Contrail's vRouter, whose flows come in pairs: a packet the policies
+route from A to B is committed to Open vSwitch's connection tracker (zone: the compute node's
+index) by the sender's vRouter and by the receiver's as it arrives, and a packet answering it
+(ct_state +rpl, a reply) is judged by the entry that passed its connection, reversed: so a `>`
+pass rule from A to B lets B's replies through, while B cannot open a connection to A, and a
+`>` mirror rule copies the replies too (the reverse flow takes its forward flow's action,
+mirror included). Only IPv4 is routed and policed.
 
 Tables added to the pipeline (controller.pipeline):
 
-  FORWARD (1)   IPv4 unicast a local VM of a policed network sent -> POLICY; IPv4 from the
-                overlay into a network with policy mirrors -> delivered, then
-                POLICY_AT_DESTINATION for the receiver's copies.
+  FORWARD (1)   IPv4 unicast a local VM of a policed network sent -> conntrack, POLICY; IPv4
+                from the overlay into a network routed or mirrored into -> committed to
+                conntrack, POLICY_ARRIVAL.
+  POLICY_ARRIVAL  delivered, then POLICY_AT_DESTINATION for the receiver's copies.
   POLICY        every (rule of A, rule of B) pair as one flow, highest priority first: deny
                 (the VM still sent it: the ingress mirror tables see it), pass within the
                 network (then the sender's policy copies), or route: the ingress mirror
@@ -31,6 +37,8 @@ Tables added to the pipeline (controller.pipeline):
   ROUTE         a routed packet's destination address -> its VM's MAC, delivered to it or
                 sent over the overlay of B.
   POLICY_AT_DESTINATION  the same pairs, matched on the receiver's side: its policy copies.
+  Routed entries match ct_state -rpl; each has a reply entry (`PolicyEntry.reply`), its match
+  reversed, matching +rpl.
 
 REG_POLICY says how far a packet got: a VM sent it (UNCHECKED), the policies passed it
 (CHECKED), or it came over the overlay into a policed network (FROM_OVERLAY), so a packet is
@@ -46,14 +54,15 @@ from itertools import product
 
 from mirrorlab.controller.errors import InvalidRequest, MirrorlabError, NotFound
 from mirrorlab.controller.flowmodel import (
-    POLICY_OWNER, Clone, Decap, DecTtl, Encap, Flow, Output, Resubmit, SetField, flow,
+    CT_REPLY, CT_TRACKED, POLICY_OWNER, Clone, Ct, Decap, DecTtl, Encap, Flow, Output, Resubmit,
+    SetField, flow,
 )
 from mirrorlab.controller.mirroring import Capture, requested_destination
 from mirrorlab.controller.mirrorto import MirrorTo
 from mirrorlab.controller.pipeline import (
     CLASSIFY, DELIVER, FORWARD, INGRESS_MIRROR, REG_OUT_PORT, capture_flows, copy_path,
-    destination_encapsulation, forwarding_flows, overlay_encap, POLICY, POLICY_AT_DESTINATION,
-    REG_NETWORK, REG_POLICY, ROUTE, VROUTER_MAC,
+    destination_encapsulation, forwarding_flows, overlay_encap, POLICY, POLICY_ARRIVAL,
+    POLICY_AT_DESTINATION, REG_NETWORK, REG_POLICY, ROUTE, VROUTER_MAC,
 )
 from mirrorlab.controller.vncpolicy import PolicyRule
 from mirrorlab.juniper import Encapsulation
@@ -117,6 +126,11 @@ class Match:
         """Whether every packet `other` matches, this matches too."""
         return self & other == other
 
+    def reversed(self) -> "Match":
+        """What packets answering these match: source and destination swapped."""
+        return Match(self.protocol, self.destination, self.source, self.destination_ports,
+                     self.source_ports)
+
 
 def rule_matches(rule: PolicyRule) -> list[Match]:
     """What `rule` matches, as a list of `Match` (both ways for `<>`), none inside another."""
@@ -150,13 +164,21 @@ class Verdict:
 @dataclass(frozen=True)
 class PolicyEntry:
     """Packets from network `source` to network `destination` that `match` selects get
-    `verdict`; entries of one source network are tried highest `priority` first."""
+    `verdict`; entries of one source network are tried highest `priority` first. A `reply`
+    entry is for packets answering a routed connection (ct_state +rpl): the entry that judged
+    the connection, reversed."""
 
     source: str
     destination: str
     priority: int
     match: Match
     verdict: Verdict
+    reply: bool = False
+
+    @property
+    def routed(self) -> bool:
+        """Whether its packets are routed from one network to another."""
+        return self.source != self.destination
 
 
 def _rule_verdict(rule: PolicyRule | None, default: bool) -> Verdict:
@@ -204,7 +226,22 @@ def policy_entries(topology: Topology, rules: dict[str, tuple[PolicyRule, ...]])
                     both = both & toward if both is not None else None
                     if both is not None:
                         entries.append(PolicyEntry(source, destination, priority, both, verdict))
-    return _without_shadowed_duplicates(entries)
+    entries = _without_shadowed_duplicates(entries)
+    return entries + _reply_entries(topology, entries)
+
+
+def _reply_entries(topology: Topology, entries: list[PolicyEntry]) -> list[PolicyEntry]:
+    """For each routed entry, the entry of the packets answering the connections it judged:
+    the other way, its match reversed, same priority and verdict."""
+    replies = []
+    for entry in entries:
+        if not entry.routed:
+            continue
+        back = entry.match.reversed() & Match(destination=topology.network(entry.source).subnet)
+        if back is not None:
+            replies.append(PolicyEntry(entry.destination, entry.source, entry.priority, back,
+                                       entry.verdict, reply=True))
+    return replies
 
 
 def _without_shadowed_duplicates(entries: list[PolicyEntry]) -> list[PolicyEntry]:
@@ -213,6 +250,7 @@ def _without_shadowed_duplicates(entries: list[PolicyEntry]) -> list[PolicyEntry
     kept: list[PolicyEntry] = []
     for entry in entries:
         if not any(k.source == entry.source and k.destination == entry.destination
+                   and k.reply == entry.reply
                    and k.priority == entry.priority and k.match.covers(entry.match) for k in kept):
             kept.append(entry)
     return kept
@@ -310,7 +348,7 @@ def policy_flows(topology: Topology, rules: dict[str, tuple[PolicyRule, ...]]) -
         members.setdefault(interface.network, []).append(interface)
     mirrored_pairs = {(e.source, e.destination) for e in entries if e.verdict.mirrors}
     mirrored_into = {destination for _source, destination in mirrored_pairs}
-    routed_into = {e.destination for e in entries if e.source != e.destination and e.verdict.passes}
+    routed_into = {e.destination for e in entries if e.routed and e.verdict.passes}
     for compute in topology.computes:
         local = {i.network for i in topology.interfaces_on(compute.name)}
         out = flows[compute.name]
@@ -325,12 +363,16 @@ def policy_flows(topology: Topology, rules: dict[str, tuple[PolicyRule, ...]]) -
                                              SetField(REG_POLICY, FROM_OVERLAY)], goto=FORWARD))
             out.append(_policy_flow(FORWARD, 260, eth_type=IPV4, eth_dst=UNICAST,
                                     **{REG_NETWORK: network.index, REG_POLICY: UNCHECKED},
-                                    goto=POLICY))
-            if name in mirrored_into:
+                                    actions=[Ct(compute.index, table=POLICY)]))
+            if name in mirrored_into or name in routed_into:
+                # Committed as it arrives, so that this vRouter knows the replies its VMs send.
                 out.append(_policy_flow(FORWARD, 260, eth_type=IPV4, eth_dst=UNICAST,
                                         **{REG_NETWORK: network.index, REG_POLICY: FROM_OVERLAY},
-                                        actions=[SetField(REG_POLICY, CHECKED), Resubmit(FORWARD),
-                                                 Resubmit(POLICY_AT_DESTINATION)]))
+                                        actions=[Ct(compute.index, commit=True, table=POLICY_ARRIVAL)]))
+                out.append(_policy_flow(POLICY_ARRIVAL, 100, **{REG_NETWORK: network.index},
+                                        actions=[SetField(REG_POLICY, CHECKED), Resubmit(FORWARD)]
+                                        + ([Resubmit(POLICY_AT_DESTINATION)]
+                                           if name in mirrored_into else [])))
         for name in routed_into:
             network = topology.network(name)
             for member in members.get(name, []):
@@ -352,7 +394,8 @@ def policy_flows(topology: Topology, rules: dict[str, tuple[PolicyRule, ...]]) -
                 copies = [_copy(topology, compute, taps[(m, compute.name, entry.destination)], True)
                           for m in entry.verdict.mirrors]
                 out += [_policy_flow(POLICY_AT_DESTINATION, entry.priority, actions=copies,
-                                     eth_type=IPV4, **{REG_NETWORK: destination.index}, **fields)
+                                     eth_type=IPV4, **{REG_NETWORK: destination.index},
+                                     **_connection(entry), **fields)
                         for fields in _of_matches(entry.match & Match(source=source.subnet))]
     # Where copies arrive: the mirror encapsulator of the analyzer's compute node; header-less
     # ones, back from it, the analyzer's port.
@@ -368,20 +411,29 @@ def _at_sender(topology: Topology, compute: ComputeNode, entry: PolicyEntry, sou
                taps) -> list[Flow]:
     copies = [_copy(topology, compute, taps[(m, compute.name, entry.source)], False)
               for m in entry.verdict.mirrors]
-    routed = entry.source != entry.destination
     if not entry.verdict.passes:
         actions = [Resubmit(INGRESS_MIRROR)]
-    elif routed:
-        # The copies are made of the packet as the VM sent it, before it is routed in place.
-        actions = [Resubmit(INGRESS_MIRROR)] + copies + [
+    elif entry.routed:
+        # The copies are made of the packet as the VM sent it, before it is routed in place;
+        # its connection is committed so that the replies pass.
+        commit = [] if entry.reply else [Ct(compute.index, commit=True)]
+        actions = [Resubmit(INGRESS_MIRROR)] + copies + commit + [
             SetField(REG_NETWORK, destination.index), SetField(REG_POLICY, CHECKED),
             SetField("eth_src", VROUTER_MAC), DecTtl(), Resubmit(ROUTE)]
     else:
         actions = [SetField(REG_POLICY, CHECKED), Resubmit(FORWARD)] + copies
-    extra = {"eth_dst": VROUTER_MAC} if routed else {}
+    extra = {"eth_dst": VROUTER_MAC} if entry.routed else {}
     return [_policy_flow(POLICY, entry.priority, actions=actions, eth_type=IPV4,
-                         **{REG_NETWORK: source.index}, **extra, **fields)
+                         **{REG_NETWORK: source.index}, **extra, **_connection(entry), **fields)
             for fields in _of_matches(entry.match)]
+
+
+def _connection(entry: PolicyEntry) -> dict:
+    """The ct_state match of an entry's packets: a routed entry's are not replies (-rpl), a
+    reply entry's are (+rpl); within a network, any."""
+    if not entry.routed:
+        return {}
+    return {"ct_state": (CT_TRACKED | (CT_REPLY if entry.reply else 0), CT_TRACKED | CT_REPLY)}
 
 
 def _copy(topology: Topology, compute: ComputeNode, tap: PolicyTap, received: bool) -> Clone:

@@ -199,3 +199,43 @@ def test_a_mirror_rule_sends_its_copies_to_any_destination_a_capture_takes(clean
     with pytest.raises(BadRequest, match=r"action_list\.mirror_to\.nic_assisted_mirroring: "):
         vnc.network_policy_update(policy)
     assert reachable(lab, VM4)  # the static rule still runs
+
+
+def one_way_rule(src: str, dst: str, mirror: bool = False) -> PolicyRuleType:
+    """A `>` pass rule from network `src` to `dst`, any protocol, mirrored to the default
+    analyzer if `mirror`."""
+    one_way = rule(src, dst, mirror=mirror)
+    one_way.direction = ">"
+    return one_way
+
+
+def test_a_one_way_rule_lets_replies_back_but_not_new_connections(clean_lab, vnc):
+    """A `>` rule from blue to red, stateful as Contrail's flow pairs: vm1 pings vm4 and opens
+    a TCP connection to it (the echo replies and the SYN-ACK come back through conntrack);
+    vm4 can neither ping vm1 nor connect to it. Mirrored, the rule's copies include the
+    replies, from both vRouters, as for a `<>` rule."""
+    lab = clean_lab
+    project = vnc.project_read(fq_name=PROJECT)
+    policy = NetworkPolicy("one-way", parent_obj=project, network_policy_entries=PolicyEntriesType(
+        [one_way_rule(BLUE, RED)]))
+    vnc.network_policy_create(policy)
+    attach(vnc, policy, "blue", "red")
+    assert reachable(lab, VM4)
+    assert lab.shell("vm4", f"ping -c 2 -i 0.2 -W 1 {VM1}", check=False).returncode != 0
+
+    listener = lab.shell_popen("vm4", "timeout 6 nc -l -p 7001")
+    time.sleep(0.5)
+    lab.shell("vm1", f"echo through-conntrack | nc -w 2 {VM4} 7001")
+    out, _ = listener.communicate(timeout=15)
+    assert "through-conntrack" in out
+    listener = lab.shell_popen("vm1", "timeout 4 nc -l -p 7002")
+    time.sleep(0.5)
+    assert lab.shell("vm4", f"nc -z -w 2 {VM1} 7002", check=False).returncode != 0
+    listener.wait(timeout=15)
+
+    policy = vnc.network_policy_read(fq_name=PROJECT + ["one-way"])
+    policy.set_network_policy_entries(PolicyEntriesType([one_way_rule(BLUE, RED, mirror=True)]))
+    vnc.network_policy_update(policy)
+    assert copies_of_a_ping(lab, VM4, "one-way") == sorted(
+        [("8", BLUE, ""), ("8", "", RED), ("0", RED, ""), ("0", "", BLUE)] * 3)
+    assert lab.shell("vm4", f"ping -c 2 -i 0.2 -W 1 {VM1}", check=False).returncode != 0

@@ -357,3 +357,58 @@ def test_a_bad_mirror_to_in_a_rule_is_refused_naming_its_field(topo, mirror_to, 
         parse_policy_entries({"policy_rule": [rule(mirror=mirror_to)]}, topo)
     assert refused.value.field == f"{WHERE}.{field}"
     assert refused.value.message.startswith(f"{WHERE}.{field}") and message in refused.value.message
+
+
+def echo(frame: dict, kind: int, ident: int = 7) -> dict:
+    """`frame` as an ICMP echo request (kind 8) or reply (0) with identifier `ident`."""
+    return {**frame, "ip_proto": ICMP, "icmp_type": kind, "icmp_id": ident}
+
+
+def tcp(frame: dict, sport: int, dport: int) -> dict:
+    return {**frame, "ip_proto": TCP, "tp_src": sport, "tp_dst": dport}
+
+
+ONE_WAY = {"blue-to-red": [rule(direction=">", src=(BLUE,), dst=(RED,))]}
+ONE_WAY_ATTACHED = {"blue": ["blue-to-red"], "red": ["blue-to-red"]}
+
+
+@pytest.mark.parametrize("sender, receiver", [("vm1", "vm4"), ("vm2", "vm4")],
+                         ids=["across compute nodes", "on one compute node"])
+def test_a_one_way_pass_rule_lets_the_replies_back_but_not_new_connections(topo, sender, receiver):
+    """As the vRouter's flow pairs: vm4 answers vm1's ping and TCP connection; vm4 cannot ping
+    vm1 or open a connection of its own, and an echo reply nobody asked for is dropped."""
+    sim = sim_with(topo, ONE_WAY, ONE_WAY_ATTACHED)
+    assert sim.where(receiver, echo(routed(topo, receiver, sender), 8)) == {}
+    assert list(sim.where(sender, echo(routed(topo, sender, receiver), 8))) == [receiver]
+    assert list(sim.where(receiver, echo(routed(topo, receiver, sender), 0))) == [sender]
+    assert sim.where(receiver, echo(routed(topo, receiver, sender), 0, ident=8)) == {}
+    assert sim.where(receiver, echo(routed(topo, receiver, sender), 8)) == {}
+    assert list(sim.where(sender, tcp(routed(topo, sender, receiver), 40000, 80))) == [receiver]
+    assert list(sim.where(receiver, tcp(routed(topo, receiver, sender), 80, 40000))) == [sender]
+    assert sim.where(receiver, tcp(routed(topo, receiver, sender), 80, 40001)) == {}
+    assert sim.where(receiver, tcp(routed(topo, receiver, sender), 40000, 22)) == {}
+
+
+def test_a_reply_is_judged_by_the_rule_that_passed_its_connection(topo):
+    """A deny rule for red -> blue does not stop vm4's replies to a connection blue's rule
+    passed (the reverse flow takes its forward flow's action)."""
+    policies = {"blue-to-red": [rule(direction=">", src=(BLUE,), dst=(RED,))],
+                "no-red": [rule("deny", direction=">", src=(RED,), dst=(BLUE,)), rule("pass")]}
+    sim = sim_with(topo, policies, {"blue": ["blue-to-red"], "red": ["no-red"]})
+    assert list(sim.where("vm1", echo(routed(topo, "vm1", "vm4"), 8))) == ["vm4"]
+    assert list(sim.where("vm4", echo(routed(topo, "vm4", "vm1"), 0))) == ["vm1"]
+    assert sim.where("vm4", echo(routed(topo, "vm4", "vm1"), 8, ident=9)) == {}
+
+
+def test_a_one_way_mirror_rule_copies_the_replies_of_its_connections(topo):
+    """The reverse flow takes its forward flow's mirror: vm4's replies are copied by both
+    vRouters (sender's with red as source VN, receiver's with blue as destination VN); vm4's
+    own requests are neither passed nor copied."""
+    policies = {"watch-out": [rule(direction=">", src=(BLUE,), dst=(RED,), mirror=DEFAULT_ANALYZER)]}
+    sim = sim_with(topo, policies, {"blue": ["watch-out"], "red": ["watch-out"]})
+    assert len(copies(sim.where("vm1", echo(routed(topo, "vm1", "vm4"), 8)))) == 2
+    back = sim.where("vm4", echo(routed(topo, "vm4", "vm1"), 0))
+    assert len(back["vm1"]) == 1
+    assert sorted((c.get("juniper_vn_src", ""), c.get("juniper_vn_dst", "")) for c in copies(back)) == [
+        ("", BLUE), (RED, "")]
+    assert sim.where("vm4", echo(routed(topo, "vm4", "vm1"), 8, ident=3)) == {}
