@@ -142,7 +142,28 @@ class Resubmit:
         return f"resubmit(,{self.table})"
 
 
-Action = Union[Output, SetField, Move, Encap, Decap, PushVlan, PopVlan, DecTtl, Clone, Resubmit]
+@dataclass(frozen=True)
+class Ct:
+    """Open vSwitch's connection tracker: look the packet up in conntrack `zone` (and `commit`
+    its connection, so that packets answering it are seen as replies, ct_state `+rpl`). With
+    `table`, the packet then continues in that table with its ct_state set (a recirculation);
+    without, the remaining actions run on it."""
+
+    zone: int
+    commit: bool = False
+    table: int | None = None
+
+    def ofctl(self) -> str:
+        parts = (["commit"] if self.commit else []) + (
+            [f"table={self.table}"] if self.table is not None else []) + [f"zone={self.zone}"]
+        return "ct(" + ",".join(parts) + ")"
+
+
+# ct_state bits (Open vSwitch's): the packet went through the tracker; it answers a connection.
+CT_TRACKED = 0x20
+CT_REPLY = 0x08
+
+Action = Union[Output, SetField, Move, Encap, Decap, PushVlan, PopVlan, DecTtl, Clone, Resubmit, Ct]
 MatchValue = Union[int, str, tuple]
 
 

@@ -256,6 +256,15 @@ def resolve_destination(topology: Topology, analyzer: str | None,
     return analyzer, destination
 
 
+def requested_destination(topology: Topology, mirror_to: MirrorTo) -> tuple[str, MirrorTo]:
+    """Where copies sent to `mirror_to` alone go (`resolve_destination`): the analyzer it
+    names (by name or address; the default analyzer when it names none), or the fabric analyzer
+    of a static or NIC-assisted destination, and `mirror_to` filled in."""
+    analyzer = None if mirror_to.to_fabric else (
+        named_analyzer(topology, None, mirror_to) or DEFAULT_ANALYZER)
+    return resolve_destination(topology, analyzer, mirror_to)
+
+
 def plan_capture(topology: Topology, captures: list[Capture], capture_id: int, vrouter: str,
                  interface: str, direction: str | None, analyzer: str | None, now: float,
                  lease_seconds: float | None = None,

@@ -15,7 +15,7 @@ import ipaddress
 import re
 from dataclasses import asdict, dataclass, replace
 
-from mirrorlab.controller.errors import Conflict, InvalidRequest
+from mirrorlab.controller.errors import Conflict, InvalidRequest, MirrorlabError, NotFound
 
 DEFAULT_UDP_PORT = 8099
 NH_MODES = ("dynamic", "static")
@@ -203,3 +203,20 @@ def not_on_the_wire_yet(mirror_to: MirrorTo) -> Conflict | None:
                                                   "is not emulated (the NIC mirrors to a fabric "
                                                   "analyzer; leave nh_mode dynamic)")
     return None
+
+
+def refusal_within(err: MirrorlabError, where: str) -> MirrorlabError:
+    """A refusal of a mirror_to field (`mirror_to.udp_port: ...`) said of the mirror_to found
+    within `where` (`virtual_machine_interface_properties.interface_mirror` gives
+    `virtual_machine_interface_properties.interface_mirror.mirror_to.udp_port: ...`); other
+    refusals as they are. Something the field names that does not exist (a VTEP, an analyzer)
+    becomes bad input (400): in the configuration API a 404 would say the object written is
+    missing."""
+    if not (err.field or "").startswith("mirror_to"):
+        return err
+    field = f"{where}.{err.field}"
+    if err.message.startswith(err.field):
+        message = where + "." + err.message
+    else:
+        message = f"{field}: {err.message}"
+    return (InvalidRequest if isinstance(err, NotFound) else type(err))(message, field)

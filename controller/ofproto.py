@@ -12,13 +12,15 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from mirrorlab.controller.flowmodel import (
-    Clone, Decap, DecTtl, Encap, Flow, Move, Output, PopVlan, PushVlan, Resubmit, SetField,
+    Clone, Ct, Decap, DecTtl, Encap, Flow, Move, Output, PopVlan, PushVlan, Resubmit, SetField,
 )
 
 NXAST_CLONE = 42
 NXAST_RAW_ENCAP = 46
 NXAST_RAW_DECAP = 47
 NX_IN_PORT = 0xFFF8  # Nicira actions number ports as OpenFlow 1.0 does
+NX_CT_F_COMMIT = 1
+NX_CT_RECIRC_NONE = 0xFF  # ct() without table=: no recirculation
 PACKET_TYPE_ETHERNET = 0x00000000
 PACKET_TYPE_MPLS = 0x00018847  # namespace 1 (Ethertype), type 0x8847
 PACKET_TYPE_USE_NEXT_PROTO = 0x0000FFFE
@@ -127,6 +129,12 @@ def ofp_action(action):
         return NXActionClone([ofp_action(a) for a in action.actions])
     if isinstance(action, Resubmit):
         return parser.NXActionResubmitTable(in_port=NX_IN_PORT, table_id=action.table)
+    if isinstance(action, Ct):
+        # An immediate zone: no source field, the zone number in zone_ofs_nbits.
+        return parser.NXActionCT(flags=NX_CT_F_COMMIT if action.commit else 0, zone_src="",
+                                 zone_ofs_nbits=action.zone,
+                                 recirc_table=NX_CT_RECIRC_NONE if action.table is None else action.table,
+                                 alg=0, actions=[])
     raise TypeError(f"no OpenFlow translation for {action!r}")
 
 

@@ -11,7 +11,8 @@ Every vRouter runs the same pipeline:
   table 2  DELIVER         reg1 -> output port; then on to the egress mirror tables.
   tables 3-10  EGRESS      one table per mirror slot: copy what was delivered to a VM (reg1).
   tables 11-18 INGRESS     one table per mirror slot: copy what a VM sent.
-  tables 19-21 POLICY, ROUTE, POLICY_AT_DESTINATION: network policies (controller.policyflows).
+  tables 19-22 POLICY, ROUTE, POLICY_AT_DESTINATION, POLICY_ARRIVAL: network policies
+                           (controller.policyflows).
 
 Originals are sent before their copies: the forwarding actions never change the packet outside
 a clone, and the mirror tables come after them. When the single-threaded userspace datapath is
@@ -42,6 +43,7 @@ from mirrorlab.controller.flowmodel import (
     flow,
 )
 from mirrorlab.controller.mirroring import MAX_CAPTURES_PER_INTERFACE, Capture, analyzers
+from mirrorlab.controller.mirrorto import MirrorTo
 from mirrorlab.juniper import VXLAN_PORT, Encapsulation
 from mirrorlab.recorder import EGRESS_TC, INGRESS_TC
 from mirrorlab.topology import ENCAP_PORT, FABRIC_PORT, ComputeNode, Interface, Network, Topology
@@ -55,6 +57,7 @@ INGRESS_MIRROR = EGRESS_MIRROR + MAX_CAPTURES_PER_INTERFACE
 POLICY = INGRESS_MIRROR + MAX_CAPTURES_PER_INTERFACE
 ROUTE = POLICY + 1
 POLICY_AT_DESTINATION = POLICY + 2
+POLICY_ARRIVAL = POLICY + 3
 
 VLAN_PRESENT = 0x1000  # OpenFlow's vlan_vid bit for "a tag is there"
 REG_NETWORK = "reg0"
@@ -238,24 +241,10 @@ def capture_flows(topology: Topology, capture: Capture) -> dict[str, list[Flow]]
     # (`assertion !dp_packet_is_eth(packet) failed in push_eth()`). A copy's flow must not
     # depend on another flow (one for "came in on the exit port") being installed at the same
     # moment either: the controller adds and deletes flows one at a time.
-    if capture.mirror_to.nh_mode == "static":
-        # VXLAN to a VTEP on the fabric: encapsulated here, sent out over the fabric.
-        analyzer, target = None, source
-    else:
-        analyzer = analyzers(topology)[capture.analyzer].interfaces[0]
-        target = topology.compute(analyzer.compute)
-    delivery = [SetField("eth_src", source.fabric_mac), SetField("eth_dst", target.fabric_mac),
-                Output(ENCAP_PORT if target.name == source.name else FABRIC_PORT)]
-    if target.name != source.name:
-        flows[target.name].append(flow(
-            CLASSIFY, 200, in_port=FABRIC_PORT, eth_type=0x8847, mpls_label=capture.label,
-            owner=owner, actions=[Output(ENCAP_PORT)]))
-    if analyzer is not None and not capture.mirror_to.juniper_header:
-        # Without the header the encapsulator hands the copy back as it came (it records it):
-        # unwrapped here, the analyzer gets the original frame itself.
-        flows[target.name].append(flow(
-            CLASSIFY, 210, in_port=ENCAP_PORT, eth_type=0x8847, mpls_label=capture.label,
-            owner=owner, actions=[Decap(), Decap(inner_ethernet=True), Output(analyzer.ofport)]))
+    delivery, path_flows = copy_path(topology, capture.mirror_to, capture.analyzer, source,
+                                     capture.label, owner)
+    for name, extra in path_flows.items():
+        flows[name] += extra
 
     # The copy's MPLS traffic class tells the encapsulator its direction (lab/recorder.py
     # EGRESS_TC): the label stays one per capture, and the fabric hop keeps the MPLS header.
@@ -277,28 +266,64 @@ def capture_flows(topology: Topology, capture: Capture) -> dict[str, list[Flow]]
     return dict(flows)
 
 
-def capture_encapsulation(topology: Topology, capture: Capture) -> Encapsulation:
-    """How the mirror encapsulator wraps `capture`'s copies: from the vRouter (eth_src) to the
-    analyzer (its MAC and address, the capture's UDP port), with the outer source address of
-    the monitored interface's compute node on the fabric, the capture's mirror index, and the
-    fq-name of the monitored interface's network as the VN (as Contrail writes it, and as the
-    config API shows it); for a static destination, VXLAN with its VNI from the compute node's
-    fabric address and MAC to the VTEP's."""
-    destination = capture.mirror_to
-    monitored = topology.interface_by_port_name(capture.interface)
-    source = topology.compute(capture.compute)
-    vn = ":".join(topology.network_fq_name(monitored.network))
+def copy_path(topology: Topology, destination: MirrorTo, analyzer: str, source: ComputeNode,
+              label: int, owner: int) -> tuple[list, dict[str, list[Flow]]]:
+    """How a copy wrapped under `label` on `source`'s vRouter reaches the mirror encapsulator
+    that builds it for `destination` (resolved; `analyzer` is its analyzer instance, unused for
+    a static one): the actions that end the copy's clone, and the flows (of `owner`) its path
+    needs, by compute node. A dynamic copy goes to the encapsulator of the analyzer's compute
+    node (across the fabric when that is another one, whose vRouter hands it over); without the
+    Juniper header it comes back unchanged under its label, and the analyzer's vRouter unwraps
+    it for the analyzer's port. A static copy is built on `source` itself (VXLAN to the VTEP,
+    which table 0 sends out to the fabric)."""
+    flows: dict[str, list[Flow]] = defaultdict(list)
+    if destination.nh_mode == "static":
+        analyzer_interface, target = None, source
+    else:
+        analyzer_interface = analyzers(topology)[analyzer].interfaces[0]
+        target = topology.compute(analyzer_interface.compute)
+    delivery = [SetField("eth_src", source.fabric_mac), SetField("eth_dst", target.fabric_mac),
+                Output(ENCAP_PORT if target.name == source.name else FABRIC_PORT)]
+    if target.name != source.name:
+        flows[target.name].append(flow(
+            CLASSIFY, 200, in_port=FABRIC_PORT, eth_type=0x8847, mpls_label=label,
+            owner=owner, actions=[Output(ENCAP_PORT)]))
+    if analyzer_interface is not None and not destination.juniper_header:
+        flows[target.name].append(flow(
+            CLASSIFY, 210, in_port=ENCAP_PORT, eth_type=0x8847, mpls_label=label, owner=owner,
+            actions=[Decap(), Decap(inner_ethernet=True), Output(analyzer_interface.ofport)]))
+    return delivery, dict(flows)
+
+
+def destination_encapsulation(topology: Topology, destination: MirrorTo, source: ComputeNode,
+                              network: str, mirror_index: int) -> Encapsulation:
+    """How the mirror encapsulator wraps copies that `source`'s vRouter makes of `network`'s
+    packets for `destination` (resolved): from the vRouter (eth_src) to the analyzer (its MAC
+    and address, the destination's UDP port), with the compute node's fabric address as the
+    outer source, `mirror_index`, and the network's fq-name as the VN (as Contrail writes it,
+    and as the config API shows it); for a static destination, VXLAN with its VNI from the
+    compute node's fabric address and MAC to the VTEP's."""
+    vn = ":".join(topology.network_fq_name(network))
     if destination.nh_mode == "static":
         vtep = destination.static_nh_header
         return Encapsulation(eth_src=source.fabric_mac, eth_dst=vtep.vtep_dst_mac_address,
                              ip_src=str(topology.fabric_ip(source)), ip_dst=vtep.vtep_dst_ip_address,
-                             udp_port=VXLAN_PORT, mirror_index=capture.mirror_index,
+                             udp_port=VXLAN_PORT, mirror_index=mirror_index,
                              vn=vn, juniper_header=False, vni=vtep.vni)
     return Encapsulation(eth_src=VROUTER_MAC, eth_dst=destination.analyzer_mac_address,
-                         ip_src=str(topology.fabric_ip(topology.compute(capture.compute))),
+                         ip_src=str(topology.fabric_ip(source)),
                          ip_dst=destination.analyzer_ip_address, udp_port=destination.udp_port,
-                         mirror_index=capture.mirror_index, vn=vn,
+                         mirror_index=mirror_index, vn=vn,
                          juniper_header=destination.juniper_header)
+
+
+def capture_encapsulation(topology: Topology, capture: Capture) -> Encapsulation:
+    """How the mirror encapsulator wraps `capture`'s copies (`destination_encapsulation` of its
+    destination, from the monitored interface's compute node, for its network, with the
+    capture's mirror index)."""
+    monitored = topology.interface_by_port_name(capture.interface)
+    return destination_encapsulation(topology, capture.mirror_to, topology.compute(capture.compute),
+                                     monitored.network, capture.mirror_index)
 
 
 @dataclass(frozen=True)

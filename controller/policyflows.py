@@ -5,20 +5,29 @@ Contrail's semantics, as `controller.vncpolicy.attached_rules` gives each networ
 - Traffic from network A to network B is routed by the vRouter, the networks' gateway (`.1`,
   answered with the vRouter's MAC), only when the first matching rule of A and the first
   matching rule of B both pass it. A packet no rule of a network matches is denied.
-- A passing rule with a mirror copies what it matches (both ways for `<>`) to its analyzer;
-  a packet goes to the analyzers of both first matches, so at most 2.
+- A passing rule with a mirror copies what it matches (both ways for `<>`) to its destination,
+  any `mirror_to` a capture takes but NIC-assisted (controller.vncpolicy.policy_mirror_to),
+  built as a capture's copies are (`controller.pipeline.copy_path`,
+  `destination_encapsulation`); a packet goes to the destinations of both first matches, so at
+  most 2.
 - Both vRouters of a conversation mirror: the sender's as the packet leaves the VM, the
   receiver's as it arrives from the fabric. Across compute nodes the analyzer receives each
   packet twice, as in Contrail; on one compute node once.
 
-The lab's vRouter is stateless: a `>` rule passes one direction only, so replies need a rule of
-their own (use `<>`). Only IPv4 is routed and policed.
+Routing is stateful, as Contrail's vRouter, whose flows come in pairs: a packet the policies
+route from A to B is committed to Open vSwitch's connection tracker (zone: the compute node's
+index) by the sender's vRouter and by the receiver's as it arrives, and a packet answering it
+(ct_state +rpl, a reply) is judged by the entry that passed its connection, reversed: so a `>`
+pass rule from A to B lets B's replies through, while B cannot open a connection to A, and a
+`>` mirror rule copies the replies too (the reverse flow takes its forward flow's action,
+mirror included). Only IPv4 is routed and policed.
 
 Tables added to the pipeline (controller.pipeline):
 
-  FORWARD (1)   IPv4 unicast a local VM of a policed network sent -> POLICY; IPv4 from the
-                overlay into a network with policy mirrors -> delivered, then
-                POLICY_AT_DESTINATION for the receiver's copies.
+  FORWARD (1)   IPv4 unicast a local VM of a policed network sent -> conntrack, POLICY; IPv4
+                from the overlay into a network routed or mirrored into -> committed to
+                conntrack, POLICY_ARRIVAL.
+  POLICY_ARRIVAL  delivered, then POLICY_AT_DESTINATION for the receiver's copies.
   POLICY        every (rule of A, rule of B) pair as one flow, highest priority first: deny
                 (the VM still sent it: the ingress mirror tables see it), pass within the
                 network (then the sender's policy copies), or route: the ingress mirror
@@ -28,6 +37,8 @@ Tables added to the pipeline (controller.pipeline):
   ROUTE         a routed packet's destination address -> its VM's MAC, delivered to it or
                 sent over the overlay of B.
   POLICY_AT_DESTINATION  the same pairs, matched on the receiver's side: its policy copies.
+  Routed entries match ct_state -rpl; each has a reply entry (`PolicyEntry.reply`), its match
+  reversed, matching +rpl.
 
 REG_POLICY says how far a packet got: a VM sent it (UNCHECKED), the policies passed it
 (CHECKED), or it came over the overlay into a policed network (FROM_OVERLAY), so a packet is
@@ -37,30 +48,34 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 from dataclasses import dataclass
 from itertools import product
 
-from mirrorlab.controller.errors import InvalidRequest
+from mirrorlab.controller.errors import InvalidRequest, MirrorlabError, NotFound
 from mirrorlab.controller.flowmodel import (
-    POLICY_OWNER, Clone, Decap, DecTtl, Encap, Flow, Output, Resubmit, SetField, flow,
+    CT_REPLY, CT_TRACKED, POLICY_OWNER, Clone, Ct, Decap, DecTtl, Encap, Flow, Output, Resubmit,
+    SetField, flow,
 )
-from mirrorlab.controller.mirroring import Capture, analyzers
+from mirrorlab.controller.mirroring import Capture, requested_destination
+from mirrorlab.controller.mirrorto import MirrorTo
 from mirrorlab.controller.pipeline import (
-    CLASSIFY, DELIVER, FORWARD, INGRESS_MIRROR, REG_OUT_PORT, capture_flows, forwarding_flows,
-    overlay_encap, POLICY, POLICY_AT_DESTINATION, REG_NETWORK, REG_POLICY, ROUTE,
-    VROUTER_MAC,
+    CLASSIFY, DELIVER, FORWARD, INGRESS_MIRROR, REG_OUT_PORT, capture_flows, copy_path,
+    destination_encapsulation, forwarding_flows, overlay_encap, POLICY, POLICY_ARRIVAL,
+    POLICY_AT_DESTINATION, REG_NETWORK, REG_POLICY, ROUTE, VROUTER_MAC,
 )
 from mirrorlab.controller.vncpolicy import PolicyRule
 from mirrorlab.juniper import Encapsulation
 from mirrorlab.recorder import EGRESS_TC
-from mirrorlab.topology import ENCAP_PORT, FABRIC_PORT, ComputeNode, Interface, Topology
+from mirrorlab.topology import FABRIC_PORT, ComputeNode, Interface, Topology
 
 UNCHECKED, CHECKED, FROM_OVERLAY = 0, 1, 2  # values of REG_POLICY
 UNICAST = ("00:00:00:00:00:00", "01:00:00:00:00:00")
 IPV4 = 0x0800
 # Copies of policy mirrors carry labels from here up (captures' labels stay below), one per
-# analyzer, mirroring vRouter and network, derived from what the label stands for, so that a
-# label the mirror encapsulator has read never comes to mean anything else.
+# destination, mirroring vRouter and network, derived from what the label stands for (the
+# destination whole), so that a label the mirror encapsulator has read never comes to mean
+# anything else.
 POLICY_LABEL_BASE = 0xC0000
 POLICY_LABEL_BITS = 18
 # Policy copies carry the mirror index no capture takes (captures use 0..254), in their UDP
@@ -111,6 +126,11 @@ class Match:
         """Whether every packet `other` matches, this matches too."""
         return self & other == other
 
+    def reversed(self) -> "Match":
+        """What packets answering these match: source and destination swapped."""
+        return Match(self.protocol, self.destination, self.source, self.destination_ports,
+                     self.source_ports)
+
 
 def rule_matches(rule: PolicyRule) -> list[Match]:
     """What `rule` matches, as a list of `Match` (both ways for `<>`), none inside another."""
@@ -134,30 +154,38 @@ def rule_matches(rule: PolicyRule) -> list[Match]:
 
 @dataclass(frozen=True)
 class Verdict:
-    """What happens to the packets of one pair of first matches: passed or denied, and the
-    analyzers they are mirrored to."""
+    """What happens to the packets of one pair of first matches: passed or denied, and where
+    they are mirrored to (each `mirror_to` as its rule says it)."""
 
     passes: bool
-    analyzers: tuple[str, ...] = ()
+    mirrors: tuple[MirrorTo, ...] = ()
 
 
 @dataclass(frozen=True)
 class PolicyEntry:
     """Packets from network `source` to network `destination` that `match` selects get
-    `verdict`; entries of one source network are tried highest `priority` first."""
+    `verdict`; entries of one source network are tried highest `priority` first. A `reply`
+    entry is for packets answering a routed connection (ct_state +rpl): the entry that judged
+    the connection, reversed."""
 
     source: str
     destination: str
     priority: int
     match: Match
     verdict: Verdict
+    reply: bool = False
+
+    @property
+    def routed(self) -> bool:
+        """Whether its packets are routed from one network to another."""
+        return self.source != self.destination
 
 
 def _rule_verdict(rule: PolicyRule | None, default: bool) -> Verdict:
     if rule is None:
         return Verdict(default)
     passes = rule.action == "pass"
-    return Verdict(passes, (rule.analyzer,) if passes and rule.analyzer else ())
+    return Verdict(passes, (rule.mirror_to,) if passes and rule.mirror_to else ())
 
 
 def policy_entries(topology: Topology, rules: dict[str, tuple[PolicyRule, ...]]) -> list[PolicyEntry]:
@@ -190,7 +218,7 @@ def policy_entries(topology: Topology, rules: dict[str, tuple[PolicyRule, ...]])
                         f"{len(destination_rules)})", "network_policy_refs")
                 mine, theirs = _rule_verdict(rule, False), _rule_verdict(other, False)
                 verdict = Verdict(mine.passes and theirs.passes,
-                                  tuple(dict.fromkeys(mine.analyzers + theirs.analyzers))
+                                  tuple(dict.fromkeys(mine.mirrors + theirs.mirrors))
                                   if mine.passes and theirs.passes else ())
                 for left, right in product(rule_matches(rule) if rule else [Match()],
                                            rule_matches(other) if other else [Match()]):
@@ -198,7 +226,22 @@ def policy_entries(topology: Topology, rules: dict[str, tuple[PolicyRule, ...]])
                     both = both & toward if both is not None else None
                     if both is not None:
                         entries.append(PolicyEntry(source, destination, priority, both, verdict))
-    return _without_shadowed_duplicates(entries)
+    entries = _without_shadowed_duplicates(entries)
+    return entries + _reply_entries(topology, entries)
+
+
+def _reply_entries(topology: Topology, entries: list[PolicyEntry]) -> list[PolicyEntry]:
+    """For each routed entry, the entry of the packets answering the connections it judged:
+    the other way, its match reversed, same priority and verdict."""
+    replies = []
+    for entry in entries:
+        if not entry.routed:
+            continue
+        back = entry.match.reversed() & Match(destination=topology.network(entry.source).subnet)
+        if back is not None:
+            replies.append(PolicyEntry(entry.destination, entry.source, entry.priority, back,
+                                       entry.verdict, reply=True))
+    return replies
 
 
 def _without_shadowed_duplicates(entries: list[PolicyEntry]) -> list[PolicyEntry]:
@@ -207,6 +250,7 @@ def _without_shadowed_duplicates(entries: list[PolicyEntry]) -> list[PolicyEntry
     kept: list[PolicyEntry] = []
     for entry in entries:
         if not any(k.source == entry.source and k.destination == entry.destination
+                   and k.reply == entry.reply
                    and k.priority == entry.priority and k.match.covers(entry.match) for k in kept):
             kept.append(entry)
     return kept
@@ -214,34 +258,54 @@ def _without_shadowed_duplicates(entries: list[PolicyEntry]) -> list[PolicyEntry
 
 @dataclass(frozen=True)
 class PolicyTap:
-    """Where one vRouter sends the policy copies of one network's packets to one analyzer:
-    what the label of those copies stands for."""
+    """Where one vRouter sends the policy copies of one network's packets to one destination:
+    what the label of those copies stands for. `analyzer` is the analyzer instance, or for a
+    static destination the fabric analyzer (VTEP); `destination` the `mirror_to` filled in."""
 
     analyzer: str
+    destination: MirrorTo
     compute: str
     network: str
     label: int
 
 
-def policy_taps(topology: Topology, entries: list[PolicyEntry]) -> dict[tuple[str, str, str], PolicyTap]:
-    """Every tap the entries need, by (analyzer, compute, network): each vRouter with a member
+def policy_destinations(topology: Topology, rules: dict[str, tuple[PolicyRule, ...]]
+                        ) -> dict[MirrorTo, tuple[str, MirrorTo]]:
+    """Where each rule's `mirror_to` sends its copies in the running lab: (analyzer or VTEP,
+    the destination filled in), by the mirror_to as rules say it
+    (`controller.mirroring.requested_destination`). Raises `InvalidRequest` (or `Conflict`)
+    naming the rule when one cannot be resolved, such as a mirror to an unknown analyzer."""
+    resolved = {}
+    for network_rules in rules.values():
+        for rule in network_rules:
+            if rule.mirror_to is None or rule.mirror_to in resolved:
+                continue
+            try:
+                resolved[rule.mirror_to] = requested_destination(topology, rule.mirror_to)
+            except MirrorlabError as err:
+                refusal = InvalidRequest if isinstance(err, NotFound) else type(err)
+                raise refusal(f"{rule.name} of {rule.policy}: {err.message}", err.field) from None
+    return resolved
+
+
+def policy_taps(topology: Topology, entries: list[PolicyEntry],
+                destinations: dict[MirrorTo, tuple[str, MirrorTo]]) -> dict[tuple, PolicyTap]:
+    """Every tap the entries need, by (mirror_to, compute, network): each vRouter with a member
     of an entry's source network copies that network's packets it sends, and each vRouter with a
-    member of its destination network those it receives. Raises `InvalidRequest` when an
-    analyzer is unknown, or in the rare case two taps' labels collide."""
-    known = analyzers(topology)
-    taps: dict[tuple[str, str, str], PolicyTap] = {}
+    member of its destination network those it receives; `destinations` as
+    `policy_destinations` resolves them. Raises `InvalidRequest` in the rare case two taps'
+    labels collide."""
+    taps: dict[tuple, PolicyTap] = {}
     for entry in entries:
-        for analyzer in entry.verdict.analyzers:
-            if analyzer not in known:
-                raise InvalidRequest(f"policy mirror to unknown analyzer '{analyzer}' (known: "
-                                     f"{', '.join(sorted(known)) or 'none'})", "analyzer_name")
+        for mirror_to in entry.verdict.mirrors:
+            analyzer, destination = destinations[mirror_to]
             for network in (entry.source, entry.destination):
                 for compute in sorted({i.compute for i in topology.interfaces()
                                        if i.network == network}):
-                    key = (analyzer, compute, network)
+                    key = (mirror_to, compute, network)
                     if key not in taps:
-                        taps[key] = PolicyTap(analyzer, compute, network,
-                                              _tap_label(topology, analyzer, compute, network))
+                        taps[key] = PolicyTap(analyzer, destination, compute, network,
+                                              _tap_label(analyzer, destination, compute, network))
     labels: dict[int, PolicyTap] = {}
     for tap in taps.values():
         if tap.label in labels:
@@ -251,42 +315,40 @@ def policy_taps(topology: Topology, entries: list[PolicyEntry]) -> dict[tuple[st
     return taps
 
 
-def _tap_label(topology: Topology, analyzer: str, compute: str, network: str) -> int:
-    interface = analyzers(topology)[analyzer].interfaces[0]
-    identity = f"{analyzer}|{interface.ip}|{interface.mac}|{compute}|{network}"
+def _tap_label(analyzer: str, destination: MirrorTo, compute: str, network: str) -> int:
+    identity = json.dumps([analyzer, destination.to_dict(), compute, network], sort_keys=True)
     digest = int.from_bytes(hashlib.blake2b(identity.encode(), digest_size=4).digest(), "big")
     return POLICY_LABEL_BASE | (digest & ((1 << POLICY_LABEL_BITS) - 1))
 
 
 def tap_encapsulation(topology: Topology, tap: PolicyTap) -> Encapsulation:
-    """How the mirror encapsulator wraps a tap's copies: Juniper header over UDP 8099 from the
-    mirroring vRouter's fabric address to the analyzer, the tap's network as the VN (source VN
-    on copies of what a VM sent, destination VN on those of what it received)."""
-    analyzer = analyzers(topology)[tap.analyzer].interfaces[0]
-    return Encapsulation(eth_src=VROUTER_MAC, eth_dst=analyzer.mac,
-                         ip_src=str(topology.fabric_ip(topology.compute(tap.compute))),
-                         ip_dst=str(analyzer.ip), udp_port=8099, mirror_index=POLICY_MIRROR_INDEX,
-                         vn=":".join(topology.network_fq_name(tap.network)))
+    """How the mirror encapsulator wraps a tap's copies: as a capture's to the same destination
+    (`controller.pipeline.destination_encapsulation`) from the mirroring vRouter, with the
+    tap's network as the VN (source VN on copies of what a VM sent, destination VN on those of
+    what it received) and mirror index POLICY_MIRROR_INDEX."""
+    return destination_encapsulation(topology, tap.destination, topology.compute(tap.compute),
+                                     tap.network, POLICY_MIRROR_INDEX)
 
 
 def policy_encapsulations(topology: Topology,
                           rules: dict[str, tuple[PolicyRule, ...]]) -> dict[int, Encapsulation]:
     """How the mirror encapsulator wraps the copies of every policy tap, by label."""
-    return {tap.label: tap_encapsulation(topology, tap)
-            for tap in policy_taps(topology, policy_entries(topology, rules)).values()}
+    taps = policy_taps(topology, policy_entries(topology, rules),
+                       policy_destinations(topology, rules))
+    return {tap.label: tap_encapsulation(topology, tap) for tap in taps.values()}
 
 
 def policy_flows(topology: Topology, rules: dict[str, tuple[PolicyRule, ...]]) -> dict[str, list[Flow]]:
     """Every policy flow of the lab, by compute node (see the module's description)."""
     entries = policy_entries(topology, rules)
-    taps = policy_taps(topology, entries)
+    taps = policy_taps(topology, entries, policy_destinations(topology, rules))
     flows: dict[str, list[Flow]] = {c.name: [] for c in topology.computes}
     members: dict[str, list[Interface]] = {}
     for interface in topology.interfaces():
         members.setdefault(interface.network, []).append(interface)
-    mirrored_pairs = {(e.source, e.destination) for e in entries if e.verdict.analyzers}
+    mirrored_pairs = {(e.source, e.destination) for e in entries if e.verdict.mirrors}
     mirrored_into = {destination for _source, destination in mirrored_pairs}
-    routed_into = {e.destination for e in entries if e.source != e.destination and e.verdict.passes}
+    routed_into = {e.destination for e in entries if e.routed and e.verdict.passes}
     for compute in topology.computes:
         local = {i.network for i in topology.interfaces_on(compute.name)}
         out = flows[compute.name]
@@ -301,12 +363,16 @@ def policy_flows(topology: Topology, rules: dict[str, tuple[PolicyRule, ...]]) -
                                              SetField(REG_POLICY, FROM_OVERLAY)], goto=FORWARD))
             out.append(_policy_flow(FORWARD, 260, eth_type=IPV4, eth_dst=UNICAST,
                                     **{REG_NETWORK: network.index, REG_POLICY: UNCHECKED},
-                                    goto=POLICY))
-            if name in mirrored_into:
+                                    actions=[Ct(compute.index, table=POLICY)]))
+            if name in mirrored_into or name in routed_into:
+                # Committed as it arrives, so that this vRouter knows the replies its VMs send.
                 out.append(_policy_flow(FORWARD, 260, eth_type=IPV4, eth_dst=UNICAST,
                                         **{REG_NETWORK: network.index, REG_POLICY: FROM_OVERLAY},
-                                        actions=[SetField(REG_POLICY, CHECKED), Resubmit(FORWARD),
-                                                 Resubmit(POLICY_AT_DESTINATION)]))
+                                        actions=[Ct(compute.index, commit=True, table=POLICY_ARRIVAL)]))
+                out.append(_policy_flow(POLICY_ARRIVAL, 100, **{REG_NETWORK: network.index},
+                                        actions=[SetField(REG_POLICY, CHECKED), Resubmit(FORWARD)]
+                                        + ([Resubmit(POLICY_AT_DESTINATION)]
+                                           if name in mirrored_into else [])))
         for name in routed_into:
             network = topology.network(name)
             for member in members.get(name, []):
@@ -325,50 +391,60 @@ def policy_flows(topology: Topology, rules: dict[str, tuple[PolicyRule, ...]]) -
                 out += _at_sender(topology, compute, entry, source, destination, taps)
             if entry.destination in local and (entry.source, entry.destination) in mirrored_pairs:
                 # Every entry of a mirrored pair, copies or none: each shadows those below it.
-                copies = [_copy(topology, compute, taps[(a, compute.name, entry.destination)], True)
-                          for a in entry.verdict.analyzers]
+                copies = [_copy(topology, compute, taps[(m, compute.name, entry.destination)], True)
+                          for m in entry.verdict.mirrors]
                 out += [_policy_flow(POLICY_AT_DESTINATION, entry.priority, actions=copies,
-                                     eth_type=IPV4, **{REG_NETWORK: destination.index}, **fields)
+                                     eth_type=IPV4, **{REG_NETWORK: destination.index},
+                                     **_connection(entry), **fields)
                         for fields in _of_matches(entry.match & Match(source=source.subnet))]
-        # Copies from other vRouters to an analyzer here go to the mirror encapsulator.
-        for tap in taps.values():
-            analyzer = analyzers(topology)[tap.analyzer].interfaces[0]
-            if analyzer.compute == compute.name and tap.compute != compute.name:
-                out.append(_policy_flow(CLASSIFY, 200, in_port=FABRIC_PORT, eth_type=0x8847,
-                                        mpls_label=tap.label, actions=[Output(ENCAP_PORT)]))
-        flows[compute.name] = list(dict.fromkeys(out))
-    return flows
+    # Where copies arrive: the mirror encapsulator of the analyzer's compute node; header-less
+    # ones, back from it, the analyzer's port.
+    for tap in taps.values():
+        _delivery, path_flows = copy_path(topology, tap.destination, tap.analyzer,
+                                          topology.compute(tap.compute), tap.label, POLICY_OWNER)
+        for name, extra in path_flows.items():
+            flows[name] += extra
+    return {name: list(dict.fromkeys(out)) for name, out in flows.items()}
 
 
 def _at_sender(topology: Topology, compute: ComputeNode, entry: PolicyEntry, source, destination,
                taps) -> list[Flow]:
-    copies = [_copy(topology, compute, taps[(a, compute.name, entry.source)], False)
-              for a in entry.verdict.analyzers]
-    routed = entry.source != entry.destination
+    copies = [_copy(topology, compute, taps[(m, compute.name, entry.source)], False)
+              for m in entry.verdict.mirrors]
     if not entry.verdict.passes:
         actions = [Resubmit(INGRESS_MIRROR)]
-    elif routed:
-        # The copies are made of the packet as the VM sent it, before it is routed in place.
-        actions = [Resubmit(INGRESS_MIRROR)] + copies + [
+    elif entry.routed:
+        # The copies are made of the packet as the VM sent it, before it is routed in place;
+        # its connection is committed so that the replies pass.
+        commit = [] if entry.reply else [Ct(compute.index, commit=True)]
+        actions = [Resubmit(INGRESS_MIRROR)] + copies + commit + [
             SetField(REG_NETWORK, destination.index), SetField(REG_POLICY, CHECKED),
             SetField("eth_src", VROUTER_MAC), DecTtl(), Resubmit(ROUTE)]
     else:
         actions = [SetField(REG_POLICY, CHECKED), Resubmit(FORWARD)] + copies
-    extra = {"eth_dst": VROUTER_MAC} if routed else {}
+    extra = {"eth_dst": VROUTER_MAC} if entry.routed else {}
     return [_policy_flow(POLICY, entry.priority, actions=actions, eth_type=IPV4,
-                         **{REG_NETWORK: source.index}, **extra, **fields)
+                         **{REG_NETWORK: source.index}, **extra, **_connection(entry), **fields)
             for fields in _of_matches(entry.match)]
 
 
+def _connection(entry: PolicyEntry) -> dict:
+    """The ct_state match of an entry's packets: a routed entry's are not replies (-rpl), a
+    reply entry's are (+rpl); within a network, any."""
+    if not entry.routed:
+        return {}
+    return {"ct_state": (CT_TRACKED | (CT_REPLY if entry.reply else 0), CT_TRACKED | CT_REPLY)}
+
+
 def _copy(topology: Topology, compute: ComputeNode, tap: PolicyTap, received: bool) -> Clone:
-    """A policy copy, as a capture's copy travels: Ethernet-in-MPLS under the tap's label (the
-    traffic class says the receiver's side) to the mirror encapsulator of the analyzer's node."""
-    target = topology.compute(analyzers(topology)[tap.analyzer].interfaces[0].compute)
+    """A policy copy, as a capture's copy travels (`controller.pipeline.copy_path`):
+    Ethernet-in-MPLS under the tap's label (the traffic class says the receiver's side) to the
+    mirror encapsulator that builds it."""
+    delivery, _path_flows = copy_path(topology, tap.destination, tap.analyzer, compute, tap.label,
+                                      POLICY_OWNER)
     marked = [SetField("mpls_tc", EGRESS_TC)] if received else []
     return Clone(tuple([SetField("in_port", 0), Encap("mpls"), SetField("mpls_label", tap.label)]
-                       + marked + [Encap("ethernet"), SetField("eth_src", compute.fabric_mac),
-                                   SetField("eth_dst", target.fabric_mac),
-                                   Output(ENCAP_PORT if target.name == compute.name else FABRIC_PORT)]))
+                       + marked + [Encap("ethernet")] + delivery))
 
 
 def _of_matches(match: Match | None) -> list[dict]:

@@ -24,7 +24,7 @@ from mirrorlab.controller.errors import Conflict, LabUnavailable, MirrorlabError
 from mirrorlab.controller.flowmodel import Flow
 from mirrorlab.controller.mirroring import (
     DEFAULT_ANALYZER, Capture, analyzers, find_compute, find_interface, named_analyzer,
-    plan_analyzer, plan_capture, resolve_destination,
+    plan_analyzer, plan_capture, requested_destination,
 )
 from mirrorlab.controller.mirrorto import MirrorTo, not_on_the_wire_yet, parse_mirror_to
 from mirrorlab.controller.pcapfile import PcapIndex, Record
@@ -165,8 +165,10 @@ class ControllerService:
             previous = self.policies
             flows = policy_flows(self.topology, rules)
             for label, encapsulation in policy_encapsulations(self.topology, rules).items():
-                # No analyzer interface: its recorder files no policy copy under a capture.
+                # Policy copies belong to no capture: no analyzer interface, so no recorder
+                # files them under one, and the encapsulator records no header-less one.
                 set_encapsulation(self.captures_dir, label, {"label": label, "analyzer_interface": None,
+                                                             "record": False,
                                                              **encapsulation.to_dict()})
             self.policies, self._policy_flows = rules, flows
             pushed = self._push_all_connected()
@@ -439,9 +441,7 @@ class ControllerService:
         default analyzer while it is not launched yet)."""
         wanted = parse_mirror_to(mirror_to)
         with self.lock:
-            analyzer = None if wanted.to_fabric else (
-                named_analyzer(self.topology, None, wanted) or DEFAULT_ANALYZER)
-            return resolve_destination(self.topology, analyzer, wanted)
+            return requested_destination(self.topology, wanted)
 
     def reconcile_nic_mirrors(self) -> None:
         """Make the fabric switch's mirrors those of the active NIC-assisted captures (through

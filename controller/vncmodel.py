@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import Iterable, Mapping
 
 from mirrorlab.controller.errors import InvalidRequest
-from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, PORT_ORIGIN, Capture, Direction, analyzers
+from mirrorlab.controller.mirroring import PORT_ORIGIN, Capture, Direction, analyzers
 from mirrorlab.controller.mirrorto import MirrorTo
 from mirrorlab.topology import CONTRAIL_DOMAIN, Topology
 
@@ -103,16 +103,6 @@ VMI_PROPERTIES_FIELDS = ("service_interface_type", "interface_mirror", "local_pr
 INTERFACE_MIRROR_FIELDS = ("traffic_direction", "mirror_to")
 # MirrorActionType's field that Contrail documents as "not used currently": taken and ignored.
 UNUSED_MIRROR_TO_FIELDS = ("encapsulation",)
-# A policy rule's MirrorActionType fields this lab takes (policy copies always carry the Juniper
-# header to UDP 8099, controller.policyflows); the others are refused for now.
-MIRROR_TO_SUPPORTED = ("analyzer_name",)
-# What the other fields mean when left out; this lab takes them only with these values (vnc_api
-# sends juniper_header true and nic_assisted_mirroring false unless told otherwise).
-MIRROR_TO_DEFAULTS = {"juniper_header": (True,), "nh_mode": ("dynamic",), "udp_port": (0, 8099),
-                      "nic_assisted_mirroring": (False,)}
-MIRROR_TO_FIELDS = ("analyzer_name", "encapsulation", "analyzer_ip_address", "analyzer_mac_address",
-                    "routing_instance", "udp_port", "juniper_header", "nh_mode", "static_nh_header",
-                    "nic_assisted_mirroring", "nic_assisted_mirroring_vlan")
 
 
 def object_uuid(obj_type: str, fq_name: Iterable[str]) -> str:
@@ -347,35 +337,6 @@ def shown_mirror_to(mirror_to: MirrorTo, instances: Iterable[str], project: tupl
     if shown["routing_instance"] is not None:
         shown["routing_instance"] = ":".join(project + (shown["routing_instance"],) * 2)
     return shown
-
-
-def parse_mirror_to(value, where: str, analyzer_names: Iterable[str], project: tuple[str, ...]) -> str:
-    """The analyzer a policy rule's MirrorActionType (`value`, found at `where`) names.
-    `analyzer_name` is a service instance's fq_name string or its bare name; the default
-    analyzer (interface-packet-capture) may not exist yet. Policy copies always carry the
-    Juniper header to UDP 8099, so the other fields are refused unless they hold their
-    defaults. Raises
-    `InvalidRequest` naming the field at fault."""
-    require_object(value, where, MIRROR_TO_FIELDS)
-    for name, given in value.items():
-        if name not in MIRROR_TO_SUPPORTED and given is not None \
-                and given not in MIRROR_TO_DEFAULTS.get(name, ("",)):
-            raise InvalidRequest(f"{where}.{name} is not supported by this lab yet (only "
-                                 f"analyzer_name, with the default Juniper header to UDP port "
-                                 f"8099)", f"{where}.{name}")
-    analyzer_name = value.get("analyzer_name")
-    if not isinstance(analyzer_name, str) or not analyzer_name:
-        raise InvalidRequest(f"{where}.analyzer_name is missing: name a service instance",
-                             f"{where}.analyzer_name")
-    parts = analyzer_name.split(":")
-    if len(parts) > 1 and tuple(parts[:-1]) != project:
-        raise InvalidRequest(f"{where}.analyzer_name: '{analyzer_name}' is not a service instance "
-                             f"of project {':'.join(project)}", f"{where}.analyzer_name")
-    known = set(analyzer_names) | {DEFAULT_ANALYZER}
-    if parts[-1] not in known:
-        raise InvalidRequest(f"{where}.analyzer_name: unknown service instance '{analyzer_name}' "
-                             f"(known: {', '.join(sorted(known))})", f"{where}.analyzer_name")
-    return parts[-1]
 
 
 def require_object(value, where: str, allowed: tuple[str, ...]) -> None:

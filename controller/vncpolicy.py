@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Mapping
 
-from mirrorlab.controller.errors import InvalidRequest
-from mirrorlab.controller.vncmodel import parse_mirror_to, require_object
+from mirrorlab.controller.errors import InvalidRequest, MirrorlabError
+from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, analyzers, requested_destination
+from mirrorlab.controller.mirrorto import MirrorTo, parse_mirror_to, refusal_within
+from mirrorlab.controller.vncmodel import require_object, service_mirror_to
 from mirrorlab.topology import Topology
 
 RULE_FIELDS = ("rule_sequence", "rule_uuid", "direction", "protocol", "src_addresses", "src_ports",
@@ -47,7 +49,15 @@ class PolicyRule:
     source_ports: tuple[tuple[int, int], ...]
     destination_ports: tuple[tuple[int, int], ...]
     action: str
-    analyzer: str | None = None
+    mirror_to: MirrorTo | None = None
+
+    @property
+    def analyzer(self) -> str | None:
+        """The analyzer instance the rule mirrors to (None for none, or for a static
+        destination, a VTEP on the fabric)."""
+        if self.mirror_to is None or self.mirror_to.to_fabric:
+            return None
+        return self.mirror_to.analyzer_name or DEFAULT_ANALYZER
 
     @property
     def name(self) -> str:
@@ -102,7 +112,8 @@ def _compile_rule(topology: Topology, network: str, policy: str, number: int,
         source_ports=_port_ranges(rule.get("src_ports")),
         destination_ports=_port_ranges(rule.get("dst_ports")),
         action=actions.get("simple_action") or "pass",
-        analyzer=(mirror_to["analyzer_name"].rsplit(":", 1)[-1] if mirror_to else None))
+        mirror_to=(policy_mirror_to(mirror_to, f"{policy} rule {number + 1}.action_list",
+                                    topology.project_fq_name) if mirror_to else None))
 
 
 def _address_networks(topology: Topology, network: str,
@@ -130,13 +141,13 @@ def _port_ranges(ports) -> tuple[tuple[int, int], ...]:
     return tuple(ranges)
 
 
-def parse_policy_entries(value, networks: Iterable[str], analyzer_names: Iterable[str],
-                         project: tuple[str, ...]) -> dict:
-    """`value`, a network_policy_entries object, checked: every rule names known fields, a
-    direction and protocol Contrail accepts, addresses that are `any`, `local`, a virtual
-    network of `networks` (fq_name strings) or a valid CIDR, port ranges within -1..65535, and
-    an action pass or deny and/or a mirror to a known analyzer. Returns it with rules as given.
-    Raises `InvalidRequest` naming the field at fault."""
+def parse_policy_entries(value, topology: Topology) -> dict:
+    """`value`, a network_policy_entries object, checked against the running lab `topology`:
+    every rule names known fields, a direction and protocol Contrail accepts, addresses that
+    are `any`, `local`, one of its virtual networks (fq_name strings) or a valid CIDR, port
+    ranges within -1..65535, and an action pass or deny and/or a mirror (`policy_mirror_to`)
+    to a known analyzer or VTEP. Returns it with rules as given. Raises `InvalidRequest` (or
+    `Conflict`, for a destination that disagrees with its analyzer) naming the field at fault."""
     where = "network_policy_entries"
     if value is None:
         return {"policy_rule": []}
@@ -144,15 +155,13 @@ def parse_policy_entries(value, networks: Iterable[str], analyzer_names: Iterabl
     rules = value.get("policy_rule") or []
     if not isinstance(rules, list):
         raise InvalidRequest(f"{where}.policy_rule: expected a list", f"{where}.policy_rule")
-    networks = set(networks)
-    analyzer_names = list(analyzer_names)
+    networks = {":".join(topology.network_fq_name(n.name)) for n in topology.networks}
     for index, rule in enumerate(rules):
-        _check_rule(rule, f"{where}.policy_rule[{index}]", networks, analyzer_names, project)
+        _check_rule(rule, f"{where}.policy_rule[{index}]", networks, topology)
     return {"policy_rule": rules}
 
 
-def _check_rule(rule, where: str, networks: set[str], analyzer_names: list[str],
-                project: tuple[str, ...]) -> None:
+def _check_rule(rule, where: str, networks: set[str], topology: Topology) -> None:
     require_object(rule, where, RULE_FIELDS)
     if rule.get("direction") not in ("<>", ">"):
         raise InvalidRequest(f"{where}.direction: bad value {rule.get('direction')!r} (use '<>' or "
@@ -179,7 +188,7 @@ def _check_rule(rule, where: str, networks: set[str], analyzer_names: list[str],
             raise InvalidRequest(f"{where}.{side}_ports: expected a list", f"{where}.{side}_ports")
         for index, port in enumerate(ports):
             _check_ports(port, f"{where}.{side}_ports[{index}]")
-    _check_actions(rule.get("action_list"), f"{where}.action_list", analyzer_names, project)
+    _check_actions(rule.get("action_list"), f"{where}.action_list", topology)
 
 
 def _check_address(address, where: str, networks: set[str]) -> None:
@@ -213,7 +222,7 @@ def _check_ports(port, where: str) -> None:
         raise InvalidRequest(f"{where}: start_port {start} is above end_port {end}", where)
 
 
-def _check_actions(actions, where: str, analyzer_names: list[str], project: tuple[str, ...]) -> None:
+def _check_actions(actions, where: str, topology: Topology) -> None:
     if actions is None:
         raise InvalidRequest(f"{where} is missing: say pass, deny or mirror_to", where)
     require_object(actions, where, ACTION_FIELDS)
@@ -225,6 +234,41 @@ def _check_actions(actions, where: str, analyzer_names: list[str], project: tupl
         raise InvalidRequest(f"{where}.simple_action: bad value {simple!r} (use pass or deny)",
                              f"{where}.simple_action")
     if actions.get("mirror_to") is not None:
-        parse_mirror_to(actions["mirror_to"], f"{where}.mirror_to", analyzer_names, project)
+        mirror_to = policy_mirror_to(actions["mirror_to"], where, topology.project_fq_name)
+        if mirror_to.analyzer_name not in (*analyzers(topology), DEFAULT_ANALYZER, None):
+            known = ", ".join(sorted({*analyzers(topology), DEFAULT_ANALYZER}))
+            raise InvalidRequest(f"{where}.mirror_to.analyzer_name: unknown service instance "
+                                 f"'{actions['mirror_to']['analyzer_name']}' (known: {known})",
+                                 f"{where}.mirror_to.analyzer_name")
+        if mirror_to.analyzer_name != DEFAULT_ANALYZER or mirror_to.to_fabric:
+            # The default analyzer is launched when a policy first mirrors to it: until then
+            # there is nothing to check its address against.
+            try:
+                requested_destination(topology, mirror_to)
+            except MirrorlabError as err:
+                raise refusal_within(err, where) from None
     elif simple is None:
         raise InvalidRequest(f"{where}: give simple_action (pass or deny) or mirror_to", where)
+
+
+def policy_mirror_to(value, where: str, project: tuple[str, ...]) -> MirrorTo:
+    """A policy rule's MirrorActionType (`value`, within the action_list at `where`) as the
+    lab's `MirrorTo`: translated as a VMI's (`vncmodel.service_mirror_to`) and checked by the
+    one `mirror_to` parser, its refusals naming the field within `where`. A dynamic destination
+    names its analyzer (`analyzer_name`, a service instance), as Contrail's agent looks it up.
+    NIC-assisted mirroring is refused: it tags what one VM's port sends for the compute node's
+    NIC to mirror, which is not a copy of the flows a rule matches."""
+    translated = service_mirror_to(value, f"{where}.mirror_to", project)
+    try:
+        mirror_to = parse_mirror_to(translated)
+    except MirrorlabError as err:
+        raise refusal_within(err, where) from None
+    if mirror_to.nic_assisted_mirroring:
+        raise InvalidRequest(f"{where}.mirror_to.nic_assisted_mirroring: a policy rule cannot "
+                             f"mirror NIC-assisted (that tags one VM port's traffic for the "
+                             f"compute node's NIC, not the flows a rule matches); use a dynamic "
+                             f"or a static destination", f"{where}.mirror_to.nic_assisted_mirroring")
+    if mirror_to.nh_mode == "dynamic" and not mirror_to.analyzer_name:
+        raise InvalidRequest(f"{where}.mirror_to.analyzer_name is missing: name a service instance",
+                             f"{where}.mirror_to.analyzer_name")
+    return mirror_to

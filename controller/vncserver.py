@@ -34,7 +34,8 @@ from starlette.routing import Route
 from mirrorlab.controller.errors import (
     Conflict, Forbidden, InvalidRequest, MirrorlabError, NotFound, Unauthorized,
 )
-from mirrorlab.controller.mirroring import PORT_ORIGIN, Capture, analyzers
+from mirrorlab.controller.mirroring import PORT_ORIGIN, Capture
+from mirrorlab.controller.mirrorto import refusal_within
 from mirrorlab.controller.rest import ApiAccess, RequestGuard
 from mirrorlab.controller.service import ControllerService
 from mirrorlab.controller.vncmodel import (
@@ -137,11 +138,6 @@ class ConfigApi:
             raise NotFound(f"No {obj_type} object found for id {obj_uuid}")
         return obj
 
-    def analyzer_names(self) -> list[str]:
-        """The analyzer instances (service instances) of the lab."""
-        with self.service.lock:
-            return list(analyzers(self.service.topology))
-
     def create(self, obj_type: str, body: dict) -> ConfigObject:
         """Create an object of a type clients may create (a network-policy) from a POST's
         `body`; topology objects are refused (403)."""
@@ -162,7 +158,7 @@ class ConfigApi:
             if body.get("uuid") not in (None, obj.uuid):
                 raise InvalidRequest(f"uuid {body['uuid']!r}: this lab derives uuids from fq_names; "
                                      f"leave it out", "uuid")
-            obj = replace(obj, props=self._checked_props(obj_type, body, catalog))
+            obj = replace(obj, props=self._checked_props(obj_type, body))
             self.service.store.save_config_object(obj.uuid, obj_type, list(fq_name), dict(obj.props))
             self.written[obj.uuid] = obj
             return obj
@@ -181,11 +177,12 @@ class ConfigApi:
                            f"project is {list(self.project)}")
         return tuple(fq_name)
 
-    def _checked_props(self, obj_type: str, body: dict, catalog: Catalog) -> dict:
+    def _checked_props(self, obj_type: str, body: dict) -> dict:
         """The properties of a client-written object in `body`, checked (network-policy)."""
-        networks = [":".join(vn.fq_name) for vn in catalog.of_type("virtual-network")]
+        with self.service.lock:
+            topology = self.service.topology
         return {"network_policy_entries": parse_policy_entries(
-            body.get("network_policy_entries"), networks, self.analyzer_names(), self.project)}
+            body.get("network_policy_entries"), topology)}
 
     def delete(self, obj_type: str, obj_uuid: str) -> None:
         """Delete a client-created object that nothing refers to (409 otherwise); topology
@@ -227,7 +224,7 @@ class ConfigApi:
                                     name)
             written, written_refs = dict(self.written), dict(self.written_refs)
             if "network_policy_entries" in body:
-                obj = replace(obj, props=self._checked_props(obj_type, body, catalog))
+                obj = replace(obj, props=self._checked_props(obj_type, body))
                 written[obj.uuid] = obj
             if "network_policy_refs" in body:
                 written_refs[obj_uuid] = self._checked_policy_refs(body["network_policy_refs"], catalog)
@@ -345,7 +342,7 @@ class ConfigApi:
                     if running is not None:
                         self.service.stop_capture(running.id, CHANGED)
             except MirrorlabError as err:
-                raise _within_interface_mirror(err) from None
+                raise refusal_within(err, INTERFACE_MIRROR) from None
 
     def _runs(self, capture: Capture, mirror: PortMirror) -> bool:
         """Whether port capture `capture` already mirrors as `mirror` asks (its destination
@@ -379,21 +376,6 @@ class ConfigApi:
                                     f"again either ({err.message}): {interface.name} is not "
                                     f"mirrored now", refused.field) from None
             raise
-
-
-def _within_interface_mirror(err: MirrorlabError) -> MirrorlabError:
-    """The capture service's refusal of a mirror_to field (`mirror_to.udp_port: ...`), said of
-    the VMI's field (`virtual_machine_interface_properties.interface_mirror.mirror_to.udp_port:
-    ...`). Something the field names that does not exist (a VTEP, an analyzer) is bad input
-    in this API: 400, as a 404 would tell vnc_api the VMI itself is missing."""
-    if not (err.field or "").startswith("mirror_to"):
-        return err
-    where = f"{INTERFACE_MIRROR}.{err.field}"
-    if err.message.startswith(err.field):
-        message = where + err.message[len(err.field):]
-    else:
-        message = f"{where}: {err.message}"
-    return (InvalidRequest if isinstance(err, NotFound) else type(err))(message, where)
 
 
 def _sequence(attr: dict | None) -> tuple[int, int]:

@@ -17,6 +17,8 @@ under its label, for the vRouter to unwrap and output to the analyzer's port. A 
 destination (VXLAN to a VTEP on the fabric, which cannot tell directions apart either) is
 recorded the same way, and its copy leaves as VXLAN with the capture's VNI, from the mirroring
 compute node's fabric address and MAC to the VTEP's, for the vRouter to send over the fabric.
+Copies whose encapsulation file says `"record": false` (network policies' copies, which
+belong to no capture) are built and sent the same way, and recorded nowhere.
 
 It runs in the lab's namespace, started and restarted by the lab process like the recorders.
 Each link's socket is drained without blocking and the outer headers of each capture are built
@@ -61,6 +63,7 @@ class Encapsulators:
         self.directory = directory
         self.by_label: dict[int, Encapsulator] = {}
         self.unknown_until: dict[int, float] = {}
+        self.unrecorded: set[int] = set()  # labels whose header-less copies no capture records
 
     def get(self, label: int, now: float) -> Encapsulator | None:
         """The capture's encapsulator, or None if its file cannot be read (yet)."""
@@ -74,6 +77,8 @@ class Encapsulators:
             self.unknown_until[label] = now + RETRY_UNKNOWN
             return None
         self.unknown_until.pop(label, None)
+        if entry.get("record") is False:
+            self.unrecorded.add(label)
         found = self.by_label[label] = Encapsulator(encapsulation)
         return found
 
@@ -132,7 +137,7 @@ def drain(sock: socket.socket, encapsulators: Encapsulators, counters: Counters,
         values["copies"] += 1
         direction = EGRESS if (shim >> 9 & 0x7) == EGRESS_TC else INGRESS
         encapsulation = encapsulator.encapsulation
-        if not encapsulation.juniper_header:
+        if not encapsulation.juniper_header and shim >> 12 not in encapsulators.unrecorded:
             headerless.record(shim >> 12, direction, frame[COPY_HEADERS:], time.time())
         if encapsulation.juniper_header or encapsulation.vni is not None:
             packet = encapsulator.build(frame[COPY_HEADERS:], direction)

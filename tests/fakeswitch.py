@@ -26,7 +26,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from mirrorlab.controller.flowmodel import (
-    Clone, Decap, Encap, Flow, Move, Output, PopVlan, PushVlan, Resubmit, SetField,
+    Clone, Ct, Decap, DecTtl, Encap, Flow, Move, Output, PopVlan, PushVlan, Resubmit, SetField,
 )
 from mirrorlab.controller.ofproto import (
     FIELD_BITS, add_flow, NX_IN_PORT, PACKET_TYPE_ETHERNET, PACKET_TYPE_MPLS, PACKET_TYPE_USE_NEXT_PROTO,
@@ -78,6 +78,12 @@ def wire_action(action):
     if isinstance(action, parser.NXActionResubmitTable):
         assert action.in_port == NX_IN_PORT
         return Resubmit(action.table_id)
+    if isinstance(action, parser.OFPActionDecNwTtl):
+        return DecTtl()
+    if isinstance(action, parser.NXActionCT):
+        assert (action.zone_src, action.alg, action.actions) in (("", 0, []), (None, 0, []))
+        return Ct(action.zone_ofs_nbits, commit=bool(action.flags & 1),
+                  table=None if action.recirc_table == 0xFF else action.recirc_table)
     raise AssertionError(f"undecodable action {action!r}")
 
 

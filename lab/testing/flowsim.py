@@ -21,6 +21,15 @@ lab/juniper.py's, tested on their own), or as it went for a capture without the 
 The fabric switch mirrors a NIC-assisted capture's VLAN to its fabric analyzer, as the lab's
 OVS Mirror (select_vlan) does.
 
+Each switch has a connection tracker, as Open vSwitch's `ct()` action uses it: per zone, the
+connections committed, by (protocol, source, destination, ports) for TCP and UDP, (1, source,
+destination, icmp_id) for ICMP echo. A packet whose reversed key is committed is a reply
+(ct_state +trk+est+rpl); one whose key is, +trk+est; else +trk+new; ICMP other than echo
+request and reply (or a frame without icmp_type), +trk+inv, never a reply. `ct(table=N)`
+continues in table N with that ct_state (registers kept); the actions after it run on the
+packet too, without it, as in Open vSwitch. Connection states beyond that (TCP's handshake,
+timeouts) are not modelled.
+
 One Open vSwitch 3.1 bug is an error here too: when a clone encapsulates a packet and OVS then
 skips the clone's output (to the input port), the pending `encap(ethernet)` leaks out of the
 clone and OVS pushes an Ethernet header onto the original packet at its next action, which
@@ -36,7 +45,7 @@ from pathlib import Path
 
 from mirrorlab.controller.errors import NotFound
 from mirrorlab.controller.flowmodel import (
-    Clone, Decap, DecTtl, Encap, Flow, Move, Output, PopVlan, PushVlan, Resubmit, SetField,
+    Clone, Ct, Decap, DecTtl, Encap, Flow, Move, Output, PopVlan, PushVlan, Resubmit, SetField,
 )
 from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, plan_analyzer, plan_capture
 from mirrorlab.controller.pipeline import capture_encapsulation, nic_mirrors
@@ -82,8 +91,29 @@ TRANSPORT_FIELDS = {"tcp_src": (6, "tp_src"), "tcp_dst": (6, "tp_dst"),
                     "udp_src": (17, "tp_src"), "udp_dst": (17, "tp_dst")}
 
 
+CT_NEW, CT_ESTABLISHED, CT_REPLY, CT_INVALID, CT_TRACKED = 0x01, 0x02, 0x08, 0x10, 0x20
+ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY = 8, 0
+
+
+def _connection_keys(packet: dict) -> tuple[tuple, tuple] | None:
+    """(the key of the connection `packet` would open, the key of the one it would answer), or
+    None for a packet the tracker cannot place (not IPv4, ICMP other than echo)."""
+    if packet.get("eth_type") != 0x0800 or "ip_src" not in packet:
+        return None
+    protocol, src, dst = packet.get("ip_proto"), packet["ip_src"], packet["ip_dst"]
+    if protocol == 1:
+        kind = packet.get("icmp_type")
+        if kind not in (ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY):
+            return None
+        ident = packet.get("icmp_id")
+        opens = (1, src, dst, ident) if kind == ICMP_ECHO_REQUEST else None
+        return opens, (1, dst, src, ident) if kind == ICMP_ECHO_REPLY else None
+    sport, dport = packet.get("tp_src"), packet.get("tp_dst")
+    return (protocol, src, dst, sport, dport), (protocol, dst, src, dport, sport)
+
+
 def _field(name: str, packet: dict, meta: dict):
-    if name == "in_port" or name.startswith("reg"):
+    if name in ("in_port", "ct_state") or name.startswith("reg"):
         return meta.get(name, 0)
     if name in TRANSPORT_FIELDS:
         protocol, key = TRANSPORT_FIELDS[name]
@@ -101,6 +131,7 @@ class FlowTable:
         for table in self.tables.values():
             table.sort(key=lambda f: -f.priority)
         self.hits: dict[Flow, int] = {}
+        self.connections: set[tuple] = set()  # (zone, key) of every committed connection
 
     def lookup(self, table: int, packet: dict, meta: dict) -> Flow | None:
         """The flow of `table` that handles the packet, or None (a table miss drops)."""
@@ -132,6 +163,10 @@ class FlowTable:
         if f.goto is not None:
             packet = self._run_table(f.goto, packet, meta, outputs, depth + 1)
         return packet
+
+    def _track(self, action: Ct, packet: dict) -> int:
+        """The packet's ct_state in the action's zone, committing its connection if asked."""
+        return _track_state(self.connections, action.zone, packet, action.commit)
 
     def _run_actions(self, actions, packet, meta, outputs, depth, in_clone=False):
         encapsulated = False
@@ -169,9 +204,30 @@ class FlowTable:
                                   in_clone=True)
             elif isinstance(action, Resubmit):
                 packet = self._run_table(action.table, packet, meta, outputs, depth + 1)
+            elif isinstance(action, Ct):
+                state = self._track(action, packet)
+                if action.table is not None:
+                    self._run_table(action.table, copy.deepcopy(packet), {**meta, "ct_state": state},
+                                    outputs, depth + 1)
             else:
                 raise AssertionError(f"unknown action {action!r}")
         return packet
+
+
+def _track_state(connections: set, zone: int, packet: dict, commit: bool) -> int:
+    keys = _connection_keys(packet)
+    if keys is None:
+        return CT_TRACKED | CT_INVALID
+    opens, answers = keys
+    if answers is not None and (zone, answers) in connections:
+        return CT_TRACKED | CT_ESTABLISHED | CT_REPLY
+    if opens is not None and (zone, opens) in connections:
+        return CT_TRACKED | CT_ESTABLISHED
+    if opens is None:
+        return CT_TRACKED | CT_INVALID  # an echo reply to no request
+    if commit:
+        connections.add((zone, opens))
+    return CT_TRACKED | CT_NEW
 
 
 def _encap(packet: dict, header: str) -> dict:

@@ -598,6 +598,15 @@ def test_bad_policies_and_refs_are_refused_and_change_nothing(vnc, server):
         (policy_rule(src="green"), BadRequest, "unknown virtual network 'default-domain:default:green'"),
         (policy_rule(action="drop"), BadRequest, "simple_action: bad value 'drop'"),
         (policy_rule(analyzer_name="nowhere"), BadRequest, "unknown service instance 'nowhere'"),
+        (policy_rule(analyzer_name=DEFAULT_ANALYZER, nic_assisted_mirroring=True,
+                     nic_assisted_mirroring_vlan=100), BadRequest,
+         r"policy_rule\[0\]\.action_list\.mirror_to\.nic_assisted_mirroring: a policy rule cannot "
+         r"mirror NIC-assisted"),
+        (policy_rule(**{**STATIC, "juniper_header": True}), BadRequest,
+         r"action_list\.mirror_to\.juniper_header: a static destination takes no Juniper header"),
+        (policy_rule(**{**STATIC, "static_nh_header": StaticMirrorNhType(
+            "192.168.100.200", "02:fb:00:00:00:01", 5000)}), BadRequest,
+         r"mirror_to\.static_nh_header\.vtep_dst_ip_address: no VTEP of this lab"),
     ]
     for rule, error, message in bad_rules:
         with pytest.raises(error, match=message):
@@ -639,3 +648,26 @@ def test_every_shipped_topology_gives_objects_whose_refs_and_parents_resolve(top
         assert {o.fq_name[-1] for o in catalog.of_type("virtual-network")} == {n.name for n in topology.networks}
         assert len(catalog.of_type("virtual-machine-interface")) == len(list(topology.interfaces()))
         assert Catalog(lab_objects(load(path), {})).by_uuid.keys() == catalog.by_uuid.keys()  # stable
+
+
+def test_a_policy_rule_takes_every_mirror_to_a_capture_takes_but_nic_assisted(vnc, service):
+    """A static destination and one without the Juniper header, written by vnc_api, reach the
+    vRouters' rules as the capture service's MirrorTo, and their copies' encapsulation (VXLAN
+    to the VTEP; the original frame)."""
+    project = vnc.project_read(fq_name=PROJECT)
+    policy = NetworkPolicy("modes", parent_obj=project, network_policy_entries=PolicyEntriesType([
+        policy_rule(**STATIC), policy_rule(analyzer_name=":".join(PROJECT + [DEFAULT_ANALYZER]),
+                                           juniper_header=False, udp_port=9000)]))
+    vnc.network_policy_create(policy)
+    for network in ("blue", "red"):
+        vn = vnc.virtual_network_read(fq_name=PROJECT + [network])
+        vn.add_network_policy(policy, VirtualNetworkPolicyType(sequence=SequenceType(0, 0)))
+        vnc.virtual_network_update(vn)
+    static, headerless = service.policies["blue"]
+    assert (static.mirror_to.nh_mode, static.mirror_to.static_nh_header, static.analyzer) == (
+        "static", PROBE, None)
+    assert (headerless.mirror_to.juniper_header, headerless.mirror_to.udp_port,
+            headerless.analyzer) == (False, 9000, DEFAULT_ANALYZER)
+    wires = [json.loads(path.read_text()) for path in service.captures_dir.glob("label-*.wire.json")]
+    assert {(w["vni"], w["juniper_header"], w["record"]) for w in wires} == {
+        (5000, False, False), (None, False, False)}

@@ -88,11 +88,15 @@ def test_the_encapsulator_loop_wraps_copies_from_the_vrouter(tmp_path):
     """On a socket pair standing for a vRouter's link: an MPLS copy of a known capture comes
     back as its Juniper-header copy (traffic class 1: destination VN); one of a header-less
     capture comes back as it went and is recorded in that capture's pcap, with its direction;
-    an unknown label and a frame that is no copy are counted and dropped."""
-    label, headerless_label = 0x80001, 0x80002
+    a header-less policy copy ("record": false) comes back as it went, recorded nowhere; an
+    unknown label and a frame that is no copy are counted and dropped."""
+    label, headerless_label, policy_label = 0x80001, 0x80002, 0xC0001
     for each, header in ((label, True), (headerless_label, False)):
         set_encapsulation(tmp_path, each, {"label": each, "analyzer_interface": "an1-eth0",
                                            **TO_ANALYZER.to_dict(), "juniper_header": header})
+    set_encapsulation(tmp_path, policy_label, {"label": policy_label, "analyzer_interface": None,
+                                               "record": False, **TO_ANALYZER.to_dict(),
+                                               "juniper_header": False})
     vrouter, encapsulator_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     encapsulator_end.setblocking(False)
     outer = bytes.fromhex("02fa0000000102fa00000001") + b"\x88\x47"
@@ -100,7 +104,8 @@ def test_the_encapsulator_loop_wraps_copies_from_the_vrouter(tmp_path):
     def mpls_copy(copy_label: int, traffic_class: int) -> bytes:
         return outer + (copy_label << 12 | traffic_class << 9 | 0x100 | 64).to_bytes(4, "big") + INNER
 
-    for copy_label, traffic_class in ((label, 1), (label + 9, 0), (headerless_label, 0)):
+    for copy_label, traffic_class in ((label, 1), (label + 9, 0), (headerless_label, 0),
+                                      (policy_label, 1)):
         vrouter.send(mpls_copy(copy_label, traffic_class))
     vrouter.send(INNER)
     counters, headerless = Counters(), CaptureFiles(tmp_path)
@@ -108,11 +113,13 @@ def test_the_encapsulator_loop_wraps_copies_from_the_vrouter(tmp_path):
     headerless.flush()
     assert vrouter.recv(65535) == Encapsulator(TO_ANALYZER).build(INNER, "egress")
     assert vrouter.recv(65535) == mpls_copy(headerless_label, 0)
+    assert vrouter.recv(65535) == mpls_copy(policy_label, 1)
     vrouter.setblocking(False)
     with pytest.raises(BlockingIOError):
         vrouter.recv(65535)
     assert {k: counters.values[k] for k in ("copies", "sent", "unknown_label", "not_a_copy")} == {
-        "copies": 2, "sent": 2, "unknown_label": 1, "not_a_copy": 1}
+        "copies": 3, "sent": 3, "unknown_label": 1, "not_a_copy": 1}
     records, total = PcapIndex().records(capture_file(tmp_path, headerless_label), 0, 10)
     assert (total, records[0].data, records[0].direction) == (1, INNER, "ingress")
     assert not capture_file(tmp_path, label).exists()
+    assert not capture_file(tmp_path, policy_label).exists()

@@ -18,7 +18,7 @@ from mirrorlab.controller import app as app_module
 from mirrorlab.controller.app import VRouterApp
 from mirrorlab.controller.errors import VRouterUnavailable
 from mirrorlab.controller.flowmodel import (
-    BASE_OWNER, Clone, Decap, Encap, Output, Resubmit, SetField, capture_owner, flow,
+    BASE_OWNER, Clone, Ct, Decap, Encap, Output, Resubmit, SetField, capture_owner, flow,
 )
 from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, plan_analyzer, plan_capture
 from mirrorlab.controller.ofproto import add_flow, delete_flow, ofp_action, ofp_match
@@ -28,7 +28,7 @@ from mirrorlab.controller.service import ControllerService
 from mirrorlab.controller.store import Store
 from mirrorlab.sandbox import SandboxError
 from tests.fakeswitch import FakeSwitch, WireFlow, decode, wire_action, wire_flow
-from tests.unit.test_service import Clock, FakeLab
+from tests.unit.test_service import Clock, FakeLab, mirror_policy
 
 WAIT = 10.0  # only a guard against hanging: a correct app converges at once
 
@@ -56,11 +56,13 @@ def test_every_flow_survives_encoding_and_decoding(default_topo):
     delete message names the same flow, strictly, by its whole cookie."""
     topology, captures = lab_with_captures(default_topo)
     datapath = FakeSwitch(1, app=None)
-    flows = [f for flow_set in desired_flows(topology, captures).values() for f in flow_set]
+    policies = mirror_policy(topology, "near")
+    flows = [f for flow_set in desired_flows(topology, captures, policies).values() for f in flow_set]
     nested = [a for f in flows for a in f.actions] + [a for f in flows for c in f.actions
                                                      if isinstance(c, Clone) for a in c.actions]
     kinds = {type(a).__name__ for a in nested}
-    assert kinds >= {"Output", "SetField", "Move", "Encap", "Decap", "Clone", "Resubmit"}
+    assert kinds >= {"Output", "SetField", "Move", "Encap", "Decap", "Clone", "Resubmit", "Ct",
+                     "DecTtl"}
     for f in flows:
         decoded = decode(datapath, add_flow(datapath, f))
         assert (decoded.command, decoded.buffer_id) == (ofp.OFPFC_ADD, ofp.OFP_NO_BUFFER)
@@ -88,12 +90,16 @@ NICIRA_ACTIONS = {
         "  0019 0010 80004404 00080001 00000000"
         "  0000 0010 000003e8 0000 000000000000"),
     "resubmit(,2)": (Resubmit(2), "ffff0010 00002320 000e fff8 02 000000"),
+    "ct(table=19,zone=3)": (Ct(3, table=19),
+                            "ffff0018 00002320 0023 0000 00000000 0003 13 000000 0000"),
+    "ct(commit,zone=2)": (Ct(2, commit=True),
+                          "ffff0018 00002320 0023 0001 00000000 0002 ff 000000 0000"),
 }
 
 
 @pytest.mark.parametrize("action, wire", NICIRA_ACTIONS.values(), ids=NICIRA_ACTIONS.keys())
 def test_nicira_actions_are_encoded_as_open_vswitch_does(action, wire):
-    """encap, decap, clone and resubmit give Open vSwitch's bytes, and decode back."""
+    """encap, decap, clone, resubmit and ct give Open vSwitch's bytes, and decode back."""
     encoded = bytearray()
     ofp_action(action).serialize(encoded, 0)
     assert encoded.hex() == wire.replace(" ", "")

@@ -9,8 +9,7 @@ from mirrorlab.controller.flowmodel import owner_of_cookie
 from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, plan_analyzer, plan_capture
 from mirrorlab.controller.pipeline import VROUTER_MAC
 from mirrorlab.controller.policyflows import (
-    POLICY_MIRROR_INDEX, Match, policy_flows, policy_taps, policy_entries, rule_matches,
-    _port_masks,
+    POLICY_MIRROR_INDEX, Match, policy_encapsulations, policy_flows, rule_matches, _port_masks,
 )
 from mirrorlab.controller.vncpolicy import attached_rules
 from mirrorlab.topofile import load
@@ -32,13 +31,13 @@ def topo() -> Topology:
 def rule(action="pass", direction="<>", protocol="any", src=("any",), dst=("any",),
          dst_ports=None, mirror=None) -> dict:
     """A policy_rule as a vnc_api client writes it; addresses are network fq-names, "any",
-    "local" or CIDRs."""
+    "local" or CIDRs; `mirror` an analyzer's name or a whole mirror_to."""
     def addresses(names):
         return [{"subnet": {"ip_prefix": n.split("/")[0], "ip_prefix_len": int(n.split("/")[1])}}
                 if "/" in n else {"virtual_network": n} for n in names]
     actions = {"simple_action": action} if action else {}
     if mirror:
-        actions["mirror_to"] = {"analyzer_name": mirror}
+        actions["mirror_to"] = mirror if isinstance(mirror, dict) else {"analyzer_name": mirror}
     return {"direction": direction, "protocol": protocol, "src_addresses": addresses(src),
             "dst_addresses": addresses(dst), "src_ports": [{"start_port": -1, "end_port": -1}],
             "dst_ports": [{"start_port": dst_ports[0], "end_port": dst_ports[1]}] if dst_ports
@@ -232,11 +231,11 @@ def test_policy_flows_have_their_own_owner_and_leave_other_flows_alone(topo):
     assert policy_flows(topo, {}) == {c.name: [] for c in topo.computes}
 
 
-def test_a_mirror_to_an_unknown_analyzer_is_refused(topo):
+def test_a_mirror_to_an_unknown_analyzer_is_refused_naming_the_rule(topo):
     rules = attached_rules(topo, {"default-domain:default:p": {"policy_rule": [
         rule(mirror="nowhere")]}}, {"blue": [("default-domain:default:p", (0, 0))]})
-    with pytest.raises(InvalidRequest, match="unknown analyzer 'nowhere'"):
-        policy_taps(topo, policy_entries(topo, rules))
+    with pytest.raises(InvalidRequest, match="p rule 1 of default-domain:default:p: unknown analyzer 'nowhere'"):
+        policy_flows(topo, rules)
 
 
 def test_both_way_rule_matches_both_ways():
@@ -273,3 +272,143 @@ def test_a_rule_without_addresses_matches_any_and_an_ipv6_only_rule_matches_noth
         {**rule("deny"), "src_addresses": [{"subnet": {"ip_prefix": "fd00:1:1::", "ip_prefix_len": 64}}]}]}}
     [only] = attached_rules(topo, entries, {"blue": [("default-domain:default:p", (0, 0))]})["blue"]
     assert (only.action, only.sources, only.destinations) == ("pass", (), ())
+
+
+PROBE = {"ip": "192.168.100.254", "mac": "02:fb:00:00:00:01"}
+STATIC = {"nh_mode": "static", "juniper_header": False, "static_nh_header": {
+    "vtep_dst_ip_address": PROBE["ip"], "vtep_dst_mac_address": PROBE["mac"], "vni": 5000}}
+
+
+def mirrored_sim(topo, mirror_to: dict) -> LabSim:
+    """blue <-> red passed and mirrored to `mirror_to`, the policy on both networks."""
+    return sim_with(topo, {"watch": [rule(src=(BLUE,), dst=(RED,), mirror=mirror_to)]},
+                    {"blue": ["watch"], "red": ["watch"]})
+
+
+def test_a_mirror_rule_to_another_udp_port_copies_there(topo):
+    sim = mirrored_sim(topo, {"analyzer_name": DEFAULT_ANALYZER, "udp_port": 9000})
+    there = sim.where("vm1", routed(topo, "vm1", "vm4"))
+    assert len(there["vm4"]) == 1
+    assert [c["udp_dst"] for c in copies(there)] == [9000, 9000]
+
+
+def test_a_mirror_rule_without_the_juniper_header_delivers_the_frames_themselves(topo):
+    """Header-less: the analyzer's port gets the original frames, as the VM sent them and as
+    the peer received them, from both vRouters; the encapsulator records none of them (they
+    belong to no capture, lab/encapsulator.py)."""
+    sim = mirrored_sim(topo, {"analyzer_name": DEFAULT_ANALYZER, "juniper_header": False})
+    sent = routed(topo, "vm1", "vm4")
+    there = sim.where("vm1", sent)
+    [delivered] = there["vm4"]
+    assert sorted((c["eth_dst"], c["ip_src"]) for c in copies(there)) == sorted(
+        [(VROUTER_MAC, sent["ip_src"]), (delivered["eth_dst"], sent["ip_src"])])
+    assert all("juniper_vn_src" not in c and "juniper_vn_dst" not in c for c in copies(there))
+    on_one_node = sim_with(topo, {"watch-blue": [rule(mirror={
+        "analyzer_name": DEFAULT_ANALYZER, "juniper_header": False})]}, {"blue": ["watch-blue"]})
+    [copy] = copies(on_one_node.where("vm1", direct(topo, "vm1", "vm3")))
+    assert copy == {**direct(topo, "vm1", "vm3")}
+
+
+def test_a_mirror_rule_to_a_static_vtep_sends_vxlan_over_the_fabric_from_both_vrouters(topo):
+    sim = mirrored_sim(topo, STATIC)
+    deliveries = sim.send(iface(topo, "vm1").port_name, routed(topo, "vm1", "vm4"))
+    at_probe = [d.packet for d in deliveries if d.port_name == "probe1"]
+    assert sorted((c["ip_src"], c["ip_dst"], c["vxlan_vni"], c["mirror_index"]) for c in at_probe) == [
+        ("192.168.100.1", PROBE["ip"], 5000, POLICY_MIRROR_INDEX),
+        ("192.168.100.2", PROBE["ip"], 5000, POLICY_MIRROR_INDEX)]
+    assert sorted(c["inner"]["eth_dst"] for c in at_probe) == sorted(
+        [VROUTER_MAC, iface(topo, "vm4").mac])
+    assert [d.port_name for d in deliveries if d.port_name != "probe1"] == ["tap-vm4-0"]
+
+
+def test_a_changed_destination_gets_labels_of_its_own(topo):
+    """The mirror encapsulator keeps what it read for a label: a rule whose destination
+    changes must not reuse the old labels."""
+    def labels(mirror_to):
+        return set(policy_encapsulations(topo, attached_rules(
+            topo, {"default-domain:default:w": {"policy_rule": [rule(mirror=mirror_to)]}},
+            {"blue": [("default-domain:default:w", (0, 0))]})))
+    juniper = labels({"analyzer_name": DEFAULT_ANALYZER})
+    assert juniper and juniper.isdisjoint(labels({"analyzer_name": DEFAULT_ANALYZER,
+                                                  "juniper_header": False}))
+    assert juniper.isdisjoint(labels({"analyzer_name": DEFAULT_ANALYZER, "udp_port": 9000}))
+    assert juniper.isdisjoint(labels(STATIC))
+
+
+WHERE = "network_policy_entries.policy_rule[0].action_list.mirror_to"
+
+
+@pytest.mark.parametrize("mirror_to, field, message", [
+    ({"analyzer_name": DEFAULT_ANALYZER, "nic_assisted_mirroring": True,
+      "nic_assisted_mirroring_vlan": 100}, "nic_assisted_mirroring", "a policy rule cannot mirror NIC-assisted"),
+    ({**STATIC, "juniper_header": True}, "juniper_header", "a static destination takes no Juniper header"),
+    ({**STATIC, "static_nh_header": {**STATIC["static_nh_header"], "vni": 0}},
+     "static_nh_header.vni", "0 is out of range"),
+    ({**STATIC, "static_nh_header": {**STATIC["static_nh_header"], "vtep_dst_ip_address": "192.168.100.200"}},
+     "static_nh_header.vtep_dst_ip_address", "no VTEP of this lab has address 192.168.100.200"),
+    ({"analyzer_name": DEFAULT_ANALYZER, "udp_port": 70000}, "udp_port", "70000 is out of range"),
+    ({"analyzer_name": "nowhere"}, "analyzer_name", "unknown service instance 'nowhere'"),
+    ({"juniper_header": False}, "analyzer_name", "missing: name a service instance"),
+    ({"analyzer_name": DEFAULT_ANALYZER, "sideways": 1}, "sideways", "unknown field"),
+])
+def test_a_bad_mirror_to_in_a_rule_is_refused_naming_its_field(topo, mirror_to, field, message):
+    from mirrorlab.controller.vncpolicy import parse_policy_entries
+    with pytest.raises(InvalidRequest) as refused:
+        parse_policy_entries({"policy_rule": [rule(mirror=mirror_to)]}, topo)
+    assert refused.value.field == f"{WHERE}.{field}"
+    assert refused.value.message.startswith(f"{WHERE}.{field}") and message in refused.value.message
+
+
+def echo(frame: dict, kind: int, ident: int = 7) -> dict:
+    """`frame` as an ICMP echo request (kind 8) or reply (0) with identifier `ident`."""
+    return {**frame, "ip_proto": ICMP, "icmp_type": kind, "icmp_id": ident}
+
+
+def tcp(frame: dict, sport: int, dport: int) -> dict:
+    return {**frame, "ip_proto": TCP, "tp_src": sport, "tp_dst": dport}
+
+
+ONE_WAY = {"blue-to-red": [rule(direction=">", src=(BLUE,), dst=(RED,))]}
+ONE_WAY_ATTACHED = {"blue": ["blue-to-red"], "red": ["blue-to-red"]}
+
+
+@pytest.mark.parametrize("sender, receiver", [("vm1", "vm4"), ("vm2", "vm4")],
+                         ids=["across compute nodes", "on one compute node"])
+def test_a_one_way_pass_rule_lets_the_replies_back_but_not_new_connections(topo, sender, receiver):
+    """As the vRouter's flow pairs: vm4 answers vm1's ping and TCP connection; vm4 cannot ping
+    vm1 or open a connection of its own, and an echo reply nobody asked for is dropped."""
+    sim = sim_with(topo, ONE_WAY, ONE_WAY_ATTACHED)
+    assert sim.where(receiver, echo(routed(topo, receiver, sender), 8)) == {}
+    assert list(sim.where(sender, echo(routed(topo, sender, receiver), 8))) == [receiver]
+    assert list(sim.where(receiver, echo(routed(topo, receiver, sender), 0))) == [sender]
+    assert sim.where(receiver, echo(routed(topo, receiver, sender), 0, ident=8)) == {}
+    assert sim.where(receiver, echo(routed(topo, receiver, sender), 8)) == {}
+    assert list(sim.where(sender, tcp(routed(topo, sender, receiver), 40000, 80))) == [receiver]
+    assert list(sim.where(receiver, tcp(routed(topo, receiver, sender), 80, 40000))) == [sender]
+    assert sim.where(receiver, tcp(routed(topo, receiver, sender), 80, 40001)) == {}
+    assert sim.where(receiver, tcp(routed(topo, receiver, sender), 40000, 22)) == {}
+
+
+def test_a_reply_is_judged_by_the_rule_that_passed_its_connection(topo):
+    """A deny rule for red -> blue does not stop vm4's replies to a connection blue's rule
+    passed (the reverse flow takes its forward flow's action)."""
+    policies = {"blue-to-red": [rule(direction=">", src=(BLUE,), dst=(RED,))],
+                "no-red": [rule("deny", direction=">", src=(RED,), dst=(BLUE,)), rule("pass")]}
+    sim = sim_with(topo, policies, {"blue": ["blue-to-red"], "red": ["no-red"]})
+    assert list(sim.where("vm1", echo(routed(topo, "vm1", "vm4"), 8))) == ["vm4"]
+    assert list(sim.where("vm4", echo(routed(topo, "vm4", "vm1"), 0))) == ["vm1"]
+    assert sim.where("vm4", echo(routed(topo, "vm4", "vm1"), 8, ident=9)) == {}
+
+
+def test_a_one_way_mirror_rule_copies_the_replies_of_its_connections(topo):
+    """The reverse flow takes its forward flow's mirror: vm4's replies are copied by both
+    vRouters (sender's with red as source VN, receiver's with blue as destination VN); vm4's
+    own requests are neither passed nor copied."""
+    policies = {"watch-out": [rule(direction=">", src=(BLUE,), dst=(RED,), mirror=DEFAULT_ANALYZER)]}
+    sim = sim_with(topo, policies, {"blue": ["watch-out"], "red": ["watch-out"]})
+    assert len(copies(sim.where("vm1", echo(routed(topo, "vm1", "vm4"), 8)))) == 2
+    back = sim.where("vm4", echo(routed(topo, "vm4", "vm1"), 0))
+    assert len(back["vm1"]) == 1
+    assert sorted((c.get("juniper_vn_src", ""), c.get("juniper_vn_dst", "")) for c in copies(back)) == [
+        ("", BLUE), (RED, "")]
+    assert sim.where("vm4", echo(routed(topo, "vm4", "vm1"), 8, ident=3)) == {}
