@@ -13,6 +13,7 @@ import ipaddress
 from dataclasses import asdict, dataclass
 from typing import Mapping
 
+from mirrorlab.controller.mirrorto import MirrorTo, parse_mirror_to
 from mirrorlab.controller.policyflows import Match, PolicyEntry, policy_entries
 from mirrorlab.controller.vncpolicy import PolicyRule
 from mirrorlab.topology import Topology
@@ -62,8 +63,8 @@ def _minus(box: Box, other: Box) -> list[Box]:
 
 def reached_entries(topology: Topology, entries: list[PolicyEntry]) -> list[PolicyEntry]:
     """The entries some packet reaches: one a VM of the entry's source network can send (its
-    source address in that network's subnet) that no entry of the same pair with a higher
-    priority matches first."""
+    source address in that network's subnet) that no entry of the same pair and kind (reply or
+    not) with a higher priority matches first."""
     reached = []
     for entry in entries:
         sent = entry.match & Match(source=topology.network(entry.source).subnet)
@@ -71,8 +72,8 @@ def reached_entries(topology: Topology, entries: list[PolicyEntry]) -> list[Poli
             continue
         left = [_box(sent)]
         for other in entries:
-            if (other.source, other.destination) == (entry.source, entry.destination) \
-                    and other.priority > entry.priority:
+            if (other.source, other.destination, other.reply) == \
+                    (entry.source, entry.destination, entry.reply) and other.priority > entry.priority:
                 left = [piece for box in left for piece in _minus(box, _box(other.match))]
                 if not left:
                     break
@@ -100,14 +101,27 @@ def policy_links(topology: Topology, rules: dict[str, tuple[PolicyRule, ...]]
     topology's network order."""
     entries = reached_entries(topology, policy_entries(topology, rules))
     order = {network.name: index for index, network in enumerate(topology.networks)}
+    # Replies pass only within connections opened the other way: they connect nothing new.
     connections = _links({(e.source, e.destination) for e in entries
-                          if e.source != e.destination and e.verdict.passes}, order, None)
+                          if e.routed and not e.reply and e.verdict.passes}, order, None)
+    destinations = {e: [destination_name(topology, mirror) for mirror in e.verdict.mirrors]
+                    for e in entries}
     mirrors = []
-    for analyzer in sorted({a for e in entries for a in e.verdict.analyzers}):
+    for analyzer in sorted({name for names in destinations.values() for name in names}):
         mirrors += _links({(e.source, e.destination) for e in entries
-                           if analyzer in e.verdict.analyzers}, order, analyzer)
+                           if analyzer in destinations[e]}, order, analyzer)
     return connections, sorted(mirrors, key=lambda m: (order[m.source], order[m.destination],
                                                        m.analyzer))
+
+
+def destination_name(topology: Topology, mirror: MirrorTo) -> str:
+    """Where a rule's copies go, for people: its analyzer's name, or for a static destination
+    the fabric analyzer at its VTEP address (else that address) and the VNI."""
+    if mirror.analyzer_name:
+        return mirror.analyzer_name.rsplit(":", 1)[-1]
+    vtep = mirror.static_nh_header
+    probes = {str(probe.ip): probe.name for probe in topology.fabric_analyzers}
+    return f"{probes.get(vtep.vtep_dst_ip_address, vtep.vtep_dst_ip_address)} (VNI {vtep.vni})"
 
 
 def _addresses(addresses: list[dict] | None) -> list[str]:
@@ -133,13 +147,13 @@ def _ports(ports: list[dict] | None) -> list[str]:
     return texts or [ANY]
 
 
-def describe_rule(number: int, rule: dict) -> dict:
+def describe_rule(topology: Topology, number: int, rule: dict) -> dict:
     """One policy_rule as written (checked by `controller.vncpolicy`), for people: its number
     from 1, direction, protocol, addresses and ports of each side, action, mirror, and the line
     Contrail's UI shows for it."""
     actions = rule.get("action_list") or {}
     mirror_to = actions.get("mirror_to")
-    analyzer = mirror_to["analyzer_name"].rsplit(":", 1)[-1] if mirror_to else None
+    analyzer = destination_name(topology, parse_mirror_to(mirror_to)) if mirror_to else None
     described = {
         "number": number, "direction": rule["direction"], "protocol": str(rule["protocol"]),
         "ethertype": rule.get("ethertype") or "IPv4",
@@ -177,7 +191,7 @@ def policies_view(topology: Topology, policies: Mapping[str, dict], uuids: Mappi
     return {
         "policies": [{
             "fq_name": name, "name": name.rsplit(":", 1)[-1], "uuid": uuids[name],
-            "rules": [describe_rule(number, rule) for number, rule in
+            "rules": [describe_rule(topology, number, rule) for number, rule in
                       enumerate((policies[name] or {}).get("policy_rule") or [], start=1)],
             "networks": sorted(attached_to[name], key=lambda a: (
                 a["sequence"]["major"], a["sequence"]["minor"], a["network"])),

@@ -281,7 +281,8 @@ def _policies_text(answer: dict) -> str:
                              for a in policy["networks"]) or "no network"
         lines.append(f"policy {policy['fq_name']}: attached to {attached}")
         lines += [f"  {rule['number']:>3}  {rule['text']}" for rule in policy["rules"]] or ["       no rules"]
-    lines.append("connections: " + (", ".join(_link_text(c) for c in answer["connections"]) or "none"))
+    lines.append("connections: " + (", ".join(_link_text(c) + ("" if c["both_ways"] else " (replies pass)")
+                                              for c in answer["connections"]) or "none"))
     lines.append("mirrors:     " + (", ".join(f"{_link_text(m)} to {m['analyzer']}"
                                               for m in answer["mirrors"]) or "none"))
     return "\n".join(lines)

@@ -88,23 +88,37 @@ def test_a_rule_for_addresses_no_vm_of_the_network_has_connects_nothing(topo):
 
 
 def test_mirrors_within_a_network_and_between_networks(topo):
-    """A mirror within blue is a mirror from blue to blue; a one-way mirror says so."""
+    """A mirror within blue is a mirror from blue to blue. A `>` rule connects one way, but
+    its mirror copies the replies too (they are judged by the rule that passed their
+    connection), so the mirror is both ways."""
     blue_only = {"p": [rule(src=[BLUE], dst=[BLUE], mirror=ANALYZER)]}
     assert links(topo, blue_only, {"blue": ["p"]}) == ([], [NetworkLink("blue", "blue", True, DEFAULT_ANALYZER)])
     one_way = {"p": [rule(direction=">", src=[BLUE], dst=[RED], mirror=ANALYZER)]}
     assert links(topo, one_way, {"blue": ["p"], "red": ["p"]}) == (
-        [NetworkLink("blue", "red", False)], [NetworkLink("blue", "red", False, DEFAULT_ANALYZER)])
+        [NetworkLink("blue", "red", False)], [NetworkLink("blue", "red", True, DEFAULT_ANALYZER)])
 
 
-def test_a_rule_is_described_as_written():
+def test_a_static_destination_is_named_by_its_fabric_analyzer_and_vni(topo):
+    static = {"nh_mode": "static", "juniper_header": False, "static_nh_header": {
+        "vtep_dst_ip_address": "192.168.100.254", "vtep_dst_mac_address": "00:00:00:00:fe:01",
+        "vni": 5000}}
+    policy = {"p": [rule(src=[BLUE], dst=[RED], mirror=static)]}
+    assert links(topo, policy, {"blue": ["p"], "red": ["p"]})[1] == [
+        NetworkLink("blue", "red", True, "probe1 (VNI 5000)")]
+    described = describe_rule(topo, 1, policy["p"][0])
+    assert described["analyzer"] == "probe1 (VNI 5000)"
+    assert described["text"].endswith("mirror to probe1 (VNI 5000)")
+
+
+def test_a_rule_is_described_as_written(topo):
     written = rule("deny", direction=">", protocol="tcp", src=["10.1.1.0/24"], dst=[RED], dst_ports=(80, 80))
-    assert describe_rule(2, written) == {
+    assert describe_rule(topo, 2, written) == {
         "number": 2, "direction": ">", "protocol": "tcp", "ethertype": "IPv4",
         "source_addresses": ["10.1.1.0/24"], "source_ports": ["any"],
         "destination_addresses": [RED], "destination_ports": ["80"], "action": "deny",
         "analyzer": None, "mirror_to": None,
         "text": f"deny protocol tcp network 10.1.1.0/24 ports any > network {RED} ports 80"}
-    mirrored = describe_rule(1, rule(action=None, src=["any"], dst=["local"], dst_ports=(1000, 2000),
+    mirrored = describe_rule(topo, 1, rule(action=None, src=["any"], dst=["local"], dst_ports=(1000, 2000),
                                      mirror=ANALYZER))
     assert mirrored["action"] == "pass" and mirrored["analyzer"] == DEFAULT_ANALYZER
     assert mirrored["mirror_to"] == {"analyzer_name": ANALYZER}
@@ -195,7 +209,7 @@ def test_the_cli_prints_each_policy_its_networks_rules_connections_and_mirrors(p
     assert _policies_text(policy_client.get("/api/policies").json()).splitlines() == [
         "policy default-domain:default:watch: attached to blue (sequence 0.0), red (sequence 1.0)",
         f"    1  pass protocol any network {BLUE} ports any > network {RED} ports any mirror to {DEFAULT_ANALYZER}",
-        "connections: blue -> red",
-        f"mirrors:     blue -> red to {DEFAULT_ANALYZER}"]
+        "connections: blue -> red (replies pass)",
+        f"mirrors:     blue <-> red to {DEFAULT_ANALYZER}"]  # replies are copied too
     assert _policies_text({"config_api_port": None, "policies": [], "connections": [], "mirrors": []}) \
         == "no network policies: this lab does not serve the configuration API (--config-api-port)"

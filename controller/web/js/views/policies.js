@@ -80,7 +80,7 @@ function effects(answer) {
   const connections = answer.connections.map((link) => ({
     attributes: {dataset: {connection: `${link.source}|${link.destination}`}},
     cells: [h("span", {class: "strong"}, linkText(link)),
-      link.both_ways ? "both ways" : `${link.source} to ${link.destination} only`],
+      link.both_ways ? "both ways" : `${link.source} to ${link.destination} only (replies come back)`],
   }));
   const mirrors = answer.mirrors.map((mirror) => ({
     attributes: {dataset: {mirror: `${mirror.source}|${mirror.destination}|${mirror.analyzer}`}},

@@ -290,7 +290,7 @@ function drawPolicyLinks(svg, links, networkIndex, colors, left, labelTop) {
     const title = mirror
       ? `policy mirror: traffic ${linkText(link)} is copied to analyzer ${link.analyzer} (by the vRouters of both ends)`
       : `network policies connect ${link.source} and ${link.destination}: traffic `
-        + `${link.both_ways ? "both ways" : `from ${link.source} to ${link.destination} only`} passes `
+        + `${link.both_ways ? "both ways" : `from ${link.source} to ${link.destination} only, with its replies,`} passes `
         + "(the first matching rule of each network's policies passes it)";
     const group = s("g", {class: mirror ? "topo-policy-mirror" : "topo-policy-link",
                           dataset: mirror ? {mirror: `${link.source}|${link.destination}|${link.analyzer}`}
