@@ -318,6 +318,8 @@ class PoliciesResponse(BaseModel):
     policies: list[PolicyView]
     connections: list[NetworkConnection]
     mirrors: list[PolicyMirror]
+    problem: str | None = Field(None, description="why the stored policies are not what the "
+                                                   "vRouters apply (null: they are)")
 
 
 class ErrorBody(BaseModel):
@@ -784,7 +786,7 @@ def create_app(service: ControllerService, lease_seconds: float,
         rules in order and the networks they are attached to in sequence; which networks the
         applied policies connect, and which traffic they mirror to which analyzer."""
         if policies is None:
-            return {"config_api_port": None, "policies": [], "connections": [], "mirrors": []}
+            return {"config_api_port": None, "policies": [], "connections": [], "mirrors": [], "problem": None}
         return {"config_api_port": config_api_port, **policies()}
 
     @api.get("/api/topology", responses=_errors())

@@ -76,10 +76,14 @@ class ConfigApi:
         self.written_refs: dict[str, tuple[Ref, ...]] = {
             owner: tuple(Ref(_ref_type(field), tuple(ref["to"]), ref.get("attr")) for ref in refs)
             for (owner, field), refs in service.store.config_refs().items()}
+        # Why the stored policies are not what the vRouters apply, until a write applies.
+        self.policy_problem: str | None = None
         try:
             service.set_policies(self.rules(self.written, self.written_refs))
         except MirrorlabError as err:  # the stored policies stay, for a client to fix
-            LOG.error("the stored network policies cannot be applied: %s", err)
+            self.policy_problem = (f"the stored network policies are not applied (the vRouters "
+                                   f"apply none): {err.message}")
+            LOG.error("%s", self.policy_problem)
 
     def _policies_and_attachments(self, written: dict[str, ConfigObject],
                                   written_refs: dict[str, tuple[Ref, ...]]) -> tuple[dict, dict]:
@@ -105,19 +109,20 @@ class ConfigApi:
 
     def policy_view(self) -> dict:
         """The network policies as the Policies page shows them (`controller.policyview`):
-        each with its rules and attached networks, and the connections and mirrors of the
-        rules the vRouters apply."""
+        each with its rules and attached networks, the connections and mirrors of the rules
+        the vRouters apply, and `problem`: why the stored policies are not applied, if so."""
         with self.lock, self.service.lock:
             policies, attachments = self._policies_and_attachments(self.written, self.written_refs)
             uuids = {":".join(obj.fq_name): obj.uuid for obj in self.written.values()
                      if obj.type == "network-policy"}
-            return policies_view(self.service.topology, policies, uuids, attachments,
-                                 self.service.policies)
+            return {**policies_view(self.service.topology, policies, uuids, attachments,
+                                    self.service.policies), "problem": self.policy_problem}
 
     def _apply(self, written: dict[str, ConfigObject], written_refs: dict[str, tuple[Ref, ...]]) -> None:
         """Make the vRouters apply the policies as they would be with `written` and
         `written_refs`; raises (nothing changed) when they cannot be applied."""
         self.service.set_policies(self.rules(written, written_refs))
+        self.policy_problem = None
 
     @property
     def project(self) -> tuple[str, ...]:

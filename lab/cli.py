@@ -86,7 +86,7 @@ def cmd_down(args) -> int:
 
 
 def cmd_status(args) -> int:
-    """Show the lab; exit code 1 if it is recorded but not running."""
+    """Show the lab; exit code 1 if it is recorded but not running, or shows a problem."""
     status = Lab.attach().status()
     code = 1 if status["problems"] else 0
     if args.json:
@@ -275,7 +275,7 @@ def _policies_text(answer: dict) -> str:
             return "no network policies: this lab does not serve the configuration API (--config-api-port)"
         return (f"no network policies (write them with vnc_api to the configuration API, port "
                 f"{answer['config_api_port']})")
-    lines = []
+    lines = [f"PROBLEM: {answer['problem']}"] if answer.get("problem") else []
     for policy in answer["policies"]:
         attached = ", ".join(f"{a['network']} (sequence {a['sequence']['major']}.{a['sequence']['minor']})"
                              for a in policy["networks"]) or "no network"

@@ -308,18 +308,21 @@ class Lab:
     # --- what runs ------------------------------------------------------------------------
 
     def status(self) -> dict:
-        """The lab as `mirrorlab status --json` prints it: its processes, problems, compute
+        """The lab as `mirrorlab status --json` prints it: its processes, problems (the lab's,
+        and stored network policies the controller could not apply), compute
         nodes (and whether each vRouter is connected), networks, VMs and analyzers."""
         record = self.state.read()
         if not record:
             raise LabError(NOT_RUNNING)
         topology = self.topology
         controller, lab = record.get("controller_process"), record.get("lab_process")
-        vrouters, analyzer_list = {}, []
+        vrouters, analyzer_list, controller_problems = {}, [], []
         if process_alive(controller):
             try:
                 vrouters = {v["name"]: v for v in self._client().get("/api/vrouters")}
                 analyzer_list = self._client().get("/api/analyzers")
+                policy_problem = self._client().policies().get("problem")
+                controller_problems = [policy_problem] if policy_problem else []
             except LabError:
                 pass  # a controller that does not answer shows as vRouters not connected
         vms = [{"name": vm.name, "compute": vm.compute, "interfaces": [{
@@ -329,7 +332,7 @@ class Lab:
                for vm in topology.vms]
         return {
             "topology": record["topology"], "name": topology.name,
-            "problems": lab_problems(self.state),
+            "problems": lab_problems(self.state) + controller_problems,
             "lab": {"pid": lab["pid"] if lab else None, "running": process_alive(lab),
                     "netns": record.get("netns")},
             "controller": {"pid": controller["pid"] if controller else None,

@@ -26,6 +26,8 @@ from vnc_api.gen.resource_xsd import PolicyEntriesType, SequenceType, VirtualNet
 from mirrorlab import InstalledFlow
 from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, MAX_CAPTURES_PER_INTERFACE
 from mirrorlab.controller.pipeline import EGRESS_MIRROR, INGRESS_MIRROR
+from mirrorlab.controller.store import Store
+from mirrorlab.controller.vncmodel import object_uuid
 from tests.e2e.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, CONFIG_API_PORT, FAR_ANALYZER, VIEWPORT, Target
 from tests.e2e.test_policies import BLUE, PROJECT, RED, rule, vnc  # noqa: F401 (vnc is a fixture)
 
@@ -743,6 +745,55 @@ def test_a_policy_written_with_vnc_api_shows_live_on_the_policies_and_topology_p
     vnc.network_policy_delete(fq_name=PROJECT + ["ui-watch"])
     expect(page.locator("#policy-empty")).to_contain_text("No network policy yet", timeout=10_000)
     expect(card).to_have_count(0)
+
+
+def test_stored_policies_the_controller_cannot_apply_show_in_the_api_the_cli_and_the_ui(lab, page, vnc):
+    """A controller restarted on stored policies it cannot apply (their rule mirrors to an
+    analyzer its store no longer has, as an edited or older store would) applies none, and says
+    why in GET /api/policies, `mirrorlab policies`, `mirrorlab status` (exit 1) and on the
+    Policies page, until a vnc_api write that applies (the rule mirroring elsewhere)."""
+    fq_name = PROJECT + ["ui-stale"]
+    policy = NetworkPolicy("ui-stale", parent_obj=vnc.project_read(fq_name=PROJECT),
+                           network_policy_entries=PolicyEntriesType([rule(BLUE, RED, mirror=True)]))
+    vnc.network_policy_create(policy)
+    attach_policy(vnc, policy, "blue", 0)
+    attach_policy(vnc, policy, "red", 0)
+    assert lab.policies()["connections"] and lab.policies()["problem"] is None
+    lab.cli("controller", "stop")
+    try:
+        store = Store(lab.state.database_path)
+        for obj_type, name, props in store.config_objects():
+            if name == fq_name:
+                props["network_policy_entries"]["policy_rule"][0]["action_list"]["mirror_to"] = {
+                    "analyzer_name": ":".join(PROJECT + ["gone"])}
+                store.save_config_object(object_uuid(obj_type, tuple(name)), obj_type, name, props)
+    finally:
+        lab.cli("controller", "start")
+    try:
+        answer = lab.policies()
+        assert answer["problem"].startswith("the stored network policies are not applied") \
+            and "unknown analyzer 'gone'" in answer["problem"], answer["problem"]
+        assert answer["connections"] == []  # the vRouters apply no policy
+        assert lab.cli("policies").stdout.splitlines()[0] == f"PROBLEM: {answer['problem']}"
+        status = lab.cli("status", check=False)
+        assert status.returncode == 1 and f"PROBLEM: {answer['problem']}" in status.stdout
+        page.goto(f"{lab.api_url}/#/policies")
+        expect(page.locator("#policy-problem")).to_contain_text(
+            "The stored network policies are not applied. The stored network policies are not applied "
+            "(the vRouters apply none)")
+        expect(page.locator("#policy-problem")).to_contain_text("unknown analyzer 'gone'")
+
+        policy = vnc.network_policy_read(fq_name=fq_name)
+        policy.set_network_policy_entries(PolicyEntriesType([rule(BLUE, RED, mirror=True)]))
+        vnc.network_policy_update(policy)
+        expect(page.locator("#policy-problem")).to_have_count(0, timeout=10_000)
+        assert lab.policies()["problem"] is None and lab.policies()["connections"]
+        assert lab.cli("status").returncode == 0
+    finally:
+        policy = vnc.network_policy_read(fq_name=fq_name)
+        for network in ("blue", "red"):
+            detach_policy(vnc, policy, network)
+        vnc.network_policy_delete(fq_name=fq_name)
 
 
 def test_a_failed_policy_refresh_is_shown_until_the_controller_answers_again(lab, page):

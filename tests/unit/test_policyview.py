@@ -10,7 +10,9 @@ from fastapi.testclient import TestClient
 from mirrorlab.cli import _policies_text
 from mirrorlab.controller import rest
 from mirrorlab.controller.errors import NotFound
-from mirrorlab.controller.mirroring import DEFAULT_ANALYZER
+from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, plan_analyzer
+from mirrorlab.controller.service import ControllerService
+from mirrorlab.control import LabControl
 from mirrorlab.controller.policyview import NetworkLink, describe_rule, policy_links
 from mirrorlab.controller.vncmodel import object_uuid
 from mirrorlab.controller.vncpolicy import attached_rules
@@ -99,7 +101,8 @@ def test_mirrors_within_a_network_and_between_networks(topo):
 
 
 def test_a_static_destination_is_named_by_its_fabric_analyzer_and_vni(topo):
-    static = {"nh_mode": "static", "juniper_header": False, "static_nh_header": {
+    # As vnc_api writes it: every field, those not set null.
+    static = {"analyzer_name": None, "encapsulation": None, "nh_mode": "static", "juniper_header": False, "static_nh_header": {
         "vtep_dst_ip_address": "192.168.100.254", "vtep_dst_mac_address": "00:00:00:00:fe:01",
         "vni": 5000}}
     policy = {"p": [rule(src=[BLUE], dst=[RED], mirror=static)]}
@@ -151,7 +154,7 @@ def set_refs(config, network: str, policies: list[tuple[str, int]]) -> None:
 
 def test_the_endpoint_lists_policies_rules_in_order_and_networks_in_sequence(policy_client, config):
     assert policy_client.get("/api/policies").json() == {
-        "config_api_port": 8082, "policies": [], "connections": [], "mirrors": []}
+        "config_api_port": 8082, "policies": [], "connections": [], "mirrors": [], "problem": None}
     config.create("network-policy", {"fq_name": ["default-domain", "default", "watch"],
                                      "network_policy_entries": {"policy_rule": [
                                          rule(protocol="icmp", src=[BLUE], dst=[RED]),
@@ -183,7 +186,7 @@ def test_the_endpoint_lists_policies_rules_in_order_and_networks_in_sequence(pol
 
 def test_without_the_configuration_api_there_are_no_policies(client):
     assert client.get("/api/policies").json() == {
-        "config_api_port": None, "policies": [], "connections": [], "mirrors": []}
+        "config_api_port": None, "policies": [], "connections": [], "mirrors": [], "problem": None}
 
 
 def test_a_failure_reading_the_policies_is_a_json_error(service):
@@ -213,3 +216,36 @@ def test_the_cli_prints_each_policy_its_networks_rules_connections_and_mirrors(p
         f"mirrors:     blue <-> red to {DEFAULT_ANALYZER}"]  # replies are copied too
     assert _policies_text({"config_api_port": None, "policies": [], "connections": [], "mirrors": []}) \
         == "no network policies: this lab does not serve the configuration API (--config-api-port)"
+
+
+def test_stored_policies_the_controller_cannot_apply_show_as_a_problem_until_a_write_applies(
+        service, tmp_path, default_topo):
+    """A controller that starts on stored policies it cannot apply (here: their analyzer is no
+    longer in its store) applies none and says why in GET /api/policies and `mirrorlab
+    policies`, until a client's write applies (here: a rule mirroring elsewhere)."""
+    def restarted() -> ConfigApi:
+        return ConfigApi(ControllerService(default_topo, service.store, LabControl(tmp_path / "no.sock"),
+                                           tmp_path))
+    service.store.add_analyzer(plan_analyzer(service.topology, "far", None, "compute2"))
+    config = restarted()
+    config.create("network-policy", {"fq_name": ["default-domain", "default", "watch"],
+                                     "network_policy_entries": {"policy_rule": [
+                                         rule(src=[BLUE], dst=[RED], mirror="default-domain:default:far")]}})
+    set_refs(config, "blue", [("watch", 0)])
+    set_refs(config, "red", [("watch", 0)])
+    assert config.policy_view()["problem"] is None and config.service.policies
+
+    service.store.remove_analyzer("far")
+    config = restarted()
+    assert config.service.policies == {}
+    problem = config.policy_view()["problem"]
+    assert problem.startswith("the stored network policies are not applied") and "'far'" in problem
+    client = TestClient(rest.create_app(config.service, lease_seconds=5, policies=config.policy_view,
+                                        config_api_port=8082), base_url="http://127.0.0.1")
+    answer = client.get("/api/policies").json()
+    assert answer["problem"] == problem
+    assert _policies_text(answer).splitlines()[0] == f"PROBLEM: {problem}"
+
+    config.update("network-policy", object_uuid("network-policy", ("default-domain", "default", "watch")),
+                  {"network_policy_entries": {"policy_rule": [rule(src=[BLUE], dst=[RED], mirror=ANALYZER)]}})
+    assert config.policy_view()["problem"] is None and config.service.policies

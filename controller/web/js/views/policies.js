@@ -8,7 +8,7 @@
 
 import {get} from "../api.js";
 import {h, replaceChildren} from "../dom.js";
-import {CONFIGURE_NETWORKING, autoRefresh, dataTable, pageHeader, pill, setBreadcrumb} from "../ui.js";
+import {CONFIGURE_NETWORKING, autoRefresh, dataTable, errorPanel, pageHeader, pill, setBreadcrumb} from "../ui.js";
 
 const REFRESH_MS = 3000;
 
@@ -116,6 +116,10 @@ export function policiesView(container) {
     const cards = answer.policies.length ? answer.policies.map(policyCard)
       : [h("section", {class: "card"}, h("div", {class: "card-title"}, "Network policies"),
         h("p", {class: "empty", id: "policy-empty"}, emptyText(answer)))];
-    replaceChildren(list, cards, effects(answer));
+    // Stored policies the controller could not apply when it started: the vRouters apply none.
+    const problem = answer.problem
+      ? h("div", {id: "policy-problem"}, errorPanel("The stored network policies are not applied.",
+        {message: answer.problem})) : null;
+    replaceChildren(list, problem, cards, effects(answer));
   }, REFRESH_MS, "Could not load the network policies.");
 }
