@@ -367,6 +367,31 @@ def flow_consistency(flows: dict[str, list[InstalledFlow]], active: set[int]) ->
             "captures_without_flows": sorted(active - owners_seen)}
 
 
+def capture_cycle(api: ApiClient, vrouter: str, interface: str, direction: str,
+                  hold: float = 0.0) -> tuple[list[tuple[str, float]], int | None, str | None]:
+    """Start a capture of `interface` on `vrouter` to the default analyzer and stop it `hold`
+    seconds later, through the REST API. Returns the latency of each request answered
+    (("start" or "stop", seconds)), the id of the capture started (None if refused), and what
+    refused a request ("start 409", "stop LabUnavailable"), if anything."""
+    latencies, started_id, step = [], None, "start"
+    try:
+        sent = time.monotonic()
+        started = api.post("/api/captures", {"vrouter": vrouter, "interface": interface,
+                                             "analyzer": ANALYZER, "direction": direction})
+        latencies.append(("start", time.monotonic() - sent))
+        started_id = started["id"]
+        time.sleep(hold)
+        step, sent = "stop", time.monotonic()
+        api.delete(f"/api/captures/{started_id}")
+        latencies.append(("stop", time.monotonic() - sent))
+    except ApiError as err:
+        return latencies, started_id, f"{step} {err.status}"
+    except LabError as err:
+        time.sleep(0.2)  # the lab or controller is not answering: no busy loop meanwhile
+        return latencies, started_id, f"{step} {type(err).__name__}"
+    return latencies, started_id, None
+
+
 def capture_worker(base_url: str, targets: list[tuple[str, str]], stop: threading.Event,
                    results: dict, lock: threading.Lock, seed: int) -> None:
     """Start a capture of a random interface and direction, keep it a moment, stop it; again.
@@ -375,26 +400,14 @@ def capture_worker(base_url: str, targets: list[tuple[str, str]], stop: threadin
     api = ApiClient(base_url, timeout=15)
     while not stop.is_set():
         vrouter, interface = rng.choice(targets)
-        outcome, latencies, step = "started", [], "start"
-        try:
-            sent = time.monotonic()
-            started = api.post("/api/captures", {
-                "vrouter": vrouter, "interface": interface, "analyzer": ANALYZER,
-                "direction": rng.choice(["ingress", "egress", "both"])})
-            latencies.append(("start", time.monotonic() - sent))
-            time.sleep(rng.uniform(0, 0.2))
-            step, sent = "stop", time.monotonic()
-            api.delete(f"/api/captures/{started['id']}")
-            latencies.append(("stop", time.monotonic() - sent))
-        except ApiError as err:
-            outcome = f"{step} {err.status}"
-        except LabError as err:
-            outcome = type(err).__name__
-            time.sleep(0.2)
+        latencies, _, refused = capture_cycle(api, vrouter, interface,
+                                              rng.choice(["ingress", "egress", "both"]),
+                                              hold=rng.uniform(0, 0.2))
+        outcome = refused or "started"
         with lock:
-                results["requests"][outcome] = results["requests"].get(outcome, 0) + 1
-                for kind, seconds in latencies:
-                    results[kind].append(seconds)
+            results["requests"][outcome] = results["requests"].get(outcome, 0) + 1
+            for kind, seconds in latencies:
+                results[kind].append(seconds)
 
 
 def latency(values: list[float]) -> dict:

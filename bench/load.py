@@ -31,13 +31,11 @@ from __future__ import annotations
 import threading
 import time
 
-from bench.churn import flow_consistency, latency
+from bench.churn import ANALYZER, capture_cycle, flow_consistency, latency
 from bench.common import REPO, cpu_seconds, log, ovs_vswitchd_pid, running_lab
-from mirrorlab import ApiError, LabError
 from mirrorlab.client import ApiClient
 
 TOPOLOGY = REPO / "topologies" / "default.yaml"
-ANALYZER = "interface-packet-capture"
 DIRECTIONS = ("ingress", "egress", "both")
 OFFERED_RATES = (150, 300, 450, 600)  # operations/s offered by the paced runs
 
@@ -57,23 +55,8 @@ def client_loop(base_url: str, target: tuple[str, str], stop: threading.Event,
             if next_at > now and stop.wait(next_at - now):
                 return
             next_at = max(next_at, now) + interval  # late: the cycles missed are skipped
-        latencies, refused, started_id = [], None, None
-        step = "start"
-        try:
-            sent = time.monotonic()
-            started = api.post("/api/captures", {"vrouter": vrouter, "interface": interface,
-                                                 "analyzer": ANALYZER,
-                                                 "direction": DIRECTIONS[turn % len(DIRECTIONS)]})
-            latencies.append(("start", time.monotonic() - sent))
-            started_id = started["id"]
-            step, sent = "stop", time.monotonic()
-            api.delete(f"/api/captures/{started_id}")
-            latencies.append(("stop", time.monotonic() - sent))
-        except ApiError as err:
-            refused = f"{step} {err.status}"
-        except LabError as err:
-            refused = f"{step} {type(err).__name__}"
-            time.sleep(0.2)
+        latencies, started_id, refused = capture_cycle(api, vrouter, interface,
+                                                       DIRECTIONS[turn % len(DIRECTIONS)])
         turn += 1
         with lock:
             for kind, seconds in latencies:
