@@ -1,6 +1,7 @@
 """The base vRouter pipeline, run on mirrorlab.testing.flowsim: forwarding, ARP, flooding, isolation, flows."""
 from __future__ import annotations
 
+import ipaddress
 import itertools
 
 import pytest
@@ -9,14 +10,14 @@ from mirrorlab.controller.flowmodel import (
     BASE_OWNER, OWNER_MASK, Clone, Decap, Encap, Move, Output, Resubmit, SetField, flow,
 )
 from mirrorlab.controller.pipeline import (
-    CLASSIFY, DELIVER, EGRESS_MIRROR, FORWARD, INGRESS_MIRROR, VROUTER_MAC,
+    CLASSIFY, DELIVER, EGRESS_MIRROR, FORWARD, GATEWAY_ADVERT, INGRESS_MIRROR, VROUTER_MAC,
 )
 from mirrorlab.controller.policyflows import desired_flows
 from mirrorlab.topofile import load, parse
 from mirrorlab.topology import FABRIC_PORT
 from mirrorlab.testing.flowsim import LabSim
 from tests.unit.helpers import (
-    BROADCAST, arp_reply_for, arp_request, broadcast_frame, iface, ip_frame, may_overlap,
+    BROADCAST, IPV6, arp_reply_for, arp_request, broadcast_frame, iface, ip_frame, may_overlap,
     multicast_frame, overlay, received,
 )
 
@@ -55,7 +56,7 @@ def test_desired_flows_per_compute_and_deterministic(default_topo, base_flows):
     assert all(isinstance(flows, frozenset) for flows in base_flows.values())
     assert desired_flows(default_topo, []) == base_flows
     for flows in base_flows.values():
-        assert {f.table for f in flows} == set(range(19))
+        assert {f.table for f in flows} == set(range(19)) | {GATEWAY_ADVERT}
 
 
 # --- unicast -------------------------------------------------------------------------------
@@ -142,6 +143,43 @@ def test_arp_for_the_gateway_is_answered_with_the_vrouter_mac(default_topo, sim)
     assert [(d.port_name, d.packet["arp_op"], d.packet["arp_sha"], d.packet["arp_spa"])
             for d in deliveries] == [(tap("vm1"), 2, VROUTER_MAC, "10.1.1.1")]
     assert sim.fabric_frames == []
+
+
+def neighbour_solicitation(asking, target: str) -> dict:
+    """A multicast neighbour solicitation from `asking` for `target`, with its source
+    link-layer address option."""
+    last = ipaddress.ip_address(target).packed[-3:]
+    return {"eth_src": asking.mac, "eth_dst": "33:33:ff:" + ":".join(f"{b:02x}" for b in last),
+            "eth_type": IPV6, "ipv6_src": str(asking.ip6),
+            "ipv6_dst": str(ipaddress.ip_address("ff02::1:ff00:0") + int.from_bytes(last, "big")),
+            "ip_proto": 58, "ip_ttl": 255, "icmpv6_type": 135, "icmpv6_code": 0,
+            "ipv6_nd_target": target, "nd_options_type": 1, "nd_option_mac": asking.mac}
+
+
+def test_a_neighbour_solicitation_for_the_ipv6_gateway_is_answered_by_the_vrouter(default_topo, sim):
+    """The network's ::1 is its IPv6 gateway: the vRouter turns the solicitation into a
+    solicited advertisement from its MAC (router, solicited, override; target link-layer
+    address option), back to the asker alone."""
+    asking = iface(default_topo, "vm1")
+    assert str(asking.gateway6) == "fd00:1:1::1"
+    [delivery] = sim.send(tap("vm1"), neighbour_solicitation(asking, "fd00:1:1::1"))
+    assert delivery.port_name == tap("vm1")
+    advert = delivery.packet
+    assert (advert["eth_src"], advert["eth_dst"], advert["ipv6_src"], advert["ipv6_dst"]) == (
+        VROUTER_MAC, asking.mac, "fd00:1:1::1", str(asking.ip6))
+    assert (advert["icmpv6_type"], advert["ipv6_nd_target"], advert["nd_reserved"]) == (
+        136, "fd00:1:1::1", 0xE0000000)
+    assert (advert["nd_options_type"], advert["nd_option_mac"]) == (2, VROUTER_MAC)
+    assert sim.fabric_frames == []
+
+
+def test_neighbour_solicitations_between_vms_still_flood_within_the_network(default_topo, sim):
+    """A solicitation for a VM's address is not the vRouter's to answer: it reaches the
+    network's other members (vm3 here, vm2 over the fabric), untouched."""
+    asking = iface(default_topo, "vm1")
+    solicitation = neighbour_solicitation(asking, str(iface(default_topo, "vm3").ip6))
+    assert {d.port_name: d.packet for d in sim.send(tap("vm1"), solicitation)} == {
+        tap("vm2"): solicitation, tap("vm3"): solicitation}
 
 
 @pytest.mark.parametrize("target", ["10.1.1.99", "10.2.2.14"], ids=["unknown", "other-network"])

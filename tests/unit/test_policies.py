@@ -266,12 +266,22 @@ def test_port_ranges_become_masks_covering_exactly_the_range(ports, masks):
     assert covered == set(range(ports[0], ports[1] + 1))
 
 
-def test_a_rule_without_addresses_matches_any_and_an_ipv6_only_rule_matches_nothing(topo):
+def test_rule_addresses_as_networks_of_both_ip_versions(topo):
+    """No address is any; an IPv6 CIDR is kept; a network stands for both its subnets, or
+    for the one of its rule's ethertype; `icmp` in an IPv6 rule is ICMPv6."""
     entries = {"default-domain:default:p": {"policy_rule": [
         {**rule(), "src_addresses": [], "dst_addresses": []},
-        {**rule("deny"), "src_addresses": [{"subnet": {"ip_prefix": "fd00:1:1::", "ip_prefix_len": 64}}]}]}}
-    [only] = attached_rules(topo, entries, {"blue": [("default-domain:default:p", (0, 0))]})["blue"]
-    assert (only.action, only.sources, only.destinations) == ("pass", (), ())
+        rule("deny", src=("fd00:1:1::/64",)),
+        rule(src=(BLUE,)),
+        {**rule(protocol="icmp", src=(BLUE,)), "ethertype": "IPv6"},
+        {**rule(protocol="icmp", src=(BLUE,)), "ethertype": "IPv4"}]}}
+    anything, cidr, both, icmp6, icmp4 = attached_rules(
+        topo, entries, {"blue": [("default-domain:default:p", (0, 0))]})["blue"]
+    assert (anything.action, anything.sources, anything.destinations) == ("pass", (), ())
+    assert [str(n) for n in cidr.sources] == ["fd00:1:1::/64"]
+    assert [str(n) for n in both.sources] == ["10.1.1.0/24", "fd00:1:1::/64"]
+    assert ([str(n) for n in icmp6.sources], icmp6.protocol) == (["fd00:1:1::/64"], 58)
+    assert ([str(n) for n in icmp4.sources], icmp4.protocol) == (["10.1.1.0/24"], 1)
 
 
 PROBE = {"ip": "192.168.100.254", "mac": "02:fb:00:00:00:01"}
