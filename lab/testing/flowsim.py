@@ -83,9 +83,8 @@ def _matches(value, wanted) -> bool:
     if isinstance(wanted, tuple) and isinstance(wanted[0], str) and _is_ip_address(wanted[0]):
         if value is None:
             return False
-        network = ipaddress.ip_network(f"{wanted[0]}/{wanted[1]}")
-        return network.version == ipaddress.ip_address(value).version \
-            and ipaddress.ip_address(value) in network
+        address, want, mask = (ipaddress.ip_address(a) for a in (value, *wanted))
+        return address.version == want.version and int(address) & int(mask) == int(want) & int(mask)
     if isinstance(wanted, tuple):
         want, mask = wanted
         if isinstance(want, str):
