@@ -2,9 +2,9 @@
 
 Contrail's semantics, as `controller.vncpolicy.attached_rules` gives each network its rules:
 - Traffic within a network passes unless its first matching rule denies it.
-- Traffic from network A to network B is routed by the vRouter, the networks' gateway (`.1`,
-  answered with the vRouter's MAC), only when the first matching rule of A and the first
-  matching rule of B both pass it. A packet no rule of a network matches is denied.
+- Traffic from network A to network B is routed by the vRouter, the networks' gateway (`.1`
+  and `::1`, answered with the vRouter's MAC), only when the first matching rule of A and the
+  first matching rule of B both pass it. A packet no rule of a network matches is denied.
 - A passing rule with a mirror copies what it matches (both ways for `<>`) to its destination,
   any `mirror_to` a capture takes but NIC-assisted (controller.vncpolicy.policy_mirror_to),
   built as a capture's copies are (`controller.pipeline.copy_path`,
@@ -20,11 +20,16 @@ index) by the sender's vRouter and by the receiver's as it arrives, and a packet
 (ct_state +rpl, a reply) is judged by the entry that passed its connection, reversed: so a `>`
 pass rule from A to B lets B's replies through, while B cannot open a connection to A, and a
 `>` mirror rule copies the replies too (the reverse flow takes its forward flow's action,
-mirror included). Only IPv4 is routed and policed.
+mirror included).
+
+IPv4 and IPv6 alike: each entry's match is of one IP version (a rule without ethertype gives
+entries of both, through each network's subnets), and its flows match that version's
+EtherType and addresses. Neighbour solicitations and advertisements and link-local IPv6 are
+never policed (`_unpoliced_ipv6`): the vRouter's own business, as ARP is.
 
 Tables added to the pipeline (controller.pipeline):
 
-  FORWARD (1)   IPv4 unicast a local VM of a policed network sent -> conntrack, POLICY; IPv4
+  FORWARD (1)   IP unicast a local VM of a policed network sent -> conntrack, POLICY; IP
                 from the overlay into a network routed or mirrored into -> committed to
                 conntrack, POLICY_ARRIVAL.
   POLICY_ARRIVAL  delivered, then POLICY_AT_DESTINATION for the receiver's copies.
