@@ -13,9 +13,9 @@ import ipaddress
 from dataclasses import asdict, dataclass
 from typing import Mapping
 
-from mirrorlab.controller.mirrorto import MirrorTo, parse_mirror_to
+from mirrorlab.controller.mirrorto import MirrorTo
 from mirrorlab.controller.policyflows import Match, PolicyEntry, policy_entries
-from mirrorlab.controller.vncpolicy import PolicyRule
+from mirrorlab.controller.vncpolicy import PolicyRule, policy_mirror_to
 from mirrorlab.topology import Topology
 
 ANY = "any"
@@ -157,7 +157,10 @@ def describe_rule(topology: Topology, number: int, rule: dict) -> dict:
     Contrail's UI shows for it."""
     actions = rule.get("action_list") or {}
     mirror_to = actions.get("mirror_to")
-    analyzer = destination_name(topology, parse_mirror_to(mirror_to)) if mirror_to else None
+    # Translated as the vRouters' rules are: vnc_api writes unset fields as null, and
+    # `encapsulation`, which Contrail does not use.
+    analyzer = destination_name(topology, policy_mirror_to(
+        mirror_to, f"rule {number}.action_list", topology.project_fq_name)) if mirror_to else None
     described = {
         "number": number, "direction": rule["direction"], "protocol": str(rule["protocol"]),
         # No ethertype: the rule matches both IP versions (controller.vncpolicy).

@@ -122,6 +122,9 @@ def test_a_rule_is_described_as_written(topo):
     mirrored = describe_rule(topo, 1, rule(action=None, src=["any"], dst=["local"], dst_ports=(1000, 2000),
                                      mirror=ANALYZER))
     assert mirrored["action"] == "pass" and mirrored["analyzer"] == DEFAULT_ANALYZER
+    as_vnc_api_writes = rule(mirror={"analyzer_name": ANALYZER, "encapsulation": None,
+                                     "udp_port": None, "nh_mode": None})
+    assert describe_rule(topo, 1, as_vnc_api_writes)["analyzer"] == DEFAULT_ANALYZER
     assert mirrored["mirror_to"] == {"analyzer_name": ANALYZER}
     assert mirrored["text"] == (f"pass protocol any network any ports any <> network local ports "
                                 f"1000-2000 mirror to {DEFAULT_ANALYZER}")
