@@ -28,7 +28,8 @@ from tests.e2e.test_capture import DEFAULT_ANALYZER
 PROJECT = ["default-domain", "default"]
 BLUE, RED = ":".join(PROJECT + ["blue"]), ":".join(PROJECT + ["red"])
 VM1, VM3, VM4 = "10.1.1.11", "10.1.1.13", "10.2.2.14"  # vm1, vm3 on compute1; vm4 on compute2
-VM1_6, VM4_6 = "fd00:1:1::b", "fd00:2:2::e"  # their IPv6 addresses (same host numbers)
+# Their IPv6 addresses (same host numbers), and vm2's (blue, compute2).
+VM1_6, VM2_6, VM4_6 = "fd00:1:1::b", "fd00:1:1::c", "fd00:2:2::e"
 
 
 def rule(src: str, dst: str, protocol: str = "any", mirror: bool = False,
@@ -265,6 +266,10 @@ def test_an_ipv6_rule_routes_ping6_between_networks_and_copies_ipv6_frames(clean
     assert not reachable(lab, VM4)
     neighbours = lab.shell("vm1", "ip -6 neigh show fd00:1:1::1").stdout
     assert "lladdr 00:00:5e:00:01:00" in neighbours and "router" in neighbours
+    # Within blue, now policed, IPv6 still passes, neighbour discovery between VMs included.
+    for vm in ("vm1", "vm2"):
+        lab.shell(vm, "ip -6 neigh flush dev " + lab.interface(vm).name)
+    assert reachable(lab, VM2_6)
 
     analyzer = default_analyzer(lab)
     copies = seen_during_a_ping(lab, analyzer["vm"], f"{analyzer['vm']}-eth0", "udp port 8099",
