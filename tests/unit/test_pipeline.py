@@ -1,7 +1,6 @@
 """The base vRouter pipeline, run on mirrorlab.testing.flowsim: forwarding, ARP, flooding, isolation, flows."""
 from __future__ import annotations
 
-import ipaddress
 import itertools
 
 import pytest
@@ -17,8 +16,8 @@ from mirrorlab.topofile import load, parse
 from mirrorlab.topology import FABRIC_PORT
 from mirrorlab.testing.flowsim import LabSim
 from tests.unit.helpers import (
-    BROADCAST, IPV6, arp_reply_for, arp_request, broadcast_frame, iface, ip_frame, may_overlap,
-    multicast_frame, overlay, received,
+    BROADCAST, arp_reply_for, arp_request, broadcast_frame, iface, ip_frame, may_overlap,
+    multicast_frame, neighbour_solicitation, overlay, received,
 )
 
 NETWORK_PEERS = {"vm1": {"vm2", "vm3"}, "vm2": {"vm1", "vm3"}, "vm3": {"vm1", "vm2"},
@@ -143,17 +142,6 @@ def test_arp_for_the_gateway_is_answered_with_the_vrouter_mac(default_topo, sim)
     assert [(d.port_name, d.packet["arp_op"], d.packet["arp_sha"], d.packet["arp_spa"])
             for d in deliveries] == [(tap("vm1"), 2, VROUTER_MAC, "10.1.1.1")]
     assert sim.fabric_frames == []
-
-
-def neighbour_solicitation(asking, target: str) -> dict:
-    """A multicast neighbour solicitation from `asking` for `target`, with its source
-    link-layer address option."""
-    last = ipaddress.ip_address(target).packed[-3:]
-    return {"eth_src": asking.mac, "eth_dst": "33:33:ff:" + ":".join(f"{b:02x}" for b in last),
-            "eth_type": IPV6, "ipv6_src": str(asking.ip6),
-            "ipv6_dst": str(ipaddress.ip_address("ff02::1:ff00:0") + int.from_bytes(last, "big")),
-            "ip_proto": 58, "ip_ttl": 255, "icmpv6_type": 135, "icmpv6_code": 0,
-            "ipv6_nd_target": target, "nd_options_type": 1, "nd_option_mac": asking.mac}
 
 
 def test_a_neighbour_solicitation_for_the_ipv6_gateway_is_answered_by_the_vrouter(default_topo, sim):

@@ -15,7 +15,7 @@ from mirrorlab.controller.vncpolicy import attached_rules
 from mirrorlab.topofile import load
 from mirrorlab.testing.flowsim import LabSim
 from mirrorlab.topology import Topology
-from tests.unit.helpers import iface, ip_frame
+from tests.unit.helpers import iface, ip_frame, neighbour_solicitation
 
 BLUE, RED = "default-domain:default:blue", "default-domain:default:red"
 ICMP, TCP, UDP = 1, 6, 17
@@ -527,7 +527,6 @@ def test_an_ipv6_mirror_rule_copies_at_both_vrouters_with_the_ipv6_frame_inside(
 
 def test_the_ipv6_gateway_answers_neighbour_solicitations_in_a_policed_network(topo):
     """Policies never stand between a VM and its gateway."""
-    from tests.unit.test_pipeline import neighbour_solicitation
     sim = sim_with(topo, {"deny-all": [rule("deny")]}, {"blue": ["deny-all"]})
     [advert] = sim.where("vm1", neighbour_solicitation(iface(topo, "vm1"), "fd00:1:1::1"))["vm1"]
     assert (advert["icmpv6_type"], advert["nd_option_mac"]) == (136, VROUTER_MAC)
