@@ -165,8 +165,8 @@ def _network_forwarding(topology: Topology, compute: ComputeNode, network: Netwo
                           **in_network,
                           actions=[Resubmit(INGRESS_MIRROR)] + arp_reply(mac, address)
                           + [Resubmit(DELIVER)]))
-    # IPv6: the vRouter is the gateway (::1) too, and answers its neighbour solicitations
-    # itself, as OVN does; those for VMs' addresses travel as multicast, as they always did.
+    # IPv6: the vRouter is the gateway (::1) too, and its flows answer the neighbour
+    # solicitations for it; those for VMs' addresses are flooded within the network, as ever.
     if network.subnet6 is not None:
         gateway6 = subnet_gateway(network.subnet6)
         flows.append(flow(FORWARD, 300, eth_type=IPV6, ip_proto=ICMPV6, icmpv6_type=ND_SOLICIT,
