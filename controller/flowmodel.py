@@ -116,7 +116,8 @@ class PopVlan:
 
 @dataclass(frozen=True)
 class DecTtl:
-    """Decrement the IPv4 TTL (a router's hop); a packet whose TTL runs out is dropped."""
+    """Decrement the IPv4 TTL or the IPv6 hop limit (a router's hop); a packet whose TTL runs
+    out is dropped."""
 
     def ofctl(self) -> str:
         return "dec_ttl"

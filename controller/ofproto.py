@@ -2,12 +2,16 @@
 
 os-ken lacks three Open vSwitch extensions the overlay needs (generic `encap`, `decap` and
 `clone`); they are defined here after OVS's wire format (include/openvswitch/ofp-actions.h).
+It lacks two match fields the gateway's neighbour advertisements set too, Open vSwitch's
+`nd_reserved` (the flags) and `nd_options_type`: OXM class 0x1000 (ERICOXM_OF), fields 1 and
+2, registered here with os-ken's OpenFlow 1.3 fields.
 """
 from __future__ import annotations
 
 import struct
 
-from os_ken.ofproto import nicira_ext
+from os_ken.lib import type_desc
+from os_ken.ofproto import nicira_ext, oxm_fields
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
@@ -25,7 +29,20 @@ PACKET_TYPE_ETHERNET = 0x00000000
 PACKET_TYPE_MPLS = 0x00018847  # namespace 1 (Ethertype), type 0x8847
 PACKET_TYPE_USE_NEXT_PROTO = 0x0000FFFE
 FIELD_BITS = {"eth_src": 48, "eth_dst": 48, "arp_sha": 48, "arp_tha": 48, "arp_spa": 32,
-              "arp_tpa": 32}
+              "arp_tpa": 32, "ipv6_src": 128, "ipv6_dst": 128}
+
+
+class EricssonExtended(oxm_fields._OxmClass):
+    """Open vSwitch's ERICOXM_OF match fields (OXM class 0x1000)."""
+
+    _class = 0x1000
+
+
+ERICSSON_FIELDS = (EricssonExtended("nd_reserved", 1, type_desc.Int4),
+                   EricssonExtended("nd_options_type", 2, type_desc.Int1))
+if not any(field.name == "nd_reserved" for field in ofp.oxm_types):
+    ofp.oxm_types.extend(ERICSSON_FIELDS)
+    oxm_fields.generate(ofp.__name__)
 
 
 class NXActionEncap(parser.NXAction):

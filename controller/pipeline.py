@@ -5,7 +5,8 @@ Every vRouter runs the same pipeline:
   table 0  CLASSIFY        VM port -> reg0 = network id, reg1 = the port (where ARP replies go);
                            fabric + network label -> strip the overlay, reg0 = network id;
                            fabric + capture label -> hand the copy to the local analyzer.
-  table 1  FORWARD         per network: ARP answered locally, unicast to a local port or over
+  table 1  FORWARD         per network: ARP (and neighbour solicitations for the gateway)
+                           answered locally, unicast to a local port or over
                            the fabric, multicast/broadcast flooded within the network; then on
                            to the ingress mirror tables.
   table 2  DELIVER         reg1 -> output port; then on to the egress mirror tables.
@@ -13,6 +14,7 @@ Every vRouter runs the same pipeline:
   tables 11-18 INGRESS     one table per mirror slot: copy what a VM sent.
   tables 19-22 POLICY, ROUTE, POLICY_AT_DESTINATION, POLICY_ARRIVAL: network policies
                            (controller.policyflows).
+  table 23 GATEWAY_ADVERT  the gateway's neighbour advertisements get its MAC, then DELIVER.
 
 Originals are sent before their copies: the forwarding actions never change the packet outside
 a clone, and the mirror tables come after them. When the single-threaded userspace datapath is
@@ -46,7 +48,9 @@ from mirrorlab.controller.mirroring import MAX_CAPTURES_PER_INTERFACE, Capture, 
 from mirrorlab.controller.mirrorto import MirrorTo
 from mirrorlab.juniper import VXLAN_PORT, Encapsulation
 from mirrorlab.recorder import EGRESS_TC, INGRESS_TC
-from mirrorlab.topology import ENCAP_PORT, FABRIC_PORT, ComputeNode, Interface, Network, Topology
+from mirrorlab.topology import (
+    ENCAP_PORT, FABRIC_PORT, ComputeNode, Interface, Network, Topology, subnet_gateway,
+)
 
 CLASSIFY = 0
 FORWARD = 1
@@ -58,15 +62,24 @@ POLICY = INGRESS_MIRROR + MAX_CAPTURES_PER_INTERFACE
 ROUTE = POLICY + 1
 POLICY_AT_DESTINATION = POLICY + 2
 POLICY_ARRIVAL = POLICY + 3
+# A neighbour solicitation for the gateway, turned into an advertisement, gets its target
+# link-layer address here: Open vSwitch sets that field only in a flow matching an
+# advertisement (its prerequisite), which the packet has become by then.
+GATEWAY_ADVERT = POLICY + 4
 
 VLAN_PRESENT = 0x1000  # OpenFlow's vlan_vid bit for "a tag is there"
 REG_NETWORK = "reg0"
 REG_OUT_PORT = "reg1"
 REG_POLICY = "reg2"  # how far network policies got with a packet (controller.policyflows)
-# The source MAC of frames the vRouter itself makes (ARP replies, copies to analyzers).
-# It is also every network's gateway (.1), as in Contrail.
+# The source MAC of frames the vRouter itself makes (ARP replies, neighbour advertisements,
+# copies to analyzers). It is also every network's gateway (.1 and ::1), as in Contrail.
 VROUTER_MAC = "00:00:5e:00:01:00"
 MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
+IPV6 = 0x86DD
+ICMPV6 = 58
+ND_SOLICIT, ND_ADVERT = 135, 136  # ICMPv6 types of neighbour discovery
+ND_ROUTER_SOLICITED_OVERRIDE = 0xE0000000  # a neighbour advertisement's R, S and O flags
+ND_OPTION_TARGET_LLA = 2
 
 
 def _next_slot(table: int) -> int | None:
@@ -96,6 +109,9 @@ def forwarding_flows(topology: Topology, compute: ComputeNode) -> list[Flow]:
     # What the vRouter does not forward (unknown destinations, ARP for unknown addresses) is
     # dropped, but a VM still sent it: the ingress mirror tables see it.
     flows.append(flow(FORWARD, 0, goto=INGRESS_MIRROR))
+    flows.append(flow(GATEWAY_ADVERT, 100, eth_type=IPV6, ip_proto=ICMPV6, icmpv6_type=ND_ADVERT,
+                      icmpv6_code=0, actions=[SetField("ipv6_nd_tll", VROUTER_MAC),
+                                              Resubmit(DELIVER)]))
 
     local = topology.interfaces_on(compute.name)
     # Copies coming back from the mirror encapsulator go to their analyzer's port, nowhere else,
@@ -143,12 +159,20 @@ def _network_forwarding(topology: Topology, compute: ComputeNode, network: Netwo
     # ARP: the vRouter answers for every address of the network, as Contrail's does, so ARP
     # never floods; a request for an unknown address is dropped. The request is copied (ingress
     # mirror tables) before it is turned into the reply, so copies keep the order of events.
-    gateway = network.subnet.network_address + 1
+    gateway = subnet_gateway(network.subnet)
     for mac, address in [(m.mac, m.ip) for m in members] + [(VROUTER_MAC, gateway)]:
         flows.append(flow(FORWARD, 300, eth_type=0x0806, arp_op=1, arp_tpa=str(address),
                           **in_network,
                           actions=[Resubmit(INGRESS_MIRROR)] + arp_reply(mac, address)
                           + [Resubmit(DELIVER)]))
+    # IPv6: the vRouter is the gateway (::1) too, and its flows answer the neighbour
+    # solicitations for it; those for VMs' addresses are flooded within the network, as ever.
+    if network.subnet6 is not None:
+        gateway6 = subnet_gateway(network.subnet6)
+        flows.append(flow(FORWARD, 300, eth_type=IPV6, ip_proto=ICMPV6, icmpv6_type=ND_SOLICIT,
+                          icmpv6_code=0, ipv6_nd_target=str(gateway6), **in_network,
+                          actions=[Resubmit(INGRESS_MIRROR)] + nd_advert(gateway6)
+                          + [Resubmit(GATEWAY_ADVERT)]))
     flows.append(flow(FORWARD, 250, eth_type=0x0806, **in_network, goto=INGRESS_MIRROR))
     for member in local_members:
         flows.append(flow(FORWARD, 200, eth_dst=member.mac, **in_network,
@@ -214,6 +238,20 @@ def arp_reply(mac: str, address) -> list:
         SetField("arp_op", 2),
         Move("arp_sha", "arp_tha"), SetField("arp_sha", mac),
         Move("arp_spa", "arp_tpa"), SetField("arp_spa", str(address)),
+    ]
+
+
+def nd_advert(address) -> list:
+    """Actions turning an IPv6 neighbour solicitation for the gateway `address` into the
+    solicited advertisement, in place, but for its target link-layer address
+    (GATEWAY_ADVERT's flow sets that): from the vRouter back to the sender, flags router,
+    solicited and override, its one option (the solicitation's source link-layer address)
+    becoming the target link-layer address. Open vSwitch fixes the ICMPv6 checksum."""
+    return [
+        Move("eth_src", "eth_dst"), SetField("eth_src", VROUTER_MAC),
+        Move("ipv6_src", "ipv6_dst"), SetField("ipv6_src", str(address)),
+        SetField("icmpv6_type", ND_ADVERT), SetField("nd_reserved", ND_ROUTER_SOLICITED_OVERRIDE),
+        SetField("nd_options_type", ND_OPTION_TARGET_LLA),
     ]
 
 

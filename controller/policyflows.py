@@ -2,9 +2,9 @@
 
 Contrail's semantics, as `controller.vncpolicy.attached_rules` gives each network its rules:
 - Traffic within a network passes unless its first matching rule denies it.
-- Traffic from network A to network B is routed by the vRouter, the networks' gateway (`.1`,
-  answered with the vRouter's MAC), only when the first matching rule of A and the first
-  matching rule of B both pass it. A packet no rule of a network matches is denied.
+- Traffic from network A to network B is routed by the vRouter, the networks' gateway (`.1`
+  and `::1`, answered with the vRouter's MAC), only when the first matching rule of A and the
+  first matching rule of B both pass it. A packet no rule of a network matches is denied.
 - A passing rule with a mirror copies what it matches (both ways for `<>`) to its destination,
   any `mirror_to` a capture takes but NIC-assisted (controller.vncpolicy.policy_mirror_to),
   built as a capture's copies are (`controller.pipeline.copy_path`,
@@ -20,11 +20,16 @@ index) by the sender's vRouter and by the receiver's as it arrives, and a packet
 (ct_state +rpl, a reply) is judged by the entry that passed its connection, reversed: so a `>`
 pass rule from A to B lets B's replies through, while B cannot open a connection to A, and a
 `>` mirror rule copies the replies too (the reverse flow takes its forward flow's action,
-mirror included). Only IPv4 is routed and policed.
+mirror included).
+
+IPv4 and IPv6 alike: each entry's match is of one IP version (a rule without ethertype gives
+entries of both, through each network's subnets), and its flows match that version's
+EtherType and addresses. Neighbour solicitations and advertisements and link-local IPv6 are
+never policed (`_unpoliced_ipv6`): the vRouter's own business, as ARP is.
 
 Tables added to the pipeline (controller.pipeline):
 
-  FORWARD (1)   IPv4 unicast a local VM of a policed network sent -> conntrack, POLICY; IPv4
+  FORWARD (1)   IP unicast a local VM of a policed network sent -> conntrack, POLICY; IP
                 from the overlay into a network routed or mirrored into -> committed to
                 conntrack, POLICY_ARRIVAL.
   POLICY_ARRIVAL  delivered, then POLICY_AT_DESTINATION for the receiver's copies.
@@ -60,7 +65,8 @@ from mirrorlab.controller.flowmodel import (
 from mirrorlab.controller.mirroring import Capture, requested_destination
 from mirrorlab.controller.mirrorto import MirrorTo
 from mirrorlab.controller.pipeline import (
-    CLASSIFY, DELIVER, FORWARD, INGRESS_MIRROR, REG_OUT_PORT, capture_flows, copy_path,
+    CLASSIFY, DELIVER, FORWARD, ICMPV6, INGRESS_MIRROR, ND_ADVERT, ND_SOLICIT, REG_OUT_PORT,
+    capture_flows, copy_path,
     destination_encapsulation, forwarding_flows, overlay_encap, POLICY, POLICY_ARRIVAL,
     POLICY_AT_DESTINATION, REG_NETWORK, REG_POLICY, ROUTE, VROUTER_MAC,
 )
@@ -71,7 +77,10 @@ from mirrorlab.topology import FABRIC_PORT, ComputeNode, Interface, Topology
 
 UNCHECKED, CHECKED, FROM_OVERLAY = 0, 1, 2  # values of REG_POLICY
 UNICAST = ("00:00:00:00:00:00", "01:00:00:00:00:00")
-IPV4 = 0x0800
+ETHERTYPES = {4: 0x0800, 6: 0x86DD}  # by IP version
+ICMP_VERSIONS = {1: 4, 58: 6}  # the IP version of each ICMP protocol
+LINK_LOCAL6 = ipaddress.ip_network("fe80::/10")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # Copies of policy mirrors carry labels from here up (captures' labels stay below), one per
 # destination, mirroring vRouter and network, derived from what the label stands for (the
 # destination whole), so that a label the mirror encapsulator has read never comes to mean
@@ -87,20 +96,41 @@ MAX_PRIORITY = 0xFFFF
 
 @dataclass(frozen=True)
 class Match:
-    """The packets one side of a rule matches: IP protocol, source and destination IPv4
-    networks, source and destination port ranges; None anywhere means any."""
+    """The packets one side of a rule matches: IP protocol, source and destination networks,
+    source and destination port ranges, IP version (4 or 6); None anywhere means any. The
+    addresses and the ICMP protocols (1 is IPv4's, 58 IPv6's) fix the version: a match
+    mixing versions cannot be made (`ValueError`; `Match.of` gives None)."""
 
     protocol: int | None = None
-    source: ipaddress.IPv4Network | None = None
-    destination: ipaddress.IPv4Network | None = None
+    source: IPNetwork | None = None
+    destination: IPNetwork | None = None
     source_ports: tuple[int, int] | None = None
     destination_ports: tuple[int, int] | None = None
+    version: int | None = None
+
+    def __post_init__(self):
+        versions = {n.version for n in (self.source, self.destination) if n is not None}
+        versions |= {v for v in (self.version, ICMP_VERSIONS.get(self.protocol)) if v is not None}
+        if len(versions) > 1:
+            raise ValueError(f"a match cannot mix IP versions: {self}")
+        object.__setattr__(self, "version", versions.pop() if versions else None)
+
+    @classmethod
+    def of(cls, **fields) -> "Match | None":
+        """The match of `fields`, or None when they mix IP versions (no packet matches)."""
+        try:
+            return cls(**fields)
+        except ValueError:
+            return None
 
     def __and__(self, other: "Match") -> "Match | None":
         """The packets both match, or None if none."""
         if None not in (self.protocol, other.protocol) and self.protocol != other.protocol:
             return None
-        fields = {"protocol": self.protocol if self.protocol is not None else other.protocol}
+        if None not in (self.version, other.version) and self.version != other.version:
+            return None
+        fields = {"protocol": self.protocol if self.protocol is not None else other.protocol,
+                  "version": self.version if self.version is not None else other.version}
         for name in ("source", "destination"):
             mine, theirs = getattr(self, name), getattr(other, name)
             if mine is None or theirs is None:
@@ -120,7 +150,7 @@ class Match:
                 if low > high:
                     return None
                 fields[name] = (low, high)
-        return Match(**fields)
+        return Match.of(**fields)
 
     def covers(self, other: "Match") -> bool:
         """Whether every packet `other` matches, this matches too."""
@@ -129,7 +159,7 @@ class Match:
     def reversed(self) -> "Match":
         """What packets answering these match: source and destination swapped."""
         return Match(self.protocol, self.destination, self.source, self.destination_ports,
-                     self.source_ports)
+                     self.source_ports, self.version)
 
 
 def rule_matches(rule: PolicyRule) -> list[Match]:
@@ -146,7 +176,11 @@ def rule_matches(rule: PolicyRule) -> list[Match]:
             if rule.protocol is None and (sports or dports):
                 protocols = [6, 17]  # ports mean TCP or UDP
             for protocol in protocols:
-                matches.append(Match(protocol, source, destination, sports, dports))
+                match = Match.of(protocol=protocol, source=source, destination=destination,
+                                 source_ports=sports, destination_ports=dports,
+                                 version=rule.version)
+                if match is not None:  # an IPv4 source with an IPv6 destination matches nothing
+                    matches.append(match)
     unique = list(dict.fromkeys(matches))
     return [match for match in unique
             if not any(other != match and other.covers(match) for other in unique)]
@@ -194,10 +228,10 @@ def policy_entries(topology: Topology, rules: dict[str, tuple[PolicyRule, ...]])
     priorities than OpenFlow has."""
     entries = []
     for source, source_rules in rules.items():
-        subnet = topology.network(source).subnet
+        subnets = topology.network(source).subnets
         for number, rule in enumerate([*source_rules, None]):
             priority = FIRST_PRIORITY + len(source_rules) - number
-            for match in rule_matches(rule) if rule else [Match()]:
+            for match, subnet in product(rule_matches(rule) if rule else [Match()], subnets):
                 within = match & Match(destination=subnet)
                 if within is not None:
                     entries.append(PolicyEntry(source, source, priority, within,
@@ -205,7 +239,8 @@ def policy_entries(topology: Topology, rules: dict[str, tuple[PolicyRule, ...]])
         for destination, destination_rules in rules.items():
             if destination == source:
                 continue
-            toward = Match(destination=topology.network(destination).subnet)
+            towards = [Match(destination=subnet)
+                       for subnet in topology.network(destination).subnets]
             width = len(destination_rules) + 1
             for (i, rule), (j, other) in product(enumerate([*source_rules, None]),
                                                  enumerate([*destination_rules, None])):
@@ -220,8 +255,9 @@ def policy_entries(topology: Topology, rules: dict[str, tuple[PolicyRule, ...]])
                 verdict = Verdict(mine.passes and theirs.passes,
                                   tuple(dict.fromkeys(mine.mirrors + theirs.mirrors))
                                   if mine.passes and theirs.passes else ())
-                for left, right in product(rule_matches(rule) if rule else [Match()],
-                                           rule_matches(other) if other else [Match()]):
+                for left, right, toward in product(rule_matches(rule) if rule else [Match()],
+                                                   rule_matches(other) if other else [Match()],
+                                                   towards):
                     both = left & right
                     both = both & toward if both is not None else None
                     if both is not None:
@@ -237,10 +273,11 @@ def _reply_entries(topology: Topology, entries: list[PolicyEntry]) -> list[Polic
     for entry in entries:
         if not entry.routed:
             continue
-        back = entry.match.reversed() & Match(destination=topology.network(entry.source).subnet)
-        if back is not None:
-            replies.append(PolicyEntry(entry.destination, entry.source, entry.priority, back,
-                                       entry.verdict, reply=True))
+        for subnet in topology.network(entry.source).subnets:
+            back = entry.match.reversed() & Match(destination=subnet)
+            if back is not None:
+                replies.append(PolicyEntry(entry.destination, entry.source, entry.priority, back,
+                                           entry.verdict, reply=True))
     return replies
 
 
@@ -361,14 +398,24 @@ def policy_flows(topology: Topology, rules: dict[str, tuple[PolicyRule, ...]]) -
                                     actions=[Decap(), Decap(inner_ethernet=True),
                                              SetField(REG_NETWORK, network.index),
                                              SetField(REG_POLICY, FROM_OVERLAY)], goto=FORWARD))
-            out.append(_policy_flow(FORWARD, 260, eth_type=IPV4, eth_dst=UNICAST,
-                                    **{REG_NETWORK: network.index, REG_POLICY: UNCHECKED},
-                                    actions=[Ct(compute.index, table=POLICY)]))
-            if name in mirrored_into or name in routed_into:
-                # Committed as it arrives, so that this vRouter knows the replies its VMs send.
-                out.append(_policy_flow(FORWARD, 260, eth_type=IPV4, eth_dst=UNICAST,
-                                        **{REG_NETWORK: network.index, REG_POLICY: FROM_OVERLAY},
-                                        actions=[Ct(compute.index, commit=True, table=POLICY_ARRIVAL)]))
+            arrivals = name in mirrored_into or name in routed_into
+            for version in (4, 6) if network.subnet6 is not None else (4,):
+                out.append(_policy_flow(FORWARD, 260, eth_type=ETHERTYPES[version], eth_dst=UNICAST,
+                                        **{REG_NETWORK: network.index, REG_POLICY: UNCHECKED},
+                                        actions=[Ct(compute.index, table=POLICY)]))
+                if arrivals:
+                    # Committed as it arrives, so that this vRouter knows the replies its VMs
+                    # send.
+                    out.append(_policy_flow(FORWARD, 260, eth_type=ETHERTYPES[version],
+                                            eth_dst=UNICAST,
+                                            **{REG_NETWORK: network.index,
+                                               REG_POLICY: FROM_OVERLAY},
+                                            actions=[Ct(compute.index, commit=True,
+                                                        table=POLICY_ARRIVAL)]))
+            if network.subnet6 is not None:
+                out += _unpoliced_ipv6(network, (UNCHECKED, FROM_OVERLAY) if arrivals
+                                       else (UNCHECKED,))
+            if arrivals:
                 out.append(_policy_flow(POLICY_ARRIVAL, 100, **{REG_NETWORK: network.index},
                                         actions=[SetField(REG_POLICY, CHECKED), Resubmit(FORWARD)]
                                         + ([Resubmit(POLICY_AT_DESTINATION)]
@@ -382,9 +429,12 @@ def policy_flows(topology: Topology, rules: dict[str, tuple[PolicyRule, ...]]) -
                     onward = overlay_encap(network.label, compute) + [
                         SetField("eth_dst", topology.compute(member.compute).fabric_mac),
                         Output(FABRIC_PORT)]
-                out.append(_policy_flow(ROUTE, 100, eth_type=IPV4, ipv4_dst=str(member.ip),
-                                        **{REG_NETWORK: network.index},
-                                        actions=[SetField("eth_dst", member.mac)] + onward))
+                addresses = [(4, "ipv4_dst", member.ip)] + (
+                    [(6, "ipv6_dst", member.ip6)] if member.ip6 is not None else [])
+                for version, field, address in addresses:
+                    out.append(_policy_flow(ROUTE, 100, eth_type=ETHERTYPES[version],
+                                            **{field: str(address), REG_NETWORK: network.index},
+                                            actions=[SetField("eth_dst", member.mac)] + onward))
         for entry in entries:
             source, destination = topology.network(entry.source), topology.network(entry.destination)
             if entry.source in local:
@@ -394,9 +444,10 @@ def policy_flows(topology: Topology, rules: dict[str, tuple[PolicyRule, ...]]) -
                 copies = [_copy(topology, compute, taps[(m, compute.name, entry.destination)], True)
                           for m in entry.verdict.mirrors]
                 out += [_policy_flow(POLICY_AT_DESTINATION, entry.priority, actions=copies,
-                                     eth_type=IPV4, **{REG_NETWORK: destination.index},
+                                     **{REG_NETWORK: destination.index},
                                      **_connection(entry), **fields)
-                        for fields in _of_matches(entry.match & Match(source=source.subnet))]
+                        for subnet in source.subnets
+                        for fields in _of_matches(entry.match & Match(source=subnet))]
     # Where copies arrive: the mirror encapsulator of the analyzer's compute node; header-less
     # ones, back from it, the analyzer's port.
     for tap in taps.values():
@@ -423,9 +474,27 @@ def _at_sender(topology: Topology, compute: ComputeNode, entry: PolicyEntry, sou
     else:
         actions = [SetField(REG_POLICY, CHECKED), Resubmit(FORWARD)] + copies
     extra = {"eth_dst": VROUTER_MAC} if entry.routed else {}
-    return [_policy_flow(POLICY, entry.priority, actions=actions, eth_type=IPV4,
+    return [_policy_flow(POLICY, entry.priority, actions=actions,
                          **{REG_NETWORK: source.index}, **extra, **_connection(entry), **fields)
             for fields in _of_matches(entry.match)]
+
+
+def _unpoliced_ipv6(network, stages) -> list[Flow]:
+    """What policies leave alone in a policed network's IPv6, in the FORWARD table above the
+    policy hooks: neighbour solicitations and advertisements (neighbour discovery, which
+    Contrail's vRouter handles itself, as it does ARP) and link-local traffic, which stay in
+    the network. They go on as checked packets, for each of `stages` (REG_POLICY values)."""
+    onward = [SetField(REG_POLICY, CHECKED), Resubmit(FORWARD)]
+    flows = []
+    for stage in stages:
+        where = {REG_NETWORK: network.index, REG_POLICY: stage}
+        flows.append(_policy_flow(FORWARD, 265, eth_type=ETHERTYPES[6], actions=onward,
+                                  ipv6_dst=(str(LINK_LOCAL6.network_address),
+                                            str(LINK_LOCAL6.netmask)), **where))
+        flows += [_policy_flow(FORWARD, 265, eth_type=ETHERTYPES[6], ip_proto=ICMPV6,
+                               icmpv6_type=kind, actions=onward, **where)
+                  for kind in (ND_SOLICIT, ND_ADVERT)]
+    return flows
 
 
 def _connection(entry: PolicyEntry) -> dict:
@@ -448,16 +517,18 @@ def _copy(topology: Topology, compute: ComputeNode, tap: PolicyTap, received: bo
 
 
 def _of_matches(match: Match | None) -> list[dict]:
-    """OpenFlow match fields for `match` (several when a port range needs several masks)."""
+    """OpenFlow match fields for `match`, of one IP version as every entry's is (several when a
+    port range needs several masks)."""
     if match is None:
         return []
-    fields: dict = {}
+    fields: dict = {"eth_type": ETHERTYPES[match.version]}
     if match.protocol is not None:
         fields["ip_proto"] = match.protocol
-    for name, network in (("ipv4_src", match.source), ("ipv4_dst", match.destination)):
+    prefix = f"ipv{match.version}"
+    for name, network in ((f"{prefix}_src", match.source), (f"{prefix}_dst", match.destination)):
         if network is not None and network.prefixlen:
             fields[name] = (str(network.network_address), str(network.netmask)) \
-                if network.prefixlen < 32 else str(network.network_address)
+                if network.prefixlen < network.max_prefixlen else str(network.network_address)
     if match.protocol not in (6, 17):
         return [fields]
     transport = "tcp" if match.protocol == 6 else "udp"

@@ -19,11 +19,13 @@ from mirrorlab.controller.vncpolicy import PolicyRule, policy_mirror_to
 from mirrorlab.topology import Topology
 
 ANY = "any"
-# One dimension of a Match as an inclusive integer interval, and a Match as five of them:
-# protocol, source address, destination address, source ports, destination ports.
+# One dimension of a Match as an inclusive integer interval, and a Match as six of them: IP
+# version (0 for IPv4, 1 for IPv6: the two address spaces apart), protocol, source address,
+# destination address, source ports, destination ports.
 Interval = tuple[int, int]
 Box = tuple[Interval, ...]
-WHOLE = ((0, 255), (0, 2**32 - 1), (0, 2**32 - 1), (0, 65535), (0, 65535))
+VERSION_AXIS = {4: 0, 6: 1}
+WHOLE = ((0, 1), (0, 255), (0, 2**128 - 1), (0, 2**128 - 1), (0, 65535), (0, 65535))
 
 
 @dataclass(frozen=True)
@@ -39,11 +41,14 @@ class NetworkLink:
 
 
 def _box(match: Match) -> Box:
-    def network(value: ipaddress.IPv4Network | None, whole: Interval) -> Interval:
+    def network(value: ipaddress.IPv4Network | ipaddress.IPv6Network | None,
+                whole: Interval) -> Interval:
         return whole if value is None else (int(value.network_address), int(value.broadcast_address))
-    return (WHOLE[0] if match.protocol is None else (match.protocol, match.protocol),
-            network(match.source, WHOLE[1]), network(match.destination, WHOLE[2]),
-            match.source_ports or WHOLE[3], match.destination_ports or WHOLE[4])
+    version = VERSION_AXIS.get(match.version)
+    return (WHOLE[0] if version is None else (version, version),
+            WHOLE[1] if match.protocol is None else (match.protocol, match.protocol),
+            network(match.source, WHOLE[2]), network(match.destination, WHOLE[3]),
+            match.source_ports or WHOLE[4], match.destination_ports or WHOLE[5])
 
 
 def _minus(box: Box, other: Box) -> list[Box]:
@@ -63,14 +68,13 @@ def _minus(box: Box, other: Box) -> list[Box]:
 
 def reached_entries(topology: Topology, entries: list[PolicyEntry]) -> list[PolicyEntry]:
     """The entries some packet reaches: one a VM of the entry's source network can send (its
-    source address in that network's subnet) that no entry of the same pair and kind (reply or
-    not) with a higher priority matches first."""
+    source address in one of that network's subnets, IPv4 or IPv6) that no entry of the same
+    pair and kind (reply or not) with a higher priority matches first."""
     reached = []
     for entry in entries:
-        sent = entry.match & Match(source=topology.network(entry.source).subnet)
-        if sent is None:
-            continue
-        left = [_box(sent)]
+        sent = [match for subnet in topology.network(entry.source).subnets
+                if (match := entry.match & Match(source=subnet)) is not None]
+        left = [_box(match) for match in sent]
         for other in entries:
             if (other.source, other.destination, other.reply) == \
                     (entry.source, entry.destination, entry.reply) and other.priority > entry.priority:
@@ -153,11 +157,14 @@ def describe_rule(topology: Topology, number: int, rule: dict) -> dict:
     Contrail's UI shows for it."""
     actions = rule.get("action_list") or {}
     mirror_to = actions.get("mirror_to")
-    analyzer = (destination_name(topology, policy_mirror_to(mirror_to, f"rule {number}", topology.project_fq_name))
-                if mirror_to else None)
+    # Translated as the vRouters' rules are: vnc_api writes unset fields as null, and
+    # `encapsulation`, which Contrail does not use.
+    analyzer = destination_name(topology, policy_mirror_to(
+        mirror_to, f"rule {number}.action_list", topology.project_fq_name)) if mirror_to else None
     described = {
         "number": number, "direction": rule["direction"], "protocol": str(rule["protocol"]),
-        "ethertype": rule.get("ethertype") or "IPv4",
+        # No ethertype: the rule matches both IP versions (controller.vncpolicy).
+        "ethertype": rule.get("ethertype") or ANY,
         "source_addresses": _addresses(rule.get("src_addresses")),
         "source_ports": _ports(rule.get("src_ports")),
         "destination_addresses": _addresses(rule.get("dst_addresses")),
@@ -168,7 +175,9 @@ def describe_rule(topology: Topology, number: int, rule: dict) -> dict:
     }
     side = lambda which: (f"network {' '.join(described[f'{which}_addresses'])} "
                           f"ports {' '.join(described[f'{which}_ports'])}")
-    described["text"] = (f"{described['action']} protocol {described['protocol']} {side('source')} "
+    ethertype = "" if described["ethertype"] == ANY else f" ethertype {described['ethertype']}"
+    described["text"] = (f"{described['action']} protocol {described['protocol']}{ethertype} "
+                         f"{side('source')} "
                          f"{described['direction']} {side('destination')}"
                          + (f" mirror to {analyzer}" if analyzer else ""))
     return described

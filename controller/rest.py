@@ -269,7 +269,8 @@ class PolicyRuleView(BaseModel):
     number: int = Field(description="its place in the policy, from 1 (the first match wins)")
     direction: str = Field(description="<> (both ways) or > (source to destination only)")
     protocol: str = Field(description="any, icmp, tcp, udp, icmp6 or a protocol number")
-    ethertype: str = Field(description="IPv4 or IPv6")
+    ethertype: str = Field(description="IPv4 or IPv6, or any when the rule gives none (it "
+                                       "matches both)")
     source_addresses: list[str] = Field(description="network fq-names, any, local or CIDRs")
     source_ports: list[str] = Field(description="any, N or N-M")
     destination_addresses: list[str]

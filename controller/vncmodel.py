@@ -22,7 +22,7 @@ from typing import Iterable, Mapping
 from mirrorlab.controller.errors import InvalidRequest
 from mirrorlab.controller.mirroring import PORT_ORIGIN, Capture, Direction, analyzers
 from mirrorlab.controller.mirrorto import MirrorTo
-from mirrorlab.topology import CONTRAIL_DOMAIN, Topology
+from mirrorlab.topology import CONTRAIL_DOMAIN, Topology, subnet_gateway
 
 IPAM = "default-network-ipam"
 ANALYZER_TEMPLATE = "analyzer-template"
@@ -156,7 +156,7 @@ def lab_objects(topology: Topology, mirrors: Mapping[str, Capture],
     ]
     for network in topology.networks:
         subnets = [{"subnet": {"ip_prefix": str(net.network_address), "ip_prefix_len": net.prefixlen},
-                    "default_gateway": str(net.network_address + 1),
+                    "default_gateway": str(subnet_gateway(net)),
                     "subnet_name": f"{network.name}-v{net.version}"}
                    for net in (network.subnet, network.subnet6) if net is not None]
         fq_name = topology.network_fq_name(network.name)

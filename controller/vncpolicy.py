@@ -29,6 +29,7 @@ ACTION_FIELDS = ("simple_action", "gateway_name", "apply_service", "mirror_to",
 SIMPLE_ACTIONS = ("pass", "deny")
 ETHERTYPES = ("IPv4", "IPv6")
 PROTOCOL_NUMBERS = {"any": None, "icmp": 1, "tcp": 6, "udp": 17, "icmp6": 58}
+ICMPV6 = 58  # what `icmp` means in a rule of ethertype IPv6
 PROTOCOL_NAMES = tuple(PROTOCOL_NUMBERS)
 ANY_PORT = (0, 65535)
 
@@ -36,20 +37,23 @@ ANY_PORT = (0, 65535)
 @dataclass(frozen=True)
 class PolicyRule:
     """One rule as a network applies it: what it matches and what it does. Addresses are IPv4
-    networks (`()` for any), ports inclusive ranges (`()` for any), `protocol` an IP protocol
-    number (None for any); `bidirectional` for Contrail's `<>`; `action` "pass" or "deny";
-    `analyzer` the analyzer instance its matches are mirrored to, if any."""
+    and IPv6 networks (`()` for any; a virtual network stands for both its subnets), ports
+    inclusive ranges (`()` for any), `protocol` an IP protocol number (None for any);
+    `version` the IP version its `ethertype` restricts it to (None: both);
+    `bidirectional` for Contrail's `<>`; `action` "pass" or "deny"; `analyzer` the analyzer
+    instance its matches are mirrored to, if any."""
 
     policy: str  # the policy's fq-name string
     number: int  # the rule's position in its policy, from 0
     bidirectional: bool
     protocol: int | None
-    sources: tuple[ipaddress.IPv4Network, ...]
-    destinations: tuple[ipaddress.IPv4Network, ...]
+    sources: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    destinations: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     source_ports: tuple[tuple[int, int], ...]
     destination_ports: tuple[tuple[int, int], ...]
     action: str
     mirror_to: MirrorTo | None = None
+    version: int | None = None
 
     @property
     def analyzer(self) -> str | None:
@@ -72,7 +76,8 @@ def attached_rules(topology: Topology, policies: Mapping[str, dict],
     (major, then minor; ties by policy name), each policy's rules in order. `policies` maps a
     policy's fq-name string to its checked network_policy_entries; `attachments` maps a network
     name to (policy fq-name string, (major, minor)) pairs. Networks without policies are absent.
-    A rule only about IPv6 (ethertype IPv6, or IPv6 CIDRs) matches no IPv4 packet and is left out."""
+    A rule whose addresses on one side are all of another IP version than its `ethertype`
+    (a network without an IPv6 subnet in an IPv6 rule) matches nothing and is left out."""
     rules_by_network = {}
     for network, attached in attachments.items():
         if not attached or not topology.has("network", network):
@@ -89,8 +94,7 @@ def attached_rules(topology: Topology, policies: Mapping[str, dict],
 
 def _compile_rule(topology: Topology, network: str, policy: str, number: int,
                   rule: dict) -> PolicyRule | None:
-    if rule.get("ethertype") == "IPv6":
-        return None
+    version = {"IPv4": 4, "IPv6": 6}.get(rule.get("ethertype"))
     protocol = rule.get("protocol")
     sides = {}
     for side in ("src", "dst"):
@@ -99,15 +103,19 @@ def _compile_rule(topology: Topology, network: str, policy: str, number: int,
         if not given or None in found:  # none given, or one is any
             sides[side] = ()
             continue
-        addresses = tuple(cidr for cidrs in found for cidr in cidrs)
+        addresses = tuple(cidr for cidrs in found for cidr in cidrs
+                          if version in (None, cidr.version))
         if not addresses:
-            return None  # only IPv6 addresses: no IPv4 packet matches
+            return None
         sides[side] = addresses
+    protocol_number = PROTOCOL_NUMBERS[protocol] if protocol in PROTOCOL_NUMBERS else int(protocol)
+    if protocol == "icmp" and version == 6:
+        protocol_number = ICMPV6  # as Contrail reads `icmp` in an IPv6 rule
     actions = rule.get("action_list") or {}
     mirror_to = actions.get("mirror_to")
     return PolicyRule(
         policy=policy, number=number, bidirectional=rule.get("direction") == "<>",
-        protocol=PROTOCOL_NUMBERS[protocol] if protocol in PROTOCOL_NUMBERS else int(protocol),
+        protocol=protocol_number, version=version,
         sources=sides["src"], destinations=sides["dst"],
         source_ports=_port_ranges(rule.get("src_ports")),
         destination_ports=_port_ranges(rule.get("dst_ports")),
@@ -117,18 +125,18 @@ def _compile_rule(topology: Topology, network: str, policy: str, number: int,
 
 
 def _address_networks(topology: Topology, network: str,
-                      address: dict) -> list[ipaddress.IPv4Network] | None:
-    """The IPv4 networks an AddressType stands for: None for any, `local` for the network the
-    policy is attached to."""
+                      address: dict) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network] | None:
+    """The networks an AddressType stands for: None for any; a CIDR; a virtual network's
+    subnets, IPv4 and IPv6 (`local`: the network the policy is attached to)."""
     named = address.get("virtual_network")
     subnet = address.get("subnet")
     if subnet is not None:
-        cidr = ipaddress.ip_network(f"{subnet['ip_prefix']}/{subnet['ip_prefix_len']}", strict=False)
-        return [cidr] if cidr.version == 4 else []
+        return [ipaddress.ip_network(f"{subnet['ip_prefix']}/{subnet['ip_prefix_len']}",
+                                     strict=False)]
     if named in (None, "any"):
         return None
     name = network if named == "local" else named.rsplit(":", 1)[-1]
-    return [topology.network(name).subnet]
+    return list(topology.network(name).subnets)
 
 
 def _port_ranges(ports) -> tuple[tuple[int, int], ...]:
@@ -182,7 +190,8 @@ def _check_rule(rule, where: str, networks: set[str], topology: Topology) -> Non
         if not isinstance(addresses, list):
             raise InvalidRequest(f"{where}.{side}_addresses: expected a list", f"{where}.{side}_addresses")
         for index, address in enumerate(addresses):
-            _check_address(address, f"{where}.{side}_addresses[{index}]", networks)
+            _check_address(address, f"{where}.{side}_addresses[{index}]", networks,
+                           rule.get("ethertype"))
         ports = rule.get(f"{side}_ports") or []
         if not isinstance(ports, list):
             raise InvalidRequest(f"{where}.{side}_ports: expected a list", f"{where}.{side}_ports")
@@ -191,7 +200,7 @@ def _check_rule(rule, where: str, networks: set[str], topology: Topology) -> Non
     _check_actions(rule.get("action_list"), f"{where}.action_list", topology)
 
 
-def _check_address(address, where: str, networks: set[str]) -> None:
+def _check_address(address, where: str, networks: set[str], ethertype: str | None) -> None:
     require_object(address, where, ADDRESS_FIELDS)
     for name in ("security_group", "network_policy", "subnet_list"):
         if address.get(name):
@@ -206,9 +215,13 @@ def _check_address(address, where: str, networks: set[str]) -> None:
         require_object(subnet, f"{where}.subnet", ("ip_prefix", "ip_prefix_len"))
         cidr = f"{subnet.get('ip_prefix')}/{subnet.get('ip_prefix_len')}"
         try:
-            ipaddress.ip_network(cidr)
+            version = ipaddress.ip_network(cidr).version
         except ValueError as err:
             raise InvalidRequest(f"{where}.subnet: bad CIDR '{cidr}' ({err})", f"{where}.subnet") from None
+        if ethertype is not None and ethertype != f"IPv{version}":
+            # As contrail-api refuses it.
+            raise InvalidRequest(f"{where}.subnet: rule subnet {cidr} doesn't match ethertype "
+                                 f"{ethertype}", f"{where}.subnet")
 
 
 def _check_ports(port, where: str) -> None:

@@ -315,13 +315,16 @@ class LabNetwork:
             if interface.ip6:
                 commands.append(f"ip -6 addr add {interface.ip6}/{interface.prefixlen6} "
                                 f"dev {interface.name} nodad")
-        # As Contrail's DHCP does: a guest's first interface's network gateway (.1, the
-        # vRouter) is its default route, which network policies may let reach other networks.
-        # An analyzer gets none: it only receives, and with a route its kernel would answer
-        # the copies (ICMP port unreachable to the vRouters), which its own captures then show.
+        # As Contrail's DHCP does: a guest's first interface's network gateway (.1 and ::1,
+        # the vRouter) is its default route, which network policies may let reach other
+        # networks. An analyzer gets none: it only receives, and with a route its kernel would
+        # answer the copies (ICMP port unreachable to the vRouters), which its own captures
+        # then show.
         if not vm.analyzer:
             first = vm.interfaces[0]
             commands.append(f"ip route add default via {first.gateway} dev {first.name}")
+            if first.gateway6 is not None:
+                commands.append(f"ip -6 route add default via {first.gateway6} dev {first.name}")
         return " ; ".join(commands)
 
     def _fabric_analyzer_setup_line(self, probe: FabricAnalyzer) -> str:

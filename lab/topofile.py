@@ -24,8 +24,8 @@ VM_NAME = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 NETWORK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 LAB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,10}$")
 MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-# The lab leaves .0-.2 of each subnet to the network, the gateway and the vRouter's services,
-# as Contrail does, and hands out addresses from .3 up.
+# The lab leaves .0-.2 (::0-::2) of each subnet to the network, the gateway and the vRouter's
+# services, as Contrail does, and hands out addresses from .3 up.
 FIRST_HOST = 3
 
 TOP_KEYS = {"name", "fabric", "computes", "networks", "vms", "analyzer_network", "fabric_analyzers"}
@@ -470,10 +470,12 @@ def _claim_explicit(item: Node, where: str, vm: str, networks: dict[str, Network
             problems.add(node, f"{where}.{key}",
                          f"{ip} is outside subnet {subnet} of network '{network.name}'")
             ok = False
-        elif ip.version == 4 and (int(ip) - int(subnet.network_address) < FIRST_HOST
-                                  or ip == subnet.broadcast_address):
+        elif int(ip) - int(subnet.network_address) < FIRST_HOST or (
+                ip.version == 4 and ip == subnet.broadcast_address):
+            first = "." if ip.version == 4 else "::"
             problems.add(node, f"{where}.{key}",
-                         f"{ip} is reserved in {subnet} (use .{FIRST_HOST} up to the last but one)")
+                         f"{ip} is reserved in {subnet} (use {first}{FIRST_HOST} up"
+                         + (" to the last but one)" if ip.version == 4 else ")"))
             ok = False
         elif ip in used_ips:
             problems.add(node, f"{where}.{key}", f"{ip} is used by {used_ips[ip]} already")

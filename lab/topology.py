@@ -32,6 +32,12 @@ FIRST_AUTO_LABEL = 100
 MAX_NETWORK_LABEL = 0x7FFFF  # labels above this are kept for mirrored copies
 
 
+def subnet_gateway(subnet: ipaddress.IPv4Network | ipaddress.IPv6Network):
+    """A subnet's gateway: its first address (`.1`, `::1`), answered by the vRouter, as
+    Contrail's IPAM makes the first address of a subnet its default gateway."""
+    return subnet.network_address + 1
+
+
 class TopologyError(ValueError):
     """A topology that cannot be built. `problems` holds one line per problem found."""
 
@@ -50,6 +56,11 @@ class Network:
     label: int
     index: int  # 1-based position, the VN's id inside vRouter pipelines
     is_analyzer_network: bool = False
+
+    @property
+    def subnets(self) -> tuple:
+        """Its subnets: the IPv4 one, then the IPv6 one if it has one."""
+        return (self.subnet,) if self.subnet6 is None else (self.subnet, self.subnet6)
 
 
 @dataclass(frozen=True)
@@ -117,8 +128,16 @@ class Interface:
 
     @property
     def gateway(self) -> ipaddress.IPv4Address:
-        """The interface's gateway: the first address of its subnet, answered by the vRouter."""
-        return ipaddress.ip_interface(f"{self.ip}/{self.prefixlen}").network.network_address + 1
+        """The interface's IPv4 gateway (`subnet_gateway` of its subnet), the vRouter."""
+        return subnet_gateway(ipaddress.ip_interface(f"{self.ip}/{self.prefixlen}").network)
+
+    @property
+    def gateway6(self) -> ipaddress.IPv6Address | None:
+        """The interface's IPv6 gateway (`subnet_gateway` of its IPv6 subnet), the vRouter;
+        None without an IPv6 address."""
+        if self.ip6 is None:
+            return None
+        return subnet_gateway(ipaddress.ip_interface(f"{self.ip6}/{self.prefixlen6}").network)
 
     @property
     def port_name(self) -> str:

@@ -7,7 +7,13 @@ without root, Open vSwitch or Mininet:
     sim = LabSim.of("default", captures=[("vm1", "both")])
     received = sim.where("vm1", sim.frame("vm1", "vm2"))   # {"vm2": [frame], "an1": [copy]}
 
-Frames are dicts of header fields (eth_src, eth_dst, eth_type, arp_*, ip_src, ip_dst, payload).
+Frames are dicts of header fields (eth_src, eth_dst, eth_type, arp_*, ip_src, ip_dst, payload;
+IPv6 ones under OpenFlow's names: ipv6_src, ipv6_dst, icmpv6_type, ipv6_nd_target; ip_proto
+and ip_ttl, the TTL or hop limit, for both). A neighbour discovery message carries its one
+link-layer address option as nd_options_type (1 source, 2 target) and nd_option_mac: OpenFlow's
+ipv6_nd_sll reads it from a solicitation with a source option, ipv6_nd_tll from an
+advertisement with a target option, and setting either writes it only when the packet has that
+option (as Open vSwitch's datapath does), so nd_options_type must change first.
 Encapsulation nests them: Encap("mpls") gives {"packet_type": "mpls", "mpls_label", "inner"};
 Encap("ethernet") adds eth_* fields around that. Semantics follow Open vSwitch: the
 highest-priority match wins (two equal-priority matches are an error here, since OVS would pick
@@ -65,12 +71,20 @@ class SkippedCopyOutput(AssertionError):
     """A clone encapsulated the packet and its output was skipped: Open vSwitch 3.1 aborts."""
 
 
+def _is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _matches(value, wanted) -> bool:
-    if isinstance(wanted, tuple) and isinstance(wanted[0], str) and "." in wanted[0]:
+    if isinstance(wanted, tuple) and isinstance(wanted[0], str) and _is_ip_address(wanted[0]):
         if value is None:
             return False
-        network = ipaddress.ip_network(f"{wanted[0]}/{wanted[1]}")
-        return ipaddress.ip_address(value) in network
+        address, want, mask = (ipaddress.ip_address(a) for a in (value, *wanted))
+        return address.version == want.version and int(address) & int(mask) == int(want) & int(mask)
     if isinstance(wanted, tuple):
         want, mask = wanted
         if isinstance(want, str):
@@ -92,22 +106,29 @@ TRANSPORT_FIELDS = {"tcp_src": (6, "tp_src"), "tcp_dst": (6, "tp_dst"),
 
 
 CT_NEW, CT_ESTABLISHED, CT_REPLY, CT_INVALID, CT_TRACKED = 0x01, 0x02, 0x08, 0x10, 0x20
-ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY = 8, 0
+# (request, reply) ICMP types of echo, by IP protocol: ICMP, ICMPv6.
+ECHO_TYPES = {1: (8, 0), 58: (128, 129)}
+ND_OPTION_FIELDS = {"ipv6_nd_sll": (135, 1), "ipv6_nd_tll": (136, 2)}  # (ICMPv6 type, option)
 
 
 def _connection_keys(packet: dict) -> tuple[tuple, tuple] | None:
     """(the key of the connection `packet` would open, the key of the one it would answer), or
-    None for a packet the tracker cannot place (not IPv4, ICMP other than echo)."""
-    if packet.get("eth_type") != 0x0800 or "ip_src" not in packet:
+    None for a packet the tracker cannot place (not IP, ICMP other than echo)."""
+    if packet.get("eth_type") == 0x0800 and "ip_src" in packet:
+        src, dst = packet["ip_src"], packet["ip_dst"]
+    elif packet.get("eth_type") == 0x86DD and "ipv6_src" in packet:
+        src, dst = packet["ipv6_src"], packet["ipv6_dst"]
+    else:
         return None
-    protocol, src, dst = packet.get("ip_proto"), packet["ip_src"], packet["ip_dst"]
-    if protocol == 1:
-        kind = packet.get("icmp_type")
-        if kind not in (ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY):
+    protocol = packet.get("ip_proto")
+    if protocol in ECHO_TYPES:
+        kind = packet.get("icmp_type" if protocol == 1 else "icmpv6_type")
+        request, reply = ECHO_TYPES[protocol]
+        if kind not in (request, reply):
             return None
         ident = packet.get("icmp_id")
-        opens = (1, src, dst, ident) if kind == ICMP_ECHO_REQUEST else None
-        return opens, (1, dst, src, ident) if kind == ICMP_ECHO_REPLY else None
+        opens = (protocol, src, dst, ident) if kind == request else None
+        return opens, (protocol, dst, src, ident) if kind == reply else None
     sport, dport = packet.get("tp_src"), packet.get("tp_dst")
     return (protocol, src, dst, sport, dport), (protocol, dst, src, dport, sport)
 
@@ -118,7 +139,16 @@ def _field(name: str, packet: dict, meta: dict):
     if name in TRANSPORT_FIELDS:
         protocol, key = TRANSPORT_FIELDS[name]
         return packet.get(key) if packet.get("ip_proto") == protocol else None
+    if name in ND_OPTION_FIELDS:
+        return packet.get("nd_option_mac") if _has_nd_option(packet, name) else None
     return packet.get(FRAME_FIELDS.get(name, name))
+
+
+def _has_nd_option(packet: dict, name: str) -> bool:
+    """Whether `packet` is the neighbour discovery message whose link-layer address option
+    OpenFlow's field `name` (ipv6_nd_sll or ipv6_nd_tll) stands for."""
+    kind, option = ND_OPTION_FIELDS[name]
+    return packet.get("icmpv6_type") == kind and packet.get("nd_options_type") == option
 
 
 class FlowTable:
@@ -179,6 +209,9 @@ class FlowTable:
                                                 f"an encap in a clone: {actions}")
                     continue  # OpenFlow drops output to the input port unless IN_PORT is used
                 outputs.append((port, copy.deepcopy(packet)))
+            elif isinstance(action, SetField) and action.field in ND_OPTION_FIELDS:
+                if packet.get("nd_options_type") == ND_OPTION_FIELDS[action.field][1]:
+                    packet["nd_option_mac"] = action.value  # else no such option to write
             elif isinstance(action, SetField):
                 target = meta if action.field.startswith("reg") or action.field == "in_port" \
                     else packet

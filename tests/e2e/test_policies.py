@@ -5,7 +5,9 @@ from each vRouter of the conversation (twice across compute nodes, once on one n
 by tshark with `-d udp.port==8099,juniper`; a pass rule listed first means no copy; detached,
 the networks are apart again and no policy flow is left. A mirror rule's destination is any
 capture's but NIC-assisted: without the Juniper header the analyzer VM receives the frames
-themselves, and a static destination sends them in VXLAN to the fabric's VTEP (probe1)."""
+themselves, and a static destination sends them in VXLAN to the fabric's VTEP (probe1).
+IPv6 is routed and policed as IPv4: an IPv6 rule (`icmp` meaning ICMPv6) lets vm1 ping6 vm4
+through the networks' IPv6 gateway, and its copies carry the IPv6 frames unchanged."""
 from __future__ import annotations
 
 import subprocess
@@ -26,6 +28,8 @@ from tests.e2e.test_capture import DEFAULT_ANALYZER
 PROJECT = ["default-domain", "default"]
 BLUE, RED = ":".join(PROJECT + ["blue"]), ":".join(PROJECT + ["red"])
 VM1, VM3, VM4 = "10.1.1.11", "10.1.1.13", "10.2.2.14"  # vm1, vm3 on compute1; vm4 on compute2
+# Their IPv6 addresses (same host numbers), and vm2's (blue, compute2).
+VM1_6, VM2_6, VM4_6 = "fd00:1:1::b", "fd00:1:1::c", "fd00:2:2::e"
 
 
 def rule(src: str, dst: str, protocol: str = "any", mirror: bool = False,
@@ -70,16 +74,17 @@ def default_analyzer(lab) -> dict:
 
 
 def seen_during_a_ping(lab, host: str, interface: str, capture_filter: str, address: str,
-                       name: str, decode: list[str], fields: list[str]) -> list[tuple[str, ...]]:
-    """`fields` (tshark's, decoding with `decode`) of every ICMP frame `interface` of `host`
-    (a VM or fabric analyzer) receives under `capture_filter` while vm1 pings `address` 3
-    times, sorted."""
+                       name: str, decode: list[str], fields: list[str],
+                       display: str = "icmp") -> list[tuple[str, ...]]:
+    """`fields` (tshark's, decoding with `decode`) of every frame `interface` of `host`
+    (a VM or fabric analyzer) receives under `capture_filter` and tshark's `display` filter
+    (ICMP by default) while vm1 pings `address` (IPv4 or IPv6) 3 times, sorted."""
     pcap = f"/tmp/ml-policy-{name}.pcap"
     sniffer = lab.shell_popen(host, f"timeout 6 tcpdump -n -i {interface} -w {pcap} {capture_filter}")
     time.sleep(1)
     lab.shell("vm1", f"ping -c 3 -i 0.2 {address}")
     sniffer.wait(timeout=15)
-    decoded = subprocess.run(["tshark", "-r", pcap, *decode, "-Y", "icmp", "-T", "fields",
+    decoded = subprocess.run(["tshark", "-r", pcap, *decode, "-Y", display, "-T", "fields",
                               *[arg for field in fields for arg in ("-e", field)]],
                              capture_output=True, text=True, timeout=60)
     assert decoded.returncode == 0, decoded.stderr
@@ -239,3 +244,39 @@ def test_a_one_way_rule_lets_replies_back_but_not_new_connections(clean_lab, vnc
     assert copies_of_a_ping(lab, VM4, "one-way") == sorted(
         [("8", BLUE, ""), ("8", "", RED), ("0", RED, ""), ("0", "", BLUE)] * 3)
     assert lab.shell("vm4", f"ping -c 2 -i 0.2 -W 1 {VM1}", check=False).returncode != 0
+
+
+def test_an_ipv6_rule_routes_ping6_between_networks_and_copies_ipv6_frames(clean_lab, vnc):
+    """vm1 (blue, compute1) cannot ping6 vm4 (red, compute2) until a rule of ethertype IPv6,
+    protocol icmp (ICMPv6, as Contrail reads it), passes it on both networks; the vRouters
+    answer the VMs' neighbour solicitations for their gateway (::1, their default route) and
+    route between the networks. The rule is IPv6's only: IPv4 ping stays apart. Mirrored, each
+    echo request and reply is copied by both vRouters, and the Juniper header's inner frame is
+    IPv6 (EtherType 0x86dd, never rewritten to IPv4's)."""
+    lab = clean_lab
+    ping6 = rule(BLUE, RED, protocol="icmp", mirror=True)
+    ping6.ethertype = "IPv6"
+    assert not reachable(lab, VM4_6)
+    project = vnc.project_read(fq_name=PROJECT)
+    policy = NetworkPolicy("ping6", parent_obj=project,
+                           network_policy_entries=PolicyEntriesType([ping6]))
+    vnc.network_policy_create(policy)
+    attach(vnc, policy, "blue", "red")
+    assert reachable(lab, VM4_6)
+    assert not reachable(lab, VM4)
+    neighbours = lab.shell("vm1", "ip -6 neigh show fd00:1:1::1").stdout
+    assert "lladdr 00:00:5e:00:01:00" in neighbours and "router" in neighbours
+    # Within blue, now policed, IPv6 still passes, neighbour discovery between VMs included.
+    for vm in ("vm1", "vm2"):
+        lab.shell(vm, "ip -6 neigh flush dev " + lab.interface(vm).name)
+    assert reachable(lab, VM2_6)
+
+    analyzer = default_analyzer(lab)
+    copies = seen_during_a_ping(lab, analyzer["vm"], f"{analyzer['vm']}-eth0", "udp port 8099",
+                                VM4_6, "ipv6", ["-d", "udp.port==8099,juniper"],
+                                ["icmpv6.type", "juniper.vn.src", "juniper.vn.dst", "eth.type",
+                                 "ipv6.src"], display="icmpv6.type == 128 or icmpv6.type == 129")
+    assert copies == sorted([("128", BLUE, "", "0x0800,0x86dd", VM1_6),
+                             ("128", "", RED, "0x0800,0x86dd", VM1_6),
+                             ("129", RED, "", "0x0800,0x86dd", VM4_6),
+                             ("129", "", BLUE, "0x0800,0x86dd", VM4_6)] * 3)

@@ -21,7 +21,9 @@ import pytest
 from playwright.sync_api import Page, expect
 from scapy.all import ICMP, IP, rdpcap
 from vnc_api.gen.resource_client import NetworkPolicy
-from vnc_api.gen.resource_xsd import PolicyEntriesType, SequenceType, VirtualNetworkPolicyType
+from vnc_api.gen.resource_xsd import (
+    AddressType, PolicyEntriesType, SequenceType, SubnetType, VirtualNetworkPolicyType,
+)
 
 from mirrorlab import InstalledFlow
 from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, MAX_CAPTURES_PER_INTERFACE
@@ -713,15 +715,22 @@ def test_a_policy_written_with_vnc_api_shows_live_on_the_policies_and_topology_p
     page.screenshot(path=ARTIFACTS / "ui-policies.png", full_page=True)
 
     policy = vnc.network_policy_read(fq_name=PROJECT + ["ui-watch"])
-    policy.set_network_policy_entries(PolicyEntriesType([rule(BLUE, RED, mirror=True), rule(BLUE, RED, protocol="icmp")]))
+    ipv6 = rule(BLUE, RED, protocol="icmp")
+    ipv6.ethertype, ipv6.src_addresses = "IPv6", [AddressType(subnet=SubnetType("fd00:1:1::", 64))]
+    policy.set_network_policy_entries(PolicyEntriesType(
+        [rule(BLUE, RED, mirror=True), rule(BLUE, RED, protocol="icmp"), ipv6]))
     vnc.network_policy_update(policy)
     expect(rows.nth(0).locator("td").nth(2)).to_have_text("any", timeout=10_000)
     expect(rows.nth(0).locator("td").nth(8)).to_have_text(DEFAULT_ANALYZER)
+    expect(rows.nth(2).locator("td")).to_have_text(
+        ["3", "pass", "icmp (IPv6)", "fd00:1:1::/64", "any", "<>", RED, "any", "none"])
 
     answer = lab.policies()
     assert [p["fq_name"] for p in answer["policies"]] == [fq_name]
     assert answer["connections"] == [{"source": "blue", "destination": "red", "both_ways": True}]
-    assert lab.cli("policies").stdout.splitlines()[-2:] == [
+    assert lab.cli("policies").stdout.splitlines()[-3:] == [
+        f"    3  pass protocol icmp ethertype IPv6 network fd00:1:1::/64 ports any <> network {RED} "
+        f"ports any",
         "connections: blue <-> red", f"mirrors:     blue <-> red to {DEFAULT_ANALYZER}"]
     assert json.loads(lab.cli("policies", "--json").stdout) == answer
 

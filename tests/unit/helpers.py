@@ -1,6 +1,7 @@
 """Small builders shared by the unit tests: frames as mirrorlab.testing.flowsim dicts, topology texts."""
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 
@@ -41,6 +42,17 @@ def arp_reply_for(asker: Interface, owner: Interface) -> dict:
 def multicast_frame(src: Interface, eth_dst: str = "33:33:ff:01:01:0c", payload: str = "ns") -> dict:
     """An IPv6 multicast frame (a neighbour solicitation by default) from `src`."""
     return {"eth_src": src.mac, "eth_dst": eth_dst, "eth_type": IPV6, "payload": payload}
+
+
+def neighbour_solicitation(asking, target: str) -> dict:
+    """A multicast neighbour solicitation from `asking` for `target`, with its source
+    link-layer address option."""
+    last = ipaddress.ip_address(target).packed[-3:]
+    return {"eth_src": asking.mac, "eth_dst": "33:33:ff:" + ":".join(f"{b:02x}" for b in last),
+            "eth_type": IPV6, "ipv6_src": str(asking.ip6),
+            "ipv6_dst": str(ipaddress.ip_address("ff02::1:ff00:0") + int.from_bytes(last, "big")),
+            "ip_proto": 58, "ip_ttl": 255, "icmpv6_type": 135, "icmpv6_code": 0,
+            "ipv6_nd_target": target, "nd_options_type": 1, "nd_option_mac": asking.mac}
 
 
 def broadcast_frame(src: Interface, payload: str = "bcast") -> dict:

@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP
+from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import Ether
 
 from mirrorlab.encapsulator import Counters, Encapsulators, drain
@@ -49,6 +50,17 @@ def test_tshark_decodes_source_vn_destination_vn_and_the_inner_frame(tmp_path):
                     ["192.168.100.1,10.1.1.11", "10.250.2.3,10.1.1.12", "1,1", "8099", "", vn, "8"]]
     assert all(parse_copy(f).original == INNER for f in frames)
     assert [parse_copy(f).direction for f in frames] == ["ingress", "egress"]
+
+
+def test_an_ipv6_inner_frame_stays_ipv6(tmp_path):
+    """The copy carries an IPv6 frame unchanged, EtherType included (a known fault of some
+    Juniper-header implementations rewrites it to IPv4's): tshark decodes ICMPv6 inside."""
+    inner = bytes(Ether(src="02:00:0a:01:01:0b", dst="00:00:5e:00:01:00")
+                  / IPv6(src="fd00:1:1::b", dst="fd00:2:2::e") / ICMPv6EchoRequest())
+    copy = Encapsulator(TO_ANALYZER).build(inner, "ingress")
+    assert parse_copy(copy).original == inner
+    assert tshark_fields(tmp_path, [copy], 8099, "eth.type", "ipv6.dst", "icmpv6.type") == [
+        ["0x0800,0x86dd", "fd00:2:2::e", "128"]]
 
 
 def test_a_custom_udp_port_decodes_the_same_way(tmp_path):

@@ -9,7 +9,7 @@ from mirrorlab.controller.flowmodel import (
     BASE_OWNER, OWNER_MASK, Clone, Decap, Encap, Move, Output, Resubmit, SetField, flow,
 )
 from mirrorlab.controller.pipeline import (
-    CLASSIFY, DELIVER, EGRESS_MIRROR, FORWARD, INGRESS_MIRROR, VROUTER_MAC,
+    CLASSIFY, DELIVER, EGRESS_MIRROR, FORWARD, GATEWAY_ADVERT, INGRESS_MIRROR, VROUTER_MAC,
 )
 from mirrorlab.controller.policyflows import desired_flows
 from mirrorlab.topofile import load, parse
@@ -17,7 +17,7 @@ from mirrorlab.topology import FABRIC_PORT
 from mirrorlab.testing.flowsim import LabSim
 from tests.unit.helpers import (
     BROADCAST, arp_reply_for, arp_request, broadcast_frame, iface, ip_frame, may_overlap,
-    multicast_frame, overlay, received,
+    multicast_frame, neighbour_solicitation, overlay, received,
 )
 
 NETWORK_PEERS = {"vm1": {"vm2", "vm3"}, "vm2": {"vm1", "vm3"}, "vm3": {"vm1", "vm2"},
@@ -55,7 +55,7 @@ def test_desired_flows_per_compute_and_deterministic(default_topo, base_flows):
     assert all(isinstance(flows, frozenset) for flows in base_flows.values())
     assert desired_flows(default_topo, []) == base_flows
     for flows in base_flows.values():
-        assert {f.table for f in flows} == set(range(19))
+        assert {f.table for f in flows} == set(range(19)) | {GATEWAY_ADVERT}
 
 
 # --- unicast -------------------------------------------------------------------------------
@@ -142,6 +142,32 @@ def test_arp_for_the_gateway_is_answered_with_the_vrouter_mac(default_topo, sim)
     assert [(d.port_name, d.packet["arp_op"], d.packet["arp_sha"], d.packet["arp_spa"])
             for d in deliveries] == [(tap("vm1"), 2, VROUTER_MAC, "10.1.1.1")]
     assert sim.fabric_frames == []
+
+
+def test_a_neighbour_solicitation_for_the_ipv6_gateway_is_answered_by_the_vrouter(default_topo, sim):
+    """The network's ::1 is its IPv6 gateway: the vRouter turns the solicitation into a
+    solicited advertisement from its MAC (router, solicited, override; target link-layer
+    address option), back to the asker alone."""
+    asking = iface(default_topo, "vm1")
+    assert str(asking.gateway6) == "fd00:1:1::1"
+    [delivery] = sim.send(tap("vm1"), neighbour_solicitation(asking, "fd00:1:1::1"))
+    assert delivery.port_name == tap("vm1")
+    advert = delivery.packet
+    assert (advert["eth_src"], advert["eth_dst"], advert["ipv6_src"], advert["ipv6_dst"]) == (
+        VROUTER_MAC, asking.mac, "fd00:1:1::1", str(asking.ip6))
+    assert (advert["icmpv6_type"], advert["ipv6_nd_target"], advert["nd_reserved"]) == (
+        136, "fd00:1:1::1", 0xE0000000)
+    assert (advert["nd_options_type"], advert["nd_option_mac"]) == (2, VROUTER_MAC)
+    assert sim.fabric_frames == []
+
+
+def test_neighbour_solicitations_between_vms_still_flood_within_the_network(default_topo, sim):
+    """A solicitation for a VM's address is not the vRouter's to answer: it reaches the
+    network's other members (vm3 here, vm2 over the fabric), untouched."""
+    asking = iface(default_topo, "vm1")
+    solicitation = neighbour_solicitation(asking, str(iface(default_topo, "vm3").ip6))
+    assert {d.port_name: d.packet for d in sim.send(tap("vm1"), solicitation)} == {
+        tap("vm2"): solicitation, tap("vm3"): solicitation}
 
 
 @pytest.mark.parametrize("target", ["10.1.1.99", "10.2.2.14"], ids=["unknown", "other-network"])

@@ -15,7 +15,7 @@ from mirrorlab.controller.vncpolicy import attached_rules
 from mirrorlab.topofile import load
 from mirrorlab.testing.flowsim import LabSim
 from mirrorlab.topology import Topology
-from tests.unit.helpers import iface, ip_frame
+from tests.unit.helpers import iface, ip_frame, neighbour_solicitation
 
 BLUE, RED = "default-domain:default:blue", "default-domain:default:red"
 ICMP, TCP, UDP = 1, 6, 17
@@ -266,12 +266,22 @@ def test_port_ranges_become_masks_covering_exactly_the_range(ports, masks):
     assert covered == set(range(ports[0], ports[1] + 1))
 
 
-def test_a_rule_without_addresses_matches_any_and_an_ipv6_only_rule_matches_nothing(topo):
+def test_rule_addresses_as_networks_of_both_ip_versions(topo):
+    """No address is any; an IPv6 CIDR is kept; a network stands for both its subnets, or
+    for the one of its rule's ethertype; `icmp` in an IPv6 rule is ICMPv6."""
     entries = {"default-domain:default:p": {"policy_rule": [
         {**rule(), "src_addresses": [], "dst_addresses": []},
-        {**rule("deny"), "src_addresses": [{"subnet": {"ip_prefix": "fd00:1:1::", "ip_prefix_len": 64}}]}]}}
-    [only] = attached_rules(topo, entries, {"blue": [("default-domain:default:p", (0, 0))]})["blue"]
-    assert (only.action, only.sources, only.destinations) == ("pass", (), ())
+        rule("deny", src=("fd00:1:1::/64",)),
+        rule(src=(BLUE,)),
+        {**rule(protocol="icmp", src=(BLUE,)), "ethertype": "IPv6"},
+        {**rule(protocol="icmp", src=(BLUE,)), "ethertype": "IPv4"}]}}
+    anything, cidr, both, icmp6, icmp4 = attached_rules(
+        topo, entries, {"blue": [("default-domain:default:p", (0, 0))]})["blue"]
+    assert (anything.action, anything.sources, anything.destinations) == ("pass", (), ())
+    assert [str(n) for n in cidr.sources] == ["fd00:1:1::/64"]
+    assert [str(n) for n in both.sources] == ["10.1.1.0/24", "fd00:1:1::/64"]
+    assert ([str(n) for n in icmp6.sources], icmp6.protocol) == (["fd00:1:1::/64"], 58)
+    assert ([str(n) for n in icmp4.sources], icmp4.protocol) == (["10.1.1.0/24"], 1)
 
 
 PROBE = {"ip": "192.168.100.254", "mac": "02:fb:00:00:00:01"}
@@ -412,3 +422,111 @@ def test_a_one_way_mirror_rule_copies_the_replies_of_its_connections(topo):
     assert sorted((c.get("juniper_vn_src", ""), c.get("juniper_vn_dst", "")) for c in copies(back)) == [
         ("", BLUE), (RED, "")]
     assert sim.where("vm4", echo(routed(topo, "vm4", "vm1"), 8, ident=3)) == {}
+
+
+# --- IPv6 ------------------------------------------------------------------------------------
+
+
+def routed6(topo, source: str, destination: str, protocol=58, port=None) -> dict:
+    """What `source` sends over IPv6 to `destination` in another network: to the gateway's
+    MAC (the vRouter answers the solicitation for ::1)."""
+    frame = {"eth_src": iface(topo, source).mac, "eth_dst": VROUTER_MAC, "eth_type": 0x86DD,
+             "ipv6_src": str(iface(topo, source).ip6), "ipv6_dst": str(iface(topo, destination).ip6),
+             "ip_proto": protocol, "ip_ttl": 64, "payload": "hello6"}
+    return {**frame, **({"tp_dst": port, "tp_src": 40000} if port else {})}
+
+
+def direct6(topo, source: str, destination: str, protocol=58, port=None) -> dict:
+    """What `source` sends over IPv6 to `destination` in its own network."""
+    return {**routed6(topo, source, destination, protocol, port),
+            "eth_dst": iface(topo, destination).mac}
+
+
+def echo6(frame: dict, kind: int, ident: int = 7) -> dict:
+    """`frame` as an ICMPv6 echo request (kind 128) or reply (129) with identifier `ident`."""
+    return {**frame, "ip_proto": 58, "icmpv6_type": kind, "icmp_id": ident}
+
+
+@pytest.mark.parametrize("sender, receiver", [("vm1", "vm4"), ("vm3", "vm5"), ("vm2", "vm4")],
+                         ids=["compute1 to 2", "compute1 to 3", "on compute2"])
+def test_a_pass_policy_routes_ipv6_both_ways_through_the_gateway(topo, sender, receiver):
+    """ping6 across networks and compute nodes: the vRouter routes it (its MAC as source, hop
+    limit down by one) to the receiver's MAC, and the reply back."""
+    sim = sim_with(topo, BOTH_WAYS, ATTACHED_TO_BOTH)
+    there = sim.where(sender, echo6(routed6(topo, sender, receiver), 128))
+    assert list(there) == [receiver]
+    [packet] = there[receiver]
+    assert (packet["eth_src"], packet["eth_dst"], packet["ip_ttl"], packet["ipv6_dst"]) == (
+        VROUTER_MAC, iface(topo, receiver).mac, 63, str(iface(topo, receiver).ip6))
+    back = sim.where(receiver, echo6(routed6(topo, receiver, sender), 129))
+    assert list(back) == [sender] and back[sender][0]["eth_dst"] == iface(topo, sender).mac
+
+
+def test_ipv6_between_networks_needs_a_policy_on_both(topo):
+    assert sim_with(topo, {}, {}).where("vm1", echo6(routed6(topo, "vm1", "vm4"), 128)) == {}
+    sim = sim_with(topo, BOTH_WAYS, {"blue": ["blue-red"]})
+    assert sim.where("vm1", echo6(routed6(topo, "vm1", "vm4"), 128)) == {}
+
+
+def test_ipv6_rules_deny_first_match_and_cidrs(topo):
+    """icmp in an IPv6 rule is ICMPv6: denied first, while TCP over IPv6 and IPv4 ICMP pass;
+    an ethertype IPv4 rule does not pass IPv6; an IPv6 CIDR matches its addresses only."""
+    no_ping6 = {"p": [{**rule("deny", protocol="icmp"), "ethertype": "IPv6"}, rule("pass")]}
+    sim = sim_with(topo, no_ping6, {"blue": ["p"], "red": ["p"]})
+    assert sim.where("vm1", echo6(routed6(topo, "vm1", "vm4"), 128)) == {}
+    assert list(sim.where("vm1", routed6(topo, "vm1", "vm4", TCP, 22))) == ["vm4"]
+    assert list(sim.where("vm1", echo(routed(topo, "vm1", "vm4"), 8))) == ["vm4"]
+    ipv4_only = {"p": [{**rule(src=(BLUE,), dst=(RED,)), "ethertype": "IPv4"}]}
+    sim = sim_with(topo, ipv4_only, {"blue": ["p"], "red": ["p"]})
+    assert sim.where("vm1", echo6(routed6(topo, "vm1", "vm4"), 128)) == {}
+    assert list(sim.where("vm1", echo(routed(topo, "vm1", "vm4"), 8))) == ["vm4"]
+    one_host = {"p": [rule(src=(f"{iface(topo, 'vm1').ip6}/128",), dst=(RED,))]}
+    sim = sim_with(topo, one_host, {"blue": ["p"], "red": ["p"]})
+    assert list(sim.where("vm1", echo6(routed6(topo, "vm1", "vm4"), 128))) == ["vm4"]
+    assert sim.where("vm3", echo6(routed6(topo, "vm3", "vm4"), 128)) == {}
+
+
+def test_a_one_way_rule_lets_ipv6_replies_back_but_not_new_connections(topo):
+    sim = sim_with(topo, ONE_WAY, ONE_WAY_ATTACHED)
+    assert sim.where("vm4", echo6(routed6(topo, "vm4", "vm1"), 128)) == {}
+    assert list(sim.where("vm1", echo6(routed6(topo, "vm1", "vm4"), 128))) == ["vm4"]
+    assert list(sim.where("vm4", echo6(routed6(topo, "vm4", "vm1"), 129))) == ["vm1"]
+    assert sim.where("vm4", echo6(routed6(topo, "vm4", "vm1"), 129, ident=8)) == {}
+    assert list(sim.where("vm1", routed6(topo, "vm1", "vm4", TCP, 80))) == ["vm4"]
+    assert list(sim.where("vm4", {**routed6(topo, "vm4", "vm1", TCP), "tp_src": 80,
+                                  "tp_dst": 40000})) == ["vm1"]
+
+
+def test_within_a_network_ipv6_is_policed_but_neighbour_discovery_and_link_local_pass(topo):
+    """A deny-all rule on blue stops IPv6 between its VMs, but not what keeps the network
+    working: neighbour solicitations and advertisements, link-local traffic."""
+    sim = sim_with(topo, {"deny-all": [rule("deny")]}, {"blue": ["deny-all"]})
+    assert sim.where("vm1", echo6(direct6(topo, "vm1", "vm2"), 128)) == {}
+    for kind in (135, 136):
+        unicast = {**direct6(topo, "vm1", "vm2"), "icmpv6_type": kind}
+        assert list(sim.where("vm1", unicast)) == ["vm2"], kind
+    link_local = {**echo6(direct6(topo, "vm1", "vm3"), 128), "ipv6_src": "fe80::1",
+                  "ipv6_dst": "fe80::2"}
+    assert list(sim.where("vm1", link_local)) == ["vm3"]
+    assert sim.where("vm1", echo(direct(topo, "vm1", "vm2"), 8)) == {}
+
+
+def test_an_ipv6_mirror_rule_copies_at_both_vrouters_with_the_ipv6_frame_inside(topo):
+    """The analyzer gets each routed IPv6 packet twice across compute nodes, each copy's inner
+    frame IPv6 as the VM sent it (to the gateway) and as the peer got it."""
+    sim = sim_with(topo, MIRRORED, {"blue": ["watch"], "red": ["watch"]})
+    there = sim.where("vm1", echo6(routed6(topo, "vm1", "vm4"), 128))
+    assert len(there["vm4"]) == 1
+    sent, received = sorted(copies(there), key=lambda c: "juniper_vn_dst" in c)
+    assert sent["juniper_vn_src"] == BLUE and received["juniper_vn_dst"] == RED
+    assert {c["inner"]["eth_type"] for c in (sent, received)} == {0x86DD}
+    assert (sent["inner"]["eth_dst"], received["inner"]["eth_dst"]) == (
+        VROUTER_MAC, iface(topo, "vm4").mac)
+    assert len(copies(sim.where("vm4", echo6(routed6(topo, "vm4", "vm1"), 129)))) == 2
+
+
+def test_the_ipv6_gateway_answers_neighbour_solicitations_in_a_policed_network(topo):
+    """Policies never stand between a VM and its gateway."""
+    sim = sim_with(topo, {"deny-all": [rule("deny")]}, {"blue": ["deny-all"]})
+    [advert] = sim.where("vm1", neighbour_solicitation(iface(topo, "vm1"), "fd00:1:1::1"))["vm1"]
+    assert (advert["icmpv6_type"], advert["nd_option_mac"]) == (136, VROUTER_MAC)

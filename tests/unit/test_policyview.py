@@ -17,6 +17,7 @@ from mirrorlab.controller.policyview import NetworkLink, describe_rule, policy_l
 from mirrorlab.controller.vncmodel import object_uuid
 from mirrorlab.controller.vncpolicy import attached_rules
 from mirrorlab.controller.vncserver import ConfigApi
+from mirrorlab.topofile import parse
 from tests.unit.test_policies import BLUE, RED, rule, topo  # noqa: F401 (topo is a fixture)
 
 ANALYZER = f"default-domain:default:{DEFAULT_ANALYZER}"
@@ -116,7 +117,7 @@ def test_a_static_destination_is_named_by_its_fabric_analyzer_and_vni(topo):
 def test_a_rule_is_described_as_written(topo):
     written = rule("deny", direction=">", protocol="tcp", src=["10.1.1.0/24"], dst=[RED], dst_ports=(80, 80))
     assert describe_rule(topo, 2, written) == {
-        "number": 2, "direction": ">", "protocol": "tcp", "ethertype": "IPv4",
+        "number": 2, "direction": ">", "protocol": "tcp", "ethertype": "any",
         "source_addresses": ["10.1.1.0/24"], "source_ports": ["any"],
         "destination_addresses": [RED], "destination_ports": ["80"], "action": "deny",
         "analyzer": None, "mirror_to": None,
@@ -124,9 +125,56 @@ def test_a_rule_is_described_as_written(topo):
     mirrored = describe_rule(topo, 1, rule(action=None, src=["any"], dst=["local"], dst_ports=(1000, 2000),
                                      mirror=ANALYZER))
     assert mirrored["action"] == "pass" and mirrored["analyzer"] == DEFAULT_ANALYZER
+    as_vnc_api_writes = rule(mirror={"analyzer_name": ANALYZER, "encapsulation": None,
+                                     "udp_port": None, "nh_mode": None})
+    assert describe_rule(topo, 1, as_vnc_api_writes)["analyzer"] == DEFAULT_ANALYZER
     assert mirrored["mirror_to"] == {"analyzer_name": ANALYZER}
     assert mirrored["text"] == (f"pass protocol any network any ports any <> network local ports "
                                 f"1000-2000 mirror to {DEFAULT_ANALYZER}")
+
+
+def test_an_ipv6_rule_connects_and_mirrors_and_is_described_with_its_cidrs(topo):
+    """A rule of ethertype IPv6 between blue's IPv6 subnet and red connects and mirrors them
+    (IPv6 entries are reached); the Policies page and the CLI show its CIDR and ethertype."""
+    ipv6 = {**rule(src=["fd00:1:1::/64"], dst=[RED], mirror=ANALYZER), "ethertype": "IPv6"}
+    connections, mirrors = links(topo, {"p": [ipv6]}, {"blue": ["p"], "red": ["p"]})
+    assert connections == [NetworkLink("blue", "red", True)]
+    assert mirrors == [NetworkLink("blue", "red", True, DEFAULT_ANALYZER)]
+    described = describe_rule(topo, 1, ipv6)
+    assert (described["ethertype"], described["source_addresses"]) == ("IPv6", ["fd00:1:1::/64"])
+    assert described["text"] == (f"pass protocol any ethertype IPv6 network fd00:1:1::/64 ports any "
+                                 f"<> network {RED} ports any mirror to {DEFAULT_ANALYZER}")
+
+
+def test_a_deny_of_one_ip_version_first_hides_nothing_of_the_other(topo):
+    """IPv4 and IPv6 are apart: a deny-all of IPv6 listed first leaves IPv4 connected (and the
+    other way round); a deny-all of both hides everything."""
+    for version in ("IPv4", "IPv6"):
+        policy = [{**rule("deny"), "ethertype": version}, rule(src=[BLUE], dst=[RED])]
+        connections, _ = links(topo, {"p": policy}, {"blue": ["p"], "red": ["p"]})
+        assert connections == [NetworkLink("blue", "red", True)], version
+    policy = [rule("deny"), rule(src=[BLUE], dst=[RED])]
+    assert links(topo, {"p": policy}, {"blue": ["p"], "red": ["p"]}) == ([], [])
+
+
+def test_ipv6_addresses_numbered_as_ipv4_ones_are_another_address_space():
+    """Networks whose IPv6 subnets count as their IPv4 ones (::a01:100/120 is 10.1.1.0/24's
+    number): a deny-all of IPv6 first still leaves IPv4 connected."""
+    twins = parse("""name: twins
+computes: [compute1]
+networks:
+  - {name: blue, subnet: 10.1.1.0/24, subnet6: "::a01:100/120"}
+  - {name: red, subnet: 10.2.2.0/24, subnet6: "::a02:200/120"}
+vms:
+  - {name: vm1, compute: compute1, network: blue, ip: 10.1.1.11}
+  - {name: vm4, compute: compute1, network: red, ip: 10.2.2.14}
+""")
+    twin_blue, twin_red = "default-domain:twins:blue", "default-domain:twins:red"
+    policy = [{**rule("deny"), "ethertype": "IPv6"}, rule(src=[twin_blue], dst=[twin_red])]
+    entries = {"default-domain:twins:p": {"policy_rule": policy}}
+    attachments = {name: [("default-domain:twins:p", (0, 0))] for name in ("blue", "red")}
+    connections, _ = policy_links(twins, attached_rules(twins, entries, attachments))
+    assert connections == [NetworkLink("blue", "red", True)]
 
 
 # --- GET /api/policies ---------------------------------------------------------------------------

@@ -279,6 +279,10 @@ INVALID = {
     "reserved gateway ip": (
         HEADER + "  - {name: vm1, compute: compute1, network: blue, ip: 10.1.1.1}\n",
         ["t.yaml:6: vms[0].ip: 10.1.1.1 is reserved in 10.1.1.0/24 (use .3 up to the last but one)"]),
+    "reserved ipv6 gateway": (
+        HEADER.replace("10.1.1.0/24}", "10.1.1.0/24, subnet6: 'fd00:1:1::/64'}")
+        + "  - {name: vm1, compute: compute1, network: blue, ip6: 'fd00:1:1::1'}\n",
+        ["t.yaml:6: vms[0].ip6: fd00:1:1::1 is reserved in fd00:1:1::/64 (use ::3 up)"]),
     "reserved broadcast ip": (
         HEADER + "  - {name: vm1, compute: compute1, network: blue, ip: 10.1.1.255}\n",
         ["t.yaml:6: vms[0].ip: 10.1.1.255 is reserved in 10.1.1.0/24 (use .3 up to the last but one)"]),

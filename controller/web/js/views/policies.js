@@ -34,7 +34,7 @@ function ruleRow(rule) {
     cells: [
       String(rule.number),
       pill(rule.action === "deny" ? "bad" : "ok", rule.action),
-      rule.ethertype === "IPv4" ? rule.protocol : `${rule.protocol} (${rule.ethertype})`,
+      rule.ethertype === "any" ? rule.protocol : `${rule.protocol} (${rule.ethertype})`,
       addresses(rule.source_addresses), addresses(rule.source_ports),
       h("span", {class: "mono", title: rule.direction === "<>" ? "both ways" : "source to destination only"},
         rule.direction),
