@@ -89,13 +89,15 @@ class ApiClient:
             raise ApiUnreachable(f"the controller's API at {self.base_url + path} stopped "
                                  f"answering ({err})") from None
 
+    def _token_headers(self) -> dict[str, str]:
+        """How this API is shown the lab's token: the REST API takes a bearer token."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
     def _open(self, method: str, path: str, body: dict | None):
         url = self.base_url + path
         data = (json.dumps({k: v for k, v in body.items() if v is not None}).encode()
                 if body is not None else None)
-        headers = {"Content-Type": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
+        headers = {"Content-Type": "application/json", **self._token_headers()}
         request = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
             return urllib.request.urlopen(request, timeout=self.timeout)

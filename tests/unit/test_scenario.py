@@ -99,7 +99,7 @@ def test_every_problem_is_reported_with_file_and_line():
         "s.yaml:11: steps[6].craft.packet: {vm8.mac}: unknown VM 'vm8'",
         "s.yaml:12: steps[7].wait: waiting for a capture needs 'packets'",
         "s.yaml:13: steps[8].bogus: unknown step 'bogus' (steps: capture, stop, analyzer, ping, "
-        "iperf3, probe, craft, fault, wait, expect, show)",
+        "iperf3, probe, craft, fault, wait, policy, mark, expect, show)",
     ]
 
 
