@@ -445,7 +445,7 @@ class _Steps:
             display_filter = f"{span} && ({step.filter})" if step.filter else span
             count = len(_tshark_fields(path, display_filter, ("frame.number",), JUNIPER_DECODE))
             if step.count.holds(count):
-                return True, f"{count} packets (frames {since + 1}-{until} of {path.name})", []
+                return True, f"{count} packets of the {until - since} frames received ({path.name})", []
             grown_past = step.count.maximum is not None and count > step.count.maximum
             if grown_past or step.until or time.monotonic() > deadline:
                 return False, f"{count} packets, expected {step.count}", []
