@@ -991,7 +991,8 @@ class _Validator:
     def policy_rule(self, node: Node, where: str) -> PolicyRule | None:
         """One rule in the compact form (see `PolicyRule`)."""
         if not self.keys(node, {"direction", "protocol", "src", "dst", "src_ports", "dst_ports",
-                                "action", "mirror_to"}, where, required={"src", "dst"}):
+                                "action", "mirror_to"}, where, required={"src", "dst"}) \
+                or not {"src", "dst"} <= node.value.keys():
             return None
         ok = True
         direction = self.text(node, "direction", where, default="<>")
@@ -1132,6 +1133,7 @@ class _Validator:
         name = self.step_name(node, where, self.marks, required=True)
         analyzer = self.analyzer(node, "analyzer", where)
         if name is None or analyzer is None:
+            self.marks.pop(name, None)  # later steps are told of the marks that count something
             return None
         self.mark_analyzers[name] = analyzer
         return Mark(node.line, name, analyzer)
