@@ -1,7 +1,8 @@
 """Scenario files: YAML in, a validated, frozen `Scenario` out, or every problem with file:line.
 
 A scenario names a topology (shipped, a file, or inline), then lists steps: captures,
-traffic, faults, waits, expectations and evidence to show. Validation is pure (no lab, no
+traffic, faults, waits, network policies (written through the configuration API), marks in what
+an analyzer received, expectations and evidence to show. Validation is pure (no lab, no
 I/O beyond reading the files named) and happens once, here; `mirrorlab.runner` runs the result.
 
     name: agent-restart
