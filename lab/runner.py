@@ -25,8 +25,8 @@ from mirrorlab.client import free_port
 from mirrorlab.pcap import complete_end
 from mirrorlab.scenario import (
     DEFAULT_ANALYZER, Craft, CreateAnalyzer, ExpectAnalyzer, ExpectFlows, ExpectLoss, ExpectPackets,
-    ExpectState, Fault, Iperf3, Mark, Ping, Probe, Scenario, ScenarioError, Show, StartCapture,
-    StopCapture, Wait, WritePolicy, fill_placeholders, target_address,
+    ExpectState, Fault, Iperf3, Mark, Ping, Probe, Scenario, ScenarioError, Show, ShowReceived,
+    StartCapture, StopCapture, Wait, WritePolicy, fill_placeholders, target_address,
 )
 from mirrorlab.scenarioreport import (
     ERROR, FAILED, PASSED, SKIPPED, Outcome, RunResult, describe, junit, markdown,
@@ -433,19 +433,27 @@ class _Steps:
             frames = now
             time.sleep(SETTLE_SECONDS)
 
+    def _received(self, step: ExpectAnalyzer | ShowReceived, deadline: float,
+                  fields: tuple[str, ...]) -> tuple[list[list[str]], int, Path]:
+        """The `fields` of each frame the step's analyzer received between its marks that its
+        filter matches (tshark decoding the Juniper header), how many frames it received
+        between them, and its raw capture."""
+        since = self.marks[step.since] if step.since else 0
+        path, total = self._analyzer_received(step.analyzer, deadline)
+        until = self.marks[step.until] if step.until else total
+        span = f"frame.number > {since} && frame.number <= {until}"
+        display_filter = f"{span} && ({step.filter})" if step.filter else span
+        return _tshark_fields(path, display_filter, fields, JUNIPER_DECODE), until - since, path
+
     def expect_analyzer(self, step: ExpectAnalyzer):
         """Count the frames the analyzer received between the marks that match the display
         filter, with tshark decoding the Juniper header."""
         deadline = time.monotonic() + step.within
-        since = self.marks[step.since] if step.since else 0
         while True:
-            path, total = self._analyzer_received(step.analyzer, deadline)
-            until = self.marks[step.until] if step.until else total
-            span = f"frame.number > {since} && frame.number <= {until}"
-            display_filter = f"{span} && ({step.filter})" if step.filter else span
-            count = len(_tshark_fields(path, display_filter, ("frame.number",), JUNIPER_DECODE))
+            frames, received, path = self._received(step, deadline, ("frame.number",))
+            count = len(frames)
             if step.count.holds(count):
-                return True, f"{count} packets of the {until - since} frames received ({path.name})", []
+                return True, f"{count} packets of the {received} frames received ({path.name})", []
             grown_past = step.count.maximum is not None and count > step.count.maximum
             if grown_past or step.until or time.monotonic() > deadline:
                 return False, f"{count} packets, expected {step.count}", []
@@ -522,6 +530,22 @@ class _Steps:
                  f"{frame[4]} {frame[5]}" for frame in self._frames(step.capture, step.filter)]
         return True, f"{len(lines)} packets", lines
 
+    def show_received(self, step: ShowReceived):
+        """The frames the analyzer received that the filter matches, as evidence lines: where
+        each came from (the mirroring vRouter's address and UDP source port), the Juniper
+        header's VN, and the frame inside."""
+        frames, _received, _path = self._received(step, time.monotonic() + 10, (
+            "frame.number", "ip.src", "ip.dst", "udp.srcport", "juniper.vn.src", "juniper.vn.dst",
+            "_ws.col.Info"))
+        lines = []
+        for number, sources, destinations, ports, vn_src, vn_dst, info in (
+                frame + [""] * (7 - len(frame)) for frame in frames):
+            outer, *inner = sources.split(",")
+            vn = f"vn.src {vn_src}" if vn_src else f"vn.dst {vn_dst}" if vn_dst else "no VN"
+            inside = f"{inner[-1]} -> {destinations.split(',')[-1]} " if inner else ""
+            lines.append(f"{number:>4} from {outer} port {ports.split(',')[0]}, {vn}: {inside}{info}")
+        return True, f"{len(lines)} packets", lines
+
     def _frames(self, name: str, display_filter: str | None) -> list[list[str]]:
         """Capture `name`'s recorded frames through tshark (`display_filter` applied): number,
         direction flags, source, destination, protocol, summary."""
@@ -568,7 +592,7 @@ HANDLERS = {StartCapture: "start_capture", StopCapture: "stop_capture",
             Craft: "craft", Fault: "fault", Wait: "wait", ExpectPackets: "expect_packets",
             ExpectLoss: "expect_loss", ExpectState: "expect_state", ExpectFlows: "expect_flows",
             WritePolicy: "write_policy", Mark: "mark", ExpectAnalyzer: "expect_analyzer",
-            Show: "show"}
+            Show: "show", ShowReceived: "show_received"}
 
 
 def _tshark_fields(path: Path, display_filter: str | None, fields: tuple[str, ...],

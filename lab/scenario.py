@@ -373,9 +373,23 @@ class ExpectAnalyzer:
     within: float
 
 
+@dataclass(frozen=True)
+class ShowReceived:
+    """Evidence for the reader: the frames analyzer `analyzer`'s interface received between
+    marks `since` and `until` that match `filter`, each with the vRouter address it came from,
+    its UDP source port and the Juniper header's VNs, under `title`."""
+
+    line: int
+    analyzer: str
+    filter: str | None
+    since: str | None
+    until: str | None
+    title: str
+
+
 Step = Union[StartCapture, StopCapture, CreateAnalyzer, Ping, Iperf3, Probe, Craft, Fault, Wait,
              WritePolicy, Mark, ExpectPackets, ExpectLoss, ExpectState, ExpectFlows, ExpectAnalyzer,
-             Show]
+             Show, ShowReceived]
 TRAFFIC = (Ping, Iperf3, Probe)
 EXPECTATIONS = (ExpectPackets, ExpectLoss, ExpectState, ExpectFlows, ExpectAnalyzer)
 
@@ -914,17 +928,10 @@ class _Validator:
             analyzer = self.analyzer(node, "analyzer", where)
             count = self.bound(node, "packets", where, 10 ** 7)
             display_filter = self.text(node, "filter", where)  # tshark checks it (runner.check_filters)
-            marks = {key: self.reference(node, key, where, self.marks, "mark")
-                     for key in ("since", "until") if key in node.value}
-            for key, mark in marks.items():
-                if mark is not None and analyzer is not None and self.mark_analyzers[mark] != analyzer:
-                    self.add(node.value[key], f"{where}.{key}", f"mark '{mark}' counts analyzer "
-                             f"'{self.mark_analyzers[mark]}', not '{analyzer}'")
-                    return None
-            if None in marks.values() or analyzer is None or count is None:
+            span = self.marks_of(node, where, analyzer)
+            if span is None or analyzer is None or count is None:
                 return None
-            return ExpectAnalyzer(node.line, analyzer, display_filter, count, marks.get("since"),
-                                  marks.get("until"), within)
+            return ExpectAnalyzer(node.line, analyzer, display_filter, count, *span, within)
         if "packets" in node.value:
             if not self.keys(node, {"capture", "filter", "packets", "within"}, where,
                              required={"capture"}):
@@ -1139,7 +1146,32 @@ class _Validator:
         self.mark_analyzers[name] = analyzer
         return Mark(node.line, name, analyzer)
 
-    def show_step(self, node: Node, where: str) -> Show | None:
+    def marks_of(self, node: Node, where: str, analyzer: str | None) -> tuple[str | None, str | None] | None:
+        """The marks `since` and `until` (None when left out) of what `analyzer` received;
+        None when one is not an earlier mark of that analyzer."""
+        marks = {key: self.reference(node, key, where, self.marks, "mark")
+                 for key in ("since", "until") if key in node.value}
+        for key, mark in marks.items():
+            if mark is not None and analyzer is not None and self.mark_analyzers[mark] != analyzer:
+                self.add(node.value[key], f"{where}.{key}", f"mark '{mark}' counts analyzer "
+                         f"'{self.mark_analyzers[mark]}', not '{analyzer}'")
+                return None
+        if None in marks.values():
+            return None
+        return marks.get("since"), marks.get("until")
+
+    def show_step(self, node: Node, where: str) -> Show | ShowReceived | None:
+        if isinstance(node.value, dict) and "analyzer" in node.value:
+            if not self.keys(node, {"analyzer", "filter", "since", "until", "title"}, where):
+                return None
+            analyzer = self.analyzer(node, "analyzer", where)
+            display_filter = self.text(node, "filter", where)  # tshark checks it (runner.check_filters)
+            title = self.text(node, "title", where)
+            span = self.marks_of(node, where, analyzer)
+            if span is None or analyzer is None:
+                return None
+            return ShowReceived(node.line, analyzer, display_filter, *span,
+                                title or f"what analyzer {analyzer} received")
         if not self.keys(node, {"capture", "filter", "title"}, where, required={"capture"}):
             return None
         capture = self.reference(node, "capture", where, self.captures, "capture")

@@ -11,8 +11,8 @@ from xml.etree import ElementTree
 
 from mirrorlab.scenario import (
     EXPECTATIONS, Craft, CreateAnalyzer, ExpectAnalyzer, ExpectFlows, ExpectLoss, ExpectPackets,
-    ExpectState, Fault, Iperf3, Mark, Ping, PolicyRule, Probe, Scenario, Show, StartCapture, Step,
-    StopCapture, Wait, WritePolicy,
+    ExpectState, Fault, Iperf3, Mark, Ping, PolicyRule, Probe, Scenario, Show, ShowReceived,
+    StartCapture, Step, StopCapture, Wait, WritePolicy,
 )
 
 PASSED, FAILED, ERROR, SKIPPED = "passed", "failed", "error", "skipped"
@@ -111,6 +111,8 @@ def describe(step: Step) -> str:
             return f"expect capture {step.capture}: {step.state}"
         case ExpectFlows():
             return f"expect vRouter {step.vrouter}: {step.count} flows of capture {step.capture}"
+        case ShowReceived():
+            return f"show: {step.title}"
         case Show():
             return f"show: {step.title}"
     raise TypeError(f"not a step: {step!r}")
@@ -151,7 +153,7 @@ def markdown(result: RunResult) -> str:
                      f"{_cell(outcome.detail)} | {outcome.seconds:.1f} |")
     lines.append("")
     for outcome in result.outcomes:
-        if outcome.evidence or isinstance(outcome.step, Show):
+        if outcome.evidence or isinstance(outcome.step, (Show, ShowReceived)):
             lines += [f"## Evidence: {outcome.step.title}", "", "```",
                       *(outcome.evidence or ["(no packets)"]), "```", ""]
     if scenario.answer:

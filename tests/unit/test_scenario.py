@@ -15,7 +15,7 @@ import pytest
 from mirrorlab import scenario as scenarios
 from mirrorlab.scenario import (
     Attachment, Bound, ExpectAnalyzer, ExpectLoss, ExpectPackets, Fault, Mark, PolicyRule, ScenarioError,
-    Show, StartCapture, WritePolicy,
+    Show, ShowReceived, StartCapture, WritePolicy,
 )
 from mirrorlab.scenarioreport import (
     ERROR, FAILED, PASSED, SKIPPED, Outcome, RunResult, describe, junit, markdown,
@@ -337,12 +337,13 @@ POLICIES = """\
       - mark: {as: after, analyzer: interface-packet-capture}
       - expect: {analyzer: interface-packet-capture, filter: icmp, packets: 12, since: before, until: after}
       - expect: {analyzer: interface-packet-capture, packets: {min: 1}}
+      - show: {analyzer: interface-packet-capture, filter: icmp, since: after}
     """
 
 
 def test_policy_steps_give_rules_in_contrails_policy_rule_form():
     scenario = parse(POLICIES)
-    write, before, reorder, detach, after, between, anything = scenario.steps
+    write, before, reorder, detach, after, between, anything, show = scenario.steps
     assert write == WritePolicy(5, "watch", (
         PolicyRule(">", "tcp", ("blue", "10.9.0.0/16"), ("any",), (), ((80, 80), (8000, 8080)),
                    "pass", "interface-packet-capture"),
@@ -365,6 +366,8 @@ def test_policy_steps_give_rules_in_contrails_policy_rule_form():
                                      "before", "after", 5)
     assert (anything.since, anything.until, anything.count) == (None, None, Bound(1, None))
     assert scenario.expectations == (between, anything)
+    assert show == ShowReceived(17, "interface-packet-capture", "icmp", "after", None,
+                                "what analyzer interface-packet-capture received")
     assert describe(write) == (
         "policy watch: rules pass tcp blue,10.9.0.0/16 > any port 80,8000-8080 mirror to "
         "interface-packet-capture; deny 17 local <> red; attached to blue (sequence 0.0), "
@@ -397,6 +400,7 @@ def test_every_problem_of_a_policy_step_is_reported_with_file_and_line():
           - mark: {as: m2, analyzer: watcher}
           - expect: {analyzer: interface-packet-capture, packets: 1, since: m2, until: nope}
           - expect: {analyzer: ghost, filter: icmp}
+          - show: {analyzer: interface-packet-capture, until: m2, capture: c}
         """) == [
         "s.yaml:4: steps[0].policy: no policy 'later' before this step: its first step gives its 'rules'",
         "s.yaml:8: steps[1].policy.rules[0].direction: '<' is not a direction ('<>' both ways, '>' one way)",
@@ -432,4 +436,8 @@ def test_every_problem_of_a_policy_step_is_reported_with_file_and_line():
         "s.yaml:22: steps[11].expect: missing key 'packets'",
         "s.yaml:22: steps[11].expect.analyzer: no analyzer 'ghost' before this step (known: "
         "interface-packet-capture, watcher; create one with 'analyzer:')",
+        "s.yaml:23: steps[12].show.capture: unknown key 'capture' (allowed: analyzer, filter, since, "
+        "title, until)",
+        "s.yaml:23: steps[12].show.until: mark 'm2' counts analyzer 'watcher', not "
+        "'interface-packet-capture'",
     ]
