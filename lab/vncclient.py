@@ -11,14 +11,14 @@ Refusals raise `ApiError` with contrail-api's plain-text message.
 """
 from __future__ import annotations
 
-from mirrorlab.client import ApiClient, segment
+from mirrorlab.client import JsonClient, segment
 from mirrorlab.errors import ApiError
 
 POLICY = "network-policy"
 NETWORK = "virtual-network"
 
 
-class ConfigApiClient(ApiClient):
+class ConfigApiClient(JsonClient):
     """Requests to the configuration API at `base_url` (http://host:port), with the lab's
     `token` as X-Auth-Token if any."""
 
