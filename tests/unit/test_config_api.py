@@ -2,6 +2,7 @@
 (contrail-api-client), against the config API app served by uvicorn on a free local port."""
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -64,9 +65,15 @@ def free_port() -> int:
 @pytest.fixture
 def server(service):
     """The configuration API of `service` on a free loopback port: its base URL."""
+    with serving(create_config_app(ConfigApi(service), ApiAccess.of())) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serving(app):
+    """`app` served by uvicorn on a free loopback port while the block runs: its base URL."""
     port = free_port()
-    config = uvicorn.Config(create_config_app(ConfigApi(service), ApiAccess.of()),
-                            host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     running = uvicorn.Server(config)
     thread = threading.Thread(target=running.run, daemon=True)
     thread.start()
@@ -721,3 +728,16 @@ def test_the_labs_own_client_writes_policies_as_vnc_api_reads_them(server, vnc, 
     assert ref["to"] == PROJECT + ["other"]
     assert vnc.virtual_network_read(fq_name=PROJECT + ["red"]).get_network_policy_refs() is None
     assert "red" not in service.policies
+
+
+def test_the_labs_own_client_shows_the_token_as_vnc_api_does(service):
+    """A lab started with a token: the client sends it as X-Auth-Token (vnc_api's header);
+    without it the configuration API refuses with 401."""
+    guarded = create_config_app(ConfigApi(service), ApiAccess.of((), "s3cret"))
+    with serving(guarded) as url:
+        blue = PROJECT + ["blue"]
+        assert ConfigApiClient(url, "s3cret").fq_name_to_id("virtual-network", blue) == \
+            object_uuid("virtual-network", blue)
+        with pytest.raises(ApiError) as refused:
+            ConfigApiClient(url).fq_name_to_id("virtual-network", blue)
+        assert refused.value.status == 401 and "X-Auth-Token" in refused.value.message
