@@ -240,7 +240,8 @@ class _Steps:
         analyzers = {a["name"]: a for a in self.lab.analyzers}
         if name not in analyzers:
             raise StepError(f"analyzer '{name}' does not run (it starts with the first capture "
-                            f"to it{'' if name == DEFAULT_ANALYZER else ' or an analyzer step'})")
+                            f"or policy rule mirroring to it"
+                            f"{'' if name == DEFAULT_ANALYZER else ', or an analyzer step'})")
         return analyzers[name]
 
     def stop_capture(self, step: StopCapture) -> str:
@@ -408,7 +409,7 @@ class _Steps:
         for network in step.detach:
             config.detach_policy(project + [network], policy)
         rules = config.policy_rules(policy)
-        return f"{':'.join(policy)}: {len(rules)} rules"
+        return f"{':'.join(policy)}: {len(rules)} rule{'' if len(rules) == 1 else 's'}"
 
     def mark(self, step: Mark) -> str:
         """Note how many frames the analyzer's interface has received."""
