@@ -1086,7 +1086,7 @@ class _Validator:
         """A new order of a policy's `count` rules: their positions from 1, each once."""
         positions = node.value if isinstance(node.value, list) else None
         numbers = [item.value for item in positions or []]
-        if sorted(numbers) != list(range(1, count + 1)) or any(isinstance(n, bool) for n in numbers):
+        if not all(type(number) is int for number in numbers) or sorted(numbers) != list(range(1, count + 1)):
             self.add(node, where, f"must list the rules' positions 1 to {count}, each once, in "
                                   f"their new order (e.g. {list(range(count, 0, -1))})")
             return None

@@ -392,7 +392,7 @@ def test_every_problem_of_a_policy_step_is_reported_with_file_and_line():
               attach: [blue, purple]
           - policy: {name: ok, rules: [{src: blue, dst: red}], attach: [blue]}
           - policy: {name: ok, rules: [], order: [1]}
-          - policy: {name: ok, order: [1, 1]}
+          - policy: {name: ok, order: [1, one]}
           - policy: {name: ok, detach: [red]}
           - policy: {name: ok}
           - mark: {as: m, analyzer: watcher}
