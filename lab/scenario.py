@@ -84,6 +84,17 @@ class Bound:
         return f"from {_number(self.minimum)} to {_number(self.maximum)}"
 
 
+def _plain(value):
+    """A YAML value as its file wrote it, for messages: without the line-numbered nodes."""
+    if isinstance(value, Node):
+        return _plain(value.value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
@@ -515,7 +526,7 @@ class _Validator:
             return default
         label = f"{where}.{key}" if where else key
         if not isinstance(value.value, str) or (pattern and not pattern.match(value.value)):
-            self.add(value, label, f"'{value.value}' is not valid ({rule or 'a string'})")
+            self.add(value, label, f"'{_plain(value.value)}' is not valid ({rule or 'a string'})")
             return default
         return value.value
 
@@ -1045,7 +1056,7 @@ class _Validator:
             at = f"{label}[{position}]" if isinstance(value.value, list) else label
             name = item.value
             if not isinstance(name, str):
-                self.add(item, at, f"'{name}' is not a network, any, local or a CIDR")
+                self.add(item, at, f"'{_plain(name)}' is not a network, any, local or a CIDR")
                 continue
             if "/" in name:
                 try:
@@ -1076,7 +1087,7 @@ class _Validator:
             match = PORT_RANGE.match(text) if isinstance(text, str) else None
             start, end = (int(match.group(1)), int(match.group(2) or match.group(1))) if match else (0, -1)
             if not match or end > 65535 or start > end:
-                self.add(item, f"{where}.{key}", f"'{port}' is not any, a port (0-65535) or a "
+                self.add(item, f"{where}.{key}", f"'{_plain(port)}' is not any, a port (0-65535) or a "
                                                  f"range such as 8000-8080")
                 return None
             ranges.append((start, end))
@@ -1130,7 +1141,7 @@ class _Validator:
         if self.topology is None:
             return None
         if not isinstance(name, str) or not self.topology.has("network", name):
-            self.add(node, where, f"unknown network '{name}' (known: "
+            self.add(node, where, f"unknown network '{_plain(name)}' (known: "
                                   f"{', '.join(n.name for n in self.topology.networks)})")
             return None
         return name

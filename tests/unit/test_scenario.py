@@ -441,3 +441,16 @@ def test_every_problem_of_a_policy_step_is_reported_with_file_and_line():
         "s.yaml:23: steps[12].show.until: mark 'm2' counts analyzer 'watcher', not "
         "'interface-packet-capture'",
     ]
+
+
+def test_a_value_of_the_wrong_shape_is_quoted_as_the_file_wrote_it():
+    assert problems("""\
+        name: shapes
+        topology: default
+        steps:
+          - policy: {name: w, rules: [{src: {a: 1}, dst: any, action: [pass]}], attach: [[blue]]}
+        """) == [
+        "s.yaml:4: steps[0].policy.rules[0].src: '{'a': 1}' is not a network, any, local or a CIDR",
+        "s.yaml:4: steps[0].policy.rules[0].action: '['pass']' is not valid (a string)",
+        "s.yaml:4: steps[0].policy.attach[0]: unknown network '['blue']' (known: blue, red, svc-vn-left)",
+    ]
