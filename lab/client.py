@@ -37,8 +37,10 @@ def query(**params) -> str:
     return "?" + urllib.parse.urlencode(given) if given else ""
 
 
-class ApiClient:
-    """Requests to the REST API at `base_url` (http://host:port), with bearer `token` if any."""
+class JsonClient:
+    """JSON requests to an API of the controller at `base_url` (http://host:port), showing it
+    the lab's `token` if any, as `_token_headers` says: the REST API (`ApiClient`) and the
+    configuration API (`mirrorlab.vncclient.ConfigApiClient`) share this plumbing."""
 
     def __init__(self, base_url: str, token: str | None = None, timeout: float = TIMEOUT):
         self.base_url = base_url.rstrip("/")
@@ -61,18 +63,6 @@ class ApiClient:
         """DELETE `path`; the JSON answer."""
         return self.request("DELETE", path, body)
 
-    def policies(self) -> dict:
-        """GET /api/policies: the network policies (each with its rules and attached networks)
-        and which networks they connect and mirror."""
-        return self.get("/api/policies")
-
-    def download(self, path: str, destination: str | Path) -> Path:
-        """Stream the body of GET `path` into the file `destination`; return its path."""
-        destination = Path(destination)
-        with self._open("GET", path, None) as response, open(destination, "wb") as out:
-            self._receive(path, lambda: shutil.copyfileobj(response, out, 1 << 20))
-        return destination
-
     def request(self, method: str, path: str, body: dict | None = None):
         """`method` `path` with `body` as JSON; the JSON answer (None when the body is empty).
         Fields of `body` that are None are left out: the API takes its defaults for absent
@@ -89,13 +79,15 @@ class ApiClient:
             raise ApiUnreachable(f"the controller's API at {self.base_url + path} stopped "
                                  f"answering ({err})") from None
 
+    def _token_headers(self) -> dict[str, str]:
+        """The headers that show the API the lab's token (none here; each API has its own)."""
+        return {}
+
     def _open(self, method: str, path: str, body: dict | None):
         url = self.base_url + path
         data = (json.dumps({k: v for k, v in body.items() if v is not None}).encode()
                 if body is not None else None)
-        headers = {"Content-Type": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
+        headers = {"Content-Type": "application/json", **self._token_headers()}
         request = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
             return urllib.request.urlopen(request, timeout=self.timeout)
@@ -111,3 +103,22 @@ class ApiClient:
             reason = getattr(err, "reason", err)
             raise ApiUnreachable(f"the controller's API at {url} does not answer ({reason}); "
                                  f"is it running? (`mirrorlab controller start`)") from None
+
+
+class ApiClient(JsonClient):
+    """Requests to the REST API at `base_url` (http://host:port), with bearer `token` if any."""
+
+    def _token_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def policies(self) -> dict:
+        """GET /api/policies: the network policies (each with its rules and attached networks)
+        and which networks they connect and mirror."""
+        return self.get("/api/policies")
+
+    def download(self, path: str, destination: str | Path) -> Path:
+        """Stream the body of GET `path` into the file `destination`; return its path."""
+        destination = Path(destination)
+        with self._open("GET", path, None) as response, open(destination, "wb") as out:
+            self._receive(path, lambda: shutil.copyfileobj(response, out, 1 << 20))
+        return destination

@@ -37,6 +37,7 @@ from mirrorlab.recorder import DEFAULT_LIMIT_BYTES, DEFAULT_MIN_FREE_BYTES
 from mirrorlab.sandbox import Sandbox, SandboxError
 from mirrorlab.state import LabState, private_file, process_alive, process_record, stop_process
 from mirrorlab.state import state_dir as default_state_dir
+from mirrorlab.vncclient import ConfigApiClient
 from mirrorlab.topology import Topology
 
 TOKEN_ENV = "MIRRORLAB_API_TOKEN"
@@ -199,6 +200,16 @@ class Lab:
         """The client of the controller's REST API: get/post/put/delete(path, body) -> JSON,
         download(path, destination); a refusal raises `ApiError` (status, message)."""
         return self._client()
+
+    @property
+    def config_api(self) -> ConfigApiClient:
+        """The client of the lab's Contrail configuration API (network policies, as vnc_api
+        writes them); `LabError` when the lab serves none (`config_api_port` 0)."""
+        port = self.settings["config_api_port"]
+        if not port:
+            raise LabError("this lab serves no configuration API (it was started with "
+                           "config_api_port 0)")
+        return ConfigApiClient(api_url_of(self.settings["api_host"], port), self.api_token)
 
     def _client(self) -> ApiClient:
         # The driver's own calls use this, never `self.api`, so a subclass may give `api`

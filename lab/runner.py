@@ -22,10 +22,11 @@ from typing import Callable
 
 from mirrorlab import Lab, LabError, faults
 from mirrorlab.client import free_port
+from mirrorlab.pcap import complete_end
 from mirrorlab.scenario import (
-    DEFAULT_ANALYZER, Craft, CreateAnalyzer, ExpectFlows, ExpectLoss, ExpectPackets, ExpectState,
-    Fault, Iperf3, Ping, Probe, Scenario, ScenarioError, Show, StartCapture, StopCapture, Wait,
-    fill_placeholders, target_address,
+    DEFAULT_ANALYZER, Craft, CreateAnalyzer, ExpectAnalyzer, ExpectFlows, ExpectLoss, ExpectPackets,
+    ExpectState, Fault, Iperf3, Mark, Ping, Probe, Scenario, ScenarioError, Show, ShowReceived,
+    StartCapture, StopCapture, Wait, WritePolicy, fill_placeholders, target_address,
 )
 from mirrorlab.scenarioreport import (
     ERROR, FAILED, PASSED, SKIPPED, Outcome, RunResult, describe, junit, markdown,
@@ -40,6 +41,8 @@ PING_LINE = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received"
 # A classic pcap file with no packet: tshark compiles a display filter against it.
 EMPTY_PCAP = bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000")
 DIRECTION = {"0x00000002": "from", "0x00000001": "to"}
+# How tshark reads an analyzer's raw capture: Contrail's mirror header on UDP 8099.
+JUNIPER_DECODE = ("-d", "udp.port==8099,juniper")
 
 # Runs in the target VM: counts what arrives on a port, says "ready" once it listens, prints
 # the count when nothing more comes.
@@ -185,6 +188,8 @@ class _Steps:
         self.traffic: dict[str, tuple[int, int]] = {}   # name -> (sent, received)
         self.background: dict[str, Callable[[], tuple[int, int]]] = {}
         self.pending: list[subprocess.Popen] = []
+        self.marks: dict[str, int] = {}          # name -> frames its analyzer had received
+        self.analyzer_pcaps: set[str] = set()    # analyzers whose raw capture was read
 
     def run_all(self, result: RunResult, started: float) -> None:
         """Run every step in order, recording an outcome for each."""
@@ -235,7 +240,8 @@ class _Steps:
         analyzers = {a["name"]: a for a in self.lab.analyzers}
         if name not in analyzers:
             raise StepError(f"analyzer '{name}' does not run (it starts with the first capture "
-                            f"to it{'' if name == DEFAULT_ANALYZER else ' or an analyzer step'})")
+                            f"or policy rule mirroring to it"
+                            f"{'' if name == DEFAULT_ANALYZER else ', or an analyzer step'})")
         return analyzers[name]
 
     def stop_capture(self, step: StopCapture) -> str:
@@ -382,6 +388,78 @@ class _Steps:
         time.sleep(step.seconds)
         return ""
 
+    # --- network policies (the configuration API)
+
+    def write_policy(self, step: WritePolicy) -> str:
+        """Write the policy's rules, reorder them, attach and detach it, as a Contrail client
+        would (`lab.config_api`)."""
+        config, topology = self.lab.config_api, self.lab.topology
+        project = list(topology.project_fq_name)
+        policy = project + [step.name]
+        if step.rules is not None:
+            config.write_policy(policy, [rule.policy_rule(topology) for rule in step.rules])
+        if step.order is not None:
+            rules = config.policy_rules(policy)
+            if len(rules) != len(step.order):
+                raise StepError(f"policy {step.name} has {len(rules)} rules, the order lists "
+                                f"{len(step.order)}")
+            config.write_policy(policy, [rules[position - 1] for position in step.order])
+        for attachment in step.attach:
+            config.attach_policy(project + [attachment.network], policy, attachment.sequence)
+        for network in step.detach:
+            config.detach_policy(project + [network], policy)
+        rules = config.policy_rules(policy)
+        return f"{':'.join(policy)}: {len(rules)} rule{'' if len(rules) == 1 else 's'}"
+
+    def mark(self, step: Mark) -> str:
+        """Note how many frames the analyzer's interface has received."""
+        _path, frames = self._analyzer_received(step.analyzer, time.monotonic() + 10)
+        self.marks[step.name] = frames
+        return f"{frames} frames received so far"
+
+    def _analyzer_received(self, name: str, deadline: float) -> tuple[Path, int]:
+        """Analyzer `name`'s raw capture, downloaded into the pcaps folder once it has received
+        nothing new for SETTLE_SECONDS (or at `deadline`), and how many frames it holds."""
+        self._analyzer(name)  # says why when it does not run
+        self.pcaps.mkdir(parents=True, exist_ok=True)
+        path = self.pcaps / f"analyzer-{name}.pcap"
+        self.analyzer_pcaps.add(name)
+        frames = None
+        while True:
+            self.lab.analyzer_pcap(name, path)
+            with open(path, "rb") as pcap:
+                now = complete_end(pcap)[1]
+            if now == frames or time.monotonic() >= deadline:
+                return path, now
+            frames = now
+            time.sleep(SETTLE_SECONDS)
+
+    def _received(self, step: ExpectAnalyzer | ShowReceived, deadline: float,
+                  fields: tuple[str, ...]) -> tuple[list[list[str]], int, Path]:
+        """The `fields` of each frame the step's analyzer received between its marks that its
+        filter matches (tshark decoding the Juniper header), how many frames it received
+        between them, and its raw capture."""
+        since = self.marks[step.since] if step.since else 0
+        path, total = self._analyzer_received(step.analyzer, deadline)
+        until = self.marks[step.until] if step.until else total
+        span = f"frame.number > {since} && frame.number <= {until}"
+        display_filter = f"{span} && ({step.filter})" if step.filter else span
+        return _tshark_fields(path, display_filter, fields, JUNIPER_DECODE), until - since, path
+
+    def expect_analyzer(self, step: ExpectAnalyzer):
+        """Count the frames the analyzer received between the marks that match the display
+        filter, with tshark decoding the Juniper header."""
+        deadline = time.monotonic() + step.within
+        while True:
+            frames, received, path = self._received(step, deadline, ("frame.number",))
+            count = len(frames)
+            if step.count.holds(count):
+                return True, f"{count} packets of the {received} frames received ({path.name})", []
+            grown_past = step.count.maximum is not None and count > step.count.maximum
+            if grown_past or step.until or time.monotonic() > deadline:
+                return False, f"{count} packets, expected {step.count}", []
+            time.sleep(POLL_SECONDS)
+
     # --- expectations and evidence
 
     def expect_packets(self, step: ExpectPackets):
@@ -453,18 +531,28 @@ class _Steps:
                  f"{frame[4]} {frame[5]}" for frame in self._frames(step.capture, step.filter)]
         return True, f"{len(lines)} packets", lines
 
+    def show_received(self, step: ShowReceived):
+        """The frames the analyzer received that the filter matches, as evidence lines: where
+        each came from (the mirroring vRouter's address and UDP source port), the Juniper
+        header's VN, and the frame inside."""
+        frames, _received, _path = self._received(step, time.monotonic() + 10, (
+            "frame.number", "ip.src", "ip.dst", "udp.srcport", "juniper.vn.src", "juniper.vn.dst",
+            "_ws.col.Info"))
+        lines = []
+        for number, sources, destinations, ports, vn_src, vn_dst, info in (
+                frame + [""] * (7 - len(frame)) for frame in frames):
+            outer, *inner = sources.split(",")
+            vn = f"vn.src {vn_src}" if vn_src else f"vn.dst {vn_dst}" if vn_dst else "no VN"
+            inside = f"{inner[-1]} -> {destinations.split(',')[-1]} " if inner else ""
+            lines.append(f"{number:>4} from {outer} port {ports.split(',')[0]}, {vn}: {inside}{info}")
+        return True, f"{len(lines)} packets", lines
+
     def _frames(self, name: str, display_filter: str | None) -> list[list[str]]:
         """Capture `name`'s recorded frames through tshark (`display_filter` applied): number,
         direction flags, source, destination, protocol, summary."""
-        path = self._pcap(name)
-        result = subprocess.run(
-            ["tshark", "-n", "-r", str(path), *(["-Y", display_filter] if display_filter else []),
-             "-T", "fields", "-E", "separator=\t", "-e", "frame.number",
-             "-e", "frame.packet_flags_direction", "-e", "_ws.col.Source", "-e", "_ws.col.Destination",
-             "-e", "_ws.col.Protocol", "-e", "_ws.col.Info"], capture_output=True, text=True, timeout=120)
-        if result.returncode != 0:
-            raise StepError(f"tshark could not read {path}: {result.stderr.strip()}")
-        return [line.split("\t") for line in result.stdout.splitlines() if line.strip()]
+        return _tshark_fields(self._pcap(name), display_filter, (
+            "frame.number", "frame.packet_flags_direction", "_ws.col.Source",
+            "_ws.col.Destination", "_ws.col.Protocol", "_ws.col.Info"))
 
     def _pcap(self, name: str) -> Path:
         """Capture `name`'s pcapng, downloaded now into the pcaps folder."""
@@ -490,6 +578,12 @@ class _Steps:
                 kept.append(self._pcap(name))
             except LabError as err:
                 self.progress(f"could not keep the pcap of capture {name}: {err}")
+        for name in sorted(self.analyzer_pcaps):
+            path = self.pcaps / f"analyzer-{name}.pcap"
+            try:
+                kept.append(self.lab.analyzer_pcap(name, path))
+            except LabError as err:
+                self.progress(f"could not keep what analyzer {name} received: {err}")
         return kept
 
 
@@ -498,7 +592,21 @@ HANDLERS = {StartCapture: "start_capture", StopCapture: "stop_capture",
             CreateAnalyzer: "create_analyzer", Ping: "ping", Iperf3: "iperf3", Probe: "probe",
             Craft: "craft", Fault: "fault", Wait: "wait", ExpectPackets: "expect_packets",
             ExpectLoss: "expect_loss", ExpectState: "expect_state", ExpectFlows: "expect_flows",
-            Show: "show"}
+            WritePolicy: "write_policy", Mark: "mark", ExpectAnalyzer: "expect_analyzer",
+            Show: "show", ShowReceived: "show_received"}
+
+
+def _tshark_fields(path: Path, display_filter: str | None, fields: tuple[str, ...],
+                   decode: tuple[str, ...] = ()) -> list[list[str]]:
+    """The `fields` of each frame of the pcap at `path` that `display_filter` matches (all
+    without one), read by tshark with the `decode` rules (-d ...)."""
+    result = subprocess.run(
+        ["tshark", "-n", "-r", str(path), *decode, *(["-Y", display_filter] if display_filter else []),
+         "-T", "fields", "-E", "separator=\t", *[arg for field in fields for arg in ("-e", field)]],
+        capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise StepError(f"tshark could not read {path}: {result.stderr.strip()}")
+    return [line.split("\t") for line in result.stdout.splitlines() if line.strip()]
 
 
 

@@ -1,7 +1,8 @@
 """Scenario files: YAML in, a validated, frozen `Scenario` out, or every problem with file:line.
 
 A scenario names a topology (shipped, a file, or inline), then lists steps: captures,
-traffic, faults, waits, expectations and evidence to show. Validation is pure (no lab, no
+traffic, faults, waits, network policies (written through the configuration API), marks in what
+an analyzer received, expectations and evidence to show. Validation is pure (no lab, no
 I/O beyond reading the files named) and happens once, here; `mirrorlab.runner` runs the result.
 
     name: agent-restart
@@ -42,6 +43,12 @@ FAULTS_ON_CONTROLLER = ("controller-kill", "controller-restart", "controller-sto
 FAULTS_ON_ANALYZER = ("recorder-kill",)
 FAULTS = FAULTS_ON_INTERFACE + FAULTS_ON_COMPUTE + FAULTS_ON_LINK + FAULTS_ON_CONTROLLER + FAULTS_ON_ANALYZER
 RATE = re.compile(r"^[1-9][0-9]*(bit|kbit|mbit|gbit)$")
+# Network policy rules, in the compact form (see PolicyRule): the values Contrail takes.
+POLICY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+RULE_DIRECTIONS = ("<>", ">")
+RULE_PROTOCOLS = ("any", "icmp", "tcp", "udp", "icmp6")
+RULE_ACTIONS = ("pass", "deny")
+PORT_RANGE = re.compile(r"^([0-9]{1,5})(?:-([0-9]{1,5}))?$")
 
 
 class ScenarioError(ValueError):
@@ -75,6 +82,17 @@ class Bound:
         if self.minimum is None:
             return f"at most {_number(self.maximum)}"
         return f"from {_number(self.minimum)} to {_number(self.maximum)}"
+
+
+def _plain(value):
+    """A YAML value as its file wrote it, for messages: without the line-numbered nodes."""
+    if isinstance(value, Node):
+        return _plain(value.value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
 
 
 def _number(value: float) -> str:
@@ -269,10 +287,122 @@ class Show:
     title: str
 
 
+@dataclass(frozen=True)
+class PolicyRule:
+    """One rule of a network policy, in the compact form that maps 1:1 to Contrail's
+    PolicyRuleType: `direction` "<>" or ">", `protocol` (any, icmp, tcp, udp, icmp6 or a
+    number), `sources` and `destinations` (a network of the topology, "any", "local" or a CIDR
+    each), port ranges (inclusive; `()` for any), `action` pass or deny, and the analyzer the
+    rule mirrors to (`mirror_to`, None for none)."""
+
+    direction: str
+    protocol: str
+    sources: tuple[str, ...]
+    destinations: tuple[str, ...]
+    source_ports: tuple[tuple[int, int], ...]
+    destination_ports: tuple[tuple[int, int], ...]
+    action: str
+    mirror_to: str | None
+
+    def policy_rule(self, topology: Topology) -> dict:
+        """The rule as Contrail's policy_rule JSON (what vnc_api's PolicyRuleType sends) for
+        a lab of `topology`: networks and analyzers by fq-name."""
+        def addresses(names: tuple[str, ...]) -> list[dict]:
+            return [_address(topology, name) for name in names]
+
+        def ports(ranges: tuple[tuple[int, int], ...]) -> list[dict]:
+            return [{"start_port": start, "end_port": end} for start, end in ranges or ((-1, -1),)]
+
+        actions = {"simple_action": self.action}
+        if self.mirror_to is not None:
+            actions["mirror_to"] = {"analyzer_name": ":".join(
+                (*topology.project_fq_name, self.mirror_to))}
+        return {"direction": self.direction, "protocol": self.protocol,
+                "src_addresses": addresses(self.sources), "dst_addresses": addresses(self.destinations),
+                "src_ports": ports(self.source_ports), "dst_ports": ports(self.destination_ports),
+                "action_list": actions}
+
+
+def _address(topology: Topology, name: str) -> dict:
+    """An AddressType: a CIDR as a subnet, a network of the topology by fq-name, else as
+    given (any, local)."""
+    if "/" in name:
+        cidr = ipaddress.ip_network(name, strict=False)
+        return {"subnet": {"ip_prefix": str(cidr.network_address), "ip_prefix_len": cidr.prefixlen}}
+    if topology.has("network", name):
+        return {"virtual_network": ":".join(topology.network_fq_name(name))}
+    return {"virtual_network": name}
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A network a policy is attached to, with the policy's `sequence` (major, minor) there."""
+
+    network: str
+    sequence: tuple[int, int] = (0, 0)
+
+
+@dataclass(frozen=True)
+class WritePolicy:
+    """Write network policy `name` through the configuration API, as a Contrail client would,
+    in this order: its `rules` (creating it, or replacing its rules; None keeps them), its
+    rules reordered (`order`: the current rules' positions from 1, in their new order), then
+    attached to `attach` in turn and detached from `detach`."""
+
+    line: int
+    name: str
+    rules: tuple[PolicyRule, ...] | None
+    order: tuple[int, ...] | None
+    attach: tuple[Attachment, ...]
+    detach: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Mark:
+    """Note how many frames analyzer `analyzer`'s interface has received so far (its raw
+    capture), once it has received nothing new for a moment, as point `name` of the scenario."""
+
+    line: int
+    name: str
+    analyzer: str
+
+
+@dataclass(frozen=True)
+class ExpectAnalyzer:
+    """The frames analyzer `analyzer`'s interface received (its raw capture, headers and all,
+    decoded with the Juniper header on UDP 8099) after mark `since` (from the start when None)
+    and up to mark `until` (up to now when None) that match display filter `filter` number
+    `count`, within `within` seconds. Policy copies belong to no capture: this is where they
+    are counted."""
+
+    line: int
+    analyzer: str
+    filter: str | None
+    count: Bound
+    since: str | None
+    until: str | None
+    within: float
+
+
+@dataclass(frozen=True)
+class ShowReceived:
+    """Evidence for the reader: the frames analyzer `analyzer`'s interface received between
+    marks `since` and `until` that match `filter`, each with the vRouter address it came from,
+    its UDP source port and the Juniper header's VNs, under `title`."""
+
+    line: int
+    analyzer: str
+    filter: str | None
+    since: str | None
+    until: str | None
+    title: str
+
+
 Step = Union[StartCapture, StopCapture, CreateAnalyzer, Ping, Iperf3, Probe, Craft, Fault, Wait,
-             ExpectPackets, ExpectLoss, ExpectState, ExpectFlows, Show]
+             WritePolicy, Mark, ExpectPackets, ExpectLoss, ExpectState, ExpectFlows, ExpectAnalyzer,
+             Show, ShowReceived]
 TRAFFIC = (Ping, Iperf3, Probe)
-EXPECTATIONS = (ExpectPackets, ExpectLoss, ExpectState, ExpectFlows)
+EXPECTATIONS = (ExpectPackets, ExpectLoss, ExpectState, ExpectFlows, ExpectAnalyzer)
 
 
 @dataclass(frozen=True)
@@ -333,6 +463,10 @@ class _Validator:
         self.captures: dict[str, int] = {}    # name -> line of the step that starts it
         self.traffic: dict[str, int] = {}
         self.analyzers = {DEFAULT_ANALYZER}
+        self.policies: dict[str, int] = {}    # name -> how many rules it has
+        self.attached: dict[str, set[str]] = {}   # policy name -> networks it is attached to
+        self.marks: dict[str, int] = {}
+        self.mark_analyzers: dict[str, str] = {}  # mark -> the analyzer it counts
 
     def add(self, node: Node, where: str, message: str) -> None:
         """Record a problem at `node`'s line."""
@@ -392,7 +526,7 @@ class _Validator:
             return default
         label = f"{where}.{key}" if where else key
         if not isinstance(value.value, str) or (pattern and not pattern.match(value.value)):
-            self.add(value, label, f"'{value.value}' is not valid ({rule or 'a string'})")
+            self.add(value, label, f"'{_plain(value.value)}' is not valid ({rule or 'a string'})")
             return default
         return value.value
 
@@ -798,6 +932,17 @@ class _Validator:
                          f"'{state}' is not a capture state ({', '.join(CAPTURE_STATES)})")
                 return None
             return None if capture is None else ExpectState(node.line, capture, state, within)
+        if "analyzer" in node.value:
+            if not self.keys(node, {"analyzer", "filter", "packets", "since", "until", "within"},
+                             where, required={"packets"}):
+                return None
+            analyzer = self.analyzer(node, "analyzer", where)
+            count = self.bound(node, "packets", where, 10 ** 7)
+            display_filter = self.text(node, "filter", where)  # tshark checks it (runner.check_filters)
+            span = self.marks_of(node, where, analyzer)
+            if span is None or analyzer is None or count is None:
+                return None
+            return ExpectAnalyzer(node.line, analyzer, display_filter, count, *span, within)
         if "packets" in node.value:
             if not self.keys(node, {"capture", "filter", "packets", "within"}, where,
                              required={"capture"}):
@@ -808,12 +953,236 @@ class _Validator:
             if capture is None or count is None:
                 return None
             return ExpectPackets(node.line, capture, display_filter, count, within)
-        self.add(node, where, "expect what? give 'packets' (with 'capture'), 'loss' (with "
-                              "'traffic'), 'state' (with 'capture') or 'flows' (with 'vrouter' "
-                              "and 'capture')")
+        self.add(node, where, "expect what? give 'packets' (with 'capture' or 'analyzer'), "
+                              "'loss' (with 'traffic'), 'state' (with 'capture') or 'flows' (with "
+                              "'vrouter' and 'capture')")
         return None
 
-    def show_step(self, node: Node, where: str) -> Show | None:
+    def policy_step(self, node: Node, where: str) -> WritePolicy | None:
+        if not self.keys(node, {"name", "rules", "order", "attach", "detach"}, where, required={"name"}):
+            return None
+        name = self.text(node, "name", where, pattern=POLICY_NAME,
+                         rule="a letter or digit, then up to 62 letters, digits, '.', '_' or '-'")
+        if name is None:
+            return None
+        given = [key for key in ("rules", "order", "attach", "detach") if key in node.value]
+        if not given:
+            self.add(node, where, "give 'rules' (write them), 'order' (reorder them), 'attach' "
+                                  "or 'detach' (networks)")
+            return None
+        if name not in self.policies and "rules" not in node.value:
+            self.add(node, where, f"no policy '{name}' before this step: its first step gives "
+                                  f"its 'rules'")
+            return None
+        if "rules" in node.value and "order" in node.value:
+            self.add(node.value["order"], f"{where}.order", "give 'rules' or 'order', not both "
+                                                             "(order reorders the rules written before)")
+            return None
+        rules = self.policy_rules(node.value["rules"], f"{where}.rules") if "rules" in node.value else None
+        order = (self.rule_order(node.value["order"], f"{where}.order", self.policies[name])
+                 if "order" in node.value else None)
+        attached = set(self.attached.get(name, set()))
+        attach = self.attachments(node.value.get("attach"), f"{where}.attach")
+        attached |= {a.network for a in attach or ()}
+        detach = self.policy_networks(node.value.get("detach"), f"{where}.detach")
+        for position, network in enumerate(detach or ()):
+            if network not in attached:
+                self.add(node.value["detach"].value[position], f"{where}.detach[{position}]",
+                         f"policy '{name}' is not attached to '{network}' here (attached: "
+                         f"{', '.join(sorted(attached)) or 'none'})")
+                detach = None
+        if None in (attach, detach) or ("rules" in node.value and rules is None) \
+                or ("order" in node.value and order is None):
+            return None
+        if rules is not None:
+            self.policies[name] = len(rules)
+        self.attached[name] = attached - set(detach)
+        return WritePolicy(node.line, name, rules, order, attach, detach)
+
+    def policy_rules(self, node: Node, where: str) -> tuple[PolicyRule, ...] | None:
+        """A policy's rules: a list of compact rules (maybe empty)."""
+        if not isinstance(node.value, list):
+            self.add(node, where, "must be a list of rules")
+            return None
+        rules = [self.policy_rule(rule, f"{where}[{position}]") for position, rule in enumerate(node.value)]
+        return None if None in rules else tuple(rules)
+
+    def policy_rule(self, node: Node, where: str) -> PolicyRule | None:
+        """One rule in the compact form (see `PolicyRule`)."""
+        if not self.keys(node, {"direction", "protocol", "src", "dst", "src_ports", "dst_ports",
+                                "action", "mirror_to"}, where, required={"src", "dst"}) \
+                or not {"src", "dst"} <= node.value.keys():
+            return None
+        ok = True
+        direction = self.text(node, "direction", where, default="<>")
+        if direction not in RULE_DIRECTIONS:
+            self.add(node.value["direction"], f"{where}.direction",
+                     f"'{direction}' is not a direction ('<>' both ways, '>' one way)")
+            ok = False
+        protocol = node.value.get("protocol")
+        protocol = "any" if protocol is None else protocol.value
+        if isinstance(protocol, int) and not isinstance(protocol, bool) and 0 <= protocol <= 255:
+            protocol = str(protocol)
+        elif protocol not in RULE_PROTOCOLS:
+            self.add(node.value["protocol"], f"{where}.protocol", f"'{protocol}' is not a protocol "
+                     f"({', '.join(RULE_PROTOCOLS)} or a number 0-255)")
+            ok = False
+        sources = self.rule_addresses(node, "src", where)
+        destinations = self.rule_addresses(node, "dst", where)
+        source_ports = self.rule_ports(node, "src_ports", where)
+        destination_ports = self.rule_ports(node, "dst_ports", where)
+        action = self.text(node, "action", where, default="pass")
+        if action not in RULE_ACTIONS:
+            self.add(node.value["action"], f"{where}.action", f"'{action}' is not pass or deny")
+            ok = False
+        mirror_to = self.analyzer(node, "mirror_to", where)
+        if "mirror_to" in node.value and mirror_to is None:
+            ok = False
+        if not ok or None in (sources, destinations, source_ports, destination_ports):
+            return None
+        return PolicyRule(direction, protocol, sources, destinations, source_ports,
+                          destination_ports, action, mirror_to)
+
+    def rule_addresses(self, node: Node, key: str, where: str) -> tuple[str, ...] | None:
+        """A rule's side: a network, any, local or a CIDR, or a list of them."""
+        value = node.value[key]
+        items = value.value if isinstance(value.value, list) else [value]
+        label = f"{where}.{key}"
+        if not items:
+            self.add(value, label, "give a network, any, local or a CIDR")
+            return None
+        found = []
+        for position, item in enumerate(items):
+            at = f"{label}[{position}]" if isinstance(value.value, list) else label
+            name = item.value
+            if not isinstance(name, str):
+                self.add(item, at, f"'{_plain(name)}' is not a network, any, local or a CIDR")
+                continue
+            if "/" in name:
+                try:
+                    ipaddress.ip_network(name)
+                except ValueError as err:
+                    self.add(item, at, f"'{name}' is not a CIDR ({err})")
+                    continue
+            elif name not in ("any", "local") and self.topology is not None \
+                    and not self.topology.has("network", name):
+                self.add(item, at, f"unknown network '{name}' (known: any, local, "
+                                   f"{', '.join(n.name for n in self.topology.networks)}; or a CIDR)")
+                continue
+            found.append(name)
+        return tuple(found) if len(found) == len(items) else None
+
+    def rule_ports(self, node: Node, key: str, where: str) -> tuple[tuple[int, int], ...] | None:
+        """A rule's ports: any, a port, a range 'N-M', or a list of them; `()` for any."""
+        value = node.value.get(key)
+        if value is None:
+            return ()
+        items = value.value if isinstance(value.value, list) else [value]
+        ranges = []
+        for item in items:
+            port = item.value
+            if port == "any":
+                return ()
+            text = str(port) if isinstance(port, int) and not isinstance(port, bool) else port
+            match = PORT_RANGE.match(text) if isinstance(text, str) else None
+            start, end = (int(match.group(1)), int(match.group(2) or match.group(1))) if match else (0, -1)
+            if not match or end > 65535 or start > end:
+                self.add(item, f"{where}.{key}", f"'{_plain(port)}' is not any, a port (0-65535) or a "
+                                                 f"range such as 8000-8080")
+                return None
+            ranges.append((start, end))
+        return tuple(ranges)
+
+    def rule_order(self, node: Node, where: str, count: int) -> tuple[int, ...] | None:
+        """A new order of a policy's `count` rules: their positions from 1, each once."""
+        positions = node.value if isinstance(node.value, list) else None
+        numbers = [item.value for item in positions or []]
+        if not all(type(number) is int for number in numbers) or sorted(numbers) != list(range(1, count + 1)):
+            self.add(node, where, f"must list the rules' positions 1 to {count}, each once, in "
+                                  f"their new order (e.g. {list(range(count, 0, -1))})")
+            return None
+        return tuple(numbers)
+
+    def attachments(self, node: Node | None, where: str) -> tuple[Attachment, ...] | None:
+        """Networks to attach a policy to, in turn: a name, or {network, major, minor}."""
+        if node is None:
+            return ()
+        if not isinstance(node.value, list) or not node.value:
+            self.add(node, where, "must be a list of networks")
+            return None
+        found = []
+        for position, item in enumerate(node.value):
+            at = f"{where}[{position}]"
+            if isinstance(item.value, dict):
+                if not self.keys(item, {"network", "major", "minor"}, at, required={"network"}):
+                    return None
+                network = self.policy_network(item.value["network"], f"{at}.network")
+                major = self.number(item, "major", at, 0, 0, 2 ** 31 - 1, integer=True)
+                minor = self.number(item, "minor", at, 0, 0, 2 ** 31 - 1, integer=True)
+                found.append(None if network is None else Attachment(network, (major, minor)))
+            else:
+                network = self.policy_network(item, at)
+                found.append(None if network is None else Attachment(network))
+        return None if None in found else tuple(found)
+
+    def policy_networks(self, node: Node | None, where: str) -> tuple[str, ...] | None:
+        """Networks of the topology, as a list."""
+        if node is None:
+            return ()
+        if not isinstance(node.value, list) or not node.value:
+            self.add(node, where, "must be a list of networks")
+            return None
+        found = [self.policy_network(item, f"{where}[{position}]") for position, item in enumerate(node.value)]
+        return None if None in found else tuple(found)
+
+    def policy_network(self, node: Node, where: str) -> str | None:
+        """A network of the topology."""
+        name = node.value
+        if self.topology is None:
+            return None
+        if not isinstance(name, str) or not self.topology.has("network", name):
+            self.add(node, where, f"unknown network '{_plain(name)}' (known: "
+                                  f"{', '.join(n.name for n in self.topology.networks)})")
+            return None
+        return name
+
+    def mark_step(self, node: Node, where: str) -> Mark | None:
+        if not self.keys(node, {"as", "analyzer"}, where, required={"analyzer"}):
+            return None
+        name = self.step_name(node, where, self.marks, required=True)
+        analyzer = self.analyzer(node, "analyzer", where)
+        if name is None or analyzer is None:
+            self.marks.pop(name, None)  # later steps are told of the marks that count something
+            return None
+        self.mark_analyzers[name] = analyzer
+        return Mark(node.line, name, analyzer)
+
+    def marks_of(self, node: Node, where: str, analyzer: str | None) -> tuple[str | None, str | None] | None:
+        """The marks `since` and `until` (None when left out) of what `analyzer` received;
+        None when one is not an earlier mark of that analyzer."""
+        marks = {key: self.reference(node, key, where, self.marks, "mark")
+                 for key in ("since", "until") if key in node.value}
+        for key, mark in marks.items():
+            if mark is not None and analyzer is not None and self.mark_analyzers[mark] != analyzer:
+                self.add(node.value[key], f"{where}.{key}", f"mark '{mark}' counts analyzer "
+                         f"'{self.mark_analyzers[mark]}', not '{analyzer}'")
+                return None
+        if None in marks.values():
+            return None
+        return marks.get("since"), marks.get("until")
+
+    def show_step(self, node: Node, where: str) -> Show | ShowReceived | None:
+        if isinstance(node.value, dict) and "analyzer" in node.value:
+            if not self.keys(node, {"analyzer", "filter", "since", "until", "title"}, where):
+                return None
+            analyzer = self.analyzer(node, "analyzer", where)
+            display_filter = self.text(node, "filter", where)  # tshark checks it (runner.check_filters)
+            title = self.text(node, "title", where)
+            span = self.marks_of(node, where, analyzer)
+            if span is None or analyzer is None:
+                return None
+            return ShowReceived(node.line, analyzer, display_filter, *span,
+                                title or f"what analyzer {analyzer} received")
         if not self.keys(node, {"capture", "filter", "title"}, where, required={"capture"}):
             return None
         capture = self.reference(node, "capture", where, self.captures, "capture")
@@ -829,6 +1198,7 @@ STEP_KINDS = {
     "analyzer": _Validator.analyzer_step, "ping": _Validator.ping_step,
     "iperf3": _Validator.iperf3_step, "probe": _Validator.probe_step,
     "craft": _Validator.craft_step, "fault": _Validator.fault_step, "wait": _Validator.wait_step,
+    "policy": _Validator.policy_step, "mark": _Validator.mark_step,
     "expect": _Validator.expect_step, "show": _Validator.show_step,
 }
 

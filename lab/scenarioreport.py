@@ -10,8 +10,9 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 from mirrorlab.scenario import (
-    EXPECTATIONS, Craft, CreateAnalyzer, ExpectFlows, ExpectLoss, ExpectPackets, ExpectState,
-    Fault, Iperf3, Ping, Probe, Scenario, Show, StartCapture, Step, StopCapture, Wait,
+    EXPECTATIONS, Craft, CreateAnalyzer, ExpectAnalyzer, ExpectFlows, ExpectLoss, ExpectPackets,
+    ExpectState, Fault, Iperf3, Mark, Ping, PolicyRule, Probe, Scenario, Show, ShowReceived,
+    StartCapture, Step, StopCapture, Wait, WritePolicy,
 )
 
 PASSED, FAILED, ERROR, SKIPPED = "passed", "failed", "error", "skipped"
@@ -82,6 +83,25 @@ def describe(step: Step) -> str:
             if step.vrouter:
                 return f"wait for vRouter {step.vrouter} to be {'' if step.connected else 'dis'}connected"
             return f"wait {step.seconds:g}s"
+        case WritePolicy():
+            parts = []
+            if step.rules is not None:
+                parts.append(f"rules {'; '.join(map(describe_rule, step.rules)) or 'none'}")
+            if step.order is not None:
+                parts.append(f"rules reordered {', '.join(map(str, step.order))}")
+            if step.attach:
+                parts.append("attached to " + ", ".join(
+                    f"{a.network} (sequence {a.sequence[0]}.{a.sequence[1]})" for a in step.attach))
+            if step.detach:
+                parts.append(f"detached from {', '.join(step.detach)}")
+            return f"policy {step.name}: {'; '.join(parts)}"
+        case Mark():
+            return f"mark {step.name}: frames analyzer {step.analyzer} has received"
+        case ExpectAnalyzer():
+            span = "".join(f" {word} {mark}" for word, mark in (("since", step.since),
+                                                                ("until", step.until)) if mark)
+            return (f"expect analyzer {step.analyzer}: {step.count} packets received"
+                    f"{' matching ' + repr(step.filter) if step.filter else ''}{span}")
         case ExpectPackets():
             return (f"expect capture {step.capture}: {step.count} packets"
                     f"{' matching ' + repr(step.filter) if step.filter else ''}")
@@ -91,9 +111,22 @@ def describe(step: Step) -> str:
             return f"expect capture {step.capture}: {step.state}"
         case ExpectFlows():
             return f"expect vRouter {step.vrouter}: {step.count} flows of capture {step.capture}"
+        case ShowReceived():
+            return f"show: {step.title}"
         case Show():
             return f"show: {step.title}"
     raise TypeError(f"not a step: {step!r}")
+
+
+def describe_rule(rule: PolicyRule) -> str:
+    """A policy rule in a few words, as Contrail's UI lists one: `pass icmp blue <> red mirror
+    to an1`."""
+    def ports(ranges):
+        return "" if not ranges else " port " + ",".join(
+            str(start) if start == end else f"{start}-{end}" for start, end in ranges)
+    return (f"{rule.action} {rule.protocol} {','.join(rule.sources)}{ports(rule.source_ports)} "
+            f"{rule.direction} {','.join(rule.destinations)}{ports(rule.destination_ports)}"
+            + (f" mirror to {rule.mirror_to}" if rule.mirror_to else ""))
 
 
 def markdown(result: RunResult) -> str:
@@ -120,7 +153,7 @@ def markdown(result: RunResult) -> str:
                      f"{_cell(outcome.detail)} | {outcome.seconds:.1f} |")
     lines.append("")
     for outcome in result.outcomes:
-        if outcome.evidence or isinstance(outcome.step, Show):
+        if outcome.evidence or isinstance(outcome.step, (Show, ShowReceived)):
             lines += [f"## Evidence: {outcome.step.title}", "", "```",
                       *(outcome.evidence or ["(no packets)"]), "```", ""]
     if scenario.answer:

@@ -75,3 +75,67 @@ def test_a_failing_expectation_fails_the_run(tmp_path):
     assert "**FAILED**" in (tmp_path / "out" / "failing" / "report.md").read_text()
     assert (tmp_path / "out" / "failing" / "pcaps" / "mon.pcapng").stat().st_size > 0
     assert not SCENARIO_STATE_DIR.joinpath("lab.json").exists()
+
+
+POLICY_SCENARIOS = {"policy-double-copies": "13 of 13", "policy-rule-order": "9 of 9"}
+
+
+def policy_copies(pcap, display_filter: str) -> int:
+    """How many frames of the analyzer's raw capture `pcap` tshark, decoding the Juniper
+    header, finds under `display_filter`."""
+    decoded = subprocess.run(["tshark", "-n", "-r", str(pcap), "-d", "udp.port==8099,juniper",
+                              "-Y", display_filter], capture_output=True, text=True, timeout=60)
+    assert decoded.returncode == 0, decoded.stderr
+    return len(decoded.stdout.splitlines())
+
+
+def test_the_policy_scenarios_pass_through_mirrorlab_run(tmp_path):
+    """`mirrorlab run` of both policy scenarios: each writes its policy through the lab's
+    configuration API and every count of what the analyzer received holds (exit code 0); the
+    analyzer's raw capture is kept, and tshark reads in it the policy copies the scenarios
+    counted: 12 across compute nodes and 6 on one node; 12 once the mirror rule comes first."""
+    paths = [str(REPO / "scenarios" / f"{name}.yaml") for name in POLICY_SCENARIOS]
+    result = subprocess.run([sys.executable, "-m", "mirrorlab.cli", "run", *paths, "--output",
+                             str(tmp_path), "--state-dir", str(SCENARIO_STATE_DIR)],
+                            capture_output=True, text=True, timeout=900, env=os.environ.copy())
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name, held in POLICY_SCENARIOS.items():
+        assert f"scenario {name}: PASSED ({held} expectations held)" in result.stdout
+        assert "**PASSED**" in (tmp_path / name / "report.md").read_text()
+    policy_copy = "icmp && udp.srcport >= 65472"
+    received = "pcaps/analyzer-interface-packet-capture.pcap"
+    assert policy_copies(tmp_path / "policy-double-copies" / received, policy_copy) == 18
+    assert policy_copies(tmp_path / "policy-rule-order" / received, policy_copy) == 12
+    assert not SCENARIO_STATE_DIR.joinpath("lab.json").exists()
+
+
+SINGLE_COPIES = """\
+name: single-copies
+title: Expecting one copy of each packet across compute nodes
+topology: default
+steps:
+  - policy:
+      name: watch
+      rules: [{src: blue, dst: red, mirror_to: interface-packet-capture}]
+      attach: [blue, red]
+  - mark: {as: start, analyzer: interface-packet-capture}
+  - ping: {as: across, from: vm1, to: vm4, count: 2}
+  - expect: {traffic: across, loss: 0}
+  # Both vRouters mirror: the analyzer receives 8, not 4.
+  - expect: {analyzer: interface-packet-capture, filter: icmp, packets: 4, since: start, within: 1}
+"""
+
+
+def test_an_analyzer_count_that_does_not_hold_fails_the_run(tmp_path):
+    """A policy scenario expecting one copy per packet across compute nodes fails with exit
+    code 1, naming the expectation and the 8 copies the analyzer received."""
+    path = tmp_path / "single-copies.yaml"
+    path.write_text(SINGLE_COPIES)
+    result = subprocess.run([sys.executable, "-m", "mirrorlab.cli", "run", str(path), "--output",
+                             str(tmp_path / "out"), "--state-dir", str(SCENARIO_STATE_DIR)],
+                            capture_output=True, text=True, timeout=600, env=os.environ.copy())
+    assert result.returncode == 1, result
+    assert "line 13: expect analyzer interface-packet-capture: exactly 4 packets received matching " \
+           "'icmp' since start\n         FAILED: 8 packets, expected exactly 4" in result.stdout, result.stdout
+    assert "scenario single-copies: FAILED (1 of 2 expectations held)" in result.stdout
+    assert not SCENARIO_STATE_DIR.joinpath("lab.json").exists()

@@ -2,6 +2,7 @@
 (contrail-api-client), against the config API app served by uvicorn on a free local port."""
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -21,6 +22,9 @@ from vnc_api.gen.resource_xsd import (
 from vnc_api.vnc_api import NetworkPolicy, VirtualNetwork, VncApi
 
 from mirrorlab.control import LabControlError
+from mirrorlab.errors import ApiError
+from mirrorlab.scenario import PolicyRule as ScenarioRule
+from mirrorlab.vncclient import ConfigApiClient
 from mirrorlab.controller.mirroring import DEFAULT_ANALYZER, PORT_ORIGIN, plan_analyzer
 from mirrorlab.controller.mirrorto import MirrorTo, StaticNhHeader
 from mirrorlab.controller.rest import MAX_REQUEST_BYTES, ApiAccess
@@ -61,9 +65,15 @@ def free_port() -> int:
 @pytest.fixture
 def server(service):
     """The configuration API of `service` on a free loopback port: its base URL."""
+    with serving(create_config_app(ConfigApi(service), ApiAccess.of())) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serving(app):
+    """`app` served by uvicorn on a free loopback port while the block runs: its base URL."""
     port = free_port()
-    config = uvicorn.Config(create_config_app(ConfigApi(service), ApiAccess.of()),
-                            host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     running = uvicorn.Server(config)
     thread = threading.Thread(target=running.run, daemon=True)
     thread.start()
@@ -671,3 +681,63 @@ def test_a_policy_rule_takes_every_mirror_to_a_capture_takes_but_nic_assisted(vn
     wires = [json.loads(path.read_text()) for path in service.captures_dir.glob("label-*.wire.json")]
     assert {(w["vni"], w["juniper_header"], w["record"]) for w in wires} == {
         (5000, False, False), (None, False, False)}
+
+
+def test_the_labs_own_client_writes_policies_as_vnc_api_reads_them(server, vnc, service, default_topo):
+    """`mirrorlab.vncclient` (what scenarios write policies with): a policy created with rules in
+    Contrail's policy_rule form, attached in sequence beside a policy vnc_api attached, its rules
+    reordered, detached; vnc_api reads each state back, the vRouters' rules follow, and a bad
+    rule is refused with contrail-api's message naming the field."""
+    client = ConfigApiClient(server)
+    policy = PROJECT + ["ordered"]
+    passing = ScenarioRule("<>", "icmp", ("blue",), ("red",), (), (), "pass", None)
+    mirror = ScenarioRule("<>", "any", ("blue",), ("red",), (), (), "pass", DEFAULT_ANALYZER)
+    assert client.fq_name_to_id("network-policy", policy) is None
+    uuid = client.write_policy(policy, [rule.policy_rule(default_topo) for rule in (passing, mirror)])
+    assert uuid == object_uuid("network-policy", policy)
+    assert rule_actions(vnc.network_policy_read(fq_name=policy)) == ["pass", f"mirror:{DEFAULT_ANALYZER}"]
+
+    other = NetworkPolicy("other", parent_obj=vnc.project_read(fq_name=PROJECT),
+                          network_policy_entries=PolicyEntriesType([policy_rule("deny", "blue", "blue")]))
+    vnc.network_policy_create(other)
+    blue = vnc.virtual_network_read(fq_name=PROJECT + ["blue"])
+    blue.add_network_policy(other, VirtualNetworkPolicyType(sequence=SequenceType(5, 0)))
+    vnc.virtual_network_update(blue)
+    client.attach_policy(PROJECT + ["blue"], policy, (0, 0))
+    client.attach_policy(PROJECT + ["red"], policy, (2, 1))
+    refs = vnc.virtual_network_read(fq_name=PROJECT + ["blue"]).get_network_policy_refs()
+    assert sorted((r["to"][-1], r["attr"].sequence.major) for r in refs) == [("ordered", 0), ("other", 5)]
+    (ref,) = vnc.virtual_network_read(fq_name=PROJECT + ["red"]).get_network_policy_refs()
+    assert (ref["to"], ref["attr"].sequence.major, ref["attr"].sequence.minor) == (policy, 2, 1)
+    assert [(r.policy.split(":")[-1], r.protocol, r.analyzer) for r in service.policies["red"]] == [
+        ("ordered", 1, None), ("ordered", None, DEFAULT_ANALYZER)]
+
+    client.write_policy(policy, client.policy_rules(policy)[::-1])
+    assert rule_actions(vnc.network_policy_read(fq_name=policy)) == [f"mirror:{DEFAULT_ANALYZER}", "pass"]
+    assert [r.analyzer for r in service.policies["red"]] == [DEFAULT_ANALYZER, None]
+
+    with pytest.raises(ApiError) as refused:
+        client.write_policy(policy, [{**passing.policy_rule(default_topo), "protocol": "gre"}])
+    assert refused.value.status == 400
+    assert refused.value.message.startswith("network_policy_entries.policy_rule[0].protocol: bad value 'gre'")
+    assert rule_actions(vnc.network_policy_read(fq_name=policy)) == [f"mirror:{DEFAULT_ANALYZER}", "pass"]
+
+    client.detach_policy(PROJECT + ["blue"], policy)
+    client.detach_policy(PROJECT + ["red"], policy)
+    (ref,) = vnc.virtual_network_read(fq_name=PROJECT + ["blue"]).get_network_policy_refs()
+    assert ref["to"] == PROJECT + ["other"]
+    assert vnc.virtual_network_read(fq_name=PROJECT + ["red"]).get_network_policy_refs() is None
+    assert "red" not in service.policies
+
+
+def test_the_labs_own_client_shows_the_token_as_vnc_api_does(service):
+    """A lab started with a token: the client sends it as X-Auth-Token (vnc_api's header);
+    without it the configuration API refuses with 401."""
+    guarded = create_config_app(ConfigApi(service), ApiAccess.of((), "s3cret"))
+    with serving(guarded) as url:
+        blue = PROJECT + ["blue"]
+        assert ConfigApiClient(url, "s3cret").fq_name_to_id("virtual-network", blue) == \
+            object_uuid("virtual-network", blue)
+        with pytest.raises(ApiError) as refused:
+            ConfigApiClient(url).fq_name_to_id("virtual-network", blue)
+        assert refused.value.status == 401 and "X-Auth-Token" in refused.value.message

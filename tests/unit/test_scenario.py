@@ -13,8 +13,13 @@ from xml.etree import ElementTree
 import pytest
 
 from mirrorlab import scenario as scenarios
-from mirrorlab.scenario import Bound, ExpectLoss, ExpectPackets, Fault, ScenarioError, Show, StartCapture
-from mirrorlab.scenarioreport import ERROR, FAILED, PASSED, SKIPPED, Outcome, RunResult, junit, markdown
+from mirrorlab.scenario import (
+    Attachment, Bound, ExpectAnalyzer, ExpectLoss, ExpectPackets, Fault, Mark, PolicyRule, ScenarioError,
+    Show, ShowReceived, StartCapture, WritePolicy,
+)
+from mirrorlab.scenarioreport import (
+    ERROR, FAILED, PASSED, SKIPPED, Outcome, RunResult, describe, junit, markdown,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 COLLECTION = sorted((REPO / "scenarios").glob("*.yaml"))
@@ -99,7 +104,7 @@ def test_every_problem_is_reported_with_file_and_line():
         "s.yaml:11: steps[6].craft.packet: {vm8.mac}: unknown VM 'vm8'",
         "s.yaml:12: steps[7].wait: waiting for a capture needs 'packets'",
         "s.yaml:13: steps[8].bogus: unknown step 'bogus' (steps: capture, stop, analyzer, ping, "
-        "iperf3, probe, craft, fault, wait, expect, show)",
+        "iperf3, probe, craft, fault, wait, policy, mark, expect, show)",
     ]
 
 
@@ -240,7 +245,8 @@ def test_every_scenario_of_the_collection_is_valid(path):
 
 def test_the_collection_covers_the_field_issues_and_has_exercises():
     names = {p.stem for p in COLLECTION}
-    assert {"mirror-loop", "agent-restart", "stale-mirror-state", "large-frames", "ipv6-ethertype"} <= names
+    assert {"mirror-loop", "agent-restart", "stale-mirror-state", "large-frames", "ipv6-ethertype",
+            "policy-double-copies", "policy-rule-order"} <= names
     assert len([n for n in names if n.startswith("training-")]) >= 2
 
 
@@ -310,3 +316,141 @@ def test_mirrorlab_run_refuses_a_bad_file_with_exit_code_2_and_runs_nothing(tmp_
     assert result.returncode == 2, result
     assert result.stderr.startswith(f"{bad}:5: filter: 'icmp and' is not a tshark display filter")
     assert not (tmp_path / "out").exists()
+
+
+# --- network policies and what an analyzer received ----------------------------------------------
+
+POLICIES = """\
+    name: policies
+    contrail: the issue
+    topology: default
+    steps:
+      - policy:
+          name: watch
+          rules:
+            - {direction: ">", protocol: tcp, src: [blue, 10.9.0.0/16], dst: any, dst_ports: [80, 8000-8080], mirror_to: interface-packet-capture}
+            - {src: local, dst: red, protocol: 17, action: deny}
+          attach: [blue, {network: red, major: 2, minor: 1}]
+      - mark: {as: before, analyzer: interface-packet-capture}
+      - policy: {name: watch, order: [2, 1]}
+      - policy: {name: watch, detach: [red]}
+      - mark: {as: after, analyzer: interface-packet-capture}
+      - expect: {analyzer: interface-packet-capture, filter: icmp, packets: 12, since: before, until: after}
+      - expect: {analyzer: interface-packet-capture, packets: {min: 1}}
+      - show: {analyzer: interface-packet-capture, filter: icmp, since: after}
+    """
+
+
+def test_policy_steps_give_rules_in_contrails_policy_rule_form():
+    scenario = parse(POLICIES)
+    write, before, reorder, detach, after, between, anything, show = scenario.steps
+    assert write == WritePolicy(5, "watch", (
+        PolicyRule(">", "tcp", ("blue", "10.9.0.0/16"), ("any",), (), ((80, 80), (8000, 8080)),
+                   "pass", "interface-packet-capture"),
+        PolicyRule("<>", "17", ("local",), ("red",), (), (), "deny", None)),
+        None, (Attachment("blue", (0, 0)), Attachment("red", (2, 1))), ())
+    assert write.rules[0].policy_rule(scenario.topology) == {
+        "direction": ">", "protocol": "tcp",
+        "src_addresses": [{"virtual_network": "default-domain:default:blue"},
+                          {"subnet": {"ip_prefix": "10.9.0.0", "ip_prefix_len": 16}}],
+        "dst_addresses": [{"virtual_network": "any"}],
+        "src_ports": [{"start_port": -1, "end_port": -1}],
+        "dst_ports": [{"start_port": 80, "end_port": 80}, {"start_port": 8000, "end_port": 8080}],
+        "action_list": {"simple_action": "pass", "mirror_to": {
+            "analyzer_name": "default-domain:default:interface-packet-capture"}}}
+    assert write.rules[1].policy_rule(scenario.topology)["src_addresses"] == [{"virtual_network": "local"}]
+    assert before == Mark(11, "before", "interface-packet-capture")
+    assert (reorder.rules, reorder.order, reorder.attach, reorder.detach) == (None, (2, 1), (), ())
+    assert (detach.order, detach.detach) == (None, ("red",))
+    assert between == ExpectAnalyzer(15, "interface-packet-capture", "icmp", Bound(12, 12),
+                                     "before", "after", 5)
+    assert (anything.since, anything.until, anything.count) == (None, None, Bound(1, None))
+    assert scenario.expectations == (between, anything)
+    assert show == ShowReceived(17, "interface-packet-capture", "icmp", "after", None,
+                                "what analyzer interface-packet-capture received")
+    assert describe(write) == (
+        "policy watch: rules pass tcp blue,10.9.0.0/16 > any port 80,8000-8080 mirror to "
+        "interface-packet-capture; deny 17 local <> red; attached to blue (sequence 0.0), "
+        "red (sequence 2.1)")
+    assert describe(between) == ("expect analyzer interface-packet-capture: exactly 12 packets "
+                                 "received matching 'icmp' since before until after")
+
+
+def test_every_problem_of_a_policy_step_is_reported_with_file_and_line():
+    assert problems("""\
+        name: bad-policies
+        topology: default
+        steps:
+          - policy: {name: later, order: [1]}
+          - policy:
+              name: watch
+              rules:
+                - {direction: "<", protocol: gre, src: green, dst: 10.1.1.5/24, action: drop}
+                - {src: any, dst: any, dst_ports: 70000, mirror_to: nowhere, colour: red}
+                - {src: [], dst: any, src_ports: "9-1"}
+                - {dst: any}
+              attach: [blue, purple]
+          - policy: {name: ok, rules: [{src: blue, dst: red}], attach: [blue]}
+          - policy: {name: ok, rules: [], order: [1]}
+          - policy: {name: ok, order: [1, one]}
+          - policy: {name: ok, detach: [red]}
+          - policy: {name: ok}
+          - mark: {as: m, analyzer: watcher}
+          - analyzer: {name: watcher}
+          - mark: {as: m2, analyzer: watcher}
+          - expect: {analyzer: interface-packet-capture, packets: 1, since: m2, until: nope}
+          - expect: {analyzer: ghost, filter: icmp}
+          - show: {analyzer: interface-packet-capture, until: m2, capture: c}
+        """) == [
+        "s.yaml:4: steps[0].policy: no policy 'later' before this step: its first step gives its 'rules'",
+        "s.yaml:8: steps[1].policy.rules[0].direction: '<' is not a direction ('<>' both ways, '>' one way)",
+        "s.yaml:8: steps[1].policy.rules[0].protocol: 'gre' is not a protocol (any, icmp, tcp, udp, "
+        "icmp6 or a number 0-255)",
+        "s.yaml:8: steps[1].policy.rules[0].src: unknown network 'green' (known: any, local, blue, red, "
+        "svc-vn-left; or a CIDR)",
+        "s.yaml:8: steps[1].policy.rules[0].dst: '10.1.1.5/24' is not a CIDR (10.1.1.5/24 has host bits set)",
+        "s.yaml:8: steps[1].policy.rules[0].action: 'drop' is not pass or deny",
+        "s.yaml:9: steps[1].policy.rules[1].colour: unknown key 'colour' (allowed: action, direction, "
+        "dst, dst_ports, mirror_to, protocol, src, src_ports)",
+        "s.yaml:9: steps[1].policy.rules[1].dst_ports: '70000' is not any, a port (0-65535) or a range "
+        "such as 8000-8080",
+        "s.yaml:9: steps[1].policy.rules[1].mirror_to: no analyzer 'nowhere' before this step (known: "
+        "interface-packet-capture; create one with 'analyzer:')",
+        "s.yaml:10: steps[1].policy.rules[2].src: give a network, any, local or a CIDR",
+        "s.yaml:10: steps[1].policy.rules[2].src_ports: '9-1' is not any, a port (0-65535) or a range "
+        "such as 8000-8080",
+        "s.yaml:11: steps[1].policy.rules[3]: missing key 'src'",
+        "s.yaml:12: steps[1].policy.attach[1]: unknown network 'purple' (known: blue, red, svc-vn-left)",
+        "s.yaml:14: steps[3].policy.order: give 'rules' or 'order', not both (order reorders the rules "
+        "written before)",
+        "s.yaml:15: steps[4].policy.order: must list the rules' positions 1 to 1, each once, in their "
+        "new order (e.g. [1])",
+        "s.yaml:16: steps[5].policy.detach[0]: policy 'ok' is not attached to 'red' here (attached: blue)",
+        "s.yaml:17: steps[6].policy: give 'rules' (write them), 'order' (reorder them), 'attach' or "
+        "'detach' (networks)",
+        "s.yaml:18: steps[7].mark.analyzer: no analyzer 'watcher' before this step (known: "
+        "interface-packet-capture; create one with 'analyzer:')",
+        "s.yaml:21: steps[10].expect.until: no mark 'nope' before this step (known: m2)",
+        "s.yaml:21: steps[10].expect.since: mark 'm2' counts analyzer 'watcher', not "
+        "'interface-packet-capture'",
+        "s.yaml:22: steps[11].expect: missing key 'packets'",
+        "s.yaml:22: steps[11].expect.analyzer: no analyzer 'ghost' before this step (known: "
+        "interface-packet-capture, watcher; create one with 'analyzer:')",
+        "s.yaml:23: steps[12].show.capture: unknown key 'capture' (allowed: analyzer, filter, since, "
+        "title, until)",
+        "s.yaml:23: steps[12].show.until: mark 'm2' counts analyzer 'watcher', not "
+        "'interface-packet-capture'",
+    ]
+
+
+def test_a_value_of_the_wrong_shape_is_quoted_as_the_file_wrote_it():
+    assert problems("""\
+        name: shapes
+        topology: default
+        steps:
+          - policy: {name: w, rules: [{src: {a: 1}, dst: any, action: [pass]}], attach: [[blue]]}
+        """) == [
+        "s.yaml:4: steps[0].policy.rules[0].src: '{'a': 1}' is not a network, any, local or a CIDR",
+        "s.yaml:4: steps[0].policy.rules[0].action: '['pass']' is not valid (a string)",
+        "s.yaml:4: steps[0].policy.attach[0]: unknown network '['blue']' (known: blue, red, svc-vn-left)",
+    ]
