@@ -167,7 +167,8 @@ def _highest_complete_table(results: dict) -> str:
                                                for frame, r in rates.items())
                        for name, rates in bare.items())
     return ("\n\n### Highest complete rate\n\nThe highest rate at which every copy was recorded "
-            "and reached the analyzer (0 lost), searched by bisection"
+            "and reached the analyzer (0 lost) while the monitored stream reached bv2 whole, searched by "
+            "bisection (runs before 2026-11-25 13:20 did not require the stream)"
             + (f". Bare limits at the same frame sizes (as fast as the sender can): {limits}" if limits else "")
             + ".\n\n" + _table(["destination", "frame", "highest complete rate"], rows))
 
