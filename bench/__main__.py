@@ -33,11 +33,13 @@ SECTIONS = ("bare", "capture", "completeness", "forwarding", "scale", "soak", "l
 RESULTS = REPO / "bench" / "results"
 
 # Sizes of a full and a quick run.
-FULL = {"capture_repetitions": 25, "completeness_seconds": 3, "forwarding_seconds": 5,
+FULL = {"capture_repetitions": 25, "completeness_seconds": 3, "completeness_search_steps": 5,
+        "forwarding_seconds": 5,
         "forwarding_repetitions": 3, "sizes": scale.SIZES, "controller_size": 1000,
         "soak_seconds": 180, "load_seconds": 20, "load_clients": 30,
         "load_rates": list(load.OFFERED_RATES)}
-QUICK = {"capture_repetitions": 5, "completeness_seconds": 1, "forwarding_seconds": 2,
+QUICK = {"capture_repetitions": 5, "completeness_seconds": 1, "completeness_search_steps": 2,
+         "forwarding_seconds": 2,
          "forwarding_repetitions": 1, "sizes": scale.QUICK_SIZES, "controller_size": 50,
          "soak_seconds": 30, "load_seconds": 6, "load_clients": 30, "load_rates": [300, 600]}
 
@@ -146,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
             if "bare" in sections:
                 def measure_bare():
                     with bare.bare_setups() as setups:
+                        run.results["bare_packet_rates"] = completeness.bare_packet_rates(
+                            setups, settings["completeness_seconds"])
                         return forwarding.measure_bare(setups, settings["forwarding_seconds"],
                                                        settings["forwarding_repetitions"])
                 bare_limits = run.section("bare", measure_bare)
@@ -217,7 +221,8 @@ def _mirror_sections(run: Run, workdir: Path, bare_limits: dict | None) -> None:
                 run.section("capture", capture.measure, mirror, settings["capture_repetitions"])
             if "completeness" in run.sections:
                 run.section("completeness", completeness.measure, mirror,
-                            settings["completeness_seconds"])
+                            settings["completeness_seconds"], completeness.FIXED_RATES,
+                            settings["completeness_search_steps"])
             if "forwarding" in run.sections:
                 run.section("forwarding", forwarding.measure, mirror, settings["forwarding_seconds"],
                             settings["forwarding_repetitions"], bare_limits)

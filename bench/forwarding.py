@@ -20,7 +20,9 @@ import statistics
 import time
 
 from bench.common import cpu_seconds, log, ovs_vswitchd_pid, ratio
-from bench.mirror_lab import ANALYZERS, DESTINATIONS, MONITORED, OTHER_NODE_PEER, SAME_NODE_PEER, MirrorLab
+from bench.mirror_lab import (
+    ANALYZERS, DESTINATIONS, MONITORED, OTHER_NODE_PEER, RUN_LIMIT_BYTES, SAME_NODE_PEER, MirrorLab,
+)
 from bench.traffic import iperf
 
 UDP_PAYLOAD = 1400
@@ -54,10 +56,6 @@ def measure_bare(setups: dict, seconds: float, repetitions: int) -> dict:
 
 
 NO_CAPTURE = "none"
-# Each run has a capture of its own, whose pcap holds the whole run (the lab's default limit,
-# 100 MiB, stops a capture within a second at these rates, and the rest would be measured
-# without one).
-RUN_LIMIT_BYTES = 8 << 30
 
 
 def _processes(mirror: MirrorLab, where: str) -> dict:

@@ -59,9 +59,11 @@ def _num(value, suffix: str = "") -> str:
 
 
 def _rate(run: dict) -> str:
-    """A completeness run's target rate: 1k, 10k, 50k or max (N)."""
+    """A completeness run's target rate: 1k, 10k, 50k, max (N) or search N."""
     if run["rate_name"] == "max":
         return f"max ({_num(run['target_pps'])} pps)"
+    if run["rate_name"] == "search":
+        return f"search {_num(run['target_pps'])}"
     pps = run["target_pps"]
     return f"{pps // 1000}k" if pps % 1000 == 0 else _num(pps)
 
@@ -123,7 +125,8 @@ def completeness_table(results: dict) -> str:
              _num(r["sender_pps"]), _num(r["receiver_pps"]), _num(r.get("peer_rx")),
              _num(r["monitored_packets"]),
              _num(r["analyzer_rx"]), _num(r["mirrored"]), _pct(r["delivered_to_analyzer"]),
-             f"**{_pct(r['completeness'])}**", _encapsulator_text(r.get("encapsulator"))]
+             f"**{_pct(r['completeness'])}**", _num(r.get("ovs_vswitchd_cores")),
+             _encapsulator_text(r.get("encapsulator"))]
             for r in c["runs"]]
     limits = ", ".join(f"{m['frame_bytes']}-byte frames {_num(m['forwarded_pps'])} pps "
                        f"(sender {_num(m['sent_pps'])} pps)" for m in c["max_forwarded"])
@@ -137,7 +140,37 @@ def completeness_table(results: dict) -> str:
             + "Encapsulator: copies it handled, and microseconds per copy receiving / building / "
             "sending (its own clock; the rest of a copy's cost is in Open vSwitch).\n\n"
             + _table(["destination", "frame", "target pps", "sent pps", "peer got pps", "peer rx", "monitored",
-                      "at analyzer", "recorded", "reached analyzer", "completeness", "encapsulator"], rows))
+                      "at analyzer", "recorded", "reached analyzer", "completeness",
+                      "ovs-vswitchd cores", "encapsulator"], rows)
+            + _highest_complete_table(results))
+
+
+def _highest_complete_text(entry: dict) -> str:
+    """The highest complete rate of a destination and frame size, in words."""
+    if entry["highest_complete_pps"] is None:
+        return f"none (incomplete from {_num(entry['lowest_incomplete_pps'])} pps up)"
+    if entry["lowest_incomplete_pps"] is None:
+        return f"{_num(entry['highest_complete_pps'])} pps (every rate tried, up to the lab's highest)"
+    return (f"{_num(entry['highest_complete_pps'])} pps "
+            f"(incomplete at {_num(entry['lowest_incomplete_pps'])})")
+
+
+def _highest_complete_table(results: dict) -> str:
+    """The highest complete rate of each destination and frame size, with the bare limits'
+    packet rates when the run measured them."""
+    entries = results["completeness"].get("highest_complete")
+    if not entries:
+        return ""
+    rows = [[e["analyzer"], f"{e['frame_bytes']} B", _highest_complete_text(e)] for e in entries]
+    bare = results.get("bare_packet_rates") or {}
+    limits = "; ".join(f"{name}: " + ", ".join(f"{frame}-byte frames {_num(r['forwarded_pps'])} pps"
+                                               for frame, r in rates.items())
+                       for name, rates in bare.items())
+    return ("\n\n### Highest complete rate\n\nThe highest rate at which every copy was recorded "
+            "and reached the analyzer (0 lost) while the monitored stream reached bv2 whole, searched by "
+            "bisection (runs before 2026-11-25 13:20 did not require the stream)"
+            + (f". Bare limits at the same frame sizes (as fast as the sender can): {limits}" if limits else "")
+            + ".\n\n" + _table(["destination", "frame", "highest complete rate"], rows))
 
 
 def _encapsulator_text(e: dict | None) -> str:
@@ -400,8 +433,12 @@ def summary(results: dict) -> str:
         for where in dict.fromkeys(r["analyzer"] for r in comp["runs"]):
             for frame in (64, 1400):
                 runs = [r for r in comp["runs"] if r["analyzer"] == where and r["frame_bytes"] == frame]
-                rows.append([f"Mirror completeness, {frame}-byte frames, {where} analyzer",
-                             ", ".join(f"{_pct(r['completeness'])} at {_rate(r)}" for r in runs)])
+                fixed = [r for r in runs if r["rate_name"] != "search"]
+                highest = next((e for e in comp.get("highest_complete", [])
+                                if e["analyzer"] == where and e["frame_bytes"] == frame), None)
+                rows.append([f"Mirror completeness, {frame}-byte frames, {where}",
+                             ", ".join(f"{_pct(r['completeness'])} at {_rate(r)}" for r in fixed)
+                             + (f"; 100% up to {_highest_complete_text(highest)}" if highest else "")])
     f, b = _forwarding(results), results.get("bare")
     if b:
         rows.append(["Bare limits: veth pair / OVS netdev bridge",

@@ -31,7 +31,7 @@ from mininet.net import Mininet
 from mininet.node import Host, OVSBridge, OVSSwitch
 
 from mirrorlab import topofile
-from mirrorlab.sandbox import Sandbox
+from mirrorlab.sandbox import VSWITCHD_RECEIVE_BUFFER, Sandbox, enlarge_receive_buffers
 from mirrorlab.state import LabState, process_record
 from mirrorlab.supervisor import ENCAPSULATOR, RecorderSupervisor
 from mirrorlab.topology import ENCAP_PORT, FABRIC_PORT, VM, FabricAnalyzer, Topology, vm_from_dict
@@ -368,19 +368,36 @@ class LabNetwork:
             _run("ovs-appctl", "fdb/add", self.topology.fabric_bridge,
                  probe.fabric_switch_port_name, "0", probe.mac)
 
-    def keep_fabric_pinned(self, sandbox: Sandbox, stopping: threading.Event) -> None:
-        """Pin the fabric's entries again whenever the lab's ovs-vswitchd was restarted."""
+    def watch_vswitchd(self, sandbox: Sandbox, stopping: threading.Event) -> None:
+        """Keep the lab's ovs-vswitchd set up as the lab needs it, twice a second: pin the
+        fabric's entries again whenever it was restarted, and give each packet socket it opens
+        (a port's, at bring-up, for a new analyzer, after a restart) a receive buffer of
+        VSWITCHD_RECEIVE_BUFFER bytes (see `mirrorlab.sandbox.enlarge_receive_buffers`)."""
         pinned_for = sandbox.vswitchd_pid()
-        while not stopping.wait(0.5):
+        enlarged_for, enlarged, refused = None, set(), None
+        while True:
             current = sandbox.vswitchd_pid()
-            if current is None or current == pinned_for:
-                continue
-            try:
-                self.pin_fabric_macs()
-                pinned_for = current
-                LOG.info("ovs-vswitchd restarted (pid %d); fabric entries pinned again", current)
-            except RuntimeError as err:  # its bridges are not back yet: next round
-                LOG.info("fabric entries not pinned yet: %s", err)
+            if current is not None and current != pinned_for:
+                try:
+                    self.pin_fabric_macs()
+                    pinned_for = current
+                    LOG.info("ovs-vswitchd restarted (pid %d); fabric entries pinned again", current)
+                except RuntimeError as err:  # its bridges are not back yet: next round
+                    LOG.info("fabric entries not pinned yet: %s", err)
+            if current is not None:
+                if current != enlarged_for:
+                    enlarged_for, enlarged = current, set()
+                try:
+                    count = enlarge_receive_buffers(current, VSWITCHD_RECEIVE_BUFFER, enlarged)
+                    if count:
+                        LOG.info("receive buffers of %d ovs-vswitchd sockets set to %d bytes",
+                                 count, VSWITCHD_RECEIVE_BUFFER)
+                except OSError as err:  # said once; forwarding works, with smaller buffers
+                    if str(err) != refused:
+                        refused = str(err)
+                        LOG.warning("receive buffers of ovs-vswitchd left as they are: %s", err)
+            if stopping.wait(0.5):
+                return
 
     def _connect_vrouters(self) -> None:
         """Point every vRouter at the controller, in one transaction."""
@@ -611,8 +628,8 @@ def main(argv: list[str] | None = None) -> int:
         server = _ControlServer(str(state.socket_path), _ControlHandler)
         server.lab = lab
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        threading.Thread(target=lab.keep_fabric_pinned, args=(sandbox, stopping),
-                         name="fabric-pins", daemon=True).start()
+        threading.Thread(target=lab.watch_vswitchd, args=(sandbox, stopping),
+                         name="vswitchd-watch", daemon=True).start()
         state.progress("[4/5] waiting for the controller to program the vRouters")
         if not lab.wait_reachable():
             state.progress("FAILED: some VMs cannot reach their peers (see above)")

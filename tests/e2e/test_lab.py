@@ -18,6 +18,7 @@ from scapy.all import ICMP, IP, Ether, rdpcap
 from scapy.contrib.mpls import MPLS
 
 from mirrorlab.controller.pipeline import FORWARD
+from mirrorlab.sandbox import VSWITCHD_MALLOC, VSWITCHD_RECEIVE_BUFFER, Sandbox
 from tests.e2e.conftest import ARTIFACTS, STATE_DIR, TOPOLOGY
 
 
@@ -99,6 +100,43 @@ def test_every_link_is_set_up_as_the_datapath_needs(lab):
         lab_ends.append(probe.fabric_switch_port_name)
     disabled = lab.netns("sysctl", *(f"net.ipv6.conf.{name}.disable_ipv6" for name in lab_ends)).stdout
     assert disabled.count("= 1") == len(lab_ends), disabled
+
+
+def vswitchd_receive_buffers(lab) -> dict[str, int]:
+    """The receive buffer (bytes) of each packet socket of the lab's ovs-vswitchd, by port."""
+    buffers = {}
+    for line in lab.netns("ss", "-0", "-a", "-m", "-p").stdout.splitlines():
+        match = re.search(r"\*:(\S+)\s.*\"ovs-vswitchd\".*skmem:\(.*\brb(\d+)", line)
+        if match:
+            buffers[match.group(1)] = int(match.group(2))
+    return buffers
+
+
+def test_vswitchd_reads_every_port_with_a_large_buffer_and_keeps_its_heap(lab):
+    """Every port's packet socket in the lab's ovs-vswitchd, an analyzer's added later
+    included, gets a receive buffer of VSWITCHD_RECEIVE_BUFFER (the kernel reports twice what
+    was set), not the machine's default; and ovs-vswitchd runs with the allocator settings
+    that keep its freed heap."""
+    analyzer = lab.create_analyzer("buffers-an", compute=lab.topology.computes[1].name)
+    try:
+        ports = ({analyzer["interface"]} | {i.port_name for vm in lab.topology.vms for i in vm.interfaces}
+                 | {c.fabric_port_name for c in lab.topology.computes}
+                 | {c.fabric_switch_port_name for c in lab.topology.computes}
+                 | {c.encap_port_name for c in lab.topology.computes})
+        deadline = time.monotonic() + 5
+        while True:
+            buffers = vswitchd_receive_buffers(lab)
+            small = {port: buffers.get(port) for port in ports
+                     if buffers.get(port, 0) < 2 * VSWITCHD_RECEIVE_BUFFER}
+            if not small or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert small == {}, f"ports with the default buffer (or none): {small}"
+    finally:
+        lab.delete_analyzer("buffers-an")
+    pid = Sandbox(lab.state).vswitchd_pid()
+    environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert {f"{key}={value}".encode() for key, value in VSWITCHD_MALLOC.items()} <= set(environment)
 
 
 def test_same_network_reaches_on_same_and_other_compute(lab):
