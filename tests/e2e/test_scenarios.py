@@ -55,15 +55,27 @@ steps:
 """
 
 
+def mirrorlab_run(paths: list, output) -> subprocess.CompletedProcess:
+    """`mirrorlab run` of the scenario files `paths`, with its output in `output`, in the
+    scenarios' state directory."""
+    return subprocess.run([sys.executable, "-m", "mirrorlab.cli", "run", *map(str, paths), "--output",
+                           str(output), "--state-dir", str(SCENARIO_STATE_DIR)],
+                          capture_output=True, text=True, timeout=900, env=os.environ.copy())
+
+
+def run_scenario_text(tmp_path, name: str, text: str) -> subprocess.CompletedProcess:
+    """`mirrorlab run` of the scenario `text`, written to tmp_path/NAME.yaml, with its output in
+    tmp_path/out."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    return mirrorlab_run([path], tmp_path / "out")
+
+
 def test_a_failing_expectation_fails_the_run(tmp_path):
     """`mirrorlab run` of a scenario with one false expectation: exit code 1, the progress names
     the expectation and what was seen, the JUnit report has exactly that failure, and the lab
     is taken down all the same."""
-    path = tmp_path / "failing.yaml"
-    path.write_text(FAILING)
-    result = subprocess.run([sys.executable, "-m", "mirrorlab.cli", "run", str(path), "--output",
-                             str(tmp_path / "out"), "--state-dir", str(SCENARIO_STATE_DIR)],
-                            capture_output=True, text=True, timeout=600, env=os.environ.copy())
+    result = run_scenario_text(tmp_path, "failing", FAILING)
     assert result.returncode == 1, result
     assert "line 10: expect capture mon: exactly 2 packets matching 'icmp.type == 0'\n" \
            "         FAILED: 0 packets, expected exactly 2" in result.stdout, result.stdout
@@ -94,10 +106,7 @@ def test_the_policy_scenarios_pass_through_mirrorlab_run(tmp_path):
     configuration API and every count of what the analyzer received holds (exit code 0); the
     analyzer's raw capture is kept, and tshark reads in it the policy copies the scenarios
     counted: 12 across compute nodes and 6 on one node; 12 once the mirror rule comes first."""
-    paths = [str(REPO / "scenarios" / f"{name}.yaml") for name in POLICY_SCENARIOS]
-    result = subprocess.run([sys.executable, "-m", "mirrorlab.cli", "run", *paths, "--output",
-                             str(tmp_path), "--state-dir", str(SCENARIO_STATE_DIR)],
-                            capture_output=True, text=True, timeout=900, env=os.environ.copy())
+    result = mirrorlab_run([REPO / "scenarios" / f"{name}.yaml" for name in POLICY_SCENARIOS], tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     for name, held in POLICY_SCENARIOS.items():
         assert f"scenario {name}: PASSED ({held} expectations held)" in result.stdout
@@ -129,11 +138,7 @@ steps:
 def test_an_analyzer_count_that_does_not_hold_fails_the_run(tmp_path):
     """A policy scenario expecting one copy per packet across compute nodes fails with exit
     code 1, naming the expectation and the 8 copies the analyzer received."""
-    path = tmp_path / "single-copies.yaml"
-    path.write_text(SINGLE_COPIES)
-    result = subprocess.run([sys.executable, "-m", "mirrorlab.cli", "run", str(path), "--output",
-                             str(tmp_path / "out"), "--state-dir", str(SCENARIO_STATE_DIR)],
-                            capture_output=True, text=True, timeout=600, env=os.environ.copy())
+    result = run_scenario_text(tmp_path, "single-copies", SINGLE_COPIES)
     assert result.returncode == 1, result
     assert "line 13: expect analyzer interface-packet-capture: exactly 4 packets received matching " \
            "'icmp' since start\n         FAILED: 8 packets, expected exactly 4" in result.stdout, result.stdout
