@@ -22,6 +22,7 @@ from typing import Callable
 
 from mirrorlab import Lab, LabError, faults
 from mirrorlab.client import free_port
+from mirrorlab.controller.packettree import DECODE_AS
 from mirrorlab.pcap import complete_end
 from mirrorlab.scenario import (
     DEFAULT_ANALYZER, Craft, CreateAnalyzer, ExpectAnalyzer, ExpectFlows, ExpectLoss, ExpectPackets,
@@ -41,8 +42,6 @@ PING_LINE = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received"
 # A classic pcap file with no packet: tshark compiles a display filter against it.
 EMPTY_PCAP = bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000")
 DIRECTION = {"0x00000002": "from", "0x00000001": "to"}
-# How tshark reads an analyzer's raw capture: Contrail's mirror header on UDP 8099.
-JUNIPER_DECODE = ("-d", "udp.port==8099,juniper")
 
 # Runs in the target VM: counts what arrives on a port, says "ready" once it listens, prints
 # the count when nothing more comes.
@@ -437,14 +436,14 @@ class _Steps:
     def _received(self, step: ExpectAnalyzer | ShowReceived, deadline: float,
                   fields: tuple[str, ...]) -> tuple[list[list[str]], int, Path]:
         """The `fields` of each frame the step's analyzer received between its marks that its
-        filter matches (tshark decoding the Juniper header), how many frames it received
-        between them, and its raw capture."""
+        filter matches (tshark decoding the Juniper header and VXLAN, as the packet view does),
+        how many frames it received between them, and its raw capture."""
         since = self.marks[step.since] if step.since else 0
         path, total = self._analyzer_received(step.analyzer, deadline)
         until = self.marks[step.until] if step.until else total
         span = f"frame.number > {since} && frame.number <= {until}"
         display_filter = f"{span} && ({step.filter})" if step.filter else span
-        return _tshark_fields(path, display_filter, fields, JUNIPER_DECODE), until - since, path
+        return _tshark_fields(path, display_filter, fields, DECODE_AS), until - since, path
 
     def expect_analyzer(self, step: ExpectAnalyzer):
         """Count the frames the analyzer received between the marks that match the display
